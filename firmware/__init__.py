@@ -1,0 +1,1 @@
+"""Board integrations, bitstream builds, flashing, bundle compiler (``plasticore.firmware``)."""

@@ -1,0 +1,1 @@
+"""Host library: transports, device API (``plasticore.host``)."""

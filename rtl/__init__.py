@@ -1,0 +1,1 @@
+"""Amaranth HDL of the hybrid core, mesh and UART link (imported as ``plasticore.rtl``)."""

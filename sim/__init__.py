@@ -1,0 +1,1 @@
+"""Golden model, Verilator testbenches and the simulated board (``plasticore.sim``)."""

@@ -1,0 +1,1 @@
+"""Torch models, training loops, quantisation-aware export (``plasticore.training``)."""
