@@ -1,0 +1,331 @@
+"""The network bundle: a versioned on-disk format for a deployable hybrid network.
+
+A bundle is a directory holding
+
+* ``bundle.json`` -- format tag, network metadata, per-layer scalar parameters and rule options,
+  input coding and number of time steps;
+* ``tensors.npz`` -- per-layer integer tensors ``L{l}.W`` (A x N, int8), ``L{l}.b`` (N),
+  ``L{l}.H0`` (A x N, int16), ``L{l}.hmask`` (A x N, 0/1), ``L{l}.beta`` (A), ``L{l}.eta`` (N),
+  ``L{l}.lut`` (512, int16).
+
+``load_bundle`` validates everything and raises :class:`BundleError` naming the offending field;
+``save_bundle`` writes to a temporary directory and renames, so a failed save leaves nothing
+half-written.  The schema is documented in ``docs/bundle.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import contract as C
+
+BUNDLE_FORMAT = "plasticore-bundle"
+BUNDLE_VERSION = 1
+
+#: Scalar integer parameters of a layer, in bundle.json, with their contract ranges.
+SCALAR_FIELDS = (
+    "theta", "lam", "decay", "alpha", "alpha_shift", "acc_shift", "recip", "recip_shift",
+    "dh_shift", "h_clamp", "ann_shift", "hebb_sign", "u_frac",
+)
+#: Enumerated options of a layer, in bundle.json (stored by name).
+ENUM_FIELDS = {
+    "soma": C.SomaMode, "reset": C.ResetMode, "ann_act": C.AnnAct, "h_persist": C.HPersist,
+    "input_kind": C.InputKind,
+}
+#: Per-layer tensors, in tensors.npz, with their shape in terms of (A, N).
+TENSOR_SHAPES = {
+    "W": ("A", "N"), "b": ("N",), "H0": ("A", "N"), "hmask": ("A", "N"), "beta": ("A",),
+    "eta": ("N",), "lut": ("LUT",),
+}
+TENSOR_DTYPES = {
+    "W": np.int8, "b": np.int32, "H0": np.int16, "hmask": np.uint8, "beta": np.int16,
+    "eta": np.int16, "lut": np.int16,
+}
+
+
+class BundleError(ValueError):
+    """A bundle is malformed; the message names the file and field."""
+
+
+@dataclass
+class Layer:
+    """One fully connected hybrid layer: integer tensors, scalar parameters and rule options."""
+
+    W: np.ndarray
+    b: np.ndarray
+    H0: np.ndarray
+    hmask: np.ndarray
+    beta: np.ndarray
+    eta: np.ndarray
+    lut: np.ndarray
+    theta: int
+    lam: int = 256
+    decay: int = 256
+    alpha: int = 0
+    alpha_shift: int = 0
+    acc_shift: int = 0
+    recip: int = 1
+    recip_shift: int = 0
+    dh_shift: int = 0
+    h_clamp: int = C.smax(C.H_BITS)
+    ann_shift: int = 0
+    hebb_sign: int = 1
+    u_frac: int = 0
+    soma: C.SomaMode = C.SomaMode.LIF
+    reset: C.ResetMode = C.ResetMode.SOFT
+    ann_act: C.AnnAct = C.AnnAct.RELU
+    h_persist: C.HPersist = C.HPersist.NEVER
+    input_kind: C.InputKind = C.InputKind.SPIKE
+    plastic: bool = True
+    post_fn: str = "tanh"
+
+    @property
+    def n_in(self) -> int:
+        return int(self.W.shape[0])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.W.shape[1])
+
+    @property
+    def x_frac(self) -> int:
+        return C.X_FRAC[self.input_kind]
+
+    def as64(self) -> dict[str, np.ndarray]:
+        """The tensors as int64 arrays (the golden model's working type)."""
+        return {k: np.asarray(getattr(self, k), dtype=np.int64) for k in TENSOR_SHAPES}
+
+
+@dataclass
+class InputCoding:
+    """How a sample (uint8 features) becomes per-step inputs of layer 0.
+
+    ``direct``: x_t = rshift_round(pixel * ramp[t], 8) (graded, the authors' exp(-t/tau) ramp
+    quantised to ramp[t] = round(256 * exp(-t / tau))).  ``rate``: x_t = 1 with probability
+    pixel/256 from a seeded PCG64 stream per sample (spikes).
+    """
+
+    kind: str = "direct"
+    tau: float = 40.0
+    ramp: list[int] = field(default_factory=list)
+    seed: int = 0
+
+
+@dataclass
+class Bundle:
+    layers: list[Layer]
+    timesteps: int
+    coding: InputCoding
+    name: str = "network"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_in(self) -> int:
+        return self.layers[0].n_in
+
+    @property
+    def n_out(self) -> int:
+        return self.layers[-1].n_out
+
+
+def ramp_for(tau: float, timesteps: int) -> list[int]:
+    """Quantised exp(-t/tau) ramp, 256 == 1.0."""
+    return [int(round(256 * np.exp(-t / tau))) for t in range(timesteps)]
+
+
+# ------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------
+def validate(bundle: Bundle) -> None:
+    """Raise :class:`BundleError` naming the first problem found in ``bundle``."""
+    if not bundle.layers:
+        raise BundleError("bundle.json: 'layers' is empty")
+    if len(bundle.layers) > C.MAX_LAYERS:
+        raise BundleError(f"bundle.json: {len(bundle.layers)} layers > MAX_LAYERS {C.MAX_LAYERS}")
+    if not (1 <= bundle.timesteps <= C.MAX_TIMESTEPS):
+        raise BundleError(f"bundle.json: 'timesteps' = {bundle.timesteps} not in 1..{C.MAX_TIMESTEPS}")
+    cod = bundle.coding
+    if cod.kind not in ("direct", "rate"):
+        raise BundleError(f"bundle.json: 'coding.kind' = {cod.kind!r}, expected 'direct' or 'rate'")
+    if cod.kind == "direct":
+        if len(cod.ramp) != bundle.timesteps:
+            raise BundleError(
+                f"bundle.json: 'coding.ramp' has {len(cod.ramp)} entries, expected timesteps={bundle.timesteps}")
+        if not all(0 <= int(r) <= 256 for r in cod.ramp):
+            raise BundleError("bundle.json: 'coding.ramp' entries must be in 0..256")
+    want_kind = C.InputKind.GRADED if cod.kind == "direct" else C.InputKind.SPIKE
+    prev_out = None
+    for li, L in enumerate(bundle.layers):
+        where = f"layer {li}"
+        for name, shape in TENSOR_SHAPES.items():
+            arr = getattr(L, name)
+            if not isinstance(arr, np.ndarray):
+                raise BundleError(f"tensors.npz: L{li}.{name} is missing or not an array")
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise BundleError(f"tensors.npz: L{li}.{name} has dtype {arr.dtype}, expected integers")
+            dims = {"A": L.W.shape[0] if L.W.ndim == 2 else -1, "N": L.W.shape[1] if L.W.ndim == 2 else -1,
+                    "LUT": C.LUT_SIZE}
+            want = tuple(dims[d] for d in shape)
+            if arr.shape != want:
+                raise BundleError(f"tensors.npz: L{li}.{name} has shape {arr.shape}, expected {want}")
+            rng = C.RANGES[name]
+            if not rng.check(arr):
+                raise BundleError(
+                    f"tensors.npz: L{li}.{name} has values in [{arr.min()}, {arr.max()}], "
+                    f"allowed [{rng.lo}, {rng.hi}]")
+        if not (1 <= L.n_in <= C.MAX_AXONS):
+            raise BundleError(f"{where}: {L.n_in} inputs not in 1..MAX_AXONS={C.MAX_AXONS}")
+        if not (1 <= L.n_out <= C.MAX_NEURONS * 64):
+            raise BundleError(f"{where}: {L.n_out} neurons out of range")
+        for name in SCALAR_FIELDS:
+            v = getattr(L, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise BundleError(f"bundle.json: layers[{li}].{name} = {v!r} is not an integer")
+            if name == "u_frac":
+                if not 0 <= v <= 40:
+                    raise BundleError(f"bundle.json: layers[{li}].u_frac = {v} not in 0..40")
+                continue
+            rng = C.RANGES[name]
+            if not rng.lo <= v <= rng.hi:
+                raise BundleError(f"bundle.json: layers[{li}].{name} = {v} not in {rng.lo}..{rng.hi}")
+        if L.hebb_sign not in (-1, 1):
+            raise BundleError(f"bundle.json: layers[{li}].hebb_sign = {L.hebb_sign}, expected -1 or +1")
+        for name, enum_t in ENUM_FIELDS.items():
+            if not isinstance(getattr(L, name), enum_t):
+                raise BundleError(f"bundle.json: layers[{li}].{name} = {getattr(L, name)!r} is not a {enum_t.__name__}")
+        if li == 0 and L.input_kind != want_kind:
+            raise BundleError(
+                f"bundle.json: layers[0].input_kind = {L.input_kind.name} but coding '{cod.kind}' "
+                f"produces {want_kind.name} inputs")
+        if li > 0:
+            if L.n_in != prev_out:
+                raise BundleError(
+                    f"bundle.json: layers[{li}] has {L.n_in} inputs but layers[{li - 1}] has {prev_out} outputs")
+            prev = bundle.layers[li - 1]
+            want = C.InputKind.SPIKE if prev.soma == C.SomaMode.LIF else C.InputKind.GRADED
+            if L.input_kind != want:
+                raise BundleError(
+                    f"bundle.json: layers[{li}].input_kind = {L.input_kind.name}, but layer {li - 1} "
+                    f"({prev.soma.name}) produces {want.name}")
+        prev_out = L.n_out
+
+
+# ------------------------------------------------------------------------------------------
+# (de)serialisation
+# ------------------------------------------------------------------------------------------
+def _layer_json(L: Layer) -> dict:
+    d = {k: int(getattr(L, k)) for k in SCALAR_FIELDS}
+    d.update({k: getattr(L, k).name.lower() for k in ENUM_FIELDS})
+    d.update(n_in=L.n_in, n_out=L.n_out, plastic=bool(L.plastic), post_fn=L.post_fn)
+    return d
+
+
+def to_json(bundle: Bundle) -> dict:
+    return {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "name": bundle.name,
+        "timesteps": int(bundle.timesteps),
+        "coding": {"kind": bundle.coding.kind, "tau": float(bundle.coding.tau),
+                   "ramp": [int(r) for r in bundle.coding.ramp], "seed": int(bundle.coding.seed)},
+        "layers": [_layer_json(L) for L in bundle.layers],
+        "meta": bundle.meta,
+    }
+
+
+def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
+    """Validate and write ``bundle`` to directory ``path`` atomically (temp dir + rename)."""
+    validate(bundle)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=path.parent))
+    try:
+        (tmp / "bundle.json").write_text(json.dumps(to_json(bundle), indent=1) + "\n")
+        tensors = {f"L{li}.{k}": np.asarray(getattr(L, k)).astype(TENSOR_DTYPES[k])
+                   for li, L in enumerate(bundle.layers) for k in TENSOR_SHAPES}
+        np.savez_compressed(tmp / "tensors.npz", **tensors)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _get(d: dict, key: str, where: str, typ=None):
+    if key not in d:
+        raise BundleError(f"{where}: missing field '{key}'")
+    v = d[key]
+    if typ is not None and (not isinstance(v, typ) or isinstance(v, bool) and typ is not bool):
+        raise BundleError(f"{where}: field '{key}' = {v!r} has type {type(v).__name__}, expected {typ}")
+    return v
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Read and validate a bundle directory; raises :class:`BundleError` naming the bad field."""
+    path = Path(path)
+    jf = path / "bundle.json"
+    tf = path / "tensors.npz"
+    if not path.is_dir():
+        raise BundleError(f"{path}: bundle directory does not exist")
+    if not jf.is_file():
+        raise BundleError(f"{jf}: missing (not a plasticore bundle?)")
+    if not tf.is_file():
+        raise BundleError(f"{tf}: missing")
+    try:
+        d = json.loads(jf.read_text())
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{jf}: not valid JSON ({e})") from None
+    if d.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"bundle.json: 'format' = {d.get('format')!r}, expected {BUNDLE_FORMAT!r}")
+    if d.get("version") != BUNDLE_VERSION:
+        raise BundleError(
+            f"bundle.json: 'version' = {d.get('version')!r}, this plasticore reads version {BUNDLE_VERSION}")
+    try:
+        npz = np.load(tf, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - report any decode failure with the file name
+        raise BundleError(f"{tf}: cannot be read ({e})") from None
+    cod_d = _get(d, "coding", "bundle.json", dict)
+    coding = InputCoding(kind=_get(cod_d, "kind", "bundle.json: coding", str),
+                         tau=float(cod_d.get("tau", 40.0)), ramp=list(cod_d.get("ramp", [])),
+                         seed=int(cod_d.get("seed", 0)))
+    layers = []
+    for li, ld in enumerate(_get(d, "layers", "bundle.json", list)):
+        where = f"bundle.json: layers[{li}]"
+        kw = {}
+        for k in SCALAR_FIELDS:
+            kw[k] = _get(ld, k, where, int)
+        for k, enum_t in ENUM_FIELDS.items():
+            v = _get(ld, k, where, str)
+            try:
+                kw[k] = enum_t[v.upper()]
+            except KeyError:
+                raise BundleError(
+                    f"{where}.{k} = {v!r}, expected one of {[e.name.lower() for e in enum_t]}") from None
+        kw["plastic"] = bool(_get(ld, "plastic", where, bool))
+        kw["post_fn"] = str(ld.get("post_fn", "custom"))
+        for k in TENSOR_SHAPES:
+            key = f"L{li}.{k}"
+            if key not in npz.files:
+                raise BundleError(f"tensors.npz: missing array '{key}'")
+            kw[k] = npz[key]
+        layers.append(Layer(**kw))
+    b = Bundle(layers=layers, timesteps=_get(d, "timesteps", "bundle.json", int), coding=coding,
+               name=str(d.get("name", "network")), meta=dict(d.get("meta", {})))
+    validate(b)
+    return b
+
+
+def copy_layer(L: Layer, **changes) -> Layer:
+    """A deep copy of ``L`` with ``changes`` applied."""
+    arrays = {f.name: np.array(getattr(L, f.name)) for f in fields(L) if isinstance(getattr(L, f.name), np.ndarray)}
+    arrays.update(changes)
+    return replace(L, **arrays)

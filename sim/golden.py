@@ -1,0 +1,306 @@
+"""The bit-exact golden model of the plasticore hybrid core.
+
+Pure step functions over explicit state and parameters (int64 numpy, explicit saturation).  This
+module *is* the specification of the hardware (prose: ``docs/spec.md``); the RTL testbenches, the
+torch deploy mode and the boards are compared against it with ``numpy.array_equal``.
+
+One time step of one layer, in order (all names from :mod:`plasticore.contract`)::
+
+    dendrite   accW_j = sum_i x_i * W_ij                      (exact, no saturation)
+               accH_j = sum_i x_i * H_ij * m_ij               (H of the previous step, m = hmask)
+    soma       I_j    = sat_U((accW_j << acc_shift) + b_j + sat_U(rshift_round(alpha * accH_j, alpha_shift)))
+      LIF      v_j    = u_j - theta * s_j       (soft)  |  v_j = 0 if s_j else u_j   (hard)
+               u_j    = sat_U(rshift_round(v_j * lam, 8) + I_j)
+               s_j    = [u_j > theta]
+      ANN      u_j    = I_j
+               s_j    = clip(rshift_round(I_j, ann_shift), 0, 255)  (ReLU) | clip(.., -128, 127) (identity)
+    plasticity (only if the layer is plastic)
+               z_j    = rshift_round(u_j * recip, recip_shift) - eta_j
+               f_j    = lut[clip(z_j, -256, 255) + 256]
+               g_i    = sat_16(rshift_round(beta_i * x_i, x_frac))
+               dH_ij  = hebb_sign * rshift_round(g_i * f_j, dh_shift)
+               H_ij   = clip(rshift_round(H_ij * decay, 8) + dH_ij, -h_clamp, +h_clamp)
+
+Layers run in order within a step; layer l+1 consumes layer l's output s of the *same* step.
+At the start of every sample u := 0, s := 0 and, for ``h_persist == SAMPLE`` layers, H := H0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from plasticore import contract as C
+from plasticore.bundle import Bundle, Layer
+
+I64 = np.int64
+
+
+# ------------------------------------------------------------------------------------------
+# state and step functions
+# ------------------------------------------------------------------------------------------
+@dataclass
+class LayerState:
+    """Dynamic state of one layer. Leading batch dims (B,) are allowed on every array."""
+
+    u: np.ndarray  #: membrane (.., N)
+    s: np.ndarray  #: last output (.., N): spikes 0/1 (LIF) or 8-bit activations (ANN)
+    H: np.ndarray  #: plastic weights (.., A, N) or (A, N) when shared by the batch
+
+
+def init_state(layer: Layer, batch: tuple[int, ...] = (), H: np.ndarray | None = None) -> LayerState:
+    """Zero membranes and outputs; H := H0 (broadcast to ``batch``) unless given."""
+    N = layer.n_out
+    if H is None:
+        H = np.broadcast_to(np.asarray(layer.H0, I64), batch + layer.H0.shape).copy()
+    return LayerState(u=np.zeros(batch + (N,), I64), s=np.zeros(batch + (N,), I64), H=H)
+
+
+def dendrite(x: np.ndarray, W: np.ndarray, H: np.ndarray, hmask: np.ndarray | None = None):
+    """Integrate inputs: ``accW = x @ W`` and ``accH = x @ (H * hmask)`` (exact integers).
+
+    The products are evaluated with float64 BLAS: every partial sum is an integer below 2**53
+    for the contract's geometry limits (|accW| < 2**26, |accH| < 2**34), so the result is exact
+    whatever the summation order.
+    """
+    xf = x.astype(np.float64)
+    accW = np.rint(xf @ W.astype(np.float64)).astype(I64)
+    Hm = H if hmask is None else H * hmask
+    Hf = Hm.astype(np.float64)
+    if Hf.ndim == 2:
+        accH = xf @ Hf
+    else:
+        accH = np.matmul(xf[..., None, :], Hf)[..., 0, :]
+    return accW, np.rint(accH).astype(I64)
+
+
+def soma_current(accW, accH, p: dict) -> np.ndarray:
+    """I = sat_U((accW << acc_shift) + b + sat_U(rshift_round(alpha * accH, alpha_shift)))."""
+    ih = C.sat(C.rshift_round(p["alpha"] * accH, p["alpha_shift"]), C.U_BITS)
+    return C.sat((accW << p["acc_shift"]) + p["b"] + ih, C.U_BITS)
+
+
+def soma_lif(u, s_prev, current, p: dict):
+    """LIF soma. Soft reset: v = u - theta*s; hard: v = u*(1-s). u' = sat_U(rshift_round(v*lam, 8) + I);
+    s' = [u' > theta]."""
+    if p["reset"] == C.ResetMode.SOFT:
+        v = u - p["theta"] * s_prev
+    else:
+        v = np.where(s_prev != 0, 0, u)
+    u_new = C.sat(C.mul_frac8(v, p["lam"]) + current, C.U_BITS)
+    return u_new, (u_new > p["theta"]).astype(I64)
+
+
+def soma_ann(current, p: dict):
+    """ANN soma: u' = I; y = clip(rshift_round(I, ann_shift), 0, 255) (ReLU) or (-128, 127) (identity)."""
+    y = C.rshift_round(current, p["ann_shift"])
+    if p["ann_act"] == C.AnnAct.RELU:
+        y = np.clip(y, 0, 255)
+    else:
+        y = np.clip(y, -128, 127)
+    return current.copy(), y
+
+
+def post_fn(u, p: dict) -> np.ndarray:
+    """f = lut[clip(rshift_round(u*recip, recip_shift) - eta, -256, 255) + 256]."""
+    z = C.rshift_round(u * p["recip"], p["recip_shift"]) - p["eta"]
+    return p["lut"][np.clip(z, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF]
+
+
+def plasticity(H, x, u, p: dict) -> np.ndarray:
+    """Local plasticity unit: H' = clip(rshift_round(H*decay, 8) + sign*rshift_round(g_i f_j, dh_shift), +-h_clamp)
+    with g = sat_16(rshift_round(beta*x, x_frac)) and f = :func:`post_fn` (u of this step)."""
+    f = post_fn(u, p)
+    g = C.sat(C.rshift_round(p["beta"] * x, p["x_frac"]), C.G_BITS)
+    dh = C.rshift_round(g[..., :, None] * f[..., None, :], p["dh_shift"])
+    if p["hebb_sign"] < 0:
+        dh = -dh
+    hd = C.mul_frac8(H, p["decay"])
+    if hd.ndim < dh.ndim:  # H shared by a batch cannot take per-sample updates
+        raise ValueError("plasticity: H must carry the batch dimension of x")
+    return np.clip(hd + dh, -p["h_clamp"], p["h_clamp"])
+
+
+def layer_params(layer: Layer) -> dict:
+    """Flatten a bundle layer into the dict the step functions take (int64 arrays, python ints)."""
+    p = layer.as64()
+    for k in ("theta", "lam", "decay", "alpha", "alpha_shift", "acc_shift", "recip", "recip_shift",
+              "dh_shift", "h_clamp", "ann_shift", "hebb_sign"):
+        p[k] = int(getattr(layer, k))
+    p.update(soma=layer.soma, reset=layer.reset, ann_act=layer.ann_act, plastic=layer.plastic,
+             x_frac=layer.x_frac, hmask_all=bool(np.all(layer.hmask == 1)))
+    return p
+
+
+@dataclass
+class StepRecord:
+    """Everything one layer step produced (for step-by-step comparison with the RTL)."""
+
+    accW: np.ndarray
+    accH: np.ndarray
+    current: np.ndarray
+    u: np.ndarray
+    s: np.ndarray
+    H: np.ndarray
+
+
+def layer_step(p: dict, state: LayerState, x: np.ndarray) -> tuple[LayerState, StepRecord]:
+    """One time step of one layer: dendrite -> soma -> plasticity. Pure: returns a new state."""
+    accW, accH = dendrite(x, p["W"], state.H, None if p["hmask_all"] else p["hmask"])
+    cur = soma_current(accW, accH, p)
+    if p["soma"] == C.SomaMode.LIF:
+        u, s = soma_lif(state.u, state.s, cur, p)
+    else:
+        u, s = soma_ann(cur, p)
+    H = plasticity(state.H, x, u, p) if p["plastic"] else state.H
+    return LayerState(u=u, s=s, H=H), StepRecord(accW, accH, cur, u, s, H)
+
+
+# ------------------------------------------------------------------------------------------
+# network runner
+# ------------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """Outputs of running S samples for T steps (the documented ``.npz`` run format)."""
+
+    spikes: list[np.ndarray]  #: per layer (S, T, N) int16: spikes, or ANN activations
+    u_final: list[np.ndarray]  #: per layer (S, N) int32: membrane after the last step of each sample
+    h_final: list[np.ndarray]  #: per layer (A, N) int16: H at the end of the run
+    predictions: np.ndarray  #: (S,) argmax of the last layer's final membrane (LIF) / last output (ANN)
+    labels: np.ndarray | None = None
+    u_trace: list[np.ndarray] | None = None  #: per layer (S, T, N) int32 when recorded
+    meta: dict = field(default_factory=dict)
+
+
+def predict(bundle: Bundle, u_final_last: np.ndarray, out_last_step: np.ndarray) -> np.ndarray:
+    """Class prediction: first index of the maximum final membrane (LIF) or last-step output (ANN)."""
+    v = u_final_last if bundle.layers[-1].soma == C.SomaMode.LIF else out_last_step
+    return np.argmax(v, axis=-1).astype(np.int64)
+
+
+def _check_inputs(bundle: Bundle, x: np.ndarray) -> np.ndarray:
+    from plasticore.coding import InputError
+
+    x = np.asarray(x)
+    T, A = bundle.timesteps, bundle.n_in
+    if x.ndim != 3 or x.shape[1:] != (T, A):
+        raise InputError(f"inputs have shape {x.shape}, expected (samples, {T}, {A})")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise InputError(f"inputs have dtype {x.dtype}, expected integers")
+    lo, hi = (0, 1) if bundle.layers[0].input_kind == C.InputKind.SPIKE else (C.X_MIN, C.X_GRADED_MAX)
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise InputError(f"inputs have values in [{x.min()}, {x.max()}], layer 0 accepts {lo}..{hi}")
+    return x.astype(I64)
+
+
+def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_membranes: bool = False,
+        H_start: list[np.ndarray] | None = None, batch: int = 256) -> RunResult:
+    """Run layer-0 inputs ``x`` (S, T, A0) through the network sample after sample.
+
+    Samples are independent (and evaluated as a batch of up to ``batch``) when every plastic layer
+    resets H per sample; otherwise they run one after another so that H carries over exactly as
+    on chip.  ``H_start`` overrides the initial H of a persistent layer (continuing a run).
+    """
+    x = _check_inputs(bundle, x)
+    S, T = x.shape[0], bundle.timesteps
+    params = [layer_params(L) for L in bundle.layers]
+    carry = any(L.plastic and L.h_persist == C.HPersist.NEVER for L in bundle.layers)
+    biggest = max(L.n_in * L.n_out for L in bundle.layers if L.plastic) if any(L.plastic for L in bundle.layers) else 1
+    chunk = 1 if carry else max(1, min(batch, (1 << 24) // biggest))  # keep (B, A, N) H under ~128 MB
+    Hs = [np.asarray(H_start[i] if H_start is not None else L.H0, I64) for i, L in enumerate(bundle.layers)]
+    spikes = [np.zeros((S, T, L.n_out), np.int16) for L in bundle.layers]
+    u_final = [np.zeros((S, L.n_out), np.int32) for L in bundle.layers]
+    u_trace = [np.zeros((S, T, L.n_out), np.int32) for L in bundle.layers] if record_membranes else None
+    for s0 in range(0, S, chunk):
+        s1 = min(S, s0 + chunk)
+        B = s1 - s0
+        states = []
+        for li, L in enumerate(bundle.layers):
+            if L.plastic and L.h_persist == C.HPersist.NEVER:
+                H = Hs[li][None].copy()
+            elif L.plastic:
+                H = np.broadcast_to(np.asarray(L.H0, I64), (B,) + L.H0.shape).copy()
+            else:
+                H = Hs[li]  # frozen, shared
+            states.append(init_state(L, (B,), H=H))
+        for t in range(T):
+            inp = x[s0:s1, t]
+            for li, p in enumerate(params):
+                states[li], rec = layer_step(p, states[li], inp)
+                spikes[li][s0:s1, t] = states[li].s
+                if u_trace is not None:
+                    u_trace[li][s0:s1, t] = states[li].u
+                inp = states[li].s
+        for li, L in enumerate(bundle.layers):
+            u_final[li][s0:s1] = states[li].u
+            if L.plastic:
+                Hs[li] = states[li].H[-1]
+    preds = predict(bundle, u_final[-1].astype(I64), spikes[-1][:, -1].astype(I64))
+    return RunResult(spikes=spikes, u_final=u_final, h_final=[h.astype(np.int16) for h in Hs],
+                     predictions=preds, labels=None if labels is None else np.asarray(labels, np.int64),
+                     u_trace=u_trace)
+
+
+# ------------------------------------------------------------------------------------------
+# the documented .npz run format
+# ------------------------------------------------------------------------------------------
+RUN_FORMAT = "plasticore-run/1"
+
+
+def result_to_npz_dict(res: RunResult, source: str) -> dict[str, np.ndarray]:
+    """Arrays of the run format (``docs/run-format.md``)."""
+    d: dict[str, np.ndarray] = {"format": np.array(RUN_FORMAT), "source": np.array(source),
+                                "n_layers": np.array(len(res.spikes), np.int64),
+                                "predictions": res.predictions.astype(np.int64)}
+    for li in range(len(res.spikes)):
+        d[f"layer{li}_spikes"] = res.spikes[li].astype(np.int16)
+        d[f"layer{li}_u_final"] = res.u_final[li].astype(np.int32)
+        d[f"layer{li}_h_final"] = res.h_final[li].astype(np.int16)
+        if res.u_trace is not None:
+            d[f"layer{li}_u_trace"] = res.u_trace[li].astype(np.int32)
+    if res.labels is not None:
+        d["labels"] = res.labels.astype(np.int64)
+        d["accuracy"] = np.array(float(np.mean(res.predictions == res.labels)) if res.labels.size else 0.0)
+    return d
+
+
+def save_result(res: RunResult, path, source: str = "golden") -> None:
+    """Write the run format atomically (temp file + rename)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".run-", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **result_to_npz_dict(res, source))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def compare_results(a: dict, b: dict) -> str | None:
+    """Compare two run-format dicts; None if bit-exact, else a message naming the first difference
+    (layer, sample, step, neuron/synapse and both values)."""
+    n = int(a["n_layers"])
+    if int(b["n_layers"]) != n:
+        return f"layer count differs: {n} vs {int(b['n_layers'])}"
+    for li in range(n):
+        for key, dims in (("spikes", ("sample", "step", "neuron")), ("u_final", ("sample", "neuron")),
+                          ("h_final", ("axon", "neuron"))):
+            k = f"layer{li}_{key}"
+            x, y = np.asarray(a[k]), np.asarray(b[k])
+            if x.shape != y.shape:
+                return f"{k}: shape {x.shape} vs {y.shape}"
+            if not np.array_equal(x, y):
+                idx = tuple(int(i) for i in np.argwhere(x != y)[0])
+                where = ", ".join(f"{d} {i}" for d, i in zip(dims, idx, strict=True))
+                return f"layer {li} {key}: first difference at {where}: {x[idx]} vs {y[idx]}"
+    if not np.array_equal(a["predictions"], b["predictions"]):
+        return "predictions differ"
+    return None
