@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import contract as C
+from .errors import PlasticoreError
 
 BUNDLE_FORMAT = "plasticore-bundle"
 BUNDLE_VERSION = 1
@@ -50,7 +51,7 @@ TENSOR_DTYPES = {
 }
 
 
-class BundleError(ValueError):
+class BundleError(PlasticoreError, ValueError):
     """A bundle is malformed; the message names the file and field."""
 
 
@@ -312,11 +313,16 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                     f"{where}.{k} = {v!r}, expected one of {[e.name.lower() for e in enum_t]}") from None
         kw["plastic"] = bool(_get(ld, "plastic", where, bool))
         kw["post_fn"] = str(ld.get("post_fn", "custom"))
-        for k in TENSOR_SHAPES:
+        dims = {"A": _get(ld, "n_in", where, int), "N": _get(ld, "n_out", where, int), "LUT": C.LUT_SIZE}
+        for k, shape in TENSOR_SHAPES.items():
             key = f"L{li}.{k}"
             if key not in npz.files:
                 raise BundleError(f"tensors.npz: missing array '{key}'")
             kw[k] = npz[key]
+            want = tuple(dims[d] for d in shape)
+            if kw[k].shape != want:
+                raise BundleError(f"tensors.npz: {key} has shape {kw[k].shape}, expected {want} "
+                                  f"(n_in={dims['A']}, n_out={dims['N']} in bundle.json)")
         layers.append(Layer(**kw))
     b = Bundle(layers=layers, timesteps=_get(d, "timesteps", "bundle.json", int), coding=coding,
                name=str(d.get("name", "network")), meta=dict(d.get("meta", {})))

@@ -10,9 +10,10 @@ import numpy as np
 
 from . import contract as C
 from .bundle import Bundle, InputCoding
+from .errors import PlasticoreError
 
 
-class InputError(ValueError):
+class InputError(PlasticoreError, ValueError):
     """Inputs with the wrong shape, dtype or range."""
 
 
