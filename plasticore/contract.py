@@ -114,7 +114,7 @@ class InputKind(enum.IntEnum):
 X_FRAC = {InputKind.SPIKE: 0, InputKind.GRADED: 8}
 
 
-class PostFn(str, enum.Enum):
+class PostFn(enum.StrEnum):
     """Named post-synaptic functions for the programmable table (any 512 int16 table is legal)."""
 
     TANH = "tanh"

@@ -53,7 +53,7 @@ def init_state(layer: Layer, batch: tuple[int, ...] = (), H: np.ndarray | None =
     """Zero membranes and outputs; H := H0 (broadcast to ``batch``) unless given."""
     N = layer.n_out
     if H is None:
-        H = np.broadcast_to(np.asarray(layer.H0, I64), batch + layer.H0.shape).copy()
+        H = np.broadcast_to(np.asarray(layer.H0, np.int16), batch + layer.H0.shape).copy()
     return LayerState(u=np.zeros(batch + (N,), I64), s=np.zeros(batch + (N,), I64), H=H)
 
 
@@ -65,11 +65,11 @@ def dendrite(x: np.ndarray, W: np.ndarray, H: np.ndarray, hmask: np.ndarray | No
     whatever the summation order.
     """
     xf = x.astype(np.float64)
-    accW = np.rint(xf @ W.astype(np.float64)).astype(I64)
+    accW = np.rint(xf @ (W if W.dtype == np.float64 else W.astype(np.float64))).astype(I64)
     Hm = H if hmask is None else H * hmask
     Hf = Hm.astype(np.float64)
-    if Hf.ndim == 2:
-        accH = xf @ Hf
+    if Hf.ndim == 2 or (Hf.shape[0] == 1 and xf.shape[0] == 1):
+        accH = xf @ Hf.reshape(Hf.shape[-2:])
     else:
         accH = np.matmul(xf[..., None, :], Hf)[..., 0, :]
     return accW, np.rint(accH).astype(I64)
@@ -108,18 +108,46 @@ def post_fn(u, p: dict) -> np.ndarray:
     return p["lut"][np.clip(z, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF]
 
 
+_DECAY_TABLES: dict[int, np.ndarray] = {}
+
+
+def decay_table(decay: int) -> np.ndarray:
+    """rshift_round(h * decay, 8) for every int16 h, indexed by the uint16 bit pattern of h."""
+    tbl = _DECAY_TABLES.get(decay)
+    if tbl is None:
+        h = np.arange(1 << 16, dtype=np.int64).astype(np.uint16).view(np.int16).astype(np.int64)
+        tbl = _DECAY_TABLES[decay] = C.mul_frac8(h, decay).astype(np.int32)
+    return tbl
+
+
 def plasticity(H, x, u, p: dict) -> np.ndarray:
     """Local plasticity unit: H' = clip(rshift_round(H*decay, 8) + sign*rshift_round(g_i f_j, dh_shift), +-h_clamp)
-    with g = sat_16(rshift_round(beta*x, x_frac)) and f = :func:`post_fn` (u of this step)."""
+    with g = sat_16(rshift_round(beta*x, x_frac)) and f = :func:`post_fn` (u of this step).
+
+    Returns int16. The A x N part runs in int32, which holds every intermediate exactly:
+    |H*decay + 128| < 2**24, |g*f| <= 2**30 and, for dh_shift <= 30, |g*f + 2**(dh_shift-1)| < 2**31;
+    for dh_shift > 30 the rounded product is provably 0 (|g*f| <= 2**30 < 2**(dh_shift-1)).
+    The decay term is one table look-up per synapse (the table is the same formula).
+    """
     f = post_fn(u, p)
     g = C.sat(C.rshift_round(p["beta"] * x, p["x_frac"]), C.G_BITS)
-    dh = C.rshift_round(g[..., :, None] * f[..., None, :], p["dh_shift"])
-    if p["hebb_sign"] < 0:
-        dh = -dh
-    hd = C.mul_frac8(H, p["decay"])
-    if hd.ndim < dh.ndim:  # H shared by a batch cannot take per-sample updates
+    if H.ndim < g.ndim + 1:  # H shared by a batch cannot take per-sample updates
         raise ValueError("plasticity: H must carry the batch dimension of x")
-    return np.clip(hd + dh, -p["h_clamp"], p["h_clamp"])
+    H16 = H if H.dtype == np.int16 else H.astype(np.int16)
+    hd = decay_table(p["decay"])[H16.view(np.uint16)]  # new int32 array; the caller's H is untouched
+    sh = p["dh_shift"]
+    if sh <= 30:
+        dh = g.astype(np.int32)[..., :, None] * f.astype(np.int32)[..., None, :]
+        if sh:
+            dh += np.int32(1 << (sh - 1))
+            dh >>= np.int32(sh)
+        if p["hebb_sign"] < 0:
+            hd -= dh
+        else:
+            hd += dh
+    c = p["h_clamp"]
+    np.clip(hd, -c, c, out=hd)
+    return hd.astype(np.int16)
 
 
 def layer_params(layer: Layer) -> dict:
@@ -129,7 +157,7 @@ def layer_params(layer: Layer) -> dict:
               "dh_shift", "h_clamp", "ann_shift", "hebb_sign"):
         p[k] = int(getattr(layer, k))
     p.update(soma=layer.soma, reset=layer.reset, ann_act=layer.ann_act, plastic=layer.plastic,
-             x_frac=layer.x_frac, hmask_all=bool(np.all(layer.hmask == 1)))
+             x_frac=layer.x_frac, hmask_all=bool(np.all(layer.hmask == 1)), Wf=p["W"].astype(np.float64))
     return p
 
 
@@ -147,7 +175,7 @@ class StepRecord:
 
 def layer_step(p: dict, state: LayerState, x: np.ndarray) -> tuple[LayerState, StepRecord]:
     """One time step of one layer: dendrite -> soma -> plasticity. Pure: returns a new state."""
-    accW, accH = dendrite(x, p["W"], state.H, None if p["hmask_all"] else p["hmask"])
+    accW, accH = dendrite(x, p["Wf"], state.H, None if p["hmask_all"] else p["hmask"])
     cur = soma_current(accW, accH, p)
     if p["soma"] == C.SomaMode.LIF:
         u, s = soma_lif(state.u, state.s, cur, p)
@@ -208,7 +236,7 @@ def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_
     carry = any(L.plastic and L.h_persist == C.HPersist.NEVER for L in bundle.layers)
     biggest = max(L.n_in * L.n_out for L in bundle.layers if L.plastic) if any(L.plastic for L in bundle.layers) else 1
     chunk = 1 if carry else max(1, min(batch, (1 << 24) // biggest))  # keep (B, A, N) H under ~128 MB
-    Hs = [np.asarray(H_start[i] if H_start is not None else L.H0, I64) for i, L in enumerate(bundle.layers)]
+    Hs = [np.asarray(H_start[i] if H_start is not None else L.H0, np.int16) for i, L in enumerate(bundle.layers)]
     spikes = [np.zeros((S, T, L.n_out), np.int16) for L in bundle.layers]
     u_final = [np.zeros((S, L.n_out), np.int32) for L in bundle.layers]
     u_trace = [np.zeros((S, T, L.n_out), np.int32) for L in bundle.layers] if record_membranes else None
@@ -220,7 +248,7 @@ def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_
             if L.plastic and L.h_persist == C.HPersist.NEVER:
                 H = Hs[li][None].copy()
             elif L.plastic:
-                H = np.broadcast_to(np.asarray(L.H0, I64), (B,) + L.H0.shape).copy()
+                H = np.broadcast_to(np.asarray(L.H0, np.int16), (B,) + L.H0.shape).copy()
             else:
                 H = Hs[li]  # frozen, shared
             states.append(init_state(L, (B,), H=H))

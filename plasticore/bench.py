@@ -1,0 +1,140 @@
+"""`make bench`: every benchmark of the project, side by side, as JSON and a short table.
+
+Speed targets are ratios measured in one run on this machine (ours vs a baseline, ours vs a
+physical limit), medians of several repetitions, because the machines are shared and noisy.
+
+    python -m plasticore.bench [--only golden,core,link,training] [--out bench/results/bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _median_time(fn, repeats: int) -> float:
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def bench_golden(A: int = 256, N: int = 256, steps: int = 50, repeats: int = 5) -> dict:
+    """Golden-model throughput with plasticity on vs the naive per-synapse loop, same layer and inputs.
+
+    One synaptic operation (SOP) = one synapse visited in one step: its share of the dendrite
+    integration and its plastic update (A*N per layer step, counted for every synapse).
+    """
+    from plasticore import contract as C
+    from plasticore.sim import golden
+    from plasticore.sim.naive import naive_layer_step
+    from plasticore.sim.random_bundle import random_layer
+
+    rng = np.random.default_rng(1234)
+    L = random_layer(rng, A, N, C.InputKind.SPIKE, plastic=True, edge="none")
+    p = golden.layer_params(L)
+    xs = (rng.random((steps, 1, A)) < 0.5).astype(np.int64)
+
+    def run_golden():
+        st = golden.init_state(L, (1,))
+        for t in range(steps):
+            st, _ = golden.layer_step(p, st, xs[t])
+
+    t_golden = _median_time(run_golden, repeats) / steps
+    naive_steps = 2
+    u, s, H = [0] * N, [0] * N, L.H0.astype(int).tolist()
+
+    def run_naive():
+        nonlocal u, s, H
+        for t in range(naive_steps):
+            u, s, H = naive_layer_step(p, u, s, H, xs[t, 0].tolist())
+
+    t_naive = _median_time(run_naive, 3) / naive_steps
+    # batched: independent samples (H reset per sample) evaluated together
+    B = 64
+    Lb = L
+    Lb.h_persist = C.HPersist.SAMPLE
+    xb = (rng.random((B, A)) < 0.5).astype(np.int64)
+
+    def run_batched():
+        st = golden.init_state(Lb, (B,))
+        for _ in range(5):
+            st, _ = golden.layer_step(p, st, xb)
+
+    t_batched = _median_time(run_batched, repeats) / (5 * B)
+    sop = A * N
+    return {
+        "layer": f"{A}x{N}", "plasticity": True,
+        "golden_sop_per_s": sop / t_golden,
+        "naive_loop_sop_per_s": sop / t_naive,
+        "speedup_vs_naive": t_naive / t_golden,
+        "golden_batched_sop_per_s": sop / t_batched,
+        "goal_sop_per_s": 1e8, "goal_speedup": 50,
+        "meets_goal": bool(sop / t_golden >= 1e8 and t_naive / t_golden >= 50),
+    }
+
+
+#: name -> (module, function) of every benchmark; modules that are not installed are reported as such.
+BENCHES = {
+    "golden": ("plasticore.bench", "bench_golden"),
+    "core": ("plasticore.sim.bench_core", "bench"),
+    "link": ("plasticore.sim.bench_link", "bench"),
+    "training": ("plasticore.training.api", "bench"),
+}
+
+
+def _table(results: dict) -> str:
+    rows = []
+    for name, r in results.items():
+        if "error" in r:
+            rows.append(f"{name:10s} ERROR {r['error']}")
+            continue
+        for k, v in r.items():
+            if isinstance(v, float):
+                v = f"{v:.4g}"
+            rows.append(f"{name:10s} {k:32s} {v}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="plasticore.bench")
+    ap.add_argument("--only", default=",".join(BENCHES), help="comma separated: " + ",".join(BENCHES))
+    ap.add_argument("--out", type=Path, default=Path("bench/results/bench.json"))
+    args = ap.parse_args(argv)
+    results: dict[str, dict] = {}
+    failed = False
+    for name in args.only.split(","):
+        mod_name, fn_name = BENCHES[name]
+        try:
+            mod = sys.modules[__name__] if mod_name == __name__ else importlib.import_module(mod_name)
+            fn = getattr(mod, fn_name)
+        except (ModuleNotFoundError, AttributeError) as e:
+            results[name] = {"error": f"not available: {e}"}
+            continue
+        print(f"running benchmark '{name}' ...", flush=True)
+        try:
+            results[name] = fn()
+        except Exception as e:  # noqa: BLE001 - report and continue with the other benchmarks
+            results[name] = {"error": f"{type(e).__name__}: {e}"}
+            failed = True
+    doc = {"machine": platform.platform(), "python": platform.python_version(),
+           "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    print(_table(results))
+    print(f"results: {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
