@@ -1,0 +1,109 @@
+"""The multi-core chip: mesh geometry, spike packets, routing tables and chip registers.
+
+Imported by the RTL (``rtl/router.py``, ``rtl/netif.py``, ``rtl/chip.py``), the bundle compiler
+(``host/compiler.py``) and the host; nothing defines these twice. Prose: ``docs/chip.md``.
+
+Mesh
+----
+``K = mesh_x * mesh_y`` cores; core ``k`` sits at ``(x, y) = (k % mesh_x, k // mesh_x)``.  Every core has
+a router with five ports; packets travel by dimension-order routing (X first, then Y), which is
+deadlock free on a mesh.  Packets for the host (``to_host``) travel west along their row and leave
+the mesh through the west port of column 0, where an arbiter merges the rows into the output FIFO.
+
+Routing tables
+--------------
+Each core has ``MAX_DESTS`` table entries.  A non-zero output of local neuron ``j`` is sent once per
+valid entry ``e`` as a packet ``(e.x, e.y, e.to_host, index = e.base + j, value)``: multicast to every
+core of the next layer (``index`` = axon there), or to the host (``index`` = neuron of the layer).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from . import contract as C
+
+MAX_MESH = 8  #: mesh_x, mesh_y <= 8
+COORD_BITS = 3
+INDEX_BITS = 16  #: axon (next layer) or neuron (host) index carried by a packet
+MAX_DESTS = 8  #: routing-table entries per core (a layer may span up to 8 cores)
+
+
+def packet_fields() -> dict[str, int]:
+    """Packet fields and widths (the value is signed, the rest unsigned)."""
+    return {"x": COORD_BITS, "y": COORD_BITS, "to_host": 1, "index": INDEX_BITS, "value": C.X_BITS}
+
+
+class Port(enum.IntEnum):
+    """Router ports."""
+
+    LOCAL = 0
+    NORTH = 1  #: towards y - 1
+    EAST = 2  #: towards x + 1
+    SOUTH = 3  #: towards y + 1
+    WEST = 4  #: towards x - 1 (column 0: the host)
+
+
+def route(x: int, y: int, dx: int, dy: int, to_host: bool) -> Port:
+    """Dimension-order routing decision of the router at (x, y) (the RTL implements the same)."""
+    if to_host:
+        return Port.WEST
+    if dx > x:
+        return Port.EAST
+    if dx < x:
+        return Port.WEST
+    if dy > y:
+        return Port.SOUTH
+    if dy < y:
+        return Port.NORTH
+    return Port.LOCAL
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    """One routing-table entry of a core."""
+
+    x: int = 0
+    y: int = 0
+    to_host: bool = False
+    base: int = 0
+    valid: bool = True
+
+    def pack(self) -> int:
+        """Entry word: valid | to_host << 1 | x << 2 | y << 5 | base << 8 (24 bits)."""
+        return (int(self.valid) | int(self.to_host) << 1 | self.x << 2 | self.y << (2 + COORD_BITS)
+                | self.base << (2 + 2 * COORD_BITS))
+
+    @classmethod
+    def unpack(cls, w: int) -> RouteEntry:
+        m = (1 << COORD_BITS) - 1
+        return cls(valid=bool(w & 1), to_host=bool(w >> 1 & 1), x=w >> 2 & m, y=w >> (2 + COORD_BITS) & m,
+                   base=w >> (2 + 2 * COORD_BITS) & ((1 << INDEX_BITS) - 1))
+
+
+ROUTE_ENTRY_BITS = 2 + 2 * COORD_BITS + INDEX_BITS
+
+
+class ChipReg(enum.IntEnum):
+    """Chip-level registers (target ``CHIP`` of the chip bus)."""
+
+    CHIP_ID = 0  #: read-only: CHIP_ID_VALUE
+    MESH = 1  #: read-only: mesh_x | mesh_y << 8
+    N_CORES = 2  #: read-only
+    N_PHASES = 3  #: layers in use: a step runs phases 0 .. N_PHASES-1
+    RUN = 4  #: write n: run n time steps (inputs of step 1 must be loaded); read: steps left
+    CLEAR = 5  #: write 1: sample start on every core (u := 0, s := 0, pending inputs dropped)
+    STATUS = 6  #: read-only: bit0 busy
+    OUT_COUNT = 7  #: read-only: entries waiting in the host output FIFO
+    OUT_POP = 8  #: read: pop one output entry: index | value << 16 (value 9-bit signed); 0xFFFFFFFF if empty
+    STEPS = 9  #: read-only: steps run since reset
+    CYCLES = 10  #: read-only: clock cycles of the last step
+    DESIGN_ID = 11  #: read-only: hash of the build configuration (checked by the host)
+    OUT_DROPS = 12  #: read-only: outputs lost because the FIFO was full (must stay 0)
+    CORE_PHASE_BASE = 32  #: + k: phase (layer) of core k; 0xF = unused core
+    ROUTE_BASE = 64  #: + k * MAX_DESTS + e: routing entry e of core k (RouteEntry.pack())
+
+
+CHIP_ID_VALUE = 0x504C4D31  #: "PLM1"
+UNUSED_PHASE = 0xF
