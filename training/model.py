@@ -1,0 +1,357 @@
+"""The global-local hybrid spiking network (DESIGN §2) in torch.
+
+Shape of the API (as in snnTorch / Norse): a **functional step** (:func:`hybrid_step`) over explicit
+state, wrapped by a **stateful module** (:class:`HybridLayer`) and a network (:class:`HybridNet`).
+
+Per layer and time step (x_t the input, H the local plastic matrix, ``m`` the H mask)::
+
+    I_t = x_t·(W⊙M) + b + α·(x_t·(H_{t-1}⊙m))  [+ teaching current on the output layer]
+    u_t = (u_{t-1} − θ·s_{t-1})·λ + I_t          (soft reset; hard: u_{t-1}·(1 − s_{t-1}))
+    s_t = [u_t > θ]                               rectangular surrogate: ∂s/∂u = 1 for |u − θ| < 0.5
+    H_t = clamp(decay·H_{t-1} + sign·(β⊙x_t)ᵀ ⊗ f(u_t/θ − η), ±c)
+
+With ``qat=True`` (the default) every quantity is fake-quantised to the integer grid of the
+contract (``docs/spec.md``) with straight-through gradients, in the order the integer core rounds:
+the α-term, the leak product, z = u/θ − η through the reciprocal, f from the 512-entry table, g = β·x,
+g⊗f and the H decay.  In float64 this forward equals the integer deploy mode exactly; in float32 it
+differs only by rare last-bit effects.
+
+H semantics (``h_mode``):
+
+* ``shared`` -- the authors' code: one H for the whole mini-batch, batch-mean update, carried across
+  mini-batches (the carried H is the H0 of the exported bundle);
+* ``sample`` -- the chip's semantics vectorised: every sample starts from H0 and evolves its own H.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from plasticore import contract as C
+
+from .quant import LayerScales, fq, layer_scales
+
+U_MAX = float(C.smax(C.U_BITS))
+U_MIN = float(C.smin(C.U_BITS))
+
+
+class SpikeFn(torch.autograd.Function):
+    """Heaviside forward, rectangular surrogate backward (|u − θ| < width)."""
+
+    @staticmethod
+    def forward(ctx, v, width):
+        ctx.save_for_backward(v)
+        ctx.width = width
+        return (v > 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (v,) = ctx.saved_tensors
+        return g * (v.abs() < ctx.width).to(g.dtype), None
+
+
+def spike(v: torch.Tensor, width: float = 0.5) -> torch.Tensor:
+    return SpikeFn.apply(v, width)
+
+
+def post_function(name: str, z: torch.Tensor) -> torch.Tensor:
+    if name == "tanh":
+        return torch.tanh(z)
+    if name == "identity":
+        return z
+    if name == "sign":
+        return torch.sign(z)
+    raise ValueError(f"unknown post function {name!r}")
+
+
+@dataclass
+class RuleOptions:
+    """Neuron and plasticity-rule options of one layer (every option of the contract)."""
+
+    theta: float = 0.35
+    lam: int = 102  #: leak λ = lam/256 (0.4 -> 102)
+    decay: int = 243  #: plastic decay = decay/256 (0.95 -> 243)
+    post_fn: str = "tanh"  #: tanh | identity | sign (deployed as a 512-entry table)
+    hebb_sign: int = 1
+    clamp: float | None = 4.0  #: H clamp: 4.0, 2.0 or None (int16 range, ≈ ±8)
+    reset: str = "soft"  #: soft | hard
+    h_persist: str = "sample"  #: deployed H persistence: sample (H := H0 per sample) | never
+    plastic: bool = True
+    surrogate_width: float = 0.5
+
+    def h_clamp_int(self) -> int:
+        if self.clamp is None:
+            return C.smax(C.H_BITS)
+        return int(min(round(self.clamp * (1 << C.H_FRAC)), C.smax(C.H_BITS)))
+
+    def h_clamp_real(self) -> float:
+        return self.h_clamp_int() / float(1 << C.H_FRAC)
+
+
+@dataclass
+class LayerState:
+    u: torch.Tensor
+    s: torch.Tensor
+    H: torch.Tensor  #: (A, N) shared or (B, A, N) per sample
+
+
+@dataclass
+class QParams:
+    """The (fake-)quantised parameters of a layer for one forward pass."""
+
+    W: torch.Tensor
+    b: torch.Tensor
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    eta: torch.Tensor
+    hmask: torch.Tensor | None
+    theta: float
+    lam: float
+    decay: float
+    sc: LayerScales | None
+    lut: torch.Tensor | None  #: real table values f/4096 (qat)
+    opts: RuleOptions = field(default_factory=RuleOptions)
+    x_scale: float = 1.0  #: real value of one LSB of x (1/256 graded, 1 spike)
+
+
+class HybridLayer(nn.Module):
+    """A fully connected hybrid layer: global (W, b), local H, meta-local (α, β, η)."""
+
+    def __init__(self, n_in: int, n_out: int, opts: RuleOptions | None = None, input_kind: str = "spike",
+                 train_global: bool = True, generator: torch.Generator | None = None):
+        super().__init__()
+        self.n_in, self.n_out = n_in, n_out
+        self.opts = opts or RuleOptions()
+        self.input_kind = input_kind
+        bound = 1.0 / np.sqrt(n_in)
+        self.W = nn.Parameter(torch.empty(n_in, n_out).uniform_(-bound, bound, generator=generator),
+                              requires_grad=train_global)
+        self.b = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound, generator=generator),
+                              requires_grad=train_global)
+        plastic = self.opts.plastic
+        self.alpha = nn.Parameter(1e-2 * torch.rand((), generator=generator), requires_grad=plastic)
+        self.beta = nn.Parameter(1e-2 * torch.rand(n_in, generator=generator), requires_grad=plastic)
+        self.eta = nn.Parameter(1e-2 * torch.rand(n_out, generator=generator), requires_grad=plastic)
+        if not plastic:
+            with torch.no_grad():
+                self.alpha.zero_()
+                self.beta.zero_()
+                self.eta.zero_()
+        self.register_buffer("H", torch.zeros(n_in, n_out))  #: carried H (= exported H0)
+        self.register_buffer("mask", torch.ones(n_in, n_out))  #: task mask M (W⊙M + α·H⊙(1−M))
+        self.use_mask = False
+
+    @property
+    def x_frac(self) -> int:
+        return 8 if self.input_kind == "graded" else 0
+
+    def global_parameters(self):
+        return [p for p in (self.W, self.b) if p.requires_grad]
+
+    def meta_parameters(self):
+        return [p for p in (self.alpha, self.beta, self.eta) if p.requires_grad]
+
+    def scales(self) -> LayerScales:
+        return layer_scales(self.W, self.opts.theta, float(self.alpha.detach()), self.beta, self.x_frac)
+
+    def set_task_mask(self, M: torch.Tensor | None) -> None:
+        if M is None:
+            self.use_mask = False
+            self.mask.fill_(1.0)
+        else:
+            self.use_mask = True
+            self.mask.copy_(M.to(self.mask.dtype))
+
+    def qparams(self, qat: bool = True) -> QParams:
+        o = self.opts
+        W, b, alpha, beta, eta = self.W, self.b, self.alpha, self.beta, self.eta
+        lam, decay = o.lam / 256.0, o.decay / 256.0
+        x_scale = 2.0 ** -self.x_frac
+        hmask = (1.0 - self.mask) if self.use_mask else None
+        if self.use_mask:
+            W = W * self.mask
+        if not qat:
+            return QParams(W, b, alpha, beta, eta, hmask, o.theta, lam, decay, None, None, o, x_scale)
+        sc = self.scales()
+        Wq = fq(W, sc.w_step, -128, 127)
+        bq = fq(b, sc.u_step, C.smin(C.B_BITS), C.smax(C.B_BITS))
+        aq = alpha + (sc.alpha_q - alpha).detach() if o.plastic else alpha * 0
+        betaq = fq(beta, sc.beta_step, C.smin(C.BETA_BITS), C.smax(C.BETA_BITS))
+        etaq = fq(eta, 2.0 ** -C.Z_FRAC, C.smin(C.ETA_BITS), C.smax(C.ETA_BITS))
+        lut = torch.as_tensor(C.make_lut(o.post_fn).astype(np.float64) / (1 << C.F_FRAC),
+                              dtype=W.dtype, device=W.device)
+        return QParams(Wq, bq, aq, betaq, etaq, hmask, sc.theta_q, lam, decay, sc, lut, o, x_scale)
+
+
+def init_state(layer: HybridLayer, batch: int, h_mode: str, dtype=None, H: torch.Tensor | None = None):
+    dtype = dtype or layer.W.dtype
+    N = layer.n_out
+    if H is None:
+        H = layer.H.to(dtype)
+        if h_mode == "sample":
+            H = H.expand(batch, *H.shape).clone()
+    return LayerState(u=torch.zeros(batch, N, dtype=dtype), s=torch.zeros(batch, N, dtype=dtype), H=H)
+
+
+def hybrid_step(q: QParams, st: LayerState, x: torch.Tensor, h_mode: str = "sample",
+                teach: torch.Tensor | None = None) -> tuple[LayerState, torch.Tensor]:
+    """One time step of one layer (functional). ``x`` (B, A) in real units. Returns (state, I)."""
+    o, sc = q.opts, q.sc
+    H = st.H
+    cur = x @ q.W + q.b
+    if o.plastic:
+        Hm = H if q.hmask is None else H * q.hmask
+        accH = x @ Hm if Hm.dim() == 2 else torch.bmm(x.unsqueeze(1), Hm).squeeze(1)
+        ih = q.alpha * accH
+        if sc is not None:
+            ih = fq(ih, sc.u_step, U_MIN, U_MAX)
+        cur = cur + ih
+    if teach is not None:
+        cur = cur + teach
+    if sc is not None:
+        cur = torch.clamp(cur, U_MIN * sc.u_step, U_MAX * sc.u_step)
+    if o.reset == "soft":
+        v = st.u - q.theta * st.s
+    else:
+        v = st.u * (1.0 - st.s)
+    vl = v * q.lam
+    if sc is not None:
+        vl = fq(vl, sc.u_step)
+    u = vl + cur
+    if sc is not None:
+        u = torch.clamp(u, U_MIN * sc.u_step, U_MAX * sc.u_step)
+    s = spike(u - q.theta, o.surrogate_width)
+    if o.plastic:
+        H = plastic_update(q, H, x, u, h_mode)
+    return LayerState(u=u, s=s, H=H), cur
+
+
+def plastic_update(q: QParams, H: torch.Tensor, x: torch.Tensor, u: torch.Tensor, h_mode: str) -> torch.Tensor:
+    o, sc = q.opts, q.sc
+    cl = o.h_clamp_real()
+    if sc is None:
+        f = post_function(o.post_fn, u / q.theta - q.eta)
+        g = q.beta * x
+        if h_mode == "shared":
+            dh = g.t() @ f / x.shape[0]
+        else:
+            dh = g.unsqueeze(2) * f.unsqueeze(1)
+        return torch.clamp(q.decay * H + o.hebb_sign * dh, -cl, cl)
+    # the integer LPU, step by step: z through the reciprocal, the table, g, g⊗f, decay
+    zc = u / q.theta - q.eta  # continuous z (gradient path)
+    with torch.no_grad():
+        ui = torch.round(u.double() / sc.u_step)
+        zi = torch.floor(ui * sc.recip / 2.0 ** sc.recip_shift + 0.5) - torch.round(q.eta.double() * 64)
+        idx = (torch.clamp(zi, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF).long()
+        fval = q.lut[idx]
+    fcont = post_function(o.post_fn, zc)
+    f = fcont + (fval - fcont).detach()
+    g = fq(q.beta * x, sc.beta_step, C.smin(C.G_BITS), C.smax(C.G_BITS))
+    hstep = 2.0 ** -C.H_FRAC
+    if h_mode == "shared":
+        dh = fq(g.t() @ f / x.shape[0], hstep)
+    else:
+        dh = fq(g.unsqueeze(2) * f.unsqueeze(1), hstep)
+    hd = fq(H * q.decay, hstep)
+    return torch.clamp(hd + o.hebb_sign * dh, -cl, cl)
+
+
+@dataclass
+class NetConfig:
+    sizes: list[int]
+    variant: str = "HP"  #: HP | GP | LP
+    timesteps: int = 8
+    coding: str = "direct"  #: direct (graded input with exp(-t/tau) ramp) | rate (spikes)
+    tau: float = 40.0
+    plastic_layers: str = "hidden"  #: hidden | all | first
+    rule: dict = field(default_factory=dict)  #: RuleOptions overrides for all layers
+    coding_seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class HybridNet(nn.Module):
+    """A stack of hybrid layers; output = last layer's membranes (prediction = argmax of u_T)."""
+
+    def __init__(self, cfg: NetConfig, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        gen = torch.Generator().manual_seed(seed)
+        variant = cfg.variant.upper()
+        if variant not in ("HP", "GP", "LP"):
+            raise ValueError(f"unknown variant {cfg.variant!r}, expected HP, GP or LP")
+        n = len(cfg.sizes) - 1
+        layers = []
+        for li in range(n):
+            if variant == "GP":
+                plastic = False
+            elif cfg.plastic_layers == "all":
+                plastic = True
+            elif cfg.plastic_layers == "first":
+                plastic = li == 0
+            else:
+                plastic = li < n - 1 or n == 1
+            opts = RuleOptions(**{**cfg.rule, "plastic": plastic})
+            kind = ("graded" if cfg.coding == "direct" else "spike") if li == 0 else "spike"
+            train_global = not (variant == "LP" and li == 0)
+            layers.append(HybridLayer(cfg.sizes[li], cfg.sizes[li + 1], opts, kind, train_global, gen))
+        self.layers = nn.ModuleList(layers)
+
+    def global_parameters(self):
+        return [p for L in self.layers for p in L.global_parameters()]
+
+    def meta_parameters(self):
+        return [p for L in self.layers for p in L.meta_parameters()]
+
+    @property
+    def theta_out(self) -> float:
+        return self.layers[-1].opts.theta
+
+    def forward(self, x: torch.Tensor, h_mode: str = "sample", qat: bool = True, carry: bool = False,
+                teach: torch.Tensor | None = None, record: bool = False, H: list | None = None):
+        """Run inputs ``x`` (B, T, A) in real units. Returns a dict with ``u`` (B, N_out, the final
+        membrane of the last layer), ``theta`` (its quantised threshold), ``H`` (final per layer) and,
+        with ``record``, per-layer ``spikes``/``mem`` (B, T, N).
+
+        ``carry`` (shared mode) stores the final H back into the layers (detached).
+        ``teach`` (B, T, N_out) or (B, N_out): current added to the output layer (few-shot support).
+        """
+        B, T, _ = x.shape
+        qs = [L.qparams(qat) for L in self.layers]
+        states = [init_state(L, B, h_mode, x.dtype, None if H is None else H[i])
+                  for i, L in enumerate(self.layers)]
+        rec_s = [[] for _ in self.layers] if record else None
+        rec_u = [[] for _ in self.layers] if record else None
+        nl = len(self.layers)
+        for t in range(T):
+            inp = x[:, t]
+            for li in range(nl):
+                tc = None
+                if teach is not None and li == nl - 1:
+                    tc = teach[:, t] if teach.dim() == 3 else teach
+                states[li], _ = hybrid_step(qs[li], states[li], inp, h_mode, tc)
+                inp = states[li].s
+                if record:
+                    rec_s[li].append(states[li].s.detach())
+                    rec_u[li].append(states[li].u.detach())
+        if carry and h_mode == "shared":
+            for L, st in zip(self.layers, states, strict=True):
+                if L.opts.plastic:
+                    L.H.copy_(st.H.detach())
+        out = {"u": states[-1].u, "theta": qs[-1].theta, "H": [st.H for st in states]}
+        if record:
+            out["spikes"] = [torch.stack(r, 1) for r in rec_s]
+            out["mem"] = [torch.stack(r, 1) for r in rec_u]
+        return out
+
+
+def mse_loss(u: torch.Tensor, theta: float, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """The authors' loss: MSE between clamp(u_T/θ, max 1.1) and one-hot labels."""
+    out = torch.clamp(u / theta, max=1.1)
+    target = torch.nn.functional.one_hot(labels, n_classes).to(out.dtype)
+    return torch.nn.functional.mse_loss(out, target)

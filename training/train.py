@@ -1,0 +1,303 @@
+"""Training loop: two Adam optimisers, first-order bilevel updates, H carried across mini-batches.
+
+* global parameters (W, b): Adam, ``lr_global`` (1e-3);
+* meta-local parameters (α, β, η): Adam, ``lr_meta`` (5e-4);
+* ``num_updates = k``: per mini-batch, W takes k inner steps (each from the same carried H) and the
+  meta-local parameters one step on the gradient of the last inner step (first-order bilevel);
+* ``h_mode = shared`` (the authors'): one batch-mean H carried from mini-batch to mini-batch;
+  ``h_mode = sample``: the chip's per-sample H (every sample from H0);
+* evaluation uses the deploy semantics (per-sample H from the carried H0, quantisation-aware
+  forward in float64, which equals the integer path), and the exported bundle is run through the
+  integer deploy mode / golden model for ``deploy_test_accuracy``;
+* under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel (gloo),
+  every rank takes a disjoint shard of each epoch, and the carried H is averaged over ranks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from plasticore.bundle import InputCoding, ramp_for
+from plasticore.coding import encode
+
+from .model import HybridNet, NetConfig, mse_loss
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "digits"
+    epochs: int = 30
+    variant: str = "HP"
+    seed: int = 0
+    hidden: list[int] | int = 128
+    timesteps: int = 8
+    batch_size: int = 32
+    lr_global: float = 1e-3
+    lr_meta: float = 5e-4
+    num_updates: int = 1
+    h_mode: str = "shared"  #: shared (authors: batch-mean H carried) | sample (per-sample H)
+    coding: str = "direct"  #: direct | rate
+    tau: float = 40.0
+    qat: bool = True
+    plastic_layers: str = "hidden"
+    rule: dict = field(default_factory=dict)
+    h_persist: str = "sample"  #: deployed H persistence (sample | never)
+    data_root: str | None = None
+    max_train: int | None = None
+    max_test: int | None = None
+    eval_every: int = 1
+    onchip_eval: bool = False  #: also evaluate batch-1 with H carried from sample to sample
+    threads: int | None = None
+    progress: bool = True
+    deploy_check: str = "golden"  #: golden | deploy | none: how deploy_test_accuracy is computed
+    noise_std: float = 0.0  #: Gaussian input noise during training (fault-tolerance experiments)
+
+    def net_config(self, n_in: int, n_out: int) -> NetConfig:
+        hidden = [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
+        return NetConfig(sizes=[n_in, *hidden, n_out], variant=self.variant, timesteps=self.timesteps,
+                         coding=self.coding, tau=self.tau, plastic_layers=self.plastic_layers,
+                         rule=dict(self.rule), coding_seed=self.seed)
+
+
+# ------------------------------------------------------------------------------------------
+# inputs
+# ------------------------------------------------------------------------------------------
+def coding_of(cfg: NetConfig) -> InputCoding:
+    return InputCoding(kind=cfg.coding, tau=cfg.tau,
+                       ramp=ramp_for(cfg.tau, cfg.timesteps) if cfg.coding == "direct" else [],
+                       seed=cfg.coding_seed)
+
+
+def encode_int(features: np.ndarray, cfg: NetConfig, sample_offset: int = 0) -> np.ndarray:
+    """Integer layer-0 inputs (S, T, A): exactly what the chip and the golden model get."""
+    return encode(features, coding_of(cfg), cfg.timesteps, cfg.sizes[0], sample_offset)
+
+
+def to_real(x_int: np.ndarray | torch.Tensor, cfg: NetConfig, dtype=torch.float32) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(x_int) if not isinstance(x_int, torch.Tensor) else x_int).to(dtype)
+    return x / 256.0 if cfg.coding == "direct" else x
+
+
+def train_inputs(features: np.ndarray, cfg: NetConfig, gen: torch.Generator, dtype=torch.float32,
+                 noise_std: float = 0.0) -> torch.Tensor:
+    """Real-valued training inputs (B, T, A); rate coding draws fresh spikes from ``gen``."""
+    f = torch.as_tensor(features.astype(np.int64))
+    if noise_std > 0:
+        f = torch.clamp(torch.round(f + noise_std * 255.0 * torch.randn(f.shape, generator=gen)), 0, 255).long()
+    T = cfg.timesteps
+    if cfg.coding == "direct":
+        ramp = torch.as_tensor(ramp_for(cfg.tau, T), dtype=torch.int64)
+        x = torch.bitwise_right_shift(f[:, None, :] * ramp[None, :, None] + 128, 8)
+        return x.to(dtype) / 256.0
+    thr = torch.randint(0, 256, (f.shape[0], T, f.shape[1]), generator=gen)
+    return (thr < f[:, None, :]).to(dtype)
+
+
+# ------------------------------------------------------------------------------------------
+# evaluation
+# ------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict(net: HybridNet, features: np.ndarray, h_mode: str = "sample", qat: bool = True,
+            batch: int = 256, exact: bool = True, sample_offset: int = 0) -> np.ndarray:
+    """Class predictions of the float model with deploy semantics (per-sample H from H0).
+    ``exact``: run a float64 copy (the quantisation-aware float64 forward equals the integer path)."""
+    model = copy.deepcopy(net).double() if exact else net
+    dtype = torch.float64 if exact else torch.float32
+    preds = []
+    for s0 in range(0, len(features), batch):
+        xi = encode_int(features[s0:s0 + batch], net.cfg, sample_offset + s0)
+        out = model(to_real(xi, net.cfg, dtype), h_mode=h_mode, qat=qat)
+        preds.append(out["u"].argmax(-1).numpy())
+    return np.concatenate(preds) if preds else np.zeros(0, np.int64)
+
+
+@torch.no_grad()
+def predict_onchip(net: HybridNet, features: np.ndarray, qat: bool = True) -> np.ndarray:
+    """Batch-1 "on-chip" semantics: samples one after another, every plastic layer's H carried from
+    sample to sample and step to step (h_persist = never). The layers' H buffers are not changed."""
+    model = copy.deepcopy(net).double()
+    Hs = [L.H.double().clone() for L in model.layers]
+    preds = np.zeros(len(features), np.int64)
+    for i in range(len(features)):
+        xi = encode_int(features[i:i + 1], net.cfg, i)
+        out = model(to_real(xi, net.cfg, torch.float64), h_mode="shared", qat=qat, H=Hs)
+        Hs = [h if L.opts.plastic else Hs[j] for j, (L, h) in enumerate(zip(model.layers, out["H"], strict=True))]
+        preds[i] = int(out["u"].argmax(-1))
+    return preds
+
+
+def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(pred == labels)) if len(labels) else 0.0
+
+
+# ------------------------------------------------------------------------------------------
+# distributed helpers
+# ------------------------------------------------------------------------------------------
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def maybe_init_distributed() -> tuple[int, int]:
+    """Initialise gloo from torchrun's environment (WORLD_SIZE > 1); returns (rank, world)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+# ------------------------------------------------------------------------------------------
+# the loop
+# ------------------------------------------------------------------------------------------
+def make_optimizers(net: HybridNet, cfg: TrainConfig):
+    gp, mp = net.global_parameters(), net.meta_parameters()
+    opt_g = torch.optim.Adam(gp, lr=cfg.lr_global) if gp else None
+    opt_m = torch.optim.Adam(mp, lr=cfg.lr_meta) if mp else None
+    return opt_g, opt_m
+
+
+def train_step(model, net: HybridNet, opts, xb: torch.Tensor, yb: torch.Tensor, n_classes: int,
+               cfg: TrainConfig) -> float:
+    """One mini-batch: k inner global steps, one meta step on the last inner gradient."""
+    opt_g, opt_m = opts
+    H_start = [L.H.clone() for L in net.layers]
+    loss_v = 0.0
+    k = max(1, int(cfg.num_updates))
+    for i in range(k):
+        last = i == k - 1
+        if i > 0:  # every inner step starts from the same carried H
+            for L, h in zip(net.layers, H_start, strict=True):
+                L.H.copy_(h)
+        if opt_g:
+            opt_g.zero_grad(set_to_none=True)
+        if opt_m:
+            opt_m.zero_grad(set_to_none=True)
+        out = model(xb, h_mode=cfg.h_mode, qat=cfg.qat, carry=True)
+        loss = mse_loss(out["u"], net.theta_out, yb, n_classes)
+        loss.backward()
+        if opt_g:
+            opt_g.step()
+        if last and opt_m:
+            opt_m.step()
+        loss_v = float(loss.detach())
+    dist = _dist()
+    if dist is not None and cfg.h_mode == "shared":
+        for L in net.layers:
+            if L.opts.plastic:
+                dist.all_reduce(L.H, op=dist.ReduceOp.SUM)
+                L.H /= dist.get_world_size()
+    return loss_v
+
+
+def train_model(cfg: TrainConfig, out: Path | None = None, data=None, log=print):
+    """Train a network; returns ``(net, history)``. ``data`` = ((xtr, ytr), (xte, yte)) uint8
+    features, else loaded with :func:`plasticore.datasets.load_dataset`."""
+    from plasticore.datasets import load_dataset
+
+    rank, world = maybe_init_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if data is None:
+        data = (load_dataset(cfg.dataset, "train", cfg.data_root), load_dataset(cfg.dataset, "test", cfg.data_root))
+    (xtr, ytr), (xte, yte) = data
+    if cfg.max_train:
+        xtr, ytr = xtr[:cfg.max_train], ytr[:cfg.max_train]
+    if cfg.max_test:
+        xte, yte = xte[:cfg.max_test], yte[:cfg.max_test]
+    n_classes = int(max(ytr.max(), yte.max())) + 1
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    net = HybridNet(cfg.net_config(xtr.shape[1], n_classes), seed=cfg.seed)
+    model = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(net, broadcast_buffers=False)
+    opts = make_optimizers(net, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + 1)
+    hist = {"epoch": [], "loss": [], "train_accuracy": [], "test_accuracy": [], "epoch_time_s": [],
+            "samples_per_s": []}
+    ckpt_dir = Path(out) / "checkpoints" if out is not None else None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    S = len(ytr)
+    for ep in range(1, cfg.epochs + 1):
+        net.train()
+        perm = torch.randperm(S, generator=gen).numpy()
+        shard = perm[rank::world]
+        nb = math.ceil(len(shard) / cfg.batch_size)
+        it = range(nb)
+        bar = None
+        if cfg.progress and tqdm is not None and rank == 0:
+            bar = tqdm(it, desc=f"epoch {ep}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+            it = bar
+        t0 = time.perf_counter()
+        losses = []
+        for bi in it:
+            idx = shard[bi * cfg.batch_size:(bi + 1) * cfg.batch_size]
+            xb = train_inputs(xtr[idx], net.cfg, gen, noise_std=cfg.noise_std)
+            yb = torch.as_tensor(ytr[idx])
+            losses.append(train_step(model, net, opts, xb, yb, n_classes, cfg))
+            if bar is not None:
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        dt = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+        hist["epoch"].append(ep)
+        hist["loss"].append(float(np.mean(losses)) if losses else float("nan"))
+        hist["epoch_time_s"].append(dt)
+        hist["samples_per_s"].append(len(shard) * world / dt if dt > 0 else 0.0)
+        if ep % cfg.eval_every == 0 or ep == cfg.epochs:
+            ntr = min(len(ytr), 512)
+            tr_acc = accuracy(predict(net, xtr[:ntr], exact=False), ytr[:ntr])
+            te_acc = accuracy(predict(net, xte, exact=False), yte)
+        else:
+            tr_acc = te_acc = float("nan")
+        hist["train_accuracy"].append(tr_acc)
+        hist["test_accuracy"].append(te_acc)
+        if rank == 0:
+            log(f"epoch {ep:3d}  loss {hist['loss'][-1]:.4f}  train {tr_acc:.4f}  test {te_acc:.4f}  "
+                f"({hist['samples_per_s'][-1]:.0f} samples/s)")
+            if ckpt_dir is not None:
+                save_checkpoint(net, cfg, hist, ckpt_dir / "last.pt")
+    return net, hist
+
+
+def save_checkpoint(net: HybridNet, cfg: TrainConfig, hist: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"train_config": asdict(cfg), "net_config": net.cfg.to_dict(), "state_dict": net.state_dict(),
+                "masks": [L.use_mask for L in net.layers], "history": hist}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[HybridNet, dict]:
+    d = torch.load(path, map_location="cpu", weights_only=False)
+    net = HybridNet(NetConfig(**d["net_config"]))
+    net.load_state_dict(d["state_dict"])
+    for L, m in zip(net.layers, d.get("masks", []), strict=False):
+        L.use_mask = bool(m)
+    return net, d
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float) + "\n")
+    os.replace(tmp, path)
