@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from plasticore.rtl.smoke import SmokeAdder
 from plasticore.sim.cocotb_runner import CocotbFailure, run_cocotb, sim_build_dir
 from plasticore.sim.toolchain import MIN_VERILATOR, ensure_verilator, verilog_from_component
