@@ -1,0 +1,233 @@
+"""Bundle -> chip compiler: placement of layers on cores, per-core memory images, routing tables.
+
+Placement: layer ``l`` is split by neuron into ``ceil(N_l / n_max)`` slices; slices are given cores
+in order (core ``k`` at mesh ``(k % mesh_x, k // mesh_x)``).  Every slice of layer ``l`` sees all
+``A_l <= a_max`` inputs.  Core ``k`` holding neurons ``[j0, j1)`` of layer ``l`` gets routing entries
+to every slice of layer ``l+1`` (``base = j0``: its neurons are axons ``j0..`` there) and, when the
+layer is recorded, one to the host (``base = global neuron offset of the layer + j0``).
+
+The images are expressed in *bus words* of the chip address map (``plasticore.chip_map``), so the
+same image feeds the serial link, the Verilator harness and the testbenches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from plasticore import chip_map as M
+from plasticore import contract as C
+from plasticore import core_map as CM
+from plasticore.bundle import Bundle, Layer
+from plasticore.errors import PlasticoreError
+
+
+class CompileError(PlasticoreError):
+    """The bundle does not fit the chip (names the layer and the limit)."""
+
+
+@dataclass(frozen=True)
+class ChipGeometry:
+    """What a chip build offers (read from the identify reply or given for the simulated board)."""
+
+    mesh_x: int
+    mesh_y: int
+    core: CM.CoreGeometry
+    out_fifo: int = 2048
+
+    @property
+    def cores(self) -> int:
+        return self.mesh_x * self.mesh_y
+
+
+@dataclass
+class Slice:
+    layer: int
+    core: int
+    j0: int
+    j1: int
+
+
+@dataclass
+class Placement:
+    slices: list[Slice]
+    layer_cores: list[list[int]]  #: cores of every layer, in neuron order
+    out_offset: list[int]  #: global output index of neuron 0 of every layer (host packets)
+    record: list[bool]  #: layers whose outputs go to the host
+
+    def core_slice(self, core: int) -> Slice | None:
+        return next((s for s in self.slices if s.core == core), None)
+
+
+def place(bundle: Bundle, geom: ChipGeometry, record_all: bool = True) -> Placement:
+    """Assign every layer's neuron slices to cores; raise :class:`CompileError` if it does not fit."""
+    g = geom.core
+    slices: list[Slice] = []
+    layer_cores: list[list[int]] = []
+    k = 0
+    for li, L in enumerate(bundle.layers):
+        if L.n_in > g.a_max:
+            raise CompileError(f"layer {li} has {L.n_in} inputs but a core has {g.a_max} axons")
+        n_sl = -(-L.n_out // g.n_max)
+        if n_sl > M.MAX_DESTS:
+            raise CompileError(f"layer {li} needs {n_sl} cores, more than the {M.MAX_DESTS} routing entries allow")
+        cores = []
+        for s in range(n_sl):
+            if k >= geom.cores:
+                raise CompileError(f"the network needs more than the chip's {geom.cores} cores "
+                                   f"(layer {li}, slice {s})")
+            j0 = s * g.n_max
+            slices.append(Slice(li, k, j0, min(L.n_out, j0 + g.n_max)))
+            cores.append(k)
+            k += 1
+        layer_cores.append(cores)
+    if len(bundle.layers) > 15:
+        raise CompileError(f"{len(bundle.layers)} layers > 15 phases")
+    record = [record_all or li == len(bundle.layers) - 1 for li in range(len(bundle.layers))]
+    offs, o = [], 0
+    for L in bundle.layers:
+        offs.append(o)
+        o += L.n_out
+    if o >= 1 << M.INDEX_BITS:
+        raise CompileError(f"{o} neurons in total exceed the {1 << M.INDEX_BITS} host indices")
+    per_step = sum(L.n_out for li, L in enumerate(bundle.layers) if record[li])
+    if per_step > geom.out_fifo:
+        raise CompileError(f"up to {per_step} outputs per step exceed the output FIFO ({geom.out_fifo})")
+    return Placement(slices, layer_cores, offs, record)
+
+
+# ------------------------------------------------------------------------------------------
+# chip address map (bus words)
+# ------------------------------------------------------------------------------------------
+CORE_REGION = 1 << 31
+CORE_SHIFT = 25
+MEM_SHIFT = 21
+IDX_BITS = 21
+
+
+def elems_per_word(mem: CM.Mem, lanes: int) -> int:
+    """Elements of a lane memory carried by one 32-bit bus word (1 for scalar memories)."""
+    info = CM.MEMS[mem]
+    if not info.lanes:
+        return 1
+    return min(lanes, max(1, 32 // info.bits))
+
+
+def core_addr(core: int, mem: CM.Mem | int, idx: int) -> int:
+    return CORE_REGION | core << CORE_SHIFT | int(mem) << MEM_SHIFT | idx
+
+
+def chip_addr(reg: M.ChipReg | int, offset: int = 0) -> int:
+    return int(reg) + offset
+
+
+@dataclass
+class CoreImage:
+    """Everything to load into one core, as (address, word) runs of consecutive bus words."""
+
+    core: int
+    regs: dict[CM.Reg, int]
+    runs: list[tuple[int, list[int]]] = field(default_factory=list)  #: (start address, words)
+
+
+def lane_words(mat: np.ndarray, mem: CM.Mem, geom: CM.CoreGeometry) -> list[int]:
+    """Bus words of a matrix (rows = axons, cols = neurons of the slice) in core word order.
+
+    Core word ``g * n_axons + i`` holds neurons ``g*P .. g*P+P-1`` of axon row ``i``; each core word
+    is ``P / epw`` bus words of ``epw`` elements (element ``e`` of a bus word at bits ``[e*b, (e+1)*b)``).
+    """
+    info = CM.MEMS[mem]
+    P = geom.lanes
+    epw = elems_per_word(mem, P)
+    A, N = mat.shape
+    G = -(-N // P)
+    pad = np.zeros((A, G * P), np.int64)
+    pad[:, :N] = mat
+    bits = info.bits
+    vals = (pad & ((1 << bits) - 1)).reshape(A, G, P // epw, epw).transpose(1, 0, 2, 3)  # (G, A, chunks, epw)
+    shifts = np.arange(epw, dtype=np.int64) * bits
+    words = (vals << shifts).sum(axis=-1)  # (G, A, chunks)
+    return [int(w) for w in words.reshape(-1)]
+
+
+def scalar_words(vec: np.ndarray, bits: int) -> list[int]:
+    return [int(v) & ((1 << bits) - 1) for v in np.asarray(vec, np.int64)]
+
+
+def layer_regs(L: Layer, n_axons: int, n_neurons: int, emit: bool) -> dict[CM.Reg, int]:
+    R = CM.Reg
+    return {
+        R.THETA: L.theta, R.LAM: L.lam, R.DECAY: L.decay, R.ALPHA: L.alpha & 0xFFFF,
+        R.ALPHA_SHIFT: L.alpha_shift, R.ACC_SHIFT: L.acc_shift, R.RECIP: L.recip, R.RECIP_SHIFT: L.recip_shift,
+        R.DH_SHIFT: L.dh_shift, R.H_CLAMP: L.h_clamp, R.ANN_SHIFT: L.ann_shift, R.HEBB_NEG: int(L.hebb_sign < 0),
+        R.SOMA: int(L.soma), R.RESET: int(L.reset), R.ANN_ACT: int(L.ann_act), R.INPUT_KIND: int(L.input_kind),
+        R.PLASTIC: int(L.plastic), R.EMIT: int(emit), R.N_AXONS: n_axons, R.N_NEURONS: n_neurons,
+    }
+
+
+def core_image(bundle: Bundle, pl: Placement, sl: Slice, geom: ChipGeometry, h: np.ndarray | None = None) -> CoreImage:
+    """Memory image of one core (registers first, then W, H, HMASK, B, BETA, ETA, LUT)."""
+    L = bundle.layers[sl.layer]
+    g = geom.core
+    cols = slice(sl.j0, sl.j1)
+    n = sl.j1 - sl.j0
+    emit = sl.layer + 1 < len(bundle.layers) or pl.record[sl.layer]
+    img = CoreImage(sl.core, layer_regs(L, L.n_in, n, emit))
+    H = L.H0 if h is None else h
+    for mem, mat in ((CM.Mem.W, L.W), (CM.Mem.H, H), (CM.Mem.HMASK, L.hmask)):
+        img.runs.append((core_addr(sl.core, mem, 0), lane_words(np.asarray(mat)[:, cols].astype(np.int64), mem, g)))
+    img.runs.append((core_addr(sl.core, CM.Mem.B, 0), scalar_words(L.b[cols], C.B_BITS)))
+    img.runs.append((core_addr(sl.core, CM.Mem.BETA, 0), scalar_words(L.beta, C.BETA_BITS)))
+    img.runs.append((core_addr(sl.core, CM.Mem.ETA, 0), scalar_words(L.eta[cols], C.ETA_BITS)))
+    img.runs.append((core_addr(sl.core, CM.Mem.LUT, 0), scalar_words(L.lut, C.F_BITS)))
+    return img
+
+
+def route_table(bundle: Bundle, pl: Placement, geom: ChipGeometry, sl: Slice) -> list[M.RouteEntry]:
+    """Routing entries of the core holding slice ``sl``."""
+    entries = []
+    if sl.layer + 1 < len(bundle.layers):
+        for k in pl.layer_cores[sl.layer + 1]:
+            entries.append(M.RouteEntry(x=k % geom.mesh_x, y=k // geom.mesh_x, base=sl.j0))
+    if pl.record[sl.layer]:
+        entries.append(M.RouteEntry(to_host=True, base=pl.out_offset[sl.layer] + sl.j0))
+    if len(entries) > M.MAX_DESTS:
+        raise CompileError(f"core {sl.core} needs {len(entries)} routing entries > {M.MAX_DESTS}")
+    return entries
+
+
+@dataclass
+class ChipImage:
+    """A compiled network: per-core images, routing, chip registers."""
+
+    placement: Placement
+    cores: list[CoreImage]
+    chip_writes: list[tuple[int, int]]  #: (chip address, word): phases and routing tables
+
+
+def compile_bundle(bundle: Bundle, geom: ChipGeometry, record_all: bool = True) -> ChipImage:
+    pl = place(bundle, geom, record_all)
+    cores = [core_image(bundle, pl, sl, geom) for sl in pl.slices]
+    writes = [(chip_addr(M.ChipReg.N_PHASES), len(bundle.layers))]
+    used = {sl.core: sl for sl in pl.slices}
+    for k in range(geom.cores):
+        sl = used.get(k)
+        writes.append((chip_addr(M.ChipReg.CORE_PHASE_BASE, k), M.UNUSED_PHASE if sl is None else sl.layer))
+        table = route_table(bundle, pl, geom, sl) if sl is not None else []
+        for e in range(M.MAX_DESTS):
+            word = table[e].pack() if e < len(table) else 0
+            writes.append((chip_addr(M.ChipReg.ROUTE_BASE, k * M.MAX_DESTS + e), word))
+    return ChipImage(pl, cores, writes)
+
+
+def decode_outputs(entries: list[int], bundle: Bundle, pl: Placement) -> list[tuple[int, int, int]]:
+    """Host output FIFO entries (index | value << 16) -> (layer, neuron, value)."""
+    out = []
+    bounds = np.array(pl.out_offset + [1 << M.INDEX_BITS])
+    for w in entries:
+        idx = w & ((1 << M.INDEX_BITS) - 1)
+        val = CM.from_bits(w >> M.INDEX_BITS, C.X_BITS, True)
+        li = int(np.searchsorted(bounds, idx, side="right") - 1)
+        out.append((li, idx - pl.out_offset[li], val))
+    return out

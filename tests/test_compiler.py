@@ -1,0 +1,83 @@
+"""Bundle -> chip images: placement limits and images that decode back to the bundle exactly."""
+
+import numpy as np
+import pytest
+
+from plasticore import chip_map as M
+from plasticore import core_map as CM
+from plasticore.host.compiler import (
+    CORE_SHIFT,
+    IDX_BITS,
+    MEM_SHIFT,
+    ChipGeometry,
+    CompileError,
+    compile_bundle,
+    decode_outputs,
+    elems_per_word,
+)
+from plasticore.sim.random_bundle import random_bundle
+
+
+def _decode_matrix(words, mem, geom, A, N):
+    P = geom.lanes
+    epw = elems_per_word(mem, P)
+    bits = CM.MEMS[mem].bits
+    G = -(-N // P)
+    out = np.zeros((G, A, P), np.int64)
+    for n, w in enumerate(words):
+        word, chunk = divmod(n, P // epw)
+        g, i = divmod(word, A)
+        for e in range(epw):
+            out[g, i, chunk * epw + e] = CM.from_bits(w >> (e * bits), bits, CM.MEMS[mem].signed)
+    return out.transpose(1, 0, 2).reshape(A, G * P)[:, :N]
+
+
+@pytest.mark.parametrize("seed,lanes,n_max", [(0, 16, 16), (1, 4, 8), (2, 1, 5), (3, 32, 64), (4, 2, 3)])
+def test_images_decode_to_the_bundle(seed, lanes, n_max):
+    rng = np.random.default_rng(seed)
+    b = random_bundle(rng, sizes=[int(rng.integers(1, 20)) for _ in range(3)], timesteps=3)
+    geom = ChipGeometry(4, 4, CM.CoreGeometry(32, n_max, lanes))
+    img = compile_bundle(b, geom)
+    for ci in img.cores:
+        sl = img.placement.core_slice(ci.core)
+        L = b.layers[sl.layer]
+        assert ci.regs[CM.Reg.N_AXONS] == L.n_in and ci.regs[CM.Reg.N_NEURONS] == sl.j1 - sl.j0
+        runs = {(a >> MEM_SHIFT) & 0xF: (a, w) for a, w in ci.runs}
+        for mem, full in ((CM.Mem.W, L.W), (CM.Mem.H, L.H0), (CM.Mem.HMASK, L.hmask)):
+            a, words = runs[mem]
+            assert a >> CORE_SHIFT & 0x3F == ci.core and a & ((1 << IDX_BITS) - 1) == 0
+            got = _decode_matrix(words, mem, geom.core, L.n_in, sl.j1 - sl.j0)
+            assert np.array_equal(got, full[:, sl.j0:sl.j1]), mem
+        _, bw = runs[CM.Mem.B]
+        assert [CM.from_bits(w, 24, True) for w in bw] == list(L.b[sl.j0:sl.j1])
+    # routing: every core of layer l points at every core of layer l+1 and (recorded) at the host
+    tables = {}
+    for a, w in img.chip_writes:
+        if a >= M.ChipReg.ROUTE_BASE:
+            k, e = divmod(a - M.ChipReg.ROUTE_BASE, M.MAX_DESTS)
+            if w:
+                tables.setdefault(k, []).append(M.RouteEntry.unpack(w))
+    for sl in img.placement.slices:
+        ents = tables[sl.core]
+        nxt = img.placement.layer_cores[sl.layer + 1] if sl.layer + 1 < len(b.layers) else []
+        assert sorted(e.x + 4 * e.y for e in ents if not e.to_host) == sorted(nxt)
+        assert all(e.base == sl.j0 for e in ents if not e.to_host)
+        host = [e for e in ents if e.to_host]
+        assert len(host) == 1 and host[0].base == img.placement.out_offset[sl.layer] + sl.j0
+
+
+def test_decode_outputs():
+    b = random_bundle(np.random.default_rng(9), sizes=[5, 7, 3], timesteps=2)
+    img = compile_bundle(b, ChipGeometry(2, 2, CM.CoreGeometry(8, 8, 4)))
+    entries = [6 | (1 << 16), 7 | (((-5) & 0x1FF) << 16)]
+    assert decode_outputs(entries, b, img.placement) == [(0, 6, 1), (1, 0, -5)]
+
+
+def test_does_not_fit_errors():
+    rng = np.random.default_rng(1)
+    b = random_bundle(rng, sizes=[40, 30, 5], timesteps=2)
+    with pytest.raises(CompileError, match="layer 0 has 40 inputs but a core has 32 axons"):
+        compile_bundle(b, ChipGeometry(2, 2, CM.CoreGeometry(32, 32, 4)))
+    b = random_bundle(rng, sizes=[10, 30, 5], timesteps=2)
+    with pytest.raises(CompileError, match="more than the chip's 2 cores"):
+        compile_bundle(b, ChipGeometry(2, 1, CM.CoreGeometry(32, 16, 4)))
