@@ -31,11 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import PlasticoreError
+
 DATASETS = ("digits", "mnist1d", "mnist", "fashion", "omniglot")
 SPLITS = ("train", "test", "all")
 
 
-class DatasetError(FileNotFoundError):
+class DatasetError(PlasticoreError, FileNotFoundError):
     """A dataset is unknown or its local files are missing/corrupt."""
 
 

@@ -1,6 +1,6 @@
 """Training loop: two Adam optimisers, first-order bilevel updates, H carried across mini-batches.
 
-* global parameters (W, b): Adam, ``lr_global`` (1e-3);
+* global parameters (W, b): Adam, ``lr_global`` (default 2e-3 with cosine annealing; the authors use 1e-3);
 * meta-local parameters (α, β, η): Adam, ``lr_meta`` (5e-4);
 * ``num_updates = k``: per mini-batch, W takes k inner steps (each from the same carried H) and the
   meta-local parameters one step on the gradient of the last inner step (first-order bilevel);
@@ -41,7 +41,7 @@ class TrainConfig:
     hidden: list[int] | int = 128
     timesteps: int = 8
     batch_size: int = 32
-    lr_global: float = 1e-3
+    lr_global: float = 2e-3  #: authors: 1e-3 (we anneal from 2e-3, cosine)
     lr_meta: float = 5e-4
     num_updates: int = 1
     h_mode: str = "shared"  #: shared (authors: batch-mean H carried) | sample (per-sample H)
@@ -60,6 +60,7 @@ class TrainConfig:
     progress: bool = True
     deploy_check: str = "golden"  #: golden | deploy | none: how deploy_test_accuracy is computed
     noise_std: float = 0.0  #: Gaussian input noise during training (fault-tolerance experiments)
+    lr_schedule: str = "cosine"  #: cosine (anneal both learning rates to 0 over the run) | constant
 
     def net_config(self, n_in: int, n_out: int) -> NetConfig:
         hidden = [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
@@ -228,6 +229,9 @@ def train_model(cfg: TrainConfig, out: Path | None = None, data=None, log=print)
 
         model = DDP(net, broadcast_buffers=False)
     opts = make_optimizers(net, cfg)
+    scheds = []
+    if cfg.lr_schedule == "cosine":
+        scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(1, cfg.epochs)) for o in opts if o]
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + 1)
     hist = {"epoch": [], "loss": [], "train_accuracy": [], "test_accuracy": [], "epoch_time_s": [],
             "samples_per_s": []}
@@ -257,6 +261,8 @@ def train_model(cfg: TrainConfig, out: Path | None = None, data=None, log=print)
             if bar is not None:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
         dt = time.perf_counter() - t0
+        for sch in scheds:
+            sch.step()
         if bar is not None:
             bar.close()
         hist["epoch"].append(ep)

@@ -1,0 +1,270 @@
+"""Entry points of ``plasticore.training`` for the CLI, the benches and other layers.
+
+* :func:`train` -- train, export, check the integer path, write ``out/``:
+  ``bundle/`` (the integer bundle), ``metrics.json``, ``checkpoint.pt``, ``checkpoints/last.pt`` and
+  PNG plots (``curves.png``, ``raster.png``, ``membranes.png``, ``h_heatmap.png``);
+* :func:`run_experiment` -- the fault-tolerance, few-shot and continual-learning experiments;
+* :func:`add_cli` -- registers ``plasticore train`` and ``plasticore experiment``;
+* :func:`bench` -- training throughput of our loop vs a plain re-implementation of the authors' loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .train import TrainConfig, accuracy, encode_int, predict, predict_onchip, train_model, write_json
+
+
+def _metrics_after_training(net, cfg: TrainConfig, hist: dict, xte, yte, out: Path | None, log=print,
+                            onchip: bool = False, deploy_check: str = "golden", plots: bool = True) -> dict:
+    from plasticore.bundle import save_bundle
+
+    from .deploy import deploy_run
+    from .export import export_bundle
+
+    t0 = time.perf_counter()
+    p_float = predict(net, xte, exact=True)
+    p_noq = predict(net, xte, qat=False, exact=False)
+    bundle = export_bundle(net, name=f"{cfg.dataset}-{cfg.variant}",
+                           meta={"dataset": cfg.dataset, "seed": cfg.seed, "h_mode_train": cfg.h_mode})
+    x_int = encode_int(xte, net.cfg)
+    d = deploy_run(bundle, x_int, record=False)
+    m = {
+        "dataset": cfg.dataset, "variant": cfg.variant, "sizes": list(net.cfg.sizes), "epochs": cfg.epochs,
+        "seed": cfg.seed, "timesteps": cfg.timesteps, "coding": cfg.coding, "h_mode_train": cfg.h_mode,
+        "test_samples": int(len(yte)),
+        "test_accuracy": accuracy(p_float, yte),
+        "float_noquant_test_accuracy": accuracy(p_noq, yte),
+        "torch_deploy_test_accuracy": d.accuracy(yte),
+        "float_deploy_prediction_agreement": float(np.mean(p_float == d.predictions)) if len(yte) else 1.0,
+    }
+    if deploy_check == "golden":
+        from plasticore.sim import golden
+
+        g = golden.run(bundle, x_int, labels=yte)
+        same = (np.array_equal(g.predictions, d.predictions)
+                and all(np.array_equal(a, b) for a, b in zip(g.u_final, d.u_final, strict=True))
+                and all(np.array_equal(a, b) for a, b in zip(g.spikes, d.spikes, strict=True)))
+        m["deploy_test_accuracy"] = accuracy(g.predictions, yte)
+        m["deploy_source"] = "plasticore.sim.golden"
+        m["deploy_matches_golden"] = bool(same)
+    else:
+        m["deploy_test_accuracy"] = m["torch_deploy_test_accuracy"]
+        m["deploy_source"] = "plasticore.training.deploy"
+    m["deploy_minus_float"] = m["deploy_test_accuracy"] - m["test_accuracy"]
+    if onchip:
+        from plasticore.sim import golden
+
+        b_on = export_bundle(net, name=f"{cfg.dataset}-{cfg.variant}-onchip", h_persist="never")
+        m["onchip_float_test_accuracy"] = accuracy(predict_onchip(net, xte), yte)
+        m["onchip_deploy_test_accuracy"] = accuracy(golden.run(b_on, x_int).predictions, yte)
+        if out is not None:
+            save_bundle(b_on, Path(out) / "bundle_onchip")
+    m["history"] = hist
+    m["train_samples_per_s"] = float(np.median(hist["samples_per_s"])) if hist["samples_per_s"] else 0.0
+    m["eval_time_s"] = time.perf_counter() - t0
+    if out is not None:
+        out = Path(out)
+        save_bundle(bundle, out / "bundle")
+        if plots:
+            m["plots"] = make_plots(net, hist, xte, yte, out, title=f"{cfg.dataset} {cfg.variant}")
+        write_json(out / "metrics.json", m)
+    log(f"test accuracy: float {m['test_accuracy']:.4f}  deploy (integer) {m['deploy_test_accuracy']:.4f}  "
+        f"float w/o quantisation {m['float_noquant_test_accuracy']:.4f}")
+    return m
+
+
+def make_plots(net, hist, xte, yte, out: Path, title: str = "") -> list[str]:
+    from . import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [plots.plot_curves(hist, out / "curves.png", title)]
+    with torch.no_grad():
+        from .train import to_real
+
+        xi = encode_int(xte[:1], net.cfg)
+        o = net(to_real(xi, net.cfg), h_mode="sample", record=True)
+    paths.append(plots.plot_raster([s[0].numpy() for s in o["spikes"]], out / "raster.png"))
+    paths.append(plots.plot_membranes(o["mem"][-1][0].numpy(), o["theta"], out / "membranes.png",
+                                      int(yte[0]) if len(yte) else None))
+    paths.append(plots.plot_h(net.layers[0].H.numpy(), out / "h_heatmap.png"))
+    return [str(p) for p in paths]
+
+
+def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP", seed: int = 0,
+          hidden: int | list[int] = 128, timesteps: int = 8, batch_size: int = 32, lr_global: float = 2e-3,
+          lr_meta: float = 5e-4, num_updates: int = 1, h_mode: str = "shared", coding: str = "direct",
+          qat: bool = True, rule: dict | None = None, plastic_layers: str = "hidden", data_root=None,
+          max_train: int | None = None, max_test: int | None = None, onchip_eval: bool = False,
+          threads: int | None = None, progress: bool = True, deploy_check: str = "golden",
+          plots: bool = True, data=None, log=print, tau: float = 40.0, eval_every: int = 1) -> dict:
+    """Train a hybrid network on ``dataset`` and export it; returns the metrics dict (also written to
+    ``out/metrics.json``).  ``deploy_test_accuracy`` is computed on the exported bundle by the golden
+    model (``deploy_check='golden'``) or the torch deploy mode (``'deploy'``)."""
+    from .train import save_checkpoint
+
+    cfg = TrainConfig(dataset=dataset, epochs=epochs, variant=variant, seed=seed, hidden=hidden,
+                      timesteps=timesteps, batch_size=batch_size, lr_global=lr_global, lr_meta=lr_meta,
+                      num_updates=num_updates, h_mode=h_mode, coding=coding, qat=qat, rule=dict(rule or {}),
+                      plastic_layers=plastic_layers, data_root=None if data_root is None else str(data_root),
+                      max_train=max_train, max_test=max_test, onchip_eval=onchip_eval, threads=threads,
+                      progress=progress, deploy_check=deploy_check, tau=tau, eval_every=eval_every)
+    out = None if out is None else Path(out)
+    if data is None:
+        from plasticore.datasets import load_dataset
+
+        data = (load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root))
+    t0 = time.perf_counter()
+    net, hist = train_model(cfg, out, data=data, log=log)
+    train_time = time.perf_counter() - t0
+    from .train import _dist
+
+    dist = _dist()
+    if dist is not None and dist.get_rank() != 0:
+        return {"rank": dist.get_rank()}
+    xte, yte = data[1]
+    if max_test:
+        xte, yte = xte[:max_test], yte[:max_test]
+    m = _metrics_after_training(net, cfg, hist, xte, yte, out, log, onchip=onchip_eval,
+                                deploy_check=deploy_check, plots=plots)
+    m["train_time_s"] = train_time
+    if dist is not None:
+        m["world_size"] = dist.get_world_size()
+    if out is not None:
+        save_checkpoint(net, cfg, hist, out / "checkpoint.pt")
+        write_json(out / "metrics.json", m)
+    return m
+
+
+def run_experiment(kind: str, out: Path | str, **kw) -> dict:
+    """Run ``fault``, ``fewshot`` or ``continual``; prints an HP/GP/LP table, writes
+    ``out/results.json`` and plots."""
+    from . import experiments
+
+    fns = {"fault": experiments.fault_tolerance, "fewshot": experiments.few_shot,
+           "continual": experiments.continual}
+    if kind not in fns:
+        raise ValueError(f"unknown experiment {kind!r}, expected one of {sorted(fns)}")
+    return fns[kind](Path(out), **kw)
+
+
+def bench(**kw) -> dict:
+    from .bench import bench as _bench
+
+    return _bench(**kw)
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------
+def _rule_from_args(a) -> dict:
+    rule = {}
+    if a.post_fn:
+        rule["post_fn"] = a.post_fn
+    if a.hebb_sign is not None:
+        rule["hebb_sign"] = a.hebb_sign
+    if a.clamp is not None:
+        rule["clamp"] = None if a.clamp == "none" else float(a.clamp)
+    if a.reset:
+        rule["reset"] = a.reset
+    if a.h_persist:
+        rule["h_persist"] = a.h_persist
+    if a.theta is not None:
+        rule["theta"] = a.theta
+    return rule
+
+
+def cmd_train(a) -> int:
+    from plasticore.errors import PlasticoreError
+
+    hidden = [int(v) for v in str(a.hidden).split(",")]
+    try:
+        m = train(a.dataset, a.epochs, a.out, variant=a.variant, seed=a.seed,
+                  hidden=hidden[0] if len(hidden) == 1 else hidden, timesteps=a.timesteps,
+                  batch_size=a.batch_size, lr_global=a.lr_global, lr_meta=a.lr_meta, num_updates=a.num_updates,
+                  h_mode=a.h_mode, coding=a.coding, qat=not a.no_qat, rule=_rule_from_args(a),
+                  plastic_layers=a.plastic_layers, data_root=a.data_root, max_train=a.max_train,
+                  max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads, progress=not a.no_progress,
+                  deploy_check=a.deploy_check)
+    except PlasticoreError:
+        raise
+    if "test_accuracy" in m:
+        print(f"wrote {a.out}/metrics.json, {a.out}/bundle")
+    return 0
+
+
+def cmd_experiment(a) -> int:
+    kw = {"seed": a.seed, "quick": a.quick}
+    if a.epochs is not None:
+        kw["epochs"] = a.epochs
+    if a.dataset:
+        kw["dataset"] = a.dataset
+    if a.data_root:
+        kw["data_root"] = a.data_root
+    run_experiment(a.kind, a.out, **kw)
+    print(f"wrote {a.out}/results.json")
+    return 0
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", help="digits | mnist1d | mnist | fashion | omniglot")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--variant", default="HP", choices=["HP", "GP", "LP"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", default="128", help="hidden sizes, comma separated (e.g. 512 or 256,128)")
+    p.add_argument("--timesteps", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr-global", type=float, default=2e-3)
+    p.add_argument("--lr-meta", type=float, default=5e-4)
+    p.add_argument("--num-updates", type=int, default=1, help="inner global steps per meta step (k)")
+    p.add_argument("--h-mode", default="shared", choices=["shared", "sample"],
+                   help="shared: batch-mean H carried across mini-batches (authors); sample: per-sample H")
+    p.add_argument("--coding", default="direct", choices=["direct", "rate"])
+    p.add_argument("--post-fn", choices=["tanh", "identity", "sign"])
+    p.add_argument("--hebb-sign", type=int, choices=[-1, 1])
+    p.add_argument("--clamp", choices=["4", "2", "none"])
+    p.add_argument("--reset", choices=["soft", "hard"])
+    p.add_argument("--h-persist", choices=["sample", "never"], help="deployed H persistence")
+    p.add_argument("--theta", type=float)
+    p.add_argument("--plastic-layers", default="hidden", choices=["hidden", "all", "first"])
+    p.add_argument("--data-root", type=Path, help="folder with user-supplied dataset files")
+    p.add_argument("--max-train", type=int)
+    p.add_argument("--max-test", type=int)
+    p.add_argument("--onchip-eval", action="store_true", help="also evaluate batch-1 with H carried")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-qat", action="store_true", help="train without fake quantisation")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--deploy-check", default="golden", choices=["golden", "deploy"])
+
+
+def add_cli(subparsers) -> None:
+    """Register ``train`` and ``experiment`` on an argparse subparsers object (``args.func(args)``)."""
+    p = subparsers.add_parser("train", help="train a hybrid SNN, export the integer bundle, write metrics")
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+    e = subparsers.add_parser("experiment", help="fault tolerance / few-shot / continual (HP vs GP vs LP)")
+    e.add_argument("kind", choices=["fault", "fewshot", "continual"])
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--epochs", type=int)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--dataset")
+    e.add_argument("--data-root", type=Path)
+    e.add_argument("--quick", action="store_true", help="smaller runs (tests, smoke)")
+    e.set_defaults(func=cmd_experiment)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m plasticore.training.api")
+    add_cli(ap.add_subparsers(dest="command", required=True))
+    a = ap.parse_args(argv)
+    return int(a.func(a) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
