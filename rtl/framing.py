@@ -1,0 +1,220 @@
+"""Frame layer of the host link: COBS decode/encode and CRC check/append as stream components.
+
+Receive path (raw bytes from the UART FIFO -> :class:`CobsDecoder` -> :class:`CrcChecker`)
+produces :data:`RX_BEAT` beats: one beat per decoded byte (the CRC bytes included) and one
+``end`` beat per ``0x00`` delimiter that carries the frame's COBS and CRC error flags.
+
+Transmit path (:data:`TX_BEAT` beats with ``last`` on the frame's final byte ->
+:class:`CrcAppender` -> :class:`CobsEncoder`) produces raw bytes ending with the ``0x00``
+delimiter.
+
+The CRC parameters come from :mod:`plasticore.protocol` (defined once there).  All components
+obey the stream rule that ``valid`` never depends on ``ready``.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from plasticore import protocol as P
+
+__all__ = ["RX_BEAT", "TX_BEAT", "CobsDecoder", "CobsEncoder", "CrcAppender", "CrcChecker", "crc_update"]
+
+#: Receive-side beat: a decoded byte, or (``end``) the end of a frame with its error flags.
+RX_BEAT = data.StructLayout({"data": 8, "end": 1, "cobs_err": 1, "crc_err": 1})
+#: Transmit-side beat: a frame byte; ``last`` marks the final byte of the frame.
+TX_BEAT = data.StructLayout({"data": 8, "last": 1})
+
+
+def _crc_matrix() -> list[int]:
+    """Output bit j of one CRC byte step = XOR of the bits of ``Cat(reg, byte)`` set in mask j.
+
+    Derived from :func:`plasticore.protocol.crc_register_update` (the step is linear over GF(2)),
+    so the RTL cannot disagree with the protocol's definition.
+    """
+    masks = [0] * P.CRC_BITS
+    for k in range(P.CRC_BITS + 8):
+        reg, byte = (1 << k, 0) if k < P.CRC_BITS else (0, 1 << (k - P.CRC_BITS))
+        out = P.crc_register_update(reg, byte)
+        for j in range(P.CRC_BITS):
+            if out >> j & 1:
+                masks[j] |= 1 << k
+    return masks
+
+
+_CRC_MATRIX = _crc_matrix()
+
+
+def crc_update(reg, byte):
+    """Amaranth expression: the CRC register after one more byte (one clock, XOR trees)."""
+    x = Cat(reg, byte)
+    return Cat(*[(x & mask).xor() for mask in _CRC_MATRIX])
+
+
+class CobsDecoder(wiring.Component):
+    """Raw bytes in, :data:`RX_BEAT` out.  Never stalls on malformed input: every byte is consumed,
+    and every ``0x00`` ends a frame (``cobs_err`` if a code byte promised more bytes)."""
+
+    i: In(stream.Signature(8))
+    o: Out(stream.Signature(RX_BEAT))
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(8)  # bytes left in the current block; 0: next byte is a code byte
+        code_ff = Signal()  # the previous block's code was 0xFF (no implicit zero after it)
+        first = Signal(init=1)  # no block seen yet in this frame
+
+        b = self.i.payload
+        is_delim = b == 0
+        is_code = count == 0
+        produces = is_delim | ~is_code | (~first & ~code_ff)
+
+        m.d.comb += [
+            self.o.valid.eq(self.i.valid & produces),
+            self.i.ready.eq(~produces | self.o.ready),
+            self.o.payload.end.eq(is_delim),
+            self.o.payload.cobs_err.eq(is_delim & (count != 0)),
+            self.o.payload.data.eq(Mux(is_delim | is_code, 0, b)),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(is_delim):
+                m.d.sync += [count.eq(0), first.eq(1), code_ff.eq(0)]
+            with m.Elif(is_code):
+                m.d.sync += [count.eq(b - 1), code_ff.eq(b == 0xFF), first.eq(0)]
+            with m.Else():
+                m.d.sync += count.eq(count - 1)
+        return m
+
+
+class CrcChecker(wiring.Component):
+    """Pass-through of :data:`RX_BEAT`; sets ``crc_err`` on each ``end`` beat whose frame (its last
+    :data:`~plasticore.protocol.CRC_BYTES` bytes being the CRC) does not check."""
+
+    i: In(stream.Signature(RX_BEAT))
+    o: Out(stream.Signature(RX_BEAT))
+
+    def elaborate(self, platform):
+        m = Module()
+        reg = Signal(P.CRC_BITS, init=P.CRC_INIT)
+        m.d.comb += [
+            self.o.valid.eq(self.i.valid),
+            self.i.ready.eq(self.o.ready),
+            self.o.payload.eq(self.i.payload),
+            self.o.payload.crc_err.eq(self.i.payload.end & (reg != P.crc_residue())),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(self.i.payload.end):
+                m.d.sync += reg.eq(P.CRC_INIT)
+            with m.Else():
+                m.d.sync += reg.eq(crc_update(reg, self.i.payload.data))
+        return m
+
+
+class CrcAppender(wiring.Component):
+    """Pass-through of :data:`TX_BEAT` that appends the CRC (LSB first) after each frame's last
+    byte and moves ``last`` onto the final CRC byte."""
+
+    i: In(stream.Signature(TX_BEAT))
+    o: Out(stream.Signature(TX_BEAT))
+
+    def elaborate(self, platform):
+        m = Module()
+        reg = Signal(P.CRC_BITS, init=P.CRC_INIT)
+        pos = Signal(range(P.CRC_BYTES + 1))  # 0: passing data; k: emitting CRC byte k-1
+        out_crc = reg ^ P.CRC_XOROUT
+        with m.If(pos == 0):
+            m.d.comb += [
+                self.o.valid.eq(self.i.valid),
+                self.i.ready.eq(self.o.ready),
+                self.o.payload.data.eq(self.i.payload.data),
+                self.o.payload.last.eq(0),
+            ]
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += reg.eq(crc_update(reg, self.i.payload.data))
+                with m.If(self.i.payload.last):
+                    m.d.sync += pos.eq(1)
+        with m.Else():
+            m.d.comb += [
+                self.o.valid.eq(1),
+                self.o.payload.data.eq(out_crc.word_select((pos - 1)[:2], 8)),
+                self.o.payload.last.eq(pos == P.CRC_BYTES),
+            ]
+            with m.If(self.o.ready):
+                with m.If(pos == P.CRC_BYTES):
+                    m.d.sync += [pos.eq(0), reg.eq(P.CRC_INIT)]
+                with m.Else():
+                    m.d.sync += pos.eq(pos + 1)
+        return m
+
+
+class CobsEncoder(wiring.Component):
+    """:data:`TX_BEAT` in, raw COBS bytes out, each frame followed by a ``0x00`` delimiter.
+
+    Buffers one COBS block (up to 254 bytes) in a small memory; the input stalls while a block is
+    emitted.
+    """
+
+    i: In(stream.Signature(TX_BEAT))
+    o: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buf = buf = Memory(shape=8, depth=254, init=[])
+        wr = buf.write_port()
+        rd = buf.read_port()
+
+        n = Signal(range(255))  # bytes buffered in the current block
+        code = Signal(8)
+        idx = Signal(range(255))
+        extra01 = Signal()  # frame ended with a zero: emit a final empty block (code 1)
+        end = Signal()  # emit the delimiter after this block
+
+        beat = self.i.payload
+        m.d.comb += [wr.addr.eq(n), wr.data.eq(beat.data), rd.addr.eq(idx)]
+
+        with m.FSM():
+            with m.State("COLLECT"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    with m.If(beat.data == 0):
+                        m.d.sync += [code.eq(n + 1), extra01.eq(beat.last), end.eq(beat.last)]
+                        m.next = "CODE"
+                    with m.Else():
+                        m.d.comb += wr.en.eq(1)
+                        m.d.sync += n.eq(n + 1)
+                        with m.If(beat.last):
+                            m.d.sync += [code.eq(n + 2), extra01.eq(0), end.eq(1)]
+                            m.next = "CODE"
+                        with m.Elif(n == 253):
+                            m.d.sync += [code.eq(0xFF), extra01.eq(0), end.eq(0)]
+                            m.next = "CODE"
+            with m.State("CODE"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(code), rd.addr.eq(0)]
+                with m.If(self.o.ready):
+                    m.d.sync += idx.eq(0)
+                    with m.If(code == 1):
+                        m.next = "TAIL"
+                    with m.Else():
+                        m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(rd.data)]
+                with m.If(self.o.ready):
+                    m.d.comb += rd.addr.eq(idx + 1)
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx + 2 == code):
+                        m.next = "TAIL"
+            with m.State("TAIL"):
+                with m.If(extra01):
+                    m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(1)]
+                    with m.If(self.o.ready):
+                        m.d.sync += extra01.eq(0)
+                with m.Elif(end):
+                    m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(0)]
+                    with m.If(self.o.ready):
+                        m.d.sync += [end.eq(0), n.eq(0)]
+                        m.next = "COLLECT"
+                with m.Else():
+                    m.d.sync += n.eq(0)
+                    m.next = "COLLECT"
+        return m

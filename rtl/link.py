@@ -1,0 +1,401 @@
+"""Host-link command decoder/executor.
+
+:class:`Link` takes raw received bytes (from :class:`~plasticore.rtl.uart.UARTRx`), buffers them
+in a receive FIFO whose size it advertises as flow-control credit, decodes frames
+(COBS + CRC, :mod:`plasticore.rtl.framing`), checks lengths and sequence numbers, executes the
+command on a :class:`~plasticore.rtl.bus.BusSignature` port and sends one reply per frame.
+
+Everything about the wire format comes from :mod:`plasticore.protocol`.
+
+Frame handling (see ``docs/protocol.md``):
+
+1. RECV  -- decoded bytes are assembled into little-endian words: word 0 = header, word 1 =
+   address/argument, words 2.. go to the frame buffer (``max_words`` data words + the CRC word).
+   A frame longer than that is consumed to its end and answered TOO_LONG: the decoder never stalls
+   on garbage.  Empty frames (two delimiters in a row) are ignored.
+2. CHECK -- status by priority FRAMING, CRC, TOO_LONG, LENGTH (alignment), OPCODE, LENGTH (per op),
+   then the sequence number: expected -> execute and advance; ahead -> SEQUENCE; behind ->
+   re-execute idempotent ops, else DUPLICATE.  IDENTIFY always executes and resynchronises.
+3. EXEC  -- bus transactions (WRITE reads the frame buffer; READ and RUN fill it).
+4. REPLY -- header word, then payload words, through the CRC appender and COBS encoder.
+
+Receiving pauses (the FIFO absorbs the line) while a frame executes and its reply is sent.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out, connect
+
+from plasticore import protocol as P
+from plasticore.protocol import Op, Status
+
+from .bus import BusOp, BusSignature
+from .framing import CobsDecoder, CobsEncoder, CrcAppender, CrcChecker
+
+__all__ = ["Link"]
+
+assert P.CRC_BYTES % 4 == 0, "the link assembles the CRC as whole words"
+
+# Reply payload sources.
+_K_NONE, _K_IDENTIFY, _K_STATUS, _K_BUF, _K_DETAIL = range(5)
+
+
+class Link(wiring.Component):
+    """Command decoder/executor of the host link.
+
+    Ports:
+
+    * ``rx`` -- sink of received bytes.  ``rx.ready`` is the FIFO's writable flag; a byte offered
+      while it is low is lost and counted in ``rx_overflows`` (flow control prevents it).
+    * ``rx_error`` -- pulse from the UART: stop-bit error (counted).
+    * ``tx`` -- source of bytes to transmit.
+    * ``bus`` -- :class:`~plasticore.rtl.bus.BusSignature` initiator.
+    * ``busy`` -- work pending (FIFO not empty, a frame executing or a reply leaving).
+
+    Parameters are advertised in the identify reply (:data:`plasticore.protocol.IDENTIFY`).
+    """
+
+    def __init__(self, *, clocks_per_bit: int = 0, rx_fifo_depth: int = P.DEFAULT_RX_CREDIT,
+                 max_words: int = P.DEFAULT_MAX_WORDS, addr_width: int = 32, design_id: int = 0,
+                 clk_hz: int = 0, geometry: dict | None = None, caps: int | None = None):
+        if not 1 <= max_words <= P.MAX_WORDS_LIMIT:
+            raise ValueError(f"max_words must be 1..{P.MAX_WORDS_LIMIT}, got {max_words}")
+        max_frame = P.frame_wire_bytes(max_words + 2)
+        if not max_frame <= rx_fifo_depth < (1 << 16):
+            raise ValueError(
+                f"rx_fifo_depth must hold one maximal frame ({max_frame} bytes) and fit 16 bits, "
+                f"got {rx_fifo_depth}")
+        self.rx_fifo_depth = rx_fifo_depth
+        self.max_words = max_words
+        self.addr_width = addr_width
+        if caps is None:
+            caps = P.Cap.RUN | P.Cap.RESET | P.Cap.FIXED | P.Cap.STATUS
+        self.identify_value = P.pack(
+            P.IDENTIFY, magic=P.MAGIC, version_major=P.PROTOCOL_VERSION[0],
+            version_minor=P.PROTOCOL_VERSION[1], caps=int(caps), design_id=design_id,
+            rx_credit=rx_fifo_depth, max_words=max_words, clocks_per_bit=clocks_per_bit,
+            addr_bits=addr_width, data_bits=P.BUS_DATA_BITS, clk_hz=clk_hz,
+            geometry=dict(geometry or {}))
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "rx_error": In(1),
+            "tx": Out(stream.Signature(8)),
+            "bus": Out(BusSignature(addr_width)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        maxw = self.max_words
+        bus = self.bus
+
+        # ---------------- receive path: FIFO -> COBS -> CRC -------------------------------------
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
+        m.submodules.dec = dec = CobsDecoder()
+        m.submodules.chk = chk = CrcChecker()
+        m.d.comb += [
+            fifo.w_data.eq(self.rx.payload),
+            fifo.w_en.eq(self.rx.valid),
+            self.rx.ready.eq(fifo.w_rdy),
+            dec.i.payload.eq(fifo.r_data),
+            dec.i.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(dec.i.ready),
+        ]
+        connect(m, dec.o, chk.i)
+        beat = chk.o.payload
+
+        # ---------------- transmit path: CRC -> COBS -> tx ---------------------------------------
+        m.submodules.app = app = CrcAppender()
+        m.submodules.enc = enc = CobsEncoder()
+        connect(m, app.o, enc.i)
+        connect(m, enc.o, wiring.flipped(self.tx))
+        out = app.i
+
+        # ---------------- frame buffer -----------------------------------------------------------
+        m.submodules.buf = buf = Memory(shape=32, depth=maxw + 1, init=[])
+        wr = buf.write_port()
+        rd = buf.read_port()
+
+        # ---------------- state ------------------------------------------------------------------
+        acc = Signal(32)
+        bidx = Signal(2)
+        widx = Signal(range(maxw + 4))
+        hdr = Signal(P.REQ_HEADER)
+        arg1 = Signal(32)
+        cobs_err = Signal()
+        crc_err = Signal()
+        too_long = Signal()
+
+        expect = Signal(8)
+        status = Signal(8)
+        rop = Signal(8)  # reply opcode
+        kind = Signal(range(5))
+        nout = Signal(range(maxw + 2))  # payload words of the reply
+        i = Signal(range(maxw + 2))
+        err = Signal()
+        detail = Signal(32)
+
+        # counters (STATUS)
+        cycles = Signal(64)
+        frames_ok = Signal(32)
+        crc_errors = Signal(16)
+        framing_errors = Signal(16)
+        seq_errors = Signal(16)
+        duplicates = Signal(16)
+        uart_errors = Signal(16)
+        rx_overflows = Signal(16)
+        m.d.sync += cycles.eq(cycles + 1)
+        with m.If(self.rx_error):
+            m.d.sync += uart_errors.eq(uart_errors + 1)
+        with m.If(self.rx.valid & ~fifo.w_rdy):
+            m.d.sync += rx_overflows.eq(rx_overflows + 1)
+
+        status_value = Signal(P.STATUS)
+        m.d.comb += [
+            status_value.cycles.eq(cycles),
+            status_value.frames_ok.eq(frames_ok),
+            status_value.crc_errors.eq(crc_errors),
+            status_value.framing_errors.eq(framing_errors),
+            status_value.seq_errors.eq(seq_errors),
+            status_value.duplicates.eq(duplicates),
+            status_value.uart_errors.eq(uart_errors),
+            status_value.rx_overflows.eq(rx_overflows),
+        ]
+        identify_value = Const(self.identify_value, P.IDENTIFY.size)
+
+        op = hdr.op
+        seq = hdr.seq
+        nwords = widx - 1  # frame words without the CRC word
+        ndata = (nwords - 2)[:len(i)]
+        diff = (seq - expect)[:8]
+        base = arg1[:self.addr_width]
+        addr_i = Mux((op == Op.WRITE_FIX) | (op == Op.READ_FIX), base, (base + i)[:self.addr_width])
+
+        wr_addr = Signal.like(wr.addr)
+        m.d.comb += [wr.addr.eq(wr_addr), rd.addr.eq(i)]
+
+        def reply(st, kind_, n, op_=None):
+            m.d.sync += [status.eq(st), kind.eq(kind_), nout.eq(n),
+                         rop.eq(op | P.RSP_FLAG if op_ is None else op_)]
+
+        def nack(st, op_=None, detail_=0):
+            reply(st, _K_DETAIL, 1, op_)
+            m.d.sync += detail.eq(detail_)
+            m.next = "REPLY"
+
+        with m.FSM() as fsm:
+            # ------------------------------------------------------------------------------------
+            with m.State("RECV"):
+                m.d.comb += chk.o.ready.eq(1)
+                new_word = Cat(acc[8:], beat.data)
+                with m.If(chk.o.valid):
+                    with m.If(beat.end):
+                        with m.If((widx == 0) & (bidx == 0)):
+                            pass  # empty frame: ignore
+                        with m.Else():
+                            m.d.sync += [cobs_err.eq(beat.cobs_err), crc_err.eq(beat.crc_err)]
+                            m.next = "CHECK"
+                    with m.Else():
+                        m.d.sync += [acc.eq(new_word), bidx.eq(bidx + 1)]
+                        with m.If(bidx == 3):
+                            with m.If(widx == 0):
+                                m.d.sync += hdr.eq(new_word)
+                            with m.Elif(widx == 1):
+                                m.d.sync += arg1.eq(new_word)
+                            with m.Elif(widx < maxw + 3):
+                                m.d.comb += [wr.en.eq(1), wr.data.eq(new_word),
+                                             wr_addr.eq(widx - 2)]
+                            with m.If(widx == maxw + 3):
+                                m.d.sync += too_long.eq(1)
+                            with m.Else():
+                                m.d.sync += widx.eq(widx + 1)
+
+            # ------------------------------------------------------------------------------------
+            with m.State("CHECK"):
+                m.d.sync += [err.eq(0), detail.eq(0), i.eq(0)]
+                with m.If(cobs_err):
+                    m.d.sync += framing_errors.eq(framing_errors + 1)
+                    nack(Status.FRAMING, P.NACK_OP)
+                with m.Elif(crc_err):
+                    m.d.sync += crc_errors.eq(crc_errors + 1)
+                    nack(Status.CRC, P.NACK_OP)
+                with m.Elif(too_long):
+                    m.d.sync += framing_errors.eq(framing_errors + 1)
+                    nack(Status.TOO_LONG, P.NACK_OP)
+                with m.Elif((bidx != 0) | (widx < 2)):
+                    m.d.sync += framing_errors.eq(framing_errors + 1)
+                    nack(Status.LENGTH, P.NACK_OP)
+                with m.Else():
+                    known = Signal()
+                    len_ok = Signal()
+                    idempotent = Signal()
+                    with m.Switch(op):
+                        with m.Case(Op.IDENTIFY, Op.STATUS, Op.PING, Op.RESET):
+                            m.d.comb += [known.eq(1), len_ok.eq(nwords == 1)]
+                        with m.Case(Op.RUN):
+                            m.d.comb += [known.eq(1), len_ok.eq(nwords == 2)]
+                        with m.Case(Op.READ, Op.READ_FIX):
+                            m.d.comb += [known.eq(1), len_ok.eq(
+                                (nwords == 2) & (hdr.arg != 0) & (hdr.arg <= maxw))]
+                        with m.Case(Op.WRITE, Op.WRITE_FIX):
+                            m.d.comb += [known.eq(1), len_ok.eq((nwords >= 3) & (nwords <= maxw + 2))]
+                    with m.Switch(op):
+                        with m.Case(*P.IDEMPOTENT_OPS):
+                            m.d.comb += idempotent.eq(1)
+
+                    execute = Signal()
+                    with m.If(~known):
+                        nack(Status.OPCODE)
+                    with m.Elif(~len_ok):
+                        m.d.sync += framing_errors.eq(framing_errors + 1)
+                        nack(Status.LENGTH)
+                    with m.Elif(op == Op.IDENTIFY):
+                        m.d.sync += expect.eq(seq + 1)
+                        m.d.comb += execute.eq(1)
+                    with m.Elif(diff == 0):
+                        m.d.sync += expect.eq(expect + 1)
+                        m.d.comb += execute.eq(1)
+                    with m.Elif(~diff[7]):
+                        m.d.sync += seq_errors.eq(seq_errors + 1)
+                        nack(Status.SEQUENCE)
+                    with m.Elif(idempotent):
+                        m.d.sync += duplicates.eq(duplicates + 1)
+                        m.d.comb += execute.eq(1)
+                    with m.Else():
+                        m.d.sync += duplicates.eq(duplicates + 1)
+                        nack(Status.DUPLICATE)
+
+                    with m.If(execute):
+                        m.d.sync += frames_ok.eq(frames_ok + 1)
+                        with m.Switch(op):
+                            with m.Case(Op.IDENTIFY):
+                                reply(Status.OK, _K_IDENTIFY, P.IDENTIFY_WORDS)
+                                m.next = "REPLY"
+                            with m.Case(Op.STATUS):
+                                reply(Status.OK, _K_STATUS, P.STATUS_WORDS)
+                                m.next = "REPLY"
+                            with m.Case(Op.PING):
+                                reply(Status.OK, _K_NONE, 0)
+                                m.next = "REPLY"
+                            with m.Case(Op.WRITE, Op.WRITE_FIX):
+                                reply(Status.OK, _K_NONE, 0)
+                                m.next = "WRITE"
+                            with m.Case(Op.READ, Op.READ_FIX):
+                                reply(Status.OK, _K_BUF, hdr.arg)
+                                m.next = "READ"
+                            with m.Case(Op.RUN):
+                                reply(Status.OK, _K_BUF, 1)
+                                m.next = "RUN"
+                            with m.Case(Op.RESET):
+                                reply(Status.OK, _K_NONE, 0)
+                                m.next = "RESET"
+
+            # ------------------------------------------------------------------------------------
+            def bus_error(addr):
+                with m.If(~err):
+                    m.d.sync += [err.eq(1), detail.eq(addr)]
+
+            def finish():
+                m.d.sync += i.eq(0)
+                m.next = "REPLY"
+
+            with m.State("WRITE"):
+                # rd.addr = i; the buffer word i is on rd.data one cycle after i was set (the
+                # CHECK state already set i = 0).
+                m.next = "WRITE_REQ"
+            with m.State("WRITE_REQ"):
+                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.WRITE), bus.addr.eq(addr_i),
+                             bus.w_data.eq(rd.data)]
+                with m.If(bus.ready):
+                    with m.If(bus.error):
+                        bus_error(addr_i)
+                    m.d.comb += rd.addr.eq(i + 1)
+                    m.d.sync += i.eq(i + 1)
+                    with m.If(i + 1 == ndata):
+                        finish()
+
+            with m.State("READ"):
+                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.READ), bus.addr.eq(addr_i)]
+                with m.If(bus.ready):
+                    m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):
+                with m.If(bus.r_valid):
+                    m.d.comb += [wr.en.eq(1), wr.data.eq(bus.r_data), wr_addr.eq(i)]
+                    with m.If(bus.error):
+                        bus_error(addr_i)
+                    m.d.sync += i.eq(i + 1)
+                    with m.If(i + 1 == hdr.arg):
+                        finish()
+                    with m.Else():
+                        m.next = "READ"
+
+            with m.State("RUN"):
+                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.RUN), bus.addr.eq(base),
+                             bus.w_data.eq(arg1)]
+                with m.If(bus.ready):
+                    m.next = "RUN_WAIT"
+            with m.State("RUN_WAIT"):
+                with m.If(bus.r_valid):
+                    m.d.comb += [wr.en.eq(1), wr.data.eq(bus.r_data), wr_addr.eq(0)]
+                    with m.If(bus.error):
+                        bus_error(0)
+                    finish()
+
+            with m.State("RESET"):
+                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.RESET)]
+                with m.If(bus.ready):
+                    with m.If(bus.error):
+                        bus_error(0)
+                    finish()
+
+            # ------------------------------------------------------------------------------------
+            # Reply: word 0 = header, words 1..nout = payload.  ``i`` is the word being sent;
+            # rd.addr = i - 1 is stable while it is sent, and REPLY_LOAD gives the buffer a cycle.
+            ob = Signal(2)
+            pidx = (i - 1)[:len(i)]
+            rsp = Signal(P.RSP_HEADER)
+            m.d.comb += [rsp.op.eq(rop), rsp.seq.eq(seq), rsp.status.eq(status), rsp.expect.eq(expect)]
+            with m.State("REPLY"):
+                with m.If(err):  # a bus error turns the reply into an ADDRESS nack
+                    m.d.sync += [err.eq(0), status.eq(Status.ADDRESS), kind.eq(_K_DETAIL),
+                                 nout.eq(1)]
+                m.d.sync += [i.eq(0), ob.eq(0)]
+                m.next = "REPLY_SEND"
+            with m.State("REPLY_LOAD"):
+                m.d.comb += rd.addr.eq(pidx)
+                m.next = "REPLY_SEND"
+            with m.State("REPLY_SEND"):
+                word = Signal(32)
+                m.d.comb += rd.addr.eq(pidx)
+                with m.If(i == 0):
+                    m.d.comb += word.eq(rsp)
+                with m.Else():
+                    with m.Switch(kind):
+                        with m.Case(_K_IDENTIFY):
+                            m.d.comb += word.eq(identify_value.word_select(pidx, 32))
+                        with m.Case(_K_STATUS):
+                            m.d.comb += word.eq(status_value.as_value().word_select(pidx, 32))
+                        with m.Case(_K_BUF):
+                            m.d.comb += word.eq(rd.data)
+                        with m.Case(_K_DETAIL):
+                            m.d.comb += word.eq(detail)
+                last = (i == nout) & (ob == 3)
+                m.d.comb += [
+                    out.valid.eq(1),
+                    out.payload.data.eq(word.word_select(ob, 8)),
+                    out.payload.last.eq(last),
+                ]
+                with m.If(out.ready):
+                    m.d.sync += ob.eq(ob + 1)
+                    with m.If(last):
+                        m.d.sync += [widx.eq(0), bidx.eq(0), too_long.eq(0)]
+                        m.next = "RECV"
+                    with m.Elif(ob == 3):
+                        m.d.sync += i.eq(i + 1)
+                        m.next = "REPLY_LOAD"
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("RECV") | fifo.r_rdy | chk.o.valid | app.o.valid
+                                 | enc.o.valid)
+        return m
