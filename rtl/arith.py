@@ -1,0 +1,47 @@
+"""Combinational arithmetic primitives of the integer contract, as Amaranth expressions.
+
+They mirror ``plasticore.contract``: ``sat``, ``rshift_round`` (round half up, variable shift),
+``clip``.  Every function returns a value of an explicit, sufficient width; nothing wraps.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Mux, Value, signed
+
+__all__ = ["clip", "rshift_round", "sat", "to_signed"]
+
+
+def to_signed(v) -> Value:
+    """``v`` as a signed value (an unsigned value gains a zero sign bit)."""
+    v = Value.cast(v)
+    if v.shape().signed:
+        return v
+    return v.as_unsigned() + Const(0, signed(2))  # zero-extends by one bit and becomes signed
+
+
+def sat(v, bits: int) -> Value:
+    """Clamp signed ``v`` to ``[-2**(bits-1), 2**(bits-1)-1]``; result is ``signed(bits)``."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    v = to_signed(v)
+    if len(v) <= bits:
+        return v
+    return Mux(v > hi, Const(hi, signed(bits)), Mux(v < lo, Const(lo, signed(bits)), v[:bits].as_signed()))
+
+
+def clip(v, lo, hi) -> Value:
+    """``min(max(v, lo), hi)`` (``lo``/``hi`` may be signals)."""
+    return Mux(v > hi, hi, Mux(v < lo, lo, v))
+
+
+def rshift_round(v, s, s_max: int) -> Value:
+    """``floor((v + 2**(s-1)) / 2**s)`` for ``s > 0``, ``v`` for ``s == 0`` (``s`` variable, <= ``s_max``).
+
+    Hardware: add half an LSB of the result, arithmetic shift right.  The sum is formed at
+    ``max(len(v), s_max) + 2`` bits so it cannot overflow; the result is signed at that width.
+    """
+    v = to_signed(v)
+    w = max(len(v), s_max) + 2
+    s = Value.cast(s)
+    half = (Const(1, w + 1) << s)[1: w + 1]  # 2**s >> 1, i.e. 0 when s == 0
+    total = (v + half.as_unsigned())[: w + 1].as_signed()
+    return (total >> s)[:w].as_signed()

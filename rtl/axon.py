@@ -1,0 +1,101 @@
+"""Axon input buffer: the inputs ``x`` of the next step and the list of non-zero axons."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from plasticore import contract as C
+from plasticore.core_map import CoreGeometry
+
+from .layouts import axon_event_layout
+
+__all__ = ["AxonBuffer"]
+
+
+class AxonBuffer(wiring.Component):
+    """Holds ``x`` (one 9-bit signed value per axon) and the event list of non-zero axons.
+
+    * ``inp`` (stream of ``{axon, value}``): sets ``x[axon] := value``.  Each write takes two clocks
+      (read-modify-write).  The first time an axon becomes non-zero it is appended to the event
+      list (a per-axon ``listed`` bit prevents duplicates), so the dendrite spends cycles only on
+      non-zero inputs.  Accepted only while ``enable`` is high.
+    * ``clear`` (pulse): walk the event list and zero every listed ``x`` (``count + 1`` clocks,
+      ``busy`` high meanwhile), then empty the list.  Afterwards ``x`` is all zero.
+    * ``count``: entries in the event list.
+    * Read ports for the dendrite / LPU / host: ``x_addr``/``x_en`` -> ``x_data`` and
+      ``evt_addr`` -> ``evt_data`` (synchronous, one clock latency; ``x_en`` low holds ``x_data``).
+    """
+
+    def __init__(self, geom: CoreGeometry):
+        self.geom = geom
+        ab = geom.axon_bits
+        super().__init__({
+            "inp": In(stream.Signature(axon_event_layout(geom))),
+            "enable": In(1),
+            "clear": In(1),
+            "busy": Out(1),
+            "count": Out(range(geom.a_max + 1)),
+            "x_addr": In(ab),
+            "x_en": In(1),
+            "x_data": Out(signed(C.X_BITS)),
+            "evt_addr": In(ab),
+            "evt_data": Out(unsigned(ab)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geom
+        # x word: value (9 bits) + listed flag (bit 9)
+        m.submodules.xmem = xmem = memory.Memory(shape=unsigned(C.X_BITS + 1), depth=g.a_max, init=[])
+        m.submodules.evt = evt = memory.Memory(shape=unsigned(g.axon_bits), depth=g.a_max, init=[])
+        x_rmw = xmem.read_port(transparent_for=())
+        x_ext = xmem.read_port(transparent_for=())
+        x_w = xmem.write_port()
+        e_int = evt.read_port(transparent_for=())
+        e_ext = evt.read_port(transparent_for=())
+        e_w = evt.write_port()
+
+        m.d.comb += [
+            x_ext.addr.eq(self.x_addr), x_ext.en.eq(self.x_en), self.x_data.eq(x_ext.data[:C.X_BITS].as_signed()),
+            e_ext.addr.eq(self.evt_addr), self.evt_data.eq(e_ext.data),
+        ]
+
+        phase = Signal()  # 1: second clock of a read-modify-write
+        w_axon = Signal(g.axon_bits)
+        w_value = Signal(signed(C.X_BITS))
+        clearing = Signal()
+        c_idx = Signal(range(g.a_max + 1))
+        c_valid = Signal()  # an evt read was issued last clock
+
+        m.d.comb += [
+            self.inp.ready.eq(self.enable & ~phase & ~clearing),
+            x_rmw.addr.eq(self.inp.payload.axon),
+            self.busy.eq(clearing | phase),
+        ]
+        with m.If(self.inp.valid & self.inp.ready):
+            m.d.sync += [phase.eq(1), w_axon.eq(self.inp.payload.axon), w_value.eq(self.inp.payload.value)]
+        with m.If(phase):
+            listed = x_rmw.data[C.X_BITS]
+            add = ~listed & (w_value != 0)
+            m.d.comb += [x_w.addr.eq(w_axon), x_w.data.eq(w_value.as_unsigned() | ((listed | add) << C.X_BITS)),
+                         x_w.en.eq(1)]
+            with m.If(add):
+                m.d.comb += [e_w.addr.eq(self.count), e_w.data.eq(w_axon), e_w.en.eq(1)]
+                m.d.sync += self.count.eq(self.count + 1)
+            m.d.sync += phase.eq(0)
+
+        # clear walk: read evt[c_idx], next clock zero x[evt data]
+        with m.If(self.clear & ~clearing & ~phase):
+            m.d.sync += [clearing.eq(1), c_idx.eq(0), c_valid.eq(0)]
+        with m.If(clearing):
+            m.d.comb += e_int.addr.eq(c_idx)
+            m.d.sync += c_valid.eq(c_idx < self.count)
+            with m.If(c_idx < self.count):
+                m.d.sync += c_idx.eq(c_idx + 1)
+            with m.If(c_valid):
+                m.d.comb += [x_w.addr.eq(e_int.data), x_w.data.eq(0), x_w.en.eq(1)]
+            with m.Elif(c_idx == self.count):
+                m.d.sync += [clearing.eq(0), self.count.eq(0)]
+        return m

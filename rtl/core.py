@@ -1,0 +1,299 @@
+"""HybridCore: the Tianjic-style hybrid core (axon buffer -> dendrite -> soma -> LPU) with its memories."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from plasticore import contract as C
+from plasticore.core_map import (
+    CORE_ID,
+    CORE_VERSION,
+    MEMS,
+    PARAM_REGS,
+    REGS,
+    CoreGeometry,
+    Mem,
+    Reg,
+)
+
+from .axon import AxonBuffer
+from .dendrite import Dendrite
+from .layouts import axon_event_layout, bus_req_layout, param_layout, spike_event_layout
+from .lpu import PlasticityUnit
+from .soma import Soma
+
+__all__ = ["HybridCore"]
+
+PARAM_DEFAULTS = {"theta": 1, "lam": C.FRAC8_ONE, "decay": C.FRAC8_ONE, "h_clamp": C.smax(C.H_BITS), "emit": 1}
+
+
+class HybridCore(wiring.Component):
+    """One hybrid core of ``a_max`` axons x ``n_max`` neurons with ``lanes`` (P) lanes.
+
+    Ports (plus ``clk``/``rst`` of the ``sync`` domain):
+
+    * ``bus`` (stream of ``{we, mem, addr, mask, data}``) / ``bus_rsp`` (stream of data words):
+      write and read every memory and register (map: :mod:`plasticore.core_map`); accepted only
+      while the core is idle.
+    * ``axon_in`` (stream of ``{axon, value}``): inputs of the next step (same as writing ``X``).
+    * ``spike_out`` (stream of ``{neuron, value}``): every non-zero output of a step (if ``EMIT``).
+    * ``start`` (pulse): run one step; ``clear`` (pulse): sample start (u, s := 0, inputs dropped).
+      The same commands are bits of register ``CMD``.
+    * ``busy``: a step or clear is running; ``done``: one-clock pulse when a step (or clear) has finished.
+
+    A step: integrate + soma per neuron group (overlapped), then the LPU sweep (if ``PLASTIC``),
+    then the input buffer is cleared.  Cycle count: ``docs/core.md``.
+    """
+
+    def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16):
+        self.geom = geom = CoreGeometry(a_max, n_max, lanes)
+        super().__init__({
+            "bus": In(stream.Signature(bus_req_layout(geom))),
+            "bus_rsp": Out(stream.Signature(unsigned(geom.data_bits))),
+            "axon_in": In(stream.Signature(axon_event_layout(geom))),
+            "spike_out": Out(stream.Signature(spike_event_layout(geom))),
+            "start": In(1),
+            "clear": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        geom = self.geom
+        P, G = geom.lanes, geom.groups
+        logp = P.bit_length() - 1
+
+        params = Signal(param_layout(), init={**PARAM_DEFAULTS, "n_axons": geom.a_max, "n_neurons": geom.n_max})
+
+        # ---- memories ----------------------------------------------------------------------
+        mems, rps, wps = {}, {}, {}
+        for mid in MEMS:
+            if mid == Mem.X:
+                continue
+            info = MEMS[mid]
+            mem = memory.Memory(shape=unsigned(geom.word_bits(mid)), depth=geom.depth(mid), init=[])
+            m.submodules[f"mem_{mid.name.lower()}"] = mems[mid] = mem
+            rps[mid] = mem.read_port(transparent_for=())
+            wps[mid] = mem.write_port(granularity=info.bits if info.lanes else None)
+
+        m.submodules.axb = axb = AxonBuffer(geom)
+        m.submodules.den = den = Dendrite(geom)
+        m.submodules.soma = soma = Soma(geom, den.aw_bits, den.ah_bits)
+        m.submodules.lpu = lpu = PlasticityUnit(geom)
+        m.d.comb += [soma.params.eq(params), lpu.params.eq(params)]
+        self._blocks = {"axb": axb, "den": den, "soma": soma, "lpu": lpu}  # for simulation probes
+
+        # ---- status registers --------------------------------------------------------------
+        cycles = Signal(32)
+        cyc = Signal(32)
+        steps = Signal(32)
+        start_req = Signal()
+        clear_req = Signal()
+        n_groups = Signal(range(G + 1))
+        m.d.comb += n_groups.eq((params.n_neurons + (P - 1)) >> logp)
+
+        # ---- host access -------------------------------------------------------------------
+        req = self.bus.payload
+        pend = Signal()
+        pend_mem = Signal(4)
+        reg_rdata = Signal(geom.data_bits)
+        rsp_valid = Signal()
+        rsp_data = Signal(geom.data_bits)
+        m.d.comb += [self.bus_rsp.valid.eq(rsp_valid), self.bus_rsp.payload.eq(rsp_data)]
+        move = Signal()
+        m.d.comb += move.eq(pend & (~rsp_valid | self.bus_rsp.ready))
+        idle = Signal()
+        m.d.comb += self.bus.ready.eq(idle & ~axb.busy & (~pend | move))
+        accept = Signal()
+        m.d.comb += accept.eq(self.bus.valid & self.bus.ready)
+        acc_r = accept & ~req.we
+        acc_w = accept & req.we
+
+        # axon input: bus writes of X or the axon_in stream
+        bus_x = Signal()
+        m.d.comb += bus_x.eq(self.bus.valid & req.we & (req.mem == Mem.X))
+        m.d.comb += [
+            axb.enable.eq(idle),
+            axb.inp.valid.eq(Mux(self.bus.valid, bus_x & self.bus.ready, self.axon_in.valid)),
+            axb.inp.payload.axon.eq(Mux(self.bus.valid, req.addr, self.axon_in.payload.axon)),
+            axb.inp.payload.value.eq(Mux(self.bus.valid, req.data[:C.X_BITS], self.axon_in.payload.value)),
+            self.axon_in.ready.eq(axb.inp.ready & ~self.bus.valid),
+        ]
+
+        # register writes and reads
+        with m.If(acc_w & (req.mem == Mem.REG)):
+            with m.Switch(req.addr):
+                for r in PARAM_REGS:
+                    with m.Case(int(r)):
+                        f = getattr(params, r.name.lower())
+                        m.d.sync += f.eq(req.data[:REGS[r][0]])
+                with m.Case(int(Reg.CMD)):
+                    with m.If(req.data[0]):
+                        m.d.sync += start_req.eq(1)
+                    with m.If(req.data[1]):
+                        m.d.sync += clear_req.eq(1)
+        with m.If(self.start):
+            m.d.sync += start_req.eq(1)
+        with m.If(self.clear):
+            m.d.sync += clear_req.eq(1)
+        ro = {Reg.STATUS: ~idle, Reg.CYCLES: cycles, Reg.EVENTS: axb.count, Reg.OUT_COUNT: soma.out_count,
+              Reg.STEPS: steps, Reg.GEOM_A: Const(geom.a_max, 11), Reg.GEOM_N: Const(geom.n_max, 11),
+              Reg.GEOM_P: Const(P, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(CORE_VERSION, 8)}
+        with m.If(acc_r):
+            m.d.sync += [pend_mem.eq(req.mem), reg_rdata.eq(0)]
+            with m.Switch(req.addr):
+                for r in PARAM_REGS:
+                    with m.Case(int(r)):
+                        m.d.sync += reg_rdata.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
+                for r, v in ro.items():
+                    with m.Case(int(r)):
+                        m.d.sync += reg_rdata.eq(v)
+        m.d.sync += pend.eq(acc_r | (pend & ~move))
+        with m.If(move):
+            m.d.sync += rsp_valid.eq(1)
+            with m.Switch(pend_mem):
+                for mid, rp in rps.items():
+                    with m.Case(int(mid)):
+                        m.d.sync += rsp_data.eq(rp.data)
+                with m.Case(int(Mem.X)):
+                    m.d.sync += rsp_data.eq(axb.x_data.as_unsigned())
+                with m.Case(int(Mem.REG)):
+                    m.d.sync += rsp_data.eq(reg_rdata)
+                with m.Default():
+                    m.d.sync += rsp_data.eq(0)
+        with m.Elif(self.bus_rsp.ready):
+            m.d.sync += rsp_valid.eq(0)
+
+        # ---- engine wiring -----------------------------------------------------------------
+        m.d.comb += [
+            axb.evt_addr.eq(den.evt_addr), den.evt_data.eq(axb.evt_data), den.n_events.eq(axb.count),
+            den.x_data.eq(axb.x_data), lpu.x_data.eq(axb.x_data),
+            den.w_data.eq(rps[Mem.W].data), den.h_data.eq(rps[Mem.H].data), den.m_data.eq(rps[Mem.HMASK].data),
+            soma.acc_w.eq(den.acc_w), soma.acc_h.eq(den.acc_h),
+            soma.b_data.eq(rps[Mem.B].data), soma.u_data.eq(rps[Mem.U].data), soma.s_data.eq(rps[Mem.S].data),
+            soma.eta_data.eq(rps[Mem.ETA].data), soma.lut_data.eq(rps[Mem.LUT].data),
+            lpu.h_rdata.eq(rps[Mem.H].data), lpu.beta_data.eq(rps[Mem.BETA].data), lpu.f_data.eq(rps[Mem.F].data),
+            lpu.n_groups.eq(n_groups),
+            self.spike_out.valid.eq(soma.out.valid), self.spike_out.payload.eq(soma.out.payload),
+            soma.out.ready.eq(self.spike_out.ready),
+        ]
+
+        zc = Signal(range(geom.n_pad + 1))
+        g = Signal(range(G + 1))
+        gbase = Signal(geom.addr_bits)
+        jbase = Signal(geom.neuron_bits + 1)
+        m.d.comb += [den.gbase.eq(gbase), soma.jbase.eq(jbase), soma.group.eq(g)]
+        in_lpu = Signal()
+
+        with m.If(idle):
+            # host owns every port
+            for rp in rps.values():
+                m.d.comb += [rp.addr.eq(req.addr), rp.en.eq(acc_r)]
+            m.d.comb += [axb.x_addr.eq(req.addr), axb.x_en.eq(acc_r)]
+            for mid, wp in wps.items():
+                info = MEMS[mid]
+                sel = acc_w & (req.mem == mid)
+                m.d.comb += [wp.addr.eq(req.addr), wp.data.eq(req.data)]
+                if info.lanes:
+                    m.d.comb += wp.en.eq(Mux(sel, req.mask, 0))
+                else:
+                    m.d.comb += wp.en.eq(sel)
+        with m.Else():
+            m.d.comb += axb.x_en.eq(1)
+            for rp in rps.values():
+                m.d.comb += rp.en.eq(1)
+            m.d.comb += [
+                rps[Mem.W].addr.eq(den.syn_addr), rps[Mem.HMASK].addr.eq(den.syn_addr),
+                rps[Mem.H].addr.eq(Mux(in_lpu, lpu.h_raddr, den.syn_addr)),
+                axb.x_addr.eq(Mux(in_lpu, lpu.x_addr, den.x_addr)),
+                rps[Mem.B].addr.eq(soma.n_addr), rps[Mem.U].addr.eq(soma.n_addr), rps[Mem.S].addr.eq(soma.n_addr),
+                rps[Mem.ETA].addr.eq(soma.n_addr), rps[Mem.LUT].addr.eq(soma.lut_addr),
+                rps[Mem.BETA].addr.eq(lpu.beta_addr), rps[Mem.F].addr.eq(lpu.f_addr),
+                wps[Mem.H].addr.eq(lpu.h_waddr), wps[Mem.H].data.eq(lpu.h_wdata),
+                wps[Mem.H].en.eq(Mux(lpu.h_we, (1 << P) - 1, 0)),
+                wps[Mem.F].addr.eq(soma.f_addr), wps[Mem.F].data.eq(soma.f_wdata), wps[Mem.F].en.eq(soma.f_en),
+                wps[Mem.U].addr.eq(soma.w_addr), wps[Mem.U].data.eq(soma.u_wdata), wps[Mem.U].en.eq(soma.w_en),
+                wps[Mem.S].addr.eq(soma.w_addr), wps[Mem.S].data.eq(soma.s_wdata), wps[Mem.S].en.eq(soma.w_en),
+            ]
+
+        # ---- step sequencer ----------------------------------------------------------------
+        with m.FSM(name="seq") as fsm:
+            m.d.comb += idle.eq(fsm.ongoing("IDLE"))
+            with m.State("IDLE"):
+                with m.If(clear_req & ~pend & ~axb.busy):
+                    m.d.sync += [clear_req.eq(0), zc.eq(0)]
+                    m.d.comb += axb.clear.eq(1)
+                    m.next = "ZERO"
+                with m.Elif(start_req & ~pend & ~axb.busy):
+                    m.d.sync += [start_req.eq(0), cyc.eq(0), g.eq(0), gbase.eq(0), jbase.eq(0)]
+                    m.d.comb += [den.start.eq(1), soma.clear_count.eq(1)]
+                    m.next = "INTEG"
+            with m.State("ZERO"):
+                with m.If(zc != geom.n_pad):
+                    m.d.comb += [wps[Mem.U].addr.eq(zc), wps[Mem.U].data.eq(0), wps[Mem.U].en.eq(1),
+                                 wps[Mem.S].addr.eq(zc), wps[Mem.S].data.eq(0), wps[Mem.S].en.eq(1)]
+                    m.d.sync += zc.eq(zc + 1)
+                with m.Elif(~axb.busy):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
+            with m.State("INTEG"):
+                with m.If(den.acc_valid & soma.ready):
+                    m.d.comb += soma.load.eq(1)
+                    m.d.sync += [jbase.eq(jbase + P), g.eq(g + 1)]
+                    with m.If(g + 1 < n_groups):
+                        m.d.sync += gbase.eq(gbase + params.n_axons)
+                        m.d.comb += [den.start.eq(1), den.gbase.eq(gbase + params.n_axons)]
+                    with m.Else():
+                        m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(soma.idle & ~soma.load):
+                    with m.If(params.plastic):
+                        m.d.comb += lpu.start.eq(1)
+                        m.next = "LPU"
+                    with m.Else():
+                        m.d.comb += axb.clear.eq(1)
+                        m.next = "CLRWAIT"
+            with m.State("LPU"):
+                m.d.comb += in_lpu.eq(1)
+                with m.If(~lpu.busy):
+                    m.d.comb += axb.clear.eq(1)
+                    m.next = "CLRWAIT"
+            with m.State("CLRWAIT"):
+                with m.If(~axb.busy):
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += [cycles.eq(cyc + 1), steps.eq(steps + 1)]
+                    m.next = "IDLE"
+        with m.If(~idle):
+            m.d.sync += cyc.eq(cyc + 1)
+        m.d.comb += self.busy.eq(~idle)
+        return m
+
+
+def step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool) -> dict[str, int]:
+    """The phases of :func:`step_cycles` (derivation in ``docs/core.md``)."""
+    from .dendrite import DENDRITE_LATENCY
+    from .lpu import LPU_LATENCY
+    from .soma import SOMA_LATENCY
+
+    E, P = events, lanes
+    G = -(-n_neurons // P)
+    d = E + DENDRITE_LATENCY + 1 if E else 2  # one dendrite pass, start -> acc_valid
+    return {
+        "integrate": d + (G - 1) * max(d, P),  # groups overlap with the soma of the previous group
+        "soma_drain": P + SOMA_LATENCY + 1,  # last group: P issues + pipeline
+        "lpu": G * n_axons + LPU_LATENCY + 1 if plastic else 0,  # one H word (P synapses) per clock
+        "clear": E + 3 if E else 2,  # zero the listed inputs
+    }
+
+
+def step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool) -> int:
+    """Clock cycles of one step (register ``CYCLES``: clocks with ``busy`` high), see ``docs/core.md``.
+
+    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``D = E + 5`` (2 if ``E == 0``)::
+
+        cycles = D + (G - 1) * max(D, P)  +  (P + 9)  +  plastic * (G * A + 6)  +  (E + 3 | 2)
+    """
+    return sum(step_cycle_parts(events, n_axons, n_neurons, lanes, plastic).values())

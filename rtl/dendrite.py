@@ -1,0 +1,99 @@
+"""Dendrite: event-driven integration of one neuron group (P lanes) per pass."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from plasticore import contract as C
+from plasticore.core_map import CoreGeometry
+
+__all__ = ["Dendrite", "DENDRITE_LATENCY"]
+
+#: clocks from the last event issue to ``acc_valid`` (evt read, synapse read, product, accumulate)
+DENDRITE_LATENCY = 4
+
+
+class Dendrite(wiring.Component):
+    """Accumulates ``accW_j = sum_i x_i W_ij`` and ``accH_j = sum_i x_i H_ij m_ij`` for the P neurons
+    of one group, visiting only the axons of the event list (zero inputs cost no clocks).
+
+    ``start`` (pulse, with ``gbase`` = word address of the group's first row and ``n_events``)
+    clears the accumulators and issues one event per clock: ``evt_addr = e`` -> (next clock) axon
+    ``a`` -> ``x_addr = a``, ``syn_addr = gbase + a`` -> (next clock) products of the P lanes ->
+    (next clock) accumulate.  ``acc_valid`` rises ``n_events + DENDRITE_LATENCY`` clocks after
+    ``start`` and stays high (accumulators held) until the next ``start``.  Graded inputs use the
+    same path: the lane products are full 9 x 8 and 9 x 16 bit multiplies (MAC), exact widths.
+    """
+
+    def __init__(self, geom: CoreGeometry):
+        self.geom = geom
+        P = geom.lanes
+        self.aw_bits = C.acc_w_bits(geom.a_max)
+        self.ah_bits = C.acc_h_bits(geom.a_max)
+        super().__init__({
+            "start": In(1),
+            "gbase": In(geom.addr_bits),
+            "n_events": In(range(geom.a_max + 1)),
+            "busy": Out(1),
+            "acc_valid": Out(1),
+            "evt_addr": Out(geom.axon_bits),
+            "evt_data": In(geom.axon_bits),
+            "x_addr": Out(geom.axon_bits),
+            "x_data": In(signed(C.X_BITS)),
+            "syn_addr": Out(geom.addr_bits),
+            "w_data": In(data.ArrayLayout(signed(C.W_BITS), P)),
+            "h_data": In(data.ArrayLayout(signed(C.H_BITS), P)),
+            "m_data": In(unsigned(P)),
+            "acc_w": Out(data.ArrayLayout(signed(self.aw_bits), P)),
+            "acc_h": Out(data.ArrayLayout(signed(self.ah_bits), P)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.geom.lanes
+        e = Signal(range(self.geom.a_max + 1))
+        issuing = Signal()
+        v1 = Signal()
+        v2 = Signal()
+        v3 = Signal()
+        pw = Signal(data.ArrayLayout(signed(C.X_BITS + C.W_BITS), P))
+        ph = Signal(data.ArrayLayout(signed(C.X_BITS + C.H_BITS), P))
+
+        m.d.comb += self.busy.eq(issuing | v1 | v2 | v3)
+        # stage 0: issue event reads
+        m.d.comb += self.evt_addr.eq(e)
+        with m.If(self.start):
+            m.d.sync += [e.eq(0), issuing.eq(self.n_events != 0), self.acc_valid.eq(0)]
+            m.d.sync += [self.acc_w[k].eq(0) for k in range(P)] + [self.acc_h[k].eq(0) for k in range(P)]
+        with m.Elif(issuing):
+            m.d.sync += e.eq(e + 1)
+            with m.If(e + 1 == self.n_events):
+                m.d.sync += issuing.eq(0)
+        m.d.sync += [v1.eq(issuing & ~self.start), v2.eq(v1), v3.eq(v2)]
+        # stage 1: event data is the axon index; read x and the synapse word of this group
+        m.d.comb += [self.x_addr.eq(self.evt_data), self.syn_addr.eq(self.gbase + self.evt_data)]
+        # stage 2: lane products
+        with m.If(v2):
+            for k in range(P):
+                m.d.sync += [
+                    pw[k].eq(self.x_data * self.w_data[k]),
+                    ph[k].eq(Mux(self.m_data[k], self.x_data * self.h_data[k], 0)),
+                ]
+        # stage 3: accumulate
+        with m.If(v3 & ~self.start):
+            for k in range(P):
+                m.d.sync += [self.acc_w[k].eq(self.acc_w[k] + pw[k]), self.acc_h[k].eq(self.acc_h[k] + ph[k])]
+        with m.If(~self.start & ~issuing & ~v1 & ~v2 & ~v3 & ~self.acc_valid & self._armed(m)):
+            m.d.sync += self.acc_valid.eq(1)
+        return m
+
+    def _armed(self, m):
+        """High between a ``start`` and the following ``acc_valid``."""
+        armed = Signal()
+        with m.If(self.start):
+            m.d.sync += armed.eq(1)
+        with m.Elif(self.acc_valid):
+            m.d.sync += armed.eq(0)
+        return armed

@@ -1,0 +1,40 @@
+"""Data layouts shared by the core's blocks, derived from ``plasticore.core_map`` (never duplicated)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from plasticore import contract as C
+from plasticore.core_map import MEM_BITS, PARAM_REGS, REGS, CoreGeometry
+
+__all__ = ["axon_event_layout", "bus_req_layout", "param_layout", "spike_event_layout"]
+
+
+def param_layout() -> data.StructLayout:
+    """All parameter registers of :data:`core_map.PARAM_REGS`, field name = register name in lower case."""
+    fields = {}
+    for r in PARAM_REGS:
+        w, sgn = REGS[r]
+        fields[r.name.lower()] = signed(w) if sgn else unsigned(w)
+    return data.StructLayout(fields)
+
+
+def bus_req_layout(geom: CoreGeometry) -> data.StructLayout:
+    return data.StructLayout({
+        "we": 1,
+        "mem": MEM_BITS,
+        "addr": geom.addr_bits,
+        "mask": geom.lanes,
+        "data": geom.data_bits,
+    })
+
+
+def axon_event_layout(geom: CoreGeometry) -> data.StructLayout:
+    """An input for the next step: axon index and value (spike 1, or graded -256..255)."""
+    return data.StructLayout({"axon": geom.axon_bits, "value": signed(C.X_BITS)})
+
+
+def spike_event_layout(geom: CoreGeometry) -> data.StructLayout:
+    """A non-zero output of the soma: neuron index and value (spike 1, or ANN output)."""
+    return data.StructLayout({"neuron": geom.neuron_bits, "value": signed(C.X_BITS)})
