@@ -1,0 +1,124 @@
+"""Design IDs: a 32-bit hash of everything that determines what a bitstream computes.
+
+The ID covers the board (and its FPGA), the design name and its parameters, the design clock and
+baud rate, the plasticore version and a hash of the RTL sources (``rtl/``, the shared contract
+modules and the firmware modules that generate logic).  It is passed to the design factory as
+``design_id`` so the identify reply carries it; the host compares it with
+:func:`expected_design_id` on connect.  Bitstreams are cached by it
+(``build/bitstreams/<board>/<id>/``).
+
+Tool versions are *not* part of the ID (they change the bitstream's bits, not what it computes);
+the build manifest records them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .boards import get_board
+from .designs import get_design
+
+__all__ = ["BuildConfig", "design_id", "expected_design_id", "resolve_config", "rtl_source_hash"]
+
+#: packages whose sources are hashed wholesale, and single modules
+_HASHED_PACKAGES = ("plasticore.rtl",)
+_HASHED_MODULES = (
+    "plasticore.contract",
+    "plasticore.core_map",
+    "plasticore.protocol",
+    "plasticore.firmware.top",
+    "plasticore.firmware.clocks",
+    "plasticore.firmware.designs",
+)
+
+
+def _module_file(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except ModuleNotFoundError:
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin)
+
+
+def rtl_source_hash() -> str:
+    """SHA-256 (hex) over the RTL-relevant source files (paths relative to their package + contents)."""
+    files: dict[str, Path] = {}
+    for pkg in _HASHED_PACKAGES:
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for root in spec.submodule_search_locations:
+            root = Path(root)
+            for p in sorted(root.rglob("*")):
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".v", ".sv", ".il"):
+                    files[f"{pkg}/{p.relative_to(root).as_posix()}"] = p
+    for mod in _HASHED_MODULES:
+        p = _module_file(mod)
+        if p is not None and p.is_file():
+            files[mod] = p
+    h = hashlib.sha256()
+    for key in sorted(files):
+        data = files[key].read_bytes()
+        h.update(key.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """The fully resolved configuration of one build (what the design ID hashes)."""
+
+    board: str
+    design: str
+    clk_hz: int
+    baud: int
+    params: dict = field(default_factory=dict)
+
+    def canonical(self, *, rtl_hash: str | None = None) -> dict:
+        from plasticore import __version__
+
+        b = get_board(self.board)
+        return {
+            "board": b.name,
+            "device": f"{b.family}:{b.description}",
+            "design": self.design,
+            "params": {k: self.params[k] for k in sorted(self.params)},
+            "clk_hz": int(self.clk_hz),
+            "baud": int(self.baud),
+            "plasticore": __version__,
+            "rtl": rtl_hash if rtl_hash is not None else rtl_source_hash(),
+        }
+
+
+def resolve_config(board: str, config: dict | None = None) -> BuildConfig:
+    """Fill in defaults. ``config`` keys: ``design`` (name or "auto"), ``clk_hz``, ``baud``, and design
+    parameters (anything else; they override the board's defaults for that design)."""
+    b = get_board(board)
+    cfg = dict(config or {})
+    design = get_design(cfg.pop("design", None))
+    clk_hz = int(cfg.pop("clk_hz", None) or b.clk_hz)
+    baud = int(cfg.pop("baud", None) or b.baud)
+    params = design.default_config(b)
+    params.update(cfg)
+    return BuildConfig(board=b.name, design=design.name, clk_hz=clk_hz, baud=baud, params=params)
+
+
+def design_id(cfg: BuildConfig, *, rtl_hash: str | None = None) -> int:
+    """32-bit design ID of a resolved build configuration (never 0: 0 means "unknown" on the wire)."""
+    blob = json.dumps(cfg.canonical(rtl_hash=rtl_hash), sort_keys=True, separators=(",", ":")).encode()
+    value = int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+    return value or 1
+
+
+def expected_design_id(board: str, config: dict | None = None) -> int:
+    """The design ID a board built by ``plasticore build --board board`` with ``config`` reports.
+
+    For the host: compare with the identify reply's ``design_id`` on connect.
+    """
+    return design_id(resolve_config(board, config))

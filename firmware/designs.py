@@ -1,0 +1,201 @@
+"""The designs a board top can carry, and the one place that chooses between them.
+
+A *design* is a factory ``f(*, design_id, clk_hz, baud, **params) -> Elaboratable`` (contract in
+:mod:`plasticore.firmware.top`) plus default ``params`` per board.  :data:`AUTO_ORDER` is the
+single place that decides which design ``plasticore build`` uses by default: the first one that the
+installed tree provides.
+
+* ``chip``: the multi-core chip (``plasticore.rtl.chip.Chip``) behind the UART command link
+  (``plasticore.rtl.board.board_top``); params ``mesh_x, mesh_y, a_max, n_max, lanes`` sized per
+  board in :data:`CHIP_DEFAULTS`.
+* ``link``: the link test top (``plasticore.rtl.board.link_test_top``: UART + framing + command
+  link + a RAM/register test target); param ``ram_words``.
+* ``echo``: a UART echo (built in, always available): clock, reset, pins and the serial path.
+"""
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from .boards import Board, get_board
+from .errors import FirmwareError
+
+__all__ = ["AUTO_ORDER", "CHIP_DEFAULTS", "DESIGNS", "Design", "UartEcho", "clocks_per_bit", "default_design",
+           "get_design"]
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    description: str
+    #: modules (and the attribute in each) the design needs; empty: built into the firmware layer
+    requires: tuple[tuple[str, str], ...]
+    #: the factory ``f(*, design_id, clk_hz, baud, **params)``
+    make: Callable
+    #: board name -> default params; boards not listed use {}
+    defaults: dict | None = None
+
+    def available(self) -> bool:
+        for module, attr in self.requires:
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                if e.name and module.startswith(e.name):
+                    return False
+                raise
+            if not hasattr(mod, attr):
+                return False
+        return True
+
+    def factory(self) -> Callable:
+        if not self.available():
+            need = ", ".join(f"{m}.{a}" for m, a in self.requires)
+            raise FirmwareError(f"design {self.name!r} is not available in this tree (needs {need})")
+        return self.make
+
+    def default_config(self, board: Board | str) -> dict:
+        return dict((self.defaults or {}).get(get_board(board).name, {}))
+
+
+# ----------------------------------------------------------------------------------------------
+# built-in UART echo
+# ----------------------------------------------------------------------------------------------
+class UartEcho(wiring.Component):
+    """8N1 UART that sends back every byte it receives (through a small FIFO).
+
+    ``status[0]``: a received byte had a bad stop bit (sticky until reset); ``status[1]``: the FIFO
+    overflowed (sticky).  ``design_id`` is kept as an attribute only (the echo has no protocol).
+    """
+
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
+    status: Out(2)
+
+    def __init__(self, *, design_id: int = 0, clk_hz: int, baud: int, depth: int = 16):
+        super().__init__()
+        self.design_id = design_id
+        self.clocks_per_bit = clocks_per_bit(clk_hz, baud)
+        self.depth = depth
+
+    def elaborate(self, platform):
+        m = Module()
+        cpb = self.clocks_per_bit
+        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=8, depth=self.depth)
+
+        # receiver: wait for the start bit, sample mid-bit
+        rx_timer = Signal(range(cpb * 3 // 2 + 1))
+        rx_bits = Signal(range(9))
+        rx_shift = Signal(8)
+        with m.FSM(name="rx"):
+            with m.State("IDLE"):
+                with m.If(~self.uart_rx):
+                    m.d.sync += [rx_timer.eq(cpb + cpb // 2 - 1), rx_bits.eq(0)]
+                    m.next = "DATA"
+            with m.State("DATA"):
+                with m.If(rx_timer != 0):
+                    m.d.sync += rx_timer.eq(rx_timer - 1)
+                with m.Else():
+                    m.d.sync += [rx_shift.eq((rx_shift >> 1) | (self.uart_rx << 7)), rx_timer.eq(cpb - 1),
+                                 rx_bits.eq(rx_bits + 1)]
+                    with m.If(rx_bits == 7):
+                        m.next = "STOP"
+            with m.State("STOP"):
+                with m.If(rx_timer != 0):
+                    m.d.sync += rx_timer.eq(rx_timer - 1)
+                with m.Else():
+                    with m.If(self.uart_rx):
+                        m.d.comb += [q.w_data.eq(rx_shift), q.w_en.eq(1)]
+                        with m.If(~q.w_rdy):
+                            m.d.sync += self.status[1].eq(1)
+                    with m.Else():
+                        m.d.sync += self.status[0].eq(1)
+                    m.next = "IDLE"
+
+        # transmitter: start bit, 8 data bits LSB first, stop bit
+        tx_timer = Signal(range(cpb))
+        tx_shift = Signal(10, init=0x3FF)
+        tx_bits = Signal(range(11))
+        m.d.comb += self.uart_tx.eq(tx_shift[0])
+        with m.If(tx_bits == 0):
+            with m.If(q.r_rdy):
+                m.d.comb += q.r_en.eq(1)
+                m.d.sync += [tx_shift.eq((1 << 9) | (q.r_data << 1)), tx_bits.eq(10), tx_timer.eq(cpb - 1)]
+        with m.Elif(tx_timer != 0):
+            m.d.sync += tx_timer.eq(tx_timer - 1)
+        with m.Else():
+            m.d.sync += [tx_shift.eq((tx_shift >> 1) | (1 << 9)), tx_bits.eq(tx_bits - 1), tx_timer.eq(cpb - 1)]
+        return m
+
+
+def _echo_factory(*, design_id: int, clk_hz: int, baud: int, **config):
+    if config:
+        raise FirmwareError(f"design 'echo' takes no parameters, got {sorted(config)}")
+    return UartEcho(design_id=design_id, clk_hz=clk_hz, baud=baud)
+
+
+def clocks_per_bit(clk_hz: int, baud: int) -> int:
+    """UART clocks per bit; the rate error must stay within 2% (8N1 tolerates ~4% end to end)."""
+    cpb = round(clk_hz / baud)
+    if cpb < 4 or abs(clk_hz / cpb - baud) > 0.02 * baud:
+        raise FirmwareError(f"baud {baud} from a {clk_hz / 1e6:g} MHz clock: {clk_hz / max(cpb, 1) / baud - 1:+.1%} "
+                            "rate error (need >= 4 clocks per bit and <= 2% error); pick another --baud")
+    return cpb
+
+
+def _link_factory(*, design_id: int, clk_hz: int, baud: int, ram_words: int = 1024, **params):
+    from plasticore.rtl.board import link_test_top
+
+    if params:
+        raise FirmwareError(f"design 'link' takes only ram_words, got {sorted(params)}")
+    return link_test_top(clocks_per_bit(clk_hz, baud), ram_words=ram_words, design_id=design_id, clk_hz=clk_hz)
+
+
+def _chip_factory(*, design_id: int, clk_hz: int, baud: int, mesh_x: int = 1, mesh_y: int = 1, a_max: int = 128,
+                  n_max: int = 128, lanes: int = 8, **params):
+    from plasticore.rtl.board import board_top
+    from plasticore.rtl.chip import Chip
+
+    chip = Chip(mesh_x=mesh_x, mesh_y=mesh_y, a_max=a_max, n_max=n_max, lanes=lanes, design_id=design_id, **params)
+    return board_top(chip, clocks_per_bit=clocks_per_bit(clk_hz, baud), design_id=design_id, clk_hz=clk_hz,
+                     geometry=chip.geometry())
+
+
+#: Chip size per board (see docs/boards.md for the measured resource use behind these numbers).
+CHIP_DEFAULTS = {
+    "ulx3s": {"mesh_x": 4, "mesh_y": 2, "a_max": 128, "n_max": 128, "lanes": 8},
+    "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 4},
+}
+LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
+
+DESIGNS: dict[str, Design] = {
+    "chip": Design("chip", "multi-core hybrid chip behind the UART command link",
+                   (("plasticore.rtl.chip", "Chip"), ("plasticore.rtl.board", "board_top")), _chip_factory,
+                   CHIP_DEFAULTS),
+    "link": Design("link", "UART command link + RAM/register test target",
+                   (("plasticore.rtl.board", "link_test_top"),), _link_factory, LINK_DEFAULTS),
+    "echo": Design("echo", "UART echo (clock, reset, pins and serial path only)", (), _echo_factory),
+}
+
+#: THE choice: the default design is the first available one in this order.
+AUTO_ORDER: tuple[str, ...] = ("chip", "link", "echo")
+
+
+def get_design(name: str | None = None) -> Design:
+    """The design called ``name``; ``None`` or ``"auto"`` -> :func:`default_design`."""
+    if name in (None, "auto"):
+        return default_design()
+    try:
+        return DESIGNS[name]
+    except KeyError:
+        raise FirmwareError(f"unknown design {name!r}; known designs: {', '.join(DESIGNS)}") from None
+
+
+def default_design() -> Design:
+    for name in AUTO_ORDER:
+        if DESIGNS[name].available():
+            return DESIGNS[name]
+    raise FirmwareError("no design available")  # pragma: no cover - echo is built in
