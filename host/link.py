@@ -1,0 +1,471 @@
+"""Host side of the plasticore link: framing, CRC, sequencing, ack/nack, retries, pipelining.
+
+Usage::
+
+    from plasticore.host.link import Link
+    from plasticore.host.transport import SerialTransport
+
+    with Link(SerialTransport("sim://")) as link:     # or "/dev/ttyUSB0"
+        ident = link.connect()                         # identify + resync + version check
+        link.write(0x100, words)                       # pipelined; returns once queued on the wire
+        data = link.read(0x100, len(words))            # a barrier: waits for everything before it
+        link.flush()                                   # wait for all acks, raise the first error
+
+Reliability (go-back-N): every request carries an 8-bit sequence number; the board executes
+frames only in sequence order and answers each frame it sees.  On a SEQUENCE nack, a corrupted
+reply or a timeout the host resends every unacknowledged frame from the oldest one; writes the
+board already executed are answered DUPLICATE (= done), reads are simply re-executed.
+
+Flow control: the bytes of frames for which no reply (to them or to a later frame) has arrived
+never exceed the window, which is at most the board's advertised receive-FIFO size (``rx_credit``)
+and at most what the line carries in ``latency_target`` seconds at the transport's baud rate.  So
+the board's FIFO cannot overflow and an acknowledged byte is never dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from plasticore import protocol as P
+from plasticore.protocol import Op, Status
+
+from .transport import NoPortError, Transport, TransportError
+
+__all__ = [
+    "BoardIdentity",
+    "CrcError",
+    "Link",
+    "LinkError",
+    "LinkTimeout",
+    "NackError",
+    "NoPortError",
+    "ProtocolError",
+    "VersionMismatch",
+]
+
+
+class LinkError(Exception):
+    """Base class of host-link errors."""
+
+
+class LinkTimeout(LinkError):
+    """No (valid) reply within the timeout after all retries."""
+
+
+class CrcError(LinkTimeout):
+    """Retries exhausted and the replies that did arrive were corrupted (CRC/COBS errors)."""
+
+
+class NackError(LinkError):
+    """The board rejected a request; ``status`` is the :class:`~plasticore.protocol.Status`."""
+
+    def __init__(self, msg: str, status: Status, op: Op, seq: int, detail: int | None = None):
+        super().__init__(msg)
+        self.status, self.op, self.seq, self.detail = status, op, seq, detail
+
+
+class ProtocolError(LinkError):
+    """The board answered something this host does not understand (wrong magic, bad reply)."""
+
+
+class VersionMismatch(ProtocolError):
+    """The board speaks another major protocol version."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BoardIdentity:
+    """Decoded identify reply (:data:`plasticore.protocol.IDENTIFY`)."""
+
+    version: tuple[int, int]
+    caps: P.Cap
+    design_id: int
+    rx_credit: int
+    max_words: int
+    clocks_per_bit: int
+    addr_bits: int
+    data_bits: int
+    clk_hz: int
+    geometry: dict
+
+    @classmethod
+    def from_words(cls, words: Sequence[int]) -> BoardIdentity:
+        if len(words) != P.IDENTIFY_WORDS:
+            raise ProtocolError(f"identify reply has {len(words)} words, expected {P.IDENTIFY_WORDS}")
+        f = P.unpack(P.IDENTIFY, P.words_value(words))
+        if f["magic"] != P.MAGIC:
+            raise ProtocolError(f"not a plasticore board: identify magic {f['magic']:#010x}")
+        return cls(version=(f["version_major"], f["version_minor"]), caps=P.Cap(f["caps"]),
+                   design_id=f["design_id"], rx_credit=f["rx_credit"], max_words=f["max_words"],
+                   clocks_per_bit=f["clocks_per_bit"], addr_bits=f["addr_bits"],
+                   data_bits=f["data_bits"], clk_hz=f["clk_hz"], geometry=f["geometry"])
+
+
+@dataclasses.dataclass(eq=False)
+class _Req:
+    op: Op
+    seq: int
+    frame: bytes  # encoded, on-wire
+    arg: int = 0
+    timeout: float | None = None
+    done: bool = False
+    result: list[int] | None = None
+    error: LinkError | None = None
+
+
+@dataclasses.dataclass
+class _Tx:
+    req: _Req
+    end: int  # transmitted-byte count after this frame
+    gen: int  # rewind generation when sent
+
+
+class Link:
+    """A connection to one board over a :class:`~plasticore.host.transport.Transport`.
+
+    Args:
+        transport: the byte pipe (closed by :meth:`close`).
+        timeout: seconds without progress before unacknowledged frames are resent (default:
+            from the window and the baud rate, at least 0.5 s; env ``PLASTICORE_LINK_TIMEOUT``).
+        retries: consecutive timeouts with nothing at all received before :class:`LinkTimeout`
+            (a noisy but live line -- corrupted replies, nacks -- is allowed ``4 * retries``
+            consecutive resends without progress).
+        latency_target: the window holds at most this many seconds of line time.
+        window_bytes: force the window size (bytes, capped by the board's ``rx_credit``).
+        max_words: cap the data words per frame (smaller frames survive a noisy line better).
+
+    The window in frames adapts (halved on every resend, grown by one per acknowledged frame), so
+    a lossy line does not resend a whole window for every lost frame.
+    """
+
+    def __init__(self, transport: Transport, *, timeout: float | None = None, retries: int = 8,
+                 latency_target: float = 0.1, window_bytes: int | None = None,
+                 max_words: int | None = None):
+        self.transport = transport
+        self.retries = retries
+        self._timeout_arg = timeout
+        self.latency_target = latency_target
+        self._window_arg = window_bytes
+        self._max_words_arg = max_words
+        self._cwnd = float(P.MAX_WINDOW_FRAMES)
+        self._dead_timeouts = 0
+        self._fails = 0
+        self._got_bytes = False
+        self.identity: BoardIdentity | None = None
+        self.window_bytes = 2048
+        self.timeout = timeout or 1.0
+        self.max_words = P.DEFAULT_MAX_WORDS
+        self.stats: Counter = Counter()
+        self._seq = 0
+        self._reqs: list[_Req] = []  # unacknowledged, in seq order
+        self._nsent = 0  # how many of _reqs have been sent in the current generation
+        self._txlog: list[_Tx] = []
+        self._tx_total = 0
+        self._credit_mark = 0
+        self._gen = 0
+        self._deadline = 0.0
+        self._rxbuf = bytearray()
+        self._errors: list[LinkError] = []
+
+    # ------------------------------------------------------------------------------- public API
+    def connect(self) -> BoardIdentity:
+        """Identify the board, resynchronise sequence numbers, check the protocol version and
+        size the window.  Raises :class:`VersionMismatch`, :class:`ProtocolError`,
+        :class:`LinkTimeout`."""
+        self.transport.reset_input()
+        self._reqs.clear()
+        self._txlog.clear()
+        self._nsent = 0
+        self._credit_mark = self._tx_total
+        self._seq = int.from_bytes(os.urandom(1), "little")
+        self.stats["connects"] += 1
+        words = self._wait(self._submit(Op.IDENTIFY))
+        ident = BoardIdentity.from_words(words)
+        if ident.version[0] != P.PROTOCOL_VERSION[0]:
+            raise VersionMismatch(
+                f"board on {self.transport.name} speaks protocol {ident.version[0]}.{ident.version[1]}, "
+                f"this host speaks {P.PROTOCOL_VERSION[0]}.{P.PROTOCOL_VERSION[1]}")
+        self.identity = ident
+        self.max_words = min(ident.max_words, self._max_words_arg or ident.max_words)
+        max_frame = P.frame_wire_bytes(ident.max_words + 2)
+        window = ident.rx_credit - max(16, ident.rx_credit // 32)  # margin for line noise
+        if self.transport.baudrate:
+            window = min(window, max(max_frame, int(self.transport.baudrate / 10 * self.latency_target)))
+        if self._window_arg is not None:
+            window = min(window, self._window_arg)
+        if window < max_frame:
+            max_words = (window - P.frame_wire_bytes(2)) // 4
+            if max_words < 1:
+                raise ProtocolError(f"window of {window} bytes cannot hold a frame")
+            self.max_words = min(self.max_words, max_words)
+        self.window_bytes = window
+        if self._timeout_arg is not None:
+            self.timeout = self._timeout_arg
+        elif os.environ.get("PLASTICORE_LINK_TIMEOUT"):
+            self.timeout = float(os.environ["PLASTICORE_LINK_TIMEOUT"])
+        else:
+            line = 10 * 2 * window / self.transport.baudrate if self.transport.baudrate else 0.0
+            self.timeout = max(0.5, 4 * line)
+        return ident
+
+    def identify(self) -> BoardIdentity:
+        return self.connect()
+
+    def status(self) -> dict:
+        """The board's STATUS counters (:data:`plasticore.protocol.STATUS`)."""
+        return P.unpack(P.STATUS, P.words_value(self._wait(self._submit(Op.STATUS))))
+
+    def ping(self) -> None:
+        self._wait(self._submit(Op.PING))
+
+    def write(self, addr: int, words: Sequence[int], fixed: bool = False) -> None:
+        """Write ``words`` to ``addr, addr+1, ...`` (or all to ``addr`` if ``fixed``).
+
+        Pipelined: returns once the frames are on the wire (or queued behind the window); errors
+        surface at the next :meth:`flush`, :meth:`read` or other waiting call.
+        """
+        op = Op.WRITE_FIX if fixed else Op.WRITE
+        words = list(words)
+        for k in range(0, len(words), self.max_words):
+            chunk = words[k:k + self.max_words]
+            self._submit(op, words=[addr if fixed else addr + k, *chunk])
+            self._pump(block=False)
+
+    def read(self, addr: int, n: int, fixed: bool = False) -> list[int]:
+        """Read ``n`` words (a barrier: all earlier requests complete first)."""
+        op = Op.READ_FIX if fixed else Op.READ
+        out: list[int] = []
+        for k in range(0, n, self.max_words):
+            cnt = min(self.max_words, n - k)
+            out += self._wait(self._submit(op, arg=cnt, words=[addr if fixed else addr + k]))
+        return out
+
+    def run(self, arg: int, timeout: float | None = None) -> int | None:
+        """RUN with ``arg`` (e.g. steps); returns the target's result word once the run is done
+        (``None`` if the run executed but its reply was lost).  ``timeout`` bounds the run itself
+        (default: the link timeout)."""
+        req = self._submit(Op.RUN, words=[arg & 0xFFFFFFFF])
+        if timeout is not None:
+            req.timeout = self.timeout + timeout
+        res = self._wait(req)
+        return res[0] if res else None
+
+    def reset(self) -> None:
+        self._wait(self._submit(Op.RESET))
+
+    def flush(self) -> None:
+        """Wait until every request is acknowledged; raise the first error seen."""
+        while self._reqs:
+            self._pump(block=True)
+        self._raise_pending()
+
+    def close(self) -> None:
+        try:
+            self.transport.close()
+        except TransportError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------------------- engine
+    def _submit(self, op: Op, arg: int = 0, words: Sequence[int] = ()) -> _Req:
+        seq = self._seq
+        self._seq = (self._seq + 1) % P.SEQ_MODULO
+        frame = P.encode_frame(P.request(op, seq, arg, words))
+        req = _Req(op=op, seq=seq, frame=frame, arg=arg)
+        self._reqs.append(req)
+        return req
+
+    def _wait(self, req: _Req) -> list[int]:
+        while not req.done:
+            self._pump(block=True)
+        self._raise_pending()
+        if req.error:
+            raise req.error
+        return req.result or []
+
+    def _raise_pending(self):
+        if self._errors:
+            err = self._errors.pop(0)
+            self._errors.clear()
+            raise err
+
+    def _in_flight(self) -> int:
+        return self._tx_total - self._credit_mark
+
+    def _arm(self) -> None:
+        if self._reqs:
+            self._deadline = time.monotonic() + (self._reqs[0].timeout or self.timeout)
+
+    def _send_some(self) -> None:
+        limit = min(P.MAX_WINDOW_FRAMES, max(1, int(self._cwnd)))
+        while self._nsent < len(self._reqs) and self._nsent < limit:
+            req = self._reqs[self._nsent]
+            if self._in_flight() + len(req.frame) > self.window_bytes and self._in_flight() > 0:
+                break
+            if self._nsent == 0:
+                self._arm()
+            self.transport.write(req.frame)
+            self._tx_total += len(req.frame)
+            self._txlog.append(_Tx(req, self._tx_total, self._gen))
+            self._nsent += 1
+            self.stats["frames_sent"] += 1
+            self.stats["bytes_sent"] += len(req.frame)
+
+    def _pump(self, block: bool) -> None:
+        """Send what the window allows, then process replies (waiting for one if ``block``)."""
+        self._send_some()
+        if not self._reqs:
+            return
+        window_full = self._nsent < len(self._reqs)
+        wait = max(0.0, self._deadline - time.monotonic()) if (block or window_full) else 0.0
+        data = self.transport.read(1 << 16, wait)
+        if data:
+            self._got_bytes = True
+            self._rxbuf += data
+            self._parse()
+        elif (block or window_full) and time.monotonic() >= self._deadline:
+            self._on_timeout()
+
+    def _parse(self) -> None:
+        while True:
+            k = self._rxbuf.find(0)
+            if k < 0:
+                return
+            enc = bytes(self._rxbuf[:k])
+            del self._rxbuf[:k + 1]
+            if not enc:
+                continue
+            try:
+                words = P.decode_frame(enc)
+            except P.FrameError:
+                self.stats["bad_replies"] += 1
+                continue
+            self._on_reply(words)
+
+    def _rewind(self, reason: str) -> None:
+        """Go back N: resend every unacknowledged frame, oldest first."""
+        self.stats["rewinds"] += 1
+        self.stats[f"rewind_{reason}"] += 1
+        self._gen += 1
+        self._nsent = 0
+        self._cwnd = max(1.0, self._cwnd / 2)
+        self._fails += 1
+        if self._reqs and (self._fails > 4 * self.retries or self._dead_timeouts > self.retries):
+            self._fail_timeout(self._reqs[0], reason)
+            return
+        self._send_some()
+
+    def _fail_timeout(self, req: _Req, reason: str) -> None:
+        bad = self.stats["bad_replies"]
+        what = f"{req.op.name} seq {req.seq}"
+        dead = self._dead_timeouts > self.retries
+        self._fails = self._dead_timeouts = 0
+        if bad and not dead:
+            err: LinkError = CrcError(
+                f"no valid reply from {self.transport.name} to {what} after {4 * self.retries} resends "
+                f"(timeout {self.timeout:.2f} s); {bad} corrupted replies (CRC/COBS errors) so far")
+        else:
+            err = LinkTimeout(
+                f"no reply from {self.transport.name} to {what} after {self.retries} retries "
+                f"(timeout {self.timeout:.2f} s each, last cause: {reason}); is the board running "
+                "and the port right?")
+        # Everything outstanding fails; the link stays usable after connect().
+        for r in self._reqs:
+            r.done, r.error = True, err
+        self._reqs.clear()
+        self._txlog.clear()
+        self._nsent = 0
+        self._credit_mark = self._tx_total
+        self._errors.append(err)
+
+    def _on_timeout(self) -> None:
+        self.stats["timeouts"] += 1
+        self._dead_timeouts = 0 if self._got_bytes else self._dead_timeouts + 1
+        self._got_bytes = False
+        self._credit_mark = self._tx_total  # after a timeout the board's FIFO has drained
+        self._txlog.clear()
+        self._rewind("timeout")
+
+    def _match_tx(self, seq: int) -> _Tx | None:
+        for tx in self._txlog:
+            if tx.req.seq == seq and tx.end > self._credit_mark:
+                return tx
+        return None
+
+    def _free_credit(self, tx: _Tx) -> None:
+        self._credit_mark = max(self._credit_mark, tx.end)
+        self._txlog = [t for t in self._txlog if t.end > self._credit_mark]
+
+    def _complete_through(self, idx: int, result=None, error: LinkError | None = None) -> None:
+        """Complete _reqs[0..idx]; the earlier ones were executed (their replies were lost)."""
+        for k in range(idx + 1):
+            r = self._reqs[k]
+            r.done = True
+            if k == idx:
+                r.result, r.error = result, error
+            elif r.op in (Op.READ, Op.STATUS, Op.IDENTIFY):
+                # executed but the data is lost: impossible for barriers (nothing follows them)
+                r.error = LinkError(f"reply to {r.op.name} seq {r.seq} lost")
+        del self._reqs[:idx + 1]
+        self._nsent = max(0, self._nsent - (idx + 1))
+        self._cwnd = min(float(P.MAX_WINDOW_FRAMES), self._cwnd + idx + 1)
+        self._fails = self._dead_timeouts = 0
+        self._arm()
+        if error is not None:
+            self._errors.append(error)
+
+    def _on_reply(self, words: list[int]) -> None:
+        self.stats["replies"] += 1
+        h = P.unpack(P.RSP_HEADER, words[0])
+        try:
+            status = Status(h["status"])
+        except ValueError:
+            self.stats["bad_replies"] += 1
+            return
+        seq, payload = h["seq"], words[1:]
+        if h["op"] == P.NACK_OP:  # the board could not read one of our frames
+            self.stats[f"nack_{status.name}"] += 1
+            cur = [t for t in self._txlog if t.gen == self._gen]
+            if len(cur) <= 1 and self._reqs:
+                self._rewind(status.name.lower())
+            return
+        tx = self._match_tx(seq)
+        if tx is not None:
+            self._free_credit(tx)
+        idx = next((k for k, r in enumerate(self._reqs) if r.seq == seq), None)
+        if idx is None or h["op"] != (self._reqs[idx].op | P.RSP_FLAG):
+            self.stats["stale_replies"] += 1
+            return
+        req = self._reqs[idx]
+        if status == Status.OK:
+            self._complete_through(idx, result=payload)
+        elif status == Status.DUPLICATE:
+            self.stats["duplicates"] += 1
+            if req.op in P.IDEMPOTENT_OPS or req.op == Op.READ_FIX:
+                err = LinkError(f"{req.op.name} seq {seq} executed but its reply was lost")
+                self._complete_through(idx, error=err)
+            else:
+                self._complete_through(idx, result=None)
+        elif status == Status.SEQUENCE:
+            self.stats["nack_SEQUENCE"] += 1
+            expect = h["expect"]
+            if tx is not None and tx.gen == self._gen:
+                # frames before `expect` were executed: their replies were lost
+                k = next((j for j, r in enumerate(self._reqs) if r.seq == expect), None)
+                if k:
+                    self._complete_through(k - 1, result=None)
+                self._rewind("sequence")
+        else:
+            detail = payload[0] if payload else None
+            where = f" (address {detail:#x})" if status == Status.ADDRESS and detail is not None else ""
+            err = NackError(f"board rejected {req.op.name} seq {seq}: {status.name}{where}",
+                            status, req.op, seq, detail)
+            self._complete_through(idx, error=err)

@@ -1,0 +1,184 @@
+"""Byte transports for the host link.
+
+* :class:`Transport` -- what :class:`plasticore.host.link.Link` needs: ``write`` bytes,
+  ``read`` what has arrived (waiting up to a timeout), ``close``.
+* :class:`SerialTransport` -- any pyserial URL through :func:`serial.serial_for_url`: a device
+  path (``/dev/ttyUSB0``, a simulated board's pty), ``sim://`` (spawns a simulated board, see
+  :mod:`plasticore.sim.simboard`), ``loop://``, ``socket://host:port`` ...
+* :class:`FaultInjectingTransport` -- wraps another transport and flips, drops or duplicates
+  bytes at a given rate (seeded), in either direction, to test recovery.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+import time
+from collections import Counter
+
+__all__ = ["FaultInjectingTransport", "NoPortError", "SerialTransport", "Transport", "TransportError"]
+
+#: Default line rate for serial ports (baud).  USB-serial bridges on FPGA boards (FT2232H, FT231X)
+#: do 3 Mbaud; a pty ignores it.
+DEFAULT_BAUDRATE = 3_000_000
+
+
+class TransportError(OSError):
+    """The byte transport failed (port vanished, write error...)."""
+
+
+class NoPortError(TransportError):
+    """The serial port could not be opened (missing device, bad URL, permission...)."""
+
+
+class Transport(abc.ABC):
+    """A bidirectional byte pipe."""
+
+    #: Line rate in baud (bits/s, 10 bits per byte for 8N1) if known, else ``None``.
+    baudrate: int | None = None
+    #: Human-readable name of the port for error messages.
+    name: str = "?"
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send all of ``data`` (may block while the OS buffer is full)."""
+
+    @abc.abstractmethod
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        """Return received bytes: at least one unless ``timeout`` seconds passed (then ``b""``)."""
+
+    def reset_input(self) -> None:
+        """Discard received bytes not read yet."""
+        while self.read(65536, 0):
+            pass
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SerialTransport(Transport):
+    """A pyserial port opened with :func:`serial.serial_for_url`.
+
+    Importing :mod:`plasticore.sim.simboard` (done here) registers the ``sim://`` scheme.
+    """
+
+    def __init__(self, url: str, baudrate: int = DEFAULT_BAUDRATE, **kwargs):
+        import serial
+
+        try:  # registers sim:// (optional: the sim package needs the RTL toolchain only to build)
+            import plasticore.sim.simboard  # noqa: F401
+        except ImportError:  # pragma: no cover
+            pass
+        self.name = url
+        self.baudrate = baudrate
+        try:
+            self._ser = serial.serial_for_url(url, baudrate=baudrate, timeout=0, write_timeout=None,
+                                              **kwargs)
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise NoPortError(f"cannot open serial port {url!r}: {e}") from e
+        self._closed = False
+
+    @property
+    def serial(self):
+        """The underlying :class:`serial.Serial`."""
+        return self._ser
+
+    def write(self, data: bytes) -> None:
+        import serial
+
+        try:
+            self._ser.write(data)
+        except (serial.SerialException, OSError) as e:
+            raise TransportError(f"write to {self.name} failed: {e}") from e
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        import serial
+
+        try:
+            n = self._ser.in_waiting
+            if n:
+                return self._ser.read(min(n, max_bytes))
+            if timeout <= 0:
+                return b""
+            self._ser.timeout = timeout
+            first = self._ser.read(1)
+            self._ser.timeout = 0
+            if not first:
+                return b""
+            n = self._ser.in_waiting
+            return first + (self._ser.read(min(n, max_bytes - 1)) if n and max_bytes > 1 else b"")
+        except (serial.SerialException, OSError) as e:
+            raise TransportError(f"read from {self.name} failed: {e}") from e
+
+    def reset_input(self) -> None:
+        self._ser.reset_input_buffer()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._ser.close()
+
+
+class FaultInjectingTransport(Transport):
+    """Wrap ``inner`` and corrupt the byte streams: each byte, with probability ``rate``, is
+    flipped (XOR with a random non-zero mask), dropped or duplicated (kind chosen at random among
+    ``kinds``).  ``directions`` selects ``"tx"`` (host -> board), ``"rx"`` or both.
+    ``counts`` records what was injected, per ``(direction, kind)``.
+    """
+
+    KINDS = ("flip", "drop", "dup")
+
+    def __init__(self, inner: Transport, rate: float, seed: int = 0, kinds=KINDS, directions=("tx", "rx")):
+        if not 0 <= rate <= 1:
+            raise ValueError(f"rate must be in [0, 1], got {rate}")
+        bad = set(kinds) - set(self.KINDS)
+        if bad:
+            raise ValueError(f"unknown fault kinds {sorted(bad)}; choose from {self.KINDS}")
+        self.inner = inner
+        self.rate = rate
+        self.kinds = tuple(kinds)
+        self.directions = set(directions)
+        self.rng = random.Random(seed)
+        self.counts: Counter = Counter()
+        self.name = f"faulty({inner.name}, rate={rate})"
+        self.baudrate = inner.baudrate
+
+    def _mangle(self, data: bytes, direction: str) -> bytes:
+        if direction not in self.directions or not self.rate or not data:
+            return data
+        rng = self.rng
+        out = bytearray()
+        for b in data:
+            if rng.random() >= self.rate:
+                out.append(b)
+                continue
+            kind = rng.choice(self.kinds)
+            self.counts[direction, kind] += 1
+            if kind == "flip":
+                out.append(b ^ rng.randrange(1, 256))
+            elif kind == "dup":
+                out += bytes((b, b))
+            # drop: nothing
+        return bytes(out)
+
+    def write(self, data: bytes) -> None:
+        self.inner.write(self._mangle(data, "tx"))
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while True:
+            data = self._mangle(self.inner.read(max_bytes, max(0.0, deadline - time.monotonic())), "rx")
+            if data or time.monotonic() >= deadline:
+                return data
+
+    def reset_input(self) -> None:
+        self.inner.reset_input()
+
+    def close(self) -> None:
+        self.inner.close()
