@@ -187,11 +187,15 @@ class HybridLayer(nn.Module):
         return QParams(Wq, bq, aq, betaq, etaq, hmask, sc.theta_q, lam, decay, sc, lut, o, x_scale)
 
 
-def init_state(layer: HybridLayer, batch: int, h_mode: str, dtype=None, H: torch.Tensor | None = None):
+def init_state(layer: HybridLayer, batch: int, h_mode: str, dtype=None, H: torch.Tensor | None = None,
+               qat: bool = True):
     dtype = dtype or layer.W.dtype
     N = layer.n_out
     if H is None:
         H = layer.H.to(dtype)
+        if qat:  # the exported H0: on the 2^-12 grid, clipped at the clamp
+            cl = layer.opts.h_clamp_real()
+            H = torch.clamp(torch.floor(H * (1 << C.H_FRAC) + 0.5) / (1 << C.H_FRAC), -cl, cl)
         if h_mode == "sample":
             H = H.expand(batch, *H.shape).clone()
     return LayerState(u=torch.zeros(batch, N, dtype=dtype), s=torch.zeros(batch, N, dtype=dtype), H=H)
@@ -323,7 +327,7 @@ class HybridNet(nn.Module):
         """
         B, T, _ = x.shape
         qs = [L.qparams(qat) for L in self.layers]
-        states = [init_state(L, B, h_mode, x.dtype, None if H is None else H[i])
+        states = [init_state(L, B, h_mode, x.dtype, None if H is None else H[i], qat)
                   for i, L in enumerate(self.layers)]
         rec_s = [[] for _ in self.layers] if record else None
         rec_u = [[] for _ in self.layers] if record else None

@@ -227,7 +227,7 @@ def train_model(cfg: TrainConfig, out: Path | None = None, data=None, log=print)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        model = DDP(net, broadcast_buffers=False)
+        model = DDP(net, forward_sync_buffers=False)  # H is averaged explicitly after each step
     opts = make_optimizers(net, cfg)
     scheds = []
     if cfg.lr_schedule == "cosine":

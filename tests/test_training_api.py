@@ -1,0 +1,102 @@
+"""train() end to end, CLI registration, experiments (quick), bench, DDP under torchrun."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from plasticore.bundle import load_bundle
+from plasticore.datasets import load_dataset
+from plasticore.sim import golden
+from plasticore.training import api
+from plasticore.training.train import encode_int, load_checkpoint, predict
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    (xtr, ytr), (xte, yte) = load_dataset("digits", "train"), load_dataset("digits", "test")
+    return (xtr[:240], ytr[:240]), (xte[:90], yte[:90])
+
+
+def test_train_writes_bundle_metrics_plots_checkpoint(tmp_path, small_digits):
+    m = api.train("digits", 2, tmp_path, progress=False, data=small_digits, num_updates=2, onchip_eval=True)
+    mj = json.loads((tmp_path / "metrics.json").read_text())
+    for k in ("test_accuracy", "deploy_test_accuracy", "float_noquant_test_accuracy", "history"):
+        assert k in mj
+    assert mj["deploy_matches_golden"] is True
+    assert mj["float_deploy_prediction_agreement"] == 1.0
+    assert m["deploy_test_accuracy"] == m["test_accuracy"]
+    for p in ("curves.png", "raster.png", "membranes.png", "h_heatmap.png", "checkpoint.pt", "checkpoints/last.pt"):
+        assert (tmp_path / p).is_file(), p
+    b = load_bundle(tmp_path / "bundle")
+    xte, yte = small_digits[1]
+    g = golden.run(b, encode_int(xte, b_cfg := load_checkpoint(tmp_path / "checkpoint.pt")[0].cfg), labels=yte)
+    assert float(np.mean(g.predictions == yte)) == mj["deploy_test_accuracy"]
+    net, _ = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert net.cfg == b_cfg
+    assert float(np.mean(predict(net, xte) == yte)) == mj["test_accuracy"]
+    assert "onchip_deploy_test_accuracy" in mj and (tmp_path / "bundle_onchip").is_dir()
+
+
+@pytest.mark.parametrize("kw", [{"variant": "GP"}, {"variant": "LP", "h_mode": "sample"},
+                                {"coding": "rate", "rule": {"post_fn": "sign", "hebb_sign": -1, "clamp": 2.0,
+                                                            "reset": "hard"}}])
+def test_train_variants_and_rule_options(tmp_path, small_digits, kw):
+    m = api.train("digits", 1, tmp_path, progress=False, data=small_digits, plots=False, hidden=32, **kw)
+    assert m["deploy_matches_golden"] and m["float_deploy_prediction_agreement"] == 1.0
+
+
+def test_add_cli_registers_train_and_experiment(tmp_path, monkeypatch):
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="command", required=True)
+    api.add_cli(sub)
+    a = ap.parse_args(["train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path), "--hidden", "16",
+                       "--max-train", "64", "--max-test", "32", "--no-progress", "--clamp", "none"])
+    assert a.func(a) == 0
+    assert "deploy_test_accuracy" in json.loads((tmp_path / "metrics.json").read_text())
+    e = ap.parse_args(["experiment", "fewshot", "--out", str(tmp_path / "e"), "--quick"])
+    assert e.kind == "fewshot" and e.quick and callable(e.func)
+
+
+def test_fault_experiment_quick(tmp_path):
+    r = api.run_experiment("fault", tmp_path, quick=True, epochs=1, hidden=32, log=lambda *_: None)
+    assert {"HP", "GP", "LP"} <= set(r["rows"][0]) and (tmp_path / "results.json").is_file()
+    assert (tmp_path / "fault.png").is_file()
+
+
+def test_fewshot_and_continual_quick(tmp_path):
+    r = api.run_experiment("fewshot", tmp_path / "f", epochs=1, hidden=16, test_episodes=10,
+                           episodes_per_iter=4, log=lambda *_: None)
+    assert len(r["rows"]) == 3 and all(0 <= row["accuracy"] <= 1 for row in r["rows"])
+    r = api.run_experiment("continual", tmp_path / "c", quick=True, n_tasks=2, hidden=16, log=lambda *_: None)
+    assert len(r["rows"]) == 2 and all(v in r["rows"][1] for v in ("HP", "GP", "LP"))
+
+
+def test_bench_small():
+    r = api.bench(sizes=(64, 32, 10), batch=16, timesteps=3, steps=1, repeats=1)
+    assert r["ours_samples_per_s"] > 0 and r["authors_loop_samples_per_s"] > 0 and "speedup" in r
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun not installed")
+def test_ddp_two_processes_gloo(tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
+           "-m", "plasticore.training.api", "train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path),
+           "--hidden", "16", "--max-train", "64", "--max-test", "32", "--no-progress", "--threads", "1"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["deploy_matches_golden"]

@@ -1,0 +1,137 @@
+"""Float model, quantisation-aware forward, exporter: float64 QAT forward == integer deploy == golden."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from plasticore import contract as C
+from plasticore.bundle import load_bundle, save_bundle
+from plasticore.sim import golden
+from plasticore.training.deploy import compare_with_golden, deploy_run
+from plasticore.training.export import export_bundle
+from plasticore.training.model import HybridNet, NetConfig, mse_loss
+from plasticore.training.train import encode_int, predict_onchip, to_real
+
+torch.set_num_threads(1)
+
+
+def _excite(net: HybridNet, seed: int, h_scale: float = 0.5):
+    """Push the meta-local parameters and H away from their tiny initial values so plasticity,
+    clamps and both signs are exercised."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for L in net.layers:
+            L.W.mul_(3.0)
+            if L.opts.plastic:
+                L.alpha.fill_(float(torch.empty(()).uniform_(-1.5, 1.5, generator=g)))
+                L.beta.copy_(torch.empty(L.n_in).uniform_(-2, 2, generator=g))
+                L.eta.copy_(torch.empty(L.n_out).uniform_(-1, 1, generator=g))
+                L.H.copy_(torch.empty(L.n_in, L.n_out).uniform_(-h_scale, h_scale, generator=g))
+
+
+def _float_int_traces(net: HybridNet, feats: np.ndarray):
+    b = export_bundle(net)
+    x = encode_int(feats, net.cfg)
+    d = deploy_run(b, x, record=True)
+    m64 = __import__("copy").deepcopy(net).double()
+    with torch.no_grad():
+        o = m64(to_real(x, net.cfg, torch.float64), h_mode="sample", record=True)
+    return b, x, d, o
+
+
+CASES = list(itertools.product(["tanh", "identity", "sign"], [1, -1], [4.0, 2.0, None], ["soft", "hard"]))
+
+
+@pytest.mark.parametrize("post_fn,sign,clamp,reset", CASES)
+def test_qat_float64_forward_equals_integer_deploy(post_fn, sign, clamp, reset):
+    seed = CASES.index((post_fn, sign, clamp, reset))
+    coding = "direct" if seed % 2 == 0 else "rate"
+    rule = {"post_fn": post_fn, "hebb_sign": sign, "clamp": clamp, "reset": reset}
+    cfg = NetConfig(sizes=[12, 9, 4], variant="HP", timesteps=5, coding=coding, plastic_layers="all", rule=rule)
+    net = HybridNet(cfg, seed=seed)
+    _excite(net, seed, h_scale=3.0 if clamp is None else 1.0)
+    feats = np.random.default_rng(seed).integers(0, 256, size=(6, 12)).astype(np.uint8)
+    b, x, d, o = _float_int_traces(net, feats)
+    for li, L in enumerate(b.layers):
+        u_int = torch.round(o["mem"][li] * 2.0 ** L.u_frac).long().numpy()
+        assert np.array_equal(u_int, d.u_trace[li]), f"layer {li}: membranes differ"
+        assert np.array_equal(o["spikes"][li].long().numpy(), d.spikes[li]), f"layer {li}: spikes differ"
+        h_int = torch.round(o["H"][li] * 4096).long().numpy()
+        assert h_int.shape[0] == feats.shape[0]
+    # and the bundle equals the golden model, bit for bit
+    assert compare_with_golden(b, x) is None
+
+
+@pytest.mark.parametrize("variant", ["HP", "GP", "LP"])
+def test_variants_export_and_match_golden(variant):
+    cfg = NetConfig(sizes=[16, 10, 3], variant=variant, timesteps=4)
+    net = HybridNet(cfg, seed=1)
+    _excite(net, 1)
+    if variant == "GP":
+        assert not any(L.opts.plastic for L in net.layers) and not net.meta_parameters()
+    if variant == "LP":
+        assert not net.layers[0].W.requires_grad and net.layers[1].W.requires_grad
+    feats = np.random.default_rng(1).integers(0, 256, size=(5, 16)).astype(np.uint8)
+    b, x, d, o = _float_int_traces(net, feats)
+    assert np.array_equal(o["u"].argmax(-1).numpy(), d.predictions)
+    assert compare_with_golden(b, x) is None
+    assert all(not L.plastic and L.alpha == 0 for L in b.layers) if variant == "GP" else b.layers[0].plastic
+
+
+def test_task_mask_export_semantics():
+    cfg = NetConfig(sizes=[10, 8, 3], variant="HP", timesteps=4)
+    net = HybridNet(cfg, seed=2)
+    _excite(net, 2)
+    M = (torch.rand(10, 8, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    net.layers[0].set_task_mask(M)
+    feats = np.random.default_rng(2).integers(0, 256, size=(4, 10)).astype(np.uint8)
+    b, x, d, o = _float_int_traces(net, feats)
+    L0 = b.layers[0]
+    assert np.array_equal(L0.hmask, 1 - M.numpy().astype(np.uint8))
+    assert np.all(L0.W[M.numpy() == 0] == 0)
+    u_int = torch.round(o["mem"][0] * 2.0 ** L0.u_frac).long().numpy()
+    assert np.array_equal(u_int, d.u_trace[0])
+    assert compare_with_golden(b, x) is None
+
+
+def test_onchip_batch1_semantics_match_golden():
+    cfg = NetConfig(sizes=[12, 9, 4], variant="HP", timesteps=4, plastic_layers="all")
+    net = HybridNet(cfg, seed=3)
+    _excite(net, 3)
+    feats = np.random.default_rng(3).integers(0, 256, size=(7, 12)).astype(np.uint8)
+    b = export_bundle(net, h_persist="never")
+    assert all(L.h_persist == C.HPersist.NEVER for L in b.layers)
+    x = encode_int(feats, net.cfg)
+    g = golden.run(b, x)
+    assert np.array_equal(predict_onchip(net, feats), g.predictions)
+    assert compare_with_golden(b, x) is None
+    # H really carried: the final H differs from H0
+    assert not np.array_equal(g.h_final[0], b.layers[0].H0)
+
+
+def test_bundle_roundtrip(tmp_path):
+    net = HybridNet(NetConfig(sizes=[6, 5, 2], timesteps=3), seed=4)
+    b = export_bundle(net, name="rt")
+    save_bundle(b, tmp_path / "b")
+    b2 = load_bundle(tmp_path / "b")
+    x = encode_int(np.random.default_rng(0).integers(0, 256, (3, 6)).astype(np.uint8), net.cfg)
+    assert np.array_equal(deploy_run(b, x).u_final[-1], deploy_run(b2, x).u_final[-1])
+
+
+def test_surrogate_gradient_and_meta_gradients():
+    cfg = NetConfig(sizes=[8, 6, 3], variant="HP", timesteps=4)
+    net = HybridNet(cfg, seed=5)
+    x = torch.rand(4, 4, 8)
+    o = net(x, h_mode="shared")
+    loss = mse_loss(o["u"], o["theta"], torch.tensor([0, 1, 2, 0]), 3)
+    loss.backward()
+    L0 = net.layers[0]
+    assert L0.W.grad is not None and L0.W.grad.abs().sum() > 0
+    assert L0.beta.grad is not None and L0.alpha.grad is not None and L0.eta.grad is not None
+    # shared mode: one (A, N) H with the batch-mean update; sample mode: (B, A, N)
+    assert o["H"][0].shape == (8, 6)
+    assert net(x, h_mode="sample")["H"][0].shape == (4, 8, 6)
