@@ -151,6 +151,33 @@ def lane_words(mat: np.ndarray, mem: CM.Mem, geom: CM.CoreGeometry) -> list[int]
     return [int(w) for w in words.reshape(-1)]
 
 
+def decode_lane_words(words, mem: CM.Mem, geom: CM.CoreGeometry, A: int, N: int) -> np.ndarray:
+    """Inverse of :func:`lane_words`: bus words -> (A, N) int64 matrix (sign-extended)."""
+    info = CM.MEMS[mem]
+    P = geom.lanes
+    epw = elems_per_word(mem, P)
+    bits = info.bits
+    G = -(-N // P)
+    w = np.asarray(words, np.int64).reshape(G, A, P // epw, 1)
+    vals = (w >> (np.arange(epw, dtype=np.int64) * bits)) & ((1 << bits) - 1)
+    if info.signed:
+        vals = np.where(vals >> (bits - 1) != 0, vals - (1 << bits), vals)
+    return vals.reshape(G, A, P).transpose(1, 0, 2).reshape(A, G * P)[:, :N]
+
+
+def decode_scalars(words, bits: int, signed: bool = True) -> np.ndarray:
+    v = np.asarray(words, np.int64) & ((1 << bits) - 1)
+    if signed:
+        v = np.where(v >> (bits - 1) != 0, v - (1 << bits), v)
+    return v
+
+
+def matrix_words(A: int, N: int, mem: CM.Mem, geom: CM.CoreGeometry) -> int:
+    """Number of bus words of an (A, N) lane-memory matrix."""
+    G = -(-N // geom.lanes)
+    return G * A * (geom.lanes // elems_per_word(mem, geom.lanes))
+
+
 def scalar_words(vec: np.ndarray, bits: int) -> list[int]:
     return [int(v) & ((1 << bits) - 1) for v in np.asarray(vec, np.int64)]
 

@@ -12,6 +12,7 @@ from plasticore.host.compiler import (
     ChipGeometry,
     CompileError,
     compile_bundle,
+    decode_lane_words,
     decode_outputs,
     elems_per_word,
 )
@@ -48,6 +49,7 @@ def test_images_decode_to_the_bundle(seed, lanes, n_max):
             assert a >> CORE_SHIFT & 0x3F == ci.core and a & ((1 << IDX_BITS) - 1) == 0
             got = _decode_matrix(words, mem, geom.core, L.n_in, sl.j1 - sl.j0)
             assert np.array_equal(got, full[:, sl.j0:sl.j1]), mem
+            assert np.array_equal(decode_lane_words(words, mem, geom.core, L.n_in, sl.j1 - sl.j0), got)
         _, bw = runs[CM.Mem.B]
         assert [CM.from_bits(w, 24, True) for w in bw] == list(L.b[sl.j0:sl.j1])
     # routing: every core of layer l points at every core of layer l+1 and (recorded) at the host

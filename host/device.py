@@ -1,0 +1,177 @@
+"""The device API: deploy a bundle onto a chip and run inputs, over any :class:`BusPort`.
+
+The same code drives a real board, the simulated board (both over the serial link) and the
+Verilated chip without a link, and writes the run format of ``docs/run-format.md``::
+
+    dev = Device(bus, geometry)
+    dev.deploy(bundle)
+    result = dev.run(x, labels)          # a plasticore.sim.golden.RunResult
+
+Per sample: CLEAR (u, s := 0), H := H0 for ``h_persist = sample`` layers (rewritten), then for every
+step the layer-0 inputs are written to the layer-0 cores, ``RUN 1`` executes all layers, and the
+outputs of every recorded layer are popped from the output FIFO.  After the last step the membranes
+are read; after the last sample the plastic weights.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from plasticore import chip_map as M
+from plasticore import contract as C
+from plasticore import core_map as CM
+from plasticore.bundle import Bundle
+from plasticore.errors import PlasticoreError
+
+from .bus import BusPort
+from .compiler import (
+    ChipGeometry,
+    ChipImage,
+    chip_addr,
+    compile_bundle,
+    core_addr,
+    decode_lane_words,
+    decode_outputs,
+    decode_scalars,
+    lane_words,
+    matrix_words,
+)
+
+
+class DeviceError(PlasticoreError):
+    """The device is not in the state the host expects (wrong design, lost outputs, ...)."""
+
+
+class Device:
+    def __init__(self, bus: BusPort, geometry: ChipGeometry, design_id: int | None = None):
+        self.bus = bus
+        self.geom = geometry
+        self.design_id = design_id
+        self.bundle: Bundle | None = None
+        self.image: ChipImage | None = None
+        self.stats = {"steps": 0, "samples": 0, "seconds": 0.0}
+
+    # ------------------------------------------------------------------ identity
+    def identify(self) -> dict:
+        """Read the chip registers and check them against the expected geometry."""
+        cid, mesh, ncores = (self.bus.read(chip_addr(M.ChipReg.CHIP_ID), 3))
+        if cid != M.CHIP_ID_VALUE:
+            raise DeviceError(f"chip id 0x{cid:08x} is not a plasticore chip (expected 0x{M.CHIP_ID_VALUE:08x})")
+        mx, my = mesh & 0xFF, mesh >> 8 & 0xFF
+        if (mx, my) != (self.geom.mesh_x, self.geom.mesh_y) or ncores != self.geom.cores:
+            raise DeviceError(f"chip has a {mx}x{my} mesh ({ncores} cores), the host expected "
+                              f"{self.geom.mesh_x}x{self.geom.mesh_y}")
+        did = self.bus.read(chip_addr(M.ChipReg.DESIGN_ID), 1)[0]
+        if self.design_id is not None and did != self.design_id:
+            raise DeviceError(f"design id 0x{did:08x} differs from the expected 0x{self.design_id:08x}: "
+                              f"the board runs another build")
+        a = self.bus.read(core_addr(0, CM.Mem.REG, CM.Reg.GEOM_A), 3)
+        geo = (a[0], a[1], a[2])
+        want = (self.geom.core.a_max, self.geom.core.n_max, self.geom.core.lanes)
+        if geo != want:
+            raise DeviceError(f"core geometry (axons, neurons, lanes) = {geo}, the host expected {want}")
+        return {"chip_id": cid, "mesh": (mx, my), "cores": ncores, "design_id": did, "core": geo}
+
+    # ------------------------------------------------------------------ deploy
+    def deploy(self, bundle: Bundle, record_all: bool = True, progress=None) -> ChipImage:
+        """Compile ``bundle`` for this chip and load every core, routing table and phase."""
+        img = compile_bundle(bundle, self.geom, record_all)
+        self.bus.reset()
+        for ci in img.cores:
+            for reg, val in ci.regs.items():
+                self.bus.write(core_addr(ci.core, CM.Mem.REG, int(reg)), [int(val) & 0xFFFFFFFF])
+            for addr, words in ci.runs:
+                self.bus.write(addr, words)
+                if progress is not None:
+                    progress(len(words))
+        for addr, word in img.chip_writes:
+            self.bus.write(addr, [word])
+        self.bus.write(chip_addr(M.ChipReg.CLEAR), [1])
+        self.bus.sync()
+        self.bundle, self.image = bundle, img
+        return img
+
+    def _need(self) -> tuple[Bundle, ChipImage]:
+        if self.bundle is None or self.image is None:
+            raise DeviceError("no network deployed: call deploy(bundle) first")
+        return self.bundle, self.image
+
+    # ------------------------------------------------------------------ state
+    def read_u(self, layer: int) -> np.ndarray:
+        b, img = self._need()
+        out = np.zeros(b.layers[layer].n_out, np.int64)
+        for sl in img.placement.slices:
+            if sl.layer == layer:
+                w = self.bus.read(core_addr(sl.core, CM.Mem.U, 0), sl.j1 - sl.j0)
+                out[sl.j0:sl.j1] = decode_scalars(w, C.U_BITS)
+        return out
+
+    def read_h(self, layer: int) -> np.ndarray:
+        b, img = self._need()
+        L = b.layers[layer]
+        out = np.zeros((L.n_in, L.n_out), np.int64)
+        for sl in img.placement.slices:
+            if sl.layer == layer:
+                n = sl.j1 - sl.j0
+                w = self.bus.read(core_addr(sl.core, CM.Mem.H, 0), matrix_words(L.n_in, n, CM.Mem.H, self.geom.core))
+                out[:, sl.j0:sl.j1] = decode_lane_words(w, CM.Mem.H, self.geom.core, L.n_in, n)
+        return out
+
+    def write_h(self, layer: int, H: np.ndarray) -> None:
+        b, img = self._need()
+        for sl in img.placement.slices:
+            if sl.layer == layer:
+                self.bus.write(core_addr(sl.core, CM.Mem.H, 0),
+                               lane_words(np.asarray(H)[:, sl.j0:sl.j1].astype(np.int64), CM.Mem.H, self.geom.core))
+
+    # ------------------------------------------------------------------ run
+    def run(self, x: np.ndarray, labels: np.ndarray | None = None, record_membranes: bool = False,
+            progress=None):
+        """Run layer-0 inputs ``x`` (S, T, A0) sample after sample; returns a golden.RunResult."""
+        from plasticore.sim.golden import RunResult, _check_inputs, predict
+
+        b, img = self._need()
+        x = _check_inputs(b, x)
+        S, T = x.shape[:2]
+        pl = img.placement
+        L0 = pl.layer_cores[0]
+        spikes = [np.zeros((S, T, L.n_out), np.int16) for L in b.layers]
+        u_final = [np.zeros((S, L.n_out), np.int32) for L in b.layers]
+        u_trace = [np.zeros((S, T, L.n_out), np.int32) for L in b.layers] if record_membranes else None
+        reset_h = [li for li, L in enumerate(b.layers) if L.plastic and L.h_persist == C.HPersist.SAMPLE]
+        t0 = time.perf_counter()
+        pop = chip_addr(M.ChipReg.OUT_POP)
+        for s in range(S):
+            self.bus.write(chip_addr(M.ChipReg.CLEAR), [1])
+            if s > 0:
+                for li in reset_h:
+                    self.write_h(li, b.layers[li].H0)
+            for t in range(T):
+                words = [int(v) & 0x1FF for v in x[s, t]]
+                for k in L0:
+                    self.bus.write(core_addr(k, CM.Mem.X, 0), words)
+                n = self.bus.run(1)
+                if n:
+                    entries = self.bus.read_fix(pop, n)
+                    for li, j, v in decode_outputs(entries, b, pl):
+                        spikes[li][s, t, j] = v
+                if u_trace is not None:
+                    for li in range(len(b.layers)):
+                        u_trace[li][s, t] = self.read_u(li)
+            for li in range(len(b.layers)):
+                u_final[li][s] = self.read_u(li)
+            if progress is not None:
+                progress(1)
+        drops = self.bus.read(chip_addr(M.ChipReg.OUT_DROPS), 1)[0]
+        if drops:
+            raise DeviceError(f"the chip dropped {drops} outputs (output FIFO full)")
+        h_final = [self.read_h(li).astype(np.int16) if L.plastic else L.H0.astype(np.int16)
+                   for li, L in enumerate(b.layers)]
+        self.stats["seconds"] += time.perf_counter() - t0
+        self.stats["steps"] += S * T
+        self.stats["samples"] += S
+        preds = predict(b, u_final[-1].astype(np.int64), spikes[-1][:, -1].astype(np.int64))
+        return RunResult(spikes=spikes, u_final=u_final, h_final=h_final, predictions=preds,
+                         labels=None if labels is None else np.asarray(labels, np.int64), u_trace=u_trace)

@@ -1,0 +1,334 @@
+"""The multi-core chip: K hybrid cores on a 2D mesh, a step sequencer and the host bus target.
+
+Address map of the bus (32-bit word addresses, ``plasticore.host.compiler`` builds them):
+
+* bit 31 = 1: core access ``core = addr[25:31]``, ``mem = addr[21:25]`` (:class:`core_map.Mem`),
+  ``idx = addr[0:21]``.  Lane memories carry ``epw = min(P, 32 // bits)`` elements per bus word:
+  core word ``idx >> log2(P/epw)``, lanes ``(idx & (P/epw - 1)) * epw ..``; other memories one
+  element per word at ``idx``.  Reads return the raw element bits (the host sign-extends).
+* bit 31 = 0: chip registers :class:`chip_map.ChipReg` (routing tables, core phases, output FIFO).
+
+A time step (bus ``RUN n`` runs n of them; the RUN result is the number of entries waiting in the
+output FIFO, so the host knows how many to pop; ``RUN 0`` returns the step counter) executes phase 0 .. N_PHASES-1: every core whose phase
+register equals the phase is started, and the phase ends when those cores are done, their network
+interfaces idle and no packet is in flight.  Layer l+1 therefore sees exactly layer l's outputs of
+the same step, as in the golden model.  Packets for the host land in the output FIFO (read with
+``OUT_POP``); if it is full they are counted in ``OUT_DROPS`` (the compiler keeps one step's
+outputs within the FIFO and the host drains it every step).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from plasticore import chip_map as M
+from plasticore import core_map as CM
+from plasticore.host.compiler import CORE_SHIFT, IDX_BITS, MEM_SHIFT, elems_per_word
+
+from .bus import BusOp, BusSignature
+from .core import HybridCore
+from .mesh import Mesh
+from .netif import NetIf, route_entry_layout
+
+__all__ = ["Chip"]
+
+
+class Chip(wiring.Component):
+    """``mesh_x * mesh_y`` cores of ``a_max x n_max`` with ``lanes`` lanes; a bus target for the link."""
+
+    def __init__(self, mesh_x: int = 2, mesh_y: int = 1, a_max: int = 256, n_max: int = 256, lanes: int = 16,
+                 design_id: int = 0, out_fifo: int = 2048):
+        self.mesh_x, self.mesh_y = mesh_x, mesh_y
+        self.k = mesh_x * mesh_y
+        self.geom = CM.CoreGeometry(a_max, n_max, lanes)
+        self.design_id = design_id & 0xFFFFFFFF
+        self.out_fifo = out_fifo
+        super().__init__({"bus": In(BusSignature(32)), "busy": Out(1)})
+
+    def geometry(self) -> dict:
+        """Fields of ``protocol.GEOMETRY`` for the identify reply."""
+        return {"cores": self.k, "mesh_x": self.mesh_x, "mesh_y": self.mesh_y, "axons": self.geom.a_max,
+                "neurons": self.geom.n_max, "lanes": self.geom.lanes, "layers": 15}
+
+    def elaborate(self, platform):
+        m = Module()
+        K, g = self.k, self.geom
+        P = g.lanes
+        bus = self.bus
+
+        cores = [HybridCore(g.a_max, g.n_max, P) for _ in range(K)]
+        nifs = [NetIf(g) for _ in range(K)]
+        for k in range(K):
+            m.submodules[f"core{k}"] = cores[k]
+            m.submodules[f"nif{k}"] = nifs[k]
+        m.submodules.mesh = mesh = Mesh(self.mesh_x, self.mesh_y)
+        m.submodules.outq = outq = fifo.SyncFIFOBuffered(width=32, depth=self.out_fifo)
+
+        # ---- chip registers -----------------------------------------------------------------
+        n_phases = Signal(4)
+        phase_of = [Signal(4, name=f"phase{k}", init=M.UNUSED_PHASE) for k in range(K)]
+        tables = [Signal(route_entry_layout().size * M.MAX_DESTS, name=f"route{k}") for k in range(K)]
+        steps = Signal(32)
+        cycles = Signal(32)
+        cyc = Signal(32)
+        drops = Signal(32)
+
+        # ---- datapath: cores <-> network interfaces <-> mesh ----------------------------------
+        injects, delivers = [], []
+        for k in range(K):
+            wiring.connect(m, cores[k].spike_out, nifs[k].spikes)
+            m.d.comb += nifs[k].table.eq(tables[k])
+            wiring.connect(m, nifs[k].packets, mesh.inject[k])
+            d = mesh.deliver[k]
+            ai = cores[k].axon_in
+            m.d.comb += [ai.valid.eq(d.valid), ai.payload.axon.eq(d.payload.index[:g.axon_bits]),
+                         ai.payload.value.eq(d.payload.value), d.ready.eq(ai.ready)]
+            injects.append(nifs[k].packets.valid & nifs[k].packets.ready)
+            delivers.append(d.valid & d.ready)
+        host = mesh.host
+        m.d.comb += [host.ready.eq(1), outq.w_data.eq(Cat(host.payload.index, host.payload.value)),
+                     outq.w_en.eq(host.valid)]
+        with m.If(host.valid & ~outq.w_rdy):
+            m.d.sync += drops.eq(drops + 1)
+        delivers.append(host.valid)
+
+        # packets in flight: + injected - delivered (several per clock)
+        in_flight = Signal(16)
+        n_inj = Signal(range(K + 1))
+        n_del = Signal(range(K + 2))
+        m.d.comb += [n_inj.eq(sum(Cat(*injects)[i] for i in range(K))),
+                     n_del.eq(sum(Cat(*delivers)[i] for i in range(K + 1)))]
+        m.d.sync += in_flight.eq(in_flight + n_inj - n_del)
+
+        # ---- step sequencer ---------------------------------------------------------------
+        phase = Signal(4)
+        steps_left = Signal(32)
+        pending = Signal(K)
+        start = Signal(K)
+        clear = Signal()
+        for k in range(K):
+            m.d.comb += [cores[k].start.eq(start[k]), cores[k].clear.eq(clear)]
+        dones = Cat(*[c.done for c in cores])
+        quiet = Signal()
+        m.d.comb += quiet.eq((in_flight == 0) & ~Cat(*[n.busy for n in nifs]).any()
+                             & ~Cat(*[c.spike_out.valid for c in cores]).any() & (n_inj == 0))
+        run_done = Signal()  # pulse: RUN finished -> r_valid
+        ctrl_idle = Signal()
+        go_run = Signal()  # from the bus: RUN n (n > 0) accepted
+        go_clear = Signal()  # from the bus: CLEAR written or RESET
+        flush = Signal()  # RESET: also empty the output FIFO and zero the drop counter
+
+        with m.FSM(name="seq"):
+            with m.State("IDLE"):
+                m.d.comb += ctrl_idle.eq(1)
+                with m.If(go_run):
+                    m.next = "START"
+                with m.Elif(go_clear):
+                    m.next = "CLEAR"
+            with m.State("START"):
+                sel = Cat(*[phase_of[k] == phase for k in range(K)])
+                m.d.comb += start.eq(sel)
+                m.d.sync += pending.eq(sel)
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.sync += pending.eq(pending & ~dones)
+                with m.If(((pending & ~dones) == 0) & quiet):
+                    with m.If(phase + 1 >= n_phases):
+                        m.d.sync += [steps.eq(steps + 1), steps_left.eq(steps_left - 1), phase.eq(0),
+                                     cycles.eq(cyc + 1)]
+                        with m.If(steps_left <= 1):
+                            m.d.comb += run_done.eq(1)
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.d.sync += cyc.eq(0)
+                            m.next = "START"
+                    with m.Else():
+                        m.d.sync += phase.eq(phase + 1)
+                        m.next = "START"
+            with m.State("CLEAR"):
+                m.d.comb += clear.eq(1)
+                m.d.sync += pending.eq((1 << K) - 1)
+                m.next = "CLEAR_WAIT"
+            with m.State("CLEAR_WAIT"):
+                m.d.sync += pending.eq(pending & ~dones)
+                with m.If(flush):
+                    m.d.comb += outq.r_en.eq(1)
+                    m.d.sync += drops.eq(0)
+                with m.If(((pending & ~dones) == 0) & ~(flush & outq.r_rdy)):
+                    m.d.sync += flush.eq(0)
+                    m.next = "IDLE"
+        with m.If(~ctrl_idle):
+            m.d.sync += cyc.eq(cyc + 1)
+        m.d.comb += self.busy.eq(~ctrl_idle)
+
+        # ---- bus target ---------------------------------------------------------------------
+        is_core = bus.addr[31]
+        core_sel = bus.addr[CORE_SHIFT:31]
+        mem_sel = bus.addr[MEM_SHIFT:MEM_SHIFT + 4]
+        idx = bus.addr[:IDX_BITS]
+        known_mem = Signal()
+        cshift = Signal(range(6))  # log2(P / epw)
+        ebits = Signal(range(33))  # bits per element
+        for mid in CM.Mem:
+            if mid not in CM.MEMS and mid != CM.Mem.REG:
+                continue
+            with m.If(mem_sel == int(mid)):
+                m.d.comb += known_mem.eq(1)
+                if mid != CM.Mem.REG and CM.MEMS[mid].lanes:
+                    epw = elems_per_word(mid, P)
+                    m.d.comb += [cshift.eq((P // epw).bit_length() - 1), ebits.eq(CM.MEMS[mid].bits)]
+        core_ok = Signal()
+        m.d.comb += core_ok.eq(known_mem & (core_sel < K))
+        word = Signal(IDX_BITS)
+        chunk = Signal(5)
+        m.d.comb += [word.eq(idx >> cshift), chunk.eq(idx & ((Const(1, 6) << cshift) - 1))]
+
+        # element mask and replicated data per lane memory (constant shapes per mem id)
+        lane_mask = Signal(P)
+        wide = Signal(g.data_bits)
+        m.d.comb += [lane_mask.eq((1 << P) - 1), wide.eq(bus.w_data)]
+        for mid in CM.MEMS:
+            info = CM.MEMS[mid]
+            if not info.lanes:
+                continue
+            epw = elems_per_word(mid, P)
+            nb = epw * info.bits
+            with m.If(mem_sel == int(mid)):
+                with m.Switch(chunk):
+                    for c in range(P // epw):
+                        with m.Case(c):
+                            m.d.comb += lane_mask.eq(((1 << epw) - 1) << (c * epw))
+                m.d.comb += wide.eq(Cat(*([bus.w_data[:nb]] * (P // epw))))
+
+        rd_pending = Signal()
+        rd_core = Signal(range(max(K, 2)))
+        rd_chunk = Signal(5)
+        rd_mem = Signal(4)
+        reg_valid = Signal()
+        reg_data = Signal(32)
+        reg_err = Signal()
+        m.d.sync += [reg_valid.eq(0), reg_err.eq(0)]
+
+        for k in range(K):
+            cb = cores[k].bus
+            m.d.comb += [
+                cb.payload.we.eq(bus.op == BusOp.WRITE),
+                cb.payload.mem.eq(mem_sel),
+                cb.payload.addr.eq(word),
+                cb.payload.mask.eq(lane_mask),
+                cb.payload.data.eq(wide),
+                cb.valid.eq(bus.valid & ctrl_idle & ~rd_pending & is_core & core_ok & (core_sel == k)
+                            & ((bus.op == BusOp.WRITE) | (bus.op == BusOp.READ))),
+                cores[k].bus_rsp.ready.eq(1),
+            ]
+
+        # read response: select the chunk of the returned word
+        rsp_valid = Signal()
+        rsp_word = Signal(g.data_bits)
+        for k in range(K):
+            with m.If(rd_core == k):
+                m.d.comb += [rsp_valid.eq(cores[k].bus_rsp.valid), rsp_word.eq(cores[k].bus_rsp.payload)]
+        rsp_sel = Signal(32)
+        m.d.comb += rsp_sel.eq(rsp_word[:32])
+        for mid in CM.MEMS:
+            info = CM.MEMS[mid]
+            if not info.lanes:
+                continue
+            epw = elems_per_word(mid, P)
+            nb = epw * info.bits
+            with m.If(rd_mem == int(mid)):
+                with m.Switch(rd_chunk):
+                    for c in range(P // epw):
+                        with m.Case(c):
+                            m.d.comb += rsp_sel.eq(rsp_word[c * nb:(c + 1) * nb])
+        with m.If(rd_pending & rsp_valid):
+            m.d.sync += rd_pending.eq(0)
+
+        # bus handshake
+        core_acc = Signal()
+        m.d.comb += core_acc.eq(Cat(*[c.bus.valid & c.bus.ready for c in cores]).any())
+        chip_reg = bus.addr[:12]
+        with m.If(bus.valid & ctrl_idle & ~rd_pending & ~reg_valid):
+            with m.If(is_core & ((bus.op == BusOp.WRITE) | (bus.op == BusOp.READ))):
+                with m.If(~core_ok):
+                    m.d.comb += bus.ready.eq(1)
+                    with m.If(bus.op == BusOp.WRITE):
+                        m.d.comb += bus.error.eq(1)
+                    with m.Else():
+                        m.d.sync += [reg_valid.eq(1), reg_err.eq(1)]
+                with m.Elif(core_acc):
+                    m.d.comb += bus.ready.eq(1)
+                    with m.If(bus.op == BusOp.READ):
+                        m.d.sync += [rd_pending.eq(1), rd_core.eq(core_sel), rd_chunk.eq(chunk), rd_mem.eq(mem_sel)]
+            with m.Elif(bus.op == BusOp.RUN):
+                m.d.comb += bus.ready.eq(1)
+                with m.If(bus.w_data == 0):
+                    m.d.sync += [reg_valid.eq(1), reg_data.eq(steps)]
+                with m.Else():
+                    m.d.sync += [steps_left.eq(bus.w_data), phase.eq(0), cyc.eq(0)]
+                    m.d.comb += go_run.eq(1)
+            with m.Elif(bus.op == BusOp.RESET):
+                m.d.comb += [bus.ready.eq(1), go_clear.eq(1)]
+                m.d.sync += flush.eq(1)
+            with m.Elif(bus.op == BusOp.WRITE):  # chip register write
+                m.d.comb += bus.ready.eq(1)
+                with m.If(chip_reg == M.ChipReg.N_PHASES):
+                    m.d.sync += n_phases.eq(bus.w_data)
+                with m.Elif(chip_reg == M.ChipReg.CLEAR):
+                    m.d.comb += go_clear.eq(bus.w_data[0])
+                with m.Elif((chip_reg >= M.ChipReg.CORE_PHASE_BASE) & (chip_reg < M.ChipReg.CORE_PHASE_BASE + K)):
+                    for k in range(K):
+                        with m.If(chip_reg == M.ChipReg.CORE_PHASE_BASE + k):
+                            m.d.sync += phase_of[k].eq(bus.w_data)
+                with m.Elif((chip_reg >= M.ChipReg.ROUTE_BASE) & (chip_reg < M.ChipReg.ROUTE_BASE + K * M.MAX_DESTS)):
+                    eb = route_entry_layout().size
+                    for k in range(K):
+                        for e in range(M.MAX_DESTS):
+                            with m.If(chip_reg == M.ChipReg.ROUTE_BASE + k * M.MAX_DESTS + e):
+                                m.d.sync += tables[k][e * eb:(e + 1) * eb].eq(bus.w_data)
+                with m.Else():
+                    m.d.comb += bus.error.eq(1)
+                with m.If(bus.addr[12:] != 0):
+                    m.d.comb += bus.error.eq(1)
+            with m.Else():  # chip register read
+                m.d.comb += bus.ready.eq(1)
+                m.d.sync += reg_valid.eq(1)
+                with m.Switch(chip_reg):
+                    with m.Case(M.ChipReg.CHIP_ID):
+                        m.d.sync += reg_data.eq(M.CHIP_ID_VALUE)
+                    with m.Case(M.ChipReg.MESH):
+                        m.d.sync += reg_data.eq(self.mesh_x | self.mesh_y << 8)
+                    with m.Case(M.ChipReg.N_CORES):
+                        m.d.sync += reg_data.eq(K)
+                    with m.Case(M.ChipReg.N_PHASES):
+                        m.d.sync += reg_data.eq(n_phases)
+                    with m.Case(M.ChipReg.STATUS):
+                        m.d.sync += reg_data.eq(~ctrl_idle)
+                    with m.Case(M.ChipReg.OUT_COUNT):
+                        m.d.sync += reg_data.eq(outq.level)
+                    with m.Case(M.ChipReg.OUT_POP):
+                        m.d.sync += reg_data.eq(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF))
+                        m.d.comb += outq.r_en.eq(outq.r_rdy)
+                    with m.Case(M.ChipReg.STEPS):
+                        m.d.sync += reg_data.eq(steps)
+                    with m.Case(M.ChipReg.CYCLES):
+                        m.d.sync += reg_data.eq(cycles)
+                    with m.Case(M.ChipReg.DESIGN_ID):
+                        m.d.sync += reg_data.eq(self.design_id)
+                    with m.Case(M.ChipReg.OUT_DROPS):
+                        m.d.sync += reg_data.eq(drops)
+                    with m.Default():
+                        with m.If(chip_reg >= M.ChipReg.CORE_PHASE_BASE):
+                            for k in range(K):
+                                with m.If(chip_reg == M.ChipReg.CORE_PHASE_BASE + k):
+                                    m.d.sync += reg_data.eq(phase_of[k])
+                        with m.Else():
+                            m.d.sync += reg_err.eq(1)
+
+        m.d.comb += [bus.r_valid.eq(reg_valid | (rd_pending & rsp_valid) | run_done),
+                     bus.r_data.eq(Mux(rd_pending, rsp_sel, Mux(run_done, outq.level, reg_data)))]
+        with m.If(reg_valid & reg_err):
+            m.d.comb += bus.error.eq(1)
+        return m

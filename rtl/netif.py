@@ -1,0 +1,70 @@
+"""Network interface of a core: its non-zero outputs -> multicast spike packets.
+
+Each output event ``(neuron j, value)`` of the core becomes one packet per routing entry, in entry
+order, ``(e.x, e.y, e.to_host, index = e.base + j, value)`` (``plasticore.chip_map``).  Entries are
+packed from 0; the first invalid entry ends the list.  One packet per clock.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from plasticore import chip_map as M
+from plasticore import contract as C
+from plasticore.core_map import CoreGeometry
+
+from .layouts import spike_event_layout
+from .router import packet_layout
+
+__all__ = ["NetIf", "route_entry_layout"]
+
+
+def route_entry_layout() -> data.StructLayout:
+    """Bit layout of :meth:`chip_map.RouteEntry.pack`."""
+    return data.StructLayout({"valid": 1, "to_host": 1, "x": M.COORD_BITS, "y": M.COORD_BITS,
+                              "base": M.INDEX_BITS})
+
+
+class NetIf(wiring.Component):
+    def __init__(self, geom: CoreGeometry):
+        self.geom = geom
+        super().__init__({
+            "spikes": In(stream.Signature(spike_event_layout(geom))),
+            "packets": Out(stream.Signature(packet_layout())),
+            "table": In(data.ArrayLayout(route_entry_layout(), M.MAX_DESTS)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        neuron = Signal(M.INDEX_BITS)
+        value = Signal(signed(C.X_BITS))
+        e = Signal(range(M.MAX_DESTS))
+        entry = Signal(route_entry_layout())
+        m.d.comb += entry.eq(self.table[e])
+        pk = self.packets.payload
+        m.d.comb += [pk.x.eq(entry.x), pk.y.eq(entry.y), pk.to_host.eq(entry.to_host),
+                     pk.index.eq(entry.base + neuron), pk.value.eq(value)]
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.spikes.ready.eq(1)
+                with m.If(self.spikes.valid):
+                    m.d.sync += [neuron.eq(self.spikes.payload.neuron), value.eq(self.spikes.payload.value),
+                                 e.eq(0)]
+                    m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~entry.valid):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += self.packets.valid.eq(1)
+                    with m.If(self.packets.ready):
+                        m.d.sync += e.eq(e + 1)
+                        if M.MAX_DESTS > 1:
+                            with m.If(e == M.MAX_DESTS - 1):
+                                m.next = "IDLE"
+                        else:
+                            m.next = "IDLE"
+        return m
