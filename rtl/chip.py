@@ -9,7 +9,8 @@ Address map of the bus (32-bit word addresses, ``plasticore.host.compiler`` buil
 * bit 31 = 0: chip registers :class:`chip_map.ChipReg` (routing tables, core phases, output FIFO).
 
 A time step (bus ``RUN n`` runs n of them; the RUN result is the number of entries waiting in the
-output FIFO, so the host knows how many to pop; ``RUN 0`` returns the step counter) executes phase 0 .. N_PHASES-1: every core whose phase
+output FIFO, so the host knows how many to pop; ``RUN 0`` returns the step counter) executes
+phase 0 .. N_PHASES-1: every core whose phase
 register equals the phase is started, and the phase ends when those cores are done, their network
 interfaces idle and no packet is in flight.  Layer l+1 therefore sees exactly layer l's outputs of
 the same step, as in the golden model.  Packets for the host land in the output FIFO (read with

@@ -13,9 +13,10 @@ Frame handling (see ``docs/protocol.md``):
    address/argument, words 2.. go to the frame buffer (``max_words`` data words + the CRC word).
    A frame longer than that is consumed to its end and answered TOO_LONG: the decoder never stalls
    on garbage.  Empty frames (two delimiters in a row) are ignored.
-2. CHECK -- status by priority FRAMING, CRC, TOO_LONG, LENGTH (alignment), OPCODE, LENGTH (per op),
-   then the sequence number: expected -> execute and advance; ahead -> SEQUENCE; behind ->
-   re-execute idempotent ops, else DUPLICATE.  IDENTIFY always executes and resynchronises.
+2. CHECK -- frame-level errors by priority FRAMING, CRC, TOO_LONG, LENGTH (alignment); then the
+   sequence number: IDENTIFY always executes and resynchronises (expect := seq + 1); the
+   expected seq is consumed and the frame executed, or answered OPCODE / LENGTH (per op); a seq
+   ahead -> SEQUENCE; behind -> re-execute idempotent ops, else DUPLICATE.
 3. EXEC  -- bus transactions (WRITE reads the frame buffer; READ and RUN fill it).
 4. REPLY -- header word, then payload words, through the CRC appender and COBS encoder.
 
@@ -245,22 +246,25 @@ class Link(wiring.Component):
                         with m.Case(*P.IDEMPOTENT_OPS):
                             m.d.comb += idempotent.eq(1)
 
+                    # A CRC-valid frame with the expected seq consumes it, even when rejected
+                    # (OPCODE, LENGTH): the host then fails that request and moves on.
                     execute = Signal()
-                    with m.If(~known):
-                        nack(Status.OPCODE)
-                    with m.Elif(~len_ok):
-                        m.d.sync += framing_errors.eq(framing_errors + 1)
-                        nack(Status.LENGTH)
-                    with m.Elif(op == Op.IDENTIFY):
+                    with m.If((op == Op.IDENTIFY) & len_ok):
                         m.d.sync += expect.eq(seq + 1)
                         m.d.comb += execute.eq(1)
                     with m.Elif(diff == 0):
                         m.d.sync += expect.eq(expect + 1)
-                        m.d.comb += execute.eq(1)
+                        with m.If(~known):
+                            nack(Status.OPCODE)
+                        with m.Elif(~len_ok):
+                            m.d.sync += framing_errors.eq(framing_errors + 1)
+                            nack(Status.LENGTH)
+                        with m.Else():
+                            m.d.comb += execute.eq(1)
                     with m.Elif(~diff[7]):
                         m.d.sync += seq_errors.eq(seq_errors + 1)
                         nack(Status.SEQUENCE)
-                    with m.Elif(idempotent):
+                    with m.Elif(idempotent & len_ok):
                         m.d.sync += duplicates.eq(duplicates + 1)
                         m.d.comb += execute.eq(1)
                     with m.Else():

@@ -99,6 +99,7 @@ class CoreTB:
         self.monitor_spikes = False
         self.sim_cycles = 0
         self.sim_wall = 0.0
+        self.last_step_wall = 0.0
 
     def pack(self, we, mem, addr, mask, data) -> int:
         v = 0
@@ -168,7 +169,8 @@ class CoreTB:
         await self.write([reg_write(Reg.CMD, int(cmd))])
         await RisingEdge(self.dut.done)
         await FallingEdge(self.dut.clk)
-        self.sim_wall += time.perf_counter() - t0
+        self.last_step_wall = time.perf_counter() - t0
+        self.sim_wall += self.last_step_wall
 
     async def read_vector(self, mem: Mem, n: int) -> np.ndarray:
         info = MEMS[mem]
@@ -231,6 +233,10 @@ class CoreTB:
                     got = sorted(self.spikes)
                     exp = [(int(j), int(st.s[j])) for j in np.flatnonzero(st.s)]
                     assert got == exp, f"{where}: spike_out stream {got[:8]}... != golden {exp[:8]}..."
+                if "records" in stats:
+                    stats["records"].append(dict(events=len(nz), cycles=cyc, formula=want, A=A, N=N,
+                                                 plastic=bool(L.plastic), wall_s=self.last_step_wall,
+                                                 **step_cycle_parts(len(nz), A, N, self.geom.lanes, L.plastic)))
                 stats["steps"] += 1
                 stats["cycles"] += cyc
                 stats["events"] += len(nz)
@@ -291,3 +297,40 @@ async def random_cases(dut):
         with open(path, "w") as f:
             json.dump(stats, f)
     dut._log.info("summary %s", stats)
+
+
+#: workloads of :func:`bench_steps`: name -> (soma, input kind, input density)
+BENCH_WORKLOADS = {
+    "lif_spikes_10pct": (C.SomaMode.LIF, C.InputKind.SPIKE, 0.10),
+    "lif_spikes_50pct": (C.SomaMode.LIF, C.InputKind.SPIKE, 0.50),
+    "lif_spikes_all": (C.SomaMode.LIF, C.InputKind.SPIKE, 1.0),
+    "lif_silent": (C.SomaMode.LIF, C.InputKind.SPIKE, 0.0),
+    "ann_graded_dense": (C.SomaMode.ANN, C.InputKind.GRADED, 1.0),
+}
+
+
+@cocotb.test(skip=os.environ.get("CORE_BENCH", "0") != "1")
+async def bench_steps(dut):
+    """Full-size layers (A_max x N_max) at several input densities: cycles per step vs the formula
+    (checked bit-exact too), SOP/clock, LPU synapses/clock and wall time of the step itself."""
+    geom = _geom_from_env()
+    steps = int(os.environ.get("CORE_STEPS", "3"))
+    rng = np.random.default_rng(int(os.environ.get("CORE_SEED", "1"), 0))
+    tb = CoreTB(dut, geom)
+    await tb.reset()
+    out = {}
+    for name, (soma, kind, dens) in BENCH_WORKLOADS.items():
+        layer = random_layer(rng, geom.a_max, geom.n_max, kind, soma, "none", plastic=True)
+        A = geom.a_max
+        if kind == C.InputKind.SPIKE:
+            x = (rng.random((1, steps, A)) < dens).astype(np.int64)
+        else:
+            x = rng.integers(1, 256, size=(1, steps, A)).astype(np.int64)
+        stats = dict(cases=0, steps=0, cycles=0, events=0, sops=0, syn_updates=0, integ_cycles=0, lpu_cycles=0,
+                     records=[])
+        await tb.run_case({"layer": layer, "x": x, "desc": f"bench {name}"}, stats)
+        out[name] = stats
+    path = os.environ.get("CORE_SUMMARY")
+    if path:
+        with open(path, "w") as f:
+            json.dump(out, f)

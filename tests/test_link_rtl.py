@@ -302,14 +302,14 @@ def test_link_errors_and_sequencing():
         bytes(bad_crc),  # CRC
         P.encode_frame(P.request(Op.PING, 2)),  # SEQUENCE (ahead)
         too_long,  # TOO_LONG
-        P.encode_frame(P.request(0x7E, 1)),  # OPCODE
-        P.encode_frame(P.request(Op.READ, 1, arg=0, words=[0])),  # LENGTH (count 0)
+        P.encode_frame(P.request(0x7E, 1)),  # OPCODE, consumes seq 1
+        P.encode_frame(P.request(Op.READ, 2, arg=0, words=[0])),  # LENGTH (count 0), consumes 2
         b"\x00\x03\x01\x02\x05\x00",  # COBS error (code runs past the delimiter)
-        P.words_to_bytes([1]) and P.encode_frame([]),  # empty body -> LENGTH
-        good,  # OK, expect := 2
-        good,  # duplicate PING: re-executed (idempotent)
-        P.encode_frame(P.request(Op.WRITE, 2, words=[70, 1])),  # ADDRESS (RAM is 64 words)
-        P.encode_frame(P.request(Op.WRITE, 2, words=[5, 1])),  # dup of an executed WRITE
+        P.encode_frame([]),  # empty body -> LENGTH
+        P.encode_frame(P.request(Op.PING, 3)),  # OK, expect := 4
+        P.encode_frame(P.request(Op.PING, 3)),  # duplicate PING: re-executed (idempotent)
+        P.encode_frame(P.request(Op.WRITE, 4, words=[70, 1])),  # ADDRESS (RAM is 64 words)
+        P.encode_frame(P.request(Op.WRITE, 4, words=[5, 1])),  # dup of an executed WRITE
     ])
     r = lb.exchange(raw, 12)
     assert not [x for x in r if isinstance(x, Exception)]
@@ -319,8 +319,9 @@ def test_link_errors_and_sequencing():
                    Status.ADDRESS, Status.DUPLICATE]
     assert hdr(r[1])["op"] == P.NACK_OP
     assert hdr(r[2])["expect"] == 1
+    assert [hdr(r[k])["expect"] for k in (4, 5)] == [2, 3]
     assert r[10][1] == 70  # failing address in the detail word
-    assert hdr(r[10])["expect"] == 3  # executed (and consumed its seq) though rejected
+    assert hdr(r[10])["expect"] == 5  # executed (and consumed its seq) though rejected
 
 
 def test_link_max_frame_and_fix_ops():
