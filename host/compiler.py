@@ -20,6 +20,15 @@ from plasticore import chip_map as M
 from plasticore import contract as C
 from plasticore import core_map as CM
 from plasticore.bundle import Bundle, Layer
+from plasticore.chip_map import (  # noqa: F401 - re-exported for the host
+    CORE_REGION,
+    CORE_SHIFT,
+    IDX_BITS,
+    MEM_SHIFT,
+    chip_addr,
+    core_addr,
+    elems_per_word,
+)
 from plasticore.errors import PlasticoreError
 
 
@@ -95,31 +104,6 @@ def place(bundle: Bundle, geom: ChipGeometry, record_all: bool = True) -> Placem
     if per_step > geom.out_fifo:
         raise CompileError(f"up to {per_step} outputs per step exceed the output FIFO ({geom.out_fifo})")
     return Placement(slices, layer_cores, offs, record)
-
-
-# ------------------------------------------------------------------------------------------
-# chip address map (bus words)
-# ------------------------------------------------------------------------------------------
-CORE_REGION = 1 << 31
-CORE_SHIFT = 25
-MEM_SHIFT = 21
-IDX_BITS = 21
-
-
-def elems_per_word(mem: CM.Mem, lanes: int) -> int:
-    """Elements of a lane memory carried by one 32-bit bus word (1 for scalar memories)."""
-    info = CM.MEMS[mem]
-    if not info.lanes:
-        return 1
-    return min(lanes, max(1, 32 // info.bits))
-
-
-def core_addr(core: int, mem: CM.Mem | int, idx: int) -> int:
-    return CORE_REGION | core << CORE_SHIFT | int(mem) << MEM_SHIFT | idx
-
-
-def chip_addr(reg: M.ChipReg | int, offset: int = 0) -> int:
-    return int(reg) + offset
 
 
 @dataclass

@@ -106,4 +106,32 @@ class ChipReg(enum.IntEnum):
 
 
 CHIP_ID_VALUE = 0x504C4D31  #: "PLM1"
+
+# --------------------------------------------------------------------------------------------
+# bus address map (32-bit word addresses)
+# --------------------------------------------------------------------------------------------
+CORE_REGION = 1 << 31  #: bit 31 set: core access; clear: chip register (ChipReg)
+CORE_SHIFT = 25  #: core index at bits [25, 31)
+MEM_SHIFT = 21  #: core_map.Mem at bits [21, 25)
+IDX_BITS = 21  #: element-group index at bits [0, 21)
+
+
+def elems_per_word(mem, lanes: int) -> int:
+    """Elements of a lane memory carried by one 32-bit bus word (1 for scalar memories and REG)."""
+    from .core_map import MEMS
+
+    info = MEMS.get(mem)
+    if info is None or not info.lanes:
+        return 1
+    return min(lanes, max(1, 32 // info.bits))
+
+
+def core_addr(core: int, mem, idx: int) -> int:
+    """Bus address of element group ``idx`` of memory ``mem`` (a core_map.Mem) of core ``core``."""
+    return CORE_REGION | core << CORE_SHIFT | int(mem) << MEM_SHIFT | idx
+
+
+def chip_addr(reg, offset: int = 0) -> int:
+    """Bus address of chip register ``reg`` (+ offset for the per-core tables)."""
+    return int(reg) + offset
 UNUSED_PHASE = 0xF

@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from plasticore import chip_map as M
 from plasticore import core_map as CM
-from plasticore.host.compiler import CORE_SHIFT, IDX_BITS, MEM_SHIFT, elems_per_word
+from plasticore.chip_map import CORE_SHIFT, IDX_BITS, MEM_SHIFT, elems_per_word
 
 from .bus import BusOp, BusSignature
 from .core import HybridCore

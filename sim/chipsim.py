@@ -8,6 +8,7 @@ a hash of the RTL sources and the parameters).  :class:`ChipSimBus` runs it as a
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import struct
@@ -43,13 +44,17 @@ class ChipConfig:
                             self.out_fifo)
 
 
+#: contract modules the hardware is generated from (besides rtl/*.py)
+HW_CONTRACT = ("contract.py", "core_map.py", "chip_map.py", "protocol.py")
+
+
 def rtl_hash(extra: str = "") -> str:
     """Hash of every RTL and contract source that shapes the hardware."""
     h = hashlib.sha256(extra.encode())
-    for d in ("rtl", "plasticore"):
-        for p in sorted((REPO / d).glob("*.py")):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
+    files = sorted((REPO / "rtl").glob("*.py")) + [REPO / "plasticore" / f for f in HW_CONTRACT]
+    for p in files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -59,16 +64,26 @@ def cache_root() -> Path:
 
 def build_chip_sim(cfg: ChipConfig, design_id: int = 0, quiet: bool = True) -> Path:
     """Build (or reuse) the chip simulator executable for ``cfg``; returns its path."""
-    from plasticore.rtl.chip import Chip
-    from plasticore.sim.toolchain import ensure_verilator, verilog_from_component
-
     harness = HERE / "chipsim" / "harness.cpp"
     key = rtl_hash(repr(cfg) + str(design_id) + harness.read_text())
     out = cache_root() / "chipsim" / key
     exe = out / "obj_dir" / "Vchip"
-    if exe.is_file():
+    stamp = out / "built.ok"
+    if stamp.is_file():
         return exe
     out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as lock:  # parallel pytest workers: one builds, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.is_file():
+            _build(cfg, design_id, out, exe, harness, quiet)
+            stamp.write_text(str(exe))
+        return exe
+
+
+def _build(cfg: ChipConfig, design_id: int, out: Path, exe: Path, harness: Path, quiet: bool) -> Path:
+    from plasticore.rtl.chip import Chip
+    from plasticore.sim.toolchain import ensure_verilator, verilog_from_component
+
     info = ensure_verilator()
     chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=design_id, out_fifo=cfg.out_fifo)
     v = verilog_from_component(chip, "chip", out)
