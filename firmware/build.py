@@ -206,6 +206,20 @@ def _tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text[-lines:])
 
 
+def _raise_if_overfull(job: BuildJob) -> None:
+    """A design too big for the FPGA makes nextpnr stop at placement: say so with the numbers."""
+    from .report import overfull_resources, parse_nextpnr_log
+
+    tim = job.work_dir / f"{job.name}.tim"
+    if not tim.is_file():
+        return
+    util, _ = parse_nextpnr_log(tim.read_text(errors="replace"))
+    over = overfull_resources(util)
+    if over:
+        raise BuildError(f"the design does not fit the {job.board.name} FPGA: {over} "
+                         f"(make it smaller: fewer cores/lanes, smaller a_max/n_max); log: {tim}")
+
+
 def amaranth_runner(job: BuildJob) -> None:
     """Elaborate, write the Amaranth build tree and run its script (yosys, nextpnr, packer)."""
     from tqdm import tqdm
@@ -243,6 +257,7 @@ def amaranth_runner(job: BuildJob) -> None:
                 if rc is not None:
                     break
         if rc != 0:
+            _raise_if_overfull(job)
             stage = stages[min(done, len(stages) - 1)][0]
             logs = [log_path] + [job.work_dir / f"{job.name}{s}" for s in (".rpt", ".tim")]
             detail = _tail(log_path)

@@ -154,14 +154,21 @@ def _link_factory(*, design_id: int, clk_hz: int, baud: int, ram_words: int = 10
     return link_test_top(clocks_per_bit(clk_hz, baud), ram_words=ram_words, design_id=design_id, clk_hz=clk_hz)
 
 
-def _chip_factory(*, design_id: int, clk_hz: int, baud: int, mesh_x: int = 1, mesh_y: int = 1, a_max: int = 128,
-                  n_max: int = 128, lanes: int = 8, **params):
+_CHIP_KEYS = ("mesh_x", "mesh_y", "a_max", "n_max", "lanes", "out_fifo")
+_LINK_KEYS = ("rx_fifo_depth", "max_words")
+
+
+def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
     from plasticore.rtl.board import board_top
     from plasticore.rtl.chip import Chip
 
-    chip = Chip(mesh_x=mesh_x, mesh_y=mesh_y, a_max=a_max, n_max=n_max, lanes=lanes, design_id=design_id, **params)
+    unknown = set(params) - set(_CHIP_KEYS) - set(_LINK_KEYS)
+    if unknown:
+        raise FirmwareError(f"design 'chip' has no parameters {sorted(unknown)}; it takes "
+                            f"{', '.join(_CHIP_KEYS + _LINK_KEYS)}")
+    chip = Chip(design_id=design_id, **{k: v for k, v in params.items() if k in _CHIP_KEYS})
     return board_top(chip, clocks_per_bit=clocks_per_bit(clk_hz, baud), design_id=design_id, clk_hz=clk_hz,
-                     geometry=chip.geometry())
+                     geometry=chip.geometry(), **{k: v for k, v in params.items() if k in _LINK_KEYS})
 
 
 #: Chip size per board (see docs/boards.md for the measured resource use behind these numbers).

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .errors import BuildError, TimingError
 
-__all__ = ["check_timing", "format_report", "parse_build_reports", "parse_nextpnr_log", "parse_nextpnr_report",
-           "parse_yosys_stats", "summarize"]
+__all__ = ["check_timing", "format_report", "overfull_resources", "parse_build_reports", "parse_nextpnr_log",
+           "parse_nextpnr_report", "parse_yosys_stats", "summarize"]
 
 _NEW_ROW = re.compile(r"^\s+(\d+)\s+([A-Za-z_$\\][\w$\\.]*)\s*$")
 _OLD_ROW = re.compile(r"^\s+([A-Za-z_$\\][\w$\\.]*)\s+(\d+)\s*$")
@@ -100,6 +100,13 @@ def parse_nextpnr_log(text: str) -> tuple[dict, dict]:
         if m:
             fmax[m.group(1)] = {"achieved_mhz": float(m.group(2)), "constraint_mhz": float(m.group(4))}
     return util, fmax
+
+
+def overfull_resources(util: dict) -> str:
+    """"ICESTORM_LC 10991/5280 (208%), ..." for every over-used resource ("" if none)."""
+    parts = [f"{k} {v['used']}/{v['available']} ({100 * v['used'] // max(v['available'], 1)}%)"
+             for k, v in util.items() if v["used"] > v["available"]]
+    return ", ".join(parts)
 
 
 def _res(util: dict, key: str) -> dict:

@@ -97,3 +97,13 @@ def test_timing_failure_is_loud():
         check_timing(r)
     assert e.value.report is r
     assert "FAIL" in format_report(r)
+
+
+def test_overfull_design_is_named():
+    """Captured: the 1-core 128x128 chip on the iCE40UP5K (nextpnr stops at placement)."""
+    from plasticore.firmware.report import overfull_resources
+
+    util, fmax = parse_nextpnr_log((SAMPLES / "icebreaker_chip_overflow" / "top.tim").read_text())
+    assert fmax == {}
+    assert overfull_resources(util) == ("ICESTORM_LC 10991/5280 (208%), ICESTORM_RAM 144/30 (480%), "
+                                        "ICESTORM_DSP 23/8 (287%)")
