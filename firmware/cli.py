@@ -80,11 +80,13 @@ def cmd_list(args) -> int:
         cfg = resolve_config(b.name)
         print(f"  {b.name:11s} {b.description}; {b.clk_hz / 1e6:g} MHz, {b.baud} baud; "
               f"default {cfg.design} {cfg.params} -> design id {expected_design_id(b.name):08x}")
-    print("designs (auto = first available of chip, link, echo):")
-    auto = default_design().name
+    print("designs (auto = the first of chip, link, echo that is available and sized for the board):")
     for d in DESIGNS.values():
-        mark = " (auto)" if d.name == auto else ""
-        print(f"  {d.name:6s} {'available' if d.available() else 'missing  '} {d.description}{mark}")
+        auto = [b.name for b in BOARDS.values() if default_design(b.name) is d]
+        mark = f" (auto on {', '.join(auto)})" if auto else ""
+        sized = ", ".join(b for b in BOARDS if d.sized_for(b))
+        print(f"  {d.name:6s} {'available' if d.available() else 'missing  '} {d.description}; sized for: {sized}"
+              f"{mark}")
     return 0
 
 

@@ -101,7 +101,7 @@ def resolve_config(board: str, config: dict | None = None) -> BuildConfig:
     parameters (anything else; they override the board's defaults for that design)."""
     b = get_board(board)
     cfg = dict(config or {})
-    design = get_design(cfg.pop("design", None))
+    design = get_design(cfg.pop("design", None), b)
     clk_hz = int(cfg.pop("clk_hz", None) or b.clk_hz)
     baud = int(cfg.pop("baud", None) or b.baud)
     params = design.default_config(b)

@@ -51,6 +51,10 @@ class Design:
                 return False
         return True
 
+    def sized_for(self, board: Board | str) -> bool:
+        """True when this design has a size for ``board`` (designs without per-board sizes fit every board)."""
+        return self.defaults is None or get_board(board).name in self.defaults
+
     def factory(self) -> Callable:
         if not self.available():
             need = ", ".join(f"{m}.{a}" for m, a in self.requires)
@@ -171,10 +175,11 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
                      geometry=chip.geometry(), **{k: v for k, v in params.items() if k in _LINK_KEYS})
 
 
-#: Chip size per board (see docs/boards.md for the measured resource use behind these numbers).
+#: Chip size per board (docs/boards.md has the measured resource use behind these numbers).  A board
+#: without an entry gets the next design of AUTO_ORDER: the iCE40UP5K cannot hold a 128x128 core
+#: (measured: 208% of the logic cells, 480% of the block RAM, 287% of the DSPs).
 CHIP_DEFAULTS = {
     "ulx3s": {"mesh_x": 4, "mesh_y": 2, "a_max": 128, "n_max": 128, "lanes": 8},
-    "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 4},
 }
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
@@ -187,22 +192,25 @@ DESIGNS: dict[str, Design] = {
     "echo": Design("echo", "UART echo (clock, reset, pins and serial path only)", (), _echo_factory),
 }
 
-#: THE choice: the default design is the first available one in this order.
+#: THE choice: the default design of a board is the first one in this order that is available and sized
+#: for the board (has an entry in its ``defaults``).
 AUTO_ORDER: tuple[str, ...] = ("chip", "link", "echo")
 
 
-def get_design(name: str | None = None) -> Design:
-    """The design called ``name``; ``None`` or ``"auto"`` -> :func:`default_design`."""
+def get_design(name: str | None = None, board: Board | str | None = None) -> Design:
+    """The design called ``name``; ``None`` or ``"auto"`` -> :func:`default_design` for ``board``."""
     if name in (None, "auto"):
-        return default_design()
+        return default_design(board)
     try:
         return DESIGNS[name]
     except KeyError:
         raise FirmwareError(f"unknown design {name!r}; known designs: {', '.join(DESIGNS)}") from None
 
 
-def default_design() -> Design:
+def default_design(board: Board | str | None = None) -> Design:
+    """The first design of :data:`AUTO_ORDER` that this tree provides and that has a size for ``board``."""
     for name in AUTO_ORDER:
-        if DESIGNS[name].available():
-            return DESIGNS[name]
+        d = DESIGNS[name]
+        if d.available() and (board is None or d.sized_for(board)):
+            return d
     raise FirmwareError("no design available")  # pragma: no cover - echo is built in
