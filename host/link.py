@@ -347,8 +347,17 @@ class Link:
                 words = P.decode_frame(enc)
             except P.FrameError:
                 self.stats["bad_replies"] += 1
+                self._maybe_fast_rewind("bad_reply")
                 continue
             self._on_reply(words)
+
+    def _maybe_fast_rewind(self, reason: str) -> None:
+        """A reply we cannot attribute (corrupted, or a nack of an unreadable frame): if at most
+        one frame of the current generation is unanswered, it must be that one -- resend now
+        instead of waiting for the timeout; otherwise later replies will tell."""
+        cur = [t for t in self._txlog if t.gen == self._gen]
+        if len(cur) <= 1 and self._reqs:
+            self._rewind(reason)
 
     def _rewind(self, reason: str) -> None:
         """Go back N: resend every unacknowledged frame, oldest first."""
@@ -433,9 +442,7 @@ class Link:
         seq, payload = h["seq"], words[1:]
         if h["op"] == P.NACK_OP:  # the board could not read one of our frames
             self.stats[f"nack_{status.name}"] += 1
-            cur = [t for t in self._txlog if t.gen == self._gen]
-            if len(cur) <= 1 and self._reqs:
-                self._rewind(status.name.lower())
+            self._maybe_fast_rewind(status.name.lower())
             return
         tx = self._match_tx(seq)
         if tx is not None:

@@ -11,7 +11,7 @@
 //   simboard --cpb N [--poll N] [--idle N] [--link PATH]   print the pty path, run until SIGTERM
 //   simboard --cpb N --bench-cycles N                       native loop (no pty): print cycles/s
 //
-// The top must have ports clk, rst, uart_rx, uart_tx, busy (see plasticore/rtl/board.py); busy
+// The top must have ports clk, uart_rx, uart_tx, busy (see plasticore/rtl/board.py); busy
 // lets the harness sleep in poll() while the board is idle and the pty is silent.
 
 #include "Vtop.h"
@@ -73,13 +73,12 @@ static inline void tick(Vtop* top) {
     top->eval();
 }
 
+// The top has no reset input: it starts from its initial values (see sim/simboard.py _SimTop).
 static void reset(Vtop* top) {
     top->uart_rx = 1;
-    top->rst = 1;
     top->clk = 0;
     top->eval();
     for (int i = 0; i < 8; i++) tick(top);
-    top->rst = 0;
 }
 
 static double cpu_s() {
