@@ -22,6 +22,7 @@ import torch
 from plasticore import contract as C
 from plasticore.bundle import copy_layer
 
+from .model import HybridNet, NetConfig
 from .train import TrainConfig, accuracy, encode_int, predict, to_real, train_model, write_json
 
 VARIANTS = ("HP", "GP", "LP")
@@ -29,10 +30,12 @@ VARIANTS = ("HP", "GP", "LP")
 
 def _table(rows: list[dict], cols: list[str], title: str) -> str:
     w = max(12, *(len(str(r[cols[0]])) + 2 for r in rows))
-    lines = [title, f"{cols[0]:<{w}}" + "".join(f"{c:>8}" for c in cols[1:])]
+    cw = [max(8, len(c) + 2) for c in cols[1:]]
+    lines = [title, f"{cols[0]:<{w}}" + "".join(f"{c:>{n}}" for c, n in zip(cols[1:], cw, strict=True))]
     for r in rows:
         lines.append(f"{str(r[cols[0]]):<{w}}" + "".join(
-            f"{r[c]:>8.3f}" if isinstance(r[c], float) else f"{r[c]!s:>8}" for c in cols[1:]))
+            f"{r[c]:>{n}.3f}" if isinstance(r[c], float) else f"{r[c]!s:>{n}}"
+            for c, n in zip(cols[1:], cw, strict=True)))
     return "\n".join(lines)
 
 
@@ -129,60 +132,67 @@ def _episode(rng, feats_by_class, classes, n_way, k_shot, n_query):
         sl += [j] * k_shot
         qry.append(feats_by_class[c][idx[k_shot:]])
         ql += [j] * n_query
-    sup, sl = np.concatenate(sup), np.asarray(sl)
+    sup, sl = torch.cat(sup), np.asarray(sl)
     p = rng.permutation(len(sl))
-    return sup[p], sl[p], np.concatenate(qry), np.asarray(ql)
+    return sup[p], sl[p], torch.cat(qry), np.asarray(ql)
 
 
 def _run_episodes(net, eps, teach_amp: float, dtype=torch.float32, grad: bool = False):
-    """eps: list of (support x, support y, query x, query y) uint8 features, processed as a batch of
-    episodes (episode b has its own H: batch-1 semantics per episode). Returns (loss, n_correct)."""
+    """eps: list of (support x, support y, query x, query y) with x real-valued (n, T, A) tensors,
+    processed as a batch of episodes (episode b has its own H: batch-1 semantics per episode: H
+    carried from sample to sample, membranes reset per sample). Returns (loss, n_correct)."""
     from .model import mse_loss
 
     B = len(eps)
-    n_way = int(max(e[1].max() for e in eps)) + 1
+    n_way = int(max(int(e[1].max()) for e in eps)) + 1
     Hs = [L.H.to(dtype).expand(B, *L.H.shape).clone() for L in net.layers]
-    cfg = net.cfg
     loss = torch.zeros((), dtype=dtype)
     correct = 0
+    sx = torch.stack([e[0] for e in eps], 1).to(dtype)  # (n_sup, B, T, A)
+    sy = torch.as_tensor(np.stack([e[1] for e in eps], 1))
+    qx = torch.stack([e[2] for e in eps], 1).to(dtype)
+    qy = torch.as_tensor(np.stack([e[3] for e in eps], 1))
     with torch.set_grad_enabled(grad):
-        for i in range(len(eps[0][1])):  # support: teaching current on the output layer
-            x = to_real(np.stack([encode_int(e[0][i:i + 1], cfg)[0] for e in eps]), cfg, dtype)
-            y = torch.as_tensor(np.array([e[1][i] for e in eps]))
-            teach = teach_amp * torch.nn.functional.one_hot(y, n_way).to(dtype)
-            o = net(x, h_mode="sample", teach=teach, H=Hs)
+        for i in range(sx.shape[0]):  # support: teaching current on the output layer
+            teach = teach_amp * torch.nn.functional.one_hot(sy[i], n_way).to(dtype)
+            o = net(sx[i], h_mode="sample", teach=teach, H=Hs)
             Hs = [h if L.opts.plastic else Hs[j] for j, (L, h) in enumerate(zip(net.layers, o["H"], strict=True))]
-        for i in range(len(eps[0][3])):  # queries: no teaching, H keeps evolving
-            x = to_real(np.stack([encode_int(e[2][i:i + 1], cfg)[0] for e in eps]), cfg, dtype)
-            y = torch.as_tensor(np.array([e[3][i] for e in eps]))
-            o = net(x, h_mode="sample", H=Hs)
+        for i in range(qx.shape[0]):  # queries: no teaching, H keeps evolving
+            o = net(qx[i], h_mode="sample", H=Hs)
             Hs = [h if L.opts.plastic else Hs[j] for j, (L, h) in enumerate(zip(net.layers, o["H"], strict=True))]
-            loss = loss + mse_loss(o["u"], o["theta"], y, n_way)
-            correct += int((o["u"].argmax(-1) == y).sum())
-    return loss / max(1, len(eps[0][3])), correct
+            loss = loss + mse_loss(o["u"], o["theta"], qy[i], n_way)
+            correct += int((o["u"].argmax(-1) == qy[i]).sum())
+    return loss / max(1, qx.shape[0]), correct
 
 
 def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed: int = 0, quick: bool = False,
              n_way: int = 3, k_shot: int = 2, n_query: int = 2, hidden: int = 64, teach_amp: float = 1.0,
+             rule: dict | None = None,
              episodes_per_iter: int = 16, test_episodes: int = 200, data_root=None, log=print) -> dict:
     """``epochs`` = meta-training iterations / 10.  Train classes: the first half of the labels; test
     classes (never seen in meta-training): the second half."""
-    from .model import HybridNet, NetConfig
     from .train import make_optimizers
 
-    iters = 10 * (epochs or (3 if quick else 30))
+    iters = 10 * (epochs or (1 if quick else 10))
     test_episodes = 40 if quick else test_episodes
     (xtr, ytr), (xte, yte) = _data(dataset, data_root, quick=False)
     ncls = int(ytr.max()) + 1
     train_cls, test_cls = np.arange(ncls // 2), np.arange(ncls // 2, ncls)
-    by_tr = {c: xtr[ytr == c] for c in train_cls}
-    by_te = {c: np.concatenate([xtr[ytr == c], xte[yte == c]]) for c in test_cls}
+    rule = {"decay": 256, **(rule or {})}  # no plastic decay: the support must survive until the queries
+    enc_cfg = NetConfig(sizes=[xtr.shape[1], hidden, n_way], coding_seed=seed)
+
+    def enc(f):
+        return to_real(encode_int(f, enc_cfg), enc_cfg)
+
+    by_tr = {c: enc(xtr[ytr == c]) for c in train_cls}
+    by_te = {c: enc(np.concatenate([xtr[ytr == c], xte[yte == c]])) for c in test_cls}
     rows = []
     t0 = time.perf_counter()
     for var in VARIANTS:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        cfg = NetConfig(sizes=[xtr.shape[1], hidden, n_way], variant=var, plastic_layers="all", coding_seed=seed)
+        cfg = NetConfig(sizes=[xtr.shape[1], hidden, n_way], variant=var, plastic_layers="all", coding_seed=seed,
+                        rule=rule)
         net = HybridNet(cfg, seed=seed)
         tc = TrainConfig(lr_global=1e-3, lr_meta=5e-3)
         opt_g, opt_m = make_optimizers(net, tc)
@@ -206,14 +216,16 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
             correct += c
             total += len(eps) * n_way * n_query
         rows.append({"variant": var, "accuracy": correct / total, "chance": 1.0 / n_way})
+        log(f"few-shot {var}: {correct / total:.3f}")
     log(_table(rows, ["variant", "accuracy", "chance"],
-               f"few-shot {n_way}-way {k_shot}-shot on held-out classes {list(test_cls)} ({dataset})"))
+               f"few-shot {n_way}-way {k_shot}-shot on held-out classes {[int(c) for c in test_cls]} ({dataset})"))
     out.mkdir(parents=True, exist_ok=True)
     from .plots import plot_table
 
     plot_table(rows, "variant", ["accuracy", "chance"], out / "fewshot.png", f"{n_way}-way {k_shot}-shot",
                "variant")
     r = {"experiment": "fewshot", "dataset": dataset, "n_way": n_way, "k_shot": k_shot, "n_query": n_query,
+         "rule": rule, "teach_amp": teach_amp,
          "meta_iterations": iters, "test_episodes": test_episodes, "rows": rows,
          "time_s": time.perf_counter() - t0,
          "evaluated_on": "float64 quantisation-aware model (the integer path) with the teaching current"}
@@ -227,7 +239,6 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
 def continual(out: Path, dataset: str = "digits", epochs: int | None = None, seed: int = 0, quick: bool = False,
               n_tasks: int = 4, keep: float = 0.5, hidden: int = 128, data_root=None, log=print) -> dict:
     """Permuted-input tasks; task t trains W⊙M_t (+ α·H⊙(1−M_t)) of the hidden layer."""
-    from .model import HybridNet
     from .train import make_optimizers, train_step
 
     epochs = epochs or (1 if quick else 8)
