@@ -53,6 +53,15 @@ class Device:
         self.image: ChipImage | None = None
         self.stats = {"steps": 0, "samples": 0, "seconds": 0.0}
 
+    def close(self) -> None:
+        self.bus.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     # ------------------------------------------------------------------ identity
     def identify(self) -> dict:
         """Read the chip registers and check them against the expected geometry."""

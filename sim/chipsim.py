@@ -65,7 +65,9 @@ def cache_root() -> Path:
 def build_chip_sim(cfg: ChipConfig, design_id: int = 0, quiet: bool = True) -> Path:
     """Build (or reuse) the chip simulator executable for ``cfg``; returns its path."""
     harness = HERE / "chipsim" / "harness.cpp"
-    key = rtl_hash(repr(cfg) + str(design_id) + harness.read_text())
+    from plasticore.sim.toolchain import model_makeflags
+
+    key = rtl_hash(repr(cfg) + str(design_id) + harness.read_text() + model_makeflags())
     out = cache_root() / "chipsim" / key
     exe = out / "obj_dir" / "Vchip"
     stamp = out / "built.ok"
@@ -82,15 +84,15 @@ def build_chip_sim(cfg: ChipConfig, design_id: int = 0, quiet: bool = True) -> P
 
 def _build(cfg: ChipConfig, design_id: int, out: Path, exe: Path, harness: Path, quiet: bool) -> Path:
     from plasticore.rtl.chip import Chip
-    from plasticore.sim.toolchain import ensure_verilator, verilog_from_component
+    from plasticore.sim.toolchain import ensure_verilator, model_makeflags, verilog_from_component
 
     info = ensure_verilator()
     chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=design_id, out_fifo=cfg.out_fifo)
     v = verilog_from_component(chip, "chip", out)
     cmd = [str(info.executable), "--cc", str(v), "--exe", str(harness), "--top-module", "chip", "--build",
            "-j", "2", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wno-fatal",
-           "-Wno-lint", "-Wno-style", "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", "-Mdir", str(out / "obj_dir")]
-    r = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
+           "-Wno-lint", "-Wno-style", "-Mdir", str(out / "obj_dir")]
+    r = subprocess.run(cmd, cwd=out, capture_output=True, text=True, env=dict(os.environ, MAKEFLAGS=model_makeflags()))
     (out / "build.log").write_text(r.stdout + r.stderr)
     if r.returncode != 0 or not exe.is_file():
         raise ChipSimError(f"Verilator build of the chip failed (log: {out / 'build.log'}):\n{r.stderr[-3000:]}")

@@ -134,7 +134,10 @@ def build_board(top: str | Callable | None = None, *, clocks_per_bit: int = DEFA
 
     vtext = verilog.convert(component, name=TOP_MODULE, emit_src=False)
     h = hashlib.sha256()
-    for part in (vtext, HARNESS.read_text(), " ".join(VERILATOR_FLAGS), CFLAGS, info.version_text):
+    from plasticore.sim.toolchain import model_makeflags
+
+    for part in (vtext, HARNESS.read_text(), " ".join(VERILATOR_FLAGS), CFLAGS, info.version_text,
+                 model_makeflags()):
         h.update(part.encode())
         h.update(b"\0")
     key = h.hexdigest()[:20]
@@ -155,12 +158,12 @@ def build_board(top: str | Callable | None = None, *, clocks_per_bit: int = DEFA
         shutil.copy(HARNESS, tmp / "harness.cpp")
         cmd = ["verilator", "--cc", "--exe", "--build", "-j", "1", *VERILATOR_FLAGS,
                "--top-module", TOP_MODULE, "--prefix", "Vtop", "-o", "simboard", "--Mdir", "obj",
-               "-CFLAGS", CFLAGS, f"{TOP_MODULE}.v", "harness.cpp"]
+               f"{TOP_MODULE}.v", "harness.cpp"]
         if verbose:
             _log(f"building {factory.__name__}(clocks_per_bit={clocks_per_bit}) with Verilator "
                  f"{info.version_str} in {bdir} (once per RTL change) ...")
         t0 = time.time()
-        env = dict(os.environ, MAKEFLAGS="-j1")
+        env = dict(os.environ, MAKEFLAGS=f"-j1 {model_makeflags()}")
         with open(tmp / "build.log", "w") as log:
             rc = subprocess.call(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=env)
         if rc != 0 or not (tmp / "obj" / "simboard").exists():
@@ -183,7 +186,9 @@ def _source_key(factory: Callable, clocks_per_bit: int, top_kwargs: dict) -> str
         for f in sorted((REPO_ROOT / d).rglob("*.py")):
             h.update(str(f.relative_to(REPO_ROOT)).encode())
             h.update(f.read_bytes())
-    for part in (HARNESS.read_text(), " ".join(VERILATOR_FLAGS), CFLAGS,
+    from plasticore.sim.toolchain import model_makeflags
+
+    for part in (HARNESS.read_text(), " ".join(VERILATOR_FLAGS), CFLAGS, model_makeflags(),
                  f"{factory.__module__}.{factory.__qualname__}", repr(clocks_per_bit),
                  repr(sorted(top_kwargs.items()))):
         h.update(part.encode())

@@ -1,0 +1,94 @@
+"""The chip bus over the serial link: a :class:`BusPort` on :class:`plasticore.host.link.Link`.
+
+``open_board(url)`` opens a pyserial URL (``/dev/ttyUSB0``, a pty path, ``sim://...``), identifies
+the board (protocol version, design ID, geometry from the identify reply) and returns a
+:class:`plasticore.host.device.Device` ready to deploy.  The same code path serves real and
+simulated boards.
+"""
+
+from __future__ import annotations
+
+from plasticore import chip_map as M
+from plasticore import core_map as CM
+from plasticore.errors import PlasticoreError
+
+from .bus import BusError, BusPort
+from .compiler import ChipGeometry
+
+
+class BoardError(PlasticoreError):
+    """The board is not usable (no port, wrong design, not a plasticore chip)."""
+
+
+class LinkBus(BusPort):
+    def __init__(self, link):
+        self.link = link
+
+    def _wrap(self, fn, what: str):
+        from .link import LinkError, NackError
+
+        try:
+            return fn()
+        except NackError as e:
+            raise BusError(f"{what}: {e}", addr=getattr(e, "detail", None)) from None
+        except LinkError as e:
+            raise BoardError(f"{what}: {e}") from None
+
+    def write(self, addr, words):
+        self._wrap(lambda: self.link.write(addr, list(words)), f"write at 0x{addr:08x}")
+
+    def write_fix(self, addr, words):
+        self._wrap(lambda: self.link.write(addr, list(words), fixed=True), f"write at 0x{addr:08x}")
+
+    def read(self, addr, n):
+        return self._wrap(lambda: self.link.read(addr, n), f"read of {n} words at 0x{addr:08x}")
+
+    def read_fix(self, addr, n):
+        return self._wrap(lambda: self.link.read(addr, n, fixed=True), f"read of {n} words at 0x{addr:08x}")
+
+    def run(self, steps):
+        r = self._wrap(lambda: self.link.run(steps), f"run {steps}")
+        if r is None:  # executed, reply lost: ask the chip
+            r = self.read(M.chip_addr(M.ChipReg.OUT_COUNT), 1)[0]
+        return r
+
+    def reset(self):
+        self._wrap(self.link.reset, "reset")
+
+    def sync(self):
+        self._wrap(self.link.flush, "sync")
+
+    def close(self):
+        self.link.close()
+
+
+def open_board(url: str, expected_design_id: int | None = None, baudrate: int | None = None, **link_kw):
+    """Open the board at ``url`` and return a connected :class:`Device` (geometry from the board)."""
+    from .device import Device
+    from .link import Link, LinkError
+    from .transport import SerialTransport
+
+    if url.startswith("sim://"):
+        import plasticore.sim.simboard  # noqa: F401 - registers the sim:// handler
+    try:
+        tr = SerialTransport(url) if baudrate is None else SerialTransport(url, baudrate=baudrate)
+    except Exception as e:  # noqa: BLE001 - pyserial raises several types for a missing port
+        raise BoardError(f"cannot open serial port {url!r}: {e}") from None
+    link = Link(tr, **link_kw)
+    try:
+        ident = link.connect()
+    except LinkError as e:
+        link.close()
+        raise BoardError(f"no plasticore board answers on {url}: {e}") from None
+    g = ident.geometry if isinstance(ident.geometry, dict) else {}
+    if not g.get("cores"):
+        link.close()
+        raise BoardError(f"the board on {url} has no neuromorphic chip behind its link (geometry {g})")
+    if expected_design_id is not None and ident.design_id != expected_design_id:
+        link.close()
+        raise BoardError(f"board on {url} runs design 0x{ident.design_id:08x}, expected 0x{expected_design_id:08x}: "
+                         f"rebuild/flash (plasticore deploy) or pass the matching bundle")
+    geom = ChipGeometry(g["mesh_x"], g["mesh_y"], CM.CoreGeometry(g["axons"], g["neurons"], g["lanes"]))
+    dev = Device(LinkBus(link), geom, design_id=ident.design_id)
+    dev.identify()
+    return dev

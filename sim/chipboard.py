@@ -1,0 +1,30 @@
+"""The simulated board that carries the multi-core chip: UART + link + :class:`plasticore.rtl.chip.Chip`.
+
+``sim://?top=chip&mesh_x=2&a_max=128...`` (or the default ``sim://``) spawns it; its design ID is a
+hash of the chip configuration and the RTL sources, so a host can tell a stale simulator apart.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from plasticore.sim.chipsim import ChipConfig, rtl_hash
+
+#: the chip the default simulated board carries: 2 cores of 128 x 128, P = 16 (fits 64-128-10)
+DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16)
+
+
+def chip_design_id(cfg: ChipConfig, clocks_per_bit: int) -> int:
+    return zlib.crc32(f"simboard:{cfg!r}:{clocks_per_bit}:{rtl_hash()}".encode())
+
+
+def chip_board_top(clocks_per_bit: int = 8, mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y,
+                   a_max: int = DEFAULT_CHIP.a_max, n_max: int = DEFAULT_CHIP.n_max, lanes: int = DEFAULT_CHIP.lanes,
+                   out_fifo: int = DEFAULT_CHIP.out_fifo, **link_kwargs):
+    from plasticore.rtl.board import board_top
+    from plasticore.rtl.chip import Chip
+
+    cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo)
+    did = chip_design_id(cfg, clocks_per_bit)
+    chip = Chip(mesh_x, mesh_y, a_max, n_max, lanes, design_id=did, out_fifo=out_fifo)
+    return board_top(chip, clocks_per_bit=clocks_per_bit, design_id=did, geometry=chip.geometry(), **link_kwargs)

@@ -1,0 +1,51 @@
+"""End to end over a real serial port: the simulated board (chip + UART link in Verilator behind a
+pty) deployed and run by the host exactly like a USB-serial board; equal to the golden model."""
+
+import numpy as np
+import pytest
+
+from plasticore import contract as C
+from plasticore.host import connect
+from plasticore.host.linkbus import BoardError
+from plasticore.sim import golden
+from plasticore.sim.chipboard import chip_board_top, chip_design_id
+from plasticore.sim.chipsim import ChipConfig
+from plasticore.sim.random_bundle import random_bundle, random_inputs
+from plasticore.sim.simboard import SimBoard
+
+SMALL = {"mesh_x": 2, "mesh_y": 2, "a_max": 32, "n_max": 16, "lanes": 4}
+
+
+@pytest.fixture(scope="module")
+def board():
+    with SimBoard.start(chip_board_top, clocks_per_bit=8, **SMALL) as b:
+        yield b
+
+
+def test_two_layer_plastic_network_over_serial(board):
+    rng = np.random.default_rng(5)
+    b = random_bundle(rng, sizes=[24, 20, 12], timesteps=4, coding="direct", allow_ann=False,
+                      edges=["none", "none"])
+    for L in b.layers:
+        L.plastic, L.h_persist = True, C.HPersist.NEVER
+    x = random_inputs(rng, b, 5)
+    did = chip_design_id(ChipConfig(**SMALL), 8)
+    with connect(board.port, expected_design_id=did) as dev:
+        assert dev.geom.cores == 4
+        dev.deploy(b)
+        r = dev.run(x)
+    assert len({sl.core for sl in dev.image.placement.slices}) == 3  # 2 cores for layer 0, 1 for layer 1
+    g = golden.run(b, x)
+    msg = golden.compare_results(golden.result_to_npz_dict(r, "board"), golden.result_to_npz_dict(g, "golden"))
+    assert msg is None, msg
+    assert not np.array_equal(g.h_final[0], b.layers[0].H0)
+
+
+def test_wrong_design_id_is_refused(board):
+    with pytest.raises(BoardError, match="runs design 0x"):
+        connect(board.port, expected_design_id=0x12345678)
+
+
+def test_missing_port_is_a_clear_error():
+    with pytest.raises(BoardError, match="cannot open serial port '/dev/ttyNOPE0'"):
+        connect("/dev/ttyNOPE0")
