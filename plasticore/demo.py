@@ -1,92 +1,102 @@
-"""`make demo`: the main job, end to end, with what the installed tree provides.
+"""`make demo`: the main job end to end on the simulated board.
 
-Stages (each printed with its numbers):
-
-1. data: the bundled scikit-learn digits (offline), quantised to uint8;
-2. model: trained with ``plasticore.training`` when available, else a generated example network;
-3. export: the integer bundle;
-4. deploy: over a serial port to the simulated board when ``plasticore.host`` provides it;
-5. report: accuracy, throughput and bit-exact agreement with the golden model.
+1. data      the bundled scikit-learn digits (offline), quantised to uint8;
+2. train     a 64-128-10 hybrid (HP) SNN: BPTT on W, meta-learned local plasticity (alpha, beta, eta),
+             quantisation-aware;
+3. export    the integer bundle (on-chip semantics: H keeps learning from sample to sample);
+4. deploy    over a real serial port (a pty) to the simulated board: the chip RTL + UART link in
+             Verilator, exactly as to a USB-serial FPGA board;
+5. report    accuracy (float, integer golden, board), throughput, and bit-exact agreement of the
+             board with the golden model (spikes, membranes, final plastic weights).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from plasticore import contract as C
-from plasticore.bundle import Bundle, InputCoding, Layer, ramp_for, save_bundle
-
-
-def example_network(seed: int = 0, sizes=(64, 128, 10), timesteps: int = 8) -> Bundle:
-    """A generated 64-128-10 hybrid network (random global weights, plastic hidden layer)."""
-    rng = np.random.default_rng(seed)
-    layers = []
-    kind = C.InputKind.GRADED
-    for li in range(len(sizes) - 1):
-        A, N = sizes[li], sizes[li + 1]
-        xf = C.X_FRAC[kind]
-        acc_shift = 4
-        w_frac = 7
-        u_frac = w_frac + acc_shift + xf
-        theta = int(round(0.35 * 2**u_frac))
-        recip, rsh = C.recip_for_theta(theta)
-        layers.append(Layer(
-            W=np.clip(np.round(rng.normal(0, 40 / np.sqrt(A) * 4, (A, N))), -128, 127).astype(np.int8),
-            b=np.zeros(N, np.int32), H0=np.zeros((A, N), np.int16), hmask=np.ones((A, N), np.uint8),
-            beta=rng.integers(50, 400, A).astype(np.int16), eta=rng.integers(0, 20, N).astype(np.int16),
-            lut=C.make_lut("tanh"), post_fn="tanh", theta=theta, lam=102, decay=243,
-            alpha=int(0.05 * 2**16), alpha_shift=16 + 12 + xf - u_frac + 0, acc_shift=acc_shift,
-            recip=recip, recip_shift=rsh, dh_shift=16, h_clamp=16384, u_frac=u_frac,
-            input_kind=kind, plastic=li == 0, h_persist=C.HPersist.NEVER,
-        ))
-        kind = C.InputKind.SPIKE
-    return Bundle(layers=layers, timesteps=timesteps,
-                  coding=InputCoding(kind="direct", tau=40.0, ramp=ramp_for(40.0, timesteps)), name="example")
-
-
-def _load_digits_test():
-    try:
-        from plasticore.datasets import load_dataset
-
-        return load_dataset("digits", "test")
-    except ModuleNotFoundError:
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        feats = (d.data * 255 // 16).astype(np.uint8)
-        return feats[-360:], d.target[-360:].astype(np.int64)
-
 
 def main(args) -> int:
+    from tqdm import tqdm
+
+    from plasticore.bundle import load_bundle
     from plasticore.coding import encode_for
-    from plasticore.sim import float_ref, golden
+    from plasticore.datasets import load_dataset
+    from plasticore.host import connect
+    from plasticore.sim import golden
+    from plasticore.sim.chipboard import DEFAULT_CHIP, chip_board_top, chip_design_id
+    from plasticore.sim.simboard import SimBoard
+    from plasticore.training.api import train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print("[1/4] data: scikit-learn digits (bundled, offline)")
-    feats, labels = _load_digits_test()
-    if args.fast:
-        feats, labels = feats[:64], labels[:64]
-    print(f"      {len(feats)} test samples x {feats.shape[1]} features")
-    print("[2/4] model: generated example network (training lands with the training issue)")
-    bundle = example_network()
-    bdir = save_bundle(bundle, out / "bundle")
-    print(f"      bundle written to {bdir}")
-    print("[3/4] golden model run (bit-exact integer semantics, on-chip batch-1 plasticity)")
-    x = encode_for(bundle, feats)
-    t0 = time.perf_counter()
-    res = golden.run(bundle, x, labels=labels)
-    dt = time.perf_counter() - t0
-    golden.save_result(res, out / "golden.npz")
-    from plasticore.cli import summarise
+    epochs = 4 if args.fast else 20
+    n_test = 90 if args.fast else None
+    report: dict = {}
 
-    print(summarise(res, bundle, dt))
-    print("[4/4] integer model vs float equations (DESIGN §2) on 16 samples")
-    fs, fu, fH = float_ref.run(bundle, x[:16])
-    agree = float(np.mean(res.spikes[0][:16] == fs[0]))
-    print(f"      hidden-layer spike agreement {agree:.4f}")
-    print(f"done: outputs in {out}")
-    return 0
+    print("[1/5] data: scikit-learn digits (bundled, offline)", flush=True)
+    xte, yte = load_dataset("digits", "test")
+    if n_test:
+        xte, yte = xte[:n_test], yte[:n_test]
+    print(f"      {len(xte)} test samples x {xte.shape[1]} features (uint8)")
+
+    print(f"[2/5] train: 64-128-10 hybrid SNN (HP), {epochs} epochs, QAT", flush=True)
+    t0 = time.perf_counter()
+    m = train("digits", epochs=epochs, out=out / "train", variant="HP", hidden=128, timesteps=8,
+              onchip_eval=True, max_test=n_test, plots=True, log=lambda *a, **k: None)
+    report["train_seconds"] = time.perf_counter() - t0
+    report["float_test_accuracy"] = m["test_accuracy"]
+    print(f"      float test accuracy {m['test_accuracy']:.4f}  ({report['train_seconds']:.0f} s)")
+
+    print("[3/5] export: integer bundle with on-chip learning (H persists across samples)", flush=True)
+    bdir = out / "train" / "bundle_onchip"
+    bundle = load_bundle(bdir)
+    x = encode_for(bundle, xte)
+    g = golden.run(bundle, x, labels=yte)
+    report["golden_test_accuracy"] = float(np.mean(g.predictions == yte))
+    print(f"      {bdir}: golden-model accuracy {report['golden_test_accuracy']:.4f}")
+
+    cpb = 8
+    print(f"[4/5] deploy over a serial port to the simulated board ({DEFAULT_CHIP.mesh_x} cores of "
+          f"{DEFAULT_CHIP.a_max}x{DEFAULT_CHIP.n_max}, P={DEFAULT_CHIP.lanes}; first run builds it with Verilator)",
+          flush=True)
+    with SimBoard.start(chip_board_top, clocks_per_bit=cpb) as board:
+        print(f"      board on {board.port}")
+        with connect(board.port, expected_design_id=chip_design_id(DEFAULT_CHIP, cpb)) as dev:
+            t0 = time.perf_counter()
+            dev.deploy(bundle)
+            report["deploy_seconds"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            with tqdm(total=len(x), unit="sample", desc="      board") as bar:
+                r = dev.run(x, labels=yte, progress=bar.update)
+            report["run_seconds"] = time.perf_counter() - t0
+        stats = board.stop()
+    golden.save_result(r, out / "board.npz", source=f"board:{board.port}")
+    golden.save_result(g, out / "golden.npz", source="golden")
+
+    print("[5/5] report", flush=True)
+    report["board_test_accuracy"] = float(np.mean(r.predictions == yte))
+    report["inferences_per_s"] = len(x) / report["run_seconds"]
+    report["steps_per_s"] = len(x) * bundle.timesteps / report["run_seconds"]
+    report["board_clock_cycles"] = stats.get("cycles")
+    diff = golden.compare_results(golden.result_to_npz_dict(r, "board"), golden.result_to_npz_dict(g, "golden"))
+    report["bit_exact_with_golden"] = diff is None
+    report["first_difference"] = diff
+    dh = int(np.abs(r.h_final[0].astype(np.int64) - bundle.layers[0].H0).sum())
+    report["on_chip_h_change_l1"] = dh
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"      float model          {report['float_test_accuracy']:.4f}")
+    print(f"      integer golden model {report['golden_test_accuracy']:.4f}")
+    print(f"      simulated board      {report['board_test_accuracy']:.4f}   "
+          f"({report['inferences_per_s']:.1f} inferences/s, {report['steps_per_s']:.0f} steps/s over the link)")
+    print(f"      on-chip learning     |H_end - H0|_1 = {dh} (H units of 2^-12)")
+    if diff is None:
+        print("      bit-exact: board == golden model (every spike of every layer and step, final membranes, "
+              "final plastic weights)")
+    else:
+        print(f"      MISMATCH board vs golden: {diff}")
+    print(f"done: {out}/report.json, plots in {out}/train/")
+    return 0 if diff is None else 1

@@ -67,7 +67,35 @@ def cmd_sim_run(args) -> int:
     return 0
 
 
+def cmd_simboard(args) -> int:
+    """Start a simulated board carrying the chip and print its serial port path until interrupted."""
+    from plasticore.sim.chipboard import DEFAULT_CHIP, chip_board_top, chip_design_id
+    from plasticore.sim.chipsim import ChipConfig
+    from plasticore.sim.simboard import SimBoard
+
+    mx, my = args.mesh or (DEFAULT_CHIP.mesh_x, DEFAULT_CHIP.mesh_y)
+    cfg = ChipConfig(mx, my, args.axons, args.neurons, args.lanes)
+    kw = {"mesh_x": mx, "mesh_y": my, "a_max": args.axons, "n_max": args.neurons, "lanes": args.lanes}
+    board = SimBoard.start(chip_board_top, clocks_per_bit=args.cpb, link=args.link, **kw)
+    print(board.port, flush=True)
+    print(f"simulated board: {mx}x{my} cores of {args.axons}x{args.neurons}, P={args.lanes}, "
+          f"design 0x{chip_design_id(cfg, args.cpb):08x}; Ctrl-C to stop", flush=True)
+    try:
+        board.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.stop()
+    return 0
+
+
 def add_cli(sub) -> None:
+    sb = sub.add_parser("simboard", help="start a simulated board (chip + UART link in Verilator) on a pty")
+    sb.add_argument("--cpb", type=int, default=8, help="UART clocks per bit")
+    sb.add_argument("--link", default=None, help="also create this symlink to the pty (e.g. /tmp/ttyPLC0)")
+    add_chip_args(sb)
+    sb.set_defaults(func=cmd_simboard)
+
     s = sub.add_parser("sim", help="the Verilated RTL without a serial link").add_subparsers(dest="sim_cmd",
                                                                                          required=True)
     r = s.add_parser("run", help="run a bundle on the Verilated multi-core chip and write the run .npz")

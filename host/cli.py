@@ -1,0 +1,56 @@
+"""`plasticore run`: deploy a bundle to a board over a serial port and run inputs on it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def cmd_run(args) -> int:
+    from tqdm import tqdm
+
+    from plasticore.bundle import load_bundle
+    from plasticore.cli import load_inputs, summarise
+    from plasticore.host import connect
+    from plasticore.sim import golden
+
+    bundle = load_bundle(args.bundle)
+    x, labels = load_inputs(args, bundle)
+    design_id = int(args.design_id, 0) if args.design_id else None
+    with connect(args.port, baudrate=args.baud, expected_design_id=design_id) as dev:
+        info = dev.identify()
+        print(f"board on {args.port}: {info['cores']} cores ({info['mesh'][0]}x{info['mesh'][1]}) of "
+              f"{info['core'][0]}x{info['core'][1]}, P={info['core'][2]}, design 0x{info['design_id']:08x}")
+        dev.deploy(bundle)
+        t0 = time.perf_counter()
+        with tqdm(total=len(x), unit="sample", disable=args.quiet, desc="run") as bar:
+            res = dev.run(x, labels=labels, record_membranes=args.record_membranes, progress=bar.update)
+        dt = time.perf_counter() - t0
+    golden.save_result(res, args.out, source=f"board:{args.port}")
+    print(f"board run of {args.bundle} -> {args.out}")
+    print(summarise(res, bundle, dt))
+    print(f"  {len(x) / dt:.2f} inferences/s over the link")
+    if args.check:
+        ref = golden.result_to_npz_dict(golden.run(bundle, x, labels=labels), "golden")
+        msg = golden.compare_results(golden.result_to_npz_dict(res, "board"), ref)
+        if msg:
+            print(f"MISMATCH vs golden model: {msg}")
+            return 1
+        print("bit-exact with the golden model (spikes, membranes, plastic weights)")
+    return 0
+
+
+def add_cli(sub) -> None:
+    from plasticore.cli import add_input_args
+
+    r = sub.add_parser("run", help="deploy a bundle to a board (serial port URL) and run inputs on it")
+    r.add_argument("--bundle", type=Path, required=True)
+    r.add_argument("--port", required=True, help="pyserial URL: /dev/ttyUSB0, a pty path, sim://, ...")
+    add_input_args(r)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--baud", type=int, default=None, help="UART baud rate (default: the transport's)")
+    r.add_argument("--design-id", default=None, help="refuse a board whose design ID differs (e.g. 0x1234abcd)")
+    r.add_argument("--record-membranes", action="store_true")
+    r.add_argument("--check", action="store_true", help="also run the golden model and compare bit for bit")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_run)
