@@ -84,7 +84,7 @@ def test_fewshot_and_continual_quick(tmp_path):
 
 
 def test_bench_small():
-    r = api.bench(sizes=(64, 32, 10), batch=16, timesteps=3, steps=1, repeats=1)
+    r = api.bench(sizes=(64, 32, 10), batch=16, timesteps=3, steps=1, repeats=1, small=False)
     assert r["ours_samples_per_s"] > 0 and r["authors_loop_samples_per_s"] > 0 and "speedup" in r
 
 

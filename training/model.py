@@ -255,13 +255,33 @@ def plastic_update(q: QParams, H: torch.Tensor, x: torch.Tensor, u: torch.Tensor
     fcont = post_function(o.post_fn, zc)
     f = fcont + (fval - fcont).detach()
     g = fq(q.beta * x, sc.beta_step, C.smin(C.G_BITS), C.smax(C.G_BITS))
-    hstep = 2.0 ** -C.H_FRAC
     if h_mode == "shared":
-        dh = fq(g.t() @ f / x.shape[0], hstep)
+        dh = (g * (1.0 / x.shape[0])).t() @ f
     else:
-        dh = fq(g.unsqueeze(2) * f.unsqueeze(1), hstep)
-    hd = fq(H * q.decay, hstep)
-    return torch.clamp(hd + o.hebb_sign * dh, -cl, cl)
+        dh = g.unsqueeze(2) * f.unsqueeze(1)
+    return HUpdate.apply(H, dh, q.decay, float(o.hebb_sign), cl)
+
+
+class HUpdate(torch.autograd.Function):
+    """``clip(round(H·decay) + sign·round(dh), ±c)`` on the 2^-12 grid in one autograd node:
+    straight-through rounding, zero gradient where the clip is active."""
+
+    @staticmethod
+    def forward(ctx, H, dh, decay, sign, cl):
+        k = float(1 << C.H_FRAC)
+        v = torch.floor(H * (decay * k) + 0.5)
+        v += torch.floor(dh * k + 0.5).mul_(sign)
+        v.mul_(1.0 / k)
+        inside = v.abs() <= cl
+        ctx.save_for_backward(inside)
+        ctx.decay, ctx.sign = decay, sign
+        return v.clamp_(-cl, cl)
+
+    @staticmethod
+    def backward(ctx, g):
+        (inside,) = ctx.saved_tensors
+        gi = g * inside
+        return gi * ctx.decay, gi * ctx.sign, None, None, None
 
 
 @dataclass
