@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def main(args) -> int:
     print(f"[2/5] train: 64-128-10 hybrid SNN (HP), {epochs} epochs, QAT", flush=True)
     t0 = time.perf_counter()
     m = train("digits", epochs=epochs, out=out / "train", variant="HP", hidden=128, timesteps=8,
-              onchip_eval=True, max_test=n_test, plots=True, log=lambda *a, **k: None)
+              onchip_eval=True, max_test=n_test, plots=True, progress=sys.stderr.isatty(),
+              log=lambda *a, **k: None)
     report["train_seconds"] = time.perf_counter() - t0
     report["float_test_accuracy"] = m["test_accuracy"]
     print(f"      float test accuracy {m['test_accuracy']:.4f}  ({report['train_seconds']:.0f} s)")
