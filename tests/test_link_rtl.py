@@ -293,7 +293,6 @@ def test_link_identify_write_read_run():
 
 def test_link_errors_and_sequencing():
     lb = LinkBench(max_words=8)
-    good = P.encode_frame(P.request(Op.PING, 1))
     bad_crc = bytearray(P.encode_frame(P.request(Op.WRITE, 1, words=[0, 7])))
     bad_crc[3] ^= 0x02  # corrupt a byte (not into a delimiter)
     too_long = P.encode_frame(P.request(Op.WRITE, 1, words=[0] + [1] * 9))
