@@ -215,6 +215,10 @@ def run_cocotb(
         seed = random.randrange(1 << 31)
 
     env = dict(extra_env or {})
+    if "MAKEFLAGS" not in env:  # the wheel's PCH fix and the -O level (sim.toolchain.model_makeflags)
+        from plasticore.sim.toolchain import model_makeflags
+
+        env["MAKEFLAGS"] = model_makeflags()
     # The runner re-reads WAVES itself and it overrides the argument; keep them consistent.
     env["WAVES"] = "1" if waves else "0"
 
