@@ -49,3 +49,25 @@ def test_wrong_design_id_is_refused(board):
 def test_missing_port_is_a_clear_error():
     with pytest.raises(BoardError, match="cannot open serial port '/dev/ttyNOPE0'"):
         connect("/dev/ttyNOPE0")
+
+
+def test_bad_inputs_and_misfit_bundles_leave_the_board_consistent(board):
+    from plasticore.coding import InputError
+    from plasticore.host.compiler import CompileError
+
+    rng = np.random.default_rng(6)
+    b = random_bundle(rng, sizes=[10, 8], timesteps=3, coding="rate", allow_ann=False, edges=["none"])
+    x = random_inputs(rng, b, 2)
+    with connect(board.port) as dev:
+        dev.deploy(b)
+        with pytest.raises(InputError, match=r"inputs have shape \(2, 3, 11\), expected \(samples, 3, 10\)"):
+            dev.run(np.zeros((2, 3, 11), np.int64))
+        with pytest.raises(InputError, match="layer 0 accepts 0..1"):
+            dev.run(np.full((2, 3, 10), 7))
+        big = random_bundle(rng, sizes=[40, 8], timesteps=3)  # 40 inputs > 32 axons per core
+        with pytest.raises(CompileError, match="layer 0 has 40 inputs but a core has 32 axons"):
+            dev.deploy(big)
+        # nothing was half-written: the deployed network still runs bit-exactly
+        r = dev.run(x)
+    g = golden.run(b, x)
+    assert golden.compare_results(golden.result_to_npz_dict(r, "b"), golden.result_to_npz_dict(g, "g")) is None
