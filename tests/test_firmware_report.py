@@ -107,3 +107,13 @@ def test_overfull_design_is_named():
     assert fmax == {}
     assert overfull_resources(util) == ("ICESTORM_LC 10991/5280 (208%), ICESTORM_RAM 144/30 (480%), "
                                         "ICESTORM_DSP 23/8 (287%)")
+
+
+def test_real_timing_failure_sample():
+    """Captured: 1x1 chip of 8x8 cores (lanes 1) on the ULX3S at 100 MHz -- misses timing in the link."""
+    r = parse_build_reports(SAMPLES / "ulx3s_chip_tiny", family="ecp5")
+    assert r["timing_met"] is False
+    assert r["fmax"]["clk"] == {"achieved_mhz": 52.07, "constraint_mhz": 100.0, "met": False}
+    assert r["dsp"]["used"] == 11 and r["bram"]["used"] == 8 and r["luts"]["used"] == 7603
+    with pytest.raises(TimingError, match=r"timing not met: clk: 52\.07 MHz < 100\.00 MHz.*--clock-mhz"):
+        check_timing(r, where="x/report.json")
