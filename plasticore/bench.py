@@ -89,6 +89,7 @@ BENCHES = {
     "golden": ("plasticore.bench", "bench_golden"),
     "core": ("plasticore.sim.bench_core", "bench"),
     "link": ("plasticore.sim.bench_link", "bench"),
+    "chip": ("plasticore.sim.bench_chip", "bench"),
     "training": ("plasticore.training.api", "bench"),
 }
 

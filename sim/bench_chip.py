@@ -1,0 +1,73 @@
+"""Benchmark of the multi-core chip: inferences per second on the simulated board (over the pty
+serial link) and on the Verilated chip driven directly (no link), for a 64-128-10 plastic network
+with T = 8, and the simulated clock rate of each.  ``python -m plasticore.sim.bench_chip``."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import numpy as np
+
+
+def _net():
+    from plasticore import contract as C
+    from plasticore.sim.random_bundle import random_bundle, random_inputs
+
+    rng = np.random.default_rng(42)
+    b = random_bundle(rng, sizes=[64, 128, 10], timesteps=8, coding="direct", allow_ann=False,
+                      edges=["none", "none"])
+    b.layers[0].plastic, b.layers[0].h_persist = True, C.HPersist.NEVER
+    return b, random_inputs(rng, b, 16)
+
+
+def bench(samples: int = 16, repeats: int = 3) -> dict:
+    from plasticore.host import connect
+    from plasticore.host.device import Device
+    from plasticore.sim import golden
+    from plasticore.sim.chipboard import DEFAULT_CHIP, chip_board_top
+    from plasticore.sim.chipsim import ChipSimBus
+    from plasticore.sim.simboard import SimBoard
+
+    b, x = _net()
+    x = x[:samples]
+    ref = golden.result_to_npz_dict(golden.run(b, x), "golden")
+    out: dict = {"network": "64-128-10 LIF, plastic hidden layer, T=8", "samples": samples}
+    # Verilated chip, bus driven natively (no link)
+    with ChipSimBus(DEFAULT_CHIP) as bus:
+        dev = Device(bus, DEFAULT_CHIP.geometry())
+        dev.deploy(b)
+        ts, cyc = [], []
+        for _ in range(repeats):
+            c0 = bus.cycles()
+            t0 = time.perf_counter()
+            r = dev.run(x)
+            ts.append(time.perf_counter() - t0)
+            cyc.append(bus.cycles() - c0)
+            dev.deploy(b)
+        out["chipsim_inferences_per_s"] = samples / statistics.median(ts)
+        out["chipsim_clock_hz"] = statistics.median(cyc) / statistics.median(ts)
+        out["chip_cycles_per_inference"] = statistics.median(cyc) / samples
+        out["chipsim_bit_exact"] = golden.compare_results(golden.result_to_npz_dict(r, "rtl"), ref) is None
+    # simulated board over the pty serial link
+    with SimBoard.start(chip_board_top, clocks_per_bit=8) as board:
+        with connect(board.port) as dev:
+            dev.deploy(b)
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                r = dev.run(x)
+                ts.append(time.perf_counter() - t0)
+                dev.deploy(b)
+        stats = board.stop()
+    out["simboard_inferences_per_s"] = samples / statistics.median(ts)
+    out["simboard_bit_exact"] = golden.compare_results(golden.result_to_npz_dict(r, "board"), ref) is None
+    if stats.get("cycles") and stats.get("seconds"):
+        out["simboard_clock_hz"] = stats["cycles"] / stats["seconds"]
+    out["link_vs_direct_inference_ratio"] = out["simboard_inferences_per_s"] / out["chipsim_inferences_per_s"]
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(bench(), indent=1))
