@@ -136,6 +136,8 @@ def summarize(family: str, cells: dict, util: dict, fmax: dict) -> dict:
         raise BuildError(f"no report summary for FPGA family {family!r}")
     clocks = {}
     for raw, f in sorted(fmax.items()):
+        if raw.startswith("$PACKER_"):
+            continue  # nextpnr-ice40 promotes the constant nets to globals and times them as "clocks"
         name = raw.removeprefix("$glbnet$")  # nextpnr names global clock nets "$glbnet$<net>"
         clocks[name] = {"achieved_mhz": round(f["achieved_mhz"], 2), "constraint_mhz": round(f["constraint_mhz"], 2),
                         "met": f["achieved_mhz"] + 1e-6 >= f["constraint_mhz"]}
