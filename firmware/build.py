@@ -225,7 +225,7 @@ def amaranth_runner(job: BuildJob) -> None:
     from tqdm import tqdm
 
     with tqdm(total=4, desc=f"build {job.board.name}", unit="step", disable=not job.progress,
-              bar_format="{desc}: {n}/{total} {postfix} [{elapsed}]") as bar:
+              bar_format="{desc}: {n}/{total} [{elapsed}]{postfix}") as bar:
         bar.set_postfix_str("elaborate")
         overrides = {"nextpnr_opts": job.nextpnr_opts}
         if job.board.synth_opts:

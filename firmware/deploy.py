@@ -2,10 +2,10 @@
 
 The first two steps are this layer's (:func:`plasticore.firmware.build.build`,
 :func:`plasticore.firmware.flash.flash`); the last two go through the host device API
-(``plasticore.host``).  :func:`open_device` is the one call into the host layer: it expects
-``plasticore.host.connect(port, *, baudrate, expected_design_id) -> Device`` (a
-:class:`plasticore.host.device.Device` whose identify has checked the design ID).  Until the host
-layer provides ``connect``, deploy builds and flashes and then stops with
+(``plasticore.host``).  :func:`open_device` is the one call into the host layer:
+``plasticore.host.connect(port, baudrate=, expected_design_id=) -> Device`` (a
+:class:`plasticore.host.device.Device`; connecting checks the board's design ID against the build's).
+Should the host layer lack ``connect``, deploy builds and flashes and then stops with
 :class:`DeployNotAvailableError`.
 """
 
@@ -62,12 +62,15 @@ def deploy(board: str, bundle_dir: Path, port: str, *, config: dict | None = Non
         cmd = flash(b, res.bitstream, dry_run=dry_run, persist=persist, cable=cable, progress=progress)
     if dry_run:
         return DeployResult(res, cmd, None)
+    from tqdm import tqdm
+
     dev = open_device(port, baudrate=res.config.baud, expected_design_id=res.design_id)
     try:
         dev.deploy(bundle)
         run = None
         if inputs is not None:
-            run = dev.run(inputs, labels, record_membranes=record_membranes)
+            with tqdm(total=len(inputs), unit="sample", desc="run", disable=not progress) as bar:
+                run = dev.run(inputs, labels=labels, record_membranes=record_membranes, progress=bar.update)
     finally:
         close = getattr(dev, "close", None)
         if close is not None:

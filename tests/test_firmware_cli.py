@@ -57,6 +57,13 @@ def test_flash_needs_a_build(tmp_path, capsys, fake_builder):
     assert out.split()[1:3] == ["-b", "ulx3s"] and out.endswith("top.bit") and str(tmp_path) in out
 
 
+def test_deploy_uses_the_host_connect():
+    import inspect
+
+    params = inspect.signature(host.connect).parameters
+    assert {"port", "baudrate", "expected_design_id"} <= set(params)
+
+
 def test_deploy_without_host_api(tmp_path, capsys, fake_builder, bundle_dir, monkeypatch):
     monkeypatch.delattr(host, "connect", raising=False)
     rc = main(["deploy", "--board", "icebreaker", "--design", "echo", "--out-dir", str(tmp_path), "--bundle",
@@ -74,8 +81,9 @@ def test_deploy_orchestration(tmp_path, fake_builder, bundle_dir, monkeypatch):
         def deploy(self, bundle):
             calls.append(("deploy", bundle.n_in))
 
-        def run(self, x, labels, record_membranes=False):
+        def run(self, x, labels=None, record_membranes=False, progress=None):
             calls.append(("run", x.shape))
+            progress(len(x))
             return "result"
 
         def close(self):
