@@ -8,12 +8,17 @@ simulated boards.
 
 from __future__ import annotations
 
+import os
+
 from plasticore import chip_map as M
 from plasticore import core_map as CM
 from plasticore.errors import PlasticoreError
 
 from .bus import BusError, BusPort
 from .compiler import ChipGeometry
+
+#: link timeout (seconds without progress before a resend) on a pseudo-terminal
+SIM_TIMEOUT_S = 10.0
 
 
 class BoardError(PlasticoreError):
@@ -70,6 +75,10 @@ def open_board(url: str, expected_design_id: int | None = None, baudrate: int | 
 
     if url.startswith("sim://"):
         import plasticore.sim.simboard  # noqa: F401 - registers the sim:// handler
+    if url.startswith("sim://") or os.path.realpath(url).startswith("/dev/pts/"):
+        # a pseudo-terminal (the simulated board): its byte rate is the simulator's, not a baud
+        # rate, and slows down on a loaded machine; do not give up after the line-rate timeout
+        link_kw.setdefault("timeout", float(os.environ.get("PLASTICORE_LINK_TIMEOUT", SIM_TIMEOUT_S)))
     try:
         tr = SerialTransport(url) if baudrate is None else SerialTransport(url, baudrate=baudrate)
     except Exception as e:  # noqa: BLE001 - pyserial raises several types for a missing port

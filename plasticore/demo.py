@@ -61,7 +61,7 @@ def main(args) -> int:
     report["golden_test_accuracy"] = float(np.mean(g.predictions == yte))
     print(f"      {bdir}: golden-model accuracy {report['golden_test_accuracy']:.4f}")
 
-    cpb = 8
+    cpb = 4  # UART clocks per bit of the simulated board (the protocol does not depend on it)
     print(f"[4/5] deploy over a serial port to the simulated board ({DEFAULT_CHIP.mesh_x} cores of "
           f"{DEFAULT_CHIP.a_max}x{DEFAULT_CHIP.n_max}, P={DEFAULT_CHIP.lanes}; first run builds it with Verilator)",
           flush=True)

@@ -51,7 +51,7 @@ def bench(samples: int = 16, repeats: int = 3) -> dict:
         out["chip_cycles_per_inference"] = statistics.median(cyc) / samples
         out["chipsim_bit_exact"] = golden.compare_results(golden.result_to_npz_dict(r, "rtl"), ref) is None
     # simulated board over the pty serial link
-    with SimBoard.start(chip_board_top, clocks_per_bit=8) as board:
+    with SimBoard.start(chip_board_top, clocks_per_bit=4) as board:
         with connect(board.port) as dev:
             dev.deploy(b)
             ts = []
