@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Mux, Value, signed
 
-__all__ = ["clip", "rshift_round", "sat", "to_signed"]
+__all__ = ["clip", "round_half", "rshift_round", "sat", "to_signed"]
 
 
 def to_signed(v) -> Value:
@@ -45,3 +45,12 @@ def rshift_round(v, s, s_max: int) -> Value:
     half = (Const(1, w + 1) << s)[1: w + 1]  # 2**s >> 1, i.e. 0 when s == 0
     total = (v + half.as_unsigned())[: w + 1].as_signed()
     return (total >> s)[:w].as_signed()
+
+
+def round_half(s, width: int) -> Value:
+    """``2**(s-1)`` for ``s > 0``, 0 for ``s == 0`` (the rounding constant of ``rshift_round``), unsigned.
+
+    ``rshift_round(v, s) == (v + round_half(s)) >> s`` (arithmetic shift); pipelined datapaths add
+    the constant in one stage and shift in the next.
+    """
+    return (Const(1, width + 1) << Value.cast(s))[1: width + 1]

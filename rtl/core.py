@@ -292,8 +292,8 @@ def step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plas
 def step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool) -> int:
     """Clock cycles of one step (register ``CYCLES``: clocks with ``busy`` high), see ``docs/core.md``.
 
-    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``D = E + 5`` (2 if ``E == 0``)::
+    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``D = E + 6`` (2 if ``E == 0``)::
 
-        cycles = D + (G - 1) * max(D, P)  +  (P + 9)  +  plastic * (G * A + 6)  +  (E + 3 | 2)
+        cycles = D + (G - 1) * max(D, P)  +  (P + 12)  +  plastic * (G * A + 7)  +  (E + 3 | 2)
     """
     return sum(step_cycle_parts(events, n_axons, n_neurons, lanes, plastic).values())

@@ -9,13 +9,13 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
-from .arith import rshift_round, sat
+from .arith import round_half, rshift_round, sat
 from .layouts import param_layout
 
 __all__ = ["PlasticityUnit", "LPU_LATENCY"]
 
-#: clocks from the last word's read issue to its H write (L1..L5)
-LPU_LATENCY = 5
+#: clocks from the last word's read issue to its H write (L1..L6)
+LPU_LATENCY = 6
 
 
 class PlasticityUnit(wiring.Component):
@@ -26,8 +26,9 @@ class PlasticityUnit(wiring.Component):
         L1  gp = beta_i * x_i
         L2  g_i = sat16(rshift_round(gp, x_frac))
         L3  gf_k = g_i * f_k;  hd_k = H_k * decay
-        L4  dh_k = rshift_round(gf_k, dh_shift);  hd_k = rshift_round(hd_k, 8)
-        L5  H_k = clip(hd_k + sign*dh_k, -h_clamp, h_clamp); write back
+        L4  gf_k + 2**(dh_shift-1);  hd_k = rshift_round(hd_k, 8)
+        L5  dh_k = sign * (.. >> dh_shift)      (= sign * rshift_round(gf_k, dh_shift))
+        L6  H_k = clip(hd_k + dh_k, -h_clamp, h_clamp); write back
 
     ``start`` (pulse) begins the sweep over ``n_groups`` x ``params.n_axons`` words; ``busy`` falls
     ``n_groups * n_axons + LPU_LATENCY`` clocks after it.  f_j comes from the soma (once per neuron).
@@ -86,8 +87,14 @@ class PlasticityUnit(wiring.Component):
         l3 = stage("l3", {"g": signed(C.G_BITS), "h": hl, "f": data.ArrayLayout(signed(C.F_BITS), P)})
         l4 = stage("l4", {"gf": data.ArrayLayout(signed(C.G_BITS + C.F_BITS), P),
                           "hd": data.ArrayLayout(signed(C.H_BITS + C.FRAC8_BITS + 1), P)})
-        l5 = stage("l5", {"dh": data.ArrayLayout(signed(C.G_BITS + C.F_BITS + 1), P),
+        SW = C.SHIFT_MAX + 2
+        GF = C.G_BITS + C.F_BITS
+        l5 = stage("l5", {"gfa": data.ArrayLayout(signed(max(GF, SW) + 1), P),
                           "hd": data.ArrayLayout(signed(C.H_BITS + 2), P)})
+        l6 = stage("l6", {"dh": data.ArrayLayout(signed(GF + 1), P),
+                          "hd": data.ArrayLayout(signed(C.H_BITS + 2), P)})
+        half_dh = Signal(SW)
+        m.d.sync += half_dh.eq(round_half(p.dh_shift, SW))  # static register: off the datapath
         # L0 -> l1: reads in flight
         m.d.sync += [l1.v.eq(running & ~self.start), l1.a.eq(addr)]
         # L1: data of l1.a present
@@ -101,16 +108,20 @@ class PlasticityUnit(wiring.Component):
         m.d.sync += [l4.v.eq(l3.v), l4.a.eq(l3.a)]
         for k in range(P):
             m.d.sync += [l4.gf[k].eq(l3.g * l3.f[k]), l4.hd[k].eq(l3.h[k] * p.decay)]
-        # L4
+        # L4: rounding add of g*f, rounded decay
         m.d.sync += [l5.v.eq(l4.v), l5.a.eq(l4.a)]
         for k in range(P):
-            dh = rshift_round(l4.gf[k], p.dh_shift, C.SHIFT_MAX)
-            m.d.sync += [l5.dh[k].eq(Mux(p.hebb_neg, -dh, dh)), l5.hd[k].eq((l4.hd[k] + 128) >> 8)]
-        # L5: clamp and write back
+            m.d.sync += [l5.gfa[k].eq(l4.gf[k] + half_dh), l5.hd[k].eq((l4.hd[k] + 128) >> 8)]
+        # L5: shift, Hebbian sign (applied after rounding)
+        m.d.sync += [l6.v.eq(l5.v), l6.a.eq(l5.a)]
+        for k in range(P):
+            dh = l5.gfa[k] >> p.dh_shift
+            m.d.sync += [l6.dh[k].eq(Mux(p.hebb_neg, -dh, dh)), l6.hd[k].eq(l5.hd[k])]
+        # L6: clamp and write back
         hc = p.h_clamp
         for k in range(P):
-            s = l5.hd[k] + l5.dh[k]
+            s = l6.hd[k] + l6.dh[k]
             m.d.comb += self.h_wdata[k].eq(Mux(s > hc, hc, Mux(s < -hc, -hc, s)))
-        m.d.comb += [self.h_waddr.eq(l5.a), self.h_we.eq(l5.v)]
-        m.d.comb += self.busy.eq(running | l1.v | l2.v | l3.v | l4.v | l5.v)
+        m.d.comb += [self.h_waddr.eq(l6.a), self.h_we.eq(l6.v)]
+        m.d.comb += self.busy.eq(running | l1.v | l2.v | l3.v | l4.v | l5.v | l6.v)
         return m

@@ -9,13 +9,13 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
-from .arith import rshift_round, sat
+from .arith import round_half, sat
 from .layouts import param_layout, spike_event_layout
 
 __all__ = ["Soma", "SOMA_LATENCY"]
 
-#: pipeline stages from a neuron's issue to its u/s write (S1..S5) and to its f write (S8)
-SOMA_LATENCY = 8
+#: pipeline stages from a neuron's issue to its f write (u/s are written in S6)
+SOMA_LATENCY = 11
 OUT_FIFO_DEPTH = 32
 
 
@@ -26,15 +26,16 @@ class Soma(wiring.Component):
     ``group`` (first neuron ``jbase``); the soma then issues one neuron per clock (P clocks per
     group, lanes beyond ``params.n_neurons`` are computed but not written) through the pipeline::
 
-        S1  prodH = alpha * accH;  aw = accW << acc_shift;  v = u - theta*s (soft) | s ? 0 : u (hard)
-        S2  ih = sat_U(rshift_round(prodH, alpha_shift));  vl = v * lam;  awb = aw + b
-        S3  I = sat_U(awb + ih);  vlr = rshift_round(vl, 8)
-        S4  u' = sat_U(vlr + I) (LIF) | I (ANN);  y = rshift_round(I, ann_shift)
-        S5  s' = [u' > theta] (LIF) | clip(y) (ANN); write u, s; emit {j, s'} if s' != 0;  pz = u' * recip
-        S6  z = rshift_round(pz, recip_shift) - eta;  idx = clip(z, -256, 255) + 256
-        S7  read lut[idx]
-        S8  write f[group] lane k
+        S1   prodH = alpha * accH;  aw = accW << acc_shift;  v = u - theta*s (soft) | s ? 0 : u (hard)
+        S2   prodH + 2**(alpha_shift-1);  vl = v * lam;  awb = aw + b
+        S3   ih = sat_U(.. >> alpha_shift);  vlr = rshift_round(vl, 8)
+        S4   I = sat_U(awb + ih)
+        S5   u' = sat_U(vlr + I) (LIF) | I (ANN);  I + 2**(ann_shift-1)
+        S6   s' = [u' > theta] (LIF) | clip(.. >> ann_shift) (ANN); write u, s; emit {j, s'} if s' != 0
+        S7   pz = u' * recip;  S8  pz + 2**(recip_shift-1);  S9  >> recip_shift
+        S10  idx = clip(z - eta, -256, 255) + 256, read lut[idx];  S11  write f[group] lane k
 
+    Every ``rshift_round`` is split into a rounding add and a shift stage (Fmax).
     ``ready`` is high when the lane buffer is empty (or its last lane issues this clock); ``idle``
     when the buffer and the pipeline are empty.  Non-zero outputs go to ``out`` through a FIFO; a
     neuron issues only while the FIFO has room for everything in flight, so nothing is dropped.
@@ -114,16 +115,30 @@ class Soma(wiring.Component):
                           name=name)
 
         AWS = self.aw_bits + C.ACC_SHIFT_MAX
+        PH = self.ah_bits + C.ALPHA_BITS  # alpha * accH
+        PZ = U + C.RECIP_BITS + 1  # u * recip
+        SW = C.SHIFT_MAX + 2
+        # rounding constants 2**(s-1) of the (static) shift registers, registered off the datapath
+        half_a, half_n, half_z = (Signal(SW, name=n) for n in ("half_a", "half_n", "half_z"))
+        m.d.sync += [half_a.eq(round_half(p.alpha_shift, SW)), half_n.eq(round_half(p.ann_shift, SW)),
+                     half_z.eq(round_half(p.recip_shift, SW))]
+
         r1 = stage("r1", {"aw": signed(self.aw_bits), "ah": signed(self.ah_bits)})
-        r2 = stage("r2", {"prodh": signed(self.ah_bits + C.ALPHA_BITS), "aw": signed(AWS), "b": signed(C.B_BITS),
+        r2 = stage("r2", {"prodh": signed(PH), "aw": signed(AWS), "b": signed(C.B_BITS),
                           "vm": signed(U + 1), "eta": signed(C.ETA_BITS)})
-        r3 = stage("r3", {"ih": signed(U), "vl": signed(U + 1 + C.FRAC8_BITS + 1), "awb": signed(AWS + 1),
+        r3 = stage("r3", {"pha": signed(max(PH, SW) + 1), "vl": signed(U + 1 + C.FRAC8_BITS + 1),
+                          "awb": signed(AWS + 1), "eta": signed(C.ETA_BITS)})
+        r4 = stage("r4", {"ih": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "awb": signed(AWS + 1),
                           "eta": signed(C.ETA_BITS)})
-        r4 = stage("r4", {"i": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "eta": signed(C.ETA_BITS)})
-        r5 = stage("r5", {"u": signed(U), "y": signed(U + 2), "eta": signed(C.ETA_BITS)})
-        r6 = stage("r6", {"pz": signed(U + C.RECIP_BITS + 1), "eta": signed(C.ETA_BITS)})
-        r7 = stage("r7", {"idx": unsigned(C.LUT_INDEX_BITS)})
-        r8 = stage("r8", {})
+        r5 = stage("r5", {"i": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "eta": signed(C.ETA_BITS)})
+        r6 = stage("r6", {"u": signed(U), "ya": signed(SW + 1), "eta": signed(C.ETA_BITS)})
+        r7 = stage("r7", {"pz": signed(PZ), "eta": signed(C.ETA_BITS)})
+        r8 = stage("r8", {"pza": signed(max(PZ, SW) + 1), "eta": signed(C.ETA_BITS)})
+        r9 = stage("r9", {"zs": signed(PZ), "eta": signed(C.ETA_BITS)})
+        r10 = stage("r10", {"idx": unsigned(C.LUT_INDEX_BITS)})
+        r11 = stage("r11", {})
+        stages = (r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11)
+        assert len(stages) == SOMA_LATENCY
 
         def carry(dst, src):
             return [dst.v.eq(src.v), dst.j.eq(src.j), dst.k.eq(src.k), dst.g.eq(src.g)]
@@ -131,7 +146,7 @@ class Soma(wiring.Component):
         # S0 -> r1
         m.d.sync += [r1.v.eq(issue), r1.j.eq(j), r1.k.eq(k), r1.g.eq(grp),
                      r1.aw.eq(bw[0]), r1.ah.eq(bh[0])]
-        # S1 -> r2 (memory data of r1.j is on *_data now)
+        # S1 -> r2 (memory data of r1.j is on *_data now): alpha * accH, reset
         s_prev = self.s_data != 0
         v_soft = self.u_data - Mux(s_prev, theta, 0)
         v_hard = Mux(s_prev, 0, self.u_data)
@@ -142,56 +157,70 @@ class Soma(wiring.Component):
             r2.vm.eq(Mux(p.reset == int(C.ResetMode.SOFT), v_soft, v_hard)),
             r2.eta.eq(self.eta_data),
         ]
-        # S2 -> r3
+        # S2 -> r3: rounding add of alpha*accH, leak multiply, W current + bias
         m.d.sync += carry(r3, r2) + [
-            r3.ih.eq(sat(rshift_round(r2.prodh, p.alpha_shift, C.SHIFT_MAX), U)),
+            r3.pha.eq(r2.prodh + half_a),
             r3.vl.eq(r2.vm * p.lam),
             r3.awb.eq(r2.aw + r2.b),
             r3.eta.eq(r2.eta),
         ]
-        # S3 -> r4
+        # S3 -> r4: shift + saturate the H current, round the leak
         m.d.sync += carry(r4, r3) + [
-            r4.i.eq(sat(r3.awb + r3.ih, U)),
+            r4.ih.eq(sat(r3.pha >> p.alpha_shift, U)),
             r4.vlr.eq((r3.vl + 128) >> 8),
+            r4.awb.eq(r3.awb),
             r4.eta.eq(r3.eta),
         ]
-        # S4 -> r5
+        # S4 -> r5: current I
         m.d.sync += carry(r5, r4) + [
-            r5.u.eq(Mux(lif, sat(r4.vlr + r4.i, U), r4.i)),
-            r5.y.eq(sat(rshift_round(r4.i, p.ann_shift, C.SHIFT_MAX), U + 2)),
+            r5.i.eq(sat(r4.awb + r4.ih, U)),
+            r5.vlr.eq(r4.vlr),
             r5.eta.eq(r4.eta),
         ]
-        # S5: spike / activation, write back, emit; -> r6
+        # S5 -> r6: membrane; rounding add of the ANN shift
+        m.d.sync += carry(r6, r5) + [
+            r6.u.eq(Mux(lif, sat(r5.vlr + r5.i, U), r5.i)),
+            r6.ya.eq(r5.i + half_n),
+            r6.eta.eq(r5.eta),
+        ]
+        # S6: spike / activation, write back, emit; -> r7: u * recip
         s_new = Signal(signed(C.X_BITS))
+        y = Signal(signed(SW + 1))
+        m.d.comb += y.eq(r6.ya >> p.ann_shift)
         relu = p.ann_act == int(C.AnnAct.RELU)
-        y_relu = Mux(r5.y > 255, 255, Mux(r5.y < 0, 0, r5.y))
-        y_id = Mux(r5.y > 127, 127, Mux(r5.y < -128, -128, r5.y))
-        m.d.comb += s_new.eq(Mux(lif, r5.u > theta, Mux(relu, y_relu, y_id)))
-        live5 = r5.v & (r5.j < p.n_neurons)  # lanes past the last neuron are computed but not written
-        m.d.comb += [self.w_addr.eq(r5.j), self.w_en.eq(live5), self.u_wdata.eq(r5.u), self.s_wdata.eq(s_new)]
-        push = live5 & (s_new != 0)
+        y_relu = Mux(y > 255, 255, Mux(y < 0, 0, y))
+        y_id = Mux(y > 127, 127, Mux(y < -128, -128, y))
+        m.d.comb += s_new.eq(Mux(lif, r6.u > theta, Mux(relu, y_relu, y_id)))
+        live = r6.v & (r6.j < p.n_neurons)  # lanes past the last neuron are computed but not written
+        m.d.comb += [self.w_addr.eq(r6.j), self.w_en.eq(live), self.u_wdata.eq(r6.u), self.s_wdata.eq(s_new)]
+        push = live & (s_new != 0)
         m.d.comb += [ofifo.w_en.eq(push & p.emit),
-                     ofifo.w_data.eq(Cat(r5.j[:nb], s_new))]
+                     ofifo.w_data.eq(Cat(r6.j[:nb], s_new))]
         with m.If(self.clear_count):
             m.d.sync += self.out_count.eq(0)
         with m.Elif(push):
             m.d.sync += self.out_count.eq(self.out_count + 1)
-        m.d.sync += carry(r6, r5) + [r6.pz.eq(r5.u * p.recip), r6.eta.eq(r5.eta)]
-        # S6 -> r7
-        z = Signal(signed(U + C.RECIP_BITS + 4))
-        m.d.comb += z.eq(rshift_round(r6.pz, p.recip_shift, C.SHIFT_MAX) - r6.eta)
+        m.d.sync += carry(r7, r6) + [r7.pz.eq(r6.u * p.recip), r7.eta.eq(r6.eta)]
+        # S7 -> r8: rounding add of u*recip
+        m.d.sync += carry(r8, r7) + [r8.pza.eq(r7.pz + half_z), r8.eta.eq(r7.eta)]
+        # S8 -> r9: shift
+        m.d.sync += carry(r9, r8) + [r9.zs.eq(r8.pza >> p.recip_shift), r9.eta.eq(r8.eta)]
+        # S9 -> r10: z = u/theta - eta, table index
+        z = Signal(signed(PZ + 1))
+        m.d.comb += z.eq(r9.zs - r9.eta)
         zc = Mux(z > C.LUT_HALF - 1, C.LUT_HALF - 1, Mux(z < -C.LUT_HALF, -C.LUT_HALF, z))
-        m.d.sync += carry(r7, r6) + [r7.idx.eq((zc + C.LUT_HALF)[:C.LUT_INDEX_BITS])]
-        # S7: lut read -> r8
-        m.d.comb += self.lut_addr.eq(r7.idx)
-        m.d.sync += carry(r8, r7)
-        # S8: write f
-        m.d.comb += [self.f_addr.eq(r8.g), self.f_en.eq(Mux(r8.v & (r8.j < p.n_neurons), (Const(1, P) << r8.k)[:P], 0))]
+        m.d.sync += carry(r10, r9) + [r10.idx.eq((zc + C.LUT_HALF)[:C.LUT_INDEX_BITS])]
+        # S10: lut read -> r11
+        m.d.comb += self.lut_addr.eq(r10.idx)
+        m.d.sync += carry(r11, r10)
+        # S11: write f
+        m.d.comb += [self.f_addr.eq(r11.g),
+                     self.f_en.eq(Mux(r11.v & (r11.j < p.n_neurons), (Const(1, P) << r11.k)[:P], 0))]
         m.d.comb += [self.f_wdata[q].eq(self.lut_data) for q in range(P)]
 
-        self._probe = {"rem": rem, "issue": issue, "r5": r5, "r1": r1, "j": j}
+        self._probe = {"rem": rem, "issue": issue, "r6": r6, "r1": r1, "j": j}
         busy = rem != 0
-        for r in (r1, r2, r3, r4, r5, r6, r7, r8):
+        for r in stages:
             busy = busy | r.v
         m.d.comb += self.idle.eq(~busy)
         return m
