@@ -16,7 +16,7 @@ PYTEST_ARGS  ?=
 # Randomized regression seed; empty means "pick one and print it".
 SEED         ?=
 
-.PHONY: help setup demo test regress bench lint clean distclean bitstream-test
+.PHONY: openfpgaloader help setup demo test regress bench lint clean distclean bitstream-test
 
 help: ## Show this help
 	@echo "plasticore make targets:"
@@ -36,7 +36,21 @@ $(STAMP): pyproject.toml
 	@# torch first, pinned: it resolves to the local CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install "torch==$(TORCH_VERSION)"
 	$(PIP) install -e '.[dev,fpga]'
+	@$(MAKE) --no-print-directory openfpgaloader
 	@touch $(STAMP)
+
+# openFPGALoader (flashing) is the one tool pip cannot provide: Debian's `openfpgaloader` package.
+# Installed when missing and we may (root + apt-get); otherwise setup stops and says how.
+openfpgaloader:
+	@if command -v openFPGALoader >/dev/null 2>&1 || [ -n "$$OPENFPGALOADER" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "+ apt-get install -y openfpgaloader"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q openfpgaloader >/dev/null \
+	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openfpgaloader >/dev/null; }; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+	  echo "+ sudo apt-get install -y openfpgaloader"; sudo apt-get install -y -q openfpgaloader >/dev/null; \
+	fi; \
+	command -v openFPGALoader >/dev/null 2>&1 || { echo "error: openFPGALoader not found: install it (Debian/Ubuntu: apt-get install openfpgaloader) or set OPENFPGALOADER=/path/to/openFPGALoader" >&2; exit 1; }
 
 demo: setup ## Run the end-to-end demo (plasticore demo)
 	$(VENV)/bin/plasticore demo

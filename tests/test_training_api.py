@@ -88,10 +88,9 @@ def test_bench_small():
     assert r["ours_samples_per_s"] > 0 and r["authors_loop_samples_per_s"] > 0 and "speedup" in r
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
-                    reason="torchrun not installed")
 def test_ddp_two_processes_gloo(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    assert Path(torchrun).exists(), "torchrun (from torch) not found next to the interpreter: run `make setup`"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
            "-m", "plasticore.training.api", "train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path),

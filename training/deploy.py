@@ -114,7 +114,7 @@ def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
     ps = [DeployLayer.from_layer(L) for L in bundle.layers]
     carry = any(L.plastic and L.h_persist == C.HPersist.NEVER for L in bundle.layers)
     plast = [L.n_in * L.n_out for L in bundle.layers if L.plastic]
-    chunk = 1 if carry else max(1, min(batch, (1 << 24) // max(plast or [1])))
+    chunk = 1 if carry else max(1, min(batch, (1 << 22) // max(plast or [1])))
     Hs = [torch.as_tensor(np.asarray(H_start[i] if H_start is not None else L.H0, np.int64))
           for i, L in enumerate(bundle.layers)]
     spikes = [np.zeros((S, T, L.n_out), np.int16) for L in bundle.layers]
