@@ -70,7 +70,6 @@ class Chip(wiring.Component):
         # ---- chip registers -----------------------------------------------------------------
         n_phases = Signal(4)
         phase_of = [Signal(4, name=f"phase{k}", init=M.UNUSED_PHASE) for k in range(K)]
-        tables = [Signal(route_entry_layout().size * M.MAX_DESTS, name=f"route{k}") for k in range(K)]
         steps = Signal(32)
         cycles = Signal(32)
         cyc = Signal(32)
@@ -80,7 +79,6 @@ class Chip(wiring.Component):
         injects, delivers = [], []
         for k in range(K):
             wiring.connect(m, cores[k].spike_out, nifs[k].spikes)
-            m.d.comb += nifs[k].table.eq(tables[k])
             wiring.connect(m, nifs[k].packets, mesh.inject[k])
             d = mesh.deliver[k]
             ai = cores[k].axon_in
@@ -165,6 +163,11 @@ class Chip(wiring.Component):
         m.d.comb += self.busy.eq(~ctrl_idle)
 
         # ---- bus target ---------------------------------------------------------------------
+        assert M.MAX_DESTS & (M.MAX_DESTS - 1) == 0 and M.ChipReg.ROUTE_BASE % M.MAX_DESTS == 0
+        ebits_r = (M.MAX_DESTS - 1).bit_length()
+        for k in range(K):
+            m.d.comb += [nifs[k].table_addr.eq(bus.addr[:ebits_r]),
+                         nifs[k].table_data.eq(bus.w_data[:route_entry_layout().size])]
         is_core = bus.addr[31]
         core_sel = bus.addr[CORE_SHIFT:31]
         mem_sel = bus.addr[MEM_SHIFT:MEM_SHIFT + 4]
@@ -284,11 +287,10 @@ class Chip(wiring.Component):
                         with m.If(chip_reg == M.ChipReg.CORE_PHASE_BASE + k):
                             m.d.sync += phase_of[k].eq(bus.w_data)
                 with m.Elif((chip_reg >= M.ChipReg.ROUTE_BASE) & (chip_reg < M.ChipReg.ROUTE_BASE + K * M.MAX_DESTS)):
-                    eb = route_entry_layout().size
+                    # routing entry e of core k: the register lives in NetIf k
                     for k in range(K):
-                        for e in range(M.MAX_DESTS):
-                            with m.If(chip_reg == M.ChipReg.ROUTE_BASE + k * M.MAX_DESTS + e):
-                                m.d.sync += tables[k][e * eb:(e + 1) * eb].eq(bus.w_data)
+                        with m.If(chip_reg[ebits_r:] == M.ChipReg.ROUTE_BASE // M.MAX_DESTS + k):
+                            m.d.comb += nifs[k].table_we.eq(1)
                 with m.Else():
                     m.d.comb += bus.error.eq(1)
                 with m.If(bus.addr[12:] != 0):

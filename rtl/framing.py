@@ -9,7 +9,9 @@ Transmit path (:data:`TX_BEAT` beats with ``last`` on the frame's final byte ->
 delimiter.
 
 The CRC parameters come from :mod:`plasticore.protocol` (defined once there).  All components
-obey the stream rule that ``valid`` never depends on ``ready``.
+obey the stream rule that ``valid`` never depends on ``ready``.  :class:`Pipe` is a register slice
+that the link puts between these stages (and after block RAM outputs) so that no combinational
+path runs through more than one of them (timing: ``docs/boards.md``).
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -19,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from plasticore import protocol as P
 
-__all__ = ["RX_BEAT", "TX_BEAT", "CobsDecoder", "CobsEncoder", "CrcAppender", "CrcChecker", "crc_update"]
+__all__ = ["RX_BEAT", "TX_BEAT", "CobsDecoder", "CobsEncoder", "CrcAppender", "CrcChecker", "Pipe", "crc_update"]
 
 #: Receive-side beat: a decoded byte, or (``end``) the end of a frame with its error flags.
 RX_BEAT = data.StructLayout({"data": 8, "end": 1, "cobs_err": 1, "crc_err": 1})
@@ -50,6 +52,34 @@ def crc_update(reg, byte):
     """Amaranth expression: the CRC register after one more byte (one clock, XOR trees)."""
     x = Cat(reg, byte)
     return Cat(*[(x & mask).xor() for mask in _CRC_MATRIX])
+
+
+class Pipe(wiring.Component):
+    """Stream register slice (two-entry skid buffer): ``o.valid``, ``o.payload`` and ``i.ready``
+    all come straight from flip-flops, so no combinational path crosses it in either direction.
+    Full throughput (one beat per clock); the beats and their order are unchanged, one clock of
+    latency is added."""
+
+    def __init__(self, shape):
+        self._shape = shape
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        oval = Signal()
+        odata = Signal(self._shape)
+        sval = Signal()  # skid register holds a beat that arrived while the output was stalled
+        sdata = Signal(self._shape)
+        m.d.comb += [self.o.valid.eq(oval), self.o.payload.eq(odata), self.i.ready.eq(~sval)]
+        take = self.i.valid & ~sval
+        with m.If(~oval | self.o.ready):
+            with m.If(sval):
+                m.d.sync += [odata.eq(sdata), oval.eq(1), sval.eq(0)]
+            with m.Else():
+                m.d.sync += [odata.eq(self.i.payload), oval.eq(self.i.valid)]
+        with m.Elif(take):
+            m.d.sync += [sdata.eq(self.i.payload), sval.eq(1)]
+        return m
 
 
 class CobsDecoder(wiring.Component):

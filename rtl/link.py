@@ -20,6 +20,11 @@ Frame handling (see ``docs/protocol.md``):
 3. EXEC  -- bus transactions (WRITE reads the frame buffer; READ and RUN fill it).
 4. REPLY -- header word, then payload words, through the CRC appender and COBS encoder.
 
+Timing (ECP5 at 100 MHz): block RAM read data (the RX FIFO, the frame buffer) goes into a register
+before any logic, and a :class:`~plasticore.rtl.framing.Pipe` register slice separates the RX FIFO,
+the decoder, the reply byte source, the CRC appender, the COBS encoder and the transmitter, so no
+combinational path spans two stages.  This adds a few clocks of latency, not a byte of difference.
+
 Receiving pauses (the FIFO absorbs the line) while a frame executes and its reply is sent.
 """
 
@@ -33,7 +38,7 @@ from plasticore import protocol as P
 from plasticore.protocol import Op, Status
 
 from .bus import BusOp, BusSignature
-from .framing import CobsDecoder, CobsEncoder, CrcAppender, CrcChecker
+from .framing import TX_BEAT, CobsDecoder, CobsEncoder, CrcAppender, CrcChecker, Pipe
 
 __all__ = ["Link"]
 
@@ -94,25 +99,33 @@ class Link(wiring.Component):
 
         # ---------------- receive path: FIFO -> COBS -> CRC -------------------------------------
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
+        m.submodules.rx_pipe = rx_pipe = Pipe(8)  # the FIFO's block RAM output goes into a register
         m.submodules.dec = dec = CobsDecoder()
         m.submodules.chk = chk = CrcChecker()
         m.d.comb += [
             fifo.w_data.eq(self.rx.payload),
             fifo.w_en.eq(self.rx.valid),
             self.rx.ready.eq(fifo.w_rdy),
-            dec.i.payload.eq(fifo.r_data),
-            dec.i.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(dec.i.ready),
+            rx_pipe.i.payload.eq(fifo.r_data),
+            rx_pipe.i.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(rx_pipe.i.ready),
         ]
+        connect(m, rx_pipe.o, dec.i)
         connect(m, dec.o, chk.i)
         beat = chk.o.payload
 
-        # ---------------- transmit path: CRC -> COBS -> tx ---------------------------------------
+        # ---------------- transmit path: bytes -> CRC -> COBS -> tx, a register slice between -----
+        m.submodules.out_pipe = out_pipe = Pipe(TX_BEAT)
         m.submodules.app = app = CrcAppender()
+        m.submodules.app_pipe = app_pipe = Pipe(TX_BEAT)
         m.submodules.enc = enc = CobsEncoder()
-        connect(m, app.o, enc.i)
-        connect(m, enc.o, wiring.flipped(self.tx))
-        out = app.i
+        m.submodules.tx_pipe = tx_pipe = Pipe(8)
+        connect(m, out_pipe.o, app.i)
+        connect(m, app.o, app_pipe.i)
+        connect(m, app_pipe.o, enc.i)
+        connect(m, enc.o, tx_pipe.i)
+        connect(m, tx_pipe.o, wiring.flipped(self.tx))
+        out = out_pipe.i
 
         # ---------------- frame buffer -----------------------------------------------------------
         m.submodules.buf = buf = Memory(shape=32, depth=maxw + 1, init=[])
@@ -137,6 +150,8 @@ class Link(wiring.Component):
         i = Signal(range(maxw + 2))
         err = Signal()
         detail = Signal(32)
+        wdata = Signal(32)  # frame-buffer word registered for the bus (WRITE)
+        rdata = Signal(32)  # frame-buffer word registered for the reply (READ, RUN)
 
         # counters (STATUS)
         cycles = Signal(64)
@@ -306,12 +321,15 @@ class Link(wiring.Component):
                 m.next = "REPLY"
 
             with m.State("WRITE"):
-                # rd.addr = i; the buffer word i is on rd.data one cycle after i was set (the
-                # CHECK state already set i = 0).
+                # rd.addr = i (the CHECK state set i = 0); word i is on rd.data in the next cycle.
+                m.next = "WRITE_LOAD"
+            with m.State("WRITE_LOAD"):
+                # the buffer word i is registered in ``wdata`` before it drives the bus
+                m.d.sync += wdata.eq(rd.data)
                 m.next = "WRITE_REQ"
             with m.State("WRITE_REQ"):
                 m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.WRITE), bus.addr.eq(addr_i),
-                             bus.w_data.eq(rd.data)]
+                             bus.w_data.eq(wdata)]
                 with m.If(bus.ready):
                     with m.If(bus.error):
                         bus_error(addr_i)
@@ -319,6 +337,8 @@ class Link(wiring.Component):
                     m.d.sync += i.eq(i + 1)
                     with m.If(i + 1 == ndata):
                         finish()
+                    with m.Else():
+                        m.next = "WRITE_LOAD"  # rd.addr = i + 1 now: its word next cycle
 
             with m.State("READ"):
                 m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.READ), bus.addr.eq(addr_i)]
@@ -356,7 +376,7 @@ class Link(wiring.Component):
 
             # ------------------------------------------------------------------------------------
             # Reply: word 0 = header, words 1..nout = payload.  ``i`` is the word being sent;
-            # rd.addr = i - 1 is stable while it is sent, and REPLY_LOAD gives the buffer a cycle.
+            # rd.addr = i - 1 from REPLY_LOAD on, REPLY_FETCH registers the buffer word in ``rdata``.
             ob = Signal(2)
             pidx = (i - 1)[:len(i)]
             rsp = Signal(P.RSP_HEADER)
@@ -369,6 +389,10 @@ class Link(wiring.Component):
                 m.next = "REPLY_SEND"
             with m.State("REPLY_LOAD"):
                 m.d.comb += rd.addr.eq(pidx)
+                m.next = "REPLY_FETCH"
+            with m.State("REPLY_FETCH"):
+                m.d.comb += rd.addr.eq(pidx)
+                m.d.sync += rdata.eq(rd.data)
                 m.next = "REPLY_SEND"
             with m.State("REPLY_SEND"):
                 word = Signal(32)
@@ -382,7 +406,7 @@ class Link(wiring.Component):
                         with m.Case(_K_STATUS):
                             m.d.comb += word.eq(status_value.as_value().word_select(pidx, 32))
                         with m.Case(_K_BUF):
-                            m.d.comb += word.eq(rd.data)
+                            m.d.comb += word.eq(rdata)
                         with m.Case(_K_DETAIL):
                             m.d.comb += word.eq(detail)
                 last = (i == nout) & (ob == 3)
@@ -400,6 +424,7 @@ class Link(wiring.Component):
                         m.d.sync += i.eq(i + 1)
                         m.next = "REPLY_LOAD"
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("RECV") | fifo.r_rdy | chk.o.valid | app.o.valid
-                                 | enc.o.valid)
+        m.d.comb += self.busy.eq(~fsm.ongoing("RECV") | fifo.r_rdy | rx_pipe.o.valid | chk.o.valid
+                                 | out_pipe.o.valid | app.o.valid | app_pipe.o.valid | enc.o.valid
+                                 | tx_pipe.o.valid)
         return m

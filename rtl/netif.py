@@ -3,11 +3,16 @@
 Each output event ``(neuron j, value)`` of the core becomes one packet per routing entry, in entry
 order, ``(e.x, e.y, e.to_host, index = e.base + j, value)`` (``plasticore.chip_map``).  Entries are
 packed from 0; the first invalid entry ends the list.  One packet per clock.
+
+The routing table lives here, one register per entry, written through ``table_we`` /
+``table_addr`` / ``table_data`` (the chip's ``ROUTE_BASE`` registers).  Keeping each entry a
+separate register (instead of slices of one wide register driven from outside) also avoids a
+multiply-driven net that Yosys 0.70 ``synth_ecp5`` produced for the 128x128 P=8 chip.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Array, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,7 +38,9 @@ class NetIf(wiring.Component):
         super().__init__({
             "spikes": In(stream.Signature(spike_event_layout(geom))),
             "packets": Out(stream.Signature(packet_layout())),
-            "table": In(data.ArrayLayout(route_entry_layout(), M.MAX_DESTS)),
+            "table_we": In(1),
+            "table_addr": In(range(M.MAX_DESTS)),
+            "table_data": In(route_entry_layout()),
             "busy": Out(1),
         })
 
@@ -42,8 +49,11 @@ class NetIf(wiring.Component):
         neuron = Signal(M.INDEX_BITS)
         value = Signal(signed(C.X_BITS))
         e = Signal(range(M.MAX_DESTS))
+        table = Array(Signal(route_entry_layout(), name=f"entry{k}") for k in range(M.MAX_DESTS))
+        with m.If(self.table_we):
+            m.d.sync += table[self.table_addr].eq(self.table_data)
         entry = Signal(route_entry_layout())
-        m.d.comb += entry.eq(self.table[e])
+        m.d.comb += entry.eq(table[e])
         pk = self.packets.payload
         m.d.comb += [pk.x.eq(entry.x), pk.y.eq(entry.y), pk.to_host.eq(entry.to_host),
                      pk.index.eq(entry.base + neuron), pk.value.eq(value)]

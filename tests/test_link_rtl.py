@@ -14,7 +14,7 @@ from plasticore import protocol as P
 from plasticore.protocol import Op, Status
 from plasticore.rtl.board import link_test_top
 from plasticore.rtl.bus import TestTarget
-from plasticore.rtl.framing import CobsDecoder, CobsEncoder, CrcAppender, CrcChecker
+from plasticore.rtl.framing import CobsDecoder, CobsEncoder, CrcAppender, CrcChecker, Pipe
 from plasticore.rtl.link import Link
 from plasticore.rtl.uart import UARTRx, UARTTx
 
@@ -182,6 +182,34 @@ def test_cobs_encoder_matches_python(frames):
     parts = raw.split(b"\x00")
     assert parts[-1] == b""
     assert [cobs.decode(p) for p in parts[:-1]] == frames
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(min_size=1, max_size=200),
+       pattern=st.lists(st.booleans(), min_size=1, max_size=7).filter(any))
+def test_pipe_passes_every_beat_in_order(data, pattern):
+    dut = Pipe(8)
+    got = _stream_through(dut, dut.i, dut.o, list(data), None, ready_pattern=tuple(int(p) for p in pattern))
+    assert bytes(got) == data
+
+
+def test_pipe_full_throughput():
+    """With the output always ready, one beat per clock goes through (one clock of latency)."""
+    dut = Pipe(8)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.i.valid, 1)
+        for cycle in range(40):
+            ctx.set(dut.i.payload, cycle & 0xFF)
+            assert ctx.get(dut.i.ready)
+            if ctx.get(dut.o.valid):
+                seen.append(ctx.get(dut.o.payload))
+            await ctx.tick()
+
+    run(dut, bench)
+    assert seen == list(range(39))
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
