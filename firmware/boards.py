@@ -30,6 +30,17 @@ def _ulx3s_85f():
     return ULX3S85FBuildPlatform()
 
 
+#: ECP5: memories of 32..256 words (the cores' per-neuron and per-axon memories, the COBS block
+#: buffer) go to LUT RAM (TRELLIS_DPR16X4) instead of one DP16KD each, which Yosys would otherwise
+#: pick for most of them.  The 208 DP16KD of the LFE5U-85F are then left to the weight matrices
+#: (W, H, H mask), the post-function tables and the link's FIFOs; see docs/boards.md "Sizing".
+ECP5_MEMORY_HINTS = "\n".join([
+    "proc",
+    "memory_collect",
+    'setattr -set ram_style "distributed" t:$mem_v2 r:SIZE>=32 %i r:SIZE<=256 %i',
+])
+
+
 def _icebreaker():
     from amaranth_boards.icebreaker import ICEBreakerPlatform
 
@@ -59,6 +70,9 @@ class Board:
     pll_input_pad: bool = False  #: iCE40: the clock pin feeds SB_PLL40_PAD directly
     #: extra Yosys synth_<family> options (resource inference; they do not change what the design computes)
     synth_opts: tuple[str, ...] = ()
+    #: Yosys commands run right after reading the design (before ``synth_<family>``): resource
+    #: mapping hints only, they do not change what the design computes
+    synth_script: str = ""
 
     def platform(self):
         return self.make_platform()
@@ -84,6 +98,7 @@ BOARDS: dict[str, Board] = {
         ofl_boards=("ulx3s",),
         ofl_sram=True,
         design_config={},
+        synth_script=ECP5_MEMORY_HINTS,
     ),
     "icebreaker": Board(
         name="icebreaker",

@@ -220,6 +220,16 @@ def _raise_if_overfull(job: BuildJob) -> None:
                          f"(make it smaller: fewer cores/lanes, smaller a_max/n_max); log: {tim}")
 
 
+def platform_overrides(job: BuildJob) -> dict:
+    """Amaranth build-plan overrides of a job: nextpnr options and the board's synthesis options / hints."""
+    overrides = {"nextpnr_opts": job.nextpnr_opts}
+    if job.board.synth_opts:
+        overrides["synth_opts"] = list(job.board.synth_opts)
+    if job.board.synth_script:
+        overrides["script_after_read"] = job.board.synth_script
+    return overrides
+
+
 def amaranth_runner(job: BuildJob) -> None:
     """Elaborate, write the Amaranth build tree and run its script (yosys, nextpnr, packer)."""
     from tqdm import tqdm
@@ -227,10 +237,7 @@ def amaranth_runner(job: BuildJob) -> None:
     with tqdm(total=4, desc=f"build {job.board.name}", unit="step", disable=not job.progress,
               bar_format="{desc}: {n}/{total} [{elapsed}]{postfix}") as bar:
         bar.set_postfix_str("elaborate")
-        overrides = {"nextpnr_opts": job.nextpnr_opts}
-        if job.board.synth_opts:
-            overrides["synth_opts"] = list(job.board.synth_opts)
-        plan = job.platform.prepare(job.top, job.name, **overrides)
+        plan = job.platform.prepare(job.top, job.name, **platform_overrides(job))
         plan.extract(job.work_dir)
         bar.update(1)
         stages = _stages(job)

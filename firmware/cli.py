@@ -79,7 +79,8 @@ def cmd_list(args) -> int:
     for b in BOARDS.values():
         cfg = resolve_config(b.name)
         print(f"  {b.name:11s} {b.description}; {b.clk_hz / 1e6:g} MHz, {b.baud} baud; "
-              f"default {cfg.design} {cfg.params} -> design id {expected_design_id(b.name):08x}")
+              f"default {cfg.design} {cfg.params} @ {cfg.clk_hz / 1e6:g} MHz -> design id "
+              f"{expected_design_id(b.name):08x}")
     print("designs (auto = the first of chip, link, echo that is available and sized for the board):")
     for d in DESIGNS.values():
         auto = [b.name for b in BOARDS.values() if default_design(b.name) is d]

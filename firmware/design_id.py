@@ -102,7 +102,7 @@ def resolve_config(board: str, config: dict | None = None) -> BuildConfig:
     b = get_board(board)
     cfg = dict(config or {})
     design = get_design(cfg.pop("design", None), b)
-    clk_hz = int(cfg.pop("clk_hz", None) or b.clk_hz)
+    clk_hz = int(cfg.pop("clk_hz", None) or design.default_clk_hz(b))
     baud = int(cfg.pop("baud", None) or b.baud)
     params = design.default_config(b)
     params.update(cfg)

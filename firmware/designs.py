@@ -38,6 +38,8 @@ class Design:
     make: Callable
     #: board name -> default params; boards not listed use {}
     defaults: dict | None = None
+    #: board name -> default design clock in Hz when it differs from the board's (``Board.clk_hz``)
+    clocks: dict | None = None
 
     def available(self) -> bool:
         for module, attr in self.requires:
@@ -63,6 +65,11 @@ class Design:
 
     def default_config(self, board: Board | str) -> dict:
         return dict((self.defaults or {}).get(get_board(board).name, {}))
+
+    def default_clk_hz(self, board: Board | str) -> int:
+        """The design clock this design is built with on ``board`` unless ``clk_hz`` is given."""
+        b = get_board(board)
+        return int((self.clocks or {}).get(b.name, b.clk_hz))
 
 
 # ----------------------------------------------------------------------------------------------

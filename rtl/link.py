@@ -21,7 +21,8 @@ Frame handling (see ``docs/protocol.md``):
 4. REPLY -- header word, then payload words, through the CRC appender and COBS encoder.
 
 Timing (ECP5 at 100 MHz): block RAM read data (the RX FIFO, the frame buffer) goes into a register
-before any logic, and a :class:`~plasticore.rtl.framing.Pipe` register slice separates the RX FIFO,
+before any logic, the bus request (address, write data) comes straight from registers, and a
+:class:`~plasticore.rtl.framing.Pipe` register slice separates the RX FIFO,
 the decoder, the reply byte source, the CRC appender, the COBS encoder and the transmitter, so no
 combinational path spans two stages.  This adds a few clocks of latency, not a byte of difference.
 
@@ -152,6 +153,14 @@ class Link(wiring.Component):
         detail = Signal(32)
         wdata = Signal(32)  # frame-buffer word registered for the bus (WRITE)
         rdata = Signal(32)  # frame-buffer word registered for the reply (READ, RUN)
+        baddr = Signal(self.addr_width)  # bus address (base + i) registered for READ / WRITE
+        # frame classification, registered in PRECHECK
+        known = Signal()  # the opcode exists
+        len_ok = Signal()  # its length (and READ count) is valid
+        idempotent = Signal()
+        short = Signal()  # not whole words, or fewer than header + argument
+        seq_now = Signal()  # seq == expected
+        seq_ahead = Signal()  # seq ahead of expected (else behind: a repeat)
 
         # counters (STATUS)
         cycles = Signal(64)
@@ -212,7 +221,7 @@ class Link(wiring.Component):
                             pass  # empty frame: ignore
                         with m.Else():
                             m.d.sync += [cobs_err.eq(beat.cobs_err), crc_err.eq(beat.crc_err)]
-                            m.next = "CHECK"
+                            m.next = "PRECHECK"
                     with m.Else():
                         m.d.sync += [acc.eq(new_word), bidx.eq(bidx + 1)]
                         with m.If(bidx == 3):
@@ -229,6 +238,28 @@ class Link(wiring.Component):
                                 m.d.sync += widx.eq(widx + 1)
 
             # ------------------------------------------------------------------------------------
+            # PRECHECK registers the frame's length / opcode / sequence classification (timing:
+            # CHECK then only combines flip-flops).
+            with m.State("PRECHECK"):
+                with m.Switch(op):
+                    with m.Case(Op.IDENTIFY, Op.STATUS, Op.PING, Op.RESET):
+                        m.d.sync += [known.eq(1), len_ok.eq(nwords == 1)]
+                    with m.Case(Op.RUN):
+                        m.d.sync += [known.eq(1), len_ok.eq(nwords == 2)]
+                    with m.Case(Op.READ, Op.READ_FIX):
+                        m.d.sync += [known.eq(1), len_ok.eq((nwords == 2) & (hdr.arg != 0) & (hdr.arg <= maxw))]
+                    with m.Case(Op.WRITE, Op.WRITE_FIX):
+                        m.d.sync += [known.eq(1), len_ok.eq((nwords >= 3) & (nwords <= maxw + 2))]
+                    with m.Default():
+                        m.d.sync += [known.eq(0), len_ok.eq(0)]
+                with m.Switch(op):
+                    with m.Case(*P.IDEMPOTENT_OPS):
+                        m.d.sync += idempotent.eq(1)
+                    with m.Default():
+                        m.d.sync += idempotent.eq(0)
+                m.d.sync += [short.eq((bidx != 0) | (widx < 2)), seq_now.eq(diff == 0), seq_ahead.eq(~diff[7])]
+                m.next = "CHECK"
+
             with m.State("CHECK"):
                 m.d.sync += [err.eq(0), detail.eq(0), i.eq(0)]
                 with m.If(cobs_err):
@@ -240,34 +271,17 @@ class Link(wiring.Component):
                 with m.Elif(too_long):
                     m.d.sync += framing_errors.eq(framing_errors + 1)
                     nack(Status.TOO_LONG, P.NACK_OP)
-                with m.Elif((bidx != 0) | (widx < 2)):
+                with m.Elif(short):
                     m.d.sync += framing_errors.eq(framing_errors + 1)
                     nack(Status.LENGTH, P.NACK_OP)
                 with m.Else():
-                    known = Signal()
-                    len_ok = Signal()
-                    idempotent = Signal()
-                    with m.Switch(op):
-                        with m.Case(Op.IDENTIFY, Op.STATUS, Op.PING, Op.RESET):
-                            m.d.comb += [known.eq(1), len_ok.eq(nwords == 1)]
-                        with m.Case(Op.RUN):
-                            m.d.comb += [known.eq(1), len_ok.eq(nwords == 2)]
-                        with m.Case(Op.READ, Op.READ_FIX):
-                            m.d.comb += [known.eq(1), len_ok.eq(
-                                (nwords == 2) & (hdr.arg != 0) & (hdr.arg <= maxw))]
-                        with m.Case(Op.WRITE, Op.WRITE_FIX):
-                            m.d.comb += [known.eq(1), len_ok.eq((nwords >= 3) & (nwords <= maxw + 2))]
-                    with m.Switch(op):
-                        with m.Case(*P.IDEMPOTENT_OPS):
-                            m.d.comb += idempotent.eq(1)
-
                     # A CRC-valid frame with the expected seq consumes it, even when rejected
                     # (OPCODE, LENGTH): the host then fails that request and moves on.
                     execute = Signal()
                     with m.If((op == Op.IDENTIFY) & len_ok):
                         m.d.sync += expect.eq(seq + 1)
                         m.d.comb += execute.eq(1)
-                    with m.Elif(diff == 0):
+                    with m.Elif(seq_now):
                         m.d.sync += expect.eq(expect + 1)
                         with m.If(~known):
                             nack(Status.OPCODE)
@@ -276,7 +290,7 @@ class Link(wiring.Component):
                             nack(Status.LENGTH)
                         with m.Else():
                             m.d.comb += execute.eq(1)
-                    with m.Elif(~diff[7]):
+                    with m.Elif(seq_ahead):
                         m.d.sync += seq_errors.eq(seq_errors + 1)
                         nack(Status.SEQUENCE)
                     with m.Elif(idempotent & len_ok):
@@ -303,7 +317,7 @@ class Link(wiring.Component):
                                 m.next = "WRITE"
                             with m.Case(Op.READ, Op.READ_FIX):
                                 reply(Status.OK, _K_BUF, hdr.arg)
-                                m.next = "READ"
+                                m.next = "READ_LOAD"
                             with m.Case(Op.RUN):
                                 reply(Status.OK, _K_BUF, 1)
                                 m.next = "RUN"
@@ -325,14 +339,14 @@ class Link(wiring.Component):
                 m.next = "WRITE_LOAD"
             with m.State("WRITE_LOAD"):
                 # the buffer word i is registered in ``wdata`` before it drives the bus
-                m.d.sync += wdata.eq(rd.data)
+                m.d.sync += [wdata.eq(rd.data), baddr.eq(addr_i)]
                 m.next = "WRITE_REQ"
             with m.State("WRITE_REQ"):
-                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.WRITE), bus.addr.eq(addr_i),
+                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.WRITE), bus.addr.eq(baddr),
                              bus.w_data.eq(wdata)]
                 with m.If(bus.ready):
                     with m.If(bus.error):
-                        bus_error(addr_i)
+                        bus_error(baddr)
                     m.d.comb += rd.addr.eq(i + 1)
                     m.d.sync += i.eq(i + 1)
                     with m.If(i + 1 == ndata):
@@ -340,20 +354,23 @@ class Link(wiring.Component):
                     with m.Else():
                         m.next = "WRITE_LOAD"  # rd.addr = i + 1 now: its word next cycle
 
+            with m.State("READ_LOAD"):
+                m.d.sync += baddr.eq(addr_i)
+                m.next = "READ"
             with m.State("READ"):
-                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.READ), bus.addr.eq(addr_i)]
+                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.READ), bus.addr.eq(baddr)]
                 with m.If(bus.ready):
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
                 with m.If(bus.r_valid):
                     m.d.comb += [wr.en.eq(1), wr.data.eq(bus.r_data), wr_addr.eq(i)]
                     with m.If(bus.error):
-                        bus_error(addr_i)
+                        bus_error(baddr)
                     m.d.sync += i.eq(i + 1)
                     with m.If(i + 1 == hdr.arg):
                         finish()
                     with m.Else():
-                        m.next = "READ"
+                        m.next = "READ_LOAD"
 
             with m.State("RUN"):
                 m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.RUN), bus.addr.eq(base),
@@ -376,7 +393,8 @@ class Link(wiring.Component):
 
             # ------------------------------------------------------------------------------------
             # Reply: word 0 = header, words 1..nout = payload.  ``i`` is the word being sent;
-            # rd.addr = i - 1 from REPLY_LOAD on, REPLY_FETCH registers the buffer word in ``rdata``.
+            # rd.addr = i - 1 from REPLY_LOAD on, REPLY_FETCH registers the buffer word in ``rdata``,
+            # REPLY_WORD registers the word to send in ``word`` (timing: REPLY_SEND only picks bytes).
             ob = Signal(2)
             pidx = (i - 1)[:len(i)]
             rsp = Signal(P.RSP_HEADER)
@@ -386,30 +404,35 @@ class Link(wiring.Component):
                     m.d.sync += [err.eq(0), status.eq(Status.ADDRESS), kind.eq(_K_DETAIL),
                                  nout.eq(1)]
                 m.d.sync += [i.eq(0), ob.eq(0)]
-                m.next = "REPLY_SEND"
+                m.next = "REPLY_WORD"
             with m.State("REPLY_LOAD"):
                 m.d.comb += rd.addr.eq(pidx)
                 m.next = "REPLY_FETCH"
             with m.State("REPLY_FETCH"):
                 m.d.comb += rd.addr.eq(pidx)
                 m.d.sync += rdata.eq(rd.data)
-                m.next = "REPLY_SEND"
-            with m.State("REPLY_SEND"):
-                word = Signal(32)
-                m.d.comb += rd.addr.eq(pidx)
+                m.next = "REPLY_WORD"
+            word = Signal(32)
+            last_word = Signal()
+            with m.State("REPLY_WORD"):
+                m.d.sync += last_word.eq(i == nout)
                 with m.If(i == 0):
-                    m.d.comb += word.eq(rsp)
+                    m.d.sync += word.eq(rsp)
                 with m.Else():
                     with m.Switch(kind):
                         with m.Case(_K_IDENTIFY):
-                            m.d.comb += word.eq(identify_value.word_select(pidx, 32))
+                            m.d.sync += word.eq(identify_value.word_select(pidx, 32))
                         with m.Case(_K_STATUS):
-                            m.d.comb += word.eq(status_value.as_value().word_select(pidx, 32))
+                            m.d.sync += word.eq(status_value.as_value().word_select(pidx, 32))
                         with m.Case(_K_BUF):
-                            m.d.comb += word.eq(rdata)
+                            m.d.sync += word.eq(rdata)
                         with m.Case(_K_DETAIL):
-                            m.d.comb += word.eq(detail)
-                last = (i == nout) & (ob == 3)
+                            m.d.sync += word.eq(detail)
+                        with m.Default():
+                            m.d.sync += word.eq(0)
+                m.next = "REPLY_SEND"
+            with m.State("REPLY_SEND"):
+                last = last_word & (ob == 3)
                 m.d.comb += [
                     out.valid.eq(1),
                     out.payload.data.eq(word.word_select(ob, 8)),

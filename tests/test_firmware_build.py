@@ -118,3 +118,30 @@ def test_toolchain_env_uses_yowasp(monkeypatch):
     assert B.toolchain_env("ice40", {"YOSYS": "sh"})["YOSYS"] == "sh"
     with pytest.raises(ToolchainError, match=r"/nonexistent/yosys \(from \$YOSYS\) not found.*\[fpga\]"):
         B.toolchain_env("ice40", {"YOSYS": "/nonexistent/yosys"})
+
+
+def test_ulx3s_plan_maps_small_memories_to_lut_ram(tmp_path):
+    """The ULX3S build script asks Yosys for LUT RAM for 32..256-word memories (sizing, docs/boards.md)."""
+    seen = {}
+
+    def runner(job):
+        plan = job.platform.prepare(job.top, job.name, **B.platform_overrides(job))
+        seen["ys"] = plan.files[f"{job.name}.ys"]
+        FakeRunner()(job)
+
+    B.build("ulx3s", ECHO, root=tmp_path, progress=False, runner=runner)
+    ys = seen["ys"]
+    assert ys.index("read_rtlil") < ys.index('ram_style "distributed"') < ys.index("synth_ecp5")
+    assert "r:SIZE>=32 %i r:SIZE<=256 %i" in ys
+
+
+def test_design_clock_default_per_board():
+    """A design may build at its own default clock on a board (the chip on the ULX3S); --clock-mhz wins."""
+    from plasticore.firmware.designs import DESIGNS, clocks_per_bit
+
+    chip = resolve_config("ulx3s", {"design": "chip"})
+    assert chip.clk_hz == DESIGNS["chip"].default_clk_hz("ulx3s")
+    assert resolve_config("ulx3s", {"design": "echo"}).clk_hz == BOARDS["ulx3s"].clk_hz
+    assert resolve_config("ulx3s", {"design": "chip", "clk_hz": 60_000_000}).clk_hz == 60_000_000
+    assert clocks_per_bit(chip.clk_hz, chip.baud) >= 4  # the default baud rate works at that clock
+    assert design_id(chip) != design_id(resolve_config("ulx3s", {"design": "chip", "clk_hz": 60_000_000}))
