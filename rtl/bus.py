@@ -105,6 +105,8 @@ class TestTarget(wiring.Component):
         run_left = Signal(32)
         running = Signal()
         pending = Signal()  # a READ from RAM is in flight (data next cycle)
+        pending2 = Signal()  # ... and its data registered (timing: the RAM's output mux is deep)
+        rdq = Signal(32)
         reg_valid = Signal()
         reg_data = Signal(32)
         reg_err = Signal()
@@ -117,10 +119,10 @@ class TestTarget(wiring.Component):
             self.busy.eq(running),
             bus.ready.eq(~running),
         ]
-        m.d.sync += [pending.eq(0), reg_valid.eq(0), reg_err.eq(0)]
-        m.d.comb += bus.r_valid.eq(pending | reg_valid)
-        with m.If(pending):
-            m.d.comb += bus.r_data.eq(rd.data)
+        m.d.sync += [pending.eq(0), reg_valid.eq(0), reg_err.eq(0), pending2.eq(pending), rdq.eq(rd.data)]
+        m.d.comb += bus.r_valid.eq(pending2 | reg_valid)
+        with m.If(pending2):
+            m.d.comb += bus.r_data.eq(rdq)
         with m.Else():
             m.d.comb += [bus.r_data.eq(reg_data), bus.error.eq(reg_err)]
 

@@ -197,6 +197,7 @@ class CobsEncoder(wiring.Component):
         n = Signal(range(255))  # bytes buffered in the current block
         code = Signal(8)
         idx = Signal(range(255))
+        idx1 = Signal(range(256))  # idx + 1, kept in a register (timing: no adder on the read address)
         extra01 = Signal()  # frame ended with a zero: emit a final empty block (code 1)
         end = Signal()  # emit the delimiter after this block
 
@@ -222,7 +223,7 @@ class CobsEncoder(wiring.Component):
             with m.State("CODE"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(code), rd.addr.eq(0)]
                 with m.If(self.o.ready):
-                    m.d.sync += idx.eq(0)
+                    m.d.sync += [idx.eq(0), idx1.eq(1)]
                     with m.If(code == 1):
                         m.next = "TAIL"
                     with m.Else():
@@ -230,9 +231,9 @@ class CobsEncoder(wiring.Component):
             with m.State("DATA"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(rd.data)]
                 with m.If(self.o.ready):
-                    m.d.comb += rd.addr.eq(idx + 1)
-                    m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx + 2 == code):
+                    m.d.comb += rd.addr.eq(idx1)
+                    m.d.sync += [idx.eq(idx1), idx1.eq(idx1 + 1)]
+                    with m.If(idx1 + 1 == code):
                         m.next = "TAIL"
             with m.State("TAIL"):
                 with m.If(extra01):

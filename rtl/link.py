@@ -154,6 +154,11 @@ class Link(wiring.Component):
         wdata = Signal(32)  # frame-buffer word registered for the bus (WRITE)
         rdata = Signal(32)  # frame-buffer word registered for the reply (READ, RUN)
         baddr = Signal(self.addr_width)  # bus address (base + i) registered for READ / WRITE
+        # the bus request comes straight from flip-flops: set on entering a request state,
+        # cleared when it is accepted (WRITE_REQ, READ, RUN, RESET)
+        bus_v = Signal()
+        bus_op = Signal(BusOp)
+        m.d.comb += [bus.valid.eq(bus_v), bus.op.eq(bus_op), bus.addr.eq(baddr), bus.w_data.eq(wdata)]
         # frame classification, registered in PRECHECK
         known = Signal()  # the opcode exists
         len_ok = Signal()  # its length (and READ count) is valid
@@ -241,15 +246,16 @@ class Link(wiring.Component):
             # PRECHECK registers the frame's length / opcode / sequence classification (timing:
             # CHECK then only combines flip-flops).
             with m.State("PRECHECK"):
+                # nwords = widx - 1 (the CRC word); compared through widx (no subtractor)
                 with m.Switch(op):
                     with m.Case(Op.IDENTIFY, Op.STATUS, Op.PING, Op.RESET):
-                        m.d.sync += [known.eq(1), len_ok.eq(nwords == 1)]
+                        m.d.sync += [known.eq(1), len_ok.eq(widx == 2)]
                     with m.Case(Op.RUN):
-                        m.d.sync += [known.eq(1), len_ok.eq(nwords == 2)]
+                        m.d.sync += [known.eq(1), len_ok.eq(widx == 3)]
                     with m.Case(Op.READ, Op.READ_FIX):
-                        m.d.sync += [known.eq(1), len_ok.eq((nwords == 2) & (hdr.arg != 0) & (hdr.arg <= maxw))]
+                        m.d.sync += [known.eq(1), len_ok.eq((widx == 3) & (hdr.arg != 0) & (hdr.arg <= maxw))]
                     with m.Case(Op.WRITE, Op.WRITE_FIX):
-                        m.d.sync += [known.eq(1), len_ok.eq((nwords >= 3) & (nwords <= maxw + 2))]
+                        m.d.sync += [known.eq(1), len_ok.eq((widx >= 4) & (widx <= maxw + 3))]
                     with m.Default():
                         m.d.sync += [known.eq(0), len_ok.eq(0)]
                 with m.Switch(op):
@@ -320,9 +326,11 @@ class Link(wiring.Component):
                                 m.next = "READ_LOAD"
                             with m.Case(Op.RUN):
                                 reply(Status.OK, _K_BUF, 1)
+                                m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RUN), baddr.eq(base), wdata.eq(arg1)]
                                 m.next = "RUN"
                             with m.Case(Op.RESET):
                                 reply(Status.OK, _K_NONE, 0)
+                                m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RESET)]
                                 m.next = "RESET"
 
             # ------------------------------------------------------------------------------------
@@ -339,12 +347,11 @@ class Link(wiring.Component):
                 m.next = "WRITE_LOAD"
             with m.State("WRITE_LOAD"):
                 # the buffer word i is registered in ``wdata`` before it drives the bus
-                m.d.sync += [wdata.eq(rd.data), baddr.eq(addr_i)]
+                m.d.sync += [wdata.eq(rd.data), baddr.eq(addr_i), bus_v.eq(1), bus_op.eq(BusOp.WRITE)]
                 m.next = "WRITE_REQ"
             with m.State("WRITE_REQ"):
-                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.WRITE), bus.addr.eq(baddr),
-                             bus.w_data.eq(wdata)]
                 with m.If(bus.ready):
+                    m.d.sync += bus_v.eq(0)
                     with m.If(bus.error):
                         bus_error(baddr)
                     m.d.comb += rd.addr.eq(i + 1)
@@ -355,11 +362,11 @@ class Link(wiring.Component):
                         m.next = "WRITE_LOAD"  # rd.addr = i + 1 now: its word next cycle
 
             with m.State("READ_LOAD"):
-                m.d.sync += baddr.eq(addr_i)
+                m.d.sync += [baddr.eq(addr_i), bus_v.eq(1), bus_op.eq(BusOp.READ)]
                 m.next = "READ"
             with m.State("READ"):
-                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.READ), bus.addr.eq(baddr)]
                 with m.If(bus.ready):
+                    m.d.sync += bus_v.eq(0)
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
                 with m.If(bus.r_valid):
@@ -373,9 +380,8 @@ class Link(wiring.Component):
                         m.next = "READ_LOAD"
 
             with m.State("RUN"):
-                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.RUN), bus.addr.eq(base),
-                             bus.w_data.eq(arg1)]
                 with m.If(bus.ready):
+                    m.d.sync += bus_v.eq(0)
                     m.next = "RUN_WAIT"
             with m.State("RUN_WAIT"):
                 with m.If(bus.r_valid):
@@ -385,8 +391,8 @@ class Link(wiring.Component):
                     finish()
 
             with m.State("RESET"):
-                m.d.comb += [bus.valid.eq(1), bus.op.eq(BusOp.RESET)]
                 with m.If(bus.ready):
+                    m.d.sync += bus_v.eq(0)
                     with m.If(bus.error):
                         bus_error(0)
                     finish()
