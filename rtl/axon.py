@@ -17,11 +17,11 @@ __all__ = ["AxonBuffer"]
 class AxonBuffer(wiring.Component):
     """Holds ``x`` (one 9-bit signed value per axon) and the event list of non-zero axons.
 
-    * ``inp`` (stream of ``{axon, value}``): sets ``x[axon] := value``.  Each write takes two clocks
-      (read-modify-write).  The first time an axon becomes non-zero it is appended to the event
-      list (a per-axon ``listed`` bit prevents duplicates), so the dendrite spends cycles only on
-      non-zero inputs.  Accepted only while ``enable`` is high.
-    * ``clear`` (pulse): walk the event list and zero every listed ``x`` (``count + 1`` clocks,
+    * ``inp`` (stream of ``{axon, value}``): sets ``x[axon] := value``.  Each write takes three clocks
+      (read-modify-write, the read data registered).  The first time an axon becomes non-zero it is
+      appended to the event list (a per-axon ``listed`` bit prevents duplicates), so the dendrite
+      spends cycles only on non-zero inputs.  Accepted only while ``enable`` is high.
+    * ``clear`` (pulse): walk the event list and zero every listed ``x`` (``count + 2`` clocks,
       ``busy`` high meanwhile), then empty the list.  Afterwards ``x`` is all zero.
     * ``count``: entries in the event list.
     * Read ports for the dendrite / LPU / host: ``x_addr``/``x_en`` -> ``x_data`` and
@@ -48,8 +48,13 @@ class AxonBuffer(wiring.Component):
         m = Module()
         g = self.geom
         # x word: value (9 bits) + listed flag (bit 9)
-        m.submodules.xmem = xmem = memory.Memory(shape=unsigned(C.X_BITS + 1), depth=g.a_max, init=[])
-        m.submodules.evt = evt = memory.Memory(shape=unsigned(g.axon_bits), depth=g.a_max, init=[])
+        # no_rw_check: no used read meets a write of the same word (see ``core.NO_RW_CHECK``): the
+        # read-modify-write reads in the accept clock and writes in the next, when no input is
+        # accepted; the clear walk and the event appends never overlap; the engines read during a
+        # step, when nothing is written
+        attrs = {"no_rw_check": 1}
+        m.submodules.xmem = xmem = memory.Memory(shape=unsigned(C.X_BITS + 1), depth=g.a_max, init=[], attrs=attrs)
+        m.submodules.evt = evt = memory.Memory(shape=unsigned(g.axon_bits), depth=g.a_max, init=[], attrs=attrs)
         x_rmw = xmem.read_port(transparent_for=())
         x_ext = xmem.read_port(transparent_for=())
         x_w = xmem.write_port()
@@ -62,40 +67,47 @@ class AxonBuffer(wiring.Component):
             e_ext.addr.eq(self.evt_addr), self.evt_data.eq(e_ext.data),
         ]
 
-        phase = Signal()  # 1: second clock of a read-modify-write
+        # read-modify-write in three clocks: accept (read issued) -> phase1 (read data registered: a
+        # block RAM output drives no logic) -> phase2 (write x, append to the event list)
+        phase1 = Signal()
+        phase2 = Signal()
+        listed = Signal()
         w_axon = Signal(g.axon_bits)
         w_value = Signal(signed(C.X_BITS))
         clearing = Signal()
         c_idx = Signal(range(g.a_max + 1))
         c_valid = Signal()  # an evt read was issued last clock
+        c_valid2 = Signal()  # its data is in c_axon
+        c_axon = Signal(g.axon_bits)
 
         m.d.comb += [
-            self.inp.ready.eq(self.enable & ~phase & ~clearing),
+            self.inp.ready.eq(self.enable & ~phase1 & ~phase2 & ~clearing),
             x_rmw.addr.eq(self.inp.payload.axon),
-            self.busy.eq(clearing | phase),
+            self.busy.eq(clearing | phase1 | phase2),
         ]
         with m.If(self.inp.valid & self.inp.ready):
-            m.d.sync += [phase.eq(1), w_axon.eq(self.inp.payload.axon), w_value.eq(self.inp.payload.value)]
-        with m.If(phase):
-            listed = x_rmw.data[C.X_BITS]
+            m.d.sync += [phase1.eq(1), w_axon.eq(self.inp.payload.axon), w_value.eq(self.inp.payload.value)]
+        with m.If(phase1):
+            m.d.sync += [listed.eq(x_rmw.data[C.X_BITS]), phase1.eq(0), phase2.eq(1)]
+        with m.If(phase2):
             add = ~listed & (w_value != 0)
             m.d.comb += [x_w.addr.eq(w_axon), x_w.data.eq(w_value.as_unsigned() | ((listed | add) << C.X_BITS)),
                          x_w.en.eq(1)]
             with m.If(add):
                 m.d.comb += [e_w.addr.eq(self.count), e_w.data.eq(w_axon), e_w.en.eq(1)]
                 m.d.sync += self.count.eq(self.count + 1)
-            m.d.sync += phase.eq(0)
+            m.d.sync += phase2.eq(0)
 
-        # clear walk: read evt[c_idx], next clock zero x[evt data]
-        with m.If(self.clear & ~clearing & ~phase):
-            m.d.sync += [clearing.eq(1), c_idx.eq(0), c_valid.eq(0)]
+        # clear walk: read evt[c_idx], register the axon next clock, zero x[axon] the clock after
+        with m.If(self.clear & ~clearing & ~phase1 & ~phase2):
+            m.d.sync += [clearing.eq(1), c_idx.eq(0), c_valid.eq(0), c_valid2.eq(0)]
         with m.If(clearing):
             m.d.comb += e_int.addr.eq(c_idx)
-            m.d.sync += c_valid.eq(c_idx < self.count)
+            m.d.sync += [c_valid.eq(c_idx < self.count), c_valid2.eq(c_valid), c_axon.eq(e_int.data)]
             with m.If(c_idx < self.count):
                 m.d.sync += c_idx.eq(c_idx + 1)
-            with m.If(c_valid):
-                m.d.comb += [x_w.addr.eq(e_int.data), x_w.data.eq(0), x_w.en.eq(1)]
-            with m.Elif(c_idx == self.count):
+            with m.If(c_valid2):
+                m.d.comb += [x_w.addr.eq(c_axon), x_w.data.eq(0), x_w.en.eq(1)]
+            with m.Elif(~c_valid & (c_idx == self.count)):
                 m.d.sync += [clearing.eq(0), self.count.eq(0)]
         return m

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, unsigned
-from amaranth.lib import memory, stream, wiring
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from plasticore import contract as C
@@ -25,6 +25,15 @@ from .lpu import PlasticityUnit
 from .soma import Soma
 
 __all__ = ["HybridCore"]
+
+#: Yosys attribute: a read in the same clock as a write to the same word may return anything.  No
+#: read whose data is used ever meets a write to its word (the engines read words they are not
+#: writing, the host reads and writes in different clocks), so the synthesiser need not emulate
+#: read-before-write across the two BRAM ports (that emulation delays every write by a clock and adds an
+#: address comparator and a bypass multiplexer per block RAM, which limited Fmax).
+NO_RW_CHECK = {"no_rw_check": 1}
+#: response FIFO of the access port: deep enough for the read pipeline's round trip at one read per clock
+RSP_DEPTH = 8
 
 PARAM_DEFAULTS = {"theta": 1, "lam": C.FRAC8_ONE, "decay": C.FRAC8_ONE, "h_clamp": C.smax(C.H_BITS), "emit": 1}
 
@@ -74,7 +83,8 @@ class HybridCore(wiring.Component):
             if mid == Mem.X:
                 continue
             info = MEMS[mid]
-            mem = memory.Memory(shape=unsigned(geom.word_bits(mid)), depth=geom.depth(mid), init=[])
+            mem = memory.Memory(shape=unsigned(geom.word_bits(mid)), depth=geom.depth(mid), init=[],
+                                attrs=NO_RW_CHECK)
             m.submodules[f"mem_{mid.name.lower()}"] = mems[mid] = mem
             rps[mid] = mem.read_port(transparent_for=())
             wps[mid] = mem.write_port(granularity=info.bits if info.lanes else None)
@@ -92,25 +102,60 @@ class HybridCore(wiring.Component):
         steps = Signal(32)
         start_req = Signal()
         clear_req = Signal()
+        # static registers (they follow the parameter registers one clock later, long before a step
+        # uses them): groups, groups - 1 (signed, so that N = 0 compares like ``g + 1 < 0``)
         n_groups = Signal(range(G + 1))
-        m.d.comb += n_groups.eq((params.n_neurons + (P - 1)) >> logp)
+        ng_m1 = Signal(signed(len(n_groups) + 1))
+        m.d.sync += [n_groups.eq((params.n_neurons + (P - 1)) >> logp),
+                     ng_m1.eq(((params.n_neurons + (P - 1)) >> logp) - 1)]
 
         # ---- host access -------------------------------------------------------------------
+        # A memory request is registered (``hq_*``) before it drives the memory ports, so no port
+        # address / enable / data comes from the bus handshake logic.  Reads: accept -> request register
+        # (read issued) -> data present (``d``) -> data registered (``e``) -> selected word registered
+        # (``f``) -> response FIFO.
+        # ``credits`` = free response slots minus reads in flight; a request is accepted only while a
+        # slot is free, so the pipeline never stalls (one request per clock while ``bus_rsp.ready``).
         req = self.bus.payload
-        pend = Signal()
-        pend_mem = Signal(4)
-        reg_rdata = Signal(geom.data_bits)
-        rsp_valid = Signal()
-        rsp_data = Signal(geom.data_bits)
-        m.d.comb += [self.bus_rsp.valid.eq(rsp_valid), self.bus_rsp.payload.eq(rsp_data)]
-        move = Signal()
-        m.d.comb += move.eq(pend & (~rsp_valid | self.bus_rsp.ready))
-        idle = Signal()
-        m.d.comb += self.bus.ready.eq(idle & ~axb.busy & (~pend | move))
+        idle = Signal(init=1)  # register, = state IDLE of the sequencer (kept in step with its transitions)
+        m.submodules.rsp_fifo = rsp_fifo = fifo.SyncFIFOBuffered(width=geom.data_bits, depth=RSP_DEPTH)
+        m.d.comb += [self.bus_rsp.valid.eq(rsp_fifo.r_rdy), self.bus_rsp.payload.eq(rsp_fifo.r_data),
+                     rsp_fifo.r_en.eq(self.bus_rsp.ready)]
+        credits = Signal(range(RSP_DEPTH + 1), init=RSP_DEPTH)
+        # nothing is accepted once a step or clear is requested: the sequencer leaves IDLE only with
+        # the request register empty, and a request accepted in that clock would reach the ports late
+        m.d.comb += self.bus.ready.eq(idle & ~axb.busy & (credits != 0) & ~start_req & ~clear_req)
         accept = Signal()
         m.d.comb += accept.eq(self.bus.valid & self.bus.ready)
         acc_r = accept & ~req.we
         acc_w = accept & req.we
+        rsp_out = rsp_fifo.r_rdy & self.bus_rsp.ready
+        with m.If(acc_r & ~rsp_out):
+            m.d.sync += credits.eq(credits - 1)
+        with m.Elif(~acc_r & rsp_out):
+            m.d.sync += credits.eq(credits + 1)
+        hq_rd = Signal()
+        hq_mem = Signal(4)
+        hq_addr = Signal(geom.addr_bits)
+        hq_data = Signal(geom.data_bits)
+        hq_wen = {mid: Signal(P if MEMS[mid].lanes else 1, name=f"hq_wen_{mid.name.lower()}") for mid in wps}
+        m.d.sync += [hq_rd.eq(acc_r), hq_mem.eq(req.mem), hq_addr.eq(req.addr), hq_data.eq(req.data)]
+        for mid, en in hq_wen.items():
+            sel = acc_w & (req.mem == mid)
+            m.d.sync += en.eq(Mux(sel, req.mask, 0) if MEMS[mid].lanes else sel)
+        hq_busy = hq_rd
+        for en in hq_wen.values():
+            hq_busy = hq_busy | en.any()
+        d_rd = Signal()
+        d_mem = Signal(4)
+        reg_rdata = Signal(geom.data_bits)
+        e_rd = Signal()
+        e_mem = Signal(4)
+        reg_rdata_e = Signal(geom.data_bits)
+        f_rd = Signal()
+        f_data = Signal(geom.data_bits)
+        m.d.sync += [d_rd.eq(hq_rd), d_mem.eq(hq_mem)]
+        m.d.comb += [rsp_fifo.w_en.eq(f_rd), rsp_fifo.w_data.eq(f_data)]
 
         # axon input: bus writes of X or the axon_in stream
         bus_x = Signal()
@@ -142,30 +187,32 @@ class HybridCore(wiring.Component):
         ro = {Reg.STATUS: ~idle, Reg.CYCLES: cycles, Reg.EVENTS: axb.count, Reg.OUT_COUNT: soma.out_count,
               Reg.STEPS: steps, Reg.GEOM_A: Const(geom.a_max, 11), Reg.GEOM_N: Const(geom.n_max, 11),
               Reg.GEOM_P: Const(P, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(CORE_VERSION, 8)}
-        with m.If(acc_r):
-            m.d.sync += [pend_mem.eq(req.mem), reg_rdata.eq(0)]
-            with m.Switch(req.addr):
-                for r in PARAM_REGS:
-                    with m.Case(int(r)):
-                        m.d.sync += reg_rdata.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
-                for r, v in ro.items():
-                    with m.Case(int(r)):
-                        m.d.sync += reg_rdata.eq(v)
-        m.d.sync += pend.eq(acc_r | (pend & ~move))
-        with m.If(move):
-            m.d.sync += rsp_valid.eq(1)
-            with m.Switch(pend_mem):
-                for mid, rp in rps.items():
-                    with m.Case(int(mid)):
-                        m.d.sync += rsp_data.eq(rp.data)
-                with m.Case(int(Mem.X)):
-                    m.d.sync += rsp_data.eq(axb.x_data.as_unsigned())
-                with m.Case(int(Mem.REG)):
-                    m.d.sync += rsp_data.eq(reg_rdata)
-                with m.Default():
-                    m.d.sync += rsp_data.eq(0)
-        with m.Elif(self.bus_rsp.ready):
-            m.d.sync += rsp_valid.eq(0)
+        # register read: the value in the clock the read is issued (after every earlier write)
+        m.d.sync += reg_rdata.eq(0)
+        with m.Switch(hq_addr):
+            for r in PARAM_REGS:
+                with m.Case(int(r)):
+                    m.d.sync += reg_rdata.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
+            for r, v in ro.items():
+                with m.Case(int(r)):
+                    m.d.sync += reg_rdata.eq(v)
+        # every memory output is first captured by a register with no logic in front of it (a block
+        # RAM's clock-to-output time leaves no room for a multiplexer; the engines capture the same
+        # outputs, and the synthesiser merges the identical registers), then selected
+        rd_reg = {mid: Signal(len(rp.data), name=f"rd_{mid.name.lower()}") for mid, rp in rps.items()}
+        rd_x = Signal(C.X_BITS)
+        m.d.sync += [rd_reg[mid].eq(rp.data) for mid, rp in rps.items()] + [rd_x.eq(axb.x_data.as_unsigned())]
+        m.d.sync += [e_mem.eq(d_mem), e_rd.eq(d_rd), f_rd.eq(e_rd), reg_rdata_e.eq(reg_rdata)]
+        with m.Switch(e_mem):
+            for mid in rps:
+                with m.Case(int(mid)):
+                    m.d.sync += f_data.eq(rd_reg[mid])
+            with m.Case(int(Mem.X)):
+                m.d.sync += f_data.eq(rd_x)
+            with m.Case(int(Mem.REG)):
+                m.d.sync += f_data.eq(reg_rdata_e)
+            with m.Default():
+                m.d.sync += f_data.eq(0)
 
         # ---- engine wiring -----------------------------------------------------------------
         m.d.comb += [
@@ -189,18 +236,12 @@ class HybridCore(wiring.Component):
         in_lpu = Signal()
 
         with m.If(idle):
-            # host owns every port
+            # host owns every port, driven from the request register
             for rp in rps.values():
-                m.d.comb += [rp.addr.eq(req.addr), rp.en.eq(acc_r)]
-            m.d.comb += [axb.x_addr.eq(req.addr), axb.x_en.eq(acc_r)]
+                m.d.comb += [rp.addr.eq(hq_addr), rp.en.eq(hq_rd)]
+            m.d.comb += [axb.x_addr.eq(hq_addr), axb.x_en.eq(hq_rd)]
             for mid, wp in wps.items():
-                info = MEMS[mid]
-                sel = acc_w & (req.mem == mid)
-                m.d.comb += [wp.addr.eq(req.addr), wp.data.eq(req.data)]
-                if info.lanes:
-                    m.d.comb += wp.en.eq(Mux(sel, req.mask, 0))
-                else:
-                    m.d.comb += wp.en.eq(sel)
+                m.d.comb += [wp.addr.eq(hq_addr), wp.data.eq(hq_data), wp.en.eq(hq_wen[mid])]
         with m.Else():
             m.d.comb += axb.x_en.eq(1)
             for rp in rps.values():
@@ -220,15 +261,14 @@ class HybridCore(wiring.Component):
             ]
 
         # ---- step sequencer ----------------------------------------------------------------
-        with m.FSM(name="seq") as fsm:
-            m.d.comb += idle.eq(fsm.ongoing("IDLE"))
+        with m.FSM(name="seq"):
             with m.State("IDLE"):
-                with m.If(clear_req & ~pend & ~axb.busy):
-                    m.d.sync += [clear_req.eq(0), zc.eq(0)]
+                with m.If(clear_req & ~hq_busy & ~axb.busy):
+                    m.d.sync += [clear_req.eq(0), zc.eq(0), idle.eq(0)]
                     m.d.comb += axb.clear.eq(1)
                     m.next = "ZERO"
-                with m.Elif(start_req & ~pend & ~axb.busy):
-                    m.d.sync += [start_req.eq(0), cyc.eq(0), g.eq(0), gbase.eq(0), jbase.eq(0)]
+                with m.Elif(start_req & ~hq_busy & ~axb.busy):
+                    m.d.sync += [start_req.eq(0), cyc.eq(0), g.eq(0), gbase.eq(0), jbase.eq(0), idle.eq(0)]
                     m.d.comb += [den.start.eq(1), soma.clear_count.eq(1)]
                     m.next = "INTEG"
             with m.State("ZERO"):
@@ -238,14 +278,15 @@ class HybridCore(wiring.Component):
                     m.d.sync += zc.eq(zc + 1)
                 with m.Elif(~axb.busy):
                     m.d.comb += self.done.eq(1)
+                    m.d.sync += idle.eq(1)
                     m.next = "IDLE"
             with m.State("INTEG"):
                 with m.If(den.acc_valid & soma.ready):
                     m.d.comb += soma.load.eq(1)
                     m.d.sync += [jbase.eq(jbase + P), g.eq(g + 1)]
-                    with m.If(g + 1 < n_groups):
-                        m.d.sync += gbase.eq(gbase + params.n_axons)
-                        m.d.comb += [den.start.eq(1), den.gbase.eq(gbase + params.n_axons)]
+                    with m.If(g < ng_m1):  # g + 1 < n_groups
+                        m.d.sync += gbase.eq(gbase + params.n_axons)  # the dendrite reads it from the next clock
+                        m.d.comb += den.start.eq(1)
                     with m.Else():
                         m.next = "DRAIN"
             with m.State("DRAIN"):
@@ -264,7 +305,7 @@ class HybridCore(wiring.Component):
             with m.State("CLRWAIT"):
                 with m.If(~axb.busy):
                     m.d.comb += self.done.eq(1)
-                    m.d.sync += [cycles.eq(cyc + 1), steps.eq(steps + 1)]
+                    m.d.sync += [cycles.eq(cyc + 1), steps.eq(steps + 1), idle.eq(1)]
                     m.next = "IDLE"
         with m.If(~idle):
             m.d.sync += cyc.eq(cyc + 1)
@@ -285,15 +326,15 @@ def step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plas
         "integrate": d + (G - 1) * max(d, P),  # groups overlap with the soma of the previous group
         "soma_drain": P + SOMA_LATENCY + 1,  # last group: P issues + pipeline
         "lpu": G * n_axons + LPU_LATENCY + 1 if plastic else 0,  # one H word (P synapses) per clock
-        "clear": E + 3 if E else 2,  # zero the listed inputs
+        "clear": E + 4 if E else 2,  # zero the listed inputs
     }
 
 
 def step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool) -> int:
     """Clock cycles of one step (register ``CYCLES``: clocks with ``busy`` high), see ``docs/core.md``.
 
-    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``D = E + 6`` (2 if ``E == 0``)::
+    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``D = E + 8`` (2 if ``E == 0``)::
 
-        cycles = D + (G - 1) * max(D, P)  +  (P + 12)  +  plastic * (G * A + 7)  +  (E + 3 | 2)
+        cycles = D + (G - 1) * max(D, P)  +  (P + 14)  +  plastic * (G * A + 10)  +  (E + 4 | 2)
     """
     return sum(step_cycle_parts(events, n_axons, n_neurons, lanes, plastic).values())

@@ -11,9 +11,9 @@ from plasticore.core_map import CoreGeometry
 
 __all__ = ["Dendrite", "DENDRITE_LATENCY"]
 
-#: clocks from the last event issue to ``acc_valid`` (evt read, axon register, synapse read, product,
-#: accumulate)
-DENDRITE_LATENCY = 5
+#: clocks from the last event issue to ``acc_valid`` (evt read, evt data register, axon + synapse
+#: address register, synapse read, read-data register, product, accumulate)
+DENDRITE_LATENCY = 7
 
 
 class Dendrite(wiring.Component):
@@ -22,9 +22,11 @@ class Dendrite(wiring.Component):
 
     ``start`` (pulse, with ``gbase`` = word address of the group's first row and ``n_events``)
     clears the accumulators and issues one event per clock: ``evt_addr = e`` -> (next clock) axon
-    ``a`` (registered) -> ``x_addr = a``, ``syn_addr = gbase + a`` -> (next clock) products of the P lanes ->
-    (next clock) accumulate.  ``acc_valid`` rises ``n_events + DENDRITE_LATENCY`` clocks after
-    ``start`` and stays high (accumulators held) until the next ``start``.  Graded inputs use the
+    ``a`` registered -> registered ``x_addr = a``, ``syn_addr = gbase + a`` -> (next clock) read data registered
+    (memory outputs drive no logic) -> (next clock) products of the P lanes -> (next clock) accumulate.
+    ``gbase`` must be stable from the clock after ``start`` to the end of the pass.  ``acc_valid``
+    rises ``n_events + DENDRITE_LATENCY`` clocks after ``start`` and stays high (accumulators held)
+    until the next ``start``.  Graded inputs use the
     same path: the lane products are full 9 x 8 and 9 x 16 bit multiplies (MAC), exact widths.
     """
 
@@ -57,14 +59,22 @@ class Dendrite(wiring.Component):
         e = Signal(range(self.geom.a_max + 1))
         issuing = Signal()
         v1 = Signal()
+        v1a = Signal()
+        ev = Signal(self.geom.axon_bits)
         v1b = Signal()
         ax = Signal(self.geom.axon_bits)
+        syn = Signal(self.geom.addr_bits)
+        v1c = Signal()
+        xd = Signal(signed(C.X_BITS))
+        wd = Signal(data.ArrayLayout(signed(C.W_BITS), P))
+        hd = Signal(data.ArrayLayout(signed(C.H_BITS), P))
+        md = Signal(P)
         v2 = Signal()
         v3 = Signal()
         pw = Signal(data.ArrayLayout(signed(C.X_BITS + C.W_BITS), P))
         ph = Signal(data.ArrayLayout(signed(C.X_BITS + C.H_BITS), P))
 
-        m.d.comb += self.busy.eq(issuing | v1 | v1b | v2 | v3)
+        m.d.comb += self.busy.eq(issuing | v1 | v1a | v1b | v1c | v2 | v3)
         # stage 0: issue event reads
         m.d.comb += self.evt_addr.eq(e)
         with m.If(self.start):
@@ -74,23 +84,27 @@ class Dendrite(wiring.Component):
             m.d.sync += e.eq(e + 1)
             with m.If(e + 1 == self.n_events):
                 m.d.sync += issuing.eq(0)
-        m.d.sync += [v1.eq(issuing & ~self.start), v1b.eq(v1), v2.eq(v1b), v3.eq(v2)]
-        # stage 1: event data is the axon index (registered, so the address adder starts from a flop)
-        m.d.sync += ax.eq(self.evt_data)
+        m.d.sync += [v1.eq(issuing & ~self.start), v1a.eq(v1), v1b.eq(v1a), v1c.eq(v1b), v2.eq(v1c), v3.eq(v2)]
+        # stage 1: event data (the axon index) registered; stage 1a: the x and synapse addresses are
+        # registered, so the memory address inputs are driven from flops
+        m.d.sync += [ev.eq(self.evt_data), ax.eq(ev), syn.eq(self.gbase + ev)]
         # stage 1b: read x and the synapse word of this group
-        m.d.comb += [self.x_addr.eq(ax), self.syn_addr.eq(self.gbase + ax)]
+        m.d.comb += [self.x_addr.eq(ax), self.syn_addr.eq(syn)]
+        # stage 1c: register the read data next to the memories (routing from the BRAMs gets a clock)
+        m.d.sync += [xd.eq(self.x_data), wd.eq(self.w_data), hd.eq(self.h_data), md.eq(self.m_data)]
         # stage 2: lane products
         with m.If(v2):
             for k in range(P):
                 m.d.sync += [
-                    pw[k].eq(self.x_data * self.w_data[k]),
-                    ph[k].eq(Mux(self.m_data[k], self.x_data * self.h_data[k], 0)),
+                    pw[k].eq(xd * wd[k]),
+                    ph[k].eq(Mux(md[k], xd * hd[k], 0)),
                 ]
         # stage 3: accumulate
         with m.If(v3 & ~self.start):
             for k in range(P):
                 m.d.sync += [self.acc_w[k].eq(self.acc_w[k] + pw[k]), self.acc_h[k].eq(self.acc_h[k] + ph[k])]
-        with m.If(~self.start & ~issuing & ~v1 & ~v1b & ~v2 & ~v3 & ~self.acc_valid & self._armed(m)):
+        with m.If(~self.start & ~issuing & ~v1 & ~v1a & ~v1b & ~v1c & ~v2 & ~v3 & ~self.acc_valid
+                  & self._armed(m)):
             m.d.sync += self.acc_valid.eq(1)
         return m
 

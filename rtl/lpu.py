@@ -14,21 +14,24 @@ from .layouts import param_layout
 
 __all__ = ["PlasticityUnit", "LPU_LATENCY"]
 
-#: clocks from the last word's read issue to its H write (L1..L6)
-LPU_LATENCY = 6
+#: clocks from the last word's read issue to its H write (L1..L9)
+LPU_LATENCY = 9
 
 
 class PlasticityUnit(wiring.Component):
     """Sweeps every H word of the active layer once: word ``g*n_axons + i`` holds the P synapses
-    (i, g*P .. g*P+P-1).  One word (P synapses) per clock, fully pipelined::
+    (i, g*P .. g*P+P-1).  One word (P synapses) per clock, fully pipelined (every stage starts and ends at a register)::
 
         L0  read H[g*A+i], x[i], beta[i], f[g]
-        L1  gp = beta_i * x_i
-        L2  g_i = sat16(rshift_round(gp, x_frac))
-        L3  gf_k = g_i * f_k;  hd_k = H_k * decay
-        L4  gf_k + 2**(dh_shift-1);  hd_k = rshift_round(hd_k, 8)
-        L5  dh_k = sign * (.. >> dh_shift)      (= sign * rshift_round(gf_k, dh_shift))
-        L6  H_k = clip(hd_k + dh_k, -h_clamp, h_clamp); write back
+        L1  register the read data (memory outputs drive no logic)
+        L2  gp = beta_i * x_i
+        L3  g_i = sat16(rshift_round(gp, x_frac))
+        L4  gf_k = g_i * f_k;  hd_k = H_k * decay
+        L5  gf_k + 2**(dh_shift-1);  hd_k = rshift_round(hd_k, 8)
+        L6  dh_k = .. >> dh_shift                     (= rshift_round(gf_k, dh_shift))
+        L7  s_k = hd_k + sign * dh_k
+        L8  H_k = clip(s_k, -h_clamp, h_clamp)
+        L9  write back (from a register: the write data, address and enable drive the BRAMs directly)
 
     ``start`` (pulse) begins the sweep over ``n_groups`` x ``params.n_axons`` words; ``busy`` falls
     ``n_groups * n_axons + LPU_LATENCY`` clocks after it.  f_j comes from the soma (once per neuron).
@@ -65,12 +68,17 @@ class PlasticityUnit(wiring.Component):
         i = Signal(range(geom.a_max + 1))
         g = Signal(range(geom.groups + 1))
         last = Signal()
-        m.d.comb += last.eq((i + 1 == p.n_axons) & (g + 1 == self.n_groups))
+        # static registers: n_axons - 1, n_groups - 1 (an equality test, no adder, on the control path)
+        na_m1 = Signal(signed(len(p.n_axons) + 1))
+        ng_m1 = Signal(signed(len(self.n_groups) + 1))
+        m.d.sync += [na_m1.eq(p.n_axons - 1), ng_m1.eq(self.n_groups - 1)]
+        end_row = Signal()
+        m.d.comb += [end_row.eq(i == na_m1), last.eq(end_row & (g == ng_m1))]
         with m.If(self.start):
             m.d.sync += [running.eq(self.n_groups != 0), addr.eq(0), i.eq(0), g.eq(0)]
         with m.Elif(running):
             m.d.sync += addr.eq(addr + 1)
-            with m.If(i + 1 == p.n_axons):
+            with m.If(end_row):
                 m.d.sync += [i.eq(0), g.eq(g + 1)]
             with m.Else():
                 m.d.sync += i.eq(i + 1)
@@ -81,47 +89,56 @@ class PlasticityUnit(wiring.Component):
         def stage(name, fields):
             return Signal(data.StructLayout({"v": 1, "a": AB, **fields}), name=name)
 
-        hl = data.ArrayLayout(signed(C.H_BITS), P)
-        l1 = stage("l1", {})
-        l2 = stage("l2", {"gp": signed(C.BETA_BITS + C.X_BITS), "h": hl, "f": data.ArrayLayout(signed(C.F_BITS), P)})
-        l3 = stage("l3", {"g": signed(C.G_BITS), "h": hl, "f": data.ArrayLayout(signed(C.F_BITS), P)})
-        l4 = stage("l4", {"gf": data.ArrayLayout(signed(C.G_BITS + C.F_BITS), P),
-                          "hd": data.ArrayLayout(signed(C.H_BITS + C.FRAC8_BITS + 1), P)})
         SW = C.SHIFT_MAX + 2
         GF = C.G_BITS + C.F_BITS
-        l5 = stage("l5", {"gfa": data.ArrayLayout(signed(max(GF, SW) + 1), P),
+        hl = data.ArrayLayout(signed(C.H_BITS), P)
+        fl = data.ArrayLayout(signed(C.F_BITS), P)
+        l1 = stage("l1", {})
+        l2 = stage("l2", {"beta": signed(C.BETA_BITS), "x": signed(C.X_BITS), "h": hl, "f": fl})
+        l3 = stage("l3", {"gp": signed(C.BETA_BITS + C.X_BITS), "h": hl, "f": fl})
+        l4 = stage("l4", {"g": signed(C.G_BITS), "h": hl, "f": fl})
+        l5 = stage("l5", {"gf": data.ArrayLayout(signed(GF), P),
+                          "hd": data.ArrayLayout(signed(C.H_BITS + C.FRAC8_BITS + 1), P)})
+        l6 = stage("l6", {"gfa": data.ArrayLayout(signed(max(GF, SW) + 1), P),
                           "hd": data.ArrayLayout(signed(C.H_BITS + 2), P)})
-        l6 = stage("l6", {"dh": data.ArrayLayout(signed(GF + 1), P),
+        l7 = stage("l7", {"dh": data.ArrayLayout(signed(max(GF, SW) + 1), P),
                           "hd": data.ArrayLayout(signed(C.H_BITS + 2), P)})
+        l8 = stage("l8", {"s": data.ArrayLayout(signed(max(GF, SW) + 3), P)})
+        l9 = stage("l9", {"h": hl})
+        stages = (l1, l2, l3, l4, l5, l6, l7, l8, l9)
+        assert len(stages) == LPU_LATENCY
+        # static registers, off the datapath: rounding constant, -h_clamp
         half_dh = Signal(SW)
-        m.d.sync += half_dh.eq(round_half(p.dh_shift, SW))  # static register: off the datapath
+        hc = Signal(signed(C.H_BITS))
+        neg_hc = Signal(signed(C.H_BITS))
+        m.d.sync += [half_dh.eq(round_half(p.dh_shift, SW)), hc.eq(p.h_clamp), neg_hc.eq(-p.h_clamp)]
+        for dst, src in zip(stages[1:], stages[:-1], strict=True):
+            m.d.sync += [dst.v.eq(src.v), dst.a.eq(src.a)]
         # L0 -> l1: reads in flight
         m.d.sync += [l1.v.eq(running & ~self.start), l1.a.eq(addr)]
-        # L1: data of l1.a present
-        m.d.sync += [l2.v.eq(l1.v), l2.a.eq(l1.a), l2.gp.eq(self.beta_data * self.x_data),
-                     l2.h.eq(self.h_rdata), l2.f.eq(self.f_data)]
+        # L1: data of l1.a present, registered
+        m.d.sync += [l2.beta.eq(self.beta_data), l2.x.eq(self.x_data), l2.h.eq(self.h_rdata), l2.f.eq(self.f_data)]
         # L2
-        x_frac = Mux(p.input_kind == int(C.InputKind.GRADED), C.X_FRAC[C.InputKind.GRADED], 0)
-        m.d.sync += [l3.v.eq(l2.v), l3.a.eq(l2.a), l3.g.eq(sat(rshift_round(l2.gp, x_frac, 8), C.G_BITS)),
-                     l3.h.eq(l2.h), l3.f.eq(l2.f)]
+        m.d.sync += [l3.gp.eq(l2.beta * l2.x), l3.h.eq(l2.h), l3.f.eq(l2.f)]
         # L3
-        m.d.sync += [l4.v.eq(l3.v), l4.a.eq(l3.a)]
+        x_frac = Mux(p.input_kind == int(C.InputKind.GRADED), C.X_FRAC[C.InputKind.GRADED], 0)
+        m.d.sync += [l4.g.eq(sat(rshift_round(l3.gp, x_frac, 8), C.G_BITS)), l4.h.eq(l3.h), l4.f.eq(l3.f)]
         for k in range(P):
-            m.d.sync += [l4.gf[k].eq(l3.g * l3.f[k]), l4.hd[k].eq(l3.h[k] * p.decay)]
-        # L4: rounding add of g*f, rounded decay
-        m.d.sync += [l5.v.eq(l4.v), l5.a.eq(l4.a)]
-        for k in range(P):
-            m.d.sync += [l5.gfa[k].eq(l4.gf[k] + half_dh), l5.hd[k].eq((l4.hd[k] + 128) >> 8)]
-        # L5: shift, Hebbian sign (applied after rounding)
-        m.d.sync += [l6.v.eq(l5.v), l6.a.eq(l5.a)]
-        for k in range(P):
-            dh = l5.gfa[k] >> p.dh_shift
-            m.d.sync += [l6.dh[k].eq(Mux(p.hebb_neg, -dh, dh)), l6.hd[k].eq(l5.hd[k])]
-        # L6: clamp and write back
-        hc = p.h_clamp
-        for k in range(P):
-            s = l6.hd[k] + l6.dh[k]
-            m.d.comb += self.h_wdata[k].eq(Mux(s > hc, hc, Mux(s < -hc, -hc, s)))
-        m.d.comb += [self.h_waddr.eq(l6.a), self.h_we.eq(l6.v)]
-        m.d.comb += self.busy.eq(running | l1.v | l2.v | l3.v | l4.v | l5.v | l6.v)
+            # L4
+            m.d.sync += [l5.gf[k].eq(l4.g * l4.f[k]), l5.hd[k].eq(l4.h[k] * p.decay)]
+            # L5: rounding add of g*f, rounded decay
+            m.d.sync += [l6.gfa[k].eq(l5.gf[k] + half_dh), l6.hd[k].eq((l5.hd[k] + 128) >> 8)]
+            # L6: shift
+            m.d.sync += [l7.dh[k].eq(l6.gfa[k] >> p.dh_shift), l7.hd[k].eq(l6.hd[k])]
+            # L7: Hebbian sign (applied after rounding) and the decayed H
+            m.d.sync += l8.s[k].eq(Mux(p.hebb_neg, l7.hd[k] - l7.dh[k], l7.hd[k] + l7.dh[k]))
+            # L8: clamp
+            sk = l8.s[k]
+            m.d.sync += l9.h[k].eq(Mux(sk > hc, hc, Mux(sk < neg_hc, neg_hc, sk)))
+        # write back from the register
+        m.d.comb += [self.h_wdata.eq(l9.h), self.h_waddr.eq(l9.a), self.h_we.eq(l9.v)]
+        busy = running
+        for st in stages:
+            busy = busy | st.v
+        m.d.comb += self.busy.eq(busy)
         return m

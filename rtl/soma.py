@@ -14,8 +14,11 @@ from .layouts import param_layout, spike_event_layout
 
 __all__ = ["Soma", "SOMA_LATENCY"]
 
-#: pipeline stages from a neuron's issue to its f write (u/s are written in S6)
-SOMA_LATENCY = 11
+#: pipeline stages from a neuron's issue to its f write (u/s are written in S9)
+SOMA_LATENCY = 13
+#: multiplier operands wider than a MULT18X18D are split at this bit; the partial products are
+#: registered and added in the next stage (with the rounding constant that follows them anyway)
+MUL_SPLIT = 17
 OUT_FIFO_DEPTH = 32
 
 
@@ -26,16 +29,22 @@ class Soma(wiring.Component):
     ``group`` (first neuron ``jbase``); the soma then issues one neuron per clock (P clocks per
     group, lanes beyond ``params.n_neurons`` are computed but not written) through the pipeline::
 
-        S1   prodH = alpha * accH;  aw = accW << acc_shift;  v = u - theta*s (soft) | s ? 0 : u (hard)
-        S2   prodH + 2**(alpha_shift-1);  vl = v * lam;  awb = aw + b
-        S3   ih = sat_U(.. >> alpha_shift);  vlr = rshift_round(vl, 8)
-        S4   I = sat_U(awb + ih)
-        S5   u' = sat_U(vlr + I) (LIF) | I (ANN);  I + 2**(ann_shift-1)
-        S6   s' = [u' > theta] (LIF) | clip(.. >> ann_shift) (ANN); write u, s; emit {j, s'} if s' != 0
-        S7   pz = u' * recip;  S8  pz + 2**(recip_shift-1);  S9  >> recip_shift
-        S10  idx = clip(z - eta, -256, 255) + 256, read lut[idx];  S11  write f[group] lane k
+        S1   register the memory data (u, s, b, eta); alpha * accH as two partial products;
+             aw = accW << acc_shift
+        S2   prodH + 2**(alpha_shift-1) (partial products joined);  v = u - theta*s (soft) | s ? 0 : u (hard);
+             awb = aw + b
+        S3   v * lam as two partial products;  prodH >> alpha_shift
+        S4   vlr = rshift_round(v * lam, 8) (joined);  ih = sat_U(..)
+        S5   I = sat_U(awb + ih)
+        S6   u' = sat_U(vlr + I) (LIF) | I (ANN);  I + 2**(ann_shift-1)
+        S7   y = .. >> ann_shift;  u' * recip as two partial products
+        S8   s' = [u' > theta] (LIF) | clip(y) (ANN);  u' * recip + 2**(recip_shift-1) (joined)
+        S9   write u, s; emit {j, s'} if s' != 0 (from registers);  >> recip_shift
+        S10  idx = clip(z - eta, -256, 255) + 256, read lut[idx]
+        S11  (read in flight)  S12  register lut data  S13  write f[group] lane k
 
-    Every ``rshift_round`` is split into a rounding add and a shift stage (Fmax).
+    Every ``rshift_round`` is split into a rounding add and a shift stage, every multiply starts and
+    ends at a register, and the memory outputs drive only registers (Fmax).
     ``ready`` is high when the lane buffer is empty (or its last lane issues this clock); ``idle``
     when the buffer and the pipeline are empty.  Non-zero outputs go to ``out`` through a FIFO; a
     neuron issues only while the FIFO has room for everything in flight, so nothing is dropped.
@@ -95,8 +104,10 @@ class Soma(wiring.Component):
         j = Signal(nb + 1)
         k = Signal(range(P))
         grp = Signal.like(self.group)
+        # registered (off the issue path): the level grows by at most 1 per clock, so one more entry
+        # of margin than the in-flight bound keeps the FIFO from overflowing
         room = Signal()
-        m.d.comb += room.eq(ofifo.level <= OUT_FIFO_DEPTH - SOMA_LATENCY - 2)
+        m.d.sync += room.eq(ofifo.level <= OUT_FIFO_DEPTH - SOMA_LATENCY - 3)
         issue = Signal()
         m.d.comb += issue.eq((rem != 0) & room)
         m.d.comb += self.ready.eq((rem == 0) | ((rem == 1) & issue))
@@ -123,102 +134,133 @@ class Soma(wiring.Component):
         m.d.sync += [half_a.eq(round_half(p.alpha_shift, SW)), half_n.eq(round_half(p.ann_shift, SW)),
                      half_z.eq(round_half(p.recip_shift, SW))]
 
-        r1 = stage("r1", {"aw": signed(self.aw_bits), "ah": signed(self.ah_bits)})
-        r2 = stage("r2", {"prodh": signed(PH), "aw": signed(AWS), "b": signed(C.B_BITS),
-                          "vm": signed(U + 1), "eta": signed(C.ETA_BITS)})
-        r3 = stage("r3", {"pha": signed(max(PH, SW) + 1), "vl": signed(U + 1 + C.FRAC8_BITS + 1),
-                          "awb": signed(AWS + 1), "eta": signed(C.ETA_BITS)})
-        r4 = stage("r4", {"ih": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "awb": signed(AWS + 1),
-                          "eta": signed(C.ETA_BITS)})
-        r5 = stage("r5", {"i": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "eta": signed(C.ETA_BITS)})
-        r6 = stage("r6", {"u": signed(U), "ya": signed(SW + 1), "eta": signed(C.ETA_BITS)})
-        r7 = stage("r7", {"pz": signed(PZ), "eta": signed(C.ETA_BITS)})
-        r8 = stage("r8", {"pza": signed(max(PZ, SW) + 1), "eta": signed(C.ETA_BITS)})
-        r9 = stage("r9", {"zs": signed(PZ), "eta": signed(C.ETA_BITS)})
-        r10 = stage("r10", {"idx": unsigned(C.LUT_INDEX_BITS)})
-        r11 = stage("r11", {})
-        stages = (r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11)
-        assert len(stages) == SOMA_LATENCY
+        def split(v):
+            """``v = hi * 2**MUL_SPLIT + lo`` (``lo`` unsigned) so that ``v * c = (hi*c << MUL_SPLIT) + lo*c``."""
+            return v[:MUL_SPLIT], v[MUL_SPLIT:].as_signed()
+
+        def join(lo, hi):
+            return (hi << MUL_SPLIT) + lo
+
+        def shp(e):
+            return e.shape()
 
         def carry(dst, src):
             return [dst.v.eq(src.v), dst.j.eq(src.j), dst.k.eq(src.k), dst.g.eq(src.g)]
 
-        # S0 -> r1
+        # S0 -> r1: memory reads of j in flight
+        r1 = stage("r1", {"aw": signed(self.aw_bits), "ah": signed(self.ah_bits)})
         m.d.sync += [r1.v.eq(issue), r1.j.eq(j), r1.k.eq(k), r1.g.eq(grp),
                      r1.aw.eq(bw[0]), r1.ah.eq(bh[0])]
-        # S1 -> r2 (memory data of r1.j is on *_data now): alpha * accH, reset
-        s_prev = self.s_data != 0
-        v_soft = self.u_data - Mux(s_prev, theta, 0)
-        v_hard = Mux(s_prev, 0, self.u_data)
+        # S1 -> r2: memory data registered; alpha * accH (partial products)
+        ah_lo, ah_hi = split(r1.ah)
+        r2 = stage("r2", {"u": signed(U), "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS),
+                          "pa_lo": shp(ah_lo * p.alpha), "pa_hi": shp(ah_hi * p.alpha), "aw": signed(AWS)})
         m.d.sync += carry(r2, r1) + [
-            r2.prodh.eq(r1.ah * p.alpha),
+            r2.u.eq(self.u_data), r2.s.eq(self.s_data), r2.b.eq(self.b_data), r2.eta.eq(self.eta_data),
+            r2.pa_lo.eq(ah_lo * p.alpha), r2.pa_hi.eq(ah_hi * p.alpha),
             r2.aw.eq(r1.aw << p.acc_shift),
-            r2.b.eq(self.b_data),
-            r2.vm.eq(Mux(p.reset == int(C.ResetMode.SOFT), v_soft, v_hard)),
-            r2.eta.eq(self.eta_data),
         ]
-        # S2 -> r3: rounding add of alpha*accH, leak multiply, W current + bias
+        # S2 -> r3: rounding add of alpha*accH, reset, W current + bias
+        r3 = stage("r3", {"pha": signed(max(PH, SW) + 1), "vm": signed(U + 1), "awb": signed(AWS + 1),
+                          "eta": signed(C.ETA_BITS)})
+        s_prev = r2.s != 0
+        v_soft = r2.u - Mux(s_prev, theta, 0)
+        v_hard = Mux(s_prev, 0, r2.u)
         m.d.sync += carry(r3, r2) + [
-            r3.pha.eq(r2.prodh + half_a),
-            r3.vl.eq(r2.vm * p.lam),
+            r3.pha.eq(join(r2.pa_lo, r2.pa_hi) + half_a),
+            r3.vm.eq(Mux(p.reset == int(C.ResetMode.SOFT), v_soft, v_hard)),
             r3.awb.eq(r2.aw + r2.b),
             r3.eta.eq(r2.eta),
         ]
-        # S3 -> r4: shift + saturate the H current, round the leak
+        # S3 -> r4: leak multiply (partial products), shift of the H current
+        vm_lo, vm_hi = split(r3.vm)
+        r4 = stage("r4", {"pl_lo": shp(vm_lo * p.lam), "pl_hi": shp(vm_hi * p.lam), "ihs": signed(max(PH, SW) + 1),
+                          "awb": signed(AWS + 1), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r4, r3) + [
-            r4.ih.eq(sat(r3.pha >> p.alpha_shift, U)),
-            r4.vlr.eq((r3.vl + 128) >> 8),
+            r4.pl_lo.eq(vm_lo * p.lam), r4.pl_hi.eq(vm_hi * p.lam),
+            r4.ihs.eq(r3.pha >> p.alpha_shift),
             r4.awb.eq(r3.awb),
             r4.eta.eq(r3.eta),
         ]
-        # S4 -> r5: current I
+        # S4 -> r5: rounded leak, saturated H current
+        r5 = stage("r5", {"ih": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "awb": signed(AWS + 1),
+                          "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r5, r4) + [
-            r5.i.eq(sat(r4.awb + r4.ih, U)),
-            r5.vlr.eq(r4.vlr),
+            r5.ih.eq(sat(r4.ihs, U)),
+            r5.vlr.eq((join(r4.pl_lo, r4.pl_hi) + 128) >> 8),
+            r5.awb.eq(r4.awb),
             r5.eta.eq(r4.eta),
         ]
-        # S5 -> r6: membrane; rounding add of the ANN shift
+        # S5 -> r6: current I
+        r6 = stage("r6", {"i": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r6, r5) + [
-            r6.u.eq(Mux(lif, sat(r5.vlr + r5.i, U), r5.i)),
-            r6.ya.eq(r5.i + half_n),
+            r6.i.eq(sat(r5.awb + r5.ih, U)),
+            r6.vlr.eq(r5.vlr),
             r6.eta.eq(r5.eta),
         ]
-        # S6: spike / activation, write back, emit; -> r7: u * recip
-        s_new = Signal(signed(C.X_BITS))
-        y = Signal(signed(SW + 1))
-        m.d.comb += y.eq(r6.ya >> p.ann_shift)
+        # S6 -> r7: membrane; rounding add of the ANN shift
+        r7 = stage("r7", {"u": signed(U), "ya": signed(SW + 1), "eta": signed(C.ETA_BITS)})
+        m.d.sync += carry(r7, r6) + [
+            r7.u.eq(Mux(lif, sat(r6.vlr + r6.i, U), r6.i)),
+            r7.ya.eq(r6.i + half_n),
+            r7.eta.eq(r6.eta),
+        ]
+        # S7 -> r8: ANN shift; u * recip (partial products)
+        u_lo, u_hi = split(r7.u)
+        r8 = stage("r8", {"u": signed(U), "y": signed(SW + 1), "pz_lo": shp(u_lo * p.recip),
+                          "pz_hi": shp(u_hi * p.recip), "eta": signed(C.ETA_BITS)})
+        m.d.sync += carry(r8, r7) + [
+            r8.u.eq(r7.u),
+            r8.y.eq(r7.ya >> p.ann_shift),
+            r8.pz_lo.eq(u_lo * p.recip), r8.pz_hi.eq(u_hi * p.recip),
+            r8.eta.eq(r7.eta),
+        ]
+        # S8 -> r9: spike / activation; rounding add of u*recip
+        y = r8.y
         relu = p.ann_act == int(C.AnnAct.RELU)
         y_relu = Mux(y > 255, 255, Mux(y < 0, 0, y))
         y_id = Mux(y > 127, 127, Mux(y < -128, -128, y))
-        m.d.comb += s_new.eq(Mux(lif, r6.u > theta, Mux(relu, y_relu, y_id)))
-        live = r6.v & (r6.j < p.n_neurons)  # lanes past the last neuron are computed but not written
-        m.d.comb += [self.w_addr.eq(r6.j), self.w_en.eq(live), self.u_wdata.eq(r6.u), self.s_wdata.eq(s_new)]
-        push = live & (s_new != 0)
+        r9 = stage("r9", {"u": signed(U), "s": signed(C.X_BITS), "live": 1, "pza": signed(max(PZ, SW) + 1),
+                          "eta": signed(C.ETA_BITS)})
+        m.d.sync += carry(r9, r8) + [
+            r9.u.eq(r8.u),
+            r9.s.eq(Mux(lif, r8.u > theta, Mux(relu, y_relu, y_id))),
+            r9.live.eq(r8.v & (r8.j < p.n_neurons)),  # lanes past the last neuron are computed, not written
+            r9.pza.eq(join(r8.pz_lo, r8.pz_hi) + half_z),
+            r9.eta.eq(r8.eta),
+        ]
+        # S9: write back u, s and emit (from registers)
+        m.d.comb += [self.w_addr.eq(r9.j), self.w_en.eq(r9.live), self.u_wdata.eq(r9.u), self.s_wdata.eq(r9.s)]
+        push = r9.live & (r9.s != 0)
         m.d.comb += [ofifo.w_en.eq(push & p.emit),
-                     ofifo.w_data.eq(Cat(r6.j[:nb], s_new))]
+                     ofifo.w_data.eq(Cat(r9.j[:nb], r9.s))]
         with m.If(self.clear_count):
             m.d.sync += self.out_count.eq(0)
         with m.Elif(push):
             m.d.sync += self.out_count.eq(self.out_count + 1)
-        m.d.sync += carry(r7, r6) + [r7.pz.eq(r6.u * p.recip), r7.eta.eq(r6.eta)]
-        # S7 -> r8: rounding add of u*recip
-        m.d.sync += carry(r8, r7) + [r8.pza.eq(r7.pz + half_z), r8.eta.eq(r7.eta)]
-        # S8 -> r9: shift
-        m.d.sync += carry(r9, r8) + [r9.zs.eq(r8.pza >> p.recip_shift), r9.eta.eq(r8.eta)]
-        # S9 -> r10: z = u/theta - eta, table index
+        # S9 -> r10: shift
+        r10 = stage("r10", {"zs": signed(PZ), "eta": signed(C.ETA_BITS)})
+        m.d.sync += carry(r10, r9) + [r10.zs.eq(r9.pza >> p.recip_shift), r10.eta.eq(r9.eta)]
+        # S10 -> r11: z = u/theta - eta, table index
         z = Signal(signed(PZ + 1))
-        m.d.comb += z.eq(r9.zs - r9.eta)
+        m.d.comb += z.eq(r10.zs - r10.eta)
         zc = Mux(z > C.LUT_HALF - 1, C.LUT_HALF - 1, Mux(z < -C.LUT_HALF, -C.LUT_HALF, z))
-        m.d.sync += carry(r10, r9) + [r10.idx.eq((zc + C.LUT_HALF)[:C.LUT_INDEX_BITS])]
-        # S10: lut read -> r11
-        m.d.comb += self.lut_addr.eq(r10.idx)
-        m.d.sync += carry(r11, r10)
-        # S11: write f
-        m.d.comb += [self.f_addr.eq(r11.g),
-                     self.f_en.eq(Mux(r11.v & (r11.j < p.n_neurons), (Const(1, P) << r11.k)[:P], 0))]
-        m.d.comb += [self.f_wdata[q].eq(self.lut_data) for q in range(P)]
+        r11 = stage("r11", {"idx": unsigned(C.LUT_INDEX_BITS)})
+        m.d.sync += carry(r11, r10) + [r11.idx.eq((zc + C.LUT_HALF)[:C.LUT_INDEX_BITS])]
+        # S11: lut read -> r12 (data present) -> r13 (data registered)
+        m.d.comb += self.lut_addr.eq(r11.idx)
+        r12 = stage("r12", {})
+        m.d.sync += carry(r12, r11)
+        r13 = stage("r13", {"f": signed(C.F_BITS)})
+        m.d.sync += carry(r13, r12) + [r13.f.eq(self.lut_data)]
+        stages = (r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13)
+        assert len(stages) == SOMA_LATENCY
+        # S13: write f
+        m.d.comb += [self.f_addr.eq(r13.g),
+                     self.f_en.eq(Mux(r13.v & (r13.j < p.n_neurons), (Const(1, P) << r13.k)[:P], 0))]
+        m.d.comb += [self.f_wdata[q].eq(r13.f) for q in range(P)]
 
-        self._probe = {"rem": rem, "issue": issue, "r6": r6, "r1": r1, "j": j}
+        self._probe = {"rem": rem, "issue": issue, "r9": r9, "r1": r1, "j": j}
         busy = rem != 0
         for r in stages:
             busy = busy | r.v
