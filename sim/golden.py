@@ -108,18 +108,6 @@ def post_fn(u, p: dict) -> np.ndarray:
     return p["lut"][np.clip(z, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF]
 
 
-_DECAY_TABLES: dict[int, np.ndarray] = {}
-
-
-def decay_table(decay: int) -> np.ndarray:
-    """rshift_round(h * decay, 8) for every int16 h, indexed by the uint16 bit pattern of h."""
-    tbl = _DECAY_TABLES.get(decay)
-    if tbl is None:
-        h = np.arange(1 << 16, dtype=np.int64).astype(np.uint16).view(np.int16).astype(np.int64)
-        tbl = _DECAY_TABLES[decay] = C.mul_frac8(h, decay).astype(np.int32)
-    return tbl
-
-
 def plasticity(H, x, u, p: dict) -> np.ndarray:
     """Local plasticity unit: H' = clip(rshift_round(H*decay, 8) + sign*rshift_round(g_i f_j, dh_shift), +-h_clamp)
     with g = sat_16(rshift_round(beta*x, x_frac)) and f = :func:`post_fn` (u of this step).
@@ -127,14 +115,18 @@ def plasticity(H, x, u, p: dict) -> np.ndarray:
     Returns int16. The A x N part runs in int32, which holds every intermediate exactly:
     |H*decay + 128| < 2**24, |g*f| <= 2**30 and, for dh_shift <= 30, |g*f + 2**(dh_shift-1)| < 2**31;
     for dh_shift > 30 the rounded product is provably 0 (|g*f| <= 2**30 < 2**(dh_shift-1)).
-    The decay term is one table look-up per synapse (the table is the same formula).
+    Every A x N operation is an in-place int32 vector operation (no temporaries beyond g x f).
     """
     f = post_fn(u, p)
     g = C.sat(C.rshift_round(p["beta"] * x, p["x_frac"]), C.G_BITS)
     if H.ndim < g.ndim + 1:  # H shared by a batch cannot take per-sample updates
         raise ValueError("plasticity: H must carry the batch dimension of x")
-    H16 = H if H.dtype == np.int16 else H.astype(np.int16)
-    hd = decay_table(p["decay"])[H16.view(np.uint16)]  # new int32 array; the caller's H is untouched
+    hd = H.astype(np.int32)  # new int32 array; the caller's H is untouched
+    decay = p["decay"]
+    if decay != C.FRAC8_ONE:  # rshift_round(H * decay, 8), in place (identity for decay = 256)
+        hd *= np.int32(decay)
+        hd += np.int32(128)
+        hd >>= np.int32(8)
     sh = p["dh_shift"]
     if sh <= 30:
         dh = g.astype(np.int32)[..., :, None] * f.astype(np.int32)[..., None, :]
