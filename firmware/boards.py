@@ -73,6 +73,8 @@ class Board:
     #: Yosys commands run right after reading the design (before ``synth_<family>``): resource
     #: mapping hints only, they do not change what the design computes
     synth_script: str = ""
+    #: extra nextpnr options (placement / routing algorithms; they do not change what the design computes)
+    pnr_opts: tuple[str, ...] = ()
 
     def platform(self):
         return self.make_platform()
@@ -99,6 +101,9 @@ BOARDS: dict[str, Board] = {
         ofl_sram=True,
         design_config={},
         synth_script=ECP5_MEMORY_HINTS,
+        # router1 stalls on the 2x256x256 chip (98% of the DP16KD, congested around the RAM columns);
+        # router2 routes it
+        pnr_opts=("--router", "router2"),
     ),
     "icebreaker": Board(
         name="icebreaker",

@@ -301,7 +301,7 @@ def build(board: str, config: dict | None = None, *, root: Path | None = None, f
     if d.exists():
         shutil.rmtree(d)
     work.mkdir(parents=True)
-    nextpnr_opts = [f"--report {NAME}.report.json", "--timing-allow-fail"]
+    nextpnr_opts = [f"--report {NAME}.report.json", "--timing-allow-fail", *b.pnr_opts]
     if seed is not None:
         nextpnr_opts.append(f"--seed {int(seed)}")
     job = BuildJob(board=b, config=cfg, design_id=ident, platform=b.platform(), top=make_top(cfg, ident),

@@ -182,18 +182,27 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
                      geometry=chip.geometry(), **{k: v for k, v in params.items() if k in _LINK_KEYS})
 
 
-#: Chip size per board (docs/boards.md has the measured resource use behind these numbers).  A board
-#: without an entry gets the next design of AUTO_ORDER: the iCE40UP5K cannot hold a 128x128 core
-#: (measured: 208% of the logic cells, 480% of the block RAM, 287% of the DSPs).
+#: Chip size per board (docs/boards.md "Sizing" has the measured resource use behind these numbers).
+#: ULX3S-85F: 2 cores of 256x256, 4 lanes: 205 / 208 DP16KD (W 32 + H 64 + H mask 4 + LUT 1 per core,
+#: with the ECP5 LUT-RAM hint for the small memories), 46 / 156 DSPs; the output FIFO holds one step
+#: of both cores (512), the RX FIFO one maximal frame and more (2048).  8 cores of 128x128 need
+#: 8 x 26 DP16KD for W/H/mask/LUT alone and do not fit.  A board without an entry gets the next
+#: design of AUTO_ORDER: the iCE40UP5K cannot hold a 128x128 core (measured: 208% of the logic
+#: cells, 480% of the block RAM, 287% of the DSPs).
 CHIP_DEFAULTS = {
-    "ulx3s": {"mesh_x": 4, "mesh_y": 2, "a_max": 128, "n_max": 128, "lanes": 8},
+    "ulx3s": {"mesh_x": 2, "mesh_y": 1, "a_max": 256, "n_max": 256, "lanes": 4, "out_fifo": 512,
+              "rx_fifo_depth": 2048},
 }
+#: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
+#: the ECP5 (the 2x1 256x256 default placed and routed at 43.3 MHz, docs/boards.md), so the ULX3S
+#: chip runs at 30 MHz (PLL 25 -> 30 MHz, 3 Mbaud = 10 clocks per bit exactly) until it is re-measured.
+CHIP_CLOCKS = {"ulx3s": 30_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
 DESIGNS: dict[str, Design] = {
     "chip": Design("chip", "multi-core hybrid chip behind the UART command link",
                    (("plasticore.rtl.chip", "Chip"), ("plasticore.rtl.board", "board_top")), _chip_factory,
-                   CHIP_DEFAULTS),
+                   CHIP_DEFAULTS, CHIP_CLOCKS),
     "link": Design("link", "UART command link + RAM/register test target",
                    (("plasticore.rtl.board", "link_test_top"),), _link_factory, LINK_DEFAULTS),
     "echo": Design("echo", "UART echo (clock, reset, pins and serial path only)", (), _echo_factory),
