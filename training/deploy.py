@@ -102,6 +102,18 @@ class DeployResult:
         return float(np.mean(self.predictions == labels)) if labels.size else 0.0
 
 
+#: per-sample H is a (B, A, N) tensor: batches are cut so that it stays near this many elements
+PER_SAMPLE_H_ELEMENTS = 1 << 22
+
+
+def per_sample_h_batch(batch: int, plastic_sizes: list[int]) -> int:
+    """Largest batch <= ``batch`` whose per-sample H (``plastic_sizes`` = A*N of each plastic layer)
+    stays near :data:`PER_SAMPLE_H_ELEMENTS` elements (at least 1)."""
+    if not plastic_sizes:
+        return max(1, batch)
+    return max(1, min(batch, PER_SAMPLE_H_ELEMENTS // max(plastic_sizes)))
+
+
 def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
                H_start: list | None = None, batch: int = 256, teach=None) -> DeployResult:
     """Run integer inputs ``x`` (S, T, A0) through ``bundle`` with the semantics of
@@ -113,8 +125,7 @@ def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
     teach_t = None if teach is None else torch.as_tensor(np.asarray(teach), dtype=I64)
     ps = [DeployLayer.from_layer(L) for L in bundle.layers]
     carry = any(L.plastic and L.h_persist == C.HPersist.NEVER for L in bundle.layers)
-    plast = [L.n_in * L.n_out for L in bundle.layers if L.plastic]
-    chunk = 1 if carry else max(1, min(batch, (1 << 22) // max(plast or [1])))
+    chunk = 1 if carry else per_sample_h_batch(batch, [L.n_in * L.n_out for L in bundle.layers if L.plastic])
     Hs = [torch.as_tensor(np.asarray(H_start[i] if H_start is not None else L.H0, np.int64))
           for i, L in enumerate(bundle.layers)]
     spikes = [np.zeros((S, T, L.n_out), np.int16) for L in bundle.layers]

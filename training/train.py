@@ -29,6 +29,7 @@ import torch
 from plasticore.bundle import InputCoding, ramp_for
 from plasticore.coding import encode
 
+from .deploy import per_sample_h_batch
 from .model import HybridNet, NetConfig, mse_loss
 
 
@@ -113,9 +114,8 @@ def predict(net: HybridNet, features: np.ndarray, h_mode: str = "sample", qat: b
     ``exact``: run a float64 copy (the quantisation-aware float64 forward equals the integer path)."""
     model = copy.deepcopy(net).double() if exact else net
     dtype = torch.float64 if exact else torch.float32
-    plastic = [L.n_in * L.n_out for L in net.layers if L.opts.plastic]
-    if plastic and h_mode == "sample":  # per-sample H: keep (B, A, N) near 4M elements
-        batch = max(1, min(batch, (1 << 22) // max(plastic)))
+    if h_mode == "sample":
+        batch = per_sample_h_batch(batch, [L.n_in * L.n_out for L in net.layers if L.opts.plastic])
     preds = []
     for s0 in range(0, len(features), batch):
         xi = encode_int(features[s0:s0 + batch], net.cfg, sample_offset + s0)
