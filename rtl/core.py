@@ -151,7 +151,6 @@ class HybridCore(wiring.Component):
         reg_rdata = Signal(geom.data_bits)
         e_rd = Signal()
         e_mem = Signal(4)
-        reg_rdata_e = Signal(geom.data_bits)
         f_rd = Signal()
         f_data = Signal(geom.data_bits)
         m.d.sync += [d_rd.eq(hq_rd), d_mem.eq(hq_mem)]
@@ -168,17 +167,21 @@ class HybridCore(wiring.Component):
             self.axon_in.ready.eq(axb.inp.ready & ~self.bus.valid),
         ]
 
-        # register writes and reads
-        with m.If(acc_w & (req.mem == Mem.REG)):
-            with m.Switch(req.addr):
+        # register writes: from the request register like the memory writes (the decode and the write
+        # enables of the parameter registers, which fan out over the whole core, start at flops)
+        hq_reg_we = Signal()
+        m.d.sync += hq_reg_we.eq(acc_w & (req.mem == Mem.REG))
+        hq_busy = hq_busy | hq_reg_we
+        with m.If(hq_reg_we):
+            with m.Switch(hq_addr):
                 for r in PARAM_REGS:
                     with m.Case(int(r)):
                         f = getattr(params, r.name.lower())
-                        m.d.sync += f.eq(req.data[:REGS[r][0]])
+                        m.d.sync += f.eq(hq_data[:REGS[r][0]])
                 with m.Case(int(Reg.CMD)):
-                    with m.If(req.data[0]):
+                    with m.If(hq_data[0]):
                         m.d.sync += start_req.eq(1)
-                    with m.If(req.data[1]):
+                    with m.If(hq_data[1]):
                         m.d.sync += clear_req.eq(1)
         with m.If(self.start):
             m.d.sync += start_req.eq(1)
@@ -187,9 +190,13 @@ class HybridCore(wiring.Component):
         ro = {Reg.STATUS: ~idle, Reg.CYCLES: cycles, Reg.EVENTS: axb.count, Reg.OUT_COUNT: soma.out_count,
               Reg.STEPS: steps, Reg.GEOM_A: Const(geom.a_max, 11), Reg.GEOM_N: Const(geom.n_max, 11),
               Reg.GEOM_P: Const(P, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(CORE_VERSION, 8)}
-        # register read: the value in the clock the read is issued (after every earlier write)
+        # register read: the value one clock after the read is issued, from a copy of the address made
+        # for it (the request register also drives every memory port); a register write accepted after
+        # the read reaches the registers a clock later still, so the read sees every earlier write only
+        d_addr = Signal(geom.addr_bits)
+        m.d.sync += d_addr.eq(hq_addr)
         m.d.sync += reg_rdata.eq(0)
-        with m.Switch(hq_addr):
+        with m.Switch(d_addr):
             for r in PARAM_REGS:
                 with m.Case(int(r)):
                     m.d.sync += reg_rdata.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
@@ -202,7 +209,7 @@ class HybridCore(wiring.Component):
         rd_reg = {mid: Signal(len(rp.data), name=f"rd_{mid.name.lower()}") for mid, rp in rps.items()}
         rd_x = Signal(C.X_BITS)
         m.d.sync += [rd_reg[mid].eq(rp.data) for mid, rp in rps.items()] + [rd_x.eq(axb.x_data.as_unsigned())]
-        m.d.sync += [e_mem.eq(d_mem), e_rd.eq(d_rd), f_rd.eq(e_rd), reg_rdata_e.eq(reg_rdata)]
+        m.d.sync += [e_mem.eq(d_mem), e_rd.eq(d_rd), f_rd.eq(e_rd)]
         with m.Switch(e_mem):
             for mid in rps:
                 with m.Case(int(mid)):
@@ -210,7 +217,7 @@ class HybridCore(wiring.Component):
             with m.Case(int(Mem.X)):
                 m.d.sync += f_data.eq(rd_x)
             with m.Case(int(Mem.REG)):
-                m.d.sync += f_data.eq(reg_rdata_e)
+                m.d.sync += f_data.eq(reg_rdata)
             with m.Default():
                 m.d.sync += f_data.eq(0)
 
