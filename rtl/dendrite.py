@@ -77,9 +77,14 @@ class Dendrite(wiring.Component):
         m.d.comb += self.busy.eq(issuing | v1 | v1a | v1b | v1c | v2 | v3)
         # stage 0: issue event reads
         m.d.comb += self.evt_addr.eq(e)
+        # the accumulators clear one clock after ``start`` (from a register: the clear fans out to
+        # every accumulator bit, and ``start`` is combinational in the sequencer); they still hold
+        # the last pass in the ``start`` clock, when the soma loads them, and the first product of
+        # the new pass arrives clocks later
+        clr = Signal()
+        m.d.sync += clr.eq(self.start)
         with m.If(self.start):
             m.d.sync += [e.eq(0), issuing.eq(self.n_events != 0), self.acc_valid.eq(0)]
-            m.d.sync += [self.acc_w[k].eq(0) for k in range(P)] + [self.acc_h[k].eq(0) for k in range(P)]
         with m.Elif(issuing):
             m.d.sync += e.eq(e + 1)
             with m.If(e + 1 == self.n_events):
@@ -100,7 +105,9 @@ class Dendrite(wiring.Component):
                     ph[k].eq(Mux(md[k], xd * hd[k], 0)),
                 ]
         # stage 3: accumulate
-        with m.If(v3 & ~self.start):
+        with m.If(clr):
+            m.d.sync += [self.acc_w[k].eq(0) for k in range(P)] + [self.acc_h[k].eq(0) for k in range(P)]
+        with m.Elif(v3 & ~self.start):
             for k in range(P):
                 m.d.sync += [self.acc_w[k].eq(self.acc_w[k] + pw[k]), self.acc_h[k].eq(self.acc_h[k] + ph[k])]
         with m.If(~self.start & ~issuing & ~v1 & ~v1a & ~v1b & ~v1c & ~v2 & ~v3 & ~self.acc_valid
