@@ -194,9 +194,9 @@ CHIP_DEFAULTS = {
               "rx_fifo_depth": 2048},
 }
 #: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
-#: the ECP5 (the 2x1 256x256 default placed and routed at 43.3 MHz, docs/boards.md), so the ULX3S
-#: chip runs at 30 MHz (PLL 25 -> 30 MHz, 3 Mbaud = 10 clocks per bit exactly) until it is re-measured.
-CHIP_CLOCKS = {"ulx3s": 30_000_000}
+#: the ECP5 (the 2x1 256x256 default placed and routed at 52.5 - 57.6 MHz, docs/boards.md), so the
+#: ULX3S chip runs at 45 MHz (PLL 25 -> 45 MHz, 3 Mbaud = 15 clocks per bit exactly).
+CHIP_CLOCKS = {"ulx3s": 45_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
 DESIGNS: dict[str, Design] = {
