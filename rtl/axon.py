@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
-from .layouts import axon_event_layout
+from .layouts import NO_RW_CHECK, axon_event_layout
 
 __all__ = ["AxonBuffer"]
 
@@ -48,13 +48,13 @@ class AxonBuffer(wiring.Component):
         m = Module()
         g = self.geom
         # x word: value (9 bits) + listed flag (bit 9)
-        # no_rw_check: no used read meets a write of the same word (see ``core.NO_RW_CHECK``): the
-        # read-modify-write reads in the accept clock and writes in the next, when no input is
-        # accepted; the clear walk and the event appends never overlap; the engines read during a
-        # step, when nothing is written
-        attrs = {"no_rw_check": 1}
-        m.submodules.xmem = xmem = memory.Memory(shape=unsigned(C.X_BITS + 1), depth=g.a_max, init=[], attrs=attrs)
-        m.submodules.evt = evt = memory.Memory(shape=unsigned(g.axon_bits), depth=g.a_max, init=[], attrs=attrs)
+        # NO_RW_CHECK: no used read meets a write of the same word: the read-modify-write reads in
+        # the accept clock and writes two clocks later, when no input is accepted; the clear walk and
+        # the event appends never overlap; the engines read during a step, when nothing is written
+        m.submodules.xmem = xmem = memory.Memory(shape=unsigned(C.X_BITS + 1), depth=g.a_max, init=[],
+                                                 attrs=NO_RW_CHECK)
+        m.submodules.evt = evt = memory.Memory(shape=unsigned(g.axon_bits), depth=g.a_max, init=[],
+                                               attrs=NO_RW_CHECK)
         x_rmw = xmem.read_port(transparent_for=())
         x_ext = xmem.read_port(transparent_for=())
         x_w = xmem.write_port()

@@ -20,18 +20,12 @@ from plasticore.core_map import (
 
 from .axon import AxonBuffer
 from .dendrite import Dendrite
-from .layouts import axon_event_layout, bus_req_layout, param_layout, spike_event_layout
+from .layouts import NO_RW_CHECK, axon_event_layout, bus_req_layout, param_layout, spike_event_layout
 from .lpu import PlasticityUnit
 from .soma import Soma
 
 __all__ = ["HybridCore"]
 
-#: Yosys attribute: a read in the same clock as a write to the same word may return anything.  No
-#: read whose data is used ever meets a write to its word (the engines read words they are not
-#: writing, the host reads and writes in different clocks), so the synthesiser need not emulate
-#: read-before-write across the two BRAM ports (that emulation delays every write by a clock and adds an
-#: address comparator and a bypass multiplexer per block RAM, which limited Fmax).
-NO_RW_CHECK = {"no_rw_check": 1}
 #: response FIFO of the access port: deep enough for the read pipeline's round trip at one read per clock
 RSP_DEPTH = 8
 

@@ -1,4 +1,5 @@
-"""Data layouts shared by the core's blocks, derived from ``plasticore.core_map`` (never duplicated)."""
+"""Data layouts shared by the core's blocks, derived from ``plasticore.core_map`` (never duplicated),
+and the memory attributes they share."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from amaranth.lib import data
 from plasticore import contract as C
 from plasticore.core_map import MEM_BITS, PARAM_REGS, REGS, CoreGeometry
 
-__all__ = ["axon_event_layout", "bus_req_layout", "param_layout", "spike_event_layout"]
+__all__ = ["NO_RW_CHECK", "axon_event_layout", "bus_req_layout", "param_layout", "spike_event_layout"]
+
+#: Yosys memory attribute: a read in the same clock as a write to the same word may return anything.
+#: No read whose data is used ever meets a write to its word (the engines read words they are not
+#: writing, the host reads and writes in different clocks), so the synthesiser need not emulate
+#: read-before-write across the two BRAM ports (that emulation delays every write by a clock and adds
+#: an address comparator and a bypass multiplexer per block RAM, which limited Fmax).
+NO_RW_CHECK = {"no_rw_check": 1}
 
 
 def param_layout() -> data.StructLayout:
