@@ -15,6 +15,7 @@ Report layout (``report.json`` of a cache entry)::
      "spram": {...} (iCE40), "logic_cells": {...} (iCE40 LCs), "io": {...}, "pll": {...},
      "fmax": {"<clock>": {"achieved_mhz", "constraint_mhz", "met"}},
      "timing_met": true,
+     "critical_paths": {"<clock>": {"from", "to", "total_ns", "logic_ns", "routing_ns", "nets"}} (from the JSON report),
      "cells": {yosys cell type: count}, "utilization": {nextpnr resource: {"used", "available"}}}
 """
 
@@ -81,6 +82,25 @@ def parse_nextpnr_report(data: dict) -> tuple[dict, dict]:
     fmax = {k: {"achieved_mhz": float(v["achieved"]), "constraint_mhz": float(v["constraint"])}
             for k, v in data.get("fmax", {}).items()}
     return util, fmax
+
+
+def critical_paths(data: dict) -> dict[str, dict]:
+    """Worst register-to-register path of each clock from nextpnr's ``--report`` JSON:
+    ``{clock: {"from", "to", "total_ns", "logic_ns", "routing_ns", "nets"}}`` (``logic_ns``: cell
+    delays, clock-to-out and setup; clock names as in ``fmax``, without nextpnr's ``$glbnet$``)."""
+    out = {}
+    for cp in data.get("critical_paths", []):
+        path = cp.get("path") or []
+        src, dst = cp.get("from", ""), cp.get("to", "")
+        if not path or src != dst or not src.startswith("posedge "):
+            continue  # asynchronous or cross-clock: not a clock's Fmax path
+        total = sum(st["delay"] for st in path)
+        routing = sum(st["delay"] for st in path if st["type"] == "routing")
+        clk = src.removeprefix("posedge ").removeprefix("$glbnet$")
+        out[clk] = {"from": path[0]["from"]["cell"], "to": path[-1]["to"]["cell"], "total_ns": round(total, 2),
+                    "logic_ns": round(total - routing, 2), "routing_ns": round(routing, 2),
+                    "nets": [st["net"] for st in path if st.get("net")]}
+    return out
 
 
 _UTIL_LINE = re.compile(r"^Info:\s+([A-Za-z_0-9]+):\s+(\d+)/\s*(\d+)\s+\d+%")
@@ -154,8 +174,11 @@ def parse_build_reports(work_dir: Path, name: str = "top", *, family: str) -> di
     cells = parse_yosys_stats(rpt.read_text(errors="replace")) if rpt.is_file() else {}
     rep_json = work_dir / f"{name}.report.json"
     tim = work_dir / f"{name}.tim"
+    paths = {}
     if rep_json.is_file():
-        util, fmax = parse_nextpnr_report(json.loads(rep_json.read_text()))
+        data = json.loads(rep_json.read_text())
+        util, fmax = parse_nextpnr_report(data)
+        paths = critical_paths(data)
         source = rep_json.name
     elif tim.is_file():
         util, fmax = parse_nextpnr_log(tim.read_text(errors="replace"))
@@ -165,6 +188,8 @@ def parse_build_reports(work_dir: Path, name: str = "top", *, family: str) -> di
     if not fmax:
         raise BuildError(f"nextpnr report {work_dir / source} has no clock: is the design clock constrained?")
     rep = summarize(family, cells, util, fmax)
+    if paths:
+        rep["critical_paths"] = {k: v for k, v in paths.items() if k in rep["fmax"]}
     rep["source"] = source
     return rep
 
@@ -191,4 +216,8 @@ def format_report(report: dict) -> str:
     for clk, f in report.get("fmax", {}).items():
         verdict = "ok" if f["met"] else "FAIL"
         lines.append(f"  fmax {clk}: {f['achieved_mhz']:.2f} MHz (target {f['constraint_mhz']:.2f} MHz) {verdict}")
+        cp = report.get("critical_paths", {}).get(clk)
+        if cp:
+            lines.append(f"    worst path {cp['total_ns']:.2f} ns ({cp['routing_ns']:.2f} ns routing): "
+                         f"{cp['from']} -> {cp['to']}")
     return "\n".join(lines)

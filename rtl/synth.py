@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from plasticore.core_map import DEFAULT_GEOMETRY
+from plasticore.firmware.report import critical_paths
 
 __all__ = ["synth_core"]
 
@@ -84,25 +85,13 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
         fm = rep.get("fmax", {})
         clk = next((v for k, v in fm.items() if "clk" in k), None) or (next(iter(fm.values())) if fm else None)
         res["fmax_mhz"] = round(clk["achieved"], 1) if clk else None
-        res["critical_path"] = _critical_path(rep)
+        paths = critical_paths(rep)
+        res["critical_path"] = paths.get("clk") or next(iter(paths.values()), None)
         util = rep.get("utilization", {})
         res["slices"] = util.get("TRELLIS_COMB", {}).get("used")
         res["utilization"] = {k: v for k, v in util.items() if v.get("used")}
     (out / "result.json").write_text(json.dumps(res, indent=1) + "\n")
     return res
-
-
-def _critical_path(rep: dict) -> dict | None:
-    """Start and end cell, total / logic / routing delay (ns) of the first critical path of the report."""
-    paths = [p for p in rep.get("critical_paths", []) if p.get("path")]
-    if not paths:
-        return None
-    path = paths[0]["path"]
-    total = sum(s["delay"] for s in path)
-    routing = sum(s["delay"] for s in path if s["type"] == "routing")
-    return {"from": path[0]["from"]["cell"], "to": path[-1]["to"]["cell"], "total_ns": round(total, 2),
-            "logic_ns": round(total - routing, 2), "routing_ns": round(routing, 2),  # logic: cells, clk-to-q, setup
-            "nets": [s["net"] for s in path if s.get("net")]}
 
 
 def _run(cmd: list[str], cwd: Path, log: Path) -> None:

@@ -44,6 +44,13 @@ def test_ulx3s_sample():
     assert r["fmax"]["clk"] == {"achieved_mhz": 207.99, "constraint_mhz": 100.0, "met": True}
     assert r["fmax"]["btn_sync.por_clk"]["constraint_mhz"] == 25.0
     assert r["cells"]["LUT4"] == 138 and r["cells"]["TRELLIS_FF"] == 128 and r["cells"]["EHXPLLL"] == 1
+    # the worst path of each clock: its delay is the clock's achieved period
+    cp = r["critical_paths"]["clk"]
+    assert cp["total_ns"] == pytest.approx(1000 / 207.99, abs=0.01)
+    assert cp["logic_ns"] + cp["routing_ns"] == pytest.approx(cp["total_ns"], abs=0.02)
+    assert cp["from"] == "design.rx_timer_TRELLIS_FF_Q_3" and cp["nets"][0] == "design.rx_timer[4]"
+    assert set(r["critical_paths"]) == set(r["fmax"])
+    assert "worst path 4.81 ns (3.56 ns routing)" in format_report(r)
 
 
 @pytest.mark.parametrize("sample", ["icebreaker_echo", "ulx3s_echo"])
