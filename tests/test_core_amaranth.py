@@ -26,6 +26,7 @@ from plasticore.core_map import (
     unpack_matrix,
 )
 from plasticore.rtl.arith import rshift_round, sat
+from plasticore.rtl.compact_core import CompactCore, compact_step_cycles
 from plasticore.rtl.core import HybridCore, step_cycles
 from plasticore.rtl.layouts import bus_req_layout
 from plasticore.sim import golden
@@ -67,8 +68,9 @@ def test_arith_primitives_match_contract():
 GEOM = CoreGeometry(6, 5, 4)
 
 
-def _run_core(layer, xs):
-    dut = HybridCore(GEOM.a_max, GEOM.n_max, GEOM.lanes)
+def _run_core(layer, xs, dut=None, geom=GEOM):
+    GEOM = geom  # noqa: N806 (the geometry of this run)
+    dut = dut if dut is not None else HybridCore(GEOM.a_max, GEOM.n_max, GEOM.lanes)
     lay = bus_req_layout(GEOM)
 
     def pack(we, mem, addr, mask, data):
@@ -82,6 +84,7 @@ def _run_core(layer, xs):
 
     async def tb(ctx):
         ctx.set(dut.bus_rsp.ready, 1)
+        ctx.set(dut.spike_out.ready, 1)
 
         async def run(reqs):
             out = []
@@ -152,3 +155,34 @@ def test_tiny_core_matches_golden(soma, kind, edge):
         assert np.array_equal(s, st.s), f"step {t}: s rtl {s} golden {st.s}"
         assert np.array_equal(H, st.H), f"step {t}: H rtl {H} golden {st.H}"
         assert cyc == step_cycles(int(np.count_nonzero(x)), A, N, GEOM.lanes, True)
+
+
+COMPACT = CoreGeometry(6, 5, 1)
+
+
+@pytest.mark.parametrize("soma,kind,edge", [
+    (C.SomaMode.LIF, C.InputKind.SPIKE, "none"),
+    (C.SomaMode.LIF, C.InputKind.GRADED, "hard_reset"),
+    (C.SomaMode.ANN, C.InputKind.GRADED, "clamp"),
+    (C.SomaMode.ANN, C.InputKind.SPIKE, "saturate"),
+])
+def test_tiny_compact_core_matches_golden(soma, kind, edge):
+    """The area-optimised core (serial soma, column-wise LPU) gives the golden model's integers."""
+    rng = np.random.default_rng(hash((soma, kind, edge, "compact")) % 2**32)
+    A, N = 6, 5
+    layer = random_layer(rng, A, N, kind, soma, edge, plastic=True)
+    hi = 1 if kind == C.InputKind.SPIKE else 255
+    xs = [rng.integers(-128 if kind == C.InputKind.GRADED else 0, hi + 1, A) for _ in range(3)]
+    xs[1][:] = 0  # a silent step
+    got = _run_core(layer, xs, CompactCore(COMPACT.a_max, COMPACT.n_max), COMPACT)
+    p = golden.layer_params(layer)
+    st = golden.init_state(layer)
+    for t, (x, (u, s, H, cyc)) in enumerate(zip(xs, got, strict=True)):
+        st, _ = golden.layer_step(p, st, np.asarray(x, np.int64))
+        assert np.array_equal(u, st.u), f"step {t}: u rtl {u} golden {st.u}"
+        assert np.array_equal(s, st.s), f"step {t}: s rtl {s} golden {st.s}"
+        assert np.array_equal(H, st.H), f"step {t}: H rtl {H} golden {st.H}"
+        want = compact_step_cycles(int(np.count_nonzero(x)), A, N, True, lif=soma == C.SomaMode.LIF,
+                                   alpha_shift=layer.alpha_shift, ann_shift=layer.ann_shift,
+                                   recip_shift=layer.recip_shift)
+        assert cyc == want, f"step {t}: CYCLES {cyc}, formula {want}"
