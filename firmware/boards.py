@@ -41,6 +41,18 @@ ECP5_MEMORY_HINTS = "\n".join([
 ])
 
 
+#: iCE40 UltraPlus: memories whose name contains "spram" (the compact core's synapse memories,
+#: ``plasticore.rtl.compact_core.SPRAM_TAG``) go to the SB_SPRAM256KA blocks.  Yosys maps a memory to
+#: SPRAM only when asked (``ram_style = "huge"``) and only without initial contents, which the SPRAM
+#: cannot have: their all-zero initialisation is dropped (the host writes W, H and the mask on deploy).
+ICE40_MEMORY_HINTS = "\n".join([
+    "proc",
+    "delete t:$meminit_v2 r:MEMID=*spram* %i",
+    "memory_collect",
+    'setattr -set ram_style "huge" t:$mem_v2 r:MEMID=*spram* %i',
+])
+
+
 def _icebreaker():
     from amaranth_boards.icebreaker import ICEBreakerPlatform
 
@@ -125,6 +137,7 @@ BOARDS: dict[str, Board] = {
         pll_input_pad=True,
         # UltraPlus: map wide multipliers to SB_MAC16 and big single-port memories to the 4 SPRAMs
         synth_opts=("-dsp", "-spram", "-device", "u"),
+        synth_script=ICE40_MEMORY_HINTS,
     ),
 }
 

@@ -29,18 +29,32 @@ from plasticore import core_map as CM
 from plasticore.chip_map import CORE_SHIFT, IDX_BITS, MEM_SHIFT, elems_per_word
 
 from .bus import BusOp, BusSignature
+from .compact_core import CompactCore
 from .core import HybridCore
 from .mesh import Mesh
 from .netif import NetIf, route_entry_layout
 
-__all__ = ["Chip"]
+__all__ = ["CORE_KINDS", "Chip"]
+
+#: the core implementations a chip can be built from (same ports, map and results)
+CORE_KINDS = {"hybrid": HybridCore, "compact": CompactCore}
 
 
 class Chip(wiring.Component):
-    """``mesh_x * mesh_y`` cores of ``a_max x n_max`` with ``lanes`` lanes; a bus target for the link."""
+    """``mesh_x * mesh_y`` cores of ``a_max x n_max`` with ``lanes`` lanes; a bus target for the link.
+
+    ``core``: ``"hybrid"`` (:class:`~plasticore.rtl.core.HybridCore`, P lanes) or ``"compact"``
+    (:class:`~plasticore.rtl.compact_core.CompactCore`, one lane, sized for the iCE40UP5K); both have
+    the same ports, memory map and results.
+    """
 
     def __init__(self, mesh_x: int = 2, mesh_y: int = 1, a_max: int = 256, n_max: int = 256, lanes: int = 16,
-                 design_id: int = 0, out_fifo: int = 2048):
+                 design_id: int = 0, out_fifo: int = 2048, core: str = "hybrid"):
+        if core not in CORE_KINDS:
+            raise ValueError(f"core {core!r} is not one of {sorted(CORE_KINDS)}")
+        if core == "compact" and lanes != 1:
+            raise ValueError(f"the compact core has one lane, got lanes={lanes}")
+        self.core = core
         self.mesh_x, self.mesh_y = mesh_x, mesh_y
         self.k = mesh_x * mesh_y
         self.geom = CM.CoreGeometry(a_max, n_max, lanes)
@@ -59,7 +73,7 @@ class Chip(wiring.Component):
         P = g.lanes
         bus = self.bus
 
-        cores = [HybridCore(g.a_max, g.n_max, P) for _ in range(K)]
+        cores = [CORE_KINDS[self.core](g.a_max, g.n_max, P) for _ in range(K)]
         nifs = [NetIf(g) for _ in range(K)]
         for k in range(K):
             m.submodules[f"core{k}"] = cores[k]

@@ -21,7 +21,8 @@ from amaranth.lib.wiring import In, Out
 
 from plasticore import protocol as P
 
-__all__ = ["RX_BEAT", "TX_BEAT", "CobsDecoder", "CobsEncoder", "CrcAppender", "CrcChecker", "Pipe", "crc_update"]
+__all__ = ["RX_BEAT", "TX_BEAT", "CobsDecoder", "CobsEncoder", "CrcAppender", "CrcChecker", "Pipe", "StreamWire",
+           "crc_update"]
 
 #: Receive-side beat: a decoded byte, or (``end``) the end of a frame with its error flags.
 RX_BEAT = data.StructLayout({"data": 8, "end": 1, "cobs_err": 1, "crc_err": 1})
@@ -79,6 +80,19 @@ class Pipe(wiring.Component):
                 m.d.sync += [odata.eq(self.i.payload), oval.eq(self.i.valid)]
         with m.Elif(take):
             m.d.sync += [sdata.eq(self.i.payload), sval.eq(1)]
+        return m
+
+
+class StreamWire(wiring.Component):
+    """A plain stream connection with :class:`Pipe`'s ports (no register, no latency): the link's
+    register slices become wires on FPGAs whose clock needs no timing help."""
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        wiring.connect(m, wiring.flipped(self.i), wiring.flipped(self.o))
         return m
 
 

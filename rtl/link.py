@@ -39,7 +39,7 @@ from plasticore import protocol as P
 from plasticore.protocol import Op, Status
 
 from .bus import BusOp, BusSignature
-from .framing import TX_BEAT, CobsDecoder, CobsEncoder, CrcAppender, CrcChecker, Pipe
+from .framing import TX_BEAT, CobsDecoder, CobsEncoder, CrcAppender, CrcChecker, Pipe, StreamWire
 
 __all__ = ["Link"]
 
@@ -66,7 +66,8 @@ class Link(wiring.Component):
 
     def __init__(self, *, clocks_per_bit: int = 0, rx_fifo_depth: int = P.DEFAULT_RX_CREDIT,
                  max_words: int = P.DEFAULT_MAX_WORDS, addr_width: int = 32, design_id: int = 0,
-                 clk_hz: int = 0, geometry: dict | None = None, caps: int | None = None):
+                 clk_hz: int = 0, geometry: dict | None = None, caps: int | None = None,
+                 status_counters: bool = True, pipes: bool = True):
         if not 1 <= max_words <= P.MAX_WORDS_LIMIT:
             raise ValueError(f"max_words must be 1..{P.MAX_WORDS_LIMIT}, got {max_words}")
         max_frame = P.frame_wire_bytes(max_words + 2)
@@ -77,8 +78,10 @@ class Link(wiring.Component):
         self.rx_fifo_depth = rx_fifo_depth
         self.max_words = max_words
         self.addr_width = addr_width
+        self.status_counters = bool(status_counters)
+        self.pipes = bool(pipes)
         if caps is None:
-            caps = P.Cap.RUN | P.Cap.RESET | P.Cap.FIXED | P.Cap.STATUS
+            caps = P.Cap.RUN | P.Cap.RESET | P.Cap.FIXED | (P.Cap.STATUS if status_counters else 0)
         self.identify_value = P.pack(
             P.IDENTIFY, magic=P.MAGIC, version_major=P.PROTOCOL_VERSION[0],
             version_minor=P.PROTOCOL_VERSION[1], caps=int(caps), design_id=design_id,
@@ -93,6 +96,10 @@ class Link(wiring.Component):
             "busy": Out(1),
         })
 
+    def _slice(self, shape):
+        """A :class:`Pipe` register slice, or a plain connection without ``pipes`` (small, slow FPGAs)."""
+        return Pipe(shape) if self.pipes else StreamWire(shape)
+
     def elaborate(self, platform):
         m = Module()
         maxw = self.max_words
@@ -100,7 +107,7 @@ class Link(wiring.Component):
 
         # ---------------- receive path: FIFO -> COBS -> CRC -------------------------------------
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
-        m.submodules.rx_pipe = rx_pipe = Pipe(8)  # the FIFO's block RAM output goes into a register
+        m.submodules.rx_pipe = rx_pipe = self._slice(8)  # the FIFO's block RAM output goes into a register
         m.submodules.dec = dec = CobsDecoder()
         m.submodules.chk = chk = CrcChecker()
         m.d.comb += [
@@ -116,11 +123,11 @@ class Link(wiring.Component):
         beat = chk.o.payload
 
         # ---------------- transmit path: bytes -> CRC -> COBS -> tx, a register slice between -----
-        m.submodules.out_pipe = out_pipe = Pipe(TX_BEAT)
+        m.submodules.out_pipe = out_pipe = self._slice(TX_BEAT)
         m.submodules.app = app = CrcAppender()
-        m.submodules.app_pipe = app_pipe = Pipe(TX_BEAT)
+        m.submodules.app_pipe = app_pipe = self._slice(TX_BEAT)
         m.submodules.enc = enc = CobsEncoder()
-        m.submodules.tx_pipe = tx_pipe = Pipe(8)
+        m.submodules.tx_pipe = tx_pipe = self._slice(8)
         connect(m, out_pipe.o, app.i)
         connect(m, app.o, app_pipe.i)
         connect(m, app_pipe.o, enc.i)
@@ -168,14 +175,18 @@ class Link(wiring.Component):
         seq_ahead = Signal()  # seq ahead of expected (else behind: a repeat)
 
         # counters (STATUS)
-        cycles = Signal(64)
-        frames_ok = Signal(32)
-        crc_errors = Signal(16)
-        framing_errors = Signal(16)
-        seq_errors = Signal(16)
-        duplicates = Signal(16)
-        uart_errors = Signal(16)
-        rx_overflows = Signal(16)
+        # (without ``status_counters`` they have no bits: STATUS is then an unknown opcode)
+        def counter(width, name):
+            return Signal(width if self.status_counters else 0, name=name)
+
+        cycles = counter(64, "cycles")
+        frames_ok = counter(32, "frames_ok")
+        crc_errors = counter(16, "crc_errors")
+        framing_errors = counter(16, "framing_errors")
+        seq_errors = counter(16, "seq_errors")
+        duplicates = counter(16, "duplicates")
+        uart_errors = counter(16, "uart_errors")
+        rx_overflows = counter(16, "rx_overflows")
         m.d.sync += cycles.eq(cycles + 1)
         with m.If(self.rx_error):
             m.d.sync += uart_errors.eq(uart_errors + 1)
@@ -248,7 +259,7 @@ class Link(wiring.Component):
             with m.State("PRECHECK"):
                 # nwords = widx - 1 (the CRC word); compared through widx (no subtractor)
                 with m.Switch(op):
-                    with m.Case(Op.IDENTIFY, Op.STATUS, Op.PING, Op.RESET):
+                    with m.Case(*((Op.IDENTIFY, Op.PING, Op.RESET) + ((Op.STATUS,) if self.status_counters else ()))):
                         m.d.sync += [known.eq(1), len_ok.eq(widx == 2)]
                     with m.Case(Op.RUN):
                         m.d.sync += [known.eq(1), len_ok.eq(widx == 3)]

@@ -29,8 +29,10 @@ class Mesh(wiring.Component):
         super().__init__({"inject": In(sig).array(k), "deliver": Out(sig).array(k), "host": Out(sig)})
 
     def elaborate(self, platform):
-        m = Module()
         X, Y = self.mesh_x, self.mesh_y
+        if X == Y == 1:
+            return self._single()
+        m = Module()
         r = {}
         for y in range(Y):
             for x in range(X):
@@ -84,4 +86,15 @@ class Mesh(wiring.Component):
             m.d.sync += [locked.eq(0), last.eq(grant)]
         with m.Elif(self.host.valid & ~locked):
             m.d.sync += [locked.eq(1), lock_idx.eq(grant)]
+        return m
+
+    def _single(self) -> Module:
+        """1 x 1 mesh: no router.  A packet of the core goes to the host if ``to_host``, else back to the
+        core (the only one); the same destinations the router's dimension-order routing gives a valid
+        packet in a 1 x 1 mesh.  Pass-through: ``valid`` and ``payload`` follow ``inject`` (never ``ready``)."""
+        m = Module()
+        inj, dl, host = self.inject[0], self.deliver[0], self.host
+        m.d.comb += [host.payload.eq(inj.payload), dl.payload.eq(inj.payload),
+                     host.valid.eq(inj.valid & inj.payload.to_host), dl.valid.eq(inj.valid & ~inj.payload.to_host),
+                     inj.ready.eq(Mux(inj.payload.to_host, host.ready, dl.ready))]
         return m

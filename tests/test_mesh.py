@@ -4,6 +4,7 @@ per (source, destination) pair, under random back-pressure; routing equals chip_
 import random
 
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from plasticore import chip_map as M
@@ -50,7 +51,11 @@ def _run_mesh(X, Y, n_per_src, seed, host_frac=0.2):
                     done["n"] += 1
         return tb
 
-    sim = Simulator(dut)
+    top = Module()  # a 1 x 1 mesh is combinational: give the simulation a sync domain
+    top.submodules.mesh = dut
+    tick = Signal()
+    top.d.sync += tick.eq(~tick)
+    sim = Simulator(top)
     sim.add_clock(1e-6)
     for k in range(K):
         sim.add_testbench(injector(k), background=True)
