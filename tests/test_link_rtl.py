@@ -319,6 +319,25 @@ def test_link_identify_write_read_run():
     assert st_["frames_ok"] == 6 and st_["crc_errors"] == 0 and st_["cycles"] > 0
 
 
+def test_lean_link_without_status_counters_or_slices():
+    """The small-FPGA link (iCEBreaker chip): no register slices, no STATUS counters.  The other
+    commands behave as in the full link; STATUS is an unknown opcode and the capability is not advertised."""
+    lb = LinkBench(max_words=16, status_counters=False, pipes=False)
+    raw = b"".join([
+        P.encode_frame(P.request(Op.IDENTIFY, 1)),
+        P.encode_frame(P.request(Op.WRITE, 2, words=[3, 0xDEADBEEF, 0x01020304])),
+        P.encode_frame(P.request(Op.READ, 3, arg=2, words=[3])),
+        P.encode_frame(P.request(Op.STATUS, 4)),
+        P.encode_frame(P.request(Op.PING, 5)),
+    ])
+    r = lb.exchange(raw, 5)
+    h = [hdr(w) for w in r]
+    assert [x["status"] for x in h] == [0, 0, 0, int(Status.OPCODE), 0]
+    ident = P.unpack(P.IDENTIFY, P.words_value(r[0][1:]))
+    assert not ident["caps"] & P.Cap.STATUS and ident["caps"] & P.Cap.RUN
+    assert r[2][1:] == [0xDEADBEEF, 0x01020304]
+
+
 def test_link_errors_and_sequencing():
     lb = LinkBench(max_words=8)
     bad_crc = bytearray(P.encode_frame(P.request(Op.WRITE, 1, words=[0, 7])))
