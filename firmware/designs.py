@@ -165,7 +165,7 @@ def _link_factory(*, design_id: int, clk_hz: int, baud: int, ram_words: int = 10
     return link_test_top(clocks_per_bit(clk_hz, baud), ram_words=ram_words, design_id=design_id, clk_hz=clk_hz)
 
 
-_CHIP_KEYS = ("mesh_x", "mesh_y", "a_max", "n_max", "lanes", "out_fifo", "core")
+_CHIP_KEYS = ("mesh_x", "mesh_y", "a_max", "n_max", "lanes", "out_fifo", "core", "route_dests")
 _LINK_KEYS = ("rx_fifo_depth", "max_words", "status_counters", "pipes")
 
 
@@ -194,7 +194,8 @@ CHIP_DEFAULTS = {
               "rx_fifo_depth": 2048},
     # iCE40UP5K: one compact core of 128x128 (W + mask and H in two SPRAMs), frames of 64 words
     "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 1, "core": "compact",
-                   "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0},
+                   "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
+                   "route_dests": 2},
 }
 #: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
 #: the ECP5 (the 2x1 256x256 default placed and routed at 52.5 - 57.6 MHz, docs/boards.md), so the

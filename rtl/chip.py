@@ -49,12 +49,13 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, mesh_x: int = 2, mesh_y: int = 1, a_max: int = 256, n_max: int = 256, lanes: int = 16,
-                 design_id: int = 0, out_fifo: int = 2048, core: str = "hybrid"):
+                 design_id: int = 0, out_fifo: int = 2048, core: str = "hybrid", route_dests: int = M.MAX_DESTS):
         if core not in CORE_KINDS:
             raise ValueError(f"core {core!r} is not one of {sorted(CORE_KINDS)}")
         if core == "compact" and lanes != 1:
             raise ValueError(f"the compact core has one lane, got lanes={lanes}")
         self.core = core
+        self.route_dests = route_dests
         self.mesh_x, self.mesh_y = mesh_x, mesh_y
         self.k = mesh_x * mesh_y
         self.geom = CM.CoreGeometry(a_max, n_max, lanes)
@@ -74,7 +75,7 @@ class Chip(wiring.Component):
         bus = self.bus
 
         cores = [CORE_KINDS[self.core](g.a_max, g.n_max, P) for _ in range(K)]
-        nifs = [NetIf(g) for _ in range(K)]
+        nifs = [NetIf(g, self.route_dests) for _ in range(K)]
         for k in range(K):
             m.submodules[f"core{k}"] = cores[k]
             m.submodules[f"nif{k}"] = nifs[k]
@@ -305,6 +306,9 @@ class Chip(wiring.Component):
                     for k in range(K):
                         with m.If(chip_reg[ebits_r:] == M.ChipReg.ROUTE_BASE // M.MAX_DESTS + k):
                             m.d.comb += nifs[k].table_we.eq(1)
+                    if self.route_dests < M.MAX_DESTS:  # a valid entry the network interfaces do not have
+                        with m.If((bus.addr[:ebits_r] >= self.route_dests) & bus.w_data[0]):
+                            m.d.comb += bus.error.eq(1)
                 with m.Else():
                     m.d.comb += bus.error.eq(1)
                 with m.If(bus.addr[12:] != 0):

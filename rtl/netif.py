@@ -33,8 +33,14 @@ def route_entry_layout() -> data.StructLayout:
 
 
 class NetIf(wiring.Component):
-    def __init__(self, geom: CoreGeometry):
+    """``dests`` (1 .. MAX_DESTS) table entries are built; a chip with few cores needs fewer than
+    MAX_DESTS (the chip refuses a valid entry beyond them, invalid ones are ignored)."""
+
+    def __init__(self, geom: CoreGeometry, dests: int = M.MAX_DESTS):
+        if not 1 <= dests <= M.MAX_DESTS:
+            raise ValueError(f"dests must be 1..{M.MAX_DESTS}, got {dests}")
         self.geom = geom
+        self.dests = dests
         super().__init__({
             "spikes": In(stream.Signature(spike_event_layout(geom))),
             "packets": Out(stream.Signature(packet_layout())),
@@ -48,9 +54,10 @@ class NetIf(wiring.Component):
         m = Module()
         neuron = Signal(M.INDEX_BITS)
         value = Signal(signed(C.X_BITS))
-        e = Signal(range(M.MAX_DESTS))
-        table = Array(Signal(route_entry_layout(), name=f"entry{k}") for k in range(M.MAX_DESTS))
-        with m.If(self.table_we):
+        D = self.dests
+        e = Signal(range(max(D, 2)))
+        table = Array(Signal(route_entry_layout(), name=f"entry{k}") for k in range(D))
+        with m.If(self.table_we & (self.table_addr < D)):
             m.d.sync += table[self.table_addr].eq(self.table_data)
         entry = Signal(route_entry_layout())
         m.d.comb += entry.eq(table[e])
@@ -72,8 +79,8 @@ class NetIf(wiring.Component):
                     m.d.comb += self.packets.valid.eq(1)
                     with m.If(self.packets.ready):
                         m.d.sync += e.eq(e + 1)
-                        if M.MAX_DESTS > 1:
-                            with m.If(e == M.MAX_DESTS - 1):
+                        if D > 1:
+                            with m.If(e == D - 1):
                                 m.next = "IDLE"
                         else:
                             m.next = "IDLE"

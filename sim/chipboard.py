@@ -14,17 +14,26 @@ from plasticore.sim.chipsim import ChipConfig, rtl_hash
 DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16)
 
 
-def chip_design_id(cfg: ChipConfig, clocks_per_bit: int) -> int:
-    return zlib.crc32(f"simboard:{cfg!r}:{clocks_per_bit}:{rtl_hash()}".encode())
+def chip_design_id(cfg: ChipConfig, clocks_per_bit: int, extra: dict | None = None) -> int:
+    """Design ID of a simulated chip board; ``extra``: the core kind and link options when not the defaults."""
+    tail = f":{sorted(extra.items())!r}" if extra else ""
+    return zlib.crc32(f"simboard:{cfg!r}:{clocks_per_bit}:{rtl_hash()}{tail}".encode())
 
 
 def chip_board_top(clocks_per_bit: int = 8, mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y,
                    a_max: int = DEFAULT_CHIP.a_max, n_max: int = DEFAULT_CHIP.n_max, lanes: int = DEFAULT_CHIP.lanes,
-                   out_fifo: int = DEFAULT_CHIP.out_fifo, **link_kwargs):
+                   out_fifo: int = DEFAULT_CHIP.out_fifo, core: str = "hybrid", route_dests: int | None = None,
+                   **link_kwargs):
+    """The board top of a chip; ``core`` / ``route_dests`` as in :class:`~plasticore.rtl.chip.Chip`, the
+    other keyword arguments go to the link (``max_words``, ``status_counters``, ``pipes``, ...)."""
+    from plasticore import chip_map as M
     from plasticore.rtl.board import board_top
     from plasticore.rtl.chip import Chip
 
     cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo)
-    did = chip_design_id(cfg, clocks_per_bit)
-    chip = Chip(mesh_x, mesh_y, a_max, n_max, lanes, design_id=did, out_fifo=out_fifo)
+    extra = {"core": core, "route_dests": route_dests or M.MAX_DESTS, **link_kwargs}
+    default = extra == {"core": "hybrid", "route_dests": M.MAX_DESTS}
+    did = chip_design_id(cfg, clocks_per_bit, None if default else extra)
+    chip = Chip(mesh_x, mesh_y, a_max, n_max, lanes, design_id=did, out_fifo=out_fifo, core=core,
+                route_dests=route_dests or M.MAX_DESTS)
     return board_top(chip, clocks_per_bit=clocks_per_bit, design_id=did, geometry=chip.geometry(), **link_kwargs)

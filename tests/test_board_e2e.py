@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from plasticore import contract as C
+from plasticore.core_map import CoreGeometry
 from plasticore.host import connect
 from plasticore.host.linkbus import BoardError
 from plasticore.sim import golden
@@ -71,3 +72,30 @@ def test_bad_inputs_and_misfit_bundles_leave_the_board_consistent(board):
         r = dev.run(x)
     g = golden.run(b, x)
     assert golden.compare_results(golden.result_to_npz_dict(r, "b"), golden.result_to_npz_dict(g, "g")) is None
+
+
+def test_icebreaker_chip_over_serial():
+    """The iCEBreaker build's chip exactly (``CHIP_DEFAULTS["icebreaker"]``: one compact 128 x 128 core,
+    lean link) on the simulated board: a plastic LIF layer and an ANN layer, equal to the golden model."""
+    from plasticore.firmware.designs import CHIP_DEFAULTS
+
+    cfg = dict(CHIP_DEFAULTS["icebreaker"])
+    with SimBoard.start(chip_board_top, clocks_per_bit=8, **cfg) as b:
+        for seed, ann in ((11, False), (12, True)):
+            rng = np.random.default_rng(seed)
+            bundle = random_bundle(rng, sizes=[100, 40], timesteps=3, coding="direct", allow_ann=ann,
+                                   edges=["none"])
+            L = bundle.layers[0]
+            if ann:
+                L.soma = C.SomaMode.ANN
+            L.plastic, L.h_persist = True, C.HPersist.NEVER
+            x = random_inputs(rng, bundle, 3)
+            with connect(b.port) as dev:
+                assert dev.geom.cores == 1 and dev.geom.core == CoreGeometry(128, 128, 1)
+                dev.deploy(bundle)
+                r = dev.run(x)
+            g = golden.run(bundle, x)
+            msg = golden.compare_results(golden.result_to_npz_dict(r, "board"),
+                                         golden.result_to_npz_dict(g, "golden"))
+            assert msg is None, f"seed {seed}: {msg}"
+            assert not np.array_equal(g.h_final[0], L.H0)
