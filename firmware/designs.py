@@ -166,7 +166,7 @@ def _link_factory(*, design_id: int, clk_hz: int, baud: int, ram_words: int = 10
 
 
 _CHIP_KEYS = ("mesh_x", "mesh_y", "a_max", "n_max", "lanes", "out_fifo", "core", "route_dests")
-_LINK_KEYS = ("rx_fifo_depth", "max_words", "status_counters", "pipes")
+_LINK_KEYS = ("rx_fifo_depth", "max_words", "status_counters", "pipes", "serial_crc")
 
 
 def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
@@ -195,7 +195,7 @@ CHIP_DEFAULTS = {
     # iCE40UP5K: one compact core of 128x128 (W + mask and H in two SPRAMs), frames of 64 words
     "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 1, "core": "compact",
                    "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
-                   "route_dests": 2},
+                   "serial_crc": 1, "route_dests": 2},
 }
 #: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
 #: the ECP5 (the 2x1 256x256 default placed and routed at 52.5 - 57.6 MHz, docs/boards.md), so the

@@ -97,17 +97,20 @@ class CompactCore(wiring.Component):
         # ---- host access: one request at a time --------------------------------------------
         req = self.bus.payload
         rsp = self.bus_rsp
-        hq_v, hq_we, d_v = Signal(), Signal(), Signal()
-        hq_mem, d_mem = Signal(4), Signal(4)
-        hq_addr, d_addr = Signal(AB), Signal(AB)
+        hq_v, hq_we = Signal(), Signal()
+        hq_mem = Signal(4)
+        hq_addr = Signal(AB)
         hq_data = Signal(geom.data_bits)
         hq_mask = Signal()
-        m.d.comb += self.bus.ready.eq(idle & ~axb.busy & ~hq_v & ~d_v & ~rsp.valid & ~start_req & ~clear_req)
+        m.d.comb += self.bus.ready.eq(idle & ~axb.busy & ~hq_v & ~rsp.valid & ~start_req & ~clear_req)
         accept = self.bus.valid & self.bus.ready
         m.d.sync += [hq_v.eq(accept & ~(req.we & (req.mem == Mem.X))), hq_we.eq(req.we), hq_mem.eq(req.mem),
-                     hq_addr.eq(req.addr), hq_data.eq(req.data), hq_mask.eq(req.mask[0]),
-                     d_v.eq(hq_v & ~hq_we), d_mem.eq(hq_mem), d_addr.eq(hq_addr)]
-        with m.If(rsp.valid & rsp.ready):
+                     hq_addr.eq(req.addr), hq_data.eq(req.data), hq_mask.eq(req.mask[0])]
+        # a read: memories addressed from hq_* -> data present the next clock and held (no new request
+        # is accepted while the response waits), so the response word is selected combinationally
+        with m.If(hq_v & ~hq_we):
+            m.d.sync += rsp.valid.eq(1)
+        with m.Elif(rsp.valid & rsp.ready):
             m.d.sync += rsp.valid.eq(0)
         # X writes go through the axon buffer (as do axon_in events); X reads through its port
         bus_x = self.bus.valid & req.we & (req.mem == Mem.X)
@@ -137,31 +140,28 @@ class CompactCore(wiring.Component):
         ro = {Reg.STATUS: ~idle, Reg.CYCLES: cycles, Reg.EVENTS: axb.count, Reg.OUT_COUNT: soma.out_count,
               Reg.STEPS: steps, Reg.GEOM_A: Const(geom.a_max, 11), Reg.GEOM_N: Const(geom.n_max, 11),
               Reg.GEOM_P: Const(1, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(CORE_VERSION, 8)}
-        with m.If(d_v):
-            m.d.sync += rsp.valid.eq(1)
-            with m.Switch(d_mem):
-                with m.Case(int(Mem.W)):
-                    m.d.sync += rsp.payload.eq(wm_r.data[:C.W_BITS])
-                with m.Case(int(Mem.HMASK)):
-                    m.d.sync += rsp.payload.eq(wm_r.data[MASK_BIT])
-                with m.Case(int(Mem.H)):
-                    m.d.sync += rsp.payload.eq(h_r.data)
-                for mid in rp:
-                    with m.Case(int(mid)):
-                        m.d.sync += rsp.payload.eq(rp[mid].data)
-                with m.Case(int(Mem.X)):
-                    m.d.sync += rsp.payload.eq(axb.x_data.as_unsigned())
-                with m.Case(int(Mem.REG)):
-                    m.d.sync += rsp.payload.eq(0)
-                    with m.Switch(d_addr):
-                        for r in PARAM_REGS:
-                            with m.Case(int(r)):
-                                m.d.sync += rsp.payload.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
-                        for r, v in ro.items():
-                            with m.Case(int(r)):
-                                m.d.sync += rsp.payload.eq(v)
-                with m.Default():
-                    m.d.sync += rsp.payload.eq(0)
+        with m.Switch(hq_mem):
+            with m.Case(int(Mem.W)):
+                m.d.comb += rsp.payload.eq(wm_r.data[:C.W_BITS])
+            with m.Case(int(Mem.HMASK)):
+                m.d.comb += rsp.payload.eq(wm_r.data[MASK_BIT])
+            with m.Case(int(Mem.H)):
+                m.d.comb += rsp.payload.eq(h_r.data)
+            for mid in rp:
+                with m.Case(int(mid)):
+                    m.d.comb += rsp.payload.eq(rp[mid].data)
+            with m.Case(int(Mem.X)):
+                m.d.comb += rsp.payload.eq(axb.x_data.as_unsigned())
+            with m.Case(int(Mem.REG)):
+                with m.Switch(hq_addr):
+                    for r in PARAM_REGS:
+                        with m.Case(int(r)):
+                            m.d.comb += rsp.payload.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
+                    for r, v in ro.items():
+                        with m.Case(int(r)):
+                            m.d.comb += rsp.payload.eq(v)
+            with m.Default():
+                m.d.comb += rsp.payload.eq(0)
 
         # ---- engines -----------------------------------------------------------------------
         j = Signal(NB + 1)
@@ -190,11 +190,14 @@ class CompactCore(wiring.Component):
         m.d.comb += axb.evt_addr.eq(e)
 
         # LPU, synapse (i, j): read (ph 0), compute and write back (ph 1)
-        x_frac = Mux(p.input_kind == int(C.InputKind.GRADED), C.X_FRAC[C.InputKind.GRADED], 0)
-        g = sat(rshift_round(rp[Mem.BETA].data.as_signed() * x, x_frac, 8), C.G_BITS)
+        assert C.X_FRAC[C.InputKind.GRADED] == 8
+        gp = rp[Mem.BETA].data.as_signed() * x
+        g = sat(Mux(p.input_kind == int(C.InputKind.GRADED), (gp + 128) >> 8, gp), C.G_BITS)  # rshift_round(gp, x_frac)
         hd = (h_r.data.as_signed() * p.decay + 128) >> 8
         gf = g * soma.f
         dh = Mux(p.dh_shift > DH_SHIFT_EFFECTIVE, 0, rshift_round(gf, p.dh_shift[:5], DH_SHIFT_EFFECTIVE))
+        # |hd| <= 2**15 and h_clamp < 2**15: saturating dh to 18 bits leaves the clamped sum unchanged
+        dh = sat(dh, C.H_BITS + 2)
         hs = Mux(p.hebb_neg, hd - dh, hd + dh)
         hc = Value.cast(p.h_clamp)
         h_new = Mux(hs > hc, hc, Mux(hs < -hc, -hc, hs))
@@ -212,7 +215,7 @@ class CompactCore(wiring.Component):
         with m.Else():
             m.d.comb += [
                 axb.x_en.eq(1),
-                syn_addr.eq(Mux(in_lpu, base + i, base + axb.evt_data)),
+                syn_addr.eq(base + Mux(in_lpu, i, axb.evt_data)),
                 axb.x_addr.eq(Mux(in_lpu, i, axb.evt_data)),
                 rp[Mem.BETA].addr.eq(i),
                 rp[Mem.LUT].addr.eq(soma.lut_addr),

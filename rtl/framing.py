@@ -49,6 +49,27 @@ def _crc_matrix() -> list[int]:
 _CRC_MATRIX = _crc_matrix()
 
 
+def crc_bit_step(reg):
+    """Amaranth expression: one bit of the reflected CRC register (``reg >> 1 ^ poly if reg[0]``)."""
+    return (reg >> 1) ^ Mux(reg[0], P.CRC_POLY_REFLECTED, 0)
+
+
+class _SerialCrc:
+    """Bit-serial CRC register for the small-FPGA link: a byte is XORed in, then folded one bit per
+    clock (8 clocks, ``busy``); about a quarter of the logic of the one-clock XOR trees."""
+
+    def __init__(self, m: Module, reg: Signal):
+        self.m, self.reg = m, reg
+        self.cnt = Signal(range(9), name="crc_bits_left")
+        self.busy = self.cnt != 0
+        with m.If(self.busy):
+            m.d.sync += [reg.eq(crc_bit_step(reg)), self.cnt.eq(self.cnt - 1)]
+
+    def absorb(self, byte):
+        """Statements: take ``byte`` (only while not ``busy``)."""
+        return [self.reg.eq(self.reg ^ byte), self.cnt.eq(8)]
+
+
 def crc_update(reg, byte):
     """Amaranth expression: the CRC register after one more byte (one clock, XOR trees)."""
     x = Cat(reg, byte)
@@ -135,15 +156,19 @@ class CrcChecker(wiring.Component):
     """Pass-through of :data:`RX_BEAT`; sets ``crc_err`` on each ``end`` beat whose frame (its last
     :data:`~plasticore.protocol.CRC_BYTES` bytes being the CRC) does not check."""
 
-    i: In(stream.Signature(RX_BEAT))
-    o: Out(stream.Signature(RX_BEAT))
+    def __init__(self, serial: bool = False):
+        """``serial``: fold each byte in one bit per clock (8 clocks per byte, less logic)."""
+        self.serial = serial
+        super().__init__({"i": In(stream.Signature(RX_BEAT)), "o": Out(stream.Signature(RX_BEAT))})
 
     def elaborate(self, platform):
         m = Module()
         reg = Signal(P.CRC_BITS, init=P.CRC_INIT)
+        ser = _SerialCrc(m, reg) if self.serial else None
+        free = ~ser.busy if ser else 1  # a beat passes only once the previous byte is folded in
         m.d.comb += [
-            self.o.valid.eq(self.i.valid),
-            self.i.ready.eq(self.o.ready),
+            self.o.valid.eq(self.i.valid & free),
+            self.i.ready.eq(self.o.ready & free),
             self.o.payload.eq(self.i.payload),
             self.o.payload.crc_err.eq(self.i.payload.end & (reg != P.crc_residue())),
         ]
@@ -151,7 +176,7 @@ class CrcChecker(wiring.Component):
             with m.If(self.i.payload.end):
                 m.d.sync += reg.eq(P.CRC_INIT)
             with m.Else():
-                m.d.sync += reg.eq(crc_update(reg, self.i.payload.data))
+                m.d.sync += ser.absorb(self.i.payload.data) if ser else reg.eq(crc_update(reg, self.i.payload.data))
         return m
 
 
@@ -159,32 +184,36 @@ class CrcAppender(wiring.Component):
     """Pass-through of :data:`TX_BEAT` that appends the CRC (LSB first) after each frame's last
     byte and moves ``last`` onto the final CRC byte."""
 
-    i: In(stream.Signature(TX_BEAT))
-    o: Out(stream.Signature(TX_BEAT))
+    def __init__(self, serial: bool = False):
+        """``serial``: fold each byte in one bit per clock (8 clocks per byte, less logic)."""
+        self.serial = serial
+        super().__init__({"i": In(stream.Signature(TX_BEAT)), "o": Out(stream.Signature(TX_BEAT))})
 
     def elaborate(self, platform):
         m = Module()
         reg = Signal(P.CRC_BITS, init=P.CRC_INIT)
         pos = Signal(range(P.CRC_BYTES + 1))  # 0: passing data; k: emitting CRC byte k-1
         out_crc = reg ^ P.CRC_XOROUT
+        ser = _SerialCrc(m, reg) if self.serial else None
+        free = ~ser.busy if ser else 1
         with m.If(pos == 0):
             m.d.comb += [
-                self.o.valid.eq(self.i.valid),
-                self.i.ready.eq(self.o.ready),
+                self.o.valid.eq(self.i.valid & free),
+                self.i.ready.eq(self.o.ready & free),
                 self.o.payload.data.eq(self.i.payload.data),
                 self.o.payload.last.eq(0),
             ]
             with m.If(self.i.valid & self.i.ready):
-                m.d.sync += reg.eq(crc_update(reg, self.i.payload.data))
+                m.d.sync += ser.absorb(self.i.payload.data) if ser else reg.eq(crc_update(reg, self.i.payload.data))
                 with m.If(self.i.payload.last):
                     m.d.sync += pos.eq(1)
         with m.Else():
             m.d.comb += [
-                self.o.valid.eq(1),
+                self.o.valid.eq(free),
                 self.o.payload.data.eq(out_crc.word_select((pos - 1)[:2], 8)),
                 self.o.payload.last.eq(pos == P.CRC_BYTES),
             ]
-            with m.If(self.o.ready):
+            with m.If(self.o.ready & free):
                 with m.If(pos == P.CRC_BYTES):
                     m.d.sync += [pos.eq(0), reg.eq(P.CRC_INIT)]
                 with m.Else():

@@ -67,7 +67,7 @@ class Link(wiring.Component):
     def __init__(self, *, clocks_per_bit: int = 0, rx_fifo_depth: int = P.DEFAULT_RX_CREDIT,
                  max_words: int = P.DEFAULT_MAX_WORDS, addr_width: int = 32, design_id: int = 0,
                  clk_hz: int = 0, geometry: dict | None = None, caps: int | None = None,
-                 status_counters: bool = True, pipes: bool = True):
+                 status_counters: bool = True, pipes: bool = True, serial_crc: bool = False):
         if not 1 <= max_words <= P.MAX_WORDS_LIMIT:
             raise ValueError(f"max_words must be 1..{P.MAX_WORDS_LIMIT}, got {max_words}")
         max_frame = P.frame_wire_bytes(max_words + 2)
@@ -80,6 +80,7 @@ class Link(wiring.Component):
         self.addr_width = addr_width
         self.status_counters = bool(status_counters)
         self.pipes = bool(pipes)
+        self.serial_crc = bool(serial_crc)
         if caps is None:
             caps = P.Cap.RUN | P.Cap.RESET | P.Cap.FIXED | (P.Cap.STATUS if status_counters else 0)
         self.identify_value = P.pack(
@@ -109,7 +110,7 @@ class Link(wiring.Component):
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
         m.submodules.rx_pipe = rx_pipe = self._slice(8)  # the FIFO's block RAM output goes into a register
         m.submodules.dec = dec = CobsDecoder()
-        m.submodules.chk = chk = CrcChecker()
+        m.submodules.chk = chk = CrcChecker(serial=self.serial_crc)
         m.d.comb += [
             fifo.w_data.eq(self.rx.payload),
             fifo.w_en.eq(self.rx.valid),
@@ -124,7 +125,7 @@ class Link(wiring.Component):
 
         # ---------------- transmit path: bytes -> CRC -> COBS -> tx, a register slice between -----
         m.submodules.out_pipe = out_pipe = self._slice(TX_BEAT)
-        m.submodules.app = app = CrcAppender()
+        m.submodules.app = app = CrcAppender(serial=self.serial_crc)
         m.submodules.app_pipe = app_pipe = self._slice(TX_BEAT)
         m.submodules.enc = enc = CobsEncoder()
         m.submodules.tx_pipe = tx_pipe = self._slice(8)

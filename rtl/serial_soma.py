@@ -51,7 +51,7 @@ class SerialSoma(wiring.Component):
              R = v*lam; R = rshift_round(R, 8); R += T; X = u = sat_U(R); R = u - theta - 1; s = R >= 0
         ANN: X = u = I; R = rshift_round(I, ann_shift); s = clip(R)
         write u, s (emit {j, s} if s != 0); R = u*recip; R = rshift_round(R, recip_shift); R -= eta
-        read lut[clip(R, -256, 255) + 256] -> f (written to F[j], kept on ``f`` for the LPU)
+        read lut[clip(R, -256, 255) + 256] -> f (written to F[j]; ``f`` = the table output, held for the LPU)
 
     The memories are read at ``n_addr`` (set by the core, constant while ``busy``) with one clock
     latency; ``u``, ``s``, ``f`` are written at ``n_addr``.  An output waits on ``out`` until taken.
@@ -225,9 +225,10 @@ class SerialSoma(wiring.Component):
                 m.next = "F"
             with m.State("F"):
                 m.d.comb += self.f_en.eq(1)
-                m.d.sync += self.f.eq(self.lut_data)
                 with m.If(~ov.valid | ov.ready):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
-        m.d.comb += [self.busy.eq(~fsm.ongoing("IDLE")), self.u_wdata.eq(X[:U]), self.s_wdata.eq(s_new)]
+        # f_j: the table output, held until the next neuron's INDEX (the read address is a register)
+        m.d.comb += [self.busy.eq(~fsm.ongoing("IDLE")), self.u_wdata.eq(X[:U]), self.s_wdata.eq(s_new),
+                     self.f.eq(self.lut_data)]
         return m

@@ -213,9 +213,10 @@ def test_pipe_full_throughput():
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frames=st.lists(st.binary(min_size=1, max_size=64), min_size=1, max_size=3))
-def test_crc_appender_and_checker(frames):
-    app = CrcAppender()
+@given(frames=st.lists(st.binary(min_size=1, max_size=64), min_size=1, max_size=3), serial=st.booleans())
+def test_crc_appender_and_checker(frames, serial):
+    """One-clock XOR trees and the bit-serial CRC (small-FPGA link) give the protocol's CRC."""
+    app = CrcAppender(serial=serial)
     beats = [{"data": b, "last": int(k == len(f) - 1)} for f in frames for k, b in enumerate(f)]
     got = _stream_through(app, app.i, app.o, beats, ("data", "last"))
     out, cur = [], bytearray()
@@ -227,7 +228,7 @@ def test_crc_appender_and_checker(frames):
     assert out == [f + P.crc(f).to_bytes(4, "little") for f in frames]
 
     # checker: good frames pass, a corrupted one is flagged
-    chk = CrcChecker()
+    chk = CrcChecker(serial=serial)
     bad = bytearray(out[0])
     bad[0] ^= 0x10
     stream = []
@@ -320,9 +321,9 @@ def test_link_identify_write_read_run():
 
 
 def test_lean_link_without_status_counters_or_slices():
-    """The small-FPGA link (iCEBreaker chip): no register slices, no STATUS counters.  The other
+    """The small-FPGA link (iCEBreaker chip): no register slices, no STATUS counters, bit-serial CRC.  The other
     commands behave as in the full link; STATUS is an unknown opcode and the capability is not advertised."""
-    lb = LinkBench(max_words=16, status_counters=False, pipes=False)
+    lb = LinkBench(max_words=16, status_counters=False, pipes=False, serial_crc=True)
     raw = b"".join([
         P.encode_frame(P.request(Op.IDENTIFY, 1)),
         P.encode_frame(P.request(Op.WRITE, 2, words=[3, 0xDEADBEEF, 0x01020304])),
