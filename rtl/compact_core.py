@@ -90,7 +90,8 @@ class CompactCore(wiring.Component):
         m.d.comb += soma.params.eq(params)
         self._blocks = {"axb": axb, "soma": soma}
 
-        cycles, cyc, steps = Signal(32), Signal(32), Signal(32)
+        cycles, steps = Signal(32), Signal(32)
+        in_step = Signal()  # a step (not a clear) is running: CYCLES counts it (read only when idle)
         start_req, clear_req = Signal(), Signal()
         idle = Signal(init=1)
 
@@ -235,7 +236,7 @@ class CompactCore(wiring.Component):
                     m.d.comb += axb.clear.eq(1)
                     m.next = "ZERO"
                 with m.Elif(start_req & ~hq_v & ~axb.busy):
-                    m.d.sync += [start_req.eq(0), cyc.eq(0), j.eq(0), base.eq(0), e.eq(0), idle.eq(0),
+                    m.d.sync += [start_req.eq(0), cycles.eq(0), in_step.eq(1), j.eq(0), base.eq(0), e.eq(0), idle.eq(0),
                                  acc_w.eq(0), acc_h.eq(0)]
                     m.d.comb += soma.clear_count.eq(1)
                     with m.If(p.n_neurons == 0):
@@ -284,10 +285,10 @@ class CompactCore(wiring.Component):
             with m.State("CLRWAIT"):
                 with m.If(~axb.busy):
                     m.d.comb += self.done.eq(1)
-                    m.d.sync += [cycles.eq(cyc + 1), steps.eq(steps + 1), idle.eq(1)]
+                    m.d.sync += [steps.eq(steps + 1), idle.eq(1), in_step.eq(0)]
                     m.next = "IDLE"
-        with m.If(~idle):
-            m.d.sync += cyc.eq(cyc + 1)
+        with m.If(in_step):
+            m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += self.busy.eq(~idle)
         return m
 

@@ -428,7 +428,8 @@ class Link(wiring.Component):
                 m.next = "REPLY_FETCH"
             with m.State("REPLY_FETCH"):
                 m.d.comb += rd.addr.eq(pidx)
-                m.d.sync += rdata.eq(rd.data)
+                if self.pipes:
+                    m.d.sync += rdata.eq(rd.data)
                 m.next = "REPLY_WORD"
             word = Signal(32)
             last_word = Signal()
@@ -443,7 +444,9 @@ class Link(wiring.Component):
                         with m.Case(_K_STATUS):
                             m.d.sync += word.eq(status_value.as_value().word_select(pidx, 32))
                         with m.Case(_K_BUF):
-                            m.d.sync += word.eq(rdata)
+                            # without ``pipes`` the block RAM output itself (still buf[i - 1]: read
+                            # port data follows the address of the previous clock, REPLY_FETCH's)
+                            m.d.sync += word.eq(rdata if self.pipes else rd.data)
                         with m.Case(_K_DETAIL):
                             m.d.sync += word.eq(detail)
                         with m.Default():

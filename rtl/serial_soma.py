@@ -208,8 +208,7 @@ class SerialSoma(wiring.Component):
             with m.State("WRITE"):
                 m.d.comb += self.w_en.eq(1)
                 with m.If(s_new != 0):
-                    m.d.sync += [self.out_count.eq(self.out_count + 1), ov.valid.eq(p.emit),
-                                 ov.payload.neuron.eq(self.j), ov.payload.value.eq(s_new)]
+                    m.d.sync += [self.out_count.eq(self.out_count + 1), ov.valid.eq(p.emit)]
                 m.d.sync += load_mul(X, p.recip)
                 m.next = "MUL_Z"
             mul_state("MUL_Z", "SH_Z", p.recip_shift)
@@ -230,5 +229,7 @@ class SerialSoma(wiring.Component):
                     m.next = "IDLE"
         # f_j: the table output, held until the next neuron's INDEX (the read address is a register)
         m.d.comb += [self.busy.eq(~fsm.ongoing("IDLE")), self.u_wdata.eq(X[:U]), self.s_wdata.eq(s_new),
-                     self.f.eq(self.lut_data)]
+                     self.f.eq(self.lut_data),
+                     # the output: j and s_new hold until ``done``, which waits for the transfer
+                     ov.payload.neuron.eq(self.j), ov.payload.value.eq(s_new)]
         return m
