@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Mux, Value, signed
 
-__all__ = ["clip", "round_half", "rshift_round", "sat", "to_signed"]
+__all__ = ["clip", "round_half", "rshift_round", "sat", "sat_fast", "to_signed"]
 
 
 def to_signed(v) -> Value:
@@ -26,6 +26,18 @@ def sat(v, bits: int) -> Value:
     if len(v) <= bits:
         return v
     return Mux(v > hi, Const(hi, signed(bits)), Mux(v < lo, Const(lo, signed(bits)), v[:bits].as_signed()))
+
+
+def sat_fast(v, bits: int) -> Value:
+    """:func:`sat` from an overflow test of the top bits (all equal to the sign) instead of two
+    comparators: no carry chain, for slow FPGAs where carry chains are the long paths."""
+    v = to_signed(v)
+    if len(v) <= bits:
+        return v
+    top = v[bits - 1:]
+    ok = (top == 0) | (top == (1 << len(top)) - 1)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(ok, v[:bits].as_signed(), Mux(v[-1], Const(lo, signed(bits)), Const(hi, signed(bits))))
 
 
 def clip(v, lo, hi) -> Value:

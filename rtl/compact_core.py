@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CORE_ID, CORE_VERSION, MEMS, PARAM_REGS, REGS, CoreGeometry, Mem, Reg
 
-from .arith import rshift_round, sat
+from .arith import rshift_round, sat_fast
 from .axon import AxonBuffer
 from .core import PARAM_DEFAULTS
 from .layouts import NO_RW_CHECK, axon_event_layout, bus_req_layout, param_layout, spike_event_layout
@@ -193,12 +193,13 @@ class CompactCore(wiring.Component):
         # LPU, synapse (i, j): read (ph 0), compute and write back (ph 1)
         assert C.X_FRAC[C.InputKind.GRADED] == 8
         gp = rp[Mem.BETA].data.as_signed() * x
-        g = sat(Mux(p.input_kind == int(C.InputKind.GRADED), (gp + 128) >> 8, gp), C.G_BITS)  # rshift_round(gp, x_frac)
+        # g = sat16(rshift_round(beta * x, x_frac)), x_frac = 8 (graded) or 0
+        g = sat_fast(Mux(p.input_kind == int(C.InputKind.GRADED), (gp + 128) >> 8, gp), C.G_BITS)
         hd = (h_r.data.as_signed() * p.decay + 128) >> 8
         gf = g * soma.f
         dh = Mux(p.dh_shift > DH_SHIFT_EFFECTIVE, 0, rshift_round(gf, p.dh_shift[:5], DH_SHIFT_EFFECTIVE))
         # |hd| <= 2**15 and h_clamp < 2**15: saturating dh to 18 bits leaves the clamped sum unchanged
-        dh = sat(dh, C.H_BITS + 2)
+        dh = sat_fast(dh, C.H_BITS + 2)
         hs = Mux(p.hebb_neg, hd - dh, hd + dh)
         hc = Value.cast(p.h_clamp)
         h_new = Mux(hs > hc, hc, Mux(hs < -hc, -hc, hs))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
+from .arith import sat_fast
 from .layouts import param_layout, spike_event_layout
 
 __all__ = ["SerialSoma", "serial_soma_cycles"]
@@ -26,14 +27,6 @@ def serial_soma_cycles(lif: bool, alpha_shift: int, ann_shift: int, recip_shift:
     """
     sh = max(alpha_shift, 1) + max(recip_shift, 1)
     return 62 + sh + (31 if lif else 1 + max(ann_shift, 1))
-
-
-def _sat_fast(v: Value, bits: int) -> Value:
-    """``sat(v, bits)`` from an overflow test of the top bits (no comparator), ``signed(bits)``."""
-    top = v[bits - 1:]
-    ok = (top == 0) | (top == (1 << len(top)) - 1)
-    lo, hi = C.smin(bits), C.smax(bits)
-    return Mux(ok, v[:bits].as_signed(), Mux(v[-1], Const(lo, signed(bits)), Const(hi, signed(bits))))
 
 
 class SerialSoma(wiring.Component):
@@ -107,7 +100,7 @@ class SerialSoma(wiring.Component):
         m.d.comb += total.eq(R + (src ^ Mux(inv, -1, 0)) + cin)
         half = total[1:RW + 1].as_signed()  # (R + addend) >> 1, exact floor
         add = total[:RW].as_signed()
-        satR = _sat_fast(R, U)
+        satR = sat_fast(R, U)
 
         ov = self.out
         with m.If(ov.valid & ov.ready):
@@ -202,7 +195,7 @@ class SerialSoma(wiring.Component):
             shift_state("SH_N", "CLIP")
             with m.State("CLIP"):
                 relu = Mux(R[-1], 0, Mux(R[8:] != 0, 255, R[:8]))
-                m.d.sync += s_new.eq(Mux(p.ann_act == int(C.AnnAct.RELU), relu, _sat_fast(R, 8)))
+                m.d.sync += s_new.eq(Mux(p.ann_act == int(C.AnnAct.RELU), relu, sat_fast(R, 8)))
                 m.next = "WRITE"
             # ---- write back, post function
             with m.State("WRITE"):
@@ -218,7 +211,7 @@ class SerialSoma(wiring.Component):
                 m.d.sync += R.eq(add)
                 m.next = "INDEX"
             with m.State("INDEX"):
-                m.d.sync += self.lut_addr.eq(_sat_fast(R, C.LUT_INDEX_BITS).as_unsigned() ^ C.LUT_HALF)
+                m.d.sync += self.lut_addr.eq(sat_fast(R, C.LUT_INDEX_BITS).as_unsigned() ^ C.LUT_HALF)
                 m.next = "LUT"
             with m.State("LUT"):  # read issued from the registered index
                 m.next = "F"
