@@ -186,13 +186,14 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
 #: ULX3S-85F: 2 cores of 256x256, 4 lanes: 205 / 208 DP16KD (W 32 + H 64 + H mask 4 + LUT 1 per core,
 #: with the ECP5 LUT-RAM hint for the small memories), 46 / 156 DSPs; the output FIFO holds one step
 #: of both cores (512), the RX FIFO one maximal frame and more (2048).  8 cores of 128x128 need
-#: 8 x 26 DP16KD for W/H/mask/LUT alone and do not fit.  A board without an entry gets the next
-#: design of AUTO_ORDER: the iCE40UP5K cannot hold a 128x128 core (measured: 208% of the logic
-#: cells, 480% of the block RAM, 287% of the DSPs).
+#: 8 x 26 DP16KD for W/H/mask/LUT alone and do not fit.  iCE40UP5K (iCEBreaker): one CompactCore of
+#: 128x128 with plasticity (W + mask and H in two SPRAMs) and the lean link (no STATUS counters, no
+#: register slices, bit-serial CRC, frames of 64 words, 2 routing entries): 5 140 / 5 280 logic cells,
+#: 20 / 30 EBR, 2 / 4 SPRAM, 5 / 8 DSP, 12.38 MHz at 12 MHz (the HybridCore needs 208% of the logic
+#: cells).  A board without an entry gets the next design of AUTO_ORDER.
 CHIP_DEFAULTS = {
     "ulx3s": {"mesh_x": 2, "mesh_y": 1, "a_max": 256, "n_max": 256, "lanes": 4, "out_fifo": 512,
               "rx_fifo_depth": 2048},
-    # iCE40UP5K: one compact core of 128x128 (W + mask and H in two SPRAMs), frames of 64 words
     "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 1, "core": "compact",
                    "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
                    "serial_crc": 1, "route_dests": 2},
