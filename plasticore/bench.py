@@ -92,6 +92,7 @@ def bench_golden(A: int = 256, N: int = 256, steps: int = 50, repeats: int = 5) 
 BENCHES = {
     "golden": ("plasticore.bench", "bench_golden"),
     "core": ("plasticore.sim.bench_core", "bench"),
+    "compact_core": ("plasticore.sim.bench_core", "bench_compact"),
     "link": ("plasticore.sim.bench_link", "bench"),
     "chip": ("plasticore.sim.bench_chip", "bench"),
     "training": ("plasticore.training.api", "bench"),

@@ -18,15 +18,15 @@ from pathlib import Path
 
 from plasticore.core_map import DEFAULT_GEOMETRY, CoreGeometry
 
-__all__ = ["bench"]
+__all__ = ["bench", "bench_compact"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_max,
           lanes: int = DEFAULT_GEOMETRY.lanes, steps: int = 3, build_dir: str | os.PathLike | None = None,
-          seed: int = 1) -> dict:
-    """Run the core benchmark; returns ``{"geometry", "workloads": {name: {...}}, "summary": {...}}``.
+          seed: int = 1, kind: str = "hybrid") -> dict:
+    """Run the core benchmark (``kind``: ``hybrid`` or ``compact``, :data:`plasticore.rtl.chip.CORE_KINDS`); returns ``{"geometry", "workloads": {name: {...}}, "summary": {...}}``.
 
     Per workload (full A_max x N_max layer, one sample of ``steps`` steps, plastic):
     ``events`` (mean non-zero inputs per step), ``cycles_per_step`` (measured, register
@@ -36,19 +36,19 @@ def bench(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_m
     speed while the step runs, cocotb idle).  ``summary`` aggregates them; ``build_s`` is the
     Verilator build time.
     """
-    from plasticore.rtl.core import HybridCore
+    from plasticore.rtl.chip import CORE_KINDS
     from plasticore.sim.cocotb_runner import run_cocotb
     from plasticore.sim.toolchain import verilog_from_component
 
     CoreGeometry(a_max, n_max, lanes)  # validates the geometry
-    bdir = Path(build_dir or REPO_ROOT / "sim_build" / f"bench_core_{a_max}x{n_max}_p{lanes}")
-    vfile = verilog_from_component(HybridCore(a_max, n_max, lanes), "hybrid_core", bdir)
+    bdir = Path(build_dir or REPO_ROOT / "sim_build" / f"bench_{kind}_core_{a_max}x{n_max}_p{lanes}")
+    vfile = verilog_from_component(CORE_KINDS[kind](a_max, n_max, lanes), "hybrid_core", bdir)
     summary = bdir / "bench.json"
     summary.unlink(missing_ok=True)
     t0 = time.perf_counter()
     run_cocotb([vfile], "hybrid_core", "plasticore.sim.core_tb", bdir, testcase="bench_steps", seed=seed,
                waves=False, extra_env={
-                   "CORE_A": str(a_max), "CORE_N": str(n_max), "CORE_P": str(lanes), "CORE_STEPS": str(steps),
+                   "CORE_KIND": kind, "CORE_A": str(a_max), "CORE_N": str(n_max), "CORE_P": str(lanes), "CORE_STEPS": str(steps),
                    "CORE_SEED": str(seed), "CORE_BENCH": "1", "CORE_SUMMARY": str(summary),
                    "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2 OPT_SLOW=-O1",
                }, build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"])
@@ -58,7 +58,7 @@ def bench(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_m
     for name, st in raw.items():
         recs = st["records"]
         n = len(recs)
-        integ = sum(r["integrate"] for r in recs)
+        integ = sum(r.get("integrate", r.get("dendrite", 0)) for r in recs)
         lpu = sum(r["lpu"] for r in recs)
         cyc = sum(r["cycles"] for r in recs)
         wall = sum(r["wall_s"] for r in recs)
@@ -75,6 +75,7 @@ def bench(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_m
         }
     allw = list(work.values())
     return {
+        "core": kind,
         "geometry": {"a_max": a_max, "n_max": n_max, "lanes": lanes},
         "workloads": work,
         "summary": {
@@ -87,6 +88,11 @@ def bench(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_m
             "build_and_run_s": round(total_s, 1),
         },
     }
+
+
+def bench_compact(steps: int = 2, seed: int = 1) -> dict:
+    """The compact core at the iCEBreaker's geometry (128 x 128, one lane), same workloads."""
+    return bench(128, 128, 1, steps=steps, seed=seed, kind="compact")
 
 
 if __name__ == "__main__":
