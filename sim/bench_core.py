@@ -26,7 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def bench(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_max,
           lanes: int = DEFAULT_GEOMETRY.lanes, steps: int = 3, build_dir: str | os.PathLike | None = None,
           seed: int = 1, kind: str = "hybrid") -> dict:
-    """Run the core benchmark (``kind``: ``hybrid`` or ``compact``, :data:`plasticore.rtl.chip.CORE_KINDS`); returns ``{"geometry", "workloads": {name: {...}}, "summary": {...}}``.
+    """Run the core benchmark (``kind``: ``hybrid`` or ``compact``, :data:`plasticore.rtl.chip.CORE_KINDS`);
+    returns ``{"core", "geometry", "workloads": {name: {...}}, "summary": {...}}``.
 
     Per workload (full A_max x N_max layer, one sample of ``steps`` steps, plastic):
     ``events`` (mean non-zero inputs per step), ``cycles_per_step`` (measured, register
@@ -48,7 +49,8 @@ def bench(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_m
     t0 = time.perf_counter()
     run_cocotb([vfile], "hybrid_core", "plasticore.sim.core_tb", bdir, testcase="bench_steps", seed=seed,
                waves=False, extra_env={
-                   "CORE_KIND": kind, "CORE_A": str(a_max), "CORE_N": str(n_max), "CORE_P": str(lanes), "CORE_STEPS": str(steps),
+                   "CORE_KIND": kind, "CORE_A": str(a_max), "CORE_N": str(n_max), "CORE_P": str(lanes),
+                   "CORE_STEPS": str(steps),
                    "CORE_SEED": str(seed), "CORE_BENCH": "1", "CORE_SUMMARY": str(summary),
                    "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2 OPT_SLOW=-O1",
                }, build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"])
