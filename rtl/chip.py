@@ -134,6 +134,10 @@ class Chip(wiring.Component):
         go_clear = Signal()  # from the bus: CLEAR written or RESET
         flush = Signal()  # RESET: also empty the output FIFO and zero the drop counter
 
+        # the step clock counter; stated before the sequencer so that its reset at a step boundary
+        # (``cyc.eq(0)`` below) takes precedence: CYCLES is the last step's count, not the RUN's
+        with m.If(~ctrl_idle):
+            m.d.sync += cyc.eq(cyc + 1)
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 m.d.comb += ctrl_idle.eq(1)
@@ -173,8 +177,6 @@ class Chip(wiring.Component):
                 with m.If(((pending & ~dones) == 0) & ~(flush & outq.r_rdy)):
                     m.d.sync += flush.eq(0)
                     m.next = "IDLE"
-        with m.If(~ctrl_idle):
-            m.d.sync += cyc.eq(cyc + 1)
         m.d.comb += self.busy.eq(~ctrl_idle)
 
         # ---- bus target ---------------------------------------------------------------------

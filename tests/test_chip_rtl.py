@@ -91,6 +91,20 @@ def test_bad_address_is_an_error(dev):
     dev.bus.sync()  # the chip still answers
 
 
+def test_cycles_register_counts_the_last_step(dev):
+    """ChipReg.CYCLES is the clock count of the last step of a RUN (silent steps all cost the same)."""
+    from plasticore.chip_map import ChipReg, chip_addr
+
+    rng = np.random.default_rng(3)
+    dev.deploy(random_bundle(rng, sizes=[8, 6], timesteps=1))
+    dev.bus.reset()
+    dev.bus.run(1)
+    (one,) = dev.bus.read(chip_addr(ChipReg.CYCLES), 1)
+    dev.bus.run(3)
+    (last,) = dev.bus.read(chip_addr(ChipReg.CYCLES), 1)
+    assert one > 0 and last == one, f"CYCLES after RUN 1: {one}, after RUN 3: {last}"
+
+
 def test_network_too_big_is_a_compile_error():
     b = random_bundle(np.random.default_rng(1), sizes=[8, 32, 32, 16], timesteps=2)
     with pytest.raises(CompileError, match="more than the chip's 4 cores"):
