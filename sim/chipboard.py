@@ -20,20 +20,35 @@ def chip_design_id(cfg: ChipConfig, clocks_per_bit: int, extra: dict | None = No
     return zlib.crc32(f"simboard:{cfg!r}:{clocks_per_bit}:{rtl_hash()}{tail}".encode())
 
 
-def chip_board_top(clocks_per_bit: int = 8, mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y,
-                   a_max: int = DEFAULT_CHIP.a_max, n_max: int = DEFAULT_CHIP.n_max, lanes: int = DEFAULT_CHIP.lanes,
-                   out_fifo: int = DEFAULT_CHIP.out_fifo, core: str = "hybrid", route_dests: int | None = None,
-                   **link_kwargs):
-    """The board top of a chip; ``core`` / ``route_dests`` as in :class:`~plasticore.rtl.chip.Chip`, the
-    other keyword arguments go to the link (``max_words``, ``status_counters``, ``pipes``, ...)."""
+def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y, a_max: int = DEFAULT_CHIP.a_max,
+           n_max: int = DEFAULT_CHIP.n_max, lanes: int = DEFAULT_CHIP.lanes, out_fifo: int = DEFAULT_CHIP.out_fifo,
+           core: str = "hybrid", route_dests: int | None = None, **link_kwargs):
     from plasticore import chip_map as M
-    from plasticore.rtl.board import board_top
-    from plasticore.rtl.chip import Chip
 
     cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo)
     extra = {"core": core, "route_dests": route_dests or M.MAX_DESTS, **link_kwargs}
+    return cfg, extra, link_kwargs
+
+
+def board_design_id(clocks_per_bit: int = 8, **kw) -> int:
+    """The design ID :func:`chip_board_top` ``(clocks_per_bit, **kw)`` reports on identify."""
+    from plasticore import chip_map as M
+
+    cfg, extra, _ = _split(**kw)
     default = extra == {"core": "hybrid", "route_dests": M.MAX_DESTS}
-    did = chip_design_id(cfg, clocks_per_bit, None if default else extra)
-    chip = Chip(mesh_x, mesh_y, a_max, n_max, lanes, design_id=did, out_fifo=out_fifo, core=core,
-                route_dests=route_dests or M.MAX_DESTS)
+    return chip_design_id(cfg, clocks_per_bit, None if default else extra)
+
+
+def chip_board_top(clocks_per_bit: int = 8, **kw):
+    """The board top of a chip: ``mesh_x, mesh_y, a_max, n_max, lanes, out_fifo``, ``core`` /
+    ``route_dests`` as in :class:`~plasticore.rtl.chip.Chip`; the other keyword arguments go to the
+    link (``max_words``, ``rx_fifo_depth``, ``status_counters``, ``pipes``, ``serial_crc``).
+    ``firmware.designs.CHIP_DEFAULTS[board]`` is a valid ``kw``: the chip that board builds."""
+    from plasticore.rtl.board import board_top
+    from plasticore.rtl.chip import Chip
+
+    cfg, extra, link_kwargs = _split(**kw)
+    did = board_design_id(clocks_per_bit, **kw)
+    chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=did, out_fifo=cfg.out_fifo,
+                core=extra["core"], route_dests=extra["route_dests"])
     return board_top(chip, clocks_per_bit=clocks_per_bit, design_id=did, geometry=chip.geometry(), **link_kwargs)

@@ -69,17 +69,24 @@ def cmd_sim_run(args) -> int:
 
 def cmd_simboard(args) -> int:
     """Start a simulated board carrying the chip and print its serial port path until interrupted."""
-    from plasticore.sim.chipboard import DEFAULT_CHIP, chip_board_top, chip_design_id
-    from plasticore.sim.chipsim import ChipConfig
+    from plasticore.sim.chipboard import DEFAULT_CHIP, board_design_id, chip_board_top
     from plasticore.sim.simboard import SimBoard
 
-    mx, my = args.mesh or (DEFAULT_CHIP.mesh_x, DEFAULT_CHIP.mesh_y)
-    cfg = ChipConfig(mx, my, args.axons, args.neurons, args.lanes)
-    kw = {"mesh_x": mx, "mesh_y": my, "a_max": args.axons, "n_max": args.neurons, "lanes": args.lanes}
+    if args.board:  # the chip that board's build carries (firmware.designs.CHIP_DEFAULTS)
+        from plasticore.firmware.designs import CHIP_DEFAULTS
+
+        if args.board not in CHIP_DEFAULTS:
+            raise SystemExit(f"plasticore simboard: board {args.board!r} has no chip size; "
+                             f"known: {', '.join(sorted(CHIP_DEFAULTS))}")
+        kw = dict(CHIP_DEFAULTS[args.board])
+    else:
+        mx, my = args.mesh or (DEFAULT_CHIP.mesh_x, DEFAULT_CHIP.mesh_y)
+        kw = {"mesh_x": mx, "mesh_y": my, "a_max": args.axons, "n_max": args.neurons, "lanes": args.lanes}
     board = SimBoard.start(chip_board_top, clocks_per_bit=args.cpb, link=args.link, **kw)
     print(board.port, flush=True)
-    print(f"simulated board: {mx}x{my} cores of {args.axons}x{args.neurons}, P={args.lanes}, "
-          f"design 0x{chip_design_id(cfg, args.cpb):08x}; Ctrl-C to stop", flush=True)
+    print(f"simulated board: {kw['mesh_x']}x{kw['mesh_y']} {kw.get('core', 'hybrid')} cores of "
+          f"{kw['a_max']}x{kw['n_max']}, P={kw['lanes']}, design 0x{board_design_id(args.cpb, **kw):08x}; "
+          "Ctrl-C to stop", flush=True)
     try:
         board.proc.wait()
     except KeyboardInterrupt:
@@ -93,6 +100,8 @@ def add_cli(sub) -> None:
     sb = sub.add_parser("simboard", help="start a simulated board (chip + UART link in Verilator) on a pty")
     sb.add_argument("--cpb", type=int, default=8, help="UART clocks per bit")
     sb.add_argument("--link", default=None, help="also create this symlink to the pty (e.g. /tmp/ttyPLC0)")
+    sb.add_argument("--board", default=None, help="carry the chip this FPGA board builds (e.g. icebreaker: "
+                    "one compact 128x128 core); overrides the geometry options")
     add_chip_args(sb)
     sb.set_defaults(func=cmd_simboard)
 

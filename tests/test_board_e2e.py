@@ -9,7 +9,7 @@ from plasticore.core_map import CoreGeometry
 from plasticore.host import connect
 from plasticore.host.linkbus import BoardError
 from plasticore.sim import golden
-from plasticore.sim.chipboard import chip_board_top, chip_design_id
+from plasticore.sim.chipboard import board_design_id, chip_board_top, chip_design_id
 from plasticore.sim.chipsim import ChipConfig
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 from plasticore.sim.simboard import SimBoard
@@ -90,7 +90,7 @@ def test_icebreaker_chip_over_serial():
                 L.soma = C.SomaMode.ANN
             L.plastic, L.h_persist = True, C.HPersist.NEVER
             x = random_inputs(rng, bundle, 3)
-            with connect(b.port) as dev:
+            with connect(b.port, expected_design_id=board_design_id(8, **cfg)) as dev:
                 assert dev.geom.cores == 1 and dev.geom.core == CoreGeometry(128, 128, 1)
                 dev.deploy(bundle)
                 r = dev.run(x)
