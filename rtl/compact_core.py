@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import memory, wiring
 
 from plasticore import contract as C
-from plasticore.core_map import CORE_ID, CORE_VERSION, MEMS, PARAM_REGS, REGS, CoreGeometry, Mem, Reg
+from plasticore.core_map import MEMS, CoreGeometry, Mem
 
 from .arith import rshift_round, sat_fast
 from .axon import AxonBuffer
 from .core import PARAM_DEFAULTS
-from .layouts import NO_RW_CHECK, axon_event_layout, bus_req_layout, param_layout, spike_event_layout
+from .core_regs import axon_input, core_ports, read_regs, readonly_regs, write_regs
+from .layouts import NO_RW_CHECK, param_layout
 from .serial_soma import SerialSoma, serial_soma_cycles
 
 __all__ = ["SPRAM_TAG", "CompactCore", "compact_step_cycle_parts", "compact_step_cycles"]
@@ -49,16 +49,7 @@ class CompactCore(wiring.Component):
         if lanes != 1:
             raise ValueError(f"CompactCore has one lane, got lanes={lanes}")
         self.geom = geom = CoreGeometry(a_max, n_max, 1)
-        super().__init__({
-            "bus": In(stream.Signature(bus_req_layout(geom))),
-            "bus_rsp": Out(stream.Signature(unsigned(geom.data_bits))),
-            "axon_in": In(stream.Signature(axon_event_layout(geom))),
-            "spike_out": Out(stream.Signature(spike_event_layout(geom))),
-            "start": In(1),
-            "clear": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-        })
+        super().__init__(core_ports(geom))
 
     def elaborate(self, platform):
         m = Module()
@@ -114,33 +105,15 @@ class CompactCore(wiring.Component):
         with m.Elif(rsp.valid & rsp.ready):
             m.d.sync += rsp.valid.eq(0)
         # X writes go through the axon buffer (as do axon_in events); X reads through its port
-        bus_x = self.bus.valid & req.we & (req.mem == Mem.X)
-        m.d.comb += [
-            axb.enable.eq(idle),
-            axb.inp.valid.eq(Mux(self.bus.valid, bus_x & self.bus.ready, self.axon_in.valid)),
-            axb.inp.payload.axon.eq(Mux(self.bus.valid, req.addr, self.axon_in.payload.axon)),
-            axb.inp.payload.value.eq(Mux(self.bus.valid, req.data[:C.X_BITS], self.axon_in.payload.value)),
-            self.axon_in.ready.eq(axb.inp.ready & ~self.bus.valid),
-        ]
+        axon_input(m, self, axb, idle)
         hw = hq_v & hq_we  # host write in this clock
-        with m.If(hw & (hq_mem == Mem.REG)):
-            with m.Switch(hq_addr):
-                for r in PARAM_REGS:
-                    with m.Case(int(r)):
-                        m.d.sync += getattr(params, r.name.lower()).eq(hq_data[:REGS[r][0]])
-                with m.Case(int(Reg.CMD)):
-                    with m.If(hq_data[0]):
-                        m.d.sync += start_req.eq(1)
-                    with m.If(hq_data[1]):
-                        m.d.sync += clear_req.eq(1)
+        write_regs(m, hw & (hq_mem == Mem.REG), hq_addr, hq_data, params, start_req, clear_req)
         with m.If(self.start):
             m.d.sync += start_req.eq(1)
         with m.If(self.clear):
             m.d.sync += clear_req.eq(1)
 
-        ro = {Reg.STATUS: ~idle, Reg.CYCLES: cycles, Reg.EVENTS: axb.count, Reg.OUT_COUNT: soma.out_count,
-              Reg.STEPS: steps, Reg.GEOM_A: Const(geom.a_max, 11), Reg.GEOM_N: Const(geom.n_max, 11),
-              Reg.GEOM_P: Const(1, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(CORE_VERSION, 8)}
+        ro = readonly_regs(geom, busy=~idle, cycles=cycles, events=axb.count, out_count=soma.out_count, steps=steps)
         with m.Switch(hq_mem):
             with m.Case(int(Mem.W)):
                 m.d.comb += rsp.payload.eq(wm_r.data[:C.W_BITS])
@@ -154,13 +127,7 @@ class CompactCore(wiring.Component):
             with m.Case(int(Mem.X)):
                 m.d.comb += rsp.payload.eq(axb.x_data.as_unsigned())
             with m.Case(int(Mem.REG)):
-                with m.Switch(hq_addr):
-                    for r in PARAM_REGS:
-                        with m.Case(int(r)):
-                            m.d.comb += rsp.payload.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
-                    for r, v in ro.items():
-                        with m.Case(int(r)):
-                            m.d.comb += rsp.payload.eq(v)
+                read_regs(m, "comb", rsp.payload, hq_addr, params, ro)
             with m.Default():
                 m.d.comb += rsp.payload.eq(0)
 

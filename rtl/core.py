@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import fifo, memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import fifo, memory, wiring
 
 from plasticore import contract as C
 from plasticore.core_map import (
-    CORE_ID,
-    CORE_VERSION,
     MEMS,
-    PARAM_REGS,
-    REGS,
     CoreGeometry,
     Mem,
-    Reg,
 )
 
 from .axon import AxonBuffer
+from .core_regs import axon_input, core_ports, read_regs, readonly_regs, write_regs
 from .dendrite import Dendrite
-from .layouts import NO_RW_CHECK, axon_event_layout, bus_req_layout, param_layout, spike_event_layout
+from .layouts import NO_RW_CHECK, param_layout
 from .lpu import PlasticityUnit
 from .soma import Soma
 
@@ -52,16 +47,7 @@ class HybridCore(wiring.Component):
 
     def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16):
         self.geom = geom = CoreGeometry(a_max, n_max, lanes)
-        super().__init__({
-            "bus": In(stream.Signature(bus_req_layout(geom))),
-            "bus_rsp": Out(stream.Signature(unsigned(geom.data_bits))),
-            "axon_in": In(stream.Signature(axon_event_layout(geom))),
-            "spike_out": Out(stream.Signature(spike_event_layout(geom))),
-            "start": In(1),
-            "clear": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-        })
+        super().__init__(core_ports(geom))
 
     def elaborate(self, platform):
         m = Module()
@@ -150,53 +136,26 @@ class HybridCore(wiring.Component):
         m.d.sync += [d_rd.eq(hq_rd), d_mem.eq(hq_mem)]
         m.d.comb += [rsp_fifo.w_en.eq(f_rd), rsp_fifo.w_data.eq(f_data)]
 
-        # axon input: bus writes of X or the axon_in stream
-        bus_x = Signal()
-        m.d.comb += bus_x.eq(self.bus.valid & req.we & (req.mem == Mem.X))
-        m.d.comb += [
-            axb.enable.eq(idle),
-            axb.inp.valid.eq(Mux(self.bus.valid, bus_x & self.bus.ready, self.axon_in.valid)),
-            axb.inp.payload.axon.eq(Mux(self.bus.valid, req.addr, self.axon_in.payload.axon)),
-            axb.inp.payload.value.eq(Mux(self.bus.valid, req.data[:C.X_BITS], self.axon_in.payload.value)),
-            self.axon_in.ready.eq(axb.inp.ready & ~self.bus.valid),
-        ]
+        axon_input(m, self, axb, idle)
 
         # register writes: from the request register like the memory writes (the decode and the write
         # enables of the parameter registers, which fan out over the whole core, start at flops)
         hq_reg_we = Signal()
         m.d.sync += hq_reg_we.eq(acc_w & (req.mem == Mem.REG))
         hq_busy = hq_busy | hq_reg_we
-        with m.If(hq_reg_we):
-            with m.Switch(hq_addr):
-                for r in PARAM_REGS:
-                    with m.Case(int(r)):
-                        f = getattr(params, r.name.lower())
-                        m.d.sync += f.eq(hq_data[:REGS[r][0]])
-                with m.Case(int(Reg.CMD)):
-                    with m.If(hq_data[0]):
-                        m.d.sync += start_req.eq(1)
-                    with m.If(hq_data[1]):
-                        m.d.sync += clear_req.eq(1)
+        write_regs(m, hq_reg_we, hq_addr, hq_data, params, start_req, clear_req)
         with m.If(self.start):
             m.d.sync += start_req.eq(1)
         with m.If(self.clear):
             m.d.sync += clear_req.eq(1)
-        ro = {Reg.STATUS: ~idle, Reg.CYCLES: cycles, Reg.EVENTS: axb.count, Reg.OUT_COUNT: soma.out_count,
-              Reg.STEPS: steps, Reg.GEOM_A: Const(geom.a_max, 11), Reg.GEOM_N: Const(geom.n_max, 11),
-              Reg.GEOM_P: Const(P, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(CORE_VERSION, 8)}
+        ro = readonly_regs(geom, busy=~idle, cycles=cycles, events=axb.count, out_count=soma.out_count, steps=steps)
         # register read: the value one clock after the read is issued, from a copy of the address made
         # for it (the request register also drives every memory port); a register write accepted after
         # the read reaches the registers a clock later still, so the read sees every earlier write only
         d_addr = Signal(geom.addr_bits)
         m.d.sync += d_addr.eq(hq_addr)
         m.d.sync += reg_rdata.eq(0)
-        with m.Switch(d_addr):
-            for r in PARAM_REGS:
-                with m.Case(int(r)):
-                    m.d.sync += reg_rdata.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
-            for r, v in ro.items():
-                with m.Case(int(r)):
-                    m.d.sync += reg_rdata.eq(v)
+        read_regs(m, "sync", reg_rdata, d_addr, params, ro)
         # every memory output is first captured by a register with no logic in front of it (a block
         # RAM's clock-to-output time leaves no room for a multiplexer; the engines capture the same
         # outputs, and the synthesiser merges the identical registers), then selected

@@ -1,0 +1,79 @@
+"""What every core implementation shares: its ports, its register file semantics and its input path.
+
+:class:`~plasticore.rtl.core.HybridCore` and :class:`~plasticore.rtl.compact_core.CompactCore` differ
+in their datapaths, not in what the host sees; the pieces here are that common face, written once.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Value, unsigned
+from amaranth.lib import stream
+from amaranth.lib.wiring import In, Out
+
+from plasticore import contract as C
+from plasticore.core_map import CORE_ID, CORE_VERSION, PARAM_REGS, REGS, CoreGeometry, Mem, Reg
+
+from .layouts import axon_event_layout, bus_req_layout, spike_event_layout
+
+__all__ = ["axon_input", "core_ports", "read_regs", "readonly_regs", "write_regs"]
+
+
+def core_ports(geom: CoreGeometry) -> dict:
+    """The signature members of a core (``docs/core.md``, ports)."""
+    return {
+        "bus": In(stream.Signature(bus_req_layout(geom))),
+        "bus_rsp": Out(stream.Signature(unsigned(geom.data_bits))),
+        "axon_in": In(stream.Signature(axon_event_layout(geom))),
+        "spike_out": Out(stream.Signature(spike_event_layout(geom))),
+        "start": In(1),
+        "clear": In(1),
+        "busy": Out(1),
+        "done": Out(1),
+    }
+
+
+def axon_input(m: Module, core, axb, idle) -> None:
+    """The axon buffer takes bus writes of ``X`` (priority) or ``axon_in`` events, only while ``idle``."""
+    req = core.bus.payload
+    bus_x = core.bus.valid & req.we & (req.mem == Mem.X)
+    m.d.comb += [
+        axb.enable.eq(idle),
+        axb.inp.valid.eq(Mux(core.bus.valid, bus_x & core.bus.ready, core.axon_in.valid)),
+        axb.inp.payload.axon.eq(Mux(core.bus.valid, req.addr, core.axon_in.payload.axon)),
+        axb.inp.payload.value.eq(Mux(core.bus.valid, req.data[:C.X_BITS], core.axon_in.payload.value)),
+        core.axon_in.ready.eq(axb.inp.ready & ~core.bus.valid),
+    ]
+
+
+def write_regs(m: Module, we, addr, data, params, start_req, clear_req) -> None:
+    """A ``REG`` write (``we``): a parameter register takes ``data`` cut to its width; ``CMD`` sets the
+    step / clear requests."""
+    with m.If(we):
+        with m.Switch(addr):
+            for r in PARAM_REGS:
+                with m.Case(int(r)):
+                    m.d.sync += getattr(params, r.name.lower()).eq(data[:REGS[r][0]])
+            with m.Case(int(Reg.CMD)):
+                with m.If(data[0]):
+                    m.d.sync += start_req.eq(1)
+                with m.If(data[1]):
+                    m.d.sync += clear_req.eq(1)
+
+
+def readonly_regs(geom: CoreGeometry, *, busy, cycles, events, out_count, steps) -> dict[Reg, Value]:
+    """Values of the read-only registers."""
+    return {Reg.STATUS: busy, Reg.CYCLES: cycles, Reg.EVENTS: events, Reg.OUT_COUNT: out_count,
+            Reg.STEPS: steps, Reg.GEOM_A: Const(geom.a_max, 11), Reg.GEOM_N: Const(geom.n_max, 11),
+            Reg.GEOM_P: Const(geom.lanes, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(CORE_VERSION, 8)}
+
+
+def read_regs(m: Module, domain: str, target, addr, params, ro: dict) -> None:
+    """``target`` := register ``addr`` (parameters read back unsigned, at their width); other
+    addresses leave ``target`` at whatever the caller set first."""
+    with m.Switch(addr):
+        for r in PARAM_REGS:
+            with m.Case(int(r)):
+                m.d[domain] += target.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
+        for r, v in ro.items():
+            with m.Case(int(r)):
+                m.d[domain] += target.eq(v)
