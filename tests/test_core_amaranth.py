@@ -1,8 +1,9 @@
-"""Amaranth-simulator tests of the core's arithmetic blocks and of a tiny HybridCore vs the golden model.
+"""Amaranth-simulator tests of the core's arithmetic blocks and of tiny cores vs the golden model.
 
 Fast checks that need no Verilator build: the contract primitives (``rshift_round``, ``sat``) as
-hardware, the soma (LIF soft/hard, ANN ReLU/identity) and the LPU through a 6-axon x 5-neuron,
-P = 4 core, bit-exact against ``plasticore.sim.golden`` after every step, cycle count included.
+hardware, the soma (LIF soft/hard, ANN ReLU/identity) and the LPU through a 6-axon x 5-neuron core of
+each implementation (HybridCore with P = 4, CompactCore), bit-exact against ``plasticore.sim.golden``
+after every step, cycle count included.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from plasticore.core_map import (
     unpack_matrix,
 )
 from plasticore.rtl.arith import rshift_round, sat
-from plasticore.rtl.compact_core import CompactCore, compact_step_cycles
-from plasticore.rtl.core import HybridCore, step_cycles
+from plasticore.rtl.chip import CORE_KINDS
 from plasticore.rtl.layouts import bus_req_layout
 from plasticore.sim import golden
+from plasticore.sim.core_tb import cycle_parts
 from plasticore.sim.random_bundle import random_layer
 
 
@@ -65,13 +66,14 @@ def test_arith_primitives_match_contract():
 # ------------------------------------------------------------------------------------------
 # tiny core in the Amaranth simulator
 # ------------------------------------------------------------------------------------------
-GEOM = CoreGeometry(6, 5, 4)
+#: the tiny build of each core implementation (the hybrid one with P = 4 lanes)
+CORES = {"hybrid": CoreGeometry(6, 5, 4), "compact": CoreGeometry(6, 5, 1)}
 
 
-def _run_core(layer, xs, dut=None, geom=GEOM):
-    GEOM = geom  # noqa: N806 (the geometry of this run)
-    dut = dut if dut is not None else HybridCore(GEOM.a_max, GEOM.n_max, GEOM.lanes)
-    lay = bus_req_layout(GEOM)
+def _run_core(layer, xs, kind: str = "hybrid"):
+    geom = CORES[kind]
+    dut = CORE_KINDS[kind](geom.a_max, geom.n_max, geom.lanes)
+    lay = bus_req_layout(geom)
 
     def pack(we, mem, addr, mask, data):
         word = 0
@@ -115,16 +117,16 @@ def _run_core(layer, xs, dut=None, geom=GEOM):
             await ctx.tick().until(~dut.busy)
 
         A, N = layer.n_in, layer.n_out
-        await run([(1, w.mem, w.addr, w.mask, w.data) for w in layer_writes(layer, GEOM)])
+        await run([(1, w.mem, w.addr, w.mask, w.data) for w in layer_writes(layer, geom)])
         await command(Cmd.CLEAR)
         for x in xs:
             await run([(1, Mem.X, i, 1, to_bits(x[i], C.X_BITS)) for i in np.flatnonzero(x)])
             await command(Cmd.STEP)
             u = [from_bits(w, C.U_BITS, True) for w in await run([(0, Mem.U, j, 0, 0) for j in range(N)])]
             s = [from_bits(w, C.X_BITS, True) for w in await run([(0, Mem.S, j, 0, 0) for j in range(N)])]
-            hw = await run([(0, Mem.H, a, 0, 0) for a in matrix_read_addrs(A, N, GEOM)])
+            hw = await run([(0, Mem.H, a, 0, 0) for a in matrix_read_addrs(A, N, geom)])
             (cyc,) = await run([(0, Mem.REG, Reg.CYCLES, 0, 0)])
-            results.append((np.array(u), np.array(s), unpack_matrix(hw, A, N, GEOM, Mem.H), cyc))
+            results.append((np.array(u), np.array(s), unpack_matrix(hw, A, N, geom, Mem.H), cyc))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -133,20 +135,24 @@ def _run_core(layer, xs, dut=None, geom=GEOM):
     return results
 
 
+@pytest.mark.parametrize("core", list(CORES))
 @pytest.mark.parametrize("soma,kind,edge", [
     (C.SomaMode.LIF, C.InputKind.SPIKE, "none"),
     (C.SomaMode.LIF, C.InputKind.GRADED, "hard_reset"),
     (C.SomaMode.ANN, C.InputKind.GRADED, "clamp"),
     (C.SomaMode.ANN, C.InputKind.SPIKE, "saturate"),
 ])
-def test_tiny_core_matches_golden(soma, kind, edge):
-    rng = np.random.default_rng(hash((soma, kind, edge)) % 2**32)
-    A, N = 5, 5
+def test_tiny_core_matches_golden(soma, kind, edge, core):
+    """Both core implementations (HybridCore P = 4; CompactCore: serial soma, column-wise LPU) give the
+    golden model's integers after every step, in the cycles of their formula."""
+    key = (soma, kind, edge) if core == "hybrid" else (soma, kind, edge, core)
+    rng = np.random.default_rng(hash(key) % 2**32)
+    A, N = (5, 5) if core == "hybrid" else (6, 5)
     layer = random_layer(rng, A, N, kind, soma, edge, plastic=True)
     hi = 1 if kind == C.InputKind.SPIKE else 255
     xs = [rng.integers(-128 if kind == C.InputKind.GRADED else 0, hi + 1, A) for _ in range(3)]
     xs[1][:] = 0  # a silent step
-    got = _run_core(layer, xs)
+    got = _run_core(layer, xs, core)
     p = golden.layer_params(layer)
     st = golden.init_state(layer)
     for t, (x, (u, s, H, cyc)) in enumerate(zip(xs, got, strict=True)):
@@ -154,35 +160,5 @@ def test_tiny_core_matches_golden(soma, kind, edge):
         assert np.array_equal(u, st.u), f"step {t}: u rtl {u} golden {st.u}"
         assert np.array_equal(s, st.s), f"step {t}: s rtl {s} golden {st.s}"
         assert np.array_equal(H, st.H), f"step {t}: H rtl {H} golden {st.H}"
-        assert cyc == step_cycles(int(np.count_nonzero(x)), A, N, GEOM.lanes, True)
-
-
-COMPACT = CoreGeometry(6, 5, 1)
-
-
-@pytest.mark.parametrize("soma,kind,edge", [
-    (C.SomaMode.LIF, C.InputKind.SPIKE, "none"),
-    (C.SomaMode.LIF, C.InputKind.GRADED, "hard_reset"),
-    (C.SomaMode.ANN, C.InputKind.GRADED, "clamp"),
-    (C.SomaMode.ANN, C.InputKind.SPIKE, "saturate"),
-])
-def test_tiny_compact_core_matches_golden(soma, kind, edge):
-    """The area-optimised core (serial soma, column-wise LPU) gives the golden model's integers."""
-    rng = np.random.default_rng(hash((soma, kind, edge, "compact")) % 2**32)
-    A, N = 6, 5
-    layer = random_layer(rng, A, N, kind, soma, edge, plastic=True)
-    hi = 1 if kind == C.InputKind.SPIKE else 255
-    xs = [rng.integers(-128 if kind == C.InputKind.GRADED else 0, hi + 1, A) for _ in range(3)]
-    xs[1][:] = 0  # a silent step
-    got = _run_core(layer, xs, CompactCore(COMPACT.a_max, COMPACT.n_max), COMPACT)
-    p = golden.layer_params(layer)
-    st = golden.init_state(layer)
-    for t, (x, (u, s, H, cyc)) in enumerate(zip(xs, got, strict=True)):
-        st, _ = golden.layer_step(p, st, np.asarray(x, np.int64))
-        assert np.array_equal(u, st.u), f"step {t}: u rtl {u} golden {st.u}"
-        assert np.array_equal(s, st.s), f"step {t}: s rtl {s} golden {st.s}"
-        assert np.array_equal(H, st.H), f"step {t}: H rtl {H} golden {st.H}"
-        want = compact_step_cycles(int(np.count_nonzero(x)), A, N, True, lif=soma == C.SomaMode.LIF,
-                                   alpha_shift=layer.alpha_shift, ann_shift=layer.ann_shift,
-                                   recip_shift=layer.recip_shift)
+        want = sum(cycle_parts(core, layer, int(np.count_nonzero(x)), CORES[core].lanes).values())
         assert cyc == want, f"step {t}: CYCLES {cyc}, formula {want}"
