@@ -28,7 +28,7 @@ def main(args) -> int:
     from plasticore.datasets import load_dataset
     from plasticore.host import connect
     from plasticore.sim import golden
-    from plasticore.sim.chipboard import DEFAULT_CHIP, chip_board_top, chip_design_id
+    from plasticore.sim.chipboard import DEFAULT_CHIP, board_design_id, chip_board_top
     from plasticore.sim.simboard import SimBoard
     from plasticore.training.api import train
 
@@ -67,7 +67,7 @@ def main(args) -> int:
           flush=True)
     with SimBoard.start(chip_board_top, clocks_per_bit=cpb) as board:
         print(f"      board on {board.port}")
-        with connect(board.port, expected_design_id=chip_design_id(DEFAULT_CHIP, cpb)) as dev:
+        with connect(board.port, expected_design_id=board_design_id(cpb)) as dev:
             t0 = time.perf_counter()
             dev.deploy(bundle)
             report["deploy_seconds"] = time.perf_counter() - t0

@@ -14,12 +14,6 @@ from plasticore.sim.chipsim import ChipConfig, rtl_hash
 DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16)
 
 
-def chip_design_id(cfg: ChipConfig, clocks_per_bit: int, extra: dict | None = None) -> int:
-    """Design ID of a simulated chip board; ``extra``: the core kind and link options when not the defaults."""
-    tail = f":{sorted(extra.items())!r}" if extra else ""
-    return zlib.crc32(f"simboard:{cfg!r}:{clocks_per_bit}:{rtl_hash()}{tail}".encode())
-
-
 def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y, a_max: int = DEFAULT_CHIP.a_max,
            n_max: int = DEFAULT_CHIP.n_max, lanes: int = DEFAULT_CHIP.lanes, out_fifo: int = DEFAULT_CHIP.out_fifo,
            core: str = "hybrid", route_dests: int | None = None, **link_kwargs):
@@ -31,12 +25,10 @@ def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y,
 
 
 def board_design_id(clocks_per_bit: int = 8, **kw) -> int:
-    """The design ID :func:`chip_board_top` ``(clocks_per_bit, **kw)`` reports on identify."""
-    from plasticore import chip_map as M
-
+    """The design ID :func:`chip_board_top` ``(clocks_per_bit, **kw)`` reports on identify: a hash of
+    the whole configuration (chip, core kind, link options) and of the RTL sources."""
     cfg, extra, _ = _split(**kw)
-    default = extra == {"core": "hybrid", "route_dests": M.MAX_DESTS}
-    return chip_design_id(cfg, clocks_per_bit, None if default else extra)
+    return zlib.crc32(f"simboard:{cfg!r}:{sorted(extra.items())!r}:{clocks_per_bit}:{rtl_hash()}".encode())
 
 
 def chip_board_top(clocks_per_bit: int = 8, **kw):

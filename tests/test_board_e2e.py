@@ -9,8 +9,7 @@ from plasticore.core_map import CoreGeometry
 from plasticore.host import connect
 from plasticore.host.linkbus import BoardError
 from plasticore.sim import golden
-from plasticore.sim.chipboard import board_design_id, chip_board_top, chip_design_id
-from plasticore.sim.chipsim import ChipConfig
+from plasticore.sim.chipboard import board_design_id, chip_board_top
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 from plasticore.sim.simboard import SimBoard
 
@@ -30,7 +29,7 @@ def test_two_layer_plastic_network_over_serial(board):
     for L in b.layers:
         L.plastic, L.h_persist = True, C.HPersist.NEVER
     x = random_inputs(rng, b, 5)
-    did = chip_design_id(ChipConfig(**SMALL), 8)
+    did = board_design_id(8, **SMALL)
     with connect(board.port, expected_design_id=did) as dev:
         assert dev.geom.cores == 4
         dev.deploy(b)
