@@ -59,7 +59,7 @@ class _SerialCrc:
     clock (8 clocks, ``busy``); about a quarter of the logic of the one-clock XOR trees."""
 
     def __init__(self, m: Module, reg: Signal):
-        self.m, self.reg = m, reg
+        self.reg = reg
         self.cnt = Signal(range(9), name="crc_bits_left")
         self.busy = self.cnt != 0
         with m.If(self.busy):
