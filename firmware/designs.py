@@ -166,7 +166,7 @@ def _link_factory(*, design_id: int, clk_hz: int, baud: int, ram_words: int = 10
 
 
 _CHIP_KEYS = ("mesh_x", "mesh_y", "a_max", "n_max", "lanes", "out_fifo", "core", "route_dests")
-_LINK_KEYS = ("rx_fifo_depth", "max_words", "status_counters", "pipes", "serial_crc")
+_LINK_KEYS = ("rx_fifo_depth", "max_words", "status_counters", "pipes", "serial_crc", "bus_slice")
 
 
 def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):

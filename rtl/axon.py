@@ -85,8 +85,12 @@ class AxonBuffer(wiring.Component):
             x_rmw.addr.eq(self.inp.payload.axon),
             self.busy.eq(clearing | phase1 | phase2),
         ]
+        # the payload is captured in every clock the buffer could accept (a valid payload is held, so
+        # the accept clock captures it), not on the handshake: no enable depends on ``valid`` (Fmax)
+        with m.If(~phase1 & ~phase2 & ~clearing):
+            m.d.sync += [w_axon.eq(self.inp.payload.axon), w_value.eq(self.inp.payload.value)]
         with m.If(self.inp.valid & self.inp.ready):
-            m.d.sync += [phase1.eq(1), w_axon.eq(self.inp.payload.axon), w_value.eq(self.inp.payload.value)]
+            m.d.sync += phase1.eq(1)
         with m.If(phase1):
             m.d.sync += [listed.eq(x_rmw.data[C.X_BITS]), phase1.eq(0), phase2.eq(1)]
         with m.If(phase2):

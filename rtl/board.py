@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out, connect
 from plasticore import protocol as P
 
 from .bus import TestTarget
+from .bus_slice import BusSlice
 from .link import Link
 from .uart import UARTRx, UARTTx
 
@@ -23,18 +24,22 @@ class BoardTop(wiring.Component):
     """UART (8N1, ``clocks_per_bit``) + :class:`~plasticore.rtl.link.Link` + ``target``.
 
     ``target`` must have a ``bus`` member of flipped :class:`~plasticore.rtl.bus.BusSignature`
-    and may have a ``busy`` output.  Keyword arguments go to :class:`Link` (``design_id``,
-    ``geometry``, ``caps``, ``rx_fifo_depth``, ``max_words``, ``clk_hz``).
+    and may have a ``busy`` output.  ``bus_slice``: a :class:`~plasticore.rtl.bus_slice.BusSlice`
+    between the link and the target (every bus path starts and ends at a flop; for Fmax).  The other
+    keyword arguments go to :class:`Link` (``design_id``, ``geometry``, ``caps``, ``rx_fifo_depth``,
+    ``max_words``, ``clk_hz``, ...).
     """
 
     uart_rx: In(1, init=1)
     uart_tx: Out(1, init=1)
     busy: Out(1)
 
-    def __init__(self, target: wiring.Component, *, clocks_per_bit: int = 8, **link_kwargs):
+    def __init__(self, target: wiring.Component, *, clocks_per_bit: int = 8, bus_slice: bool = False,
+                 **link_kwargs):
         self.target = target
         self.clocks_per_bit = clocks_per_bit
         addr_width = target.bus.addr.shape().width
+        self.bus_slice = BusSlice(addr_width) if bus_slice else None
         self.link = Link(clocks_per_bit=clocks_per_bit, addr_width=addr_width, **link_kwargs)
         super().__init__()
 
@@ -51,7 +56,12 @@ class BoardTop(wiring.Component):
         ]
         connect(m, urx.o, link.rx)
         connect(m, link.tx, utx.i)
-        connect(m, link.bus, target.bus)
+        if self.bus_slice is None:
+            connect(m, link.bus, target.bus)
+        else:
+            m.submodules.bus_slice = self.bus_slice
+            connect(m, link.bus, self.bus_slice.i)
+            connect(m, self.bus_slice.o, target.bus)
         target_busy = getattr(target, "busy", 0)
         m.d.comb += self.busy.eq(link.busy | urx.busy | utx.busy | target_busy)
         return m

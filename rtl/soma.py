@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
-from .arith import round_half, sat
+from .arith import round_half, sat_fast
 from .layouts import param_layout, spike_event_layout
 
 __all__ = ["Soma", "SOMA_LATENCY"]
@@ -37,8 +37,8 @@ class Soma(wiring.Component):
         S4   vlr = rshift_round(v * lam, 8) (joined);  ih = sat_U(..)
         S5   I = sat_U(awb + ih)
         S6   u' = sat_U(vlr + I) (LIF) | I (ANN);  I + 2**(ann_shift-1)
-        S7   y = .. >> ann_shift;  u' * recip as two partial products
-        S8   s' = [u' > theta] (LIF) | clip(y) (ANN);  u' * recip + 2**(recip_shift-1) (joined)
+        S7   y = .. >> ann_shift;  u' * recip as two partial products;  [u' > theta]
+        S8   s' = spike (LIF) | clip(y) (ANN);  u' * recip + 2**(recip_shift-1) (joined)
         S9   write u, s; emit {j, s'} if s' != 0 (from registers);  >> recip_shift
         S10  idx = clip(z - eta, -256, 255) + 256, read lut[idx]
         S11  (read in flight)  S12  register lut data  S13  write f[group] lane k
@@ -186,7 +186,7 @@ class Soma(wiring.Component):
         r5 = stage("r5", {"ih": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "awb": signed(AWS + 1),
                           "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r5, r4) + [
-            r5.ih.eq(sat(r4.ihs, U)),
+            r5.ih.eq(sat_fast(r4.ihs, U)),
             r5.vlr.eq((join(r4.pl_lo, r4.pl_hi) + 128) >> 8),
             r5.awb.eq(r4.awb),
             r5.eta.eq(r4.eta),
@@ -194,37 +194,39 @@ class Soma(wiring.Component):
         # S5 -> r6: current I
         r6 = stage("r6", {"i": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r6, r5) + [
-            r6.i.eq(sat(r5.awb + r5.ih, U)),
+            r6.i.eq(sat_fast(r5.awb + r5.ih, U)),
             r6.vlr.eq(r5.vlr),
             r6.eta.eq(r5.eta),
         ]
         # S6 -> r7: membrane; rounding add of the ANN shift
         r7 = stage("r7", {"u": signed(U), "ya": signed(SW + 1), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r7, r6) + [
-            r7.u.eq(Mux(lif, sat(r6.vlr + r6.i, U), r6.i)),
+            r7.u.eq(Mux(lif, sat_fast(r6.vlr + r6.i, U), r6.i)),
             r7.ya.eq(r6.i + half_n),
             r7.eta.eq(r6.eta),
         ]
         # S7 -> r8: ANN shift; u * recip (partial products)
         u_lo, u_hi = split(r7.u)
-        r8 = stage("r8", {"u": signed(U), "y": signed(SW + 1), "pz_lo": shp(u_lo * p.recip),
+        r8 = stage("r8", {"u": signed(U), "fire": 1, "y": signed(SW + 1), "pz_lo": shp(u_lo * p.recip),
                           "pz_hi": shp(u_hi * p.recip), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r8, r7) + [
             r8.u.eq(r7.u),
+            r8.fire.eq(r7.u > theta),  # the LIF threshold compare, a stage ahead of its use (Fmax)
             r8.y.eq(r7.ya >> p.ann_shift),
             r8.pz_lo.eq(u_lo * p.recip), r8.pz_hi.eq(u_hi * p.recip),
             r8.eta.eq(r7.eta),
         ]
         # S8 -> r9: spike / activation; rounding add of u*recip
+        # the ANN clips as top-bit tests (no comparator carry chain after the shifter)
         y = r8.y
         relu = p.ann_act == int(C.AnnAct.RELU)
-        y_relu = Mux(y > 255, 255, Mux(y < 0, 0, y))
-        y_id = Mux(y > 127, 127, Mux(y < -128, -128, y))
+        y_relu = Mux(y[-1], 0, Mux(y[8:].any(), 255, y[:8]))
+        y_id = sat_fast(y, 8)
         r9 = stage("r9", {"u": signed(U), "s": signed(C.X_BITS), "live": 1, "pza": signed(max(PZ, SW) + 1),
                           "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r9, r8) + [
             r9.u.eq(r8.u),
-            r9.s.eq(Mux(lif, r8.u > theta, Mux(relu, y_relu, y_id))),
+            r9.s.eq(Mux(lif, r8.fire, Mux(relu, y_relu, y_id))),
             r9.live.eq(r8.v & (r8.j < p.n_neurons)),  # lanes past the last neuron are computed, not written
             r9.pza.eq(join(r8.pz_lo, r8.pz_hi) + half_z),
             r9.eta.eq(r8.eta),

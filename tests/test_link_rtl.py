@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from plasticore import protocol as P
 from plasticore.protocol import Op, Status
 from plasticore.rtl.board import link_test_top
+from plasticore.rtl.bus_slice import BusSlice
 from plasticore.rtl.bus import TestTarget
 from plasticore.rtl.framing import CobsDecoder, CobsEncoder, CrcAppender, CrcChecker, Pipe
 from plasticore.rtl.link import Link
@@ -244,14 +245,19 @@ def test_crc_appender_and_checker(frames, serial):
 class LinkBench:
     """Link + TestTarget in Amaranth simulation, driven at the byte-stream level."""
 
-    def __init__(self, **kw):
+    def __init__(self, bus_slice: bool = False, **kw):
         kw.setdefault("rx_fifo_depth", 2048)
         self.link = Link(**kw)
         self.target = TestTarget(ram_words=64)
         m = Module()
         m.submodules.link = self.link
         m.submodules.target = self.target
-        connect(m, self.link.bus, self.target.bus)
+        if bus_slice:  # the register slice the fast chip builds put between the link and the chip
+            m.submodules.slice = bs = BusSlice(32)
+            connect(m, self.link.bus, bs.i)
+            connect(m, bs.o, self.target.bus)
+        else:
+            connect(m, self.link.bus, self.target.bus)
         self.m = m
 
     def exchange(self, raw: bytes, n_replies: int, max_cycles: int = 60000):
@@ -339,8 +345,9 @@ def test_lean_link_without_status_counters_or_slices():
     assert r[2][1:] == [0xDEADBEEF, 0x01020304]
 
 
-def test_link_errors_and_sequencing():
-    lb = LinkBench(max_words=8)
+@pytest.mark.parametrize("bus_slice", [False, True], ids=["direct", "bus_slice"])
+def test_link_errors_and_sequencing(bus_slice):
+    lb = LinkBench(bus_slice, max_words=8)
     bad_crc = bytearray(P.encode_frame(P.request(Op.WRITE, 1, words=[0, 7])))
     bad_crc[3] ^= 0x02  # corrupt a byte (not into a delimiter)
     too_long = P.encode_frame(P.request(Op.WRITE, 1, words=[0] + [1] * 9))
@@ -371,8 +378,9 @@ def test_link_errors_and_sequencing():
     assert hdr(r[10])["expect"] == 5  # executed (and consumed its seq) though rejected
 
 
-def test_link_max_frame_and_fix_ops():
-    lb = LinkBench(max_words=16)
+@pytest.mark.parametrize("bus_slice", [False, True], ids=["direct", "bus_slice"])
+def test_link_max_frame_and_fix_ops(bus_slice):
+    lb = LinkBench(bus_slice, max_words=16)
     data = list(range(100, 116))
     raw = b"".join([
         P.encode_frame(P.request(Op.IDENTIFY, 0)),
