@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from plasticore import protocol as P
 from plasticore.protocol import Op, Status
 from plasticore.rtl.board import link_test_top
-from plasticore.rtl.bus_slice import BusSlice
 from plasticore.rtl.bus import TestTarget
+from plasticore.rtl.bus_slice import BusSlice
 from plasticore.rtl.framing import CobsDecoder, CobsEncoder, CrcAppender, CrcChecker, Pipe
 from plasticore.rtl.link import Link
 from plasticore.rtl.uart import UARTRx, UARTTx
