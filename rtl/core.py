@@ -123,9 +123,10 @@ class HybridCore(wiring.Component):
         for mid, en in hq_wen.items():
             sel = acc_w & (req.mem == mid)
             m.d.sync += en.eq(Mux(sel, req.mask, 0) if MEMS[mid].lanes else sel)
-        hq_busy = hq_rd
-        for en in hq_wen.values():
-            hq_busy = hq_busy | en.any()
+        # a request sits in the request register: one flop (not the OR of every write enable, which
+        # would sit in front of the sequencer's start decision)
+        hq_busy = Signal()
+        m.d.sync += hq_busy.eq(accept)
         d_rd = Signal()
         d_mem = Signal(4)
         reg_rdata = Signal(geom.data_bits)
@@ -142,7 +143,6 @@ class HybridCore(wiring.Component):
         # enables of the parameter registers, which fan out over the whole core, start at flops)
         hq_reg_we = Signal()
         m.d.sync += hq_reg_we.eq(acc_w & (req.mem == Mem.REG))
-        hq_busy = hq_busy | hq_reg_we
         write_regs(m, hq_reg_we, hq_addr, hq_data, params, start_req, clear_req)
         with m.If(self.start):
             m.d.sync += start_req.eq(1)

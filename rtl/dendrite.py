@@ -107,7 +107,7 @@ class Dendrite(wiring.Component):
         # stage 3: accumulate
         with m.If(clr):
             m.d.sync += [self.acc_w[k].eq(0) for k in range(P)] + [self.acc_h[k].eq(0) for k in range(P)]
-        with m.Elif(v3 & ~self.start):
+        with m.Elif(v3):  # (``start`` only comes after a finished pass, never with v3: no ``start`` term on the enable)
             for k in range(P):
                 m.d.sync += [self.acc_w[k].eq(self.acc_w[k] + pw[k]), self.acc_h[k].eq(self.acc_h[k] + ph[k])]
         with m.If(~self.start & ~issuing & ~v1 & ~v1a & ~v1b & ~v1c & ~v2 & ~v3 & ~self.acc_valid

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
-from .arith import round_half, rshift_round, sat
+from .arith import round_half, sat_fast
 from .layouts import param_layout
 
 __all__ = ["PlasticityUnit", "LPU_LATENCY"]
@@ -121,8 +121,13 @@ class PlasticityUnit(wiring.Component):
         # L2
         m.d.sync += [l3.gp.eq(l2.beta * l2.x), l3.h.eq(l2.h), l3.f.eq(l2.f)]
         # L3
-        x_frac = Mux(p.input_kind == int(C.InputKind.GRADED), C.X_FRAC[C.InputKind.GRADED], 0)
-        m.d.sync += [l4.g.eq(sat(rshift_round(l3.gp, x_frac, 8), C.G_BITS)), l4.h.eq(l3.h), l4.f.eq(l3.f)]
+        # x_frac is 0 (spikes) or a constant (graded): two constant-shift roundings and a mux instead
+        # of a variable shifter, saturated by a top-bit test (one carry chain on the stage, Fmax)
+        xf = C.X_FRAC[C.InputKind.GRADED]
+        assert xf > 0 and C.X_FRAC[C.InputKind.SPIKE] == 0
+        graded_r = (l3.gp + (1 << (xf - 1))) >> xf
+        g_raw = Mux(p.input_kind == int(C.InputKind.GRADED), graded_r, l3.gp)
+        m.d.sync += [l4.g.eq(sat_fast(g_raw, C.G_BITS)), l4.h.eq(l3.h), l4.f.eq(l3.f)]
         for k in range(P):
             # L4
             m.d.sync += [l5.gf[k].eq(l4.g * l4.f[k]), l5.hd[k].eq(l4.h[k] * p.decay)]
