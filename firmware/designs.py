@@ -193,7 +193,7 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
 #: cells).  A board without an entry gets the next design of AUTO_ORDER.
 CHIP_DEFAULTS = {
     "ulx3s": {"mesh_x": 2, "mesh_y": 1, "a_max": 256, "n_max": 256, "lanes": 4, "out_fifo": 512,
-              "rx_fifo_depth": 2048},
+              "rx_fifo_depth": 2048, "bus_slice": 1},
     "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 1, "core": "compact",
                    "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
                    "serial_crc": 1, "route_dests": 2},
@@ -201,7 +201,7 @@ CHIP_DEFAULTS = {
 #: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
 #: the ECP5 (the 2x1 256x256 default placed and routed at 52.5 - 59.0 MHz, docs/boards.md), so the
 #: ULX3S chip runs at 45 MHz (PLL 25 -> 45 MHz, 3 Mbaud = 15 clocks per bit exactly).
-CHIP_CLOCKS = {"ulx3s": 45_000_000}
+CHIP_CLOCKS = {"ulx3s": 60_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
 DESIGNS: dict[str, Design] = {

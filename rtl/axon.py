@@ -17,8 +17,8 @@ __all__ = ["AxonBuffer"]
 class AxonBuffer(wiring.Component):
     """Holds ``x`` (one 9-bit signed value per axon) and the event list of non-zero axons.
 
-    * ``inp`` (stream of ``{axon, value}``): sets ``x[axon] := value``.  Each write takes three clocks
-      (read-modify-write, the read data registered).  The first time an axon becomes non-zero it is
+    * ``inp`` (stream of ``{axon, value}``): sets ``x[axon] := value``.  Each write takes four clocks
+      (read-modify-write from a registered address, the read data registered).  The first time an axon becomes non-zero it is
       appended to the event list (a per-axon ``listed`` bit prevents duplicates), so the dendrite
       spends cycles only on non-zero inputs.  Accepted only while ``enable`` is high.
     * ``clear`` (pulse): walk the event list and zero every listed ``x`` (``count + 2`` clocks,
@@ -49,7 +49,7 @@ class AxonBuffer(wiring.Component):
         g = self.geom
         # x word: value (9 bits) + listed flag (bit 9)
         # NO_RW_CHECK: no used read meets a write of the same word: the read-modify-write reads in
-        # the accept clock and writes two clocks later, when no input is accepted; the clear walk and
+        # phase1 and writes two clocks later, when no input is accepted; the clear walk and
         # the event appends never overlap; the engines read during a step, when nothing is written
         m.submodules.xmem = xmem = memory.Memory(shape=unsigned(C.X_BITS + 1), depth=g.a_max, init=[],
                                                  attrs=NO_RW_CHECK)
@@ -67,9 +67,11 @@ class AxonBuffer(wiring.Component):
             e_ext.addr.eq(self.evt_addr), self.evt_data.eq(e_ext.data),
         ]
 
-        # read-modify-write in three clocks: accept (read issued) -> phase1 (read data registered: a
-        # block RAM output drives no logic) -> phase2 (write x, append to the event list)
+        # read-modify-write in four clocks: accept (axon and value registered) -> phase1 (read issued
+        # from the registered axon: the read address never comes from the bus decode) -> phase1b (read
+        # data registered: a memory output drives no logic) -> phase2 (write x, append to the event list)
         phase1 = Signal()
+        phase1b = Signal()
         phase2 = Signal()
         listed = Signal()
         w_axon = Signal(g.axon_bits)
@@ -81,18 +83,20 @@ class AxonBuffer(wiring.Component):
         c_axon = Signal(g.axon_bits)
 
         m.d.comb += [
-            self.inp.ready.eq(self.enable & ~phase1 & ~phase2 & ~clearing),
-            x_rmw.addr.eq(self.inp.payload.axon),
-            self.busy.eq(clearing | phase1 | phase2),
+            self.inp.ready.eq(self.enable & ~phase1 & ~phase1b & ~phase2 & ~clearing),
+            x_rmw.addr.eq(w_axon),
+            self.busy.eq(clearing | phase1 | phase1b | phase2),
         ]
         # the payload is captured in every clock the buffer could accept (a valid payload is held, so
         # the accept clock captures it), not on the handshake: no enable depends on ``valid`` (Fmax)
-        with m.If(~phase1 & ~phase2 & ~clearing):
+        with m.If(~phase1 & ~phase1b & ~phase2 & ~clearing):
             m.d.sync += [w_axon.eq(self.inp.payload.axon), w_value.eq(self.inp.payload.value)]
         with m.If(self.inp.valid & self.inp.ready):
             m.d.sync += phase1.eq(1)
         with m.If(phase1):
-            m.d.sync += [listed.eq(x_rmw.data[C.X_BITS]), phase1.eq(0), phase2.eq(1)]
+            m.d.sync += [phase1.eq(0), phase1b.eq(1)]
+        with m.If(phase1b):
+            m.d.sync += [listed.eq(x_rmw.data[C.X_BITS]), phase1b.eq(0), phase2.eq(1)]
         with m.If(phase2):
             add = ~listed & (w_value != 0)
             m.d.comb += [x_w.addr.eq(w_axon), x_w.data.eq(w_value.as_unsigned() | ((listed | add) << C.X_BITS)),
@@ -103,7 +107,7 @@ class AxonBuffer(wiring.Component):
             m.d.sync += phase2.eq(0)
 
         # clear walk: read evt[c_idx], register the axon next clock, zero x[axon] the clock after
-        with m.If(self.clear & ~clearing & ~phase1 & ~phase2):
+        with m.If(self.clear & ~clearing & ~phase1 & ~phase1b & ~phase2):
             m.d.sync += [clearing.eq(1), c_idx.eq(0), c_valid.eq(0), c_valid2.eq(0)]
         with m.If(clearing):
             m.d.comb += e_int.addr.eq(c_idx)

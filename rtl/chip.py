@@ -201,7 +201,8 @@ class Chip(wiring.Component):
                     epw = elems_per_word(mid, P)
                     m.d.comb += [cshift.eq((P // epw).bit_length() - 1), ebits.eq(CM.MEMS[mid].bits)]
         core_ok = Signal()
-        m.d.comb += core_ok.eq(known_mem & (core_sel < K))
+        # core_sel < K as an OR of equalities (LUTs; a comparator would be a carry chain on the bus decode)
+        m.d.comb += core_ok.eq(known_mem & Cat(*[core_sel == k for k in range(K)]).any())
         word = Signal(IDX_BITS)
         chunk = Signal(5)
         m.d.comb += [word.eq(idx >> cshift), chunk.eq(idx & ((Const(1, 6) << cshift) - 1))]
