@@ -18,9 +18,9 @@ class AxonBuffer(wiring.Component):
     """Holds ``x`` (one 9-bit signed value per axon) and the event list of non-zero axons.
 
     * ``inp`` (stream of ``{axon, value}``): sets ``x[axon] := value``.  Each write takes four clocks
-      (read-modify-write from a registered address, the read data registered).  The first time an axon becomes non-zero it is
-      appended to the event list (a per-axon ``listed`` bit prevents duplicates), so the dendrite
-      spends cycles only on non-zero inputs.  Accepted only while ``enable`` is high.
+      (read-modify-write from a registered address, the read data registered).  The first time an
+      axon becomes non-zero it is appended to the event list (a per-axon ``listed`` bit prevents
+      duplicates), so the dendrite spends cycles only on non-zero inputs.  Accepted only while ``enable`` is high.
     * ``clear`` (pulse): walk the event list and zero every listed ``x`` (``count + 2`` clocks,
       ``busy`` high meanwhile), then empty the list.  Afterwards ``x`` is all zero.
     * ``count``: entries in the event list.

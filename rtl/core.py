@@ -293,8 +293,8 @@ def step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plas
 def step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool) -> int:
     """Clock cycles of one step (register ``CYCLES``: clocks with ``busy`` high), see ``docs/core.md``.
 
-    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``D = E + 8`` (2 if ``E == 0``)::
+    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``D = E + 10`` (2 if ``E == 0``)::
 
-        cycles = D + (G - 1) * max(D, P)  +  (P + 14)  +  plastic * (G * A + 10)  +  (E + 4 | 2)
+        cycles = D + (G - 1) * max(D, P)  +  (P + 20)  +  plastic * (G * A + 14)  +  (E + 4 | 2)
     """
     return sum(step_cycle_parts(events, n_axons, n_neurons, lanes, plastic).values())

@@ -12,8 +12,8 @@ from plasticore.core_map import CoreGeometry
 __all__ = ["Dendrite", "DENDRITE_LATENCY"]
 
 #: clocks from the last event issue to ``acc_valid`` (evt read, evt data register, axon + synapse
-#: address register, synapse read, read-data register, product, accumulate)
-DENDRITE_LATENCY = 7
+#: address register, synapse read, read-data register, operand relay, product, product relay, accumulate)
+DENDRITE_LATENCY = 9
 
 
 class Dendrite(wiring.Component):
@@ -70,11 +70,19 @@ class Dendrite(wiring.Component):
         hd = Signal(data.ArrayLayout(signed(C.H_BITS), P))
         md = Signal(P)
         v2 = Signal()
+        v2x = Signal()
         v3 = Signal()
+        v3x = Signal()
+        xd2 = Signal.like(xd)
+        wd2 = Signal.like(wd)
+        hd2 = Signal.like(hd)
+        md2 = Signal.like(md)
         pw = Signal(data.ArrayLayout(signed(C.X_BITS + C.W_BITS), P))
         ph = Signal(data.ArrayLayout(signed(C.X_BITS + C.H_BITS), P))
+        pw2 = Signal.like(pw)
+        ph2 = Signal.like(ph)
 
-        m.d.comb += self.busy.eq(issuing | v1 | v1a | v1b | v1c | v2 | v3)
+        m.d.comb += self.busy.eq(issuing | v1 | v1a | v1b | v1c | v2 | v2x | v3 | v3x)
         # stage 0: issue event reads
         m.d.comb += self.evt_addr.eq(e)
         # the accumulators clear one clock after ``start`` (from a register: the clear fans out to
@@ -89,7 +97,8 @@ class Dendrite(wiring.Component):
             m.d.sync += e.eq(e + 1)
             with m.If(e + 1 == self.n_events):
                 m.d.sync += issuing.eq(0)
-        m.d.sync += [v1.eq(issuing & ~self.start), v1a.eq(v1), v1b.eq(v1a), v1c.eq(v1b), v2.eq(v1c), v3.eq(v2)]
+        m.d.sync += [v1.eq(issuing & ~self.start), v1a.eq(v1), v1b.eq(v1a), v1c.eq(v1b), v2.eq(v1c), v2x.eq(v2),
+                     v3.eq(v2x), v3x.eq(v3)]
         # stage 1: event data (the axon index) registered; stage 1a: the x and synapse addresses are
         # registered, so the memory address inputs are driven from flops
         m.d.sync += [ev.eq(self.evt_data), ax.eq(ev), syn.eq(self.gbase + ev)]
@@ -97,20 +106,24 @@ class Dendrite(wiring.Component):
         m.d.comb += [self.x_addr.eq(ax), self.syn_addr.eq(syn)]
         # stage 1c: register the read data next to the memories (routing from the BRAMs gets a clock)
         m.d.sync += [xd.eq(self.x_data), wd.eq(self.w_data), hd.eq(self.h_data), md.eq(self.m_data)]
+        # stage 2x: the multiplier operands relayed (a register the placer can put next to the DSPs)
+        m.d.sync += [xd2.eq(xd), wd2.eq(wd), hd2.eq(hd), md2.eq(md)]
         # stage 2: lane products
-        with m.If(v2):
+        with m.If(v2x):
             for k in range(P):
                 m.d.sync += [
-                    pw[k].eq(xd * wd[k]),
-                    ph[k].eq(Mux(md[k], xd * hd[k], 0)),
+                    pw[k].eq(xd2 * wd2[k]),
+                    ph[k].eq(Mux(md2[k], xd2 * hd2[k], 0)),
                 ]
+        # stage 3x: the products relayed
+        m.d.sync += [pw2.eq(pw), ph2.eq(ph)]
         # stage 3: accumulate
         with m.If(clr):
             m.d.sync += [self.acc_w[k].eq(0) for k in range(P)] + [self.acc_h[k].eq(0) for k in range(P)]
-        with m.Elif(v3):  # (``start`` only comes after a finished pass, never with v3: no ``start`` term on the enable)
+        with m.Elif(v3x):  # (``start`` only comes after a finished pass, never with v3x: no ``start`` term)
             for k in range(P):
-                m.d.sync += [self.acc_w[k].eq(self.acc_w[k] + pw[k]), self.acc_h[k].eq(self.acc_h[k] + ph[k])]
-        with m.If(~self.start & ~issuing & ~v1 & ~v1a & ~v1b & ~v1c & ~v2 & ~v3 & ~self.acc_valid
+                m.d.sync += [self.acc_w[k].eq(self.acc_w[k] + pw2[k]), self.acc_h[k].eq(self.acc_h[k] + ph2[k])]
+        with m.If(~self.start & ~issuing & ~v1 & ~v1a & ~v1b & ~v1c & ~v2 & ~v2x & ~v3 & ~v3x & ~self.acc_valid
                   & self._armed(m)):
             m.d.sync += self.acc_valid.eq(1)
         return m

@@ -14,8 +14,8 @@ from .layouts import param_layout
 
 __all__ = ["PlasticityUnit", "LPU_LATENCY"]
 
-#: clocks from the last word's read issue to its H write (L1..L9)
-LPU_LATENCY = 9
+#: clocks from the last word's read issue to its H write (L1..L9 and four relays around L2 and L4)
+LPU_LATENCY = 13
 
 
 class PlasticityUnit(wiring.Component):
@@ -32,6 +32,9 @@ class PlasticityUnit(wiring.Component):
         L7  s_k = hd_k + sign * dh_k
         L8  H_k = clip(s_k, -h_clamp, h_clamp)
         L9  write back (from a register: the write data, address and enable drive the BRAMs directly)
+
+    The multiply stages L2 and L4 each sit between two relay stages (register copies, for the
+    placement of the DSP blocks), so ``LPU_LATENCY`` is 13.
 
     ``start`` (pulse) begins the sweep over ``n_groups`` x ``params.n_axons`` words; ``busy`` falls
     ``n_groups * n_axons + LPU_LATENCY`` clocks after it.  f_j comes from the soma (once per neuron).
@@ -95,23 +98,34 @@ class PlasticityUnit(wiring.Component):
         fl = data.ArrayLayout(signed(C.F_BITS), P)
         l1 = stage("l1", {})
         l2 = stage("l2", {"beta": signed(C.BETA_BITS), "x": signed(C.X_BITS), "h": hl, "f": fl})
+        l2x = stage("l2x", {"beta": signed(C.BETA_BITS), "x": signed(C.X_BITS), "h": hl, "f": fl})
         l3 = stage("l3", {"gp": signed(C.BETA_BITS + C.X_BITS), "h": hl, "f": fl})
+        l3x = stage("l3x", {"gp": signed(C.BETA_BITS + C.X_BITS), "h": hl, "f": fl})
         l4 = stage("l4", {"g": signed(C.G_BITS), "h": hl, "f": fl})
+        l4x = stage("l4x", {"g": signed(C.G_BITS), "h": hl, "f": fl})
         l5 = stage("l5", {"gf": data.ArrayLayout(signed(GF), P),
                           "hd": data.ArrayLayout(signed(C.H_BITS + C.FRAC8_BITS + 1), P)})
+        l5x = stage("l5x", {"gf": data.ArrayLayout(signed(GF), P),
+                            "hd": data.ArrayLayout(signed(C.H_BITS + C.FRAC8_BITS + 1), P)})
         l6 = stage("l6", {"gfa": data.ArrayLayout(signed(max(GF, SW) + 1), P),
                           "hd": data.ArrayLayout(signed(C.H_BITS + 2), P)})
         l7 = stage("l7", {"dh": data.ArrayLayout(signed(max(GF, SW) + 1), P),
                           "hd": data.ArrayLayout(signed(C.H_BITS + 2), P)})
         l8 = stage("l8", {"s": data.ArrayLayout(signed(max(GF, SW) + 3), P)})
         l9 = stage("l9", {"h": hl})
-        stages = (l1, l2, l3, l4, l5, l6, l7, l8, l9)
+        # the multiply stages L2 and L4 sit between relays (plain register copies): the DSP operands
+        # and products get registers the placer can put next to the DSP blocks (Fmax on the ECP5)
+        stages = (l1, l2, l2x, l3, l3x, l4, l4x, l5, l5x, l6, l7, l8, l9)
+        for relay, src in ((l2x, l2), (l3x, l3), (l4x, l4), (l5x, l5)):
+            m.d.sync += relay.eq(src)
         assert len(stages) == LPU_LATENCY
         # static registers, off the datapath: rounding constant, -h_clamp
         half_dh = Signal(SW)
         hc = Signal(signed(C.H_BITS))
         neg_hc = Signal(signed(C.H_BITS))
-        m.d.sync += [half_dh.eq(round_half(p.dh_shift, SW)), hc.eq(p.h_clamp), neg_hc.eq(-p.h_clamp)]
+        decay = Signal.like(p.decay, name="decay_r")  # copy next to the multipliers
+        m.d.sync += [half_dh.eq(round_half(p.dh_shift, SW)), hc.eq(p.h_clamp), neg_hc.eq(-p.h_clamp),
+                     decay.eq(p.decay)]
         for dst, src in zip(stages[1:], stages[:-1], strict=True):
             m.d.sync += [dst.v.eq(src.v), dst.a.eq(src.a)]
         # L0 -> l1: reads in flight
@@ -119,20 +133,20 @@ class PlasticityUnit(wiring.Component):
         # L1: data of l1.a present, registered
         m.d.sync += [l2.beta.eq(self.beta_data), l2.x.eq(self.x_data), l2.h.eq(self.h_rdata), l2.f.eq(self.f_data)]
         # L2
-        m.d.sync += [l3.gp.eq(l2.beta * l2.x), l3.h.eq(l2.h), l3.f.eq(l2.f)]
+        m.d.sync += [l3.gp.eq(l2x.beta * l2x.x), l3.h.eq(l2x.h), l3.f.eq(l2x.f)]
         # L3
         # x_frac is 0 (spikes) or a constant (graded): two constant-shift roundings and a mux instead
         # of a variable shifter, saturated by a top-bit test (one carry chain on the stage, Fmax)
         xf = C.X_FRAC[C.InputKind.GRADED]
         assert xf > 0 and C.X_FRAC[C.InputKind.SPIKE] == 0
-        graded_r = (l3.gp + (1 << (xf - 1))) >> xf
-        g_raw = Mux(p.input_kind == int(C.InputKind.GRADED), graded_r, l3.gp)
-        m.d.sync += [l4.g.eq(sat_fast(g_raw, C.G_BITS)), l4.h.eq(l3.h), l4.f.eq(l3.f)]
+        graded_r = (l3x.gp + (1 << (xf - 1))) >> xf
+        g_raw = Mux(p.input_kind == int(C.InputKind.GRADED), graded_r, l3x.gp)
+        m.d.sync += [l4.g.eq(sat_fast(g_raw, C.G_BITS)), l4.h.eq(l3x.h), l4.f.eq(l3x.f)]
         for k in range(P):
             # L4
-            m.d.sync += [l5.gf[k].eq(l4.g * l4.f[k]), l5.hd[k].eq(l4.h[k] * p.decay)]
+            m.d.sync += [l5.gf[k].eq(l4x.g * l4x.f[k]), l5.hd[k].eq(l4x.h[k] * decay)]
             # L5: rounding add of g*f, rounded decay
-            m.d.sync += [l6.gfa[k].eq(l5.gf[k] + half_dh), l6.hd[k].eq((l5.hd[k] + 128) >> 8)]
+            m.d.sync += [l6.gfa[k].eq(l5x.gf[k] + half_dh), l6.hd[k].eq((l5x.hd[k] + 128) >> 8)]
             # L6: shift
             m.d.sync += [l7.dh[k].eq(l6.gfa[k] >> p.dh_shift), l7.hd[k].eq(l6.hd[k])]
             # L7: Hebbian sign (applied after rounding) and the decayed H

@@ -14,12 +14,12 @@ from .layouts import param_layout, spike_event_layout
 
 __all__ = ["Soma", "SOMA_LATENCY"]
 
-#: pipeline stages from a neuron's issue to its f write (u/s are written in S9)
-SOMA_LATENCY = 13
+#: pipeline stages from a neuron's issue to its f write (13 compute stages + 6 relays around the multiplies)
+SOMA_LATENCY = 19
 #: multiplier operands wider than a MULT18X18D are split at this bit; the partial products are
 #: registered and added in the next stage (with the rounding constant that follows them anyway)
 MUL_SPLIT = 17
-OUT_FIFO_DEPTH = 32
+OUT_FIFO_DEPTH = 64
 
 
 class Soma(wiring.Component):
@@ -44,7 +44,10 @@ class Soma(wiring.Component):
         S11  (read in flight)  S12  register lut data  S13  write f[group] lane k
 
     Every ``rshift_round`` is split into a rounding add and a shift stage, every multiply starts and
-    ends at a register, and the memory outputs drive only registers (Fmax).
+    ends at a register, and the memory outputs drive only registers (Fmax).  The three multiply
+    stages (S1, S3, S7) each sit between two relay stages (plain register copies: the DSP operands
+    and products get registers the placer can put next to the DSP blocks), so the pipeline is
+    ``SOMA_LATENCY`` = 13 + 6 = 19 stages; u, s are written from the stage after S8.
     ``ready`` is high when the lane buffer is empty (or its last lane issues this clock); ``idle``
     when the buffer and the pipeline are empty.  Non-zero outputs go to ``out`` through a FIFO; a
     neuron issues only while the FIFO has room for everything in flight, so nothing is dropped.
@@ -147,49 +150,71 @@ class Soma(wiring.Component):
         def carry(dst, src):
             return [dst.v.eq(src.v), dst.j.eq(src.j), dst.k.eq(src.k), dst.g.eq(src.g)]
 
+        def relay(name, src):
+            """A copy of stage ``src`` one clock later.  Every DSP multiply sits between two relays: its
+            operands and its product each get a register of their own, which the placer can put next to
+            the DSP block, so the long routes to the DSP rows carry no logic (Fmax on the ECP5)."""
+            dst = Signal(src.shape(), name=name)
+            m.d.sync += dst.eq(src)
+            return dst
+
+        # static copies of the multiplier parameters, registered next to the multipliers
+        alpha, lam, recip = (Signal.like(getattr(p, n), name=f"{n}_r") for n in ("alpha", "lam", "recip"))
+        m.d.sync += [alpha.eq(p.alpha), lam.eq(p.lam), recip.eq(p.recip)]
+
         # S0 -> r1: memory reads of j in flight
         r1 = stage("r1", {"aw": signed(self.aw_bits), "ah": signed(self.ah_bits)})
         m.d.sync += [r1.v.eq(issue), r1.j.eq(j), r1.k.eq(k), r1.g.eq(grp),
                      r1.aw.eq(bw[0]), r1.ah.eq(bh[0])]
-        # S1 -> r2: memory data registered; alpha * accH (partial products)
-        ah_lo, ah_hi = split(r1.ah)
-        r2 = stage("r2", {"u": signed(U), "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS),
-                          "pa_lo": shp(ah_lo * p.alpha), "pa_hi": shp(ah_hi * p.alpha), "aw": signed(AWS)})
-        m.d.sync += carry(r2, r1) + [
-            r2.u.eq(self.u_data), r2.s.eq(self.s_data), r2.b.eq(self.b_data), r2.eta.eq(self.eta_data),
-            r2.pa_lo.eq(ah_lo * p.alpha), r2.pa_hi.eq(ah_hi * p.alpha),
-            r2.aw.eq(r1.aw << p.acc_shift),
+        # S1 -> r1x: memory data registered; the multiply operand relayed (DSP isolation, see relay())
+        r1x = stage("r1x", {"aw": signed(self.aw_bits), "ah": signed(self.ah_bits), "u": signed(U),
+                            "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS)})
+        m.d.sync += carry(r1x, r1) + [
+            r1x.u.eq(self.u_data), r1x.s.eq(self.s_data), r1x.b.eq(self.b_data), r1x.eta.eq(self.eta_data),
+            r1x.aw.eq(r1.aw), r1x.ah.eq(r1.ah),
         ]
+        # S1x -> r2: alpha * accH (partial products)
+        ah_lo, ah_hi = split(r1x.ah)
+        r2 = stage("r2", {"u": signed(U), "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS),
+                          "pa_lo": shp(ah_lo * alpha), "pa_hi": shp(ah_hi * alpha), "aw": signed(AWS)})
+        m.d.sync += carry(r2, r1x) + [
+            r2.u.eq(r1x.u), r2.s.eq(r1x.s), r2.b.eq(r1x.b), r2.eta.eq(r1x.eta),
+            r2.pa_lo.eq(ah_lo * alpha), r2.pa_hi.eq(ah_hi * alpha),
+            r2.aw.eq(r1x.aw << p.acc_shift),
+        ]
+        r2x = relay("r2x", r2)
         # S2 -> r3: rounding add of alpha*accH, reset, W current + bias
         r3 = stage("r3", {"pha": signed(max(PH, SW) + 1), "vm": signed(U + 1), "awb": signed(AWS + 1),
                           "eta": signed(C.ETA_BITS)})
-        s_prev = r2.s != 0
-        v_soft = r2.u - Mux(s_prev, theta, 0)
-        v_hard = Mux(s_prev, 0, r2.u)
-        m.d.sync += carry(r3, r2) + [
-            r3.pha.eq(join(r2.pa_lo, r2.pa_hi) + half_a),
+        s_prev = r2x.s != 0
+        v_soft = r2x.u - Mux(s_prev, theta, 0)
+        v_hard = Mux(s_prev, 0, r2x.u)
+        m.d.sync += carry(r3, r2x) + [
+            r3.pha.eq(join(r2x.pa_lo, r2x.pa_hi) + half_a),
             r3.vm.eq(Mux(p.reset == int(C.ResetMode.SOFT), v_soft, v_hard)),
-            r3.awb.eq(r2.aw + r2.b),
-            r3.eta.eq(r2.eta),
+            r3.awb.eq(r2x.aw + r2x.b),
+            r3.eta.eq(r2x.eta),
         ]
+        r3x = relay("r3x", r3)
         # S3 -> r4: leak multiply (partial products), shift of the H current
-        vm_lo, vm_hi = split(r3.vm)
-        r4 = stage("r4", {"pl_lo": shp(vm_lo * p.lam), "pl_hi": shp(vm_hi * p.lam), "ihs": signed(max(PH, SW) + 1),
+        vm_lo, vm_hi = split(r3x.vm)
+        r4 = stage("r4", {"pl_lo": shp(vm_lo * lam), "pl_hi": shp(vm_hi * lam), "ihs": signed(max(PH, SW) + 1),
                           "awb": signed(AWS + 1), "eta": signed(C.ETA_BITS)})
-        m.d.sync += carry(r4, r3) + [
-            r4.pl_lo.eq(vm_lo * p.lam), r4.pl_hi.eq(vm_hi * p.lam),
-            r4.ihs.eq(r3.pha >> p.alpha_shift),
-            r4.awb.eq(r3.awb),
-            r4.eta.eq(r3.eta),
+        m.d.sync += carry(r4, r3x) + [
+            r4.pl_lo.eq(vm_lo * lam), r4.pl_hi.eq(vm_hi * lam),
+            r4.ihs.eq(r3x.pha >> p.alpha_shift),
+            r4.awb.eq(r3x.awb),
+            r4.eta.eq(r3x.eta),
         ]
+        r4x = relay("r4x", r4)
         # S4 -> r5: rounded leak, saturated H current
         r5 = stage("r5", {"ih": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "awb": signed(AWS + 1),
                           "eta": signed(C.ETA_BITS)})
-        m.d.sync += carry(r5, r4) + [
-            r5.ih.eq(sat_fast(r4.ihs, U)),
-            r5.vlr.eq((join(r4.pl_lo, r4.pl_hi) + 128) >> 8),
-            r5.awb.eq(r4.awb),
-            r5.eta.eq(r4.eta),
+        m.d.sync += carry(r5, r4x) + [
+            r5.ih.eq(sat_fast(r4x.ihs, U)),
+            r5.vlr.eq((join(r4x.pl_lo, r4x.pl_hi) + 128) >> 8),
+            r5.awb.eq(r4x.awb),
+            r5.eta.eq(r4x.eta),
         ]
         # S5 -> r6: current I
         r6 = stage("r6", {"i": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "eta": signed(C.ETA_BITS)})
@@ -205,17 +230,19 @@ class Soma(wiring.Component):
             r7.ya.eq(r6.i + half_n),
             r7.eta.eq(r6.eta),
         ]
+        r7x = relay("r7x", r7)
         # S7 -> r8: ANN shift; u * recip (partial products)
-        u_lo, u_hi = split(r7.u)
-        r8 = stage("r8", {"u": signed(U), "fire": 1, "y": signed(SW + 1), "pz_lo": shp(u_lo * p.recip),
-                          "pz_hi": shp(u_hi * p.recip), "eta": signed(C.ETA_BITS)})
-        m.d.sync += carry(r8, r7) + [
-            r8.u.eq(r7.u),
-            r8.fire.eq(r7.u > theta),  # the LIF threshold compare, a stage ahead of its use (Fmax)
-            r8.y.eq(r7.ya >> p.ann_shift),
-            r8.pz_lo.eq(u_lo * p.recip), r8.pz_hi.eq(u_hi * p.recip),
-            r8.eta.eq(r7.eta),
+        u_lo, u_hi = split(r7x.u)
+        r8 = stage("r8", {"u": signed(U), "fire": 1, "y": signed(SW + 1), "pz_lo": shp(u_lo * recip),
+                          "pz_hi": shp(u_hi * recip), "eta": signed(C.ETA_BITS)})
+        m.d.sync += carry(r8, r7x) + [
+            r8.u.eq(r7x.u),
+            r8.fire.eq(r7x.u > theta),  # the LIF threshold compare, a stage ahead of its use (Fmax)
+            r8.y.eq(r7x.ya >> p.ann_shift),
+            r8.pz_lo.eq(u_lo * recip), r8.pz_hi.eq(u_hi * recip),
+            r8.eta.eq(r7x.eta),
         ]
+        r8_mul, r8 = r8, relay("r8x", r8)  # the S8 logic below reads the relayed copy
         # S8 -> r9: spike / activation; rounding add of u*recip
         # the ANN clips as top-bit tests (no comparator carry chain after the shifter)
         y = r8.y
@@ -246,16 +273,17 @@ class Soma(wiring.Component):
         # S10 -> r11: z = u/theta - eta, table index
         z = Signal(signed(PZ + 1))
         m.d.comb += z.eq(r10.zs - r10.eta)
-        zc = Mux(z > C.LUT_HALF - 1, C.LUT_HALF - 1, Mux(z < -C.LUT_HALF, -C.LUT_HALF, z))
+        assert C.LUT_HALF == 1 << (C.LUT_INDEX_BITS - 1)
+        zc = sat_fast(z, C.LUT_INDEX_BITS)  # clip(z, -256, 255) by a top-bit test
         r11 = stage("r11", {"idx": unsigned(C.LUT_INDEX_BITS)})
-        m.d.sync += carry(r11, r10) + [r11.idx.eq((zc + C.LUT_HALF)[:C.LUT_INDEX_BITS])]
+        m.d.sync += carry(r11, r10) + [r11.idx.eq(Cat(zc[:-1], ~zc[-1]))]  # zc + 256
         # S11: lut read -> r12 (data present) -> r13 (data registered)
         m.d.comb += self.lut_addr.eq(r11.idx)
         r12 = stage("r12", {})
         m.d.sync += carry(r12, r11)
         r13 = stage("r13", {"f": signed(C.F_BITS)})
         m.d.sync += carry(r13, r12) + [r13.f.eq(self.lut_data)]
-        stages = (r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13)
+        stages = (r1, r1x, r2, r2x, r3, r3x, r4, r4x, r5, r6, r7, r7x, r8_mul, r8, r9, r10, r11, r12, r13)
         assert len(stages) == SOMA_LATENCY
         # S13: write f
         m.d.comb += [self.f_addr.eq(r13.g),
