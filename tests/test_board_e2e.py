@@ -13,7 +13,8 @@ from plasticore.sim.chipboard import board_design_id, chip_board_top
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 from plasticore.sim.simboard import SimBoard
 
-SMALL = {"mesh_x": 2, "mesh_y": 2, "a_max": 32, "n_max": 16, "lanes": 4}
+#: a small chip with the ULX3S build's top options (the bus slice between the link and the chip)
+SMALL = {"mesh_x": 2, "mesh_y": 2, "a_max": 32, "n_max": 16, "lanes": 4, "bus_slice": 1}
 
 
 @pytest.fixture(scope="module")
