@@ -9,7 +9,8 @@ from amaranth.lib import data
 from plasticore import contract as C
 from plasticore.core_map import MEM_BITS, PARAM_REGS, REGS, CoreGeometry
 
-__all__ = ["NO_RW_CHECK", "axon_event_layout", "bus_req_layout", "param_layout", "spike_event_layout"]
+__all__ = ["NO_RW_CHECK", "PIPELINE_RESET_LESS", "axon_event_layout", "bus_req_layout", "param_layout",
+           "spike_event_layout"]
 
 #: Yosys memory attribute: a read in the same clock as a write to the same word may return anything.
 #: No read whose data is used ever meets a write to its word (the engines read words they are not
@@ -17,6 +18,15 @@ __all__ = ["NO_RW_CHECK", "axon_event_layout", "bus_req_layout", "param_layout",
 #: read-before-write across the two BRAM ports (that emulation delays every write by a clock and adds
 #: an address comparator and a bypass multiplexer per block RAM, which limited Fmax).
 NO_RW_CHECK = {"no_rw_check": 1}
+
+#: The engines' pipeline registers (soma, LPU and dendrite stages, lane buffers, multiplier relays)
+#: are built without reset: on an FPGA the domain reset is a synchronous reset net to every flop that
+#: has one, and its routes across the die were the chip's critical path (ECP5, 17 ns on one net).
+#: Their contents are harmless after a reset: the FPGA configures every flop to its initial value, the
+#: valid bits of a stage are copied from the stage before it in every clock, and the first stage's
+#: valid comes from reset control state (so a reset of at least the pipeline depth, 19 clocks, flushes
+#: them; the board's power-on, button and PLL-lock reset lasts far longer).
+PIPELINE_RESET_LESS = True
 
 
 def param_layout() -> data.StructLayout:

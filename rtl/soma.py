@@ -10,7 +10,7 @@ from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
 from .arith import round_half, sat_fast
-from .layouts import param_layout, spike_event_layout
+from .layouts import PIPELINE_RESET_LESS, param_layout, spike_event_layout
 
 __all__ = ["Soma", "SOMA_LATENCY"]
 
@@ -101,8 +101,8 @@ class Soma(wiring.Component):
                      ofifo.r_en.eq(self.out.ready)]
 
         # ---- lane buffer ------------------------------------------------------------------
-        bw = Signal(data.ArrayLayout(signed(self.aw_bits), P))
-        bh = Signal(data.ArrayLayout(signed(self.ah_bits), P))
+        bw = Signal(data.ArrayLayout(signed(self.aw_bits), P), reset_less=PIPELINE_RESET_LESS)
+        bh = Signal(data.ArrayLayout(signed(self.ah_bits), P), reset_less=PIPELINE_RESET_LESS)
         rem = Signal(range(P + 1))
         j = Signal(nb + 1)
         k = Signal(range(P))
@@ -125,8 +125,9 @@ class Soma(wiring.Component):
 
         def stage(name, fields):
             assert not {"v", "j", "k", "g"} & set(fields)
+            # reset-less (PIPELINE_RESET_LESS in rtl/layouts.py): the pipeline registers stay off the reset net
             return Signal(data.StructLayout({"v": 1, "j": nb, "k": range(P), "g": len(grp), **fields}),
-                          name=name)
+                          name=name, reset_less=PIPELINE_RESET_LESS)
 
         AWS = self.aw_bits + C.ACC_SHIFT_MAX
         PH = self.ah_bits + C.ALPHA_BITS  # alpha * accH
@@ -154,7 +155,7 @@ class Soma(wiring.Component):
             """A copy of stage ``src`` one clock later.  Every DSP multiply sits between two relays: its
             operands and its product each get a register of their own, which the placer can put next to
             the DSP block, so the long routes to the DSP rows carry no logic (Fmax on the ECP5)."""
-            dst = Signal(src.shape(), name=name)
+            dst = Signal(src.shape(), name=name, reset_less=PIPELINE_RESET_LESS)
             m.d.sync += dst.eq(src)
             return dst
 
