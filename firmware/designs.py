@@ -201,7 +201,7 @@ CHIP_DEFAULTS = {
 #: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
 #: the ECP5 (the 2x1 256x256 default placed and routed at 52.5 - 59.0 MHz, docs/boards.md), so the
 #: ULX3S chip runs at 45 MHz (PLL 25 -> 45 MHz, 3 Mbaud = 15 clocks per bit exactly).
-CHIP_CLOCKS = {"ulx3s": 60_000_000}
+CHIP_CLOCKS = {"ulx3s": 45_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
 DESIGNS: dict[str, Design] = {

@@ -9,8 +9,6 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
-from .layouts import PIPELINE_RESET_LESS
-
 __all__ = ["Dendrite", "DENDRITE_LATENCY"]
 
 #: clocks from the last event issue to ``acc_valid`` (evt read, evt data register, axon + synapse
@@ -62,27 +60,27 @@ class Dendrite(wiring.Component):
         issuing = Signal()
         v1 = Signal()
         v1a = Signal()
-        ev = Signal(self.geom.axon_bits, reset_less=PIPELINE_RESET_LESS)
+        ev = Signal(self.geom.axon_bits)
         v1b = Signal()
-        ax = Signal(self.geom.axon_bits, reset_less=PIPELINE_RESET_LESS)
-        syn = Signal(self.geom.addr_bits, reset_less=PIPELINE_RESET_LESS)
+        ax = Signal(self.geom.axon_bits)
+        syn = Signal(self.geom.addr_bits)
         v1c = Signal()
-        xd = Signal(signed(C.X_BITS), reset_less=PIPELINE_RESET_LESS)
-        wd = Signal(data.ArrayLayout(signed(C.W_BITS), P), reset_less=PIPELINE_RESET_LESS)
-        hd = Signal(data.ArrayLayout(signed(C.H_BITS), P), reset_less=PIPELINE_RESET_LESS)
-        md = Signal(P, reset_less=PIPELINE_RESET_LESS)
+        xd = Signal(signed(C.X_BITS))
+        wd = Signal(data.ArrayLayout(signed(C.W_BITS), P))
+        hd = Signal(data.ArrayLayout(signed(C.H_BITS), P))
+        md = Signal(P)
         v2 = Signal()
         v2x = Signal()
         v3 = Signal()
         v3x = Signal()
-        xd2 = Signal.like(xd, reset_less=PIPELINE_RESET_LESS)
-        wd2 = Signal.like(wd, reset_less=PIPELINE_RESET_LESS)
-        hd2 = Signal.like(hd, reset_less=PIPELINE_RESET_LESS)
-        md2 = Signal.like(md, reset_less=PIPELINE_RESET_LESS)
-        pw = Signal(data.ArrayLayout(signed(C.X_BITS + C.W_BITS), P), reset_less=PIPELINE_RESET_LESS)
-        ph = Signal(data.ArrayLayout(signed(C.X_BITS + C.H_BITS), P), reset_less=PIPELINE_RESET_LESS)
-        pw2 = Signal.like(pw, reset_less=PIPELINE_RESET_LESS)
-        ph2 = Signal.like(ph, reset_less=PIPELINE_RESET_LESS)
+        xd2 = Signal.like(xd)
+        wd2 = Signal.like(wd)
+        hd2 = Signal.like(hd)
+        md2 = Signal.like(md)
+        pw = Signal(data.ArrayLayout(signed(C.X_BITS + C.W_BITS), P))
+        ph = Signal(data.ArrayLayout(signed(C.X_BITS + C.H_BITS), P))
+        pw2 = Signal.like(pw)
+        ph2 = Signal.like(ph)
 
         m.d.comb += self.busy.eq(issuing | v1 | v1a | v1b | v1c | v2 | v2x | v3 | v3x)
         # stage 0: issue event reads

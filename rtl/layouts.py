@@ -19,13 +19,14 @@ __all__ = ["NO_RW_CHECK", "PIPELINE_RESET_LESS", "axon_event_layout", "bus_req_l
 #: an address comparator and a bypass multiplexer per block RAM, which limited Fmax).
 NO_RW_CHECK = {"no_rw_check": 1}
 
-#: The engines' pipeline registers (soma, LPU and dendrite stages, lane buffers, multiplier relays)
-#: are built without reset: on an FPGA the domain reset is a synchronous reset net to every flop that
-#: has one, and its routes across the die were the chip's critical path (ECP5, 17 ns on one net).
-#: Their contents are harmless after a reset: the FPGA configures every flop to its initial value, the
-#: valid bits of a stage are copied from the stage before it in every clock, and the first stage's
-#: valid comes from reset control state (so a reset of at least the pipeline depth, 19 clocks, flushes
-#: them; the board's power-on, button and PLL-lock reset lasts far longer).
+#: The soma's pipeline registers (its stages, lane buffer and multiplier relays) are built without
+#: reset: on an FPGA the domain reset is a synchronous reset net to every flop that has one, and its
+#: route to the soma relays was the ULX3S chip's critical path (17.3 ns on one net).  Their contents
+#: are harmless after a reset: the FPGA configures every flop to its initial value, each stage's valid
+#: bit is copied from the stage before it in every clock, and the first stage's valid comes from reset
+#: control state, so a reset of at least the pipeline depth (19 clocks) flushes them; the board's
+#: power-on, button and PLL-lock reset lasts far longer.  (The LPU and dendrite pipelines keep their
+#: reset: with all three reset-less, Yosys 0.70's ABC9 step fails an assertion on the ULX3S chip.)
 PIPELINE_RESET_LESS = True
 
 

@@ -10,7 +10,7 @@ from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
 from .arith import round_half, sat_fast
-from .layouts import PIPELINE_RESET_LESS, param_layout
+from .layouts import param_layout
 
 __all__ = ["PlasticityUnit", "LPU_LATENCY"]
 
@@ -90,8 +90,7 @@ class PlasticityUnit(wiring.Component):
         m.d.comb += [self.h_raddr.eq(addr), self.x_addr.eq(i), self.beta_addr.eq(i), self.f_addr.eq(g)]
 
         def stage(name, fields):
-            # reset-less (PIPELINE_RESET_LESS in rtl/layouts.py): the pipeline registers stay off the reset net
-            return Signal(data.StructLayout({"v": 1, "a": AB, **fields}), name=name, reset_less=PIPELINE_RESET_LESS)
+            return Signal(data.StructLayout({"v": 1, "a": AB, **fields}), name=name)
 
         SW = C.SHIFT_MAX + 2
         GF = C.G_BITS + C.F_BITS

@@ -143,6 +143,6 @@ def test_design_clock_default_per_board():
     chip = resolve_config("ulx3s", {"design": "chip"})
     assert chip.clk_hz == DESIGNS["chip"].default_clk_hz("ulx3s")
     assert resolve_config("ulx3s", {"design": "echo"}).clk_hz == BOARDS["ulx3s"].clk_hz
-    assert resolve_config("ulx3s", {"design": "chip", "clk_hz": 50_000_000}).clk_hz == 50_000_000
+    assert resolve_config("ulx3s", {"design": "chip", "clk_hz": 60_000_000}).clk_hz == 60_000_000
     assert clocks_per_bit(chip.clk_hz, chip.baud) >= 4  # the default baud rate works at that clock
-    assert design_id(chip) != design_id(resolve_config("ulx3s", {"design": "chip", "clk_hz": 50_000_000}))
+    assert design_id(chip) != design_id(resolve_config("ulx3s", {"design": "chip", "clk_hz": 60_000_000}))
