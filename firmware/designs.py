@@ -185,7 +185,7 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
 #: Chip size per board (docs/boards.md "Sizing" has the measured resource use behind these numbers).
 #: ULX3S-85F: 2 cores of 256x256, 4 lanes: 205 / 208 DP16KD (W 32 + H 64 + H mask 4 + LUT 1 per core,
 #: with the ECP5 LUT-RAM hint for the small memories), 46 / 156 DSPs; the output FIFO holds one step
-#: of both cores (512), the RX FIFO one maximal frame and more (2048).  8 cores of 128x128 need
+#: of both cores (512), the RX FIFO one maximal frame and more (2048); a BusSlice between link and chip.  8 cores of 128x128 need
 #: 8 x 26 DP16KD for W/H/mask/LUT alone and do not fit.  iCE40UP5K (iCEBreaker): one CompactCore of
 #: 128x128 with plasticity (W + mask and H in two SPRAMs) and the lean link (no STATUS counters, no
 #: register slices, bit-serial CRC, frames of 64 words, 2 routing entries): 5 125 / 5 280 logic cells,
@@ -199,8 +199,9 @@ CHIP_DEFAULTS = {
                    "serial_crc": 1, "route_dests": 2},
 }
 #: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
-#: the ECP5 (the 2x1 256x256 default placed and routed at 52.5 - 59.0 MHz, docs/boards.md), so the
-#: ULX3S chip runs at 45 MHz (PLL 25 -> 45 MHz, 3 Mbaud = 15 clocks per bit exactly).
+#: the ECP5 (the 2x1 256x256 default placed and routed at 48.8 - 61.3 MHz against 45 - 60 MHz targets,
+#: docs/boards.md; 60 MHz, the next clock with an exact 3 Mbaud, is missed by 0.4 MHz on this tree), so
+#: the ULX3S chip runs at 45 MHz (PLL 25 -> 45 MHz, 3 Mbaud = 15 clocks per bit exactly).
 CHIP_CLOCKS = {"ulx3s": 45_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
