@@ -182,15 +182,14 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
                      geometry=chip.geometry(), **{k: v for k, v in params.items() if k in _LINK_KEYS})
 
 
-#: Chip size per board (docs/boards.md "Sizing" has the measured resource use behind these numbers).
-#: ULX3S-85F: 2 cores of 256x256, 4 lanes: 205 / 208 DP16KD (W 32 + H 64 + H mask 4 + LUT 1 per core,
-#: with the ECP5 LUT-RAM hint for the small memories), 46 / 156 DSPs; the output FIFO holds one step
-#: of both cores (512), the RX FIFO one maximal frame and more (2048); a BusSlice between link and chip.  8 cores of 128x128 need
-#: 8 x 26 DP16KD for W/H/mask/LUT alone and do not fit.  iCE40UP5K (iCEBreaker): one CompactCore of
-#: 128x128 with plasticity (W + mask and H in two SPRAMs) and the lean link (no STATUS counters, no
-#: register slices, bit-serial CRC, frames of 64 words, 2 routing entries): 5 116 / 5 280 logic cells,
-#: 20 / 30 EBR, 2 / 4 SPRAM, 5 / 8 DSP, 12.70 MHz at 12 MHz (the HybridCore needs 208% of the logic
-#: cells).  A board without an entry gets the next design of AUTO_ORDER.
+#: Chip size per board (docs/boards.md "Sizing" has the measured resource use behind these numbers). ULX3S-85F: 2 cores
+#: of 256x256, 4 lanes: 205 / 208 DP16KD (W 32 + H 64 + H mask 4 + LUT 1 per core, with the ECP5 LUT-RAM hint for the
+#: small memories), 46 / 156 DSPs; the output FIFO holds one step of both cores (512), the RX FIFO one maximal frame
+#: and more (2048); a BusSlice between link and chip.  8 cores of 128x128 need 8 x 26 DP16KD for W/H/mask/LUT alone and
+#: do not fit. iCE40UP5K (iCEBreaker): one CompactCore of 128x128 with plasticity (W + mask and H in two SPRAMs) and
+#: the lean link (no STATUS counters, no register slices, bit-serial CRC, frames of 64 words, 2 routing entries): 5 116
+#: / 5 280 logic cells, 20 / 30 EBR, 2 / 4 SPRAM, 5 / 8 DSP, 12.70 MHz at 12 MHz (the HybridCore needs 208% of the
+#: logic cells).  A board without an entry gets the next design of AUTO_ORDER.
 CHIP_DEFAULTS = {
     "ulx3s": {"mesh_x": 2, "mesh_y": 1, "a_max": 256, "n_max": 256, "lanes": 4, "out_fifo": 512,
               "rx_fifo_depth": 2048, "bus_slice": 1},
