@@ -11,7 +11,7 @@ from plasticore.core_map import MEMS, CoreGeometry, Mem
 from .arith import rshift_round, sat_fast
 from .axon import AxonBuffer
 from .core import PARAM_DEFAULTS
-from .core_regs import axon_input, core_ports, read_regs, readonly_regs, write_regs
+from .core_regs import axon_input, core_ports, read_regs, readonly_regs, write_regs, zero_state
 from .layouts import NO_RW_CHECK, param_layout
 from .serial_soma import SerialSoma, serial_soma_cycles
 
@@ -212,14 +212,7 @@ class CompactCore(wiring.Component):
                     with m.Else():
                         m.next = "DEN"
             with m.State("ZERO"):
-                with m.If(zc != geom.n_pad):
-                    m.d.comb += [wp[Mem.U].addr.eq(zc), wp[Mem.U].data.eq(0), wp[Mem.U].en.eq(1),
-                                 wp[Mem.S].addr.eq(zc), wp[Mem.S].data.eq(0), wp[Mem.S].en.eq(1)]
-                    m.d.sync += zc.eq(zc + 1)
-                with m.Elif(~axb.busy):
-                    m.d.comb += self.done.eq(1)
-                    m.d.sync += idle.eq(1)
-                    m.next = "IDLE"
+                zero_state(m, self, zc, geom.n_pad, wp[Mem.U], wp[Mem.S], axb, idle)
             with m.State("DEN"):
                 m.d.comb += in_den.eq(1)
                 with m.If(e < axb.count):

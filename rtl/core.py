@@ -13,7 +13,7 @@ from plasticore.core_map import (
 )
 
 from .axon import AxonBuffer
-from .core_regs import axon_input, core_ports, read_regs, readonly_regs, write_regs
+from .core_regs import axon_input, core_ports, read_regs, readonly_regs, write_regs, zero_state
 from .dendrite import Dendrite
 from .layouts import NO_RW_CHECK, param_layout
 from .lpu import PlasticityUnit
@@ -232,14 +232,7 @@ class HybridCore(wiring.Component):
                     m.d.comb += [den.start.eq(1), soma.clear_count.eq(1)]
                     m.next = "INTEG"
             with m.State("ZERO"):
-                with m.If(zc != geom.n_pad):
-                    m.d.comb += [wps[Mem.U].addr.eq(zc), wps[Mem.U].data.eq(0), wps[Mem.U].en.eq(1),
-                                 wps[Mem.S].addr.eq(zc), wps[Mem.S].data.eq(0), wps[Mem.S].en.eq(1)]
-                    m.d.sync += zc.eq(zc + 1)
-                with m.Elif(~axb.busy):
-                    m.d.comb += self.done.eq(1)
-                    m.d.sync += idle.eq(1)
-                    m.next = "IDLE"
+                zero_state(m, self, zc, geom.n_pad, wps[Mem.U], wps[Mem.S], axb, idle)
             with m.State("INTEG"):
                 with m.If(den.acc_valid & soma.ready):
                     m.d.comb += soma.load.eq(1)

@@ -15,7 +15,7 @@ from plasticore.core_map import CORE_ID, CORE_VERSION, PARAM_REGS, REGS, CoreGeo
 
 from .layouts import axon_event_layout, bus_req_layout, spike_event_layout
 
-__all__ = ["axon_input", "core_ports", "read_regs", "readonly_regs", "write_regs"]
+__all__ = ["axon_input", "core_ports", "read_regs", "readonly_regs", "write_regs", "zero_state"]
 
 
 def core_ports(geom: CoreGeometry) -> dict:
@@ -77,3 +77,16 @@ def read_regs(m: Module, domain: str, target, addr, params, ro: dict) -> None:
         for r, v in ro.items():
             with m.Case(int(r)):
                 m.d[domain] += target.eq(v)
+
+
+def zero_state(m: Module, core, zc, n_pad: int, wp_u, wp_s, axb, idle) -> None:
+    """The body of the sequencer's ``ZERO`` state (sample start): write u := 0 and s := 0 at ``zc``,
+    one neuron per clock up to ``n_pad``, then (inputs cleared) pulse ``done`` and return to ``IDLE``."""
+    with m.If(zc != n_pad):
+        m.d.comb += [wp_u.addr.eq(zc), wp_u.data.eq(0), wp_u.en.eq(1),
+                     wp_s.addr.eq(zc), wp_s.data.eq(0), wp_s.en.eq(1)]
+        m.d.sync += zc.eq(zc + 1)
+    with m.Elif(~axb.busy):
+        m.d.comb += core.done.eq(1)
+        m.d.sync += idle.eq(1)
+        m.next = "IDLE"
