@@ -116,7 +116,8 @@ class PlasticityUnit(wiring.Component):
         # the multiply stages L2 and L4 sit between relays (plain register copies): the DSP operands
         # and products get registers the placer can put next to the DSP blocks (Fmax on the ECP5)
         stages = (l1, l2, l2x, l3, l3x, l4, l4x, l5, l5x, l6, l7, l8, l9)
-        for relay, src in ((l2x, l2), (l3x, l3), (l4x, l4), (l5x, l5)):
+        relays = ((l2x, l2), (l3x, l3), (l4x, l4), (l5x, l5))
+        for relay, src in relays:
             m.d.sync += relay.eq(src)
         assert len(stages) == LPU_LATENCY
         # static registers, off the datapath: rounding constant, -h_clamp
@@ -127,7 +128,8 @@ class PlasticityUnit(wiring.Component):
         m.d.sync += [half_dh.eq(round_half(p.dh_shift, SW)), hc.eq(p.h_clamp), neg_hc.eq(-p.h_clamp),
                      decay.eq(p.decay)]
         for dst, src in zip(stages[1:], stages[:-1], strict=True):
-            m.d.sync += [dst.v.eq(src.v), dst.a.eq(src.a)]
+            if not any(dst is r for r, _ in relays):  # a relay copies its whole stage already
+                m.d.sync += [dst.v.eq(src.v), dst.a.eq(src.a)]
         # L0 -> l1: reads in flight
         m.d.sync += [l1.v.eq(running & ~self.start), l1.a.eq(addr)]
         # L1: data of l1.a present, registered
