@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import fifo, memory, wiring
+from types import SimpleNamespace
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import fifo, wiring
 
 from plasticore import contract as C
 from plasticore.core_map import (
@@ -15,8 +17,9 @@ from plasticore.core_map import (
 from .axon import AxonBuffer
 from .core_regs import axon_input, core_ports, read_regs, readonly_regs, write_regs, zero_state
 from .dendrite import Dendrite
-from .layouts import NO_RW_CHECK, param_layout
+from .layouts import param_layout
 from .lpu import PlasticityUnit
+from .pipelined_ram import BANK_BITS, PIPE_LATENCY, PipelinedRam, delayed
 from .soma import Soma
 
 __all__ = ["HybridCore"]
@@ -43,10 +46,18 @@ class HybridCore(wiring.Component):
 
     A step: integrate + soma per neuron group (overlapped), then the LPU sweep (if ``PLASTIC``),
     then the input buffer is cleared.  Cycle count: ``docs/core.md``.
+
+    ``mem_pipe``: every memory is a pipelined, banked :class:`~plasticore.rtl.pipelined_ram.PipelinedRam`
+    (its reads ``PIPE_LATENCY`` clocks later, for Fmax on a large FPGA); the integers are the same, the
+    cycle count grows (:func:`step_cycles`).  ``mem_bank_bits``: lane bits per bank (tests use small
+    banks to exercise the bank logic on tiny cores).
     """
 
-    def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16):
+    def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16, *, mem_pipe: bool = False,
+                 mem_bank_bits: int = BANK_BITS):
         self.geom = geom = CoreGeometry(a_max, n_max, lanes)
+        self.mem_pipe = bool(mem_pipe)
+        self.mem_bank_bits = mem_bank_bits
         super().__init__(core_ports(geom))
 
     def elaborate(self, platform):
@@ -58,21 +69,23 @@ class HybridCore(wiring.Component):
         params = Signal(param_layout(), init={**PARAM_DEFAULTS, "n_axons": geom.a_max, "n_neurons": geom.n_max})
 
         # ---- memories ----------------------------------------------------------------------
-        mems, rps, wps = {}, {}, {}
+        # ``rps`` / ``wps``: the read and write ports of each memory (``addr``, ``en``, ``data``)
+        K = PIPE_LATENCY if self.mem_pipe else 0  # extra read latency of every memory
+        rps, wps = {}, {}
         for mid in MEMS:
             if mid == Mem.X:
                 continue
             info = MEMS[mid]
-            mem = memory.Memory(shape=unsigned(geom.word_bits(mid)), depth=geom.depth(mid), init=[],
-                                attrs=NO_RW_CHECK)
-            m.submodules[f"mem_{mid.name.lower()}"] = mems[mid] = mem
-            rps[mid] = mem.read_port(transparent_for=())
-            wps[mid] = mem.write_port(granularity=info.bits if info.lanes else None)
+            ram = PipelinedRam(lane_bits=info.bits, lanes=P if info.lanes else None, depth=geom.depth(mid),
+                               pipelined=self.mem_pipe, bank_bits=self.mem_bank_bits)
+            m.submodules[f"mem_{mid.name.lower()}"] = ram
+            rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
+            wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)
 
         m.submodules.axb = axb = AxonBuffer(geom)
-        m.submodules.den = den = Dendrite(geom)
-        m.submodules.soma = soma = Soma(geom, den.aw_bits, den.ah_bits)
-        m.submodules.lpu = lpu = PlasticityUnit(geom)
+        m.submodules.den = den = Dendrite(geom, mem_delay=K)
+        m.submodules.soma = soma = Soma(geom, den.aw_bits, den.ah_bits, mem_delay=K)
+        m.submodules.lpu = lpu = PlasticityUnit(geom, mem_delay=K)
         m.d.comb += [soma.params.eq(params), lpu.params.eq(params)]
         self._blocks = {"axb": axb, "den": den, "soma": soma, "lpu": lpu}  # for simulation probes
 
@@ -92,8 +105,8 @@ class HybridCore(wiring.Component):
         # ---- host access -------------------------------------------------------------------
         # A memory request is registered (``hq_*``) before it drives the memory ports, so no port
         # address / enable / data comes from the bus handshake logic.  Reads: accept -> request register
-        # (read issued) -> data present (``d``) -> data registered (``e``) -> selected word registered
-        # (``f``) -> response FIFO.
+        # (read issued) -> data present (``d``; ``K`` clocks later with pipelined memories) -> data
+        # registered (``e``) -> selected word registered (``f``) -> response FIFO.
         # ``credits`` = free response slots minus reads in flight; a request is accepted only while a
         # slot is free, so the pipeline never stalls (one request per clock while ``bus_rsp.ready``).
         req = self.bus.payload
@@ -162,15 +175,21 @@ class HybridCore(wiring.Component):
         rd_reg = {mid: Signal(len(rp.data), name=f"rd_{mid.name.lower()}") for mid, rp in rps.items()}
         rd_x = Signal(C.X_BITS)
         m.d.sync += [rd_reg[mid].eq(rp.data) for mid, rp in rps.items()] + [rd_x.eq(axb.x_data.as_unsigned())]
-        m.d.sync += [e_mem.eq(d_mem), e_rd.eq(d_rd), f_rd.eq(e_rd)]
+        # with pipelined memories the memory data comes K clocks later; the register and X values
+        # (read at the plain time, so a read sees exactly the writes before it) wait for it
+        d_rd_k, _ = delayed(m, d_rd, K, "d_rd", reset_less=False)
+        d_mem_k, _ = delayed(m, d_mem, K, "d_mem")
+        rd_x_k, _ = delayed(m, rd_x, K, "rd_x")
+        reg_rdata_k, _ = delayed(m, reg_rdata, K, "reg_rdata")
+        m.d.sync += [e_mem.eq(d_mem_k), e_rd.eq(d_rd_k), f_rd.eq(e_rd)]
         with m.Switch(e_mem):
             for mid in rps:
                 with m.Case(int(mid)):
                     m.d.sync += f_data.eq(rd_reg[mid])
             with m.Case(int(Mem.X)):
-                m.d.sync += f_data.eq(rd_x)
+                m.d.sync += f_data.eq(rd_x_k)
             with m.Case(int(Mem.REG)):
-                m.d.sync += f_data.eq(reg_rdata)
+                m.d.sync += f_data.eq(reg_rdata_k)
             with m.Default():
                 m.d.sync += f_data.eq(0)
 
@@ -266,28 +285,32 @@ class HybridCore(wiring.Component):
         return m
 
 
-def step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool) -> dict[str, int]:
+def step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool, *,
+                     mem_pipe: bool = False) -> dict[str, int]:
     """The phases of :func:`step_cycles` (derivation in ``docs/core.md``)."""
     from .dendrite import DENDRITE_LATENCY
     from .lpu import LPU_LATENCY
     from .soma import SOMA_LATENCY
 
     E, P = events, lanes
+    K = PIPE_LATENCY if mem_pipe else 0  # each engine waits K more clocks per read (the soma reads twice)
     G = -(-n_neurons // P)
-    d = E + DENDRITE_LATENCY + 1 if E else 2  # one dendrite pass, start -> acc_valid
+    d = E + DENDRITE_LATENCY + K + 1 if E else 2  # one dendrite pass, start -> acc_valid
     return {
         "integrate": d + (G - 1) * max(d, P),  # groups overlap with the soma of the previous group
-        "soma_drain": P + SOMA_LATENCY + 1,  # last group: P issues + pipeline
-        "lpu": G * n_axons + LPU_LATENCY + 1 if plastic else 0,  # one H word (P synapses) per clock
+        "soma_drain": P + SOMA_LATENCY + 2 * K + 1,  # last group: P issues + pipeline
+        "lpu": G * n_axons + LPU_LATENCY + K + 1 if plastic else 0,  # one H word (P synapses) per clock
         "clear": E + 4 if E else 2,  # zero the listed inputs
     }
 
 
-def step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool) -> int:
+def step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool, *,
+                mem_pipe: bool = False) -> int:
     """Clock cycles of one step (register ``CYCLES``: clocks with ``busy`` high), see ``docs/core.md``.
 
-    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``D = E + 10`` (2 if ``E == 0``)::
+    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``K = 0`` (``K = PIPE_LATENCY = 3``
+    with ``mem_pipe``), ``D = E + 10 + K`` (2 if ``E == 0``)::
 
-        cycles = D + (G - 1) * max(D, P)  +  (P + 20)  +  plastic * (G * A + 14)  +  (E + 4 | 2)
+        cycles = D + (G - 1) * max(D, P)  +  (P + 20 + 2K)  +  plastic * (G * A + 14 + K)  +  (E + 4 | 2)
     """
-    return sum(step_cycle_parts(events, n_axons, n_neurons, lanes, plastic).values())
+    return sum(step_cycle_parts(events, n_axons, n_neurons, lanes, plastic, mem_pipe=mem_pipe).values())

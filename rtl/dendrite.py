@@ -9,6 +9,8 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
+from .pipelined_ram import delayed
+
 __all__ = ["Dendrite", "DENDRITE_LATENCY"]
 
 #: clocks from the last event issue to ``acc_valid`` (evt read, evt data register, axon + synapse
@@ -28,10 +30,16 @@ class Dendrite(wiring.Component):
     rises ``n_events + DENDRITE_LATENCY`` clocks after ``start`` and stays high (accumulators held)
     until the next ``start``.  Graded inputs use the
     same path: the lane products are full 9 x 8 and 9 x 16 bit multiplies (MAC), exact widths.
+
+    ``mem_delay``: the synapse memories return their data that many clocks later than a plain
+    memory (pipelined memories); the pass waits for it (``acc_valid`` ``mem_delay`` clocks later) and
+    the axon value ``x`` (from the axon buffer, a plain memory) is delayed to match.
     """
 
-    def __init__(self, geom: CoreGeometry):
+    def __init__(self, geom: CoreGeometry, mem_delay: int = 0):
         self.geom = geom
+        self.mem_delay = mem_delay
+        self.latency = DENDRITE_LATENCY + mem_delay
         P = geom.lanes
         self.aw_bits = C.acc_w_bits(geom.a_max)
         self.ah_bits = C.acc_h_bits(geom.a_max)
@@ -82,7 +90,12 @@ class Dendrite(wiring.Component):
         pw2 = Signal.like(pw)
         ph2 = Signal.like(ph)
 
-        m.d.comb += self.busy.eq(issuing | v1 | v1a | v1b | v1c | v2 | v2x | v3 | v3x)
+        # the reads in flight in a pipelined memory (``mem_delay`` clocks after 1b)
+        v1b_k, vwait = delayed(m, v1b, self.mem_delay, "v1b", reset_less=False)
+        waiting = 0
+        for v in vwait:
+            waiting = waiting | v
+        m.d.comb += self.busy.eq(issuing | v1 | v1a | v1b | v1c | v2 | v2x | v3 | v3x | waiting)
         # stage 0: issue event reads
         m.d.comb += self.evt_addr.eq(e)
         # the accumulators clear one clock after ``start`` (from a register: the clear fans out to
@@ -97,7 +110,7 @@ class Dendrite(wiring.Component):
             m.d.sync += e.eq(e + 1)
             with m.If(e + 1 == self.n_events):
                 m.d.sync += issuing.eq(0)
-        m.d.sync += [v1.eq(issuing & ~self.start), v1a.eq(v1), v1b.eq(v1a), v1c.eq(v1b), v2.eq(v1c), v2x.eq(v2),
+        m.d.sync += [v1.eq(issuing & ~self.start), v1a.eq(v1), v1b.eq(v1a), v1c.eq(v1b_k), v2.eq(v1c), v2x.eq(v2),
                      v3.eq(v2x), v3x.eq(v3)]
         # stage 1: event data (the axon index) registered; stage 1a: the x and synapse addresses are
         # registered, so the memory address inputs are driven from flops
@@ -105,7 +118,8 @@ class Dendrite(wiring.Component):
         # stage 1b: read x and the synapse word of this group
         m.d.comb += [self.x_addr.eq(ax), self.syn_addr.eq(syn)]
         # stage 1c: register the read data next to the memories (routing from the BRAMs gets a clock)
-        m.d.sync += [xd.eq(self.x_data), wd.eq(self.w_data), hd.eq(self.h_data), md.eq(self.m_data)]
+        x_k, _ = delayed(m, self.x_data, self.mem_delay, "x")
+        m.d.sync += [xd.eq(x_k), wd.eq(self.w_data), hd.eq(self.h_data), md.eq(self.m_data)]
         # stage 2x: the multiplier operands relayed (a register the placer can put next to the DSPs)
         m.d.sync += [xd2.eq(xd), wd2.eq(wd), hd2.eq(hd), md2.eq(md)]
         # stage 2: lane products
@@ -123,7 +137,7 @@ class Dendrite(wiring.Component):
         with m.Elif(v3x):  # (``start`` only comes after a finished pass, never with v3x: no ``start`` term)
             for k in range(P):
                 m.d.sync += [self.acc_w[k].eq(self.acc_w[k] + pw2[k]), self.acc_h[k].eq(self.acc_h[k] + ph2[k])]
-        with m.If(~self.start & ~issuing & ~v1 & ~v1a & ~v1b & ~v1c & ~v2 & ~v2x & ~v3 & ~v3x & ~self.acc_valid
+        with m.If(~self.start & ~self.busy & ~self.acc_valid
                   & self._armed(m)):
             m.d.sync += self.acc_valid.eq(1)
         return m

@@ -11,6 +11,7 @@ from plasticore.core_map import CoreGeometry
 
 from .arith import round_half, sat_fast
 from .layouts import param_layout
+from .pipelined_ram import delayed
 
 __all__ = ["PlasticityUnit", "LPU_LATENCY"]
 
@@ -38,10 +39,16 @@ class PlasticityUnit(wiring.Component):
 
     ``start`` (pulse) begins the sweep over ``n_groups`` x ``params.n_axons`` words; ``busy`` falls
     ``n_groups * n_axons + LPU_LATENCY`` clocks after it.  f_j comes from the soma (once per neuron).
+
+    ``mem_delay``: the memories return their data that many clocks later than a plain memory
+    (pipelined memories); that many stages wait between L0 and L1, and ``x`` (from the axon buffer,
+    a plain memory) is delayed to match.
     """
 
-    def __init__(self, geom: CoreGeometry):
+    def __init__(self, geom: CoreGeometry, mem_delay: int = 0):
         self.geom = geom
+        self.mem_delay = mem_delay
+        self.latency = LPU_LATENCY + mem_delay
         P = geom.lanes
         super().__init__({
             "params": In(param_layout()),
@@ -130,10 +137,14 @@ class PlasticityUnit(wiring.Component):
         for dst, src in zip(stages[1:], stages[:-1], strict=True):
             if not any(dst is r for r, _ in relays):  # a relay copies its whole stage already
                 m.d.sync += [dst.v.eq(src.v), dst.a.eq(src.a)]
-        # L0 -> l1: reads in flight
-        m.d.sync += [l1.v.eq(running & ~self.start), l1.a.eq(addr)]
+        # L0 -> l1: reads in flight (and ``mem_delay`` more stages with pipelined memories)
+        l0 = stage("l0", {})
+        m.d.comb += [l0.v.eq(running & ~self.start), l0.a.eq(addr)]
+        l1_k, waits = delayed(m, l0, self.mem_delay, "l1_wait", reset_less=False)
+        m.d.sync += l1.eq(l1_k)  # (the same layout)
         # L1: data of l1.a present, registered
-        m.d.sync += [l2.beta.eq(self.beta_data), l2.x.eq(self.x_data), l2.h.eq(self.h_rdata), l2.f.eq(self.f_data)]
+        x_k, _ = delayed(m, self.x_data, self.mem_delay, "x")
+        m.d.sync += [l2.beta.eq(self.beta_data), l2.x.eq(x_k), l2.h.eq(self.h_rdata), l2.f.eq(self.f_data)]
         # L2
         m.d.sync += [l3.gp.eq(l2x.beta * l2x.x), l3.h.eq(l2x.h), l3.f.eq(l2x.f)]
         # L3
@@ -161,5 +172,7 @@ class PlasticityUnit(wiring.Component):
         busy = running
         for st in stages:
             busy = busy | st.v
+        for w in waits:
+            busy = busy | w[0]  # the valid bit of a waiting stage
         m.d.comb += self.busy.eq(busy)
         return m

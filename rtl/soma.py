@@ -11,6 +11,7 @@ from plasticore.core_map import CoreGeometry
 
 from .arith import round_half, sat_fast
 from .layouts import PIPELINE_RESET_LESS, param_layout, spike_event_layout
+from .pipelined_ram import delayed
 
 __all__ = ["Soma", "SOMA_LATENCY"]
 
@@ -51,10 +52,16 @@ class Soma(wiring.Component):
     ``ready`` is high when the lane buffer is empty (or its last lane issues this clock); ``idle``
     when the buffer and the pipeline are empty.  Non-zero outputs go to ``out`` through a FIFO; a
     neuron issues only while the FIFO has room for everything in flight, so nothing is dropped.
+
+    ``mem_delay``: the memories return their data that many clocks later than a plain memory
+    (pipelined memories); that many stages wait after S0 and after S11, so the pipeline is
+    ``SOMA_LATENCY + 2 * mem_delay`` stages (:attr:`latency`).
     """
 
-    def __init__(self, geom: CoreGeometry, aw_bits: int, ah_bits: int):
+    def __init__(self, geom: CoreGeometry, aw_bits: int, ah_bits: int, mem_delay: int = 0):
         self.geom = geom
+        self.mem_delay = mem_delay
+        self.latency = SOMA_LATENCY + 2 * mem_delay
         self.aw_bits, self.ah_bits = aw_bits, ah_bits
         P, nb = geom.lanes, geom.neuron_bits
         super().__init__({
@@ -110,7 +117,7 @@ class Soma(wiring.Component):
         # registered (off the issue path): the level grows by at most 1 per clock, so one more entry
         # of margin than the in-flight bound keeps the FIFO from overflowing
         room = Signal()
-        m.d.sync += room.eq(ofifo.level <= OUT_FIFO_DEPTH - SOMA_LATENCY - 3)
+        m.d.sync += room.eq(ofifo.level <= OUT_FIFO_DEPTH - self.latency - 3)
         issue = Signal()
         m.d.comb += issue.eq((rem != 0) & room)
         m.d.comb += self.ready.eq((rem == 0) | ((rem == 1) & issue))
@@ -167,6 +174,15 @@ class Soma(wiring.Component):
         r1 = stage("r1", {"aw": signed(self.aw_bits), "ah": signed(self.ah_bits)})
         m.d.sync += [r1.v.eq(issue), r1.j.eq(j), r1.k.eq(k), r1.g.eq(grp),
                      r1.aw.eq(bw[0]), r1.ah.eq(bh[0])]
+        waits = []
+
+        def wait(name, src):
+            """``src`` ``mem_delay`` clocks later: the stages that wait for a pipelined memory's data."""
+            out, chain = delayed(m, src, self.mem_delay, name, reset_less=PIPELINE_RESET_LESS)
+            waits.extend(src.shape()(c) for c in chain)
+            return src.shape()(out) if chain else src
+
+        r1_issue, r1 = r1, wait("r1w", r1)
         # S1 -> r1x: memory data registered; the multiply operand relayed (DSP isolation, see relay())
         r1x = stage("r1x", {"aw": signed(self.aw_bits), "ah": signed(self.ah_bits), "u": signed(U),
                             "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS)})
@@ -282,16 +298,18 @@ class Soma(wiring.Component):
         m.d.comb += self.lut_addr.eq(r11.idx)
         r12 = stage("r12", {})
         m.d.sync += carry(r12, r11)
+        r12_k = wait("r12w", r12)
         r13 = stage("r13", {"f": signed(C.F_BITS)})
-        m.d.sync += carry(r13, r12) + [r13.f.eq(self.lut_data)]
-        stages = (r1, r1x, r2, r2x, r3, r3x, r4, r4x, r5, r6, r7, r7x, r8_mul, r8, r9, r10, r11, r12, r13)
-        assert len(stages) == SOMA_LATENCY
+        m.d.sync += carry(r13, r12_k) + [r13.f.eq(self.lut_data)]
+        stages = (r1_issue, r1x, r2, r2x, r3, r3x, r4, r4x, r5, r6, r7, r7x, r8_mul, r8, r9, r10, r11, r12, r13,
+                  *waits)
+        assert len(stages) == self.latency
         # S13: write f
         m.d.comb += [self.f_addr.eq(r13.g),
                      self.f_en.eq(Mux(r13.v & (r13.j < p.n_neurons), (Const(1, P) << r13.k)[:P], 0))]
         m.d.comb += [self.f_wdata[q].eq(r13.f) for q in range(P)]
 
-        self._probe = {"rem": rem, "issue": issue, "r9": r9, "r1": r1, "j": j}
+        self._probe = {"rem": rem, "issue": issue, "r9": r9, "r1": r1_issue, "j": j}
         busy = rem != 0
         for r in stages:
             busy = busy | r.v

@@ -95,6 +95,7 @@ class CoreTB:
         self.dut = dut
         self.geom = geom
         self.kind = os.environ.get("CORE_KIND", "hybrid")  # which core this build is: its cycle formula
+        self.mem_pipe = os.environ.get("CORE_MEM_PIPE", "0") == "1"  # HybridCore(mem_pipe=True)
         lay = bus_req_layout(geom)
         self._f = {name: (lay[name].offset, lay[name].width) for name in ("we", "mem", "addr", "mask", "data")}
         self.spikes: list[tuple[int, int]] = []
@@ -226,7 +227,7 @@ class CoreTB:
                 h = await self.read_matrix(Mem.H, A, N)
                 _check(h, st.H, f"{where}: plastic weight H", "synapse (axon, neuron)")
                 cyc = await self.read_reg(Reg.CYCLES)
-                parts = cycle_parts(self.kind, L, len(nz), P)
+                parts = cycle_parts(self.kind, L, len(nz), P, mem_pipe=self.mem_pipe)
                 want = sum(parts.values())
                 assert cyc == want, f"{where}: step took {cyc} cycles, formula says {want}"
                 oc = await self.read_reg(Reg.OUT_COUNT)
@@ -250,13 +251,14 @@ class CoreTB:
             H = st.H
 
 
-def cycle_parts(kind: str, L, events: int, lanes: int) -> dict[str, int]:
-    """The cycle-count formula of the core ``kind`` (``hybrid`` / ``compact``) for one step of layer ``L``."""
+def cycle_parts(kind: str, L, events: int, lanes: int, *, mem_pipe: bool = False) -> dict[str, int]:
+    """The cycle-count formula of the core ``kind`` (``hybrid`` / ``compact``; ``mem_pipe``: the hybrid
+    core with pipelined memories) for one step of layer ``L``."""
     if kind == "compact":
         return compact_step_cycle_parts(events, L.n_in, L.n_out, bool(L.plastic), lif=L.soma == C.SomaMode.LIF,
                                         alpha_shift=int(L.alpha_shift), ann_shift=int(L.ann_shift),
                                         recip_shift=int(L.recip_shift))
-    return step_cycle_parts(events, L.n_in, L.n_out, lanes, bool(L.plastic))
+    return step_cycle_parts(events, L.n_in, L.n_out, lanes, bool(L.plastic), mem_pipe=mem_pipe)
 
 
 def _x_write(i: int, v: int):

@@ -2,7 +2,7 @@
 
 Fast checks that need no Verilator build: the contract primitives (``rshift_round``, ``sat``) as
 hardware, the soma (LIF soft/hard, ANN ReLU/identity) and the LPU through a 6-axon x 5-neuron core of
-each implementation (HybridCore with P = 4, CompactCore), bit-exact against ``plasticore.sim.golden``
+each implementation (HybridCore with P = 4, with plain and with pipelined memories; CompactCore), bit-exact against ``plasticore.sim.golden``
 after every step, cycle count included.
 """
 
@@ -28,6 +28,7 @@ from plasticore.core_map import (
 )
 from plasticore.rtl.arith import rshift_round, sat
 from plasticore.rtl.chip import CORE_KINDS
+from plasticore.rtl.core import HybridCore
 from plasticore.rtl.layouts import bus_req_layout
 from plasticore.sim import golden
 from plasticore.sim.core_tb import cycle_parts
@@ -67,12 +68,18 @@ def test_arith_primitives_match_contract():
 # tiny core in the Amaranth simulator
 # ------------------------------------------------------------------------------------------
 #: the tiny build of each core implementation (the hybrid one with P = 4 lanes)
-CORES = {"hybrid": CoreGeometry(6, 5, 4), "compact": CoreGeometry(6, 5, 1)}
+CORES = {"hybrid": CoreGeometry(6, 5, 4), "hybrid_pipe": CoreGeometry(6, 5, 4), "compact": CoreGeometry(6, 5, 1)}
+#: ``hybrid_pipe``: pipelined, banked memories with small banks (W: 8-word banks, the last one
+#: partial; H: 4 words; LUT: 8 words), so the bank select and the bank order are exercised
+PIPE_KW = {"mem_pipe": True, "mem_bank_bits": 64}
 
 
 def _run_core(layer, xs, kind: str = "hybrid"):
     geom = CORES[kind]
-    dut = CORE_KINDS[kind](geom.a_max, geom.n_max, geom.lanes)
+    if kind == "hybrid_pipe":
+        dut = HybridCore(geom.a_max, geom.n_max, geom.lanes, **PIPE_KW)
+    else:
+        dut = CORE_KINDS[kind](geom.a_max, geom.n_max, geom.lanes)
     lay = bus_req_layout(geom)
 
     def pack(we, mem, addr, mask, data):
@@ -147,7 +154,7 @@ def test_tiny_core_matches_golden(soma, kind, edge, core):
     golden model's integers after every step, in the cycles of their formula."""
     key = (soma, kind, edge) if core == "hybrid" else (soma, kind, edge, core)
     rng = np.random.default_rng(hash(key) % 2**32)
-    A, N = (5, 5) if core == "hybrid" else (6, 5)
+    A, N = (6, 5) if core == "compact" else (5, 5)
     layer = random_layer(rng, A, N, kind, soma, edge, plastic=True)
     hi = 1 if kind == C.InputKind.SPIKE else 255
     xs = [rng.integers(-128 if kind == C.InputKind.GRADED else 0, hi + 1, A) for _ in range(3)]
@@ -160,5 +167,6 @@ def test_tiny_core_matches_golden(soma, kind, edge, core):
         assert np.array_equal(u, st.u), f"step {t}: u rtl {u} golden {st.u}"
         assert np.array_equal(s, st.s), f"step {t}: s rtl {s} golden {st.s}"
         assert np.array_equal(H, st.H), f"step {t}: H rtl {H} golden {st.H}"
-        want = sum(cycle_parts(core, layer, int(np.count_nonzero(x)), CORES[core].lanes).values())
+        want = sum(cycle_parts("compact" if core == "compact" else "hybrid", layer, int(np.count_nonzero(x)),
+                               CORES[core].lanes, mem_pipe=core == "hybrid_pipe").values())
         assert cyc == want, f"step {t}: CYCLES {cyc}, formula {want}"

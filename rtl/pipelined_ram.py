@@ -1,0 +1,135 @@
+"""PipelinedRam: a core memory whose ports are registered and, when it is deep, split into banks.
+
+A block RAM on the ECP5-85F can sit anywhere on the die; the 2 x 256 x 256 chip uses 205 of its 208
+DP16KD, so a core's W and H memories (96 block RAMs) spread over half the die, and every single net
+to or from them (an address multiplexer's output, a read data word) crossed it (15-18 ns of routing).
+This memory gives each such route a clock of its own:
+
+* ``A``: the read and write requests (address, enable, data) are registered once, after whatever
+  multiplexer drives the ports (the core's host / engine select).
+* ``B``: one copy of the request per bank, loaded only for that bank (so the copies are not identical
+  and the synthesiser keeps them; the placer puts each next to its block RAMs).
+* the bank's block RAM (synchronous read, output held while the bank is not read).
+* ``C``: each bank's read data registered next to it.  ``r_data`` is the word of the bank that was
+  read (a multiplexer over the ``C`` registers, by the bank index carried along).
+
+So a read's data is on ``r_data`` ``1 + PIPE_LATENCY`` clocks after its address is on ``r_addr``
+(one clock for a plain memory, ``stages=0``), and a write takes effect two clocks after it is
+presented; reads and writes keep their order (both pass ``A`` and ``B``).  Banks hold
+``bank_bits`` data bits of each lane (one DP16KD holds 16 Kbit of a lane with its write enable).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import NO_RW_CHECK
+
+__all__ = ["BANK_BITS", "PIPE_LATENCY", "PipelinedRam", "delayed"]
+
+#: extra read latency of a pipelined memory: stages A, B and C
+PIPE_LATENCY = 3
+#: data bits of one lane per bank: one DP16KD (16 Kbit with per-lane write enables)
+BANK_BITS = 16384
+
+
+class PipelinedRam(wiring.Component):
+    """A ``depth`` x ``lanes * lane_bits`` memory with per-lane write enables (``lanes=None``: one
+    write enable for the word).
+
+    ``pipelined=False``: a plain memory (synchronous read port, read data one clock after the address).
+    ``pipelined=True``: the registered, banked ports described in the module docstring; the read data
+    comes ``PIPE_LATENCY`` clocks later than from the plain memory.
+    """
+
+    def __init__(self, *, lane_bits: int, lanes: int | None, depth: int, pipelined: bool = False,
+                 bank_bits: int = BANK_BITS):
+        self.lane_bits, self.lanes, self.depth = lane_bits, lanes, depth
+        self.width = lane_bits * (lanes or 1)
+        self.pipelined = pipelined
+        per_bank = max(1, bank_bits // lane_bits)  # words of a lane in one bank, rounded down to 2**k
+        self.bank_depth = min(1 << (per_bank.bit_length() - 1), 1 << max(0, (depth - 1).bit_length()))
+        self.banks = -(-depth // self.bank_depth) if pipelined else 1
+        self.latency = 1 + (PIPE_LATENCY if pipelined else 0)
+        super().__init__({
+            "r_addr": In(range(depth)),
+            "r_en": In(1),
+            "r_data": Out(unsigned(self.width)),
+            "w_addr": In(range(depth)),
+            "w_data": In(unsigned(self.width)),
+            "w_en": In(lanes or 1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        gran = self.lane_bits if self.lanes else None
+        if not self.pipelined:
+            m.submodules.mem = mem = memory.Memory(shape=unsigned(self.width), depth=self.depth, init=[],
+                                                   attrs=NO_RW_CHECK)
+            rp = mem.read_port(transparent_for=())
+            wp = mem.write_port(granularity=gran)
+            m.d.comb += [rp.addr.eq(self.r_addr), rp.en.eq(self.r_en), self.r_data.eq(rp.data),
+                         wp.addr.eq(self.w_addr), wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
+            return m
+
+        bd, nb = self.bank_depth, self.banks
+        lo = max(1, (bd - 1).bit_length())  # bank word address bits
+        # A: the requests, registered after the caller's multiplexers (one copy)
+        a_raddr = Signal.like(self.r_addr, reset_less=True)
+        a_ren = Signal()
+        a_waddr = Signal.like(self.w_addr, reset_less=True)
+        a_wdata = Signal.like(self.w_data, reset_less=True)
+        a_wen = Signal.like(self.w_en)
+        m.d.sync += [a_raddr.eq(self.r_addr), a_ren.eq(self.r_en), a_waddr.eq(self.w_addr),
+                     a_wdata.eq(self.w_data), a_wen.eq(self.w_en)]
+        r_bank = a_raddr[lo:] if nb > 1 else 0
+        w_bank = a_waddr[lo:] if nb > 1 else 0
+        # the bank index of a read, carried to the output multiplexer (B, RAM, C)
+        sel = [Signal(range(max(2, nb)), name=f"sel{i}", reset_less=True) for i in range(3)]
+        m.d.sync += [sel[0].eq(r_bank), sel[1].eq(sel[0]), sel[2].eq(sel[1])]
+        c_data = []
+        for b in range(nb):
+            depth = min(bd, self.depth - b * bd)
+            m.submodules[f"bank{b}"] = mem = memory.Memory(shape=unsigned(self.width), depth=depth, init=[],
+                                                           attrs=NO_RW_CHECK)
+            rp = mem.read_port(transparent_for=())
+            wp = mem.write_port(granularity=gran)
+            # B: this bank's copy of the request, loaded only when the request is for this bank
+            rhit = (r_bank == b) if nb > 1 else 1
+            whit = (w_bank == b) if nb > 1 else 1
+            b_raddr = Signal(range(depth), name=f"b{b}_raddr", reset_less=True)
+            b_ren = Signal(name=f"b{b}_ren")
+            b_waddr = Signal(range(depth), name=f"b{b}_waddr", reset_less=True)
+            b_wdata = Signal(self.width, name=f"b{b}_wdata", reset_less=True)
+            b_wen = Signal(len(self.w_en), name=f"b{b}_wen")
+            hit_r = Signal(name=f"b{b}_hit_r")
+            hit_w = Signal(name=f"b{b}_hit_w")
+            m.d.comb += [hit_r.eq(a_ren & rhit), hit_w.eq(a_wen.any() & whit)]
+            m.d.sync += [b_ren.eq(hit_r), b_wen.eq(Mux(whit, a_wen, 0))]
+            with m.If(hit_r):
+                m.d.sync += b_raddr.eq(a_raddr[:len(b_raddr)])
+            with m.If(hit_w):
+                m.d.sync += [b_waddr.eq(a_waddr[:len(b_waddr)]), b_wdata.eq(a_wdata)]
+            m.d.comb += [rp.addr.eq(b_raddr), rp.en.eq(b_ren),
+                         wp.addr.eq(b_waddr), wp.data.eq(b_wdata), wp.en.eq(b_wen)]
+            # C: the bank's output registered next to it
+            c = Signal(self.width, name=f"c{b}_data", reset_less=True)
+            m.d.sync += c.eq(rp.data)
+            c_data.append(c)
+        m.d.comb += self.r_data.eq(Array(c_data)[sel[2]] if nb > 1 else c_data[0])
+        return m
+
+
+def delayed(m: Module, value, n: int, name: str, *, reset_less: bool = True) -> tuple[Value, list[Signal]]:
+    """``value`` ``n`` clocks later (a chain of ``n`` registers) and the chain's registers: the engines
+    use it to bring a value from a plain source (the axon buffer's ``x``) in step with the read data of
+    pipelined memories."""
+    chain, cur = [], Value.cast(value)
+    for i in range(n):
+        r = Signal(cur.shape(), name=f"{name}_d{i + 1}", reset_less=reset_less)
+        m.d.sync += r.eq(cur)
+        chain.append(r)
+        cur = r
+    return cur, chain
