@@ -165,7 +165,7 @@ def _link_factory(*, design_id: int, clk_hz: int, baud: int, ram_words: int = 10
     return link_test_top(clocks_per_bit(clk_hz, baud), ram_words=ram_words, design_id=design_id, clk_hz=clk_hz)
 
 
-_CHIP_KEYS = ("mesh_x", "mesh_y", "a_max", "n_max", "lanes", "out_fifo", "core", "route_dests")
+_CHIP_KEYS = ("mesh_x", "mesh_y", "a_max", "n_max", "lanes", "out_fifo", "core", "route_dests", "mem_pipe")
 _LINK_KEYS = ("rx_fifo_depth", "max_words", "status_counters", "pipes", "serial_crc", "bus_slice")
 
 

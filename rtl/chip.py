@@ -45,16 +45,21 @@ class Chip(wiring.Component):
 
     ``core``: ``"hybrid"`` (:class:`~plasticore.rtl.core.HybridCore`, P lanes) or ``"compact"``
     (:class:`~plasticore.rtl.compact_core.CompactCore`, one lane, sized for the iCE40UP5K); both have
-    the same ports, memory map and results.
+    the same ports, memory map and results.  ``mem_pipe``: the hybrid cores' memories are pipelined
+    and banked (``HybridCore(mem_pipe=True)``: Fmax on a large FPGA, a few more clocks per step).
     """
 
     def __init__(self, mesh_x: int = 2, mesh_y: int = 1, a_max: int = 256, n_max: int = 256, lanes: int = 16,
-                 design_id: int = 0, out_fifo: int = 2048, core: str = "hybrid", route_dests: int = M.MAX_DESTS):
+                 design_id: int = 0, out_fifo: int = 2048, core: str = "hybrid", route_dests: int = M.MAX_DESTS,
+                 mem_pipe: bool = False):
         if core not in CORE_KINDS:
             raise ValueError(f"core {core!r} is not one of {sorted(CORE_KINDS)}")
         if core == "compact" and lanes != 1:
             raise ValueError(f"the compact core has one lane, got lanes={lanes}")
+        if core == "compact" and mem_pipe:
+            raise ValueError("mem_pipe is an option of the hybrid core; the compact core has no pipelined memories")
         self.core = core
+        self.mem_pipe = bool(mem_pipe)
         self.route_dests = route_dests
         self.mesh_x, self.mesh_y = mesh_x, mesh_y
         self.k = mesh_x * mesh_y
@@ -74,7 +79,8 @@ class Chip(wiring.Component):
         P = g.lanes
         bus = self.bus
 
-        cores = [CORE_KINDS[self.core](g.a_max, g.n_max, P) for _ in range(K)]
+        kw = {"mem_pipe": True} if self.mem_pipe else {}
+        cores = [CORE_KINDS[self.core](g.a_max, g.n_max, P, **kw) for _ in range(K)]
         nifs = [NetIf(g, self.route_dests) for _ in range(K)]
         for k in range(K):
             m.submodules[f"core{k}"] = cores[k]

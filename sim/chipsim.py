@@ -38,6 +38,7 @@ class ChipConfig:
     n_max: int = 128
     lanes: int = 16
     out_fifo: int = 2048
+    mem_pipe: bool = False  #: pipelined, banked core memories (``HybridCore(mem_pipe=True)``)
 
     def geometry(self) -> ChipGeometry:
         return ChipGeometry(self.mesh_x, self.mesh_y, CM.CoreGeometry(self.a_max, self.n_max, self.lanes),
@@ -87,7 +88,8 @@ def _build(cfg: ChipConfig, design_id: int, out: Path, exe: Path, harness: Path,
     from plasticore.sim.toolchain import ensure_verilator, model_makeflags, verilog_from_component
 
     info = ensure_verilator()
-    chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=design_id, out_fifo=cfg.out_fifo)
+    chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=design_id, out_fifo=cfg.out_fifo,
+                mem_pipe=cfg.mem_pipe)
     v = verilog_from_component(chip, "chip", out)
     cmd = [str(info.executable), "--cc", str(v), "--exe", str(harness), "--top-module", "chip", "--build",
            "-j", "2", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wno-fatal",

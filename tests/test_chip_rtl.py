@@ -20,6 +20,8 @@ from plasticore.sim.chipsim import ChipConfig, ChipSimBus
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 
 CFG = ChipConfig(2, 2, 32, 16, 4)
+#: the same chip with pipelined, banked core memories (the ULX3S build's ``mem_pipe``)
+CFG_PIPE = ChipConfig(2, 2, 32, 16, 4, mem_pipe=True)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,20 @@ def _case(seed):
 @pytest.mark.parametrize("seed", range(6))
 def test_random_networks_bit_exact(dev, seed):
     _check(dev, *_case(1000 + seed))
+
+
+@pytest.fixture(scope="module")
+def dev_pipe():
+    with ChipSimBus(CFG_PIPE) as bus:
+        d = Device(bus, CFG_PIPE.geometry())
+        d.identify()
+        yield d
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_networks_bit_exact_mem_pipe(dev_pipe, seed):
+    """The chip with pipelined memories gives the same integers (seeds of the plain chip's test)."""
+    _check(dev_pipe, *_case(1000 + seed))
 
 
 def test_split_layer_with_persistent_plasticity(dev):

