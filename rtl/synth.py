@@ -6,6 +6,7 @@ internal nets of a bigger design, not pins) and returns LUT/FF/BRAM/DSP use and 
 
     python -m plasticore.rtl.synth                 # default core 256 x 256, P = 16, LFE5U-85F
     python -m plasticore.rtl.synth --a 64 --n 64 --lanes 8 --freq 100
+    python -m plasticore.rtl.synth --a 256 --n 256 --lanes 4 --mem-pipe   # the ULX3S chip's core
 """
 
 from __future__ import annotations
@@ -38,21 +39,22 @@ def _tool(name: str) -> str:
 def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_max,
                lanes: int = DEFAULT_GEOMETRY.lanes, device: str = "85k", package: str = "CABGA381",
                freq_mhz: float = 100.0, out_dir: str | os.PathLike | None = None, seed: int = 1,
-               pnr: bool = True) -> dict:
+               pnr: bool = True, mem_pipe: bool = False) -> dict:
     """Synthesise (and place & route) one core; returns a dict of resources and timing.
 
     Keys: ``geometry``, ``device``, ``lut4``, ``ff``, ``dp16kd`` (BRAM), ``mult18`` (DSP
     multipliers), ``alu54``, ``slices`` (after P&R), ``fmax_mhz`` (achieved, ``None`` without
-    P&R), ``target_mhz``, ``synth_s``, ``pnr_s``, ``out_dir``.
+    P&R), ``target_mhz``, ``synth_s``, ``pnr_s``, ``out_dir``.  ``mem_pipe``: ``HybridCore(mem_pipe=True)``.
     """
     from amaranth.back import verilog
 
     from .core import HybridCore
 
-    out = Path(out_dir or REPO_ROOT / "build" / f"synth_core_{a_max}x{n_max}_p{lanes}")
+    tag = "_pipe" if mem_pipe else ""
+    out = Path(out_dir or REPO_ROOT / "build" / f"synth_core_{a_max}x{n_max}_p{lanes}{tag}")
     out.mkdir(parents=True, exist_ok=True)
     vfile = out / "hybrid_core.v"
-    vfile.write_text(verilog.convert(HybridCore(a_max, n_max, lanes), name="hybrid_core", emit_src=False))
+    vfile.write_text(verilog.convert(HybridCore(a_max, n_max, lanes, mem_pipe=mem_pipe), name="hybrid_core", emit_src=False))
     jfile = out / "hybrid_core.json"
     stat_file = out / "stat.txt"
     script = (f"read_verilog {vfile.name}; synth_ecp5 -top hybrid_core -json {jfile.name}; "
@@ -67,7 +69,7 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
         return int(hits[-1]) if hits else 0
 
     res = {
-        "geometry": {"a_max": a_max, "n_max": n_max, "lanes": lanes},
+        "geometry": {"a_max": a_max, "n_max": n_max, "lanes": lanes, "mem_pipe": mem_pipe},
         "device": f"LFE5U-{device.upper().replace('K', 'F')} {package}",
         "lut4": cell("LUT4"), "ff": cell("TRELLIS_FF"), "dp16kd": cell("DP16KD"), "mult18": cell("MULT18X18D"),
         "alu54": cell("ALU54B"), "ccu2c": cell("CCU2C"), "lutram": cell("TRELLIS_DPR16X4"),
@@ -111,8 +113,9 @@ def main(argv=None) -> int:
     ap.add_argument("--package", default="CABGA381")
     ap.add_argument("--freq", type=float, default=100.0)
     ap.add_argument("--no-pnr", action="store_true")
+    ap.add_argument("--mem-pipe", action="store_true", help="pipelined, banked memories (the ULX3S build's)")
     a = ap.parse_args(argv)
-    res = synth_core(a.a, a.n, a.lanes, a.device, a.package, a.freq, pnr=not a.no_pnr)
+    res = synth_core(a.a, a.n, a.lanes, a.device, a.package, a.freq, pnr=not a.no_pnr, mem_pipe=a.mem_pipe)
     print(json.dumps(res, indent=1))
     return 0
 
