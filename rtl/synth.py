@@ -54,7 +54,8 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
     out = Path(out_dir or REPO_ROOT / "build" / f"synth_core_{a_max}x{n_max}_p{lanes}{tag}")
     out.mkdir(parents=True, exist_ok=True)
     vfile = out / "hybrid_core.v"
-    vfile.write_text(verilog.convert(HybridCore(a_max, n_max, lanes, mem_pipe=mem_pipe), name="hybrid_core", emit_src=False))
+    core = HybridCore(a_max, n_max, lanes, mem_pipe=mem_pipe)
+    vfile.write_text(verilog.convert(core, name="hybrid_core", emit_src=False))
     jfile = out / "hybrid_core.json"
     stat_file = out / "stat.txt"
     script = (f"read_verilog {vfile.name}; synth_ecp5 -top hybrid_core -json {jfile.name}; "

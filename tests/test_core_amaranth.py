@@ -2,8 +2,8 @@
 
 Fast checks that need no Verilator build: the contract primitives (``rshift_round``, ``sat``) as
 hardware, the soma (LIF soft/hard, ANN ReLU/identity) and the LPU through a 6-axon x 5-neuron core of
-each implementation (HybridCore with P = 4, with plain and with pipelined memories; CompactCore), bit-exact against ``plasticore.sim.golden``
-after every step, cycle count included.
+each implementation (HybridCore with P = 4, with plain and with pipelined memories; CompactCore),
+bit-exact against ``plasticore.sim.golden`` after every step, cycle count included.
 """
 
 from __future__ import annotations
