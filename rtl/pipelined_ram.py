@@ -1,22 +1,25 @@
-"""PipelinedRam: a core memory whose ports are registered and, when it is deep, split into banks.
+"""PipelinedRam: a core memory whose ports are registered and which is split into banks.
 
 A block RAM on the ECP5-85F can sit anywhere on the die; the 2 x 256 x 256 chip uses 205 of its 208
-DP16KD, so a core's W and H memories (96 block RAMs) spread over half the die, and every single net
-to or from them (an address multiplexer's output, a read data word) crossed it (15-18 ns of routing).
-This memory gives each such route a clock of its own:
+DP16KD, so a core's W and H memories (96 block RAMs) spread over half the die, and the nets to and
+from them crossed it with logic on them (the host / engine port multiplexers in front, the bank
+multiplexer behind the block RAM's slow clock-to-output).  This memory takes that logic off the long
+routes:
 
 * ``A``: the read and write requests (address, enable, data) are registered once, after whatever
-  multiplexer drives the ports (the core's host / engine select).
-* ``B``: one copy of the request per bank, loaded only for that bank (so the copies are not identical
-  and the synthesiser keeps them; the placer puts each next to its block RAMs).
-* the bank's block RAM (synchronous read, output held while the bank is not read).
+  multiplexer drives the ports (the core's host / engine select); the banks take them from there
+  (each bank's enables are a decode of A's address).
+* the bank's memory (synchronous read, output held while the bank is not read).
 * ``C``: each bank's read data registered next to it.  ``r_data`` is the word of the bank that was
   read (a multiplexer over the ``C`` registers, by the bank index carried along).
 
 So a read's data is on ``r_data`` ``1 + PIPE_LATENCY`` clocks after its address is on ``r_addr``
-(one clock for a plain memory, ``stages=0``), and a write takes effect two clocks after it is
-presented; reads and writes keep their order (both pass ``A`` and ``B``).  Banks hold
-``bank_bits`` data bits of each lane (one DP16KD holds 16 Kbit of a lane with its write enable).
+(one clock for a plain memory, ``pipelined=False``), and a write takes effect a clock after it is
+presented; reads and writes keep their order (both pass ``A``).  Banks hold ``bank_bits`` data
+bits of each lane (one DP16KD holds 16 Kbit of a lane with its write enable).
+
+A version with a third stage (a copy of the request per bank, next to its block RAMs) placed worse
+and did not route on the ULX3S chip (``docs/boards.md``).
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from .layouts import NO_RW_CHECK
 
 __all__ = ["BANK_BITS", "PIPE_LATENCY", "PipelinedRam", "delayed"]
 
-#: extra read latency of a pipelined memory: stages A, B and C
-PIPE_LATENCY = 3
+#: extra read latency of a pipelined memory: stages A and C
+PIPE_LATENCY = 2
 #: data bits of one lane per bank: one DP16KD (16 Kbit with per-lane write enables)
 BANK_BITS = 16384
 
@@ -86,9 +89,9 @@ class PipelinedRam(wiring.Component):
                      a_wdata.eq(self.w_data), a_wen.eq(self.w_en)]
         r_bank = a_raddr[lo:] if nb > 1 else 0
         w_bank = a_waddr[lo:] if nb > 1 else 0
-        # the bank index of a read, carried to the output multiplexer (B, RAM, C)
-        sel = [Signal(range(max(2, nb)), name=f"sel{i}", reset_less=True) for i in range(3)]
-        m.d.sync += [sel[0].eq(r_bank), sel[1].eq(sel[0]), sel[2].eq(sel[1])]
+        # the bank index of a read, carried to the output multiplexer (RAM, C)
+        sel = [Signal(range(max(2, nb)), name=f"sel{i}", reset_less=True) for i in range(PIPE_LATENCY)]
+        m.d.sync += [sel[0].eq(r_bank)] + [sel[i].eq(sel[i - 1]) for i in range(1, PIPE_LATENCY)]
         c_data = []
         for b in range(nb):
             depth = min(bd, self.depth - b * bd)
@@ -96,29 +99,17 @@ class PipelinedRam(wiring.Component):
                                                            attrs=NO_RW_CHECK)
             rp = mem.read_port(transparent_for=())
             wp = mem.write_port(granularity=gran)
-            # B: this bank's copy of the request, loaded only when the request is for this bank
+            # the bank takes the registered request; its enables are the bank decode of A's address
             rhit = (r_bank == b) if nb > 1 else 1
             whit = (w_bank == b) if nb > 1 else 1
-            b_raddr = Signal(range(depth), name=f"b{b}_raddr", reset_less=True)
-            b_ren = Signal(name=f"b{b}_ren")
-            b_waddr = Signal(range(depth), name=f"b{b}_waddr", reset_less=True)
-            b_wdata = Signal(self.width, name=f"b{b}_wdata", reset_less=True)
-            b_wen = Signal(len(self.w_en), name=f"b{b}_wen")
-            hit_r = Signal(name=f"b{b}_hit_r")
-            hit_w = Signal(name=f"b{b}_hit_w")
-            m.d.comb += [hit_r.eq(a_ren & rhit), hit_w.eq(a_wen.any() & whit)]
-            m.d.sync += [b_ren.eq(hit_r), b_wen.eq(Mux(whit, a_wen, 0))]
-            with m.If(hit_r):
-                m.d.sync += b_raddr.eq(a_raddr[:len(b_raddr)])
-            with m.If(hit_w):
-                m.d.sync += [b_waddr.eq(a_waddr[:len(b_waddr)]), b_wdata.eq(a_wdata)]
-            m.d.comb += [rp.addr.eq(b_raddr), rp.en.eq(b_ren),
-                         wp.addr.eq(b_waddr), wp.data.eq(b_wdata), wp.en.eq(b_wen)]
+            ab = len(rp.addr)
+            m.d.comb += [rp.addr.eq(a_raddr[:ab]), rp.en.eq(a_ren & rhit),
+                         wp.addr.eq(a_waddr[:ab]), wp.data.eq(a_wdata), wp.en.eq(Mux(whit, a_wen, 0))]
             # C: the bank's output registered next to it
             c = Signal(self.width, name=f"c{b}_data", reset_less=True)
             m.d.sync += c.eq(rp.data)
             c_data.append(c)
-        m.d.comb += self.r_data.eq(Array(c_data)[sel[2]] if nb > 1 else c_data[0])
+        m.d.comb += self.r_data.eq(Array(c_data)[sel[-1]] if nb > 1 else c_data[0])
         return m
 
 

@@ -63,7 +63,7 @@ PIPE_SAMPLE_KW = {"mem_pipe": True, "mem_bank_bits": 256}
 
 def test_core_sample_mem_pipe(request):
     """Pipelined, banked memories (``HybridCore(mem_pipe=True)``): P=4, 1..37 axons x 1..23 neurons,
-    10 cases, bit-exact every step, cycles = the formula with K = 3."""
+    10 cases, bit-exact every step, cycles = the formula with K = 2."""
     run_core(request, CoreGeometry(37, 23, 4), cases=int(os.environ.get("CORE_SAMPLE_CASES", "10")), steps=3,
              core_kw=PIPE_SAMPLE_KW)
 
