@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import fifo, wiring
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import fifo, memory, wiring
 
 from plasticore import contract as C
 from plasticore.core_map import (
@@ -17,7 +17,7 @@ from plasticore.core_map import (
 from .axon import AxonBuffer
 from .core_regs import axon_input, core_ports, read_regs, readonly_regs, write_regs, zero_state
 from .dendrite import Dendrite
-from .layouts import param_layout
+from .layouts import NO_RW_CHECK, param_layout
 from .lpu import PlasticityUnit
 from .pipelined_ram import BANK_BITS, PIPE_LATENCY, PipelinedRam, delayed
 from .soma import Soma
@@ -76,8 +76,17 @@ class HybridCore(wiring.Component):
             if mid == Mem.X:
                 continue
             info = MEMS[mid]
+            if not self.mem_pipe:
+                # a plain memory here, not in a PipelinedRam: the same netlist as before mem_pipe existed
+                # (Yosys 0.70's ABC9 fails an assertion on the ULX3S chip with the extra hierarchy level)
+                mem = memory.Memory(shape=unsigned(geom.word_bits(mid)), depth=geom.depth(mid), init=[],
+                                    attrs=NO_RW_CHECK)
+                m.submodules[f"mem_{mid.name.lower()}"] = mem
+                rps[mid] = mem.read_port(transparent_for=())
+                wps[mid] = mem.write_port(granularity=info.bits if info.lanes else None)
+                continue
             ram = PipelinedRam(lane_bits=info.bits, lanes=P if info.lanes else None, depth=geom.depth(mid),
-                               pipelined=self.mem_pipe, bank_bits=self.mem_bank_bits)
+                               pipelined=True, bank_bits=self.mem_bank_bits)
             m.submodules[f"mem_{mid.name.lower()}"] = ram
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)

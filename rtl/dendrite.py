@@ -92,10 +92,10 @@ class Dendrite(wiring.Component):
 
         # the reads in flight in a pipelined memory (``mem_delay`` clocks after 1b)
         v1b_k, vwait = delayed(m, v1b, self.mem_delay, "v1b", reset_less=False)
-        waiting = 0
+        busy = issuing | v1 | v1a | v1b | v1c | v2 | v2x | v3 | v3x
         for v in vwait:
-            waiting = waiting | v
-        m.d.comb += self.busy.eq(issuing | v1 | v1a | v1b | v1c | v2 | v2x | v3 | v3x | waiting)
+            busy = busy | v
+        m.d.comb += self.busy.eq(busy)
         # stage 0: issue event reads
         m.d.comb += self.evt_addr.eq(e)
         # the accumulators clear one clock after ``start`` (from a register: the clear fans out to
@@ -137,8 +137,10 @@ class Dendrite(wiring.Component):
         with m.Elif(v3x):  # (``start`` only comes after a finished pass, never with v3x: no ``start`` term)
             for k in range(P):
                 m.d.sync += [self.acc_w[k].eq(self.acc_w[k] + pw2[k]), self.acc_h[k].eq(self.acc_h[k] + ph2[k])]
-        with m.If(~self.start & ~self.busy & ~self.acc_valid
-                  & self._armed(m)):
+        done = ~self.start & ~issuing & ~v1 & ~v1a & ~v1b & ~v1c & ~v2 & ~v2x & ~v3 & ~v3x & ~self.acc_valid
+        for v in vwait:
+            done = done & ~v
+        with m.If(done & self._armed(m)):
             m.d.sync += self.acc_valid.eq(1)
         return m
 

@@ -138,10 +138,14 @@ class PlasticityUnit(wiring.Component):
             if not any(dst is r for r, _ in relays):  # a relay copies its whole stage already
                 m.d.sync += [dst.v.eq(src.v), dst.a.eq(src.a)]
         # L0 -> l1: reads in flight (and ``mem_delay`` more stages with pipelined memories)
-        l0 = stage("l0", {})
-        m.d.comb += [l0.v.eq(running & ~self.start), l0.a.eq(addr)]
-        l1_k, waits = delayed(m, l0, self.mem_delay, "l1_wait", reset_less=False)
-        m.d.sync += l1.eq(l1_k)  # (the same layout)
+        waits = []
+        if self.mem_delay:
+            l0 = stage("l0", {})
+            m.d.comb += [l0.v.eq(running & ~self.start), l0.a.eq(addr)]
+            l1_k, waits = delayed(m, l0, self.mem_delay, "l1_wait", reset_less=False)
+            m.d.sync += l1.eq(l1_k)  # (the same layout)
+        else:
+            m.d.sync += [l1.v.eq(running & ~self.start), l1.a.eq(addr)]
         # L1: data of l1.a present, registered
         x_k, _ = delayed(m, self.x_data, self.mem_delay, "x")
         m.d.sync += [l2.beta.eq(self.beta_data), l2.x.eq(x_k), l2.h.eq(self.h_rdata), l2.f.eq(self.f_data)]
