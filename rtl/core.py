@@ -86,7 +86,7 @@ class HybridCore(wiring.Component):
                 wps[mid] = mem.write_port(granularity=info.bits if info.lanes else None)
                 continue
             ram = PipelinedRam(lane_bits=info.bits, lanes=P if info.lanes else None, depth=geom.depth(mid),
-                               pipelined=True, bank_bits=self.mem_bank_bits)
+                               bank_bits=self.mem_bank_bits)
             m.submodules[f"mem_{mid.name.lower()}"] = ram
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)

@@ -14,7 +14,7 @@ routes:
   read (a multiplexer over the ``C`` registers, by the bank index carried along).
 
 So a read's data is on ``r_data`` ``1 + PIPE_LATENCY`` clocks after its address is on ``r_addr``
-(one clock for a plain memory, ``pipelined=False``), and a write takes effect a clock after it is
+(one clock for a plain memory), and a write takes effect a clock after it is
 presented; reads and writes keep their order (both pass ``A``).  Banks hold ``bank_bits`` data
 bits of each lane (one DP16KD holds 16 Kbit of a lane with its write enable).
 
@@ -40,22 +40,18 @@ BANK_BITS = 16384
 
 class PipelinedRam(wiring.Component):
     """A ``depth`` x ``lanes * lane_bits`` memory with per-lane write enables (``lanes=None``: one
-    write enable for the word).
-
-    ``pipelined=False``: a plain memory (synchronous read port, read data one clock after the address).
-    ``pipelined=True``: the registered, banked ports described in the module docstring; the read data
-    comes ``PIPE_LATENCY`` clocks later than from the plain memory.
+    write enable for the word), with the registered, banked ports of the module docstring: the read
+    data comes ``PIPE_LATENCY`` clocks later than from a plain memory (``latency`` clocks after the
+    address).
     """
 
-    def __init__(self, *, lane_bits: int, lanes: int | None, depth: int, pipelined: bool = False,
-                 bank_bits: int = BANK_BITS):
+    def __init__(self, *, lane_bits: int, lanes: int | None, depth: int, bank_bits: int = BANK_BITS):
         self.lane_bits, self.lanes, self.depth = lane_bits, lanes, depth
         self.width = lane_bits * (lanes or 1)
-        self.pipelined = pipelined
         per_bank = max(1, bank_bits // lane_bits)  # words of a lane in one bank, rounded down to 2**k
         self.bank_depth = min(1 << (per_bank.bit_length() - 1), 1 << max(0, (depth - 1).bit_length()))
-        self.banks = -(-depth // self.bank_depth) if pipelined else 1
-        self.latency = 1 + (PIPE_LATENCY if pipelined else 0)
+        self.banks = -(-depth // self.bank_depth)
+        self.latency = 1 + PIPE_LATENCY
         super().__init__({
             "r_addr": In(range(depth)),
             "r_en": In(1),
@@ -68,15 +64,6 @@ class PipelinedRam(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         gran = self.lane_bits if self.lanes else None
-        if not self.pipelined:
-            m.submodules.mem = mem = memory.Memory(shape=unsigned(self.width), depth=self.depth, init=[],
-                                                   attrs=NO_RW_CHECK)
-            rp = mem.read_port(transparent_for=())
-            wp = mem.write_port(granularity=gran)
-            m.d.comb += [rp.addr.eq(self.r_addr), rp.en.eq(self.r_en), self.r_data.eq(rp.data),
-                         wp.addr.eq(self.w_addr), wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
-            return m
-
         bd, nb = self.bank_depth, self.banks
         lo = max(1, (bd - 1).bit_length())  # bank word address bits
         # A: the requests, registered after the caller's multiplexers (one copy)
