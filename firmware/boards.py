@@ -34,6 +34,9 @@ def _ulx3s_85f():
 #: buffer) go to LUT RAM (TRELLIS_DPR16X4) instead of one DP16KD each, which Yosys would otherwise
 #: pick for most of them.  The 208 DP16KD of the LFE5U-85F are then left to the weight matrices
 #: (W, H, H mask), the post-function tables and the link's FIFOs; see docs/boards.md "Sizing".
+#: ULX3S placement seed: the chip (2 x 256 x 256, 60 MHz) meets timing with it (docs/boards.md, sizing)
+SEED_ULX3S = 2
+
 ECP5_MEMORY_HINTS = "\n".join([
     "proc",
     "memory_collect",
@@ -87,6 +90,10 @@ class Board:
     synth_script: str = ""
     #: extra nextpnr options (placement / routing algorithms; they do not change what the design computes)
     pnr_opts: tuple[str, ...] = ()
+    #: nextpnr placement seed when the build is not given one (``--seed``): chosen so that the board's
+    #: default design meets its clock; like ``pnr_opts`` it does not change what the design computes,
+    #: so it is not part of the design ID (the manifest records it)
+    pnr_seed: int | None = None
 
     def platform(self):
         return self.make_platform()
@@ -116,6 +123,7 @@ BOARDS: dict[str, Board] = {
         # router1 stalls on the 2x256x256 chip (98% of the DP16KD, congested around the RAM columns);
         # router2 routes it
         pnr_opts=("--router", "router2"),
+        pnr_seed=SEED_ULX3S,
     ),
     "icebreaker": Board(
         name="icebreaker",

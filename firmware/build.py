@@ -302,6 +302,8 @@ def build(board: str, config: dict | None = None, *, root: Path | None = None, f
         shutil.rmtree(d)
     work.mkdir(parents=True)
     nextpnr_opts = [f"--report {NAME}.report.json", "--timing-allow-fail", *b.pnr_opts]
+    if seed is None:
+        seed = b.pnr_seed
     if seed is not None:
         nextpnr_opts.append(f"--seed {int(seed)}")
     job = BuildJob(board=b, config=cfg, design_id=ident, platform=b.platform(), top=make_top(cfg, ident),
@@ -332,6 +334,7 @@ def build(board: str, config: dict | None = None, *, root: Path | None = None, f
         "bitstream_sha256": _sha256(bit),
         "timing_met": timing_ok,
         "timing_allowed_to_fail": bool(allow_timing_fail),
+        "pnr_seed": seed,
     }
     if not timing_ok and not allow_timing_fail:
         # keep the files for inspection, but no manifest: the entry is not a valid cache hit

@@ -198,10 +198,10 @@ CHIP_DEFAULTS = {
                    "serial_crc": 1, "route_dests": 2},
 }
 #: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
-#: the ECP5 (the 2x1 256x256 default placed and routed at 48.8 - 61.3 MHz against 45 - 60 MHz targets,
-#: docs/boards.md; 60 MHz, the next clock with an exact 3 Mbaud, is missed by 0.4 MHz on this tree), so
-#: the ULX3S chip runs at 45 MHz (PLL 25 -> 45 MHz, 3 Mbaud = 15 clocks per bit exactly).
-CHIP_CLOCKS = {"ulx3s": 45_000_000}
+#: the ECP5 (the 2x1 256x256 default placed and routed at 48.8 - 63.5 MHz against 45 - 60 MHz targets,
+#: docs/boards.md), so the ULX3S chip runs at 60 MHz (PLL 25 -> 60 MHz, 3 Mbaud = 20 clocks per bit
+#: exactly), with the placement seed of the ULX3S board entry (firmware/boards.py).
+CHIP_CLOCKS = {"ulx3s": 60_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
 DESIGNS: dict[str, Design] = {
