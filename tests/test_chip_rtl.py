@@ -20,16 +20,21 @@ from plasticore.sim.chipsim import ChipConfig, ChipSimBus
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 
 CFG = ChipConfig(2, 2, 32, 16, 4)
-#: the same chip with pipelined, banked core memories (the ULX3S build's ``mem_pipe``)
+#: the same chip with pipelined, banked core memories (``mem_pipe``)
 CFG_PIPE = ChipConfig(2, 2, 32, 16, 4, mem_pipe=True)
+
+
+def _device(cfg: ChipConfig):
+    """A host device on the Verilated chip ``cfg``, identified."""
+    with ChipSimBus(cfg) as bus:
+        d = Device(bus, cfg.geometry())
+        d.identify()
+        yield d
 
 
 @pytest.fixture(scope="module")
 def dev():
-    with ChipSimBus(CFG) as bus:
-        d = Device(bus, CFG.geometry())
-        d.identify()
-        yield d
+    yield from _device(CFG)
 
 
 def _check(dev, b, x):
@@ -60,10 +65,7 @@ def test_random_networks_bit_exact(dev, seed):
 
 @pytest.fixture(scope="module")
 def dev_pipe():
-    with ChipSimBus(CFG_PIPE) as bus:
-        d = Device(bus, CFG_PIPE.geometry())
-        d.identify()
-        yield d
+    yield from _device(CFG_PIPE)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -56,7 +56,7 @@ def test_core_sample(request):
     run_core(request, CoreGeometry(48, 40, 16), cases=int(os.environ.get("CORE_SAMPLE_CASES", "16")), steps=3)
 
 
-#: the ULX3S build's memories (``mem_pipe``) with small banks: W 32-word banks (7, the last partial),
+#: pipelined, banked memories (``mem_pipe``) with small banks: W 32-word banks (7, the last partial),
 #: H 16-word banks (14), LUT 32-word banks (16)
 PIPE_SAMPLE_KW = {"mem_pipe": True, "mem_bank_bits": 256}
 
