@@ -23,10 +23,14 @@ from pathlib import Path
 from .boards import get_board
 from .designs import get_design
 
-__all__ = ["BuildConfig", "design_id", "expected_design_id", "resolve_config", "rtl_source_hash"]
+__all__ = ["BuildConfig", "design_id", "expected_design_id", "resolve_config", "rtl_source_files",
+           "rtl_source_hash"]
 
 #: packages whose sources are hashed wholesale, and single modules
 _HASHED_PACKAGES = ("plasticore.rtl",)
+#: tools inside those packages that generate no board logic (a standalone synthesis check, the toolchain
+#: smoke test): editing them must not change the design ID, and with it the netlist and its placement
+_UNHASHED = ("plasticore.rtl/synth.py", "plasticore.rtl/smoke.py")
 _HASHED_MODULES = (
     "plasticore.contract",
     "plasticore.core_map",
@@ -47,8 +51,8 @@ def _module_file(name: str) -> Path | None:
     return Path(spec.origin)
 
 
-def rtl_source_hash() -> str:
-    """SHA-256 (hex) over the RTL-relevant source files (paths relative to their package + contents)."""
+def rtl_source_files() -> dict[str, Path]:
+    """The source files the design ID hashes, by key (package + path inside it, or module name)."""
     files: dict[str, Path] = {}
     for pkg in _HASHED_PACKAGES:
         spec = importlib.util.find_spec(pkg)
@@ -57,12 +61,20 @@ def rtl_source_hash() -> str:
         for root in spec.submodule_search_locations:
             root = Path(root)
             for p in sorted(root.rglob("*")):
-                if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".v", ".sv", ".il"):
-                    files[f"{pkg}/{p.relative_to(root).as_posix()}"] = p
+                key = f"{pkg}/{p.relative_to(root).as_posix()}"
+                if (p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".v", ".sv", ".il")
+                        and key not in _UNHASHED):
+                    files[key] = p
     for mod in _HASHED_MODULES:
         p = _module_file(mod)
         if p is not None and p.is_file():
             files[mod] = p
+    return files
+
+
+def rtl_source_hash() -> str:
+    """SHA-256 (hex) over the RTL-relevant source files (paths relative to their package + contents)."""
+    files = rtl_source_files()
     h = hashlib.sha256()
     for key in sorted(files):
         data = files[key].read_bytes()

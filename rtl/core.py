@@ -15,7 +15,7 @@ from plasticore.core_map import (
 )
 
 from .axon import AxonBuffer
-from .core_regs import axon_input, core_ports, read_regs, readonly_regs, write_regs, zero_state
+from .core_regs import axon_input, core_ports, read_regs, read_regs_split, readonly_regs, write_regs, zero_state
 from .dendrite import Dendrite
 from .layouts import NO_RW_CHECK, param_layout
 from .lpu import PlasticityUnit
@@ -92,9 +92,11 @@ class HybridCore(wiring.Component):
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)
 
         m.submodules.axb = axb = AxonBuffer(geom)
-        m.submodules.den = den = Dendrite(geom, mem_delay=K)
+        # with pipelined memories the dendrite's data registers and the LPU's stages are reset-less too
+        # (rtl/layouts.py, PIPELINE_RESET_LESS: the plain chip keeps their reset for Yosys 0.70's sake)
+        m.submodules.den = den = Dendrite(geom, mem_delay=K, reset_less=self.mem_pipe)
         m.submodules.soma = soma = Soma(geom, den.aw_bits, den.ah_bits, mem_delay=K)
-        m.submodules.lpu = lpu = PlasticityUnit(geom, mem_delay=K)
+        m.submodules.lpu = lpu = PlasticityUnit(geom, mem_delay=K, reset_less=self.mem_pipe)
         m.d.comb += [soma.params.eq(params), lpu.params.eq(params)]
         self._blocks = {"axb": axb, "den": den, "soma": soma, "lpu": lpu}  # for simulation probes
 
@@ -176,8 +178,13 @@ class HybridCore(wiring.Component):
         # the read reaches the registers a clock later still, so the read sees every earlier write only
         d_addr = Signal(geom.addr_bits)
         m.d.sync += d_addr.eq(hq_addr)
-        m.d.sync += reg_rdata.eq(0)
-        read_regs(m, "sync", reg_rdata, d_addr, params, ro)
+        if K:
+            # pipelined memories leave K clocks for the register value too: read it in two stages
+            reg_rdata_k = read_regs_split(m, d_addr, params, ro, geom.data_bits, K + 1)
+        else:
+            m.d.sync += reg_rdata.eq(0)
+            read_regs(m, "sync", reg_rdata, d_addr, params, ro)
+            reg_rdata_k = reg_rdata
         # every memory output is first captured by a register with no logic in front of it (a block
         # RAM's clock-to-output time leaves no room for a multiplexer; the engines capture the same
         # outputs, and the synthesiser merges the identical registers), then selected
@@ -189,7 +196,6 @@ class HybridCore(wiring.Component):
         d_rd_k, _ = delayed(m, d_rd, K, "d_rd", reset_less=False)
         d_mem_k, _ = delayed(m, d_mem, K, "d_mem")
         rd_x_k, _ = delayed(m, rd_x, K, "rd_x")
-        reg_rdata_k, _ = delayed(m, reg_rdata, K, "reg_rdata")
         m.d.sync += [e_mem.eq(d_mem_k), e_rd.eq(d_rd_k), f_rd.eq(e_rd)]
         with m.Switch(e_mem):
             for mid in rps:

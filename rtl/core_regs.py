@@ -6,7 +6,7 @@ in their datapaths, not in what the host sees; the pieces here are that common f
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Value, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
@@ -15,7 +15,7 @@ from plasticore.core_map import CORE_ID, CORE_VERSION, PARAM_REGS, REGS, CoreGeo
 
 from .layouts import axon_event_layout, bus_req_layout, spike_event_layout
 
-__all__ = ["axon_input", "core_ports", "read_regs", "readonly_regs", "write_regs", "zero_state"]
+__all__ = ["axon_input", "core_ports", "read_regs", "read_regs_split", "readonly_regs", "write_regs", "zero_state"]
 
 
 def core_ports(geom: CoreGeometry) -> dict:
@@ -77,6 +77,48 @@ def read_regs(m: Module, domain: str, target, addr, params, ro: dict) -> None:
         for r, v in ro.items():
             with m.Case(int(r)):
                 m.d[domain] += target.eq(v)
+
+
+#: registers per first-stage group of :func:`read_regs_split` (as a power of two: address bits)
+READ_GROUP_BITS = 3
+
+
+def read_regs_split(m: Module, addr, params, ro: dict, width: int, delay: int) -> Signal:
+    """The register ``addr`` names, ``delay`` (>= 2) clocks later: what :func:`read_regs` into a
+    register gives one clock later, delayed ``delay - 1`` clocks more, but read in two stages.
+
+    The first stage reads every group of ``2**READ_GROUP_BITS`` registers by the address's low bits
+    (one small multiplexer per group, next to its registers) and keeps the high bits; the second picks
+    the group by them (an address outside every register reads 0).  The registers are sampled in the
+    same clock as by :func:`read_regs`, so a read still sees exactly the writes before it.
+    """
+    assert delay >= 2
+    lo, hi = addr[:READ_GROUP_BITS], addr[READ_GROUP_BITS:]
+    values = {int(r): Value.cast(getattr(params, r.name.lower())).as_unsigned() for r in PARAM_REGS}
+    values.update({int(r): Value.cast(v) for r, v in ro.items()})
+    groups: dict[int, dict[int, Value]] = {}
+    for a, v in sorted(values.items()):
+        groups.setdefault(a >> READ_GROUP_BITS, {})[a & ((1 << READ_GROUP_BITS) - 1)] = v
+    grp = {g: Signal(width, name=f"reg_grp{g}") for g in groups}
+    d_hi = Signal(len(hi), name="reg_hi")
+    m.d.sync += d_hi.eq(hi)
+    for g, members in groups.items():
+        m.d.sync += grp[g].eq(0)
+        with m.Switch(lo):
+            for low, v in members.items():
+                with m.Case(low):
+                    m.d.sync += grp[g].eq(v)
+    out = Signal(width, name="reg_rdata")
+    m.d.sync += out.eq(0)
+    with m.Switch(d_hi):
+        for g in groups:
+            with m.Case(g):
+                m.d.sync += out.eq(grp[g])
+    for i in range(delay - 2):
+        r = Signal(width, name=f"reg_rdata_d{i + 1}", reset_less=True)
+        m.d.sync += r.eq(out)
+        out = r
+    return out
 
 
 def zero_state(m: Module, core, zc, n_pad: int, wp_u, wp_s, axb, idle) -> None:

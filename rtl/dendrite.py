@@ -34,11 +34,15 @@ class Dendrite(wiring.Component):
     ``mem_delay``: the synapse memories return their data that many clocks later than a plain
     memory (pipelined memories); the pass waits for it (``acc_valid`` ``mem_delay`` clocks later) and
     the axon value ``x`` (from the axon buffer, a plain memory) is delayed to match.
+
+    ``reset_less``: the data registers of the pipeline (not its valid bits, not the accumulators) are
+    built without reset (what they hold is only used under a valid bit, so a reset cannot tell).
     """
 
-    def __init__(self, geom: CoreGeometry, mem_delay: int = 0):
+    def __init__(self, geom: CoreGeometry, mem_delay: int = 0, reset_less: bool = False):
         self.geom = geom
         self.mem_delay = mem_delay
+        self.reset_less = reset_less
         self.latency = DENDRITE_LATENCY + mem_delay
         P = geom.lanes
         self.aw_bits = C.acc_w_bits(geom.a_max)
@@ -68,27 +72,28 @@ class Dendrite(wiring.Component):
         issuing = Signal()
         v1 = Signal()
         v1a = Signal()
-        ev = Signal(self.geom.axon_bits)
+        rl = self.reset_less
+        ev = Signal(self.geom.axon_bits, reset_less=rl)
         v1b = Signal()
-        ax = Signal(self.geom.axon_bits)
-        syn = Signal(self.geom.addr_bits)
+        ax = Signal(self.geom.axon_bits, reset_less=rl)
+        syn = Signal(self.geom.addr_bits, reset_less=rl)
         v1c = Signal()
-        xd = Signal(signed(C.X_BITS))
-        wd = Signal(data.ArrayLayout(signed(C.W_BITS), P))
-        hd = Signal(data.ArrayLayout(signed(C.H_BITS), P))
-        md = Signal(P)
+        xd = Signal(signed(C.X_BITS), reset_less=rl)
+        wd = Signal(data.ArrayLayout(signed(C.W_BITS), P), reset_less=rl)
+        hd = Signal(data.ArrayLayout(signed(C.H_BITS), P), reset_less=rl)
+        md = Signal(P, reset_less=rl)
         v2 = Signal()
         v2x = Signal()
         v3 = Signal()
         v3x = Signal()
-        xd2 = Signal.like(xd)
-        wd2 = Signal.like(wd)
-        hd2 = Signal.like(hd)
-        md2 = Signal.like(md)
-        pw = Signal(data.ArrayLayout(signed(C.X_BITS + C.W_BITS), P))
-        ph = Signal(data.ArrayLayout(signed(C.X_BITS + C.H_BITS), P))
-        pw2 = Signal.like(pw)
-        ph2 = Signal.like(ph)
+        xd2 = Signal.like(xd, reset_less=rl)
+        wd2 = Signal.like(wd, reset_less=rl)
+        hd2 = Signal.like(hd, reset_less=rl)
+        md2 = Signal.like(md, reset_less=rl)
+        pw = Signal(data.ArrayLayout(signed(C.X_BITS + C.W_BITS), P), reset_less=rl)
+        ph = Signal(data.ArrayLayout(signed(C.X_BITS + C.H_BITS), P), reset_less=rl)
+        pw2 = Signal.like(pw, reset_less=rl)
+        ph2 = Signal.like(ph, reset_less=rl)
 
         # the reads in flight in a pipelined memory (``mem_delay`` clocks after 1b)
         v1b_k, vwait = delayed(m, v1b, self.mem_delay, "v1b", reset_less=False)

@@ -43,11 +43,17 @@ class PlasticityUnit(wiring.Component):
     ``mem_delay``: the memories return their data that many clocks later than a plain memory
     (pipelined memories); that many stages wait between L0 and L1, and ``x`` (from the axon buffer,
     a plain memory) is delayed to match.
+
+    ``reset_less``: the stages L1..L9 (valid bits included) are built without reset.  Each stage's
+    valid is copied from the one before it in every clock and L0's comes from ``running`` (which keeps
+    its reset), so a reset longer than the pipeline flushes it; a pass cut by a reset may still write
+    back the rows in flight, as the soma's pipeline does (``rtl/layouts.py``, ``PIPELINE_RESET_LESS``).
     """
 
-    def __init__(self, geom: CoreGeometry, mem_delay: int = 0):
+    def __init__(self, geom: CoreGeometry, mem_delay: int = 0, reset_less: bool = False):
         self.geom = geom
         self.mem_delay = mem_delay
+        self.reset_less = reset_less
         self.latency = LPU_LATENCY + mem_delay
         P = geom.lanes
         super().__init__({
@@ -97,7 +103,7 @@ class PlasticityUnit(wiring.Component):
         m.d.comb += [self.h_raddr.eq(addr), self.x_addr.eq(i), self.beta_addr.eq(i), self.f_addr.eq(g)]
 
         def stage(name, fields):
-            return Signal(data.StructLayout({"v": 1, "a": AB, **fields}), name=name)
+            return Signal(data.StructLayout({"v": 1, "a": AB, **fields}), name=name, reset_less=self.reset_less)
 
         SW = C.SHIFT_MAX + 2
         GF = C.G_BITS + C.F_BITS

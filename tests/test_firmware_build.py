@@ -99,6 +99,19 @@ def test_design_id_properties():
         resolve_config("arty")
 
 
+def test_design_id_hashes_the_logic_sources_not_the_tools():
+    """Every module that generates board logic is hashed; the standalone synthesis check and the
+    toolchain smoke component are not (editing them must not move the netlist's placement)."""
+    from plasticore.firmware.design_id import rtl_source_files
+
+    keys = set(rtl_source_files())
+    for k in ("plasticore.rtl/core.py", "plasticore.rtl/chip.py", "plasticore.rtl/pipelined_ram.py",
+              "plasticore.contract", "plasticore.protocol", "plasticore.firmware.top", "plasticore.firmware.designs"):
+        assert k in keys, k
+    assert "plasticore.rtl/synth.py" not in keys and "plasticore.rtl/smoke.py" not in keys
+    assert all(p.is_file() for p in rtl_source_files().values())
+
+
 def test_expected_design_id_matches_build(tmp_path):
     r = B.build("icebreaker", ECHO, root=tmp_path, runner=FakeRunner(), progress=False)
     assert r.design_id == expected_design_id("icebreaker", ECHO)
