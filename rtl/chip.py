@@ -134,7 +134,18 @@ class Chip(wiring.Component):
         quiet = Signal()
         m.d.comb += quiet.eq((in_flight == 0) & ~Cat(*[n.busy for n in nifs]).any()
                              & ~Cat(*[c.spike_out.valid for c in cores]).any() & (n_inj == 0))
-        run_done = Signal()  # pulse: RUN finished -> r_valid
+        # the bus response registers (a chip register read, or RUN's answer from the sequencer); their
+        # clear comes first so that the sequencer and the bus target below can set them
+        reg_valid = Signal()
+        reg_data = Signal(32)
+        reg_err = Signal()
+        m.d.sync += [reg_valid.eq(0), reg_err.eq(0)]
+        # the sequencer's decisions come from registers: ``fin`` (every started core done and the
+        # network quiet, one clock late: both persist once true, nothing starts a core in WAIT) and
+        # the last-phase / last-step compares made in START (phase and steps_left hold during WAIT)
+        fin = Signal()
+        last_phase = Signal()
+        last_step = Signal()
         ctrl_idle = Signal()
         go_run = Signal()  # from the bus: RUN n (n > 0) accepted
         go_clear = Signal()  # from the bus: CLEAR written or RESET
@@ -154,16 +165,18 @@ class Chip(wiring.Component):
             with m.State("START"):
                 sel = Cat(*[phase_of[k] == phase for k in range(K)])
                 m.d.comb += start.eq(sel)
-                m.d.sync += pending.eq(sel)
+                m.d.sync += [pending.eq(sel), fin.eq(0), last_phase.eq(phase + 1 >= n_phases),
+                             last_step.eq(steps_left <= 1)]
                 m.next = "WAIT"
             with m.State("WAIT"):
-                m.d.sync += pending.eq(pending & ~dones)
-                with m.If(((pending & ~dones) == 0) & quiet):
-                    with m.If(phase + 1 >= n_phases):
+                m.d.sync += [pending.eq(pending & ~dones), fin.eq(((pending & ~dones) == 0) & quiet)]
+                with m.If(fin):
+                    with m.If(last_phase):
                         m.d.sync += [steps.eq(steps + 1), steps_left.eq(steps_left - 1), phase.eq(0),
                                      cycles.eq(cyc + 1)]
-                        with m.If(steps_left <= 1):
-                            m.d.comb += run_done.eq(1)
+                        with m.If(last_step):
+                            # RUN's answer (the output FIFO level) from the response registers
+                            m.d.sync += [reg_valid.eq(1), reg_data.eq(outq.level)]
                             m.next = "IDLE"
                         with m.Else():
                             m.d.sync += cyc.eq(0)
@@ -234,10 +247,6 @@ class Chip(wiring.Component):
         rd_core = Signal(range(max(K, 2)))
         rd_chunk = Signal(5)
         rd_mem = Signal(4)
-        reg_valid = Signal()
-        reg_data = Signal(32)
-        reg_err = Signal()
-        m.d.sync += [reg_valid.eq(0), reg_err.eq(0)]
 
         for k in range(K):
             cb = cores[k].bus
@@ -357,8 +366,8 @@ class Chip(wiring.Component):
                         with m.Else():
                             m.d.sync += reg_err.eq(1)
 
-        m.d.comb += [bus.r_valid.eq(reg_valid | (rd_pending & rsp_valid) | run_done),
-                     bus.r_data.eq(Mux(rd_pending, rsp_sel, Mux(run_done, outq.level, reg_data)))]
+        m.d.comb += [bus.r_valid.eq(reg_valid | (rd_pending & rsp_valid)),
+                     bus.r_data.eq(Mux(rd_pending, rsp_sel, reg_data))]
         with m.If(reg_valid & reg_err):
             m.d.comb += bus.error.eq(1)
         return m
