@@ -90,6 +90,9 @@ class Board:
     synth_script: str = ""
     #: extra nextpnr options (placement / routing algorithms; they do not change what the design computes)
     pnr_opts: tuple[str, ...] = ()
+    #: more nextpnr options for designs built with a parameter set: ``{param: options}`` (like
+    #: ``pnr_opts`` they do not change what the design computes)
+    pnr_opts_with: dict = field(default_factory=dict)
     #: nextpnr placement seed when the build is not given one (``--seed``): chosen so that the board's
     #: default design meets its clock; like ``pnr_opts`` it does not change what the design computes,
     #: so it is not part of the design ID (the manifest records it)
@@ -123,6 +126,9 @@ BOARDS: dict[str, Board] = {
         # router1 stalls on the 2x256x256 chip (98% of the DP16KD, congested around the RAM columns);
         # router2 routes it
         pnr_opts=("--router", "router2"),
+        # the chip with pipelined memories: the heap placer's placement leaves router2 diverging (the
+        # registers next to the block RAMs congest the RAM rows); the electrostatic placer's routes
+        pnr_opts_with={"mem_pipe": ("--placer", "static")},
         pnr_seed=SEED_ULX3S,
     ),
     "icebreaker": Board(

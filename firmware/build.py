@@ -302,6 +302,9 @@ def build(board: str, config: dict | None = None, *, root: Path | None = None, f
         shutil.rmtree(d)
     work.mkdir(parents=True)
     nextpnr_opts = [f"--report {NAME}.report.json", "--timing-allow-fail", *b.pnr_opts]
+    for param, opts in b.pnr_opts_with.items():
+        if cfg.params.get(param):
+            nextpnr_opts += opts
     if seed is None:
         seed = b.pnr_seed
     if seed is not None:
@@ -335,6 +338,7 @@ def build(board: str, config: dict | None = None, *, root: Path | None = None, f
         "timing_met": timing_ok,
         "timing_allowed_to_fail": bool(allow_timing_fail),
         "pnr_seed": seed,
+        "nextpnr_opts": nextpnr_opts,
     }
     if not timing_ok and not allow_timing_fail:
         # keep the files for inspection, but no manifest: the entry is not a valid cache hit

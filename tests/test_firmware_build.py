@@ -165,6 +165,23 @@ def test_board_placement_seed_is_the_default_and_cli_wins(tmp_path):
     r2 = B.build("ulx3s", ECHO, root=tmp_path, progress=False, runner=runner, seed=7, force=True)
     assert "--seed 7" in seen[-1] and sum(o.startswith("--seed") for o in seen[-1]) == 1
     assert r2.manifest["pnr_seed"] == 7 and r2.design_id == r1.design_id
+    assert r2.manifest["nextpnr_opts"] == seen[-1]
+
+
+def test_board_pnr_options_per_design_parameter(tmp_path):
+    """The ULX3S chip with pipelined memories is placed by nextpnr's electrostatic placer; without
+    them, by the default one."""
+    seen = []
+
+    def runner(job):
+        seen.append(list(job.nextpnr_opts))
+        FakeRunner()(job)
+
+    small = {"design": "chip", "mesh_x": 1, "a_max": 8, "n_max": 8, "lanes": 1}
+    B.build("ulx3s", small, root=tmp_path, progress=False, runner=runner)
+    assert "--placer" not in seen[-1] and "--router" in seen[-1]
+    B.build("ulx3s", {**small, "mem_pipe": 1}, root=tmp_path, progress=False, runner=runner)
+    assert seen[-1][seen[-1].index("--placer") + 1] == "static"
 
 
 def test_design_clock_default_per_board():
