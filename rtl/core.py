@@ -190,10 +190,17 @@ class HybridCore(wiring.Component):
         # outputs, and the synthesiser merges the identical registers), then selected
         rd_reg = {mid: Signal(len(rp.data), name=f"rd_{mid.name.lower()}") for mid, rp in rps.items()}
         rd_x = Signal(C.X_BITS)
-        m.d.sync += [rd_reg[mid].eq(rp.data) for mid, rp in rps.items()] + [rd_x.eq(axb.x_data.as_unsigned())]
+        if not K:
+            m.d.sync += [rd_reg[mid].eq(rp.data) for mid, rp in rps.items()] + [rd_x.eq(axb.x_data.as_unsigned())]
         # with pipelined memories the memory data comes K clocks later; the register and X values
         # (read at the plain time, so a read sees exactly the writes before it) wait for it
         d_rd_k, _ = delayed(m, d_rd, K, "d_rd", reset_less=False)
+        if K:
+            # (the memories register their data next to the block RAMs: the host's copies are taken
+            # only for a read, so that Yosys does not merge them with the engines' copies)
+            m.d.sync += rd_x.eq(axb.x_data.as_unsigned())
+            with m.If(d_rd_k):
+                m.d.sync += [rd_reg[mid].eq(rp.data) for mid, rp in rps.items()]
         d_mem_k, _ = delayed(m, d_mem, K, "d_mem")
         rd_x_k, _ = delayed(m, rd_x, K, "rd_x")
         m.d.sync += [e_mem.eq(d_mem_k), e_rd.eq(d_rd_k), f_rd.eq(e_rd)]

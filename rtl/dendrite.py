@@ -124,7 +124,16 @@ class Dendrite(wiring.Component):
         m.d.comb += [self.x_addr.eq(ax), self.syn_addr.eq(syn)]
         # stage 1c: register the read data next to the memories (routing from the BRAMs gets a clock)
         x_k, _ = delayed(m, self.x_data, self.mem_delay, "x")
-        m.d.sync += [xd.eq(x_k), wd.eq(self.w_data), hd.eq(self.h_data), md.eq(self.m_data)]
+        capture = [xd.eq(x_k), wd.eq(self.w_data), hd.eq(self.h_data), md.eq(self.m_data)]
+        if self.mem_delay:
+            # pipelined memories register their data next to the block RAMs already; these copies
+            # then only feed the dendrite's multipliers, and are taken under the stage's valid bit so
+            # that Yosys does not merge them with the LPU's identical copies of x and H (one register
+            # feeding both engines' DSPs, placed far apart)
+            with m.If(v1c):  # (the data cycle of stage 1c)
+                m.d.sync += capture
+        else:
+            m.d.sync += capture
         # stage 2x: the multiplier operands relayed (a register the placer can put next to the DSPs)
         m.d.sync += [xd2.eq(xd), wd2.eq(wd), hd2.eq(hd), md2.eq(md)]
         # stage 2: lane products
