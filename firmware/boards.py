@@ -34,8 +34,9 @@ def _ulx3s_85f():
 #: buffer) go to LUT RAM (TRELLIS_DPR16X4) instead of one DP16KD each, which Yosys would otherwise
 #: pick for most of them.  The 208 DP16KD of the LFE5U-85F are then left to the weight matrices
 #: (W, H, H mask), the post-function tables and the link's FIFOs; see docs/boards.md "Sizing".
-#: ULX3S placement seed: the chip (2 x 256 x 256, 60 MHz) meets timing with it (docs/boards.md, sizing)
-SEED_ULX3S = 2
+#: ULX3S placement seed: the chip (2 x 256 x 256, 60 MHz) meets timing with it (docs/boards.md, sizing;
+#: design ID a5fba6f1: seed 1 61.09 MHz, seed 2 56.91 MHz)
+SEED_ULX3S = 1
 
 ECP5_MEMORY_HINTS = "\n".join([
     "proc",
