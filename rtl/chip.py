@@ -46,7 +46,8 @@ class Chip(wiring.Component):
     ``core``: ``"hybrid"`` (:class:`~plasticore.rtl.core.HybridCore`, P lanes) or ``"compact"``
     (:class:`~plasticore.rtl.compact_core.CompactCore`, one lane, sized for the iCE40UP5K); both have
     the same ports, memory map and results.  ``mem_pipe``: the hybrid cores' memories are pipelined
-    and banked (``HybridCore(mem_pipe=True)``: Fmax on a large FPGA, a few more clocks per step).
+    and banked (``HybridCore(mem_pipe=True)``) and the mesh routers pipelined (``MeshRouter(pipe=True)``): Fmax
+    on a large FPGA, a few more clocks per step.
     """
 
     def __init__(self, mesh_x: int = 2, mesh_y: int = 1, a_max: int = 256, n_max: int = 256, lanes: int = 16,
@@ -85,7 +86,7 @@ class Chip(wiring.Component):
         for k in range(K):
             m.submodules[f"core{k}"] = cores[k]
             m.submodules[f"nif{k}"] = nifs[k]
-        m.submodules.mesh = mesh = Mesh(self.mesh_x, self.mesh_y)
+        m.submodules.mesh = mesh = Mesh(self.mesh_x, self.mesh_y, pipe=self.mem_pipe)
         m.submodules.outq = outq = fifo.SyncFIFOBuffered(width=32, depth=self.out_fifo)
 
         # ---- chip registers -----------------------------------------------------------------

@@ -4,6 +4,7 @@ Local ports: ``inject[k]`` (packets from core k's network interface) and ``deliv
 for core k's axon buffer).  Host packets leave through the west ports of column 0; a round-robin
 merge (with the same lock-until-transfer rule as the routers) puts them on ``host``.
 Unused edge ports are tied off (no valid, never ready): dimension-order routing never uses them.
+``pipe``: pipelined routers (:class:`~plasticore.rtl.router.MeshRouter` ``pipe``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ __all__ = ["Mesh"]
 
 
 class Mesh(wiring.Component):
-    def __init__(self, mesh_x: int, mesh_y: int, fifo_depth: int = 2):
+    def __init__(self, mesh_x: int, mesh_y: int, fifo_depth: int = 2, pipe: bool = False):
         if not (1 <= mesh_x <= M.MAX_MESH and 1 <= mesh_y <= M.MAX_MESH):
             raise ValueError(f"mesh {mesh_x}x{mesh_y} exceeds {M.MAX_MESH}x{M.MAX_MESH}")
-        self.mesh_x, self.mesh_y, self.fifo_depth = mesh_x, mesh_y, fifo_depth
+        self.mesh_x, self.mesh_y, self.fifo_depth, self.pipe = mesh_x, mesh_y, fifo_depth, bool(pipe)
         k = mesh_x * mesh_y
         sig = stream.Signature(packet_layout())
         super().__init__({"inject": In(sig).array(k), "deliver": Out(sig).array(k), "host": Out(sig)})
@@ -36,7 +37,7 @@ class Mesh(wiring.Component):
         r = {}
         for y in range(Y):
             for x in range(X):
-                r[x, y] = m.submodules[f"r{x}_{y}"] = MeshRouter(x, y, self.fifo_depth)
+                r[x, y] = m.submodules[f"r{x}_{y}"] = MeshRouter(x, y, self.fifo_depth, self.pipe)
         P = M.Port
         for y in range(Y):
             for x in range(X):

@@ -4,6 +4,12 @@ Every input port has a small FIFO; every output port has a round-robin arbiter o
 whose head packet routes to it.  An output that is stalled keeps its grant (valid never drops and
 the payload never changes before the transfer), so the streams follow Amaranth's rules.  One
 packet per clock per output port.  The routing function is ``plasticore.chip_map.route``.
+
+``pipe`` (for Fmax on a large FPGA): each packet's route is decided as it enters an input FIFO and
+stored with it, and every output port goes through a :class:`~plasticore.rtl.stream_slice.StreamSlice`,
+so the arbiter starts from FIFO registers and ends at the slices' registers (no path runs through
+two routers).  Two clocks more per hop; the packets, their order per port pair and the routes are
+the same.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from plasticore import chip_map as M
+
+from .stream_slice import StreamSlice
 
 __all__ = ["MeshRouter", "packet_layout"]
 
@@ -27,10 +35,27 @@ def packet_layout() -> data.StructLayout:
 class MeshRouter(wiring.Component):
     """Router of the core at mesh position ``(x, y)``; ports indexed by :class:`chip_map.Port`."""
 
-    def __init__(self, x: int, y: int, fifo_depth: int = 2):
-        self.x, self.y, self.fifo_depth = x, y, fifo_depth
+    def __init__(self, x: int, y: int, fifo_depth: int = 2, pipe: bool = False):
+        self.x, self.y, self.fifo_depth, self.pipe = x, y, fifo_depth, bool(pipe)
         sig = stream.Signature(packet_layout())
         super().__init__({"inp": In(sig).array(N_PORTS), "out": Out(sig).array(N_PORTS)})
+
+    def _route(self, m: Module, pkt: data.View, name: str) -> Signal:
+        """The output port of ``pkt`` at this router, one-hot (``chip_map.route``)."""
+        dirs = Signal(N_PORTS, name=name)
+        east, west = pkt.x > self.x, pkt.x < self.x
+        south, north = pkt.y > self.y, pkt.y < self.y
+        with m.If(pkt.to_host | west):
+            m.d.comb += dirs.eq(1 << M.Port.WEST)
+        with m.Elif(east):
+            m.d.comb += dirs.eq(1 << M.Port.EAST)
+        with m.Elif(south):
+            m.d.comb += dirs.eq(1 << M.Port.SOUTH)
+        with m.Elif(north):
+            m.d.comb += dirs.eq(1 << M.Port.NORTH)
+        with m.Else():
+            m.d.comb += dirs.eq(1 << M.Port.LOCAL)
+        return dirs
 
     def elaborate(self, platform):
         m = Module()
@@ -38,32 +63,29 @@ class MeshRouter(wiring.Component):
         width = lay.size
         heads, head_valid, want = [], [], []
         for i in range(N_PORTS):
-            q = fifo.SyncFIFOBuffered(width=width, depth=self.fifo_depth)
+            inp = self.inp[i]
+            if self.pipe:  # the route travels with the packet, above its bits
+                q = fifo.SyncFIFOBuffered(width=width + N_PORTS, depth=self.fifo_depth)
+                m.d.comb += q.w_data.eq(Cat(inp.payload.as_value(), self._route(m, inp.payload, f"route_in{i}")))
+            else:
+                q = fifo.SyncFIFOBuffered(width=width, depth=self.fifo_depth)
+                m.d.comb += q.w_data.eq(inp.payload.as_value())
             m.submodules[f"q{i}"] = q
-            m.d.comb += [q.w_data.eq(self.inp[i].payload.as_value()), q.w_en.eq(self.inp[i].valid),
-                         self.inp[i].ready.eq(q.w_rdy)]
-            head = data.View(lay, q.r_data)
+            m.d.comb += [q.w_en.eq(inp.valid), inp.ready.eq(q.w_rdy)]
+            head = data.View(lay, q.r_data[:width] if self.pipe else q.r_data)
             heads.append((q, head))
             head_valid.append(q.r_rdy)
-            # route decision of the head packet, one-hot over output ports
-            dirs = Signal(N_PORTS, name=f"route{i}")
-            east, west = head.x > self.x, head.x < self.x
-            south, north = head.y > self.y, head.y < self.y
-            with m.If(head.to_host | west):
-                m.d.comb += dirs.eq(1 << M.Port.WEST)
-            with m.Elif(east):
-                m.d.comb += dirs.eq(1 << M.Port.EAST)
-            with m.Elif(south):
-                m.d.comb += dirs.eq(1 << M.Port.SOUTH)
-            with m.Elif(north):
-                m.d.comb += dirs.eq(1 << M.Port.NORTH)
-            with m.Else():
-                m.d.comb += dirs.eq(1 << M.Port.LOCAL)
-            want.append(dirs)
+            want.append(q.r_data[width:] if self.pipe else self._route(m, head, f"route{i}"))
 
         pops = [Signal(name=f"pop{i}") for i in range(N_PORTS)]
         pop_terms = [[] for _ in range(N_PORTS)]
         for o in range(N_PORTS):
+            if self.pipe:
+                m.submodules[f"slice{o}"] = sl = StreamSlice(lay)
+                wiring.connect(m, sl.o, wiring.flipped(self.out[o]))
+                out = sl.i
+            else:
+                out = self.out[o]
             req = Signal(N_PORTS, name=f"req{o}")
             m.d.comb += req.eq(Cat(*[head_valid[i] & want[i][o] for i in range(N_PORTS)]))
             last = Signal(range(N_PORTS), name=f"last{o}", init=N_PORTS - 1)
@@ -81,7 +103,6 @@ class MeshRouter(wiring.Component):
             grant = Signal(range(N_PORTS), name=f"grant{o}")
             m.d.comb += grant.eq(Mux(locked, lock_idx, pick))
             valid = locked | any_req
-            out = self.out[o]
             m.d.comb += out.valid.eq(valid)
             with m.Switch(grant):
                 for i in range(N_PORTS):
@@ -95,6 +116,5 @@ class MeshRouter(wiring.Component):
             for i in range(N_PORTS):
                 pop_terms[i].append(xfer & (grant == i))
         for i in range(N_PORTS):
-            q = heads[i][0]
-            m.d.comb += [pops[i].eq(Cat(*pop_terms[i]).any()), q.r_en.eq(pops[i])]
+            m.d.comb += [pops[i].eq(Cat(*pop_terms[i]).any()), heads[i][0].r_en.eq(pops[i])]
         return m

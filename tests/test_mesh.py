@@ -11,9 +11,9 @@ from plasticore import chip_map as M
 from plasticore.rtl.mesh import Mesh
 
 
-def _run_mesh(X, Y, n_per_src, seed, host_frac=0.2):
+def _run_mesh(X, Y, n_per_src, seed, host_frac=0.2, pipe=False):
     rnd = random.Random(seed)
-    dut = Mesh(X, Y)
+    dut = Mesh(X, Y, pipe=pipe)
     K = X * Y
     sent = {k: [] for k in range(K)}
     for k in range(K):
@@ -74,9 +74,10 @@ def _run_mesh(X, Y, n_per_src, seed, host_frac=0.2):
     return sent, got, got_host
 
 
-@pytest.mark.parametrize("X,Y,seed", [(1, 1, 0), (2, 2, 1), (3, 2, 2), (2, 3, 3)])
-def test_mesh_delivers_every_packet_once_in_order(X, Y, seed):
-    sent, got, got_host = _run_mesh(X, Y, 12, seed)
+@pytest.mark.parametrize("X,Y,seed,pipe", [(1, 1, 0, False), (2, 2, 1, False), (3, 2, 2, False), (2, 3, 3, False),
+                                          (2, 2, 4, True), (3, 2, 5, True), (2, 1, 6, True)])
+def test_mesh_delivers_every_packet_once_in_order(X, Y, seed, pipe):
+    sent, got, got_host = _run_mesh(X, Y, 12, seed, pipe=pipe)
     K = X * Y
     for k in range(K):
         for p in got[k]:
