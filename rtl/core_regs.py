@@ -14,6 +14,7 @@ from plasticore import contract as C
 from plasticore.core_map import CORE_ID, CORE_VERSION, PARAM_REGS, REGS, CoreGeometry, Mem, Reg
 
 from .layouts import axon_event_layout, bus_req_layout, spike_event_layout
+from .pipelined_ram import delayed
 
 __all__ = ["axon_input", "core_ports", "read_regs", "read_regs_split", "readonly_regs", "write_regs", "zero_state"]
 
@@ -67,15 +68,20 @@ def readonly_regs(geom: CoreGeometry, *, busy, cycles, events, out_count, steps)
             Reg.GEOM_P: Const(geom.lanes, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(CORE_VERSION, 8)}
 
 
+def reg_values(params, ro: dict) -> dict[int, Value]:
+    """What a register read returns, by address: the parameters (unsigned, at their width), then the
+    read-only registers ``ro``."""
+    values = {int(r): Value.cast(getattr(params, r.name.lower())).as_unsigned() for r in PARAM_REGS}
+    values.update({int(r): Value.cast(v) for r, v in ro.items()})
+    return values
+
+
 def read_regs(m: Module, domain: str, target, addr, params, ro: dict) -> None:
-    """``target`` := register ``addr`` (parameters read back unsigned, at their width); other
-    addresses leave ``target`` at whatever the caller set first."""
+    """``target`` := register ``addr`` (:func:`reg_values`); other addresses leave ``target`` at
+    whatever the caller set first."""
     with m.Switch(addr):
-        for r in PARAM_REGS:
-            with m.Case(int(r)):
-                m.d[domain] += target.eq(Value.cast(getattr(params, r.name.lower())).as_unsigned())
-        for r, v in ro.items():
-            with m.Case(int(r)):
+        for a, v in reg_values(params, ro).items():
+            with m.Case(a):
                 m.d[domain] += target.eq(v)
 
 
@@ -94,10 +100,8 @@ def read_regs_split(m: Module, addr, params, ro: dict, width: int, delay: int) -
     """
     assert delay >= 2
     lo, hi = addr[:READ_GROUP_BITS], addr[READ_GROUP_BITS:]
-    values = {int(r): Value.cast(getattr(params, r.name.lower())).as_unsigned() for r in PARAM_REGS}
-    values.update({int(r): Value.cast(v) for r, v in ro.items()})
     groups: dict[int, dict[int, Value]] = {}
-    for a, v in sorted(values.items()):
+    for a, v in sorted(reg_values(params, ro).items()):
         groups.setdefault(a >> READ_GROUP_BITS, {})[a & ((1 << READ_GROUP_BITS) - 1)] = v
     grp = {g: Signal(width, name=f"reg_grp{g}") for g in groups}
     d_hi = Signal(len(hi), name="reg_hi")
@@ -114,11 +118,7 @@ def read_regs_split(m: Module, addr, params, ro: dict, width: int, delay: int) -
         for g in groups:
             with m.Case(g):
                 m.d.sync += out.eq(grp[g])
-    for i in range(delay - 2):
-        r = Signal(width, name=f"reg_rdata_d{i + 1}", reset_less=True)
-        m.d.sync += r.eq(out)
-        out = r
-    return out
+    return delayed(m, out, delay - 2, "reg_rdata")[0]
 
 
 def zero_state(m: Module, core, zc, n_pad: int, wp_u, wp_s, axb, idle) -> None:

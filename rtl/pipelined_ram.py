@@ -77,8 +77,7 @@ class PipelinedRam(wiring.Component):
         r_bank = a_raddr[lo:] if nb > 1 else 0
         w_bank = a_waddr[lo:] if nb > 1 else 0
         # the bank index of a read, carried to the output multiplexer (RAM, C)
-        sel = [Signal(range(max(2, nb)), name=f"sel{i}", reset_less=True) for i in range(PIPE_LATENCY)]
-        m.d.sync += [sel[0].eq(r_bank)] + [sel[i].eq(sel[i - 1]) for i in range(1, PIPE_LATENCY)]
+        sel, _ = delayed(m, Value.cast(r_bank).as_unsigned(), PIPE_LATENCY, "sel")
         c_data = []
         for b in range(nb):
             depth = min(bd, self.depth - b * bd)
@@ -96,7 +95,7 @@ class PipelinedRam(wiring.Component):
             c = Signal(self.width, name=f"c{b}_data", reset_less=True)
             m.d.sync += c.eq(rp.data)
             c_data.append(c)
-        m.d.comb += self.r_data.eq(Array(c_data)[sel[-1]] if nb > 1 else c_data[0])
+        m.d.comb += self.r_data.eq(Array(c_data)[sel] if nb > 1 else c_data[0])
         return m
 
 
