@@ -187,9 +187,9 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
 #: small memories), 46 / 156 DSPs; the output FIFO holds one step of both cores (512), the RX FIFO one maximal frame
 #: and more (2048); a BusSlice between link and chip.  8 cores of 128x128 need 8 x 26 DP16KD for W/H/mask/LUT alone and
 #: do not fit. iCE40UP5K (iCEBreaker): one CompactCore of 128x128 with plasticity (W + mask and H in two SPRAMs) and
-#: the lean link (no STATUS counters, no register slices, bit-serial CRC, frames of 64 words, 2 routing entries): 5 116
-#: / 5 280 logic cells, 20 / 30 EBR, 2 / 4 SPRAM, 5 / 8 DSP, 12.70 MHz at 12 MHz (the HybridCore needs 208% of the
-#: logic cells).  A board without an entry gets the next design of AUTO_ORDER.
+#: the lean link (no STATUS counters, no register slices, bit-serial CRC, frames of 64 words, 2 routing entries):
+#: about 98% of the 5 280 logic cells at 12 MHz (measured numbers: docs/boards.md, sizing; the HybridCore needs
+#: 208% of the logic cells).  A board without an entry gets the next design of AUTO_ORDER.
 CHIP_DEFAULTS = {
     "ulx3s": {"mesh_x": 2, "mesh_y": 1, "a_max": 256, "n_max": 256, "lanes": 4, "out_fifo": 512,
               "rx_fifo_depth": 2048, "bus_slice": 1},
@@ -198,9 +198,9 @@ CHIP_DEFAULTS = {
                    "serial_crc": 1, "route_dests": 2},
 }
 #: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
-#: the ECP5 (the 2x1 256x256 default placed and routed at 48.8 - 63.5 MHz against 45 - 60 MHz targets,
-#: docs/boards.md), so the ULX3S chip runs at 60 MHz (PLL 25 -> 60 MHz, 3 Mbaud = 20 clocks per bit
-#: exactly), with the placement seed of the ULX3S board entry (firmware/boards.py).
+#: the ECP5 (the 2x1 256x256 default's measured Fmax per tree, target and seed: docs/boards.md), so the ULX3S
+#: chip runs at 60 MHz (PLL 25 -> 60 MHz, 3 Mbaud = 20 clocks per bit exactly), with the placement seed of the
+#: ULX3S board entry (firmware/boards.py).
 CHIP_CLOCKS = {"ulx3s": 60_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
