@@ -33,6 +33,7 @@ from .compact_core import CompactCore
 from .core import HybridCore
 from .mesh import Mesh
 from .netif import NetIf, route_entry_layout
+from .stream_slice import StreamSlice
 
 __all__ = ["CORE_KINDS", "Chip"]
 
@@ -46,8 +47,9 @@ class Chip(wiring.Component):
     ``core``: ``"hybrid"`` (:class:`~plasticore.rtl.core.HybridCore`, P lanes) or ``"compact"``
     (:class:`~plasticore.rtl.compact_core.CompactCore`, one lane, sized for the iCE40UP5K); both have
     the same ports, memory map and results.  ``mem_pipe``: the hybrid cores' memories are pipelined
-    and banked (``HybridCore(mem_pipe=True)``) and the mesh routers pipelined (``MeshRouter(pipe=True)``): Fmax
-    on a large FPGA, a few more clocks per step.
+    and banked (``HybridCore(mem_pipe=True)``), the mesh routers pipelined (``MeshRouter(pipe=True)``) and a
+    :class:`~plasticore.rtl.stream_slice.StreamSlice` put on each core's host request and response streams:
+    Fmax on a large FPGA, a few more clocks per step and per host access.
     """
 
     def __init__(self, mesh_x: int = 2, mesh_y: int = 1, a_max: int = 256, n_max: int = 256, lanes: int = 16,
@@ -244,13 +246,27 @@ class Chip(wiring.Component):
                             m.d.comb += lane_mask.eq(((1 << epw) - 1) << (c * epw))
                 m.d.comb += wide.eq(Cat(*([bus.w_data[:nb]] * (P // epw))))
 
+        # the cores' host streams, through a register slice each way with mem_pipe (no path then runs from
+        # the bus decode into a core and back); nothing but a core access is accepted while a request
+        # still waits in a slice, so every core access lands before a RUN, CLEAR or chip register access
+        core_bus = [c.bus for c in cores]
+        core_rsp = [c.bus_rsp for c in cores]
+        if self.mem_pipe:
+            for k in range(K):
+                m.submodules[f"bus_req{k}"] = rq = StreamSlice(cores[k].bus.payload.shape())
+                m.submodules[f"bus_rsp{k}"] = rs = StreamSlice(cores[k].bus_rsp.payload.shape())
+                wiring.connect(m, rq.o, cores[k].bus)
+                wiring.connect(m, cores[k].bus_rsp, rs.i)
+                core_bus[k], core_rsp[k] = rq.i, rs.o
+            slice_busy = Cat(*[m.submodules[f"bus_req{k}"].o.valid for k in range(K)]).any()
+
         rd_pending = Signal()
         rd_core = Signal(range(max(K, 2)))
         rd_chunk = Signal(5)
         rd_mem = Signal(4)
 
         for k in range(K):
-            cb = cores[k].bus
+            cb = core_bus[k]
             m.d.comb += [
                 cb.payload.we.eq(bus.op == BusOp.WRITE),
                 cb.payload.mem.eq(mem_sel),
@@ -259,7 +275,7 @@ class Chip(wiring.Component):
                 cb.payload.data.eq(wide),
                 cb.valid.eq(bus.valid & ctrl_idle & ~rd_pending & is_core & core_ok & (core_sel == k)
                             & ((bus.op == BusOp.WRITE) | (bus.op == BusOp.READ))),
-                cores[k].bus_rsp.ready.eq(1),
+                core_rsp[k].ready.eq(1),
             ]
 
         # read response: select the chunk of the returned word
@@ -267,7 +283,7 @@ class Chip(wiring.Component):
         rsp_word = Signal(g.data_bits)
         for k in range(K):
             with m.If(rd_core == k):
-                m.d.comb += [rsp_valid.eq(cores[k].bus_rsp.valid), rsp_word.eq(cores[k].bus_rsp.payload)]
+                m.d.comb += [rsp_valid.eq(core_rsp[k].valid), rsp_word.eq(core_rsp[k].payload)]
         rsp_sel = Signal(32)
         m.d.comb += rsp_sel.eq(rsp_word[:32])
         for mid in CM.MEMS:
@@ -286,9 +302,12 @@ class Chip(wiring.Component):
 
         # bus handshake
         core_acc = Signal()
-        m.d.comb += core_acc.eq(Cat(*[c.bus.valid & c.bus.ready for c in cores]).any())
+        m.d.comb += core_acc.eq(Cat(*[c.valid & c.ready for c in core_bus]).any())
         chip_reg = bus.addr[:12]
-        with m.If(bus.valid & ctrl_idle & ~rd_pending & ~reg_valid):
+        accepting = bus.valid & ctrl_idle & ~rd_pending & ~reg_valid
+        if self.mem_pipe:
+            accepting = accepting & ~(slice_busy & ~is_core)
+        with m.If(accepting):
             with m.If(is_core & ((bus.op == BusOp.WRITE) | (bus.op == BusOp.READ))):
                 with m.If(~core_ok):
                     m.d.comb += bus.ready.eq(1)

@@ -32,8 +32,8 @@ from .layouts import NO_RW_CHECK
 
 __all__ = ["BANK_BITS", "PIPE_LATENCY", "PipelinedRam", "delayed"]
 
-#: extra read latency of a pipelined memory: stages A and C
-PIPE_LATENCY = 2
+#: extra read latency of a pipelined memory: stages A, B and C
+PIPE_LATENCY = 3
 #: data bits of one lane per bank: one DP16KD (16 Kbit with per-lane write enables)
 BANK_BITS = 16384
 
@@ -76,7 +76,7 @@ class PipelinedRam(wiring.Component):
                      a_wdata.eq(self.w_data), a_wen.eq(self.w_en)]
         r_bank = a_raddr[lo:] if nb > 1 else 0
         w_bank = a_waddr[lo:] if nb > 1 else 0
-        # the bank index of a read, carried to the output multiplexer (RAM, C)
+        # the bank index of a read, carried to the output multiplexer (B, RAM, C)
         sel, _ = delayed(m, Value.cast(r_bank).as_unsigned(), PIPE_LATENCY, "sel")
         c_data = []
         for b in range(nb):
@@ -85,12 +85,26 @@ class PipelinedRam(wiring.Component):
                                                            attrs=NO_RW_CHECK)
             rp = mem.read_port(transparent_for=())
             wp = mem.write_port(granularity=gran)
-            # the bank takes the registered request; its enables are the bank decode of A's address
+            # B: this bank's copy of the request, loaded only when the request is for this bank (so the
+            # copies differ and the synthesiser keeps them; the placer puts each next to its block RAMs)
             rhit = (r_bank == b) if nb > 1 else 1
             whit = (w_bank == b) if nb > 1 else 1
             ab = len(rp.addr)
-            m.d.comb += [rp.addr.eq(a_raddr[:ab]), rp.en.eq(a_ren & rhit),
-                         wp.addr.eq(a_waddr[:ab]), wp.data.eq(a_wdata), wp.en.eq(Mux(whit, a_wen, 0))]
+            b_raddr = Signal(ab, name=f"b{b}_raddr", reset_less=True)
+            b_ren = Signal(name=f"b{b}_ren")
+            b_waddr = Signal(ab, name=f"b{b}_waddr", reset_less=True)
+            b_wdata = Signal(self.width, name=f"b{b}_wdata", reset_less=True)
+            b_wen = Signal(len(self.w_en), name=f"b{b}_wen")
+            hit_r = Signal(name=f"b{b}_hit_r")
+            hit_w = Signal(name=f"b{b}_hit_w")
+            m.d.comb += [hit_r.eq(a_ren & rhit), hit_w.eq(a_wen.any() & whit)]
+            m.d.sync += [b_ren.eq(hit_r), b_wen.eq(Mux(whit, a_wen, 0))]
+            with m.If(hit_r):
+                m.d.sync += b_raddr.eq(a_raddr[:ab])
+            with m.If(hit_w):
+                m.d.sync += [b_waddr.eq(a_waddr[:ab]), b_wdata.eq(a_wdata)]
+            m.d.comb += [rp.addr.eq(b_raddr), rp.en.eq(b_ren),
+                         wp.addr.eq(b_waddr), wp.data.eq(b_wdata), wp.en.eq(b_wen)]
             # C: the bank's output registered next to it
             c = Signal(self.width, name=f"c{b}_data", reset_less=True)
             m.d.sync += c.eq(rp.data)
