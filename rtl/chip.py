@@ -20,7 +20,7 @@ outputs within the FIFO and the host drains it every step).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -249,6 +249,7 @@ class Chip(wiring.Component):
         # the cores' host streams, through a register slice each way with mem_pipe (no path then runs from
         # the bus decode into a core and back); nothing but a core access is accepted while a request
         # still waits in a slice, so every core access lands before a RUN, CLEAR or chip register access
+        rd_pending = Signal()
         core_bus = [c.bus for c in cores]
         core_rsp = [c.bus_rsp for c in cores]
         if self.mem_pipe:
@@ -260,7 +261,29 @@ class Chip(wiring.Component):
                 core_bus[k], core_rsp[k] = rq.i, rs.o
             slice_busy = Cat(*[m.submodules[f"bus_req{k}"].o.valid for k in range(K)]).any()
 
-        rd_pending = Signal()
+        # with mem_pipe the bus decode is registered: a request's decode is taken the clock it is first
+        # seen (the bus holds the request until ``ready``) and the target answers it from the next clock
+        # on (``dec_valid``), so the decode's logic ends at flops and the handshake starts at them
+        rw_op = (bus.op == BusOp.WRITE) | (bus.op == BusOp.READ)
+        core_hit = [is_core & core_ok & (core_sel == k) & rw_op for k in range(K)]
+        cb_valid = [bus.valid & ctrl_idle & ~rd_pending & is_core & core_ok & (core_sel == k) & rw_op for k in range(K)]
+        bus_valid = bus.valid
+        if self.mem_pipe:
+            dec_valid = Signal()
+            m.d.sync += dec_valid.eq(bus.valid & ~bus.ready)
+            bus_valid = bus.valid & dec_valid
+
+            def registered(v, name):
+                r = Signal(Value.cast(v).shape(), name=name)
+                m.d.sync += r.eq(v)
+                return r
+
+            core_ok = registered(core_ok, "core_ok_q")
+            word, lane_mask = registered(word, "word_q"), registered(lane_mask, "lane_mask_q")
+            wide = registered(wide, "wide_q")
+            cb_valid = [bus_valid & ctrl_idle & ~rd_pending & registered(h, f"core_hit{k}_q")
+                        for k, h in enumerate(core_hit)]
+
         rd_core = Signal(range(max(K, 2)))
         rd_chunk = Signal(5)
         rd_mem = Signal(4)
@@ -273,8 +296,7 @@ class Chip(wiring.Component):
                 cb.payload.addr.eq(word),
                 cb.payload.mask.eq(lane_mask),
                 cb.payload.data.eq(wide),
-                cb.valid.eq(bus.valid & ctrl_idle & ~rd_pending & is_core & core_ok & (core_sel == k)
-                            & ((bus.op == BusOp.WRITE) | (bus.op == BusOp.READ))),
+                cb.valid.eq(cb_valid[k]),
                 core_rsp[k].ready.eq(1),
             ]
 
@@ -304,7 +326,7 @@ class Chip(wiring.Component):
         core_acc = Signal()
         m.d.comb += core_acc.eq(Cat(*[c.valid & c.ready for c in core_bus]).any())
         chip_reg = bus.addr[:12]
-        accepting = bus.valid & ctrl_idle & ~rd_pending & ~reg_valid
+        accepting = bus_valid & ctrl_idle & ~rd_pending & ~reg_valid
         if self.mem_pipe:
             accepting = accepting & ~(slice_busy & ~is_core)
         with m.If(accepting):
