@@ -94,9 +94,12 @@ class HybridCore(wiring.Component):
         m.submodules.axb = axb = AxonBuffer(geom)
         # with pipelined memories the dendrite's data registers and the LPU's stages are reset-less too
         # (rtl/layouts.py, PIPELINE_RESET_LESS: the plain chip keeps their reset for Yosys 0.70's sake)
-        m.submodules.den = den = Dendrite(geom, mem_delay=K, reset_less=self.mem_pipe)
+        # with pipelined memories the axon buffer's x read address is registered after its multiplexer
+        # (host / dendrite / LPU), like the other memories' requests: x comes one clock later
+        x_lag = 1 if K else 0
+        m.submodules.den = den = Dendrite(geom, mem_delay=K, reset_less=self.mem_pipe, x_delay=x_lag)
         m.submodules.soma = soma = Soma(geom, den.aw_bits, den.ah_bits, mem_delay=K)
-        m.submodules.lpu = lpu = PlasticityUnit(geom, mem_delay=K, reset_less=self.mem_pipe)
+        m.submodules.lpu = lpu = PlasticityUnit(geom, mem_delay=K, reset_less=self.mem_pipe, x_delay=x_lag)
         m.d.comb += [soma.params.eq(params), lpu.params.eq(params)]
         self._blocks = {"axb": axb, "den": den, "soma": soma, "lpu": lpu}  # for simulation probes
 
@@ -202,7 +205,7 @@ class HybridCore(wiring.Component):
             with m.If(d_rd_k):
                 m.d.sync += [rd_reg[mid].eq(rp.data) for mid, rp in rps.items()]
         d_mem_k, _ = delayed(m, d_mem, K, "d_mem")
-        rd_x_k, _ = delayed(m, rd_x, K, "rd_x")
+        rd_x_k, _ = delayed(m, rd_x, K - x_lag, "rd_x")
         m.d.sync += [e_mem.eq(d_mem_k), e_rd.eq(d_rd_k), f_rd.eq(e_rd)]
         with m.Switch(e_mem):
             for mid in rps:
@@ -236,21 +239,25 @@ class HybridCore(wiring.Component):
         m.d.comb += [den.gbase.eq(gbase), soma.jbase.eq(jbase), soma.group.eq(g)]
         in_lpu = Signal()
 
+        x_addr, x_en = axb.x_addr, axb.x_en
+        if x_lag:
+            x_addr, x_en = Signal.like(axb.x_addr, name="x_raddr_mux"), Signal(name="x_ren_mux")
+            m.d.sync += [axb.x_addr.eq(x_addr), axb.x_en.eq(x_en)]
         with m.If(idle):
             # host owns every port, driven from the request register
             for rp in rps.values():
                 m.d.comb += [rp.addr.eq(hq_addr), rp.en.eq(hq_rd)]
-            m.d.comb += [axb.x_addr.eq(hq_addr), axb.x_en.eq(hq_rd)]
+            m.d.comb += [x_addr.eq(hq_addr), x_en.eq(hq_rd)]
             for mid, wp in wps.items():
                 m.d.comb += [wp.addr.eq(hq_addr), wp.data.eq(hq_data), wp.en.eq(hq_wen[mid])]
         with m.Else():
-            m.d.comb += axb.x_en.eq(1)
+            m.d.comb += x_en.eq(1)
             for rp in rps.values():
                 m.d.comb += rp.en.eq(1)
             m.d.comb += [
                 rps[Mem.W].addr.eq(den.syn_addr), rps[Mem.HMASK].addr.eq(den.syn_addr),
                 rps[Mem.H].addr.eq(Mux(in_lpu, lpu.h_raddr, den.syn_addr)),
-                axb.x_addr.eq(Mux(in_lpu, lpu.x_addr, den.x_addr)),
+                x_addr.eq(Mux(in_lpu, lpu.x_addr, den.x_addr)),
                 rps[Mem.B].addr.eq(soma.n_addr), rps[Mem.U].addr.eq(soma.n_addr), rps[Mem.S].addr.eq(soma.n_addr),
                 rps[Mem.ETA].addr.eq(soma.n_addr), rps[Mem.LUT].addr.eq(soma.lut_addr),
                 rps[Mem.BETA].addr.eq(lpu.beta_addr), rps[Mem.F].addr.eq(lpu.f_addr),

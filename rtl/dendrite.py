@@ -39,9 +39,12 @@ class Dendrite(wiring.Component):
     built without reset (what they hold is only used under a valid bit, so a reset cannot tell).
     """
 
-    def __init__(self, geom: CoreGeometry, mem_delay: int = 0, reset_less: bool = False):
+    def __init__(self, geom: CoreGeometry, mem_delay: int = 0, reset_less: bool = False, x_delay: int = 0):
         self.geom = geom
         self.mem_delay = mem_delay
+        #: clocks ``x_data`` comes later than from a plain memory (the core registers its address with
+        #: pipelined memories); x is delayed by the rest of ``mem_delay``
+        self.x_delay = x_delay
         self.reset_less = reset_less
         self.latency = DENDRITE_LATENCY + mem_delay
         P = geom.lanes
@@ -123,7 +126,7 @@ class Dendrite(wiring.Component):
         # stage 1b: read x and the synapse word of this group
         m.d.comb += [self.x_addr.eq(ax), self.syn_addr.eq(syn)]
         # stage 1c: register the read data next to the memories (routing from the BRAMs gets a clock)
-        x_k, _ = delayed(m, self.x_data, self.mem_delay, "x")
+        x_k, _ = delayed(m, self.x_data, self.mem_delay - self.x_delay, "x")
         capture = [xd.eq(x_k), wd.eq(self.w_data), hd.eq(self.h_data), md.eq(self.m_data)]
         if self.mem_delay:
             # pipelined memories register their data next to the block RAMs already; these copies

@@ -50,9 +50,12 @@ class PlasticityUnit(wiring.Component):
     back the rows in flight, as the soma's pipeline does (``rtl/layouts.py``, ``PIPELINE_RESET_LESS``).
     """
 
-    def __init__(self, geom: CoreGeometry, mem_delay: int = 0, reset_less: bool = False):
+    def __init__(self, geom: CoreGeometry, mem_delay: int = 0, reset_less: bool = False, x_delay: int = 0):
         self.geom = geom
         self.mem_delay = mem_delay
+        #: clocks ``x_data`` comes later than from a plain memory (the core registers its address with
+        #: pipelined memories); x is delayed by the rest of ``mem_delay``
+        self.x_delay = x_delay
         self.reset_less = reset_less
         self.latency = LPU_LATENCY + mem_delay
         P = geom.lanes
@@ -153,7 +156,7 @@ class PlasticityUnit(wiring.Component):
         else:
             m.d.sync += [l1.v.eq(running & ~self.start), l1.a.eq(addr)]
         # L1: data of l1.a present, registered
-        x_k, _ = delayed(m, self.x_data, self.mem_delay, "x")
+        x_k, _ = delayed(m, self.x_data, self.mem_delay - self.x_delay, "x")
         m.d.sync += [l2.beta.eq(self.beta_data), l2.x.eq(x_k), l2.h.eq(self.h_rdata), l2.f.eq(self.f_data)]
         # L2
         m.d.sync += [l3.gp.eq(l2x.beta * l2x.x), l3.h.eq(l2x.h), l3.f.eq(l2x.f)]
