@@ -204,9 +204,10 @@ class Chip(wiring.Component):
         # ---- bus target ---------------------------------------------------------------------
         assert M.MAX_DESTS & (M.MAX_DESTS - 1) == 0 and M.ChipReg.ROUTE_BASE % M.MAX_DESTS == 0
         ebits_r = (M.MAX_DESTS - 1).bit_length()
-        for k in range(K):
-            m.d.comb += [nifs[k].table_addr.eq(bus.addr[:ebits_r]),
-                         nifs[k].table_data.eq(bus.w_data[:route_entry_layout().size])]
+        if not self.mem_pipe:
+            for k in range(K):
+                m.d.comb += [nifs[k].table_addr.eq(bus.addr[:ebits_r]),
+                             nifs[k].table_data.eq(bus.w_data[:route_entry_layout().size])]
         is_core = bus.addr[31]
         core_sel = bus.addr[CORE_SHIFT:31]
         mem_sel = bus.addr[MEM_SHIFT:MEM_SHIFT + 4]
@@ -322,6 +323,45 @@ class Chip(wiring.Component):
         with m.If(rd_pending & rsp_valid):
             m.d.sync += rd_pending.eq(0)
 
+        def chip_reg_write(reg, data, *, apply: bool, check: bool):
+            """A chip register write: ``apply`` makes it, ``check`` answers it (CLEAR, the errors)."""
+            with m.If(reg == M.ChipReg.N_PHASES):
+                if apply:
+                    m.d.sync += n_phases.eq(data)
+            with m.Elif(reg == M.ChipReg.CLEAR):
+                if check:
+                    m.d.comb += go_clear.eq(data[0])
+            with m.Elif((reg >= M.ChipReg.CORE_PHASE_BASE) & (reg < M.ChipReg.CORE_PHASE_BASE + K)):
+                if apply:
+                    for k in range(K):
+                        with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
+                            m.d.sync += phase_of[k].eq(data)
+            with m.Elif((reg >= M.ChipReg.ROUTE_BASE) & (reg < M.ChipReg.ROUTE_BASE + K * M.MAX_DESTS)):
+                # routing entry e of core k: the register lives in NetIf k
+                if apply:
+                    for k in range(K):
+                        with m.If(reg[ebits_r:] == M.ChipReg.ROUTE_BASE // M.MAX_DESTS + k):
+                            m.d.comb += nifs[k].table_we.eq(1)
+                if check and self.route_dests < M.MAX_DESTS:  # a valid entry the network interfaces do not have
+                    with m.If((reg[:ebits_r] >= self.route_dests) & data[0]):
+                        m.d.comb += bus.error.eq(1)
+            with m.Else():
+                if check:
+                    m.d.comb += bus.error.eq(1)
+
+        if self.mem_pipe:
+            # with mem_pipe a chip register write is made a clock after it is accepted, from registers
+            # (the write enables and data of the phase and routing registers fan out to every core)
+            cw_valid = Signal()
+            cw_reg = Signal(12)
+            cw_data = Signal(32)
+            m.d.sync += cw_valid.eq(0)
+            for k in range(K):
+                m.d.comb += [nifs[k].table_addr.eq(cw_reg[:ebits_r]),
+                             nifs[k].table_data.eq(cw_data[:route_entry_layout().size])]
+            with m.If(cw_valid):
+                chip_reg_write(cw_reg, cw_data, apply=True, check=False)
+
         # bus handshake
         core_acc = Signal()
         m.d.comb += core_acc.eq(Cat(*[c.valid & c.ready for c in core_bus]).any())
@@ -353,24 +393,9 @@ class Chip(wiring.Component):
                 m.d.sync += flush.eq(1)
             with m.Elif(bus.op == BusOp.WRITE):  # chip register write
                 m.d.comb += bus.ready.eq(1)
-                with m.If(chip_reg == M.ChipReg.N_PHASES):
-                    m.d.sync += n_phases.eq(bus.w_data)
-                with m.Elif(chip_reg == M.ChipReg.CLEAR):
-                    m.d.comb += go_clear.eq(bus.w_data[0])
-                with m.Elif((chip_reg >= M.ChipReg.CORE_PHASE_BASE) & (chip_reg < M.ChipReg.CORE_PHASE_BASE + K)):
-                    for k in range(K):
-                        with m.If(chip_reg == M.ChipReg.CORE_PHASE_BASE + k):
-                            m.d.sync += phase_of[k].eq(bus.w_data)
-                with m.Elif((chip_reg >= M.ChipReg.ROUTE_BASE) & (chip_reg < M.ChipReg.ROUTE_BASE + K * M.MAX_DESTS)):
-                    # routing entry e of core k: the register lives in NetIf k
-                    for k in range(K):
-                        with m.If(chip_reg[ebits_r:] == M.ChipReg.ROUTE_BASE // M.MAX_DESTS + k):
-                            m.d.comb += nifs[k].table_we.eq(1)
-                    if self.route_dests < M.MAX_DESTS:  # a valid entry the network interfaces do not have
-                        with m.If((bus.addr[:ebits_r] >= self.route_dests) & bus.w_data[0]):
-                            m.d.comb += bus.error.eq(1)
-                with m.Else():
-                    m.d.comb += bus.error.eq(1)
+                if self.mem_pipe:  # applied from the registered copy below
+                    m.d.sync += [cw_valid.eq(1), cw_reg.eq(chip_reg), cw_data.eq(bus.w_data)]
+                chip_reg_write(chip_reg, bus.w_data, apply=not self.mem_pipe, check=True)
                 with m.If(bus.addr[12:] != 0):
                     m.d.comb += bus.error.eq(1)
             with m.Else():  # chip register read

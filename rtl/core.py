@@ -337,7 +337,7 @@ def step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: 
                 mem_pipe: bool = False) -> int:
     """Clock cycles of one step (register ``CYCLES``: clocks with ``busy`` high), see ``docs/core.md``.
 
-    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``K = 0`` (``K = PIPE_LATENCY = 2``
+    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``K = 0`` (``K = PIPE_LATENCY = 3``
     with ``mem_pipe``), ``D = E + 10 + K`` (2 if ``E == 0``)::
 
         cycles = D + (G - 1) * max(D, P)  +  (P + 20 + 2K)  +  plastic * (G * A + 14 + K)  +  (E + 4 | 2)

@@ -7,19 +7,19 @@ multiplexer behind the block RAM's slow clock-to-output).  This memory takes tha
 routes:
 
 * ``A``: the read and write requests (address, enable, data) are registered once, after whatever
-  multiplexer drives the ports (the core's host / engine select); the banks take them from there
-  (each bank's enables are a decode of A's address).
+  multiplexer drives the ports (the core's host / engine select).
+* ``B``: one copy of the request per bank, loaded only when the request is for that bank (so the
+  copies differ and the synthesiser keeps them; the placer puts each next to its block RAMs, and no
+  net fans out from ``A`` to every block RAM of the memory).
 * the bank's memory (synchronous read, output held while the bank is not read).
 * ``C``: each bank's read data registered next to it.  ``r_data`` is the word of the bank that was
   read (a multiplexer over the ``C`` registers, by the bank index carried along).
 
 So a read's data is on ``r_data`` ``1 + PIPE_LATENCY`` clocks after its address is on ``r_addr``
-(one clock for a plain memory), and a write takes effect a clock after it is
-presented; reads and writes keep their order (both pass ``A``).  Banks hold ``bank_bits`` data
-bits of each lane (one DP16KD holds 16 Kbit of a lane with its write enable).
-
-A version with a third stage (a copy of the request per bank, next to its block RAMs) placed worse
-and did not route on the ULX3S chip (``docs/boards.md``).
+(one clock for a plain memory), and a write takes effect two clocks after it is presented; reads
+and writes keep their order (both pass ``A`` and ``B``).  Banks hold ``bank_bits`` data bits of
+each lane (one DP16KD holds 16 Kbit of a lane with its write enable).  (Measured place and route
+with and without stage ``B``: ``docs/boards.md``.)
 """
 
 from __future__ import annotations
