@@ -131,12 +131,27 @@ class Chip(wiring.Component):
         pending = Signal(K)
         start = Signal(K)
         clear = Signal()
-        for k in range(K):
-            m.d.comb += [cores[k].start.eq(start[k]), cores[k].clear.eq(clear)]
+        if self.mem_pipe:
+            # start and clear reach every core, across the die: from flops. The cores start a clock
+            # later; ``pending`` is set now and each core's ``done`` comes later still.
+            start_q, clear_q = Signal(K), Signal()
+            m.d.sync += [start_q.eq(start), clear_q.eq(clear)]
+            for k in range(K):
+                m.d.comb += [cores[k].start.eq(start_q[k]), cores[k].clear.eq(clear_q)]
+        else:
+            for k in range(K):
+                m.d.comb += [cores[k].start.eq(start[k]), cores[k].clear.eq(clear)]
         dones = Cat(*[c.done for c in cores])
         quiet = Signal()
-        m.d.comb += quiet.eq((in_flight == 0) & ~Cat(*[n.busy for n in nifs]).any()
-                             & ~Cat(*[c.spike_out.valid for c in cores]).any() & (n_inj == 0))
+        quiet_now = ((in_flight == 0) & ~Cat(*[n.busy for n in nifs]).any()
+                     & ~Cat(*[c.spike_out.valid for c in cores]).any() & (n_inj == 0))
+        if self.mem_pipe:
+            # from a flop (its terms come from every core). One clock late is still safe: a core's
+            # ``done`` (from a flop too) comes a clock after the core has finished, so once every started
+            # core is done, a network that was quiet a clock earlier stays quiet
+            m.d.sync += quiet.eq(quiet_now)
+        else:
+            m.d.comb += quiet.eq(quiet_now)
         # the bus response registers (a chip register read, or RUN's answer from the sequencer); their
         # clear comes first so that the sequencer and the bus target below can set them
         reg_valid = Signal()
@@ -267,7 +282,7 @@ class Chip(wiring.Component):
         # on (``dec_valid``), so the decode's logic ends at flops and the handshake starts at them
         rw_op = (bus.op == BusOp.WRITE) | (bus.op == BusOp.READ)
         core_hit = [is_core & core_ok & (core_sel == k) & rw_op for k in range(K)]
-        cb_valid = [bus.valid & ctrl_idle & ~rd_pending & is_core & core_ok & (core_sel == k) & rw_op for k in range(K)]
+        cb_valid = [bus.valid & ctrl_idle & ~rd_pending & h for h in core_hit]
         bus_valid = bus.valid
         if self.mem_pipe:
             dec_valid = Signal()
@@ -323,44 +338,49 @@ class Chip(wiring.Component):
         with m.If(rd_pending & rsp_valid):
             m.d.sync += rd_pending.eq(0)
 
-        def chip_reg_write(reg, data, *, apply: bool, check: bool):
-            """A chip register write: ``apply`` makes it, ``check`` answers it (CLEAR, the errors)."""
+        # with mem_pipe a chip register write is made a clock after it is accepted, from registers: the
+        # write enables decoded when it is accepted (``we_*``, one clock each), its data and entry
+        # (the phase and routing registers' enables and data fan out to every core)
+        if self.mem_pipe:
+            we_nph, we_phase, we_route = Signal(), Signal(K), Signal(K)
+            cw_reg = Signal(12)
+            cw_data = Signal(32)
+            m.d.sync += [we_nph.eq(0), we_phase.eq(0), we_route.eq(0)]
+
+        def chip_reg_write(reg, data):
+            """A chip register write (accepted this clock): answer it (CLEAR, the errors) and make it,
+            now or (with ``mem_pipe``) through the ``we_*`` registers."""
             with m.If(reg == M.ChipReg.N_PHASES):
-                if apply:
-                    m.d.sync += n_phases.eq(data)
+                m.d.sync += we_nph.eq(1) if self.mem_pipe else n_phases.eq(data)
             with m.Elif(reg == M.ChipReg.CLEAR):
-                if check:
-                    m.d.comb += go_clear.eq(data[0])
+                m.d.comb += go_clear.eq(data[0])
             with m.Elif((reg >= M.ChipReg.CORE_PHASE_BASE) & (reg < M.ChipReg.CORE_PHASE_BASE + K)):
-                if apply:
-                    for k in range(K):
-                        with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
-                            m.d.sync += phase_of[k].eq(data)
+                for k in range(K):
+                    with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
+                        m.d.sync += we_phase[k].eq(1) if self.mem_pipe else phase_of[k].eq(data)
             with m.Elif((reg >= M.ChipReg.ROUTE_BASE) & (reg < M.ChipReg.ROUTE_BASE + K * M.MAX_DESTS)):
                 # routing entry e of core k: the register lives in NetIf k
-                if apply:
-                    for k in range(K):
-                        with m.If(reg[ebits_r:] == M.ChipReg.ROUTE_BASE // M.MAX_DESTS + k):
+                for k in range(K):
+                    with m.If(reg[ebits_r:] == M.ChipReg.ROUTE_BASE // M.MAX_DESTS + k):
+                        if self.mem_pipe:
+                            m.d.sync += we_route[k].eq(1)
+                        else:
                             m.d.comb += nifs[k].table_we.eq(1)
-                if check and self.route_dests < M.MAX_DESTS:  # a valid entry the network interfaces do not have
+                if self.route_dests < M.MAX_DESTS:  # a valid entry the network interfaces do not have
                     with m.If((reg[:ebits_r] >= self.route_dests) & data[0]):
                         m.d.comb += bus.error.eq(1)
             with m.Else():
-                if check:
-                    m.d.comb += bus.error.eq(1)
+                m.d.comb += bus.error.eq(1)
 
         if self.mem_pipe:
-            # with mem_pipe a chip register write is made a clock after it is accepted, from registers
-            # (the write enables and data of the phase and routing registers fan out to every core)
-            cw_valid = Signal()
-            cw_reg = Signal(12)
-            cw_data = Signal(32)
-            m.d.sync += cw_valid.eq(0)
+            with m.If(we_nph):
+                m.d.sync += n_phases.eq(cw_data)
             for k in range(K):
                 m.d.comb += [nifs[k].table_addr.eq(cw_reg[:ebits_r]),
-                             nifs[k].table_data.eq(cw_data[:route_entry_layout().size])]
-            with m.If(cw_valid):
-                chip_reg_write(cw_reg, cw_data, apply=True, check=False)
+                             nifs[k].table_data.eq(cw_data[:route_entry_layout().size]),
+                             nifs[k].table_we.eq(we_route[k])]
+                with m.If(we_phase[k]):
+                    m.d.sync += phase_of[k].eq(cw_data)
 
         # bus handshake
         core_acc = Signal()
@@ -393,9 +413,9 @@ class Chip(wiring.Component):
                 m.d.sync += flush.eq(1)
             with m.Elif(bus.op == BusOp.WRITE):  # chip register write
                 m.d.comb += bus.ready.eq(1)
-                if self.mem_pipe:  # applied from the registered copy below
-                    m.d.sync += [cw_valid.eq(1), cw_reg.eq(chip_reg), cw_data.eq(bus.w_data)]
-                chip_reg_write(chip_reg, bus.w_data, apply=not self.mem_pipe, check=True)
+                if self.mem_pipe:  # made from the registers above
+                    m.d.sync += [cw_reg.eq(chip_reg), cw_data.eq(bus.w_data)]
+                chip_reg_write(chip_reg, bus.w_data)
                 with m.If(bus.addr[12:] != 0):
                     m.d.comb += bus.error.eq(1)
             with m.Else():  # chip register read
