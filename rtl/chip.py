@@ -142,6 +142,11 @@ class Chip(wiring.Component):
             for k in range(K):
                 m.d.comb += [cores[k].start.eq(start[k]), cores[k].clear.eq(clear)]
         dones = Cat(*[c.done for c in cores])
+        if self.mem_pipe:
+            # each core's done pulse reaches the sequencer from a flop (a clock after the core finished)
+            dones_q = Signal(K)
+            m.d.sync += dones_q.eq(dones)
+            dones = dones_q
         quiet = Signal()
         quiet_now = ((in_flight == 0) & ~Cat(*[n.busy for n in nifs]).any()
                      & ~Cat(*[c.spike_out.valid for c in cores]).any() & (n_inj == 0))

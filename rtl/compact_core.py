@@ -212,7 +212,7 @@ class CompactCore(wiring.Component):
                     with m.Else():
                         m.next = "DEN"
             with m.State("ZERO"):
-                zero_state(m, self.done, zc, geom.n_pad, wp[Mem.U], wp[Mem.S], axb, idle)
+                zero_state(m, self, zc, geom.n_pad, wp[Mem.U], wp[Mem.S], axb, idle)
             with m.State("DEN"):
                 m.d.comb += in_den.eq(1)
                 with m.If(e < axb.count):

@@ -42,8 +42,7 @@ class HybridCore(wiring.Component):
     * ``spike_out`` (stream of ``{neuron, value}``): every non-zero output of a step (if ``EMIT``).
     * ``start`` (pulse): run one step; ``clear`` (pulse): sample start (u, s := 0, inputs dropped).
       The same commands are bits of register ``CMD``.
-    * ``busy``: a step or clear is running; ``done``: one-clock pulse when a step (or clear) has finished
-      (with ``mem_pipe`` from a flop, one clock after ``busy`` falls).
+    * ``busy``: a step or clear is running; ``done``: one-clock pulse when a step (or clear) has finished.
 
     A step: integrate + soma per neuron group (overlapped), then the LPU sweep (if ``PLASTIC``),
     then the input buffer is cleared.  Cycle count: ``docs/core.md``.
@@ -270,7 +269,6 @@ class HybridCore(wiring.Component):
             ]
 
         # ---- step sequencer ----------------------------------------------------------------
-        done = Signal()  # the step (or clear) has finished: the one-clock ``done`` pulse
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(clear_req & ~hq_busy & ~axb.busy):
@@ -282,7 +280,7 @@ class HybridCore(wiring.Component):
                     m.d.comb += [den.start.eq(1), soma.clear_count.eq(1)]
                     m.next = "INTEG"
             with m.State("ZERO"):
-                zero_state(m, done, zc, geom.n_pad, wps[Mem.U], wps[Mem.S], axb, idle)
+                zero_state(m, self, zc, geom.n_pad, wps[Mem.U], wps[Mem.S], axb, idle)
             with m.State("INTEG"):
                 with m.If(den.acc_valid & soma.ready):
                     m.d.comb += soma.load.eq(1)
@@ -307,17 +305,12 @@ class HybridCore(wiring.Component):
                     m.next = "CLRWAIT"
             with m.State("CLRWAIT"):
                 with m.If(~axb.busy):
-                    m.d.comb += done.eq(1)
+                    m.d.comb += self.done.eq(1)
                     m.d.sync += [cycles.eq(cyc + 1), steps.eq(steps + 1), idle.eq(1)]
                     m.next = "IDLE"
         with m.If(~idle):
             m.d.sync += cyc.eq(cyc + 1)
         m.d.comb += self.busy.eq(~idle)
-        if self.mem_pipe:
-            # done reaches the chip's sequencer, across the die from most cores: from a flop
-            m.d.sync += self.done.eq(done)
-        else:
-            m.d.comb += self.done.eq(done)
         return m
 
 

@@ -121,7 +121,7 @@ def read_regs_split(m: Module, addr, params, ro: dict, width: int, delay: int) -
     return delayed(m, out, delay - 2, "reg_rdata")[0]
 
 
-def zero_state(m: Module, done, zc, n_pad: int, wp_u, wp_s, axb, idle) -> None:
+def zero_state(m: Module, core, zc, n_pad: int, wp_u, wp_s, axb, idle) -> None:
     """The body of the sequencer's ``ZERO`` state (sample start): write u := 0 and s := 0 at ``zc``,
     one neuron per clock up to ``n_pad``, then (inputs cleared) pulse ``done`` and return to ``IDLE``."""
     with m.If(zc != n_pad):
@@ -129,6 +129,6 @@ def zero_state(m: Module, done, zc, n_pad: int, wp_u, wp_s, axb, idle) -> None:
                      wp_s.addr.eq(zc), wp_s.data.eq(0), wp_s.en.eq(1)]
         m.d.sync += zc.eq(zc + 1)
     with m.Elif(~axb.busy):
-        m.d.comb += done.eq(1)
+        m.d.comb += core.done.eq(1)
         m.d.sync += idle.eq(1)
         m.next = "IDLE"
