@@ -119,10 +119,16 @@ class Chip(wiring.Component):
 
         # packets in flight: + injected - delivered (several per clock)
         in_flight = Signal(16)
+        # with mem_pipe the handshakes (from every router) are counted from flops, a clock late: then
+        # ``in_flight`` plus the registered injections is the count of the clock before
+        inj, dlv = Cat(*injects), Cat(*delivers)
+        if self.mem_pipe:
+            inj_q, dlv_q = Signal(K), Signal(K + 1)
+            m.d.sync += [inj_q.eq(inj), dlv_q.eq(dlv)]
+            inj, dlv = inj_q, dlv_q
         n_inj = Signal(range(K + 1))
         n_del = Signal(range(K + 2))
-        m.d.comb += [n_inj.eq(sum(Cat(*injects)[i] for i in range(K))),
-                     n_del.eq(sum(Cat(*delivers)[i] for i in range(K + 1)))]
+        m.d.comb += [n_inj.eq(sum(inj[i] for i in range(K))), n_del.eq(sum(dlv[i] for i in range(K + 1)))]
         m.d.sync += in_flight.eq(in_flight + n_inj - n_del)
 
         # ---- step sequencer ---------------------------------------------------------------
@@ -153,7 +159,8 @@ class Chip(wiring.Component):
         if self.mem_pipe:
             # from a flop (its terms come from every core). One clock late is still safe: a core's
             # ``done`` (from a flop too) comes a clock after the core has finished, so once every started
-            # core is done, a network that was quiet a clock earlier stays quiet
+            # core is done, a network that was quiet a clock earlier stays quiet. (``in_flight`` and the
+            # registered ``n_inj`` are the count of the clock before; a NetIf injects only while busy.)
             m.d.sync += quiet.eq(quiet_now)
         else:
             m.d.comb += quiet.eq(quiet_now)
@@ -178,12 +185,18 @@ class Chip(wiring.Component):
         # (``cyc.eq(0)`` below) takes precedence: CYCLES is the last step's count, not the RUN's
         with m.If(~ctrl_idle):
             m.d.sync += cyc.eq(cyc + 1)
+        seq_run, seq_clear = go_run, go_clear
+        if self.mem_pipe:
+            # the sequencer leaves IDLE a clock after the RUN / CLEAR is accepted, from flops (the bus
+            # accepts nothing that clock: a request's decode takes a clock, see ``dec_valid``)
+            seq_run, seq_clear = Signal(), Signal()
+            m.d.sync += [seq_run.eq(go_run), seq_clear.eq(go_clear)]
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 m.d.comb += ctrl_idle.eq(1)
-                with m.If(go_run):
+                with m.If(seq_run):
                     m.next = "START"
-                with m.Elif(go_clear):
+                with m.Elif(seq_clear):
                     m.next = "CLEAR"
             with m.State("START"):
                 sel = Cat(*[phase_of[k] == phase for k in range(K)])
