@@ -400,6 +400,55 @@ class Chip(wiring.Component):
                 with m.If(we_phase[k]):
                     m.d.sync += phase_of[k].eq(cw_data)
 
+        def chip_reg_read(reg, data, err, pop):
+            """The value of chip register ``reg`` into ``data`` (next clock); ``err`` set when there is
+            none; ``pop()`` makes the OUT_POP side effect."""
+            with m.Switch(reg):
+                with m.Case(M.ChipReg.CHIP_ID):
+                    m.d.sync += data.eq(M.CHIP_ID_VALUE)
+                with m.Case(M.ChipReg.MESH):
+                    m.d.sync += data.eq(self.mesh_x | self.mesh_y << 8)
+                with m.Case(M.ChipReg.N_CORES):
+                    m.d.sync += data.eq(K)
+                with m.Case(M.ChipReg.N_PHASES):
+                    m.d.sync += data.eq(n_phases)
+                with m.Case(M.ChipReg.STATUS):
+                    m.d.sync += data.eq(~ctrl_idle)
+                with m.Case(M.ChipReg.OUT_COUNT):
+                    m.d.sync += data.eq(outq.level)
+                with m.Case(M.ChipReg.OUT_POP):
+                    m.d.sync += data.eq(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF))
+                    pop()
+                with m.Case(M.ChipReg.STEPS):
+                    m.d.sync += data.eq(steps)
+                with m.Case(M.ChipReg.CYCLES):
+                    m.d.sync += data.eq(cycles)
+                with m.Case(M.ChipReg.DESIGN_ID):
+                    m.d.sync += data.eq(self.design_id)
+                with m.Case(M.ChipReg.OUT_DROPS):
+                    m.d.sync += data.eq(drops)
+                with m.Default():
+                    with m.If(reg >= M.ChipReg.CORE_PHASE_BASE):
+                        for k in range(K):
+                            with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
+                                m.d.sync += data.eq(phase_of[k])
+                    with m.Else():
+                        m.d.sync += err.eq(1)
+
+        if self.mem_pipe:
+            # with mem_pipe a chip register read is answered from ``rd_val``: the register named by the
+            # request, read every clock (its multiplexer ends at flops). Accepted only once ``dec2``
+            # (decoded two clocks, the chip idle the clock before), it sees every earlier write (made
+            # two clocks after it was accepted) and an OUT_POP pops the head it returns (nothing else
+            # pops while the chip is idle; a FIFO that fills meanwhile is read as empty).
+            rd_val, rd_bad, rd_pop, dec2 = Signal(32), Signal(), Signal(), Signal()
+            m.d.sync += [dec2.eq(dec_valid & bus.valid & ~bus.ready & ctrl_idle), rd_bad.eq(0), rd_pop.eq(0)]
+
+            def pop_later():
+                m.d.sync += rd_pop.eq(outq.r_rdy)
+
+            chip_reg_read(bus.addr[:12], rd_val, rd_bad, pop_later)
+
         # bus handshake
         core_acc = Signal()
         m.d.comb += core_acc.eq(Cat(*[c.valid & c.ready for c in core_bus]).any())
@@ -437,39 +486,20 @@ class Chip(wiring.Component):
                 with m.If(bus.addr[12:] != 0):
                     m.d.comb += bus.error.eq(1)
             with m.Else():  # chip register read
-                m.d.comb += bus.ready.eq(1)
-                m.d.sync += reg_valid.eq(1)
-                with m.Switch(chip_reg):
-                    with m.Case(M.ChipReg.CHIP_ID):
-                        m.d.sync += reg_data.eq(M.CHIP_ID_VALUE)
-                    with m.Case(M.ChipReg.MESH):
-                        m.d.sync += reg_data.eq(self.mesh_x | self.mesh_y << 8)
-                    with m.Case(M.ChipReg.N_CORES):
-                        m.d.sync += reg_data.eq(K)
-                    with m.Case(M.ChipReg.N_PHASES):
-                        m.d.sync += reg_data.eq(n_phases)
-                    with m.Case(M.ChipReg.STATUS):
-                        m.d.sync += reg_data.eq(~ctrl_idle)
-                    with m.Case(M.ChipReg.OUT_COUNT):
-                        m.d.sync += reg_data.eq(outq.level)
-                    with m.Case(M.ChipReg.OUT_POP):
-                        m.d.sync += reg_data.eq(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF))
+                if self.mem_pipe:
+                    # answered from the value read a clock earlier (``rd_val`` below): the request
+                    # has been decoded for two clocks, the chip idle for one
+                    with m.If(dec2):
+                        m.d.comb += [bus.ready.eq(1), outq.r_en.eq(rd_pop)]
+                        m.d.sync += [reg_valid.eq(1), reg_data.eq(rd_val), reg_err.eq(rd_bad)]
+                else:
+                    m.d.comb += bus.ready.eq(1)
+                    m.d.sync += reg_valid.eq(1)
+
+                    def pop_now():
                         m.d.comb += outq.r_en.eq(outq.r_rdy)
-                    with m.Case(M.ChipReg.STEPS):
-                        m.d.sync += reg_data.eq(steps)
-                    with m.Case(M.ChipReg.CYCLES):
-                        m.d.sync += reg_data.eq(cycles)
-                    with m.Case(M.ChipReg.DESIGN_ID):
-                        m.d.sync += reg_data.eq(self.design_id)
-                    with m.Case(M.ChipReg.OUT_DROPS):
-                        m.d.sync += reg_data.eq(drops)
-                    with m.Default():
-                        with m.If(chip_reg >= M.ChipReg.CORE_PHASE_BASE):
-                            for k in range(K):
-                                with m.If(chip_reg == M.ChipReg.CORE_PHASE_BASE + k):
-                                    m.d.sync += reg_data.eq(phase_of[k])
-                        with m.Else():
-                            m.d.sync += reg_err.eq(1)
+
+                    chip_reg_read(chip_reg, reg_data, reg_err, pop_now)
 
         m.d.comb += [bus.r_valid.eq(reg_valid | (rd_pending & rsp_valid)),
                      bus.r_data.eq(Mux(rd_pending, rsp_sel, reg_data))]

@@ -74,6 +74,23 @@ def test_random_networks_bit_exact_mem_pipe(dev_pipe, seed):
     _check(dev_pipe, *_case(1000 + seed))
 
 
+@pytest.mark.parametrize("which", ["dev", "dev_pipe"])
+def test_chip_register_read_right_after_write(request, which):
+    """A chip register read issued the clock after a write to it returns the written value (with
+    ``mem_pipe`` the write is made two clocks after it is accepted and the read answered from a
+    value read a clock earlier)."""
+    from plasticore.chip_map import ChipReg, chip_addr
+
+    d = request.getfixturevalue(which)
+    regs = [ChipReg.N_PHASES] + [ChipReg.CORE_PHASE_BASE + k for k in range(d.geom.cores)]
+    for value in (5, 10, 3):
+        for i, reg in enumerate(regs):
+            v = (value + i) & 0xF
+            d.bus.write(chip_addr(reg), [v])
+            (got,) = d.bus.read(chip_addr(reg), 1)
+            assert got == v, f"chip register {reg}: wrote {v}, read {got}"
+
+
 def test_split_layer_with_persistent_plasticity(dev):
     rng = np.random.default_rng(77)
     b = random_bundle(rng, sizes=[30, 28, 10], timesteps=4, coding="direct", allow_ann=False, edges=["none", "none"])
