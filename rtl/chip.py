@@ -188,13 +188,17 @@ class Chip(wiring.Component):
         seq_run, seq_clear = go_run, go_clear
         if self.mem_pipe:
             # the sequencer leaves IDLE a clock after the RUN / CLEAR is accepted, from flops (the bus
-            # accepts nothing that clock: a request's decode takes a clock, see ``dec_valid``)
+            # accepts nothing that clock: a request's decode takes a clock, see ``dec_valid``), and
+            # takes the RUN's step count from a copy of the bus data made the clock it was accepted
             seq_run, seq_clear = Signal(), Signal()
-            m.d.sync += [seq_run.eq(go_run), seq_clear.eq(go_clear)]
+            run_arg = Signal(32)
+            m.d.sync += [seq_run.eq(go_run), seq_clear.eq(go_clear), run_arg.eq(bus.w_data)]
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 m.d.comb += ctrl_idle.eq(1)
                 with m.If(seq_run):
+                    if self.mem_pipe:
+                        m.d.sync += [steps_left.eq(run_arg), phase.eq(0), cyc.eq(0)]
                     m.next = "START"
                 with m.Elif(seq_clear):
                     m.next = "CLEAR"
@@ -441,8 +445,15 @@ class Chip(wiring.Component):
             # (decoded two clocks, the chip idle the clock before), it sees every earlier write (made
             # two clocks after it was accepted) and an OUT_POP pops the head it returns (nothing else
             # pops while the chip is idle; a FIFO that fills meanwhile is read as empty).
+            # The answer is made the clock after (``rd_acc``) from the copies ``rd_*2``, so that the
+            # bus handshake does not reach the 32 answer flops.
             rd_val, rd_bad, rd_pop, dec2 = Signal(32), Signal(), Signal(), Signal()
-            m.d.sync += [dec2.eq(dec_valid & bus.valid & ~bus.ready & ctrl_idle), rd_bad.eq(0), rd_pop.eq(0)]
+            rd_val2, rd_bad2, rd_pop2, rd_acc = Signal(32), Signal(), Signal(), Signal()
+            m.d.sync += [dec2.eq(dec_valid & bus.valid & ~bus.ready & ctrl_idle), rd_bad.eq(0), rd_pop.eq(0),
+                         rd_val2.eq(rd_val), rd_bad2.eq(rd_bad), rd_pop2.eq(rd_pop), rd_acc.eq(0)]
+            with m.If(rd_acc):
+                m.d.comb += outq.r_en.eq(rd_pop2)
+                m.d.sync += [reg_valid.eq(1), reg_data.eq(rd_val2), reg_err.eq(rd_bad2)]
 
             def pop_later():
                 m.d.sync += rd_pop.eq(outq.r_rdy)
@@ -473,7 +484,8 @@ class Chip(wiring.Component):
                 with m.If(bus.w_data == 0):
                     m.d.sync += [reg_valid.eq(1), reg_data.eq(steps)]
                 with m.Else():
-                    m.d.sync += [steps_left.eq(bus.w_data), phase.eq(0), cyc.eq(0)]
+                    if not self.mem_pipe:  # with mem_pipe: in IDLE, the clock after
+                        m.d.sync += [steps_left.eq(bus.w_data), phase.eq(0), cyc.eq(0)]
                     m.d.comb += go_run.eq(1)
             with m.Elif(bus.op == BusOp.RESET):
                 m.d.comb += [bus.ready.eq(1), go_clear.eq(1)]
@@ -487,11 +499,11 @@ class Chip(wiring.Component):
                     m.d.comb += bus.error.eq(1)
             with m.Else():  # chip register read
                 if self.mem_pipe:
-                    # answered from the value read a clock earlier (``rd_val`` below): the request
+                    # answered from the value read a clock earlier (``rd_val`` above): the request
                     # has been decoded for two clocks, the chip idle for one
                     with m.If(dec2):
-                        m.d.comb += [bus.ready.eq(1), outq.r_en.eq(rd_pop)]
-                        m.d.sync += [reg_valid.eq(1), reg_data.eq(rd_val), reg_err.eq(rd_bad)]
+                        m.d.comb += bus.ready.eq(1)
+                        m.d.sync += rd_acc.eq(1)
                 else:
                     m.d.comb += bus.ready.eq(1)
                     m.d.sync += reg_valid.eq(1)
