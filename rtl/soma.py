@@ -96,6 +96,13 @@ class Soma(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
+        if self.mem_delay:
+            # with pipelined memories (a large core on a large FPGA): a copy of the (static) parameter
+            # registers next to this engine, so that no route from the register file carries logic.
+            # The host writes them while the core is idle, several clocks before a step starts.
+            p_r = Signal(p.shape(), name="params_r", reset_less=True)
+            m.d.sync += p_r.eq(p)
+            p = p_r
         geom = self.geom
         P, nb = geom.lanes, geom.neuron_bits
         lif = p.soma == int(C.SomaMode.LIF)
