@@ -35,8 +35,8 @@ def _ulx3s_85f():
 #: pick for most of them.  The 208 DP16KD of the LFE5U-85F are then left to the weight matrices
 #: (W, H, H mask), the post-function tables and the link's FIFOs; see docs/boards.md "Sizing".
 #: ULX3S placement seed: the chip (2 x 256 x 256, 60 MHz) meets timing with it (docs/boards.md, sizing;
-#: design ID 74915abe: seed 3 60.87 MHz, seed 1 59.45 MHz, seed 2 55.79 MHz)
-SEED_ULX3S = 3
+#: design ID 396b5ea6: seed 1 66.04 MHz, seed 3 58.06 MHz)
+SEED_ULX3S = 1
 
 ECP5_MEMORY_HINTS = "\n".join([
     "proc",
