@@ -11,7 +11,7 @@ from plasticore.core_map import CoreGeometry
 
 from .arith import round_half, sat_fast
 from .layouts import param_layout
-from .pipelined_ram import delayed
+from .pipelined_ram import delayed, local_params
 
 __all__ = ["PlasticityUnit", "LPU_LATENCY"]
 
@@ -81,12 +81,7 @@ class PlasticityUnit(wiring.Component):
         m = Module()
         p = self.params
         if self.mem_delay:
-            # with pipelined memories (a large core on a large FPGA): a copy of the (static) parameter
-            # registers next to this engine, so that no route from the register file carries logic.
-            # The host writes them while the core is idle, several clocks before a step starts.
-            p_r = Signal(p.shape(), name="params_r", reset_less=True)
-            m.d.sync += p_r.eq(p)
-            p = p_r
+            p = local_params(m, p)
         geom = self.geom
         P, AB = geom.lanes, geom.addr_bits
         running = Signal()

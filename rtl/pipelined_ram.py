@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import NO_RW_CHECK
 
-__all__ = ["BANK_BITS", "PIPE_LATENCY", "PipelinedRam", "delayed"]
+__all__ = ["BANK_BITS", "PIPE_LATENCY", "PipelinedRam", "delayed", "local_params"]
 
 #: extra read latency of a pipelined memory: stages A, B and C
 PIPE_LATENCY = 3
@@ -124,3 +124,13 @@ def delayed(m: Module, value, n: int, name: str, *, reset_less: bool = True) -> 
         chain.append(r)
         cur = r
     return cur, chain
+
+
+def local_params(m: Module, params):
+    """A registered copy of an engine's (static) parameter registers, for the engines of a core with
+    pipelined memories (a large core on a large FPGA): the copy sits next to the engine, so no route
+    from the register file carries logic.  The host writes the parameters while the core is idle,
+    several clocks before a step starts, so the clock of lag is never seen."""
+    copy = Signal(params.shape(), name="params_r", reset_less=True)
+    m.d.sync += copy.eq(params)
+    return copy
