@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -26,10 +28,16 @@ class AxonBuffer(wiring.Component):
     * ``count``: entries in the event list.
     * Read ports for the dendrite / LPU / host: ``x_addr``/``x_en`` -> ``x_data`` and
       ``evt_addr`` -> ``evt_data`` (synchronous, one clock latency; ``x_en`` low holds ``x_data``).
+
+    ``registered_writes``: the memories' write ports are driven from registers loaded the clock
+    before (a large core at a high clock: the distributed RAMs' write addresses carry no logic and
+    come from flops of their own).  Every write lands a clock later; ``busy`` covers it, and the
+    read-modify-write of the next input reads two clocks after it.
     """
 
-    def __init__(self, geom: CoreGeometry):
+    def __init__(self, geom: CoreGeometry, *, registered_writes: bool = False):
         self.geom = geom
+        self.registered_writes = bool(registered_writes)
         ab = geom.axon_bits
         super().__init__({
             "inp": In(stream.Signature(axon_event_layout(geom))),
@@ -57,10 +65,31 @@ class AxonBuffer(wiring.Component):
                                                attrs=NO_RW_CHECK)
         x_rmw = xmem.read_port(transparent_for=())
         x_ext = xmem.read_port(transparent_for=())
-        x_w = xmem.write_port()
+        x_wp = xmem.write_port()
         e_int = evt.read_port(transparent_for=())
         e_ext = evt.read_port(transparent_for=())
-        e_w = evt.write_port()
+        e_wp = evt.write_port()
+        # the write requests made below (``x_w`` / ``e_w``); with ``registered_writes`` they reach the
+        # ports a clock later, from registers loaded only for a write (so the address copies differ
+        # from ``count`` and the axon registers, and the synthesiser keeps them)
+        x_w = SimpleNamespace(addr=Signal.like(x_wp.addr, name="x_waddr"), data=Signal.like(x_wp.data, name="x_wdata"),
+                              en=Signal(name="x_wen"))
+        e_w = SimpleNamespace(addr=Signal.like(e_wp.addr, name="e_waddr"), data=Signal.like(e_wp.data, name="e_wdata"),
+                              en=Signal(name="e_wen"))
+        w_pending = Signal()
+        if self.registered_writes:
+            for req, port in ((x_w, x_wp), (e_w, e_wp)):
+                q_addr = Signal.like(port.addr, name=f"{req.addr.name}_q", reset_less=True)
+                q_data = Signal.like(port.data, name=f"{req.data.name}_q", reset_less=True)
+                q_en = Signal(name=f"{req.en.name}_q")
+                m.d.sync += q_en.eq(req.en)
+                with m.If(req.en):
+                    m.d.sync += [q_addr.eq(req.addr), q_data.eq(req.data)]
+                m.d.comb += [port.addr.eq(q_addr), port.data.eq(q_data), port.en.eq(q_en)]
+            m.d.sync += w_pending.eq(x_w.en | e_w.en)
+        else:
+            for req, port in ((x_w, x_wp), (e_w, e_wp)):
+                m.d.comb += [port.addr.eq(req.addr), port.data.eq(req.data), port.en.eq(req.en)]
 
         m.d.comb += [
             x_ext.addr.eq(self.x_addr), x_ext.en.eq(self.x_en), self.x_data.eq(x_ext.data[:C.X_BITS].as_signed()),
@@ -85,7 +114,7 @@ class AxonBuffer(wiring.Component):
         m.d.comb += [
             self.inp.ready.eq(self.enable & ~phase1 & ~phase1b & ~phase2 & ~clearing),
             x_rmw.addr.eq(w_axon),
-            self.busy.eq(clearing | phase1 | phase1b | phase2),
+            self.busy.eq(clearing | phase1 | phase1b | phase2 | w_pending),
         ]
         # the payload is captured in every clock the buffer could accept (a valid payload is held, so
         # the accept clock captures it), not on the handshake: no enable depends on ``valid`` (Fmax)
@@ -107,7 +136,7 @@ class AxonBuffer(wiring.Component):
             m.d.sync += phase2.eq(0)
 
         # clear walk: read evt[c_idx], register the axon next clock, zero x[axon] the clock after
-        with m.If(self.clear & ~clearing & ~phase1 & ~phase1b & ~phase2):
+        with m.If(self.clear & ~clearing & ~phase1 & ~phase1b & ~phase2 & ~w_pending):
             m.d.sync += [clearing.eq(1), c_idx.eq(0), c_valid.eq(0), c_valid2.eq(0)]
         with m.If(clearing):
             m.d.comb += e_int.addr.eq(c_idx)

@@ -458,7 +458,11 @@ class Chip(wiring.Component):
             def pop_later():
                 m.d.sync += rd_pop.eq(outq.r_rdy)
 
-            chip_reg_read(bus.addr[:12], rd_val, rd_bad, pop_later)
+            # the register is chosen by a copy of the address: the request has been on the bus since
+            # the clock before ``dec2``'s decode, so the copy already holds its address then
+            rd_addr = Signal(12)
+            m.d.sync += rd_addr.eq(bus.addr[:12])
+            chip_reg_read(rd_addr, rd_val, rd_bad, pop_later)
 
         # bus handshake
         core_acc = Signal()

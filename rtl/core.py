@@ -15,7 +15,16 @@ from plasticore.core_map import (
 )
 
 from .axon import AxonBuffer
-from .core_regs import axon_input, core_ports, read_regs, read_regs_split, readonly_regs, write_regs, zero_state
+from .core_regs import (
+    axon_input,
+    core_ports,
+    read_regs,
+    read_regs_split,
+    readonly_regs,
+    write_regs,
+    write_regs_registered,
+    zero_state,
+)
 from .dendrite import Dendrite
 from .layouts import NO_RW_CHECK, param_layout
 from .lpu import PlasticityUnit
@@ -91,7 +100,7 @@ class HybridCore(wiring.Component):
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)
 
-        m.submodules.axb = axb = AxonBuffer(geom)
+        m.submodules.axb = axb = AxonBuffer(geom, registered_writes=self.mem_pipe)
         # with pipelined memories the dendrite's data registers and the LPU's stages are reset-less too
         # (rtl/layouts.py, PIPELINE_RESET_LESS: the plain chip keeps their reset for Yosys 0.70's sake)
         # with pipelined memories the axon buffer's x read address is registered after its multiplexer
@@ -131,7 +140,11 @@ class HybridCore(wiring.Component):
         credits = Signal(range(RSP_DEPTH + 1), init=RSP_DEPTH)
         # nothing is accepted once a step or clear is requested: the sequencer leaves IDLE only with
         # the request register empty, and a request accepted in that clock would reach the ports late
-        m.d.comb += self.bus.ready.eq(idle & ~axb.busy & (credits != 0) & ~start_req & ~clear_req)
+        bus_open = idle & ~axb.busy & (credits != 0) & ~start_req & ~clear_req
+        if K:  # nor while a register write waits (a CMD there sets its request a clock later)
+            reg_wait = Signal(name="reg_we_wait")
+            bus_open = bus_open & ~reg_wait
+        m.d.comb += self.bus.ready.eq(bus_open)
         accept = Signal()
         m.d.comb += accept.eq(self.bus.valid & self.bus.ready)
         acc_r = accept & ~req.we
@@ -164,13 +177,33 @@ class HybridCore(wiring.Component):
         m.d.sync += [d_rd.eq(hq_rd), d_mem.eq(hq_mem)]
         m.d.comb += [rsp_fifo.w_en.eq(f_rd), rsp_fifo.w_data.eq(f_data)]
 
-        axon_input(m, self, axb, idle)
+        # with pipelined memories the sequencer leaves IDLE on a decision made a clock earlier
+        # (``seq_ok``: a request pending, nothing in the request registers or the axon buffer); the
+        # axon buffer takes no input once a request is pending, so the decision still holds a clock later
+        if K:
+            axon_input(m, self, axb, idle & ~start_req & ~clear_req)
+        else:
+            axon_input(m, self, axb, idle)
 
         # register writes: from the request register like the memory writes (the decode and the write
         # enables of the parameter registers, which fan out over the whole core, start at flops)
         hq_reg_we = Signal()
         m.d.sync += hq_reg_we.eq(acc_w & (req.mem == Mem.REG))
-        write_regs(m, hq_reg_we, hq_addr, hq_data, params, start_req, clear_req)
+        if K:
+            # with pipelined memories a register write takes a clock more (the decode ends at flops);
+            # the sequencer waits for it like for the request register
+            m.d.comb += reg_wait.eq(write_regs_registered(m, hq_reg_we, hq_addr, hq_data, params, start_req,
+                                                          clear_req))
+            req_busy = hq_busy | reg_wait
+        else:
+            write_regs(m, hq_reg_we, hq_addr, hq_data, params, start_req, clear_req)
+            req_busy = hq_busy
+        if K:
+            seq_ok = Signal()
+            m.d.sync += seq_ok.eq((start_req | clear_req) & ~req_busy & ~axb.busy)
+            can_leave = seq_ok
+        else:
+            can_leave = ~req_busy & ~axb.busy
         with m.If(self.start):
             m.d.sync += start_req.eq(1)
         with m.If(self.clear):
@@ -271,11 +304,11 @@ class HybridCore(wiring.Component):
         # ---- step sequencer ----------------------------------------------------------------
         with m.FSM(name="seq"):
             with m.State("IDLE"):
-                with m.If(clear_req & ~hq_busy & ~axb.busy):
+                with m.If(clear_req & can_leave):
                     m.d.sync += [clear_req.eq(0), zc.eq(0), idle.eq(0)]
                     m.d.comb += axb.clear.eq(1)
                     m.next = "ZERO"
-                with m.Elif(start_req & ~hq_busy & ~axb.busy):
+                with m.Elif(start_req & can_leave):
                     m.d.sync += [start_req.eq(0), cyc.eq(0), g.eq(0), gbase.eq(0), jbase.eq(0), idle.eq(0)]
                     m.d.comb += [den.start.eq(1), soma.clear_count.eq(1)]
                     m.next = "INTEG"

@@ -16,7 +16,8 @@ from plasticore.core_map import CORE_ID, CORE_VERSION, PARAM_REGS, REGS, CoreGeo
 from .layouts import axon_event_layout, bus_req_layout, spike_event_layout
 from .pipelined_ram import delayed
 
-__all__ = ["axon_input", "core_ports", "read_regs", "read_regs_split", "readonly_regs", "write_regs", "zero_state"]
+__all__ = ["axon_input", "core_ports", "read_regs", "read_regs_split", "readonly_regs", "write_regs",
+           "write_regs_registered", "zero_state"]
 
 
 def core_ports(geom: CoreGeometry) -> dict:
@@ -59,6 +60,27 @@ def write_regs(m: Module, we, addr, data, params, start_req, clear_req) -> None:
                     m.d.sync += start_req.eq(1)
                 with m.If(data[1]):
                     m.d.sync += clear_req.eq(1)
+
+
+def write_regs_registered(m: Module, we, addr, data, params, start_req, clear_req) -> Signal:
+    """:func:`write_regs` a clock later, from registers: each register's write enable is decoded into
+    a flop of its own (``we_<reg>``) with a copy of the data, so that the enables, which fan out
+    over the whole core, carry no decode.  Returns a flop that is high while a write waits there."""
+    sel = {r: Signal(name=f"we_{r.name.lower()}") for r in PARAM_REGS}
+    cmd = Signal(name="we_cmd")
+    data_q = Signal.like(data, name="reg_wdata")
+    waiting = Signal(name="reg_we_wait")
+    m.d.sync += [s.eq(we & (addr == int(r))) for r, s in sel.items()]
+    m.d.sync += [cmd.eq(we & (addr == int(Reg.CMD))), data_q.eq(data), waiting.eq(we)]
+    for r, s in sel.items():
+        with m.If(s):
+            m.d.sync += getattr(params, r.name.lower()).eq(data_q[:REGS[r][0]])
+    with m.If(cmd):
+        with m.If(data_q[0]):
+            m.d.sync += start_req.eq(1)
+        with m.If(data_q[1]):
+            m.d.sync += clear_req.eq(1)
+    return waiting
 
 
 def readonly_regs(geom: CoreGeometry, *, busy, cycles, events, out_count, steps) -> dict[Reg, Value]:

@@ -226,14 +226,22 @@ class CobsEncoder(wiring.Component):
 
     Buffers one COBS block (up to 254 bytes) in a small memory; the input stalls while a block is
     emitted.
+
+    ``block_ram``: keep the block in a block RAM (a large FPGA at a high clock: the 254-byte
+    distributed RAM's read multiplexer is a long path); otherwise the synthesiser chooses.
     """
 
     i: In(stream.Signature(TX_BEAT))
     o: Out(stream.Signature(8))
 
+    def __init__(self, *, block_ram: bool = False):
+        self.block_ram = bool(block_ram)
+        super().__init__()
+
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buf = buf = Memory(shape=8, depth=254, init=[])
+        attrs = {"ram_style": "block"} if self.block_ram else None
+        m.submodules.buf = buf = Memory(shape=8, depth=254, init=[], attrs=attrs)
         wr = buf.write_port()
         rd = buf.read_port()
 

@@ -127,7 +127,7 @@ class Link(wiring.Component):
         m.submodules.out_pipe = out_pipe = self._slice(TX_BEAT)
         m.submodules.app = app = CrcAppender(serial=self.serial_crc)
         m.submodules.app_pipe = app_pipe = self._slice(TX_BEAT)
-        m.submodules.enc = enc = CobsEncoder()
+        m.submodules.enc = enc = CobsEncoder(block_ram=self.pipes)  # (fast FPGAs: a block RAM)
         m.submodules.tx_pipe = tx_pipe = self._slice(8)
         connect(m, out_pipe.o, app.i)
         connect(m, app.o, app_pipe.i)

@@ -170,6 +170,15 @@ class PlasticityUnit(wiring.Component):
         graded_r = (l3x.gp + (1 << (xf - 1))) >> xf
         g_raw = Mux(p.input_kind == int(C.InputKind.GRADED), graded_r, l3x.gp)
         m.d.sync += [l4.g.eq(sat_fast(g_raw, C.G_BITS)), l4.h.eq(l3x.h), l4.f.eq(l3x.f)]
+        hc_k, neg_hc_k = [hc] * P, [neg_hc] * P
+        if self.mem_delay:
+            # with pipelined memories each lane's clamp has its own copy of +-h_clamp, next to its
+            # comparators: copy k is copy k-1 a clock later (a chain, which Yosys does not merge back
+            # into one register); a parameter written while idle reaches the last copy P clocks later,
+            # long before a step's LPU phase
+            for k in range(1, P):
+                hc_k[k], neg_hc_k[k] = Signal.like(hc, name=f"hc{k}"), Signal.like(neg_hc, name=f"neg_hc{k}")
+                m.d.sync += [hc_k[k].eq(hc_k[k - 1]), neg_hc_k[k].eq(neg_hc_k[k - 1])]
         for k in range(P):
             # L4
             m.d.sync += [l5.gf[k].eq(l4x.g * l4x.f[k]), l5.hd[k].eq(l4x.h[k] * decay)]
@@ -181,7 +190,7 @@ class PlasticityUnit(wiring.Component):
             m.d.sync += l8.s[k].eq(Mux(p.hebb_neg, l7.hd[k] - l7.dh[k], l7.hd[k] + l7.dh[k]))
             # L8: clamp
             sk = l8.s[k]
-            m.d.sync += l9.h[k].eq(Mux(sk > hc, hc, Mux(sk < neg_hc, neg_hc, sk)))
+            m.d.sync += l9.h[k].eq(Mux(sk > hc_k[k], hc_k[k], Mux(sk < neg_hc_k[k], neg_hc_k[k], sk)))
         # write back from the register
         m.d.comb += [self.h_wdata.eq(l9.h), self.h_waddr.eq(l9.a), self.h_we.eq(l9.v)]
         busy = running
