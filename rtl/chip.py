@@ -111,9 +111,17 @@ class Chip(wiring.Component):
             injects.append(nifs[k].packets.valid & nifs[k].packets.ready)
             delivers.append(d.valid & d.ready)
         host = mesh.host
-        m.d.comb += [host.ready.eq(1), outq.w_data.eq(Cat(host.payload.index, host.payload.value)),
-                     outq.w_en.eq(host.valid)]
-        with m.If(host.valid & ~outq.w_rdy):
+        m.d.comb += host.ready.eq(1)
+        out_v, out_w = host.valid, Cat(host.payload.index, host.payload.value)
+        if self.mem_pipe:
+            # a packet for the host enters the output FIFO (and the drop counter) from a register: the
+            # mesh's host port and the FIFO sit apart. It is counted as delivered a clock earlier,
+            # which is safe: the sequencer finishes a step several clocks after the network is quiet
+            out_vq, out_wq = Signal(), Signal.like(out_w)
+            m.d.sync += [out_vq.eq(out_v), out_wq.eq(out_w)]
+            out_v, out_w = out_vq, out_wq
+        m.d.comb += [outq.w_data.eq(out_w), outq.w_en.eq(out_v)]
+        with m.If(out_v & ~outq.w_rdy):
             m.d.sync += drops.eq(drops + 1)
         delivers.append(host.valid)
 

@@ -266,6 +266,9 @@ class HybridCore(wiring.Component):
         ]
 
         zc = Signal(range(geom.n_pad + 1))
+        zeroing = Signal()  # (with pipelined memories) high in ZERO and the clock after
+        with m.If(idle):
+            m.d.sync += zeroing.eq(0)
         g = Signal(range(G + 1))
         gbase = Signal(geom.addr_bits)
         jbase = Signal(geom.neuron_bits + 1)
@@ -297,15 +300,28 @@ class HybridCore(wiring.Component):
                 wps[Mem.H].addr.eq(lpu.h_waddr), wps[Mem.H].data.eq(lpu.h_wdata),
                 wps[Mem.H].en.eq(Mux(lpu.h_we, (1 << P) - 1, 0)),
                 wps[Mem.F].addr.eq(soma.f_addr), wps[Mem.F].data.eq(soma.f_wdata), wps[Mem.F].en.eq(soma.f_en),
-                wps[Mem.U].addr.eq(soma.w_addr), wps[Mem.U].data.eq(soma.u_wdata), wps[Mem.U].en.eq(soma.w_en),
-                wps[Mem.S].addr.eq(soma.w_addr), wps[Mem.S].data.eq(soma.s_wdata), wps[Mem.S].en.eq(soma.w_en),
             ]
+            if K:
+                # the ZERO state's writes are selected by a flop of their own (``zeroing``), not by the
+                # sequencer's state decode
+                zw = zc != geom.n_pad
+                for mid, wdata in ((Mem.U, soma.u_wdata), (Mem.S, soma.s_wdata)):
+                    m.d.comb += [wps[mid].addr.eq(Mux(zeroing, zc, soma.w_addr)),
+                                 wps[mid].data.eq(Mux(zeroing, 0, wdata)),
+                                 wps[mid].en.eq(Mux(zeroing, zw, soma.w_en))]
+            else:
+                m.d.comb += [
+                    wps[Mem.U].addr.eq(soma.w_addr), wps[Mem.U].data.eq(soma.u_wdata), wps[Mem.U].en.eq(soma.w_en),
+                    wps[Mem.S].addr.eq(soma.w_addr), wps[Mem.S].data.eq(soma.s_wdata), wps[Mem.S].en.eq(soma.w_en),
+                ]
 
         # ---- step sequencer ----------------------------------------------------------------
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(clear_req & can_leave):
                     m.d.sync += [clear_req.eq(0), zc.eq(0), idle.eq(0)]
+                    if K:
+                        m.d.sync += zeroing.eq(1)
                     m.d.comb += axb.clear.eq(1)
                     m.next = "ZERO"
                 with m.Elif(start_req & can_leave):
@@ -313,7 +329,10 @@ class HybridCore(wiring.Component):
                     m.d.comb += [den.start.eq(1), soma.clear_count.eq(1)]
                     m.next = "INTEG"
             with m.State("ZERO"):
-                zero_state(m, self, zc, geom.n_pad, wps[Mem.U], wps[Mem.S], axb, idle)
+                if K:
+                    zero_state(m, self, zc, geom.n_pad, None, None, axb, idle)
+                else:
+                    zero_state(m, self, zc, geom.n_pad, wps[Mem.U], wps[Mem.S], axb, idle)
             with m.State("INTEG"):
                 with m.If(den.acc_valid & soma.ready):
                     m.d.comb += soma.load.eq(1)

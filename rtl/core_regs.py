@@ -145,10 +145,12 @@ def read_regs_split(m: Module, addr, params, ro: dict, width: int, delay: int) -
 
 def zero_state(m: Module, core, zc, n_pad: int, wp_u, wp_s, axb, idle) -> None:
     """The body of the sequencer's ``ZERO`` state (sample start): write u := 0 and s := 0 at ``zc``,
-    one neuron per clock up to ``n_pad``, then (inputs cleared) pulse ``done`` and return to ``IDLE``."""
+    one neuron per clock up to ``n_pad``, then (inputs cleared) pulse ``done`` and return to ``IDLE``.
+    ``wp_u = wp_s = None``: the caller drives the writes (from ``zc`` while ``zc != n_pad``)."""
     with m.If(zc != n_pad):
-        m.d.comb += [wp_u.addr.eq(zc), wp_u.data.eq(0), wp_u.en.eq(1),
-                     wp_s.addr.eq(zc), wp_s.data.eq(0), wp_s.en.eq(1)]
+        if wp_u is not None:
+            m.d.comb += [wp_u.addr.eq(zc), wp_u.data.eq(0), wp_u.en.eq(1),
+                         wp_s.addr.eq(zc), wp_s.data.eq(0), wp_s.en.eq(1)]
         m.d.sync += zc.eq(zc + 1)
     with m.Elif(~axb.busy):
         m.d.comb += core.done.eq(1)

@@ -215,8 +215,21 @@ class Link(wiring.Component):
         base = arg1[:self.addr_width]
         addr_i = Mux((op == Op.WRITE_FIX) | (op == Op.READ_FIX), base, (base + i)[:self.addr_width])
 
+        # the frame-buffer write request (made below); with ``pipes`` it reaches the block RAM a clock
+        # later from registers (no address arithmetic or decode on the route to the RAM). Nothing reads
+        # a word within two clocks of its write (RECV -> PRECHECK -> CHECK; READ_WAIT / RUN_WAIT -> REPLY)
         wr_addr = Signal.like(wr.addr)
-        m.d.comb += [wr.addr.eq(wr_addr), rd.addr.eq(i)]
+        wr_en = Signal()
+        wr_data = Signal.like(wr.data)
+        if self.pipes:
+            wr_addr_q = Signal.like(wr.addr, reset_less=True)
+            wr_data_q = Signal.like(wr.data, reset_less=True)
+            wr_en_q = Signal()
+            m.d.sync += [wr_addr_q.eq(wr_addr), wr_data_q.eq(wr_data), wr_en_q.eq(wr_en)]
+            m.d.comb += [wr.addr.eq(wr_addr_q), wr.data.eq(wr_data_q), wr.en.eq(wr_en_q)]
+        else:
+            m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(wr_data), wr.en.eq(wr_en)]
+        m.d.comb += rd.addr.eq(i)
 
         def reply(st, kind_, n, op_=None):
             m.d.sync += [status.eq(st), kind.eq(kind_), nout.eq(n),
@@ -247,7 +260,7 @@ class Link(wiring.Component):
                             with m.Elif(widx == 1):
                                 m.d.sync += arg1.eq(new_word)
                             with m.Elif(widx < maxw + 3):
-                                m.d.comb += [wr.en.eq(1), wr.data.eq(new_word),
+                                m.d.comb += [wr_en.eq(1), wr_data.eq(new_word),
                                              wr_addr.eq(widx - 2)]
                             with m.If(widx == maxw + 3):
                                 m.d.sync += too_long.eq(1)
@@ -382,7 +395,7 @@ class Link(wiring.Component):
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
                 with m.If(bus.r_valid):
-                    m.d.comb += [wr.en.eq(1), wr.data.eq(bus.r_data), wr_addr.eq(i)]
+                    m.d.comb += [wr_en.eq(1), wr_data.eq(bus.r_data), wr_addr.eq(i)]
                     with m.If(bus.error):
                         bus_error(baddr)
                     m.d.sync += i.eq(i + 1)
@@ -397,7 +410,7 @@ class Link(wiring.Component):
                     m.next = "RUN_WAIT"
             with m.State("RUN_WAIT"):
                 with m.If(bus.r_valid):
-                    m.d.comb += [wr.en.eq(1), wr.data.eq(bus.r_data), wr_addr.eq(0)]
+                    m.d.comb += [wr_en.eq(1), wr_data.eq(bus.r_data), wr_addr.eq(0)]
                     with m.If(bus.error):
                         bus_error(0)
                     finish()
