@@ -144,7 +144,15 @@ class HybridCore(wiring.Component):
         if K:  # nor while a register write waits (a CMD there sets its request a clock later)
             reg_wait = Signal(name="reg_we_wait")
             bus_open = bus_open & ~reg_wait
-        m.d.comb += self.bus.ready.eq(bus_open)
+        if K:
+            # ``ready`` is a flop (it gates the register slice in front of the core, whose loads fan out
+            # over the whole request): ``bus_open`` a clock earlier, and low the clock after anything
+            # that could close it (an accepted request or axon input, a register write, start / clear),
+            # so that it is never high while ``bus_open`` is low. One request per two clocks.
+            bus_ready = Signal()
+            m.d.comb += self.bus.ready.eq(bus_ready)
+        else:
+            m.d.comb += self.bus.ready.eq(bus_open)
         accept = Signal()
         m.d.comb += accept.eq(self.bus.valid & self.bus.ready)
         acc_r = accept & ~req.we
@@ -189,6 +197,9 @@ class HybridCore(wiring.Component):
         # enables of the parameter registers, which fan out over the whole core, start at flops)
         hq_reg_we = Signal()
         m.d.sync += hq_reg_we.eq(acc_w & (req.mem == Mem.REG))
+        if K:
+            m.d.sync += bus_ready.eq(bus_open & ~accept & ~hq_reg_we & ~(axb.inp.valid & axb.inp.ready)
+                                     & ~self.start & ~self.clear)
         if K:
             # with pipelined memories a register write takes a clock more (the decode ends at flops);
             # the sequencer waits for it like for the request register

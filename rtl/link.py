@@ -39,7 +39,7 @@ from plasticore import protocol as P
 from plasticore.protocol import Op, Status
 
 from .bus import BusOp, BusSignature
-from .framing import TX_BEAT, CobsDecoder, CobsEncoder, CrcAppender, CrcChecker, Pipe, StreamWire
+from .framing import RX_BEAT, TX_BEAT, CobsDecoder, CobsEncoder, CrcAppender, CrcChecker, Pipe, StreamWire
 
 __all__ = ["Link"]
 
@@ -121,7 +121,12 @@ class Link(wiring.Component):
         ]
         connect(m, rx_pipe.o, dec.i)
         connect(m, dec.o, chk.i)
-        beat = chk.o.payload
+        # the checked beats reach the frame assembly from a register slice (the decoder and the CRC
+        # check are logic enough for one clock)
+        m.submodules.chk_pipe = chk_pipe = self._slice(RX_BEAT)
+        connect(m, chk.o, chk_pipe.i)
+        chk_o = chk_pipe.o
+        beat = chk_o.payload
 
         # ---------------- transmit path: bytes -> CRC -> COBS -> tx, a register slice between -----
         m.submodules.out_pipe = out_pipe = self._slice(TX_BEAT)
@@ -243,9 +248,9 @@ class Link(wiring.Component):
         with m.FSM() as fsm:
             # ------------------------------------------------------------------------------------
             with m.State("RECV"):
-                m.d.comb += chk.o.ready.eq(1)
+                m.d.comb += chk_o.ready.eq(1)
                 new_word = Cat(acc[8:], beat.data)
-                with m.If(chk.o.valid):
+                with m.If(chk_o.valid):
                     with m.If(beat.end):
                         with m.If((widx == 0) & (bidx == 0)):
                             pass  # empty frame: ignore
@@ -481,7 +486,7 @@ class Link(wiring.Component):
                         m.d.sync += i.eq(i + 1)
                         m.next = "REPLY_LOAD"
 
-        m.d.comb += self.busy.eq(~fsm.ongoing("RECV") | fifo.r_rdy | rx_pipe.o.valid | chk.o.valid
+        m.d.comb += self.busy.eq(~fsm.ongoing("RECV") | fifo.r_rdy | rx_pipe.o.valid | chk_o.valid
                                  | out_pipe.o.valid | app.o.valid | app_pipe.o.valid | enc.o.valid
                                  | tx_pipe.o.valid)
         return m

@@ -194,19 +194,29 @@ class Soma(wiring.Component):
         ]
         # S1x -> r2: alpha * accH (partial products)
         ah_lo, ah_hi = split(r1x.ah)
+        # with pipelined memories (a large core at a high clock) the spike test of the reset and the
+        # subtrahend of the soft reset are made a stage early (``sp`` / ``th``), so that the reset's
+        # subtractor starts at flops
+        early = {"sp": 1, "th": signed(len(theta) + 1)} if self.mem_delay else {}
         r2 = stage("r2", {"u": signed(U), "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS),
-                          "pa_lo": shp(ah_lo * alpha), "pa_hi": shp(ah_hi * alpha), "aw": signed(AWS)})
+                          "pa_lo": shp(ah_lo * alpha), "pa_hi": shp(ah_hi * alpha), "aw": signed(AWS), **early})
         m.d.sync += carry(r2, r1x) + [
             r2.u.eq(r1x.u), r2.s.eq(r1x.s), r2.b.eq(r1x.b), r2.eta.eq(r1x.eta),
             r2.pa_lo.eq(ah_lo * alpha), r2.pa_hi.eq(ah_hi * alpha),
             r2.aw.eq(r1x.aw << p.acc_shift),
         ]
+        if early:
+            m.d.sync += [r2.sp.eq(r1x.s != 0), r2.th.eq(Mux(r1x.s != 0, theta, 0))]
         r2x = relay("r2x", r2)
         # S2 -> r3: rounding add of alpha*accH, reset, W current + bias
         r3 = stage("r3", {"pha": signed(max(PH, SW) + 1), "vm": signed(U + 1), "awb": signed(AWS + 1),
                           "eta": signed(C.ETA_BITS)})
-        s_prev = r2x.s != 0
-        v_soft = r2x.u - Mux(s_prev, theta, 0)
+        if early:
+            s_prev = r2x.sp
+            v_soft = r2x.u - r2x.th
+        else:
+            s_prev = r2x.s != 0
+            v_soft = r2x.u - Mux(s_prev, theta, 0)
         v_hard = Mux(s_prev, 0, r2x.u)
         m.d.sync += carry(r3, r2x) + [
             r3.pha.eq(join(r2x.pa_lo, r2x.pa_hi) + half_a),
