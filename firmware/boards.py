@@ -41,7 +41,8 @@ SEED_ULX3S = 1
 ECP5_MEMORY_HINTS = "\n".join([
     "proc",
     "memory_collect",
-    'setattr -set ram_style "distributed" t:$mem_v2 r:SIZE>=32 %i r:SIZE<=256 %i',
+    # (not over a memory's own ``ram_style``: the COBS encoder's block asks for a block RAM)
+    'setattr -set ram_style "distributed" t:$mem_v2 r:SIZE>=32 %i r:SIZE<=256 %i a:ram_style %d',
 ])
 
 

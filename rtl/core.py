@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from types import SimpleNamespace
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import fifo, memory, wiring
 
 from plasticore import contract as C
@@ -242,25 +244,47 @@ class HybridCore(wiring.Component):
         # with pipelined memories the memory data comes K clocks later; the register and X values
         # (read at the plain time, so a read sees exactly the writes before it) wait for it
         d_rd_k, _ = delayed(m, d_rd, K, "d_rd", reset_less=False)
-        if K:
-            # (the memories register their data next to the block RAMs: the host's copies are taken
-            # only for a read, so that Yosys does not merge them with the engines' copies)
-            m.d.sync += rd_x.eq(axb.x_data.as_unsigned())
-            with m.If(d_rd_k):
-                m.d.sync += [rd_reg[mid].eq(rp.data) for mid, rp in rps.items()]
         d_mem_k, _ = delayed(m, d_mem, K, "d_mem")
         rd_x_k, _ = delayed(m, rd_x, K - x_lag, "rd_x")
-        m.d.sync += [e_mem.eq(d_mem_k), e_rd.eq(d_rd_k), f_rd.eq(e_rd)]
-        with m.Switch(e_mem):
-            for mid in rps:
-                with m.Case(int(mid)):
-                    m.d.sync += f_data.eq(rd_reg[mid])
-            with m.Case(int(Mem.X)):
-                m.d.sync += f_data.eq(rd_x_k)
-            with m.Case(int(Mem.REG)):
-                m.d.sync += f_data.eq(reg_rdata_k)
-            with m.Default():
-                m.d.sync += f_data.eq(0)
+        if K:
+            # (the memories register their data next to the block RAMs: the host's copies are taken
+            # only for a read of their memory and are zero otherwise, so that Yosys does not merge them
+            # with the engines' copies; the selection is a flop's synchronous reset, not a multiplexer)
+            # the answer is then an OR in two registered stages, one level of logic and one long route
+            # each (the copies sit next to their memories, all over the die): a read answers a clock
+            # later than without pipelined memories, which only the response FIFO sees
+            d_sel = Signal(len(rps) + 2, name="d_sel")
+            sels = [hq_mem == int(mid) for mid in rps] + [hq_mem == int(Mem.X), hq_mem == int(Mem.REG)]
+            m.d.sync += d_sel.eq(Mux(hq_rd, Cat(*sels), 0))
+            d_sel_k, _ = delayed(m, d_sel, K, "d_sel")
+            m.d.sync += rd_x.eq(axb.x_data.as_unsigned())
+            for i, (mid, rp) in enumerate(rps.items()):
+                with m.If(d_sel_k[i]):
+                    m.d.sync += rd_reg[mid].eq(rp.data)
+                with m.Else():
+                    m.d.sync += rd_reg[mid].eq(0)
+            e_sel_x, e_sel_reg = Signal(), Signal()
+            m.d.sync += [e_sel_x.eq(d_sel_k[len(rps)]), e_sel_reg.eq(d_sel_k[len(rps) + 1])]
+            terms = [rd_reg[mid] for mid in rps]
+            parts = [Signal(geom.data_bits, name=f"rd_part{j}") for j in range((len(terms) + 3) // 4 + 1)]
+            for j, part in enumerate(parts[:-1]):
+                m.d.sync += part.eq(functools.reduce(operator.or_, terms[4 * j:4 * j + 4]))
+            m.d.sync += parts[-1].eq(Mux(e_sel_x, rd_x_k, 0) | Mux(e_sel_reg, reg_rdata_k, 0))
+            m.d.sync += f_data.eq(functools.reduce(operator.or_, parts))
+            e2_rd = Signal()
+            m.d.sync += [e_rd.eq(d_rd_k), e2_rd.eq(e_rd), f_rd.eq(e2_rd)]
+        else:
+            m.d.sync += [e_mem.eq(d_mem_k), e_rd.eq(d_rd_k), f_rd.eq(e_rd)]
+            with m.Switch(e_mem):
+                for mid in rps:
+                    with m.Case(int(mid)):
+                        m.d.sync += f_data.eq(rd_reg[mid])
+                with m.Case(int(Mem.X)):
+                    m.d.sync += f_data.eq(rd_x_k)
+                with m.Case(int(Mem.REG)):
+                    m.d.sync += f_data.eq(reg_rdata_k)
+                with m.Default():
+                    m.d.sync += f_data.eq(0)
 
         # ---- engine wiring -----------------------------------------------------------------
         m.d.comb += [

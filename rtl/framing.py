@@ -21,6 +21,8 @@ from amaranth.lib.wiring import In, Out
 
 from plasticore import protocol as P
 
+from .stream_slice import StreamSlice
+
 __all__ = ["RX_BEAT", "TX_BEAT", "CobsDecoder", "CobsEncoder", "CrcAppender", "CrcChecker", "Pipe", "StreamWire",
            "crc_update"]
 
@@ -76,32 +78,9 @@ def crc_update(reg, byte):
     return Cat(*[(x & mask).xor() for mask in _CRC_MATRIX])
 
 
-class Pipe(wiring.Component):
-    """Stream register slice (two-entry skid buffer): ``o.valid``, ``o.payload`` and ``i.ready``
-    all come straight from flip-flops, so no combinational path crosses it in either direction.
-    Full throughput (one beat per clock); the beats and their order are unchanged, one clock of
-    latency is added."""
-
-    def __init__(self, shape):
-        self._shape = shape
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
-
-    def elaborate(self, platform):
-        m = Module()
-        oval = Signal()
-        odata = Signal(self._shape)
-        sval = Signal()  # skid register holds a beat that arrived while the output was stalled
-        sdata = Signal(self._shape)
-        m.d.comb += [self.o.valid.eq(oval), self.o.payload.eq(odata), self.i.ready.eq(~sval)]
-        take = self.i.valid & ~sval
-        with m.If(~oval | self.o.ready):
-            with m.If(sval):
-                m.d.sync += [odata.eq(sdata), oval.eq(1), sval.eq(0)]
-            with m.Else():
-                m.d.sync += [odata.eq(self.i.payload), oval.eq(self.i.valid)]
-        with m.Elif(take):
-            m.d.sync += [sdata.eq(self.i.payload), sval.eq(1)]
-        return m
+#: Stream register slice (two-entry skid buffer, every output a flop, one beat per clock, one clock
+#: of latency): the link's slices are the chip's :class:`~plasticore.rtl.stream_slice.StreamSlice`.
+Pipe = StreamSlice
 
 
 class StreamWire(wiring.Component):

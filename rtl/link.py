@@ -120,7 +120,10 @@ class Link(wiring.Component):
             fifo.r_en.eq(rx_pipe.i.ready),
         ]
         connect(m, rx_pipe.o, dec.i)
-        connect(m, dec.o, chk.i)
+        # and a slice between the decoder and the CRC check (the decoder's ``ready`` depends on the byte)
+        m.submodules.dec_pipe = dec_pipe = self._slice(RX_BEAT)
+        connect(m, dec.o, dec_pipe.i)
+        connect(m, dec_pipe.o, chk.i)
         # the checked beats reach the frame assembly from a register slice (the decoder and the CRC
         # check are logic enough for one clock)
         m.submodules.chk_pipe = chk_pipe = self._slice(RX_BEAT)

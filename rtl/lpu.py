@@ -81,7 +81,8 @@ class PlasticityUnit(wiring.Component):
         m = Module()
         p = self.params
         if self.mem_delay:
-            p = local_params(m, p)
+            # (two clocks: the soma's copy of the same registers is one, and Yosys would merge them)
+            p = local_params(m, p, depth=2)
         geom = self.geom
         P, AB = geom.lanes, geom.addr_bits
         running = Signal()

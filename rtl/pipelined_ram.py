@@ -126,11 +126,16 @@ def delayed(m: Module, value, n: int, name: str, *, reset_less: bool = True) -> 
     return cur, chain
 
 
-def local_params(m: Module, params):
+def local_params(m: Module, params, depth: int = 1):
     """A registered copy of an engine's (static) parameter registers, for the engines of a core with
     pipelined memories (a large core on a large FPGA): the copy sits next to the engine, so no route
     from the register file carries logic.  The host writes the parameters while the core is idle,
-    several clocks before a step starts, so the clock of lag is never seen."""
-    copy = Signal(params.shape(), name="params_r", reset_less=True)
-    m.d.sync += copy.eq(params)
-    return copy
+    several clocks before a step starts, so the ``depth`` clocks of lag are never seen.  Engines that
+    read the same registers take copies of different ``depth`` (a chain), which the synthesiser does
+    not merge into one register far from one of them."""
+    cur = params
+    for i in range(depth):
+        copy = Signal(params.shape(), name=f"params_r{i}" if depth > 1 else "params_r", reset_less=True)
+        m.d.sync += copy.eq(cur)
+        cur = copy
+    return cur

@@ -118,11 +118,23 @@ class Soma(wiring.Component):
         grp = Signal.like(self.group)
         # registered (off the issue path): the level grows by at most 1 per clock, so one more entry
         # of margin than the in-flight bound keeps the FIFO from overflowing
-        room = Signal()
-        m.d.sync += room.eq(ofifo.level <= OUT_FIFO_DEPTH - self.latency - 3)
+        room_level = ofifo.level <= OUT_FIFO_DEPTH - self.latency - 3
         issue = Signal()
-        m.d.comb += issue.eq((rem != 0) & room)
-        m.d.comb += self.ready.eq((rem == 0) | ((rem == 1) & issue))
+        if self.mem_delay:
+            # a large core at a high clock: ``issue`` (the enable of the whole lane buffer) is itself a
+            # flop, computed a clock ahead from the next ``rem`` and the registered room test's input;
+            # so is ``ready`` (the load handshake then starts at flops)
+            rem_next = Signal.like(rem)
+            m.d.comb += rem_next.eq(Mux(self.load, P, Mux(issue, rem - 1, rem)))
+            ready = Signal(init=1)
+            m.d.sync += [issue.eq((rem_next != 0) & room_level),
+                         ready.eq((rem_next == 0) | ((rem_next == 1) & room_level))]
+            m.d.comb += self.ready.eq(ready)
+        else:
+            room = Signal()
+            m.d.sync += room.eq(room_level)
+            m.d.comb += issue.eq((rem != 0) & room)
+            m.d.comb += self.ready.eq((rem == 0) | ((rem == 1) & issue))
         with m.If(issue):
             m.d.sync += [rem.eq(rem - 1), j.eq(j + 1), k.eq(k + 1)]
             for q in range(P - 1):

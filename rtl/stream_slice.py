@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,13 +30,15 @@ class StreamSlice(wiring.Component):
         out = Signal(self.shape, name="out")
         m.d.comb += [self.i.ready.eq(~skid_valid), self.o.valid.eq(out_valid), self.o.payload.eq(out)]
         take = self.i.valid & ~skid_valid
-        with m.If(~out_valid | self.o.ready):  # the output entry is free next clock
-            with m.If(skid_valid):
-                m.d.sync += [out.eq(skid), out_valid.eq(1), skid_valid.eq(0)]
-            with m.Elif(take):
-                m.d.sync += [out.eq(self.i.payload), out_valid.eq(1)]
-            with m.Else():
-                m.d.sync += out_valid.eq(0)
+        # the payload registers load whenever their entry may (their enables come from the slice's own
+        # flops and ``o.ready``, not from ``i.valid``: wide payloads fan the enable out); what they take
+        # without a transfer is never presented, since the valid bits only follow transfers
+        free = ~out_valid | self.o.ready  # the output entry is free next clock
+        with m.If(free):
+            m.d.sync += [out.eq(Mux(skid_valid, skid, self.i.payload)), out_valid.eq(skid_valid | take),
+                         skid_valid.eq(0)]
         with m.Elif(take):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
         return m
