@@ -28,7 +28,7 @@ from .core_regs import (
     zero_state,
 )
 from .dendrite import Dendrite
-from .layouts import NO_RW_CHECK, param_layout
+from .layouts import NO_RW_CHECK, no_rw_check_read, param_layout
 from .lpu import PlasticityUnit
 from .pipelined_ram import BANK_BITS, PIPE_LATENCY, PipelinedRam, delayed
 from .soma import Soma
@@ -93,8 +93,8 @@ class HybridCore(wiring.Component):
                 mem = memory.Memory(shape=unsigned(geom.word_bits(mid)), depth=geom.depth(mid), init=[],
                                     attrs=NO_RW_CHECK)
                 m.submodules[f"mem_{mid.name.lower()}"] = mem
-                rps[mid] = mem.read_port(transparent_for=())
                 wps[mid] = mem.write_port(granularity=info.bits if info.lanes else None)
+                rps[mid] = no_rw_check_read(m, mem, wps[mid], f"mem_{mid.name.lower()}_rp")
                 continue
             ram = PipelinedRam(lane_bits=info.bits, lanes=P if info.lanes else None, depth=geom.depth(mid),
                                bank_bits=self.mem_bank_bits)

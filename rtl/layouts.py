@@ -3,13 +3,17 @@ and the memory attributes they share."""
 
 from __future__ import annotations
 
-from amaranth.hdl import signed, unsigned
+import os
+from types import SimpleNamespace
+
+from amaranth.hdl import Signal, signed, unsigned
 from amaranth.lib import data
 
 from plasticore import contract as C
 from plasticore.core_map import MEM_BITS, PARAM_REGS, REGS, CoreGeometry
 
-__all__ = ["NO_RW_CHECK", "PIPELINE_RESET_LESS", "axon_event_layout", "bus_req_layout", "param_layout",
+__all__ = ["NO_RW_CHECK", "PIPELINE_RESET_LESS", "RW_POISON_ENV", "no_rw_check_read",
+           "axon_event_layout", "bus_req_layout", "param_layout",
            "spike_event_layout"]
 
 #: Yosys memory attribute: a read in the same clock as a write to the same word may return anything.
@@ -18,6 +22,33 @@ __all__ = ["NO_RW_CHECK", "PIPELINE_RESET_LESS", "axon_event_layout", "bus_req_l
 #: read-before-write across the two BRAM ports (that emulation delays every write by a clock and adds
 #: an address comparator and a bypass multiplexer per block RAM, which limited Fmax).
 NO_RW_CHECK = {"no_rw_check": 1}
+
+#: Simulation only (environment ``PLASTICORE_RW_POISON=1`` when the design is elaborated): a read of
+#: a :data:`NO_RW_CHECK` memory (through :func:`no_rw_check_read`) in the same clock as a write to
+#: its word returns the inverted word, so that a test in which a used read meets a write fails.
+RW_POISON_ENV = "PLASTICORE_RW_POISON"
+
+
+def no_rw_check_read(m, mem, wp, name: str):
+    """A synchronous read port of ``mem`` (a :data:`NO_RW_CHECK` memory with write port ``wp``) made
+    of an asynchronous port and a register with the port's enable (``addr``, ``en``, ``data``, like an
+    Amaranth read port, not transparent).
+
+    Yosys honours ``no_rw_check`` only when it merges such a register into the port (``memory_dff``):
+    on a synchronous read port made by Amaranth it emulates the read-before-write behaviour across the
+    two block-RAM ports (a comparator, a bypass multiplexer and a copy of every write per block RAM).
+    In simulation the read is the same; with :data:`RW_POISON_ENV` set a read meeting a write of its
+    word returns the word inverted."""
+    rp = mem.read_port(domain="comb")
+    port = SimpleNamespace(addr=rp.addr, en=Signal(name=f"{name}_en"),
+                           data=Signal(rp.data.shape(), name=f"{name}_data", reset_less=True))
+    word = rp.data
+    if os.environ.get(RW_POISON_ENV) == "1":
+        hit = wp.en.any() & (wp.addr == rp.addr)
+        word = rp.data ^ hit.replicate(len(rp.data))
+    with m.If(port.en):
+        m.d.sync += port.data.eq(word)
+    return port
 
 #: The soma's pipeline registers (its stages, lane buffer and multiplier relays) are built without
 #: reset: on an FPGA the domain reset is a synchronous reset net to every flop that has one, and its

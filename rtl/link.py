@@ -23,8 +23,10 @@ Frame handling (see ``docs/protocol.md``):
 Timing (ECP5 at 100 MHz): block RAM read data (the RX FIFO, the frame buffer) goes into a register
 before any logic, the bus request (address, write data) comes straight from registers, and a
 :class:`~plasticore.rtl.framing.Pipe` register slice separates the RX FIFO,
-the decoder, the reply byte source, the CRC appender, the COBS encoder and the transmitter, so no
-combinational path spans two stages.  This adds a few clocks of latency, not a byte of difference.
+the decoder, the CRC check, the frame assembly, the reply byte source, the CRC appender, the COBS
+encoder and the transmitter, so no combinational path spans two stages; the frame-buffer writes come
+from registers and the encoder keeps its block in a block RAM.  This adds a few clocks of latency,
+not a byte of difference.
 
 Receiving pauses (the FIFO absorbs the line) while a frame executes and its reply is sent.
 """

@@ -28,7 +28,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import NO_RW_CHECK
+from .layouts import NO_RW_CHECK, no_rw_check_read
 
 __all__ = ["BANK_BITS", "PIPE_LATENCY", "PipelinedRam", "delayed", "local_params"]
 
@@ -83,8 +83,8 @@ class PipelinedRam(wiring.Component):
             depth = min(bd, self.depth - b * bd)
             m.submodules[f"bank{b}"] = mem = memory.Memory(shape=unsigned(self.width), depth=depth, init=[],
                                                            attrs=NO_RW_CHECK)
-            rp = mem.read_port(transparent_for=())
             wp = mem.write_port(granularity=gran)
+            rp = no_rw_check_read(m, mem, wp, f"bank{b}_rp")
             # B: this bank's copy of the request, loaded only when the request is for this bank (so the
             # copies differ and the synthesiser keeps them; the placer puts each next to its block RAMs)
             rhit = (r_bank == b) if nb > 1 else 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import memory
 from amaranth.sim import Simulator
 
 from plasticore import contract as C
@@ -29,7 +30,7 @@ from plasticore.core_map import (
 from plasticore.rtl.arith import rshift_round, sat
 from plasticore.rtl.chip import CORE_KINDS
 from plasticore.rtl.core import HybridCore
-from plasticore.rtl.layouts import bus_req_layout
+from plasticore.rtl.layouts import NO_RW_CHECK, RW_POISON_ENV, bus_req_layout, no_rw_check_read
 from plasticore.sim import golden
 from plasticore.sim.core_tb import cycle_parts
 from plasticore.sim.random_bundle import random_layer
@@ -152,6 +153,54 @@ def _run_core(layer, xs, kind: str = "hybrid"):
 def test_tiny_core_matches_golden(soma, kind, edge, core):
     """Both core implementations (HybridCore P = 4; CompactCore: serial soma, column-wise LPU) give the
     golden model's integers after every step, in the cycles of their formula."""
+    _check_tiny_core(soma, kind, edge, core)
+
+
+@pytest.mark.parametrize("core", ["hybrid", "hybrid_pipe"])
+@pytest.mark.parametrize("soma,kind,edge", [
+    (C.SomaMode.LIF, C.InputKind.SPIKE, "none"),
+    (C.SomaMode.ANN, C.InputKind.GRADED, "clamp"),
+])
+def test_no_used_read_meets_a_write(soma, kind, edge, core, monkeypatch):
+    """The core's block-RAM memories are ``no_rw_check`` (a read in the clock of a write to its word
+    may return anything on the FPGA): with every such read inverted in simulation
+    (``PLASTICORE_RW_POISON``), the core still gives the golden integers, so no read whose data is
+    used meets a write."""
+    monkeypatch.setenv(RW_POISON_ENV, "1")
+    _check_tiny_core(soma, kind, edge, core)
+
+
+def test_rw_poison_inverts_a_colliding_read(monkeypatch):
+    """The poison itself: a read meeting a write of its word returns the old word inverted; a read of
+    another word, and any read without the poison, returns the old word (read before write)."""
+    def run(poison: bool):
+        monkeypatch.setenv(RW_POISON_ENV, "1" if poison else "0")
+        m = Module()
+        m.submodules.mem = mem = memory.Memory(shape=8, depth=4, init=[0x11, 0x22, 0x33, 0x44], attrs=NO_RW_CHECK)
+        wp = mem.write_port()
+        rp = no_rw_check_read(m, mem, wp, "rp")
+        got = []
+
+        async def tb(ctx):
+            for raddr in (1, 2):
+                ctx.set(rp.addr, raddr)
+                ctx.set(rp.en, 1)
+                ctx.set(wp.addr, 1)
+                ctx.set(wp.data, 0x5A)
+                ctx.set(wp.en, 1)
+                await ctx.tick()
+                got.append(ctx.get(rp.data))
+        sim = Simulator(m)
+        sim.add_clock(1e-6)
+        sim.add_testbench(tb)
+        sim.run()
+        return got
+
+    assert run(False) == [0x22, 0x33]
+    assert run(True) == [0x22 ^ 0xFF, 0x33]
+
+
+def _check_tiny_core(soma, kind, edge, core):
     key = (soma, kind, edge) if core == "hybrid" else (soma, kind, edge, core)
     rng = np.random.default_rng(hash(key) % 2**32)
     A, N = (6, 5) if core == "compact" else (5, 5)
