@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from plasticore.rtl.pipelined_ram import LUTRAM_WORDS
+
 from .errors import UnknownBoardError
 
 __all__ = ["BOARDS", "Board", "get_board"]
@@ -42,7 +44,7 @@ ECP5_MEMORY_HINTS = "\n".join([
     "proc",
     "memory_collect",
     # (not over a memory's own ``ram_style``: the COBS encoder's block asks for a block RAM)
-    'setattr -set ram_style "distributed" t:$mem_v2 r:SIZE>=32 %i r:SIZE<=256 %i a:ram_style %d',
+    f'setattr -set ram_style "distributed" t:$mem_v2 r:SIZE>=32 %i r:SIZE<={LUTRAM_WORDS} %i a:ram_style %d',
 ])
 
 

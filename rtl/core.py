@@ -30,7 +30,7 @@ from .core_regs import (
 from .dendrite import Dendrite
 from .layouts import NO_RW_CHECK, no_rw_check_read, param_layout
 from .lpu import PlasticityUnit
-from .pipelined_ram import BANK_BITS, PIPE_LATENCY, PipelinedRam, delayed
+from .pipelined_ram import BANK_BITS, LUTRAM_BANK, LUTRAM_WORDS, PIPE_LATENCY, PipelinedRam, delayed
 from .soma import Soma
 
 __all__ = ["HybridCore"]
@@ -96,8 +96,14 @@ class HybridCore(wiring.Component):
                 wps[mid] = mem.write_port(granularity=info.bits if info.lanes else None)
                 rps[mid] = no_rw_check_read(m, mem, wps[mid], f"mem_{mid.name.lower()}_rp")
                 continue
+            # a memory of at most LUTRAM_WORDS words is a LUT RAM on the ECP5 (firmware.boards): its banks
+            # are LUTRAM_BANK words deep, so that each read is a 4:1 multiplexer next to its bank's copy
+            # of the address (not one address register fanned out to the whole memory)
+            bank_bits = self.mem_bank_bits
+            if geom.depth(mid) <= LUTRAM_WORDS:
+                bank_bits = min(bank_bits, LUTRAM_BANK * info.bits)
             ram = PipelinedRam(lane_bits=info.bits, lanes=P if info.lanes else None, depth=geom.depth(mid),
-                               bank_bits=self.mem_bank_bits)
+                               bank_bits=bank_bits)
             m.submodules[f"mem_{mid.name.lower()}"] = ram
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)

@@ -20,7 +20,9 @@ __all__ = ["NO_RW_CHECK", "PIPELINE_RESET_LESS", "RW_POISON_ENV", "no_rw_check_r
 #: No read whose data is used ever meets a write to its word (the engines read words they are not
 #: writing, the host reads and writes in different clocks), so the synthesiser need not emulate
 #: read-before-write across the two BRAM ports (that emulation delays every write by a clock and adds
-#: an address comparator and a bypass multiplexer per block RAM, which limited Fmax).
+#: an address comparator and a bypass multiplexer per block RAM, which limited Fmax).  Yosys honours
+#: it only on a port made by :func:`no_rw_check_read`; ``tests/test_core_amaranth.py`` checks the claim
+#: with :data:`RW_POISON_ENV`.
 NO_RW_CHECK = {"no_rw_check": 1}
 
 #: Simulation only (environment ``PLASTICORE_RW_POISON=1`` when the design is elaborated): a read of

@@ -30,12 +30,16 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import NO_RW_CHECK, no_rw_check_read
 
-__all__ = ["BANK_BITS", "PIPE_LATENCY", "PipelinedRam", "delayed", "local_params"]
+__all__ = ["BANK_BITS", "LUTRAM_BANK", "LUTRAM_WORDS", "PIPE_LATENCY", "PipelinedRam", "delayed", "local_params"]
 
 #: extra read latency of a pipelined memory: stages A, B and C
 PIPE_LATENCY = 3
 #: data bits of one lane per bank: one DP16KD (16 Kbit with per-lane write enables)
 BANK_BITS = 16384
+#: memories of at most this many words become LUT RAM on the ECP5 (``firmware.boards``, memory hints) ...
+LUTRAM_WORDS = 256
+#: ... and are banked by this many words (a 4:1 multiplexer of 16-word LUT RAMs per bank)
+LUTRAM_BANK = 64
 
 
 class PipelinedRam(wiring.Component):
