@@ -303,6 +303,11 @@ class Link(wiring.Component):
 
             with m.State("CHECK"):
                 m.d.sync += [err.eq(0), detail.eq(0), i.eq(0)]
+                if self.pipes:
+                    # a RUN's bus address and step count, loaded in every CHECK (only a RUN presents them
+                    # now; the other requests load their own first): their enables are a state decode,
+                    # not the frame checks
+                    m.d.sync += [baddr.eq(base), wdata.eq(arg1)]
                 with m.If(cobs_err):
                     m.d.sync += framing_errors.eq(framing_errors + 1)
                     nack(Status.FRAMING, P.NACK_OP)
@@ -361,7 +366,9 @@ class Link(wiring.Component):
                                 m.next = "READ_LOAD"
                             with m.Case(Op.RUN):
                                 reply(Status.OK, _K_BUF, 1)
-                                m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RUN), baddr.eq(base), wdata.eq(arg1)]
+                                m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RUN)]
+                                if not self.pipes:
+                                    m.d.sync += [baddr.eq(base), wdata.eq(arg1)]
                                 m.next = "RUN"
                             with m.Case(Op.RESET):
                                 reply(Status.OK, _K_NONE, 0)
@@ -449,10 +456,20 @@ class Link(wiring.Component):
             with m.State("REPLY_LOAD"):
                 m.d.comb += rd.addr.eq(pidx)
                 m.next = "REPLY_FETCH"
+            pword = Signal(32)  # with ``pipes``: a payload word that is not the buffer's, chosen a clock early
             with m.State("REPLY_FETCH"):
                 m.d.comb += rd.addr.eq(pidx)
                 if self.pipes:
                     m.d.sync += rdata.eq(rd.data)
+                    with m.Switch(kind):
+                        with m.Case(_K_IDENTIFY):
+                            m.d.sync += pword.eq(identify_value.word_select(pidx, 32))
+                        with m.Case(_K_STATUS):
+                            m.d.sync += pword.eq(status_value.as_value().word_select(pidx, 32))
+                        with m.Case(_K_DETAIL):
+                            m.d.sync += pword.eq(detail)
+                        with m.Default():
+                            m.d.sync += pword.eq(0)
                 m.next = "REPLY_WORD"
             word = Signal(32)
             last_word = Signal()
@@ -460,20 +477,26 @@ class Link(wiring.Component):
                 m.d.sync += last_word.eq(i == nout)
                 with m.If(i == 0):
                     m.d.sync += word.eq(rsp)
-                with m.Else():
-                    with m.Switch(kind):
-                        with m.Case(_K_IDENTIFY):
-                            m.d.sync += word.eq(identify_value.word_select(pidx, 32))
-                        with m.Case(_K_STATUS):
-                            m.d.sync += word.eq(status_value.as_value().word_select(pidx, 32))
-                        with m.Case(_K_BUF):
-                            # without ``pipes`` the block RAM output itself (still buf[i - 1]: read
-                            # port data follows the address of the previous clock, REPLY_FETCH's)
-                            m.d.sync += word.eq(rdata if self.pipes else rd.data)
-                        with m.Case(_K_DETAIL):
-                            m.d.sync += word.eq(detail)
-                        with m.Default():
-                            m.d.sync += word.eq(0)
+                if self.pipes:
+                    with m.Elif(kind == _K_BUF):
+                        m.d.sync += word.eq(rdata)
+                    with m.Else():
+                        m.d.sync += word.eq(pword)
+                else:
+                    with m.Else():
+                        with m.Switch(kind):
+                            with m.Case(_K_IDENTIFY):
+                                m.d.sync += word.eq(identify_value.word_select(pidx, 32))
+                            with m.Case(_K_STATUS):
+                                m.d.sync += word.eq(status_value.as_value().word_select(pidx, 32))
+                            with m.Case(_K_BUF):
+                                # without ``pipes`` the block RAM output itself (still buf[i - 1]: read
+                                # port data follows the address of the previous clock, REPLY_FETCH's)
+                                m.d.sync += word.eq(rd.data)
+                            with m.Case(_K_DETAIL):
+                                m.d.sync += word.eq(detail)
+                            with m.Default():
+                                m.d.sync += word.eq(0)
                 m.next = "REPLY_SEND"
             with m.State("REPLY_SEND"):
                 last = last_word & (ob == 3)
