@@ -37,7 +37,7 @@ def _ulx3s_85f():
 #: pick for most of them.  The 208 DP16KD of the LFE5U-85F are then left to the weight matrices
 #: (W, H, H mask), the post-function tables and the link's FIFOs; see docs/boards.md "Sizing".
 #: ULX3S placement seed: the chip (2 x 256 x 256, 60 MHz) meets timing with it (docs/boards.md, sizing;
-#: design ID 2bd89254: seed 1 60.15 MHz; the same Verilog as 396b5ea6, seed 1 66.04, seed 3 58.06)
+#: design ID 7b430110: seed 1 60.91 MHz; stop 14, 2bd89254: seed 1 60.15 MHz)
 SEED_ULX3S = 1
 
 ECP5_MEMORY_HINTS = "\n".join([
