@@ -149,10 +149,10 @@ class HybridCore(wiring.Component):
         # nothing is accepted once a step or clear is requested: the sequencer leaves IDLE only with
         # the request register empty, and a request accepted in that clock would reach the ports late
         bus_open = idle & ~axb.busy & (credits != 0) & ~start_req & ~clear_req
-        if K:
-            # nor while a register write waits (a CMD there sets its request a clock later)
+        if K:  # nor while a register write waits (a CMD there sets its request a clock later)
             reg_wait = Signal(name="reg_we_wait")
             bus_open = bus_open & ~reg_wait
+        if K:
             # ``ready`` is a flop (it gates the register slice in front of the core, whose loads fan out
             # over the whole request): ``bus_open`` a clock earlier, and low the clock after anything
             # that could close it (an accepted request or axon input, a register write, start / clear),
@@ -208,16 +208,21 @@ class HybridCore(wiring.Component):
         if K:
             m.d.sync += bus_ready.eq(bus_open & ~accept & ~hq_reg_we & ~(axb.inp.valid & axb.inp.ready)
                                      & ~self.start & ~self.clear)
+        if K:
             # with pipelined memories a register write takes a clock more (the decode ends at flops);
             # the sequencer waits for it like for the request register
             m.d.comb += reg_wait.eq(write_regs_registered(m, hq_reg_we, hq_addr, hq_data, params, start_req,
                                                           clear_req))
-            seq_ok = Signal()
-            m.d.sync += seq_ok.eq((start_req | clear_req) & ~(hq_busy | reg_wait) & ~axb.busy)
-            can_leave = seq_ok
+            req_busy = hq_busy | reg_wait
         else:
             write_regs(m, hq_reg_we, hq_addr, hq_data, params, start_req, clear_req)
-            can_leave = ~hq_busy & ~axb.busy
+            req_busy = hq_busy
+        if K:
+            seq_ok = Signal()
+            m.d.sync += seq_ok.eq((start_req | clear_req) & ~req_busy & ~axb.busy)
+            can_leave = seq_ok
+        else:
+            can_leave = ~req_busy & ~axb.busy
         with m.If(self.start):
             m.d.sync += start_req.eq(1)
         with m.If(self.clear):

@@ -457,27 +457,19 @@ class Link(wiring.Component):
                 m.d.comb += rd.addr.eq(pidx)
                 m.next = "REPLY_FETCH"
             pword = Signal(32)  # with ``pipes``: a payload word that is not the buffer's, chosen a clock early
-
-            def payload_word(dst, buf_word):
-                """``dst`` <= reply payload word ``i - 1`` of the reply's kind (``buf_word`` for a buffer
-                reply; ``None``: 0, the caller takes the buffer word itself)."""
-                with m.Switch(kind):
-                    with m.Case(_K_IDENTIFY):
-                        m.d.sync += dst.eq(identify_value.word_select(pidx, 32))
-                    with m.Case(_K_STATUS):
-                        m.d.sync += dst.eq(status_value.as_value().word_select(pidx, 32))
-                    with m.Case(_K_BUF):
-                        m.d.sync += dst.eq(0 if buf_word is None else buf_word)
-                    with m.Case(_K_DETAIL):
-                        m.d.sync += dst.eq(detail)
-                    with m.Default():
-                        m.d.sync += dst.eq(0)
-
             with m.State("REPLY_FETCH"):
                 m.d.comb += rd.addr.eq(pidx)
                 if self.pipes:
                     m.d.sync += rdata.eq(rd.data)
-                    payload_word(pword, None)
+                    with m.Switch(kind):
+                        with m.Case(_K_IDENTIFY):
+                            m.d.sync += pword.eq(identify_value.word_select(pidx, 32))
+                        with m.Case(_K_STATUS):
+                            m.d.sync += pword.eq(status_value.as_value().word_select(pidx, 32))
+                        with m.Case(_K_DETAIL):
+                            m.d.sync += pword.eq(detail)
+                        with m.Default():
+                            m.d.sync += pword.eq(0)
                 m.next = "REPLY_WORD"
             word = Signal(32)
             last_word = Signal()
@@ -492,9 +484,19 @@ class Link(wiring.Component):
                         m.d.sync += word.eq(pword)
                 else:
                     with m.Else():
-                        # without ``pipes`` the buffer word is the block RAM output itself (still buf[i - 1]:
-                        # read port data follows the address of the previous clock, REPLY_FETCH's)
-                        payload_word(word, rd.data)
+                        with m.Switch(kind):
+                            with m.Case(_K_IDENTIFY):
+                                m.d.sync += word.eq(identify_value.word_select(pidx, 32))
+                            with m.Case(_K_STATUS):
+                                m.d.sync += word.eq(status_value.as_value().word_select(pidx, 32))
+                            with m.Case(_K_BUF):
+                                # without ``pipes`` the block RAM output itself (still buf[i - 1]: read
+                                # port data follows the address of the previous clock, REPLY_FETCH's)
+                                m.d.sync += word.eq(rd.data)
+                            with m.Case(_K_DETAIL):
+                                m.d.sync += word.eq(detail)
+                            with m.Default():
+                                m.d.sync += word.eq(0)
                 m.next = "REPLY_SEND"
             with m.State("REPLY_SEND"):
                 last = last_word & (ob == 3)
