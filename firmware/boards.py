@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from plasticore.rtl.pipelined_ram import LUTRAM_WORDS
+from plasticore.rtl.pipelined_ram import DUP, LUTRAM_WORDS
 
 from .errors import UnknownBoardError
 
@@ -42,6 +42,9 @@ SEED_ULX3S = 1
 
 ECP5_MEMORY_HINTS = "\n".join([
     "proc",
+    # the per-block-RAM copies of a pipelined memory's request registers (rtl/pipelined_ram.py, ``DUP``)
+    # are kept apart: Yosys would merge identical flip-flops into one driving every block RAM
+    f"setattr -set keep 1 w:*{DUP} %ci1:+$dff[Q] t:$dff %i",
     "memory_collect",
     # (not over a memory's own ``ram_style``: the COBS encoder's block asks for a block RAM)
     f'setattr -set ram_style "distributed" t:$mem_v2 r:SIZE>=32 %i r:SIZE<={LUTRAM_WORDS} %i a:ram_style %d',

@@ -65,10 +65,11 @@ class HybridCore(wiring.Component):
     """
 
     def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16, *, mem_pipe: bool = False,
-                 mem_bank_bits: int = BANK_BITS):
+                 mem_bank_bits: int = BANK_BITS, mem_tile_words: int = LUTRAM_WORDS):
         self.geom = geom = CoreGeometry(a_max, n_max, lanes)
         self.mem_pipe = bool(mem_pipe)
         self.mem_bank_bits = mem_bank_bits
+        self.mem_tile_words = mem_tile_words
         super().__init__(core_ports(geom))
 
     def elaborate(self, platform):
@@ -99,11 +100,17 @@ class HybridCore(wiring.Component):
             # a memory of at most LUTRAM_WORDS words is a LUT RAM on the ECP5 (firmware.boards): its banks
             # are LUTRAM_BANK words deep, so that each read is a 4:1 multiplexer next to its bank's copy
             # of the address (not one address register fanned out to the whole memory)
+            # a deeper memory (block RAM) is split into tiles of ``mem_bank_bits`` bits, each as deep as
+            # the memory (up to a tile) and as narrow as that needs: one DP16KD each, no bank multiplexer
+            # behind them when the memory fits one tile deep
             bank_bits = self.mem_bank_bits
+            tile_bits = None
             if geom.depth(mid) <= LUTRAM_WORDS:
                 bank_bits = min(bank_bits, LUTRAM_BANK * info.bits)
+            if geom.depth(mid) > self.mem_tile_words:
+                tile_bits = self.mem_bank_bits
             ram = PipelinedRam(lane_bits=info.bits, lanes=P if info.lanes else None, depth=geom.depth(mid),
-                               bank_bits=bank_bits)
+                               bank_bits=bank_bits, tile_bits=tile_bits)
             m.submodules[f"mem_{mid.name.lower()}"] = ram
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)

@@ -24,14 +24,17 @@ with and without stage ``B``: ``docs/boards.md``.)
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import NO_RW_CHECK, no_rw_check_read
 
-__all__ = ["BANK_BITS", "LUTRAM_BANK", "LUTRAM_WORDS", "PIPE_LATENCY", "PipelinedRam", "delayed", "local_params"]
+__all__ = ["BANK_BITS", "DUP", "LUTRAM_BANK", "LUTRAM_WORDS", "PIPE_LATENCY", "PipelinedRam", "delayed", "local_params"]
 
+#: suffix of the registers the ECP5 synthesis script marks ``keep`` (firmware.boards): copies of one
+#: request register, one per block RAM, which Yosys would otherwise merge into one far from most of them
+DUP = "__dup"
 #: extra read latency of a pipelined memory: stages A, B and C
 PIPE_LATENCY = 3
 #: data bits of one lane per bank: one DP16KD (16 Kbit with per-lane write enables)
@@ -49,12 +52,24 @@ class PipelinedRam(wiring.Component):
     address).
     """
 
-    def __init__(self, *, lane_bits: int, lanes: int | None, depth: int, bank_bits: int = BANK_BITS):
+    def __init__(self, *, lane_bits: int, lanes: int | None, depth: int, bank_bits: int = BANK_BITS,
+                 tile_bits: int | None = None):
         self.lane_bits, self.lanes, self.depth = lane_bits, lanes, depth
         self.width = lane_bits * (lanes or 1)
-        per_bank = max(1, bank_bits // lane_bits)  # words of a lane in one bank, rounded down to 2**k
-        self.bank_depth = min(1 << (per_bank.bit_length() - 1), 1 << max(0, (depth - 1).bit_length()))
+        full = 1 << max(0, (depth - 1).bit_length())  # depth rounded up to 2**k
+        if tile_bits is None:
+            per_bank = max(1, bank_bits // lane_bits)  # words of a lane in one bank, rounded down to 2**k
+            self.bank_depth = min(1 << (per_bank.bit_length() - 1), full)
+            self.col_bits = self.width
+        else:
+            # tiles of ``tile_bits`` bits (one DP16KD): as deep as the memory (up to a tile) and as
+            # narrow as that needs, a divisor of the lane so that a tile has one write enable
+            self.bank_depth = min(1 << (max(1, tile_bits).bit_length() - 1), full)
+            unit = lane_bits if lanes else self.width
+            self.col_bits = max([d for d in range(1, unit + 1) if unit % d == 0 and d * self.bank_depth <= tile_bits],
+                                default=1)
         self.banks = -(-depth // self.bank_depth)
+        self.cols = self.width // self.col_bits
         self.latency = 1 + PIPE_LATENCY
         super().__init__({
             "r_addr": In(range(depth)),
@@ -82,38 +97,49 @@ class PipelinedRam(wiring.Component):
         w_bank = a_waddr[lo:] if nb > 1 else 0
         # the bank index of a read, carried to the output multiplexer (B, RAM, C)
         sel, _ = delayed(m, Value.cast(r_bank).as_unsigned(), PIPE_LATENCY, "sel")
-        c_data = []
+        cb = self.col_bits
+        # which write enable a column's bits belong to (one per lane, or the word's)
+        lane_of = (lambda c: c * cb // self.lane_bits) if self.lanes else (lambda c: 0)
+        c_data = [[None] * self.cols for _ in range(nb)]
         for b in range(nb):
             depth = min(bd, self.depth - b * bd)
-            m.submodules[f"bank{b}"] = mem = memory.Memory(shape=unsigned(self.width), depth=depth, init=[],
-                                                           attrs=NO_RW_CHECK)
-            wp = mem.write_port(granularity=gran)
-            rp = no_rw_check_read(m, mem, wp, f"bank{b}_rp")
-            # B: this bank's copy of the request, loaded only when the request is for this bank (so the
-            # copies differ and the synthesiser keeps them; the placer puts each next to its block RAMs)
             rhit = (r_bank == b) if nb > 1 else 1
             whit = (w_bank == b) if nb > 1 else 1
-            ab = len(rp.addr)
-            b_raddr = Signal(ab, name=f"b{b}_raddr", reset_less=True)
-            b_ren = Signal(name=f"b{b}_ren")
-            b_waddr = Signal(ab, name=f"b{b}_waddr", reset_less=True)
-            b_wdata = Signal(self.width, name=f"b{b}_wdata", reset_less=True)
-            b_wen = Signal(len(self.w_en), name=f"b{b}_wen")
             hit_r = Signal(name=f"b{b}_hit_r")
             hit_w = Signal(name=f"b{b}_hit_w")
             m.d.comb += [hit_r.eq(a_ren & rhit), hit_w.eq(a_wen.any() & whit)]
-            m.d.sync += [b_ren.eq(hit_r), b_wen.eq(Mux(whit, a_wen, 0))]
-            with m.If(hit_r):
-                m.d.sync += b_raddr.eq(a_raddr[:ab])
-            with m.If(hit_w):
-                m.d.sync += [b_waddr.eq(a_waddr[:ab]), b_wdata.eq(a_wdata)]
-            m.d.comb += [rp.addr.eq(b_raddr), rp.en.eq(b_ren),
-                         wp.addr.eq(b_waddr), wp.data.eq(b_wdata), wp.en.eq(b_wen)]
-            # C: the bank's output registered next to it
-            c = Signal(self.width, name=f"c{b}_data", reset_less=True)
-            m.d.sync += c.eq(rp.data)
-            c_data.append(c)
-        m.d.comb += self.r_data.eq(Array(c_data)[sel] if nb > 1 else c_data[0])
+            dup = DUP if self.cols > 1 else ""
+            for c in range(self.cols):
+                t = f"b{b}" if self.cols == 1 else f"b{b}c{c}"
+                mem = memory.Memory(shape=unsigned(cb), depth=depth, init=[], attrs=NO_RW_CHECK)
+                m.submodules[f"bank{b}" if self.cols == 1 else f"bank{b}_col{c}"] = mem
+                wp = mem.write_port(granularity=gran if self.cols == 1 else None)
+                rp = no_rw_check_read(m, mem, wp, f"{t}_rp")
+                # B: this tile's copy of the request, loaded only when the request is for its bank (so
+                # that the copies of different banks differ); the copies of one bank's tiles are kept
+                # apart by their ``__dup`` names (firmware.boards: the ECP5 synthesis script marks them
+                # ``keep``), so that the placer puts each next to its block RAM
+                ab = len(rp.addr)
+                wsel = a_wen if self.cols == 1 else a_wen[lane_of(c)]
+                b_raddr = Signal(ab, name=f"{t}_raddr{dup}", reset_less=True)
+                b_ren = Signal(name=f"{t}_ren{dup}")
+                b_waddr = Signal(ab, name=f"{t}_waddr{dup}", reset_less=True)
+                b_wdata = Signal(cb, name=f"{t}_wdata", reset_less=True)
+                b_wen = Signal(len(wsel), name=f"{t}_wen{dup}")
+                m.d.sync += [b_ren.eq(hit_r), b_wen.eq(Mux(whit, wsel, 0))]
+                with m.If(hit_r):
+                    m.d.sync += b_raddr.eq(a_raddr[:ab])
+                with m.If(hit_w):
+                    m.d.sync += [b_waddr.eq(a_waddr[:ab]), b_wdata.eq(a_wdata[c * cb:(c + 1) * cb])]
+                m.d.comb += [rp.addr.eq(b_raddr), rp.en.eq(b_ren),
+                             wp.addr.eq(b_waddr), wp.data.eq(b_wdata), wp.en.eq(b_wen)]
+                # C: the tile's output registered next to it
+                cr = Signal(cb, name=f"c{b}_data" if self.cols == 1 else f"c{b}_{c}_data", reset_less=True)
+                m.d.sync += cr.eq(rp.data)
+                c_data[b][c] = cr
+        # the word of the bank that was read: each column a multiplexer over the banks (none for one bank)
+        m.d.comb += self.r_data.eq(Cat(*[Array(c_data[b][c] for b in range(nb))[sel] if nb > 1 else c_data[0][c]
+                                         for c in range(self.cols)]))
         return m
 
 
