@@ -15,6 +15,16 @@ routes:
 * ``C``: each bank's read data registered next to it.  ``r_data`` is the word of the bank that was
   read (a multiplexer over the ``C`` registers, by the bank index carried along).
 
+A block-RAM memory (``tile_bits`` given: the core's W, H and H mask) is split into *tiles* of one
+block RAM each instead: as deep as the memory (up to ``tile_bits`` words) and as narrow as that
+needs (a 16384-word memory in 1-bit columns, 4096 words in 4-bit columns, never across a lane's
+write enable).  Each tile has its own ``B`` copy of the request (address, enable, its data bits;
+the copies are named ``*__dup`` and the ECP5 synthesis script marks them ``keep``) and its own
+``C`` register, and ``r_data`` is the ``C`` registers side by side: no multiplexer behind the block
+RAMs and no write data fanned out to every bank.  (On the 16384 x 64 H memory of a 256 x 256
+core: 64 DP16KD, 2 082 flip-flops and 5 LUTs, against 64 DP16KD, 2 557 flip-flops, 1 976 LUTs and
+1 462 wide multiplexers with 16 banks; ``synth_ecp5``.)
+
 So a read's data is on ``r_data`` ``1 + PIPE_LATENCY`` clocks after its address is on ``r_addr``
 (one clock for a plain memory), and a write takes effect two clocks after it is presented; reads
 and writes keep their order (both pass ``A`` and ``B``).  Banks hold ``bank_bits`` data bits of
@@ -35,6 +45,8 @@ __all__ = ["BANK_BITS", "DUP", "LUTRAM_BANK", "LUTRAM_WORDS", "PIPE_LATENCY", "P
 #: suffix of the registers the ECP5 synthesis script marks ``keep`` (firmware.boards): copies of one
 #: request register, one per block RAM, which Yosys would otherwise merge into one far from most of them
 DUP = "__dup"
+#: columns of a tiled memory that share one copy of the request (stage B)
+TILE_GROUP = 8
 #: extra read latency of a pipelined memory: stages A, B and C
 PIPE_LATENCY = 3
 #: data bits of one lane per bank: one DP16KD (16 Kbit with per-lane write enables)
@@ -109,34 +121,37 @@ class PipelinedRam(wiring.Component):
             hit_w = Signal(name=f"b{b}_hit_w")
             m.d.comb += [hit_r.eq(a_ren & rhit), hit_w.eq(a_wen.any() & whit)]
             dup = DUP if self.cols > 1 else ""
-            for c in range(self.cols):
-                t = f"b{b}" if self.cols == 1 else f"b{b}c{c}"
-                mem = memory.Memory(shape=unsigned(cb), depth=depth, init=[], attrs=NO_RW_CHECK)
-                m.submodules[f"bank{b}" if self.cols == 1 else f"bank{b}_col{c}"] = mem
-                wp = mem.write_port(granularity=gran if self.cols == 1 else None)
-                rp = no_rw_check_read(m, mem, wp, f"{t}_rp")
-                # B: this tile's copy of the request, loaded only when the request is for its bank (so
-                # that the copies of different banks differ); the copies of one bank's tiles are kept
-                # apart by their ``__dup`` names (firmware.boards: the ECP5 synthesis script marks them
-                # ``keep``), so that the placer puts each next to its block RAM
-                ab = len(rp.addr)
-                wsel = a_wen if self.cols == 1 else a_wen[lane_of(c)]
+            for g0 in range(0, self.cols, TILE_GROUP):
+                gcols = range(g0, min(g0 + TILE_GROUP, self.cols))
+                t = f"b{b}" if self.cols == 1 else f"b{b}g{g0 // TILE_GROUP}"
+                ab = max(1, (depth - 1).bit_length())
+                # B: this group's copy of the request, loaded only when the request is for its bank (so
+                # that the copies of different banks differ); the copies of one bank's groups of tiles
+                # are kept apart by their ``__dup`` names (firmware.boards: the ECP5 synthesis script
+                # marks them ``keep``), so that the placer puts each next to its block RAMs
                 b_raddr = Signal(ab, name=f"{t}_raddr{dup}", reset_less=True)
                 b_ren = Signal(name=f"{t}_ren{dup}")
                 b_waddr = Signal(ab, name=f"{t}_waddr{dup}", reset_less=True)
-                b_wdata = Signal(cb, name=f"{t}_wdata", reset_less=True)
-                b_wen = Signal(len(wsel), name=f"{t}_wen{dup}")
-                m.d.sync += [b_ren.eq(hit_r), b_wen.eq(Mux(whit, wsel, 0))]
+                b_wdata = Signal(cb * len(gcols), name=f"{t}_wdata", reset_less=True)
+                b_wen = Signal(len(a_wen), name=f"{t}_wen{dup}")
+                m.d.sync += [b_ren.eq(hit_r), b_wen.eq(Mux(whit, a_wen, 0))]
                 with m.If(hit_r):
                     m.d.sync += b_raddr.eq(a_raddr[:ab])
                 with m.If(hit_w):
-                    m.d.sync += [b_waddr.eq(a_waddr[:ab]), b_wdata.eq(a_wdata[c * cb:(c + 1) * cb])]
-                m.d.comb += [rp.addr.eq(b_raddr), rp.en.eq(b_ren),
-                             wp.addr.eq(b_waddr), wp.data.eq(b_wdata), wp.en.eq(b_wen)]
-                # C: the tile's output registered next to it
-                cr = Signal(cb, name=f"c{b}_data" if self.cols == 1 else f"c{b}_{c}_data", reset_less=True)
-                m.d.sync += cr.eq(rp.data)
-                c_data[b][c] = cr
+                    m.d.sync += [b_waddr.eq(a_waddr[:ab]), b_wdata.eq(a_wdata[g0 * cb:gcols.stop * cb])]
+                for c in gcols:
+                    mem = memory.Memory(shape=unsigned(cb), depth=depth, init=[], attrs=NO_RW_CHECK)
+                    m.submodules[f"bank{b}" if self.cols == 1 else f"bank{b}_col{c}"] = mem
+                    wp = mem.write_port(granularity=gran if self.cols == 1 else None)
+                    rp = no_rw_check_read(m, mem, wp, f"{t}_rp" if self.cols == 1 else f"b{b}c{c}_rp")
+                    k = c - g0
+                    m.d.comb += [rp.addr.eq(b_raddr), rp.en.eq(b_ren), wp.addr.eq(b_waddr),
+                                 wp.data.eq(b_wdata[k * cb:(k + 1) * cb]),
+                                 wp.en.eq(b_wen if self.cols == 1 else b_wen[lane_of(c)])]
+                    # C: the tile's output registered next to it
+                    cr = Signal(cb, name=f"c{b}_data" if self.cols == 1 else f"c{b}_{c}_data", reset_less=True)
+                    m.d.sync += cr.eq(rp.data)
+                    c_data[b][c] = cr
         # the word of the bank that was read: each column a multiplexer over the banks (none for one bank)
         m.d.comb += self.r_data.eq(Cat(*[Array(c_data[b][c] for b in range(nb))[sel] if nb > 1 else c_data[0][c]
                                          for c in range(self.cols)]))

@@ -56,9 +56,10 @@ def test_core_sample(request):
     run_core(request, CoreGeometry(48, 40, 16), cases=int(os.environ.get("CORE_SAMPLE_CASES", "16")), steps=3)
 
 
-#: pipelined, banked memories (``mem_pipe``) with small banks: W 32-word banks (7, the last partial),
-#: H 16-word banks (14), LUT 32-word banks (16)
-PIPE_SAMPLE_KW = {"mem_pipe": True, "mem_bank_bits": 256}
+#: pipelined memories (``mem_pipe``) with small tiles and banks: W, H, H mask and LUT (more than 64
+#: words) in 256-bit tiles (one bank deep, 1-bit columns: the block-RAM layout of a large core), the
+#: smaller memories in banks of 256 lane bits (BETA: 32-word banks, the last partial)
+PIPE_SAMPLE_KW = {"mem_pipe": True, "mem_bank_bits": 256, "mem_tile_words": 64}
 
 
 def test_core_sample_mem_pipe(request):
