@@ -192,16 +192,16 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
 #: 208% of the logic cells).  A board without an entry gets the next design of AUTO_ORDER.
 CHIP_DEFAULTS = {
     "ulx3s": {"mesh_x": 2, "mesh_y": 1, "a_max": 256, "n_max": 256, "lanes": 4, "out_fifo": 512,
-              "rx_fifo_depth": 2048, "bus_slice": 1},
+              "rx_fifo_depth": 2048, "bus_slice": 1, "mem_pipe": 1},
     "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 1, "core": "compact",
                    "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
                    "serial_crc": 1, "route_dests": 2},
 }
 #: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
 #: the ECP5 (the 2x1 256x256 default's measured Fmax per tree, target and seed: docs/boards.md), so the ULX3S
-#: chip runs at 60 MHz (PLL 25 -> 60 MHz, 3 Mbaud = 20 clocks per bit exactly), with the placement seed of the
-#: ULX3S board entry (firmware/boards.py).
-CHIP_CLOCKS = {"ulx3s": 60_000_000}
+#: chip (pipelined, tiled core memories since stop 16) runs at 75 MHz (PLL 25 -> 75 MHz, 3 Mbaud = 25 clocks
+#: per bit exactly), with the placement seed of the ULX3S board entry (firmware/boards.py).
+CHIP_CLOCKS = {"ulx3s": 75_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
 DESIGNS: dict[str, Design] = {

@@ -45,8 +45,9 @@ __all__ = ["BANK_BITS", "DUP", "LUTRAM_BANK", "LUTRAM_WORDS", "PIPE_LATENCY", "P
 #: suffix of the registers the ECP5 synthesis script marks ``keep`` (firmware.boards): copies of one
 #: request register, one per block RAM, which Yosys would otherwise merge into one far from most of them
 DUP = "__dup"
-#: columns of a tiled memory that share one copy of the request (stage B)
-TILE_GROUP = 8
+#: columns of a tiled memory that share one copy of the request (stage B); measured on the 2 x 1
+#: 256 x 256 chip at 100 MHz (docs/boards.md): 1 (a copy per block RAM) 57.41 MHz, 8 80.79, 4 83.25
+TILE_GROUP = 4
 #: extra read latency of a pipelined memory: stages A, B and C
 PIPE_LATENCY = 3
 #: data bits of one lane per bank: one DP16KD (16 Kbit with per-lane write enables)

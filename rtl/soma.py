@@ -11,7 +11,7 @@ from plasticore.core_map import CoreGeometry
 
 from .arith import round_half, sat_fast
 from .layouts import PIPELINE_RESET_LESS, param_layout, spike_event_layout
-from .pipelined_ram import delayed, local_params
+from .pipelined_ram import DUP, delayed, local_params
 
 __all__ = ["Soma", "SOMA_LATENCY"]
 
@@ -130,14 +130,20 @@ class Soma(wiring.Component):
             m.d.sync += [issue.eq((rem_next != 0) & room_level),
                          ready.eq((rem_next == 0) | ((rem_next == 1) & room_level))]
             m.d.comb += self.ready.eq(ready)
+            # and each lane of the buffer shifts on a copy of its own (kept apart on the ECP5,
+            # ``pipelined_ram.DUP``): one enable net per lane, not one over the whole buffer
+            shift = [Signal(name=f"issue_lane{q}{DUP}") for q in range(P - 1)]
+            m.d.sync += [c.eq((rem_next != 0) & room_level) for c in shift]
         else:
             room = Signal()
             m.d.sync += room.eq(room_level)
             m.d.comb += issue.eq((rem != 0) & room)
             m.d.comb += self.ready.eq((rem == 0) | ((rem == 1) & issue))
+            shift = [issue] * (P - 1)
         with m.If(issue):
             m.d.sync += [rem.eq(rem - 1), j.eq(j + 1), k.eq(k + 1)]
-            for q in range(P - 1):
+        for q in range(P - 1):
+            with m.If(shift[q]):
                 m.d.sync += [bw[q].eq(bw[q + 1]), bh[q].eq(bh[q + 1])]
         with m.If(self.load):
             m.d.sync += [bw.eq(self.acc_w), bh.eq(self.acc_h), rem.eq(P), j.eq(self.jbase), k.eq(0),

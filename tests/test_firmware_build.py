@@ -177,7 +177,7 @@ def test_board_pnr_options_per_design_parameter(tmp_path):
         seen.append(list(job.nextpnr_opts))
         FakeRunner()(job)
 
-    small = {"design": "chip", "mesh_x": 1, "a_max": 8, "n_max": 8, "lanes": 1}
+    small = {"design": "chip", "mesh_x": 1, "a_max": 8, "n_max": 8, "lanes": 1, "mem_pipe": 0}
     B.build("ulx3s", small, root=tmp_path, progress=False, runner=runner)
     assert "--placer" not in seen[-1] and "--router" in seen[-1]
     B.build("ulx3s", {**small, "mem_pipe": 1}, root=tmp_path, progress=False, runner=runner)
