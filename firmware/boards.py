@@ -36,9 +36,10 @@ def _ulx3s_85f():
 #: buffer) go to LUT RAM (TRELLIS_DPR16X4) instead of one DP16KD each, which Yosys would otherwise
 #: pick for most of them.  The 208 DP16KD of the LFE5U-85F are then left to the weight matrices
 #: (W, H, H mask), the post-function tables and the link's FIFOs; see docs/boards.md "Sizing".
-#: ULX3S placement seed: the chip (2 x 256 x 256, 60 MHz) meets timing with it (docs/boards.md, sizing;
-#: design ID 7b430110: seed 1 60.91 MHz; stop 14, 2bd89254: seed 1 60.15 MHz)
-SEED_ULX3S = 1
+#: ULX3S placement seed: the chip (2 x 256 x 256 with pipelined, tiled memories, 75 MHz) meets timing
+#: with it (docs/boards.md, sizing; design ID 09d00adb: seed 2 84.32 MHz, seed 1 78.39 MHz; until stop 15
+#: the 60 MHz chip without mem_pipe, seed 1: 7b430110 60.91 MHz)
+SEED_ULX3S = 2
 
 ECP5_MEMORY_HINTS = "\n".join([
     "proc",
