@@ -156,3 +156,25 @@ def test_sim_run_cli_matches_golden(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "bit-exact with the golden model" in out
+
+
+@pytest.fixture(scope="module")
+def dev_ulx3s():
+    """The chip the ULX3S bitstream carries (``CHIP_DEFAULTS["ulx3s"]``: 2 x 1 cores of 256 x 256,
+    P = 4, pipelined memories with the block-RAM ones tiled), Verilated (~8 min to build)."""
+    from plasticore.firmware.designs import CHIP_DEFAULTS
+
+    kw = CHIP_DEFAULTS["ulx3s"]
+    yield from _device(ChipConfig(kw["mesh_x"], kw["mesh_y"], kw["a_max"], kw["n_max"], kw["lanes"], kw["out_fifo"],
+                                  bool(kw.get("mem_pipe"))))
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("seed", range(3))
+def test_regress_ulx3s_default_chip(dev_ulx3s, seed):
+    """Random two-layer networks (each layer plastic with probability 0.8) of 100-256 neurons, one
+    layer per core, on the ULX3S chip equal the golden model (spikes, membranes, final H)."""
+    rng = np.random.default_rng(int(os.environ.get("SEED", "0") or 0) * 1000 + 7000 + seed)
+    sizes = [int(rng.integers(100, 257)), int(rng.integers(100, 257)), int(rng.integers(2, 200))]
+    b = random_bundle(rng, sizes=sizes, timesteps=int(rng.integers(2, 4)))
+    _check(dev_ulx3s, b, random_inputs(rng, b, 2, "random"))
