@@ -9,12 +9,14 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
+from .multiplier import MULTIPLIER_LATENCY, PipelinedMultiplier
 from .pipelined_ram import delayed
 
 __all__ = ["Dendrite", "DENDRITE_LATENCY"]
 
 #: clocks from the last event issue to ``acc_valid`` (evt read, evt data register, axon + synapse
-#: address register, synapse read, read-data register, operand relay, product, product relay, accumulate)
+#: address register, synapse read, read-data register, operand register, product register (both in a
+#: PipelinedMultiplier: inside the DSP block on the ECP5), product relay, accumulate)
 DENDRITE_LATENCY = 9
 
 
@@ -84,19 +86,12 @@ class Dendrite(wiring.Component):
         xd = Signal(signed(C.X_BITS), reset_less=rl)
         wd = Signal(data.ArrayLayout(signed(C.W_BITS), P), reset_less=rl)
         hd = Signal(data.ArrayLayout(signed(C.H_BITS), P), reset_less=rl)
-        md = Signal(P, reset_less=rl)
         v2 = Signal()
         v2x = Signal()
         v3 = Signal()
         v3x = Signal()
-        xd2 = Signal.like(xd, reset_less=rl)
-        wd2 = Signal.like(wd, reset_less=rl)
-        hd2 = Signal.like(hd, reset_less=rl)
-        md2 = Signal.like(md, reset_less=rl)
-        pw = Signal(data.ArrayLayout(signed(C.X_BITS + C.W_BITS), P), reset_less=rl)
-        ph = Signal(data.ArrayLayout(signed(C.X_BITS + C.H_BITS), P), reset_less=rl)
-        pw2 = Signal.like(pw, reset_less=rl)
-        ph2 = Signal.like(ph, reset_less=rl)
+        pw2 = Signal(data.ArrayLayout(signed(C.X_BITS + C.W_BITS), P), reset_less=rl)
+        ph2 = Signal(data.ArrayLayout(signed(C.X_BITS + C.H_BITS), P), reset_less=rl)
 
         # the reads in flight in a pipelined memory (``mem_delay`` clocks after 1b)
         v1b_k, vwait = delayed(m, v1b, self.mem_delay, "v1b", reset_less=False)
@@ -127,7 +122,9 @@ class Dendrite(wiring.Component):
         m.d.comb += [self.x_addr.eq(ax), self.syn_addr.eq(syn)]
         # stage 1c: register the read data next to the memories (routing from the BRAMs gets a clock)
         x_k, _ = delayed(m, self.x_data, self.mem_delay - self.x_delay, "x")
-        capture = [xd.eq(x_k), wd.eq(self.w_data), hd.eq(self.h_data), md.eq(self.m_data)]
+        # (the mask applies here: x * (m ? H : 0) = (m ? x * H : 0))
+        capture = [xd.eq(x_k), wd.eq(self.w_data)]
+        capture += [hd[k].eq(Mux(self.m_data[k], self.h_data[k], 0)) for k in range(P)]
         if self.mem_delay:
             # pipelined memories register their data next to the block RAMs already; these copies
             # then only feed the dendrite's multipliers, and are taken under the stage's valid bit so
@@ -137,17 +134,15 @@ class Dendrite(wiring.Component):
                 m.d.sync += capture
         else:
             m.d.sync += capture
-        # stage 2x: the multiplier operands relayed (a register the placer can put next to the DSPs)
-        m.d.sync += [xd2.eq(xd), wd2.eq(wd), hd2.eq(hd), md2.eq(md)]
-        # stage 2: lane products
-        with m.If(v2x):
-            for k in range(P):
-                m.d.sync += [
-                    pw[k].eq(xd2 * wd2[k]),
-                    ph[k].eq(Mux(md2[k], xd2 * hd2[k], 0)),
-                ]
-        # stage 3x: the products relayed
-        m.d.sync += [pw2.eq(pw), ph2.eq(ph)]
+        # stage 2x: the multiplier operands registered; stage 2: the lane products registered (both
+        # inside the DSP blocks on the ECP5, rtl/multiplier.py); every clock, qualified by v3x below
+        assert MULTIPLIER_LATENCY == 2
+        for k in range(P):
+            mw = m.submodules[f"mul_w{k}"] = PipelinedMultiplier(C.X_BITS, C.W_BITS)
+            mh = m.submodules[f"mul_h{k}"] = PipelinedMultiplier(C.X_BITS, C.H_BITS)
+            m.d.comb += [mw.a.eq(xd), mw.b.eq(wd[k]), mh.a.eq(xd), mh.b.eq(hd[k])]
+            # stage 3x: the products relayed (a register out of the DSP block)
+            m.d.sync += [pw2[k].eq(mw.p), ph2[k].eq(mh.p)]
         # stage 3: accumulate
         with m.If(clr):
             m.d.sync += [self.acc_w[k].eq(0) for k in range(P)] + [self.acc_h[k].eq(0) for k in range(P)]

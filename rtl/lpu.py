@@ -11,6 +11,7 @@ from plasticore.core_map import CoreGeometry
 
 from .arith import round_half, sat_fast
 from .layouts import param_layout
+from .multiplier import MULTIPLIER_LATENCY, PipelinedMultiplier
 from .pipelined_ram import delayed, local_params
 
 __all__ = ["PlasticityUnit", "LPU_LATENCY"]
@@ -26,7 +27,7 @@ class PlasticityUnit(wiring.Component):
         L0  read H[g*A+i], x[i], beta[i], f[g]
         L1  register the read data (memory outputs drive no logic)
         L2  gp = beta_i * x_i
-        L3  g_i = sat16(rshift_round(gp, x_frac))
+        L3  g_i = sat16(rshift_round(gp, x_frac))     (the rounding add in the relay before it)
         L4  gf_k = g_i * f_k;  hd_k = H_k * decay
         L5  gf_k + 2**(dh_shift-1);  hd_k = rshift_round(hd_k, 8)
         L6  dh_k = .. >> dh_shift                     (= rshift_round(gf_k, dh_shift))
@@ -34,8 +35,9 @@ class PlasticityUnit(wiring.Component):
         L8  H_k = clip(s_k, -h_clamp, h_clamp)
         L9  write back (from a register: the write data, address and enable drive the BRAMs directly)
 
-    The multiply stages L2 and L4 each sit between two relay stages (register copies, for the
-    placement of the DSP blocks), so ``LPU_LATENCY`` is 13.
+    The multiplies L2 and L4 take two clocks each (operand and product registers of a
+    :class:`~plasticore.rtl.multiplier.PipelinedMultiplier`: the DSP block's own on the ECP5) and
+    their products are relayed once more out of the DSP block, so ``LPU_LATENCY`` is 13.
 
     ``start`` (pulse) begins the sweep over ``n_groups`` x ``params.n_axons`` words; ``busy`` falls
     ``n_groups * n_axons + LPU_LATENCY`` clocks after it.  f_j comes from the soma (once per neuron).
@@ -117,13 +119,15 @@ class PlasticityUnit(wiring.Component):
         fl = data.ArrayLayout(signed(C.F_BITS), P)
         l1 = stage("l1", {})
         l2 = stage("l2", {"beta": signed(C.BETA_BITS), "x": signed(C.X_BITS), "h": hl, "f": fl})
-        l2x = stage("l2x", {"beta": signed(C.BETA_BITS), "x": signed(C.X_BITS), "h": hl, "f": fl})
-        l3 = stage("l3", {"gp": signed(C.BETA_BITS + C.X_BITS), "h": hl, "f": fl})
-        l3x = stage("l3x", {"gp": signed(C.BETA_BITS + C.X_BITS), "h": hl, "f": fl})
+        # (the multiplies L2 and L4 are PipelinedMultipliers: their operand and product registers are
+        # the data of l2x / l3 and l4x / l5, which carry the rest of the stage)
+        l2x = stage("l2x", {"h": hl, "f": fl})
+        l3 = stage("l3", {"h": hl, "f": fl})
+        GP = C.BETA_BITS + C.X_BITS
+        l3x = stage("l3x", {"gp": signed(GP), "gpr": signed(GP + 1), "h": hl, "f": fl})
         l4 = stage("l4", {"g": signed(C.G_BITS), "h": hl, "f": fl})
-        l4x = stage("l4x", {"g": signed(C.G_BITS), "h": hl, "f": fl})
-        l5 = stage("l5", {"gf": data.ArrayLayout(signed(GF), P),
-                          "hd": data.ArrayLayout(signed(C.H_BITS + C.FRAC8_BITS + 1), P)})
+        l4x = stage("l4x", {})
+        l5 = stage("l5", {})
         l5x = stage("l5x", {"gf": data.ArrayLayout(signed(GF), P),
                             "hd": data.ArrayLayout(signed(C.H_BITS + C.FRAC8_BITS + 1), P)})
         l6 = stage("l6", {"gfa": data.ArrayLayout(signed(max(GF, SW) + 1), P),
@@ -132,12 +136,19 @@ class PlasticityUnit(wiring.Component):
                           "hd": data.ArrayLayout(signed(C.H_BITS + 2), P)})
         l8 = stage("l8", {"s": data.ArrayLayout(signed(max(GF, SW) + 3), P)})
         l9 = stage("l9", {"h": hl})
-        # the multiply stages L2 and L4 sit between relays (plain register copies): the DSP operands
-        # and products get registers the placer can put next to the DSP blocks (Fmax on the ECP5)
+        # the multiply stages L2 and L4 sit between relays: the DSP operands and products are
+        # registered (inside the DSP blocks on the ECP5, rtl/multiplier.py), and the product is copied
+        # once more out of the block (l3x, l5x) before any logic uses it
         stages = (l1, l2, l2x, l3, l3x, l4, l4x, l5, l5x, l6, l7, l8, l9)
-        relays = ((l2x, l2), (l3x, l3), (l4x, l4), (l5x, l5))
-        for relay, src in relays:
-            m.d.sync += relay.eq(src)
+        assert MULTIPLIER_LATENCY == 2
+        mul_g = m.submodules.mul_g = PipelinedMultiplier(C.BETA_BITS, C.X_BITS)
+        m.d.comb += [mul_g.a.eq(l2.beta), mul_g.b.eq(l2.x)]
+        m.d.sync += [l2x.h.eq(l2.h), l2x.f.eq(l2.f), l3.h.eq(l2x.h), l3.f.eq(l2x.f),
+                     l3x.gp.eq(mul_g.p), l3x.h.eq(l3.h), l3x.f.eq(l3.f)]
+        # (the graded input's rounding add is made on the way out of the DSP block, in the relay)
+        xf = C.X_FRAC[C.InputKind.GRADED]
+        assert xf > 0 and C.X_FRAC[C.InputKind.SPIKE] == 0
+        m.d.sync += l3x.gpr.eq(mul_g.p + (1 << (xf - 1)))
         assert len(stages) == LPU_LATENCY
         # static registers, off the datapath: rounding constant, -h_clamp
         half_dh = Signal(SW)
@@ -147,8 +158,7 @@ class PlasticityUnit(wiring.Component):
         m.d.sync += [half_dh.eq(round_half(p.dh_shift, SW)), hc.eq(p.h_clamp), neg_hc.eq(-p.h_clamp),
                      decay.eq(p.decay)]
         for dst, src in zip(stages[1:], stages[:-1], strict=True):
-            if not any(dst is r for r, _ in relays):  # a relay copies its whole stage already
-                m.d.sync += [dst.v.eq(src.v), dst.a.eq(src.a)]
+            m.d.sync += [dst.v.eq(src.v), dst.a.eq(src.a)]
         # L0 -> l1: reads in flight (and ``mem_delay`` more stages with pipelined memories)
         waits = []
         if self.mem_delay:
@@ -161,16 +171,15 @@ class PlasticityUnit(wiring.Component):
         # L1: data of l1.a present, registered
         x_k, _ = delayed(m, self.x_data, self.mem_delay - self.x_delay, "x")
         m.d.sync += [l2.beta.eq(self.beta_data), l2.x.eq(x_k), l2.h.eq(self.h_rdata), l2.f.eq(self.f_data)]
-        # L2
-        m.d.sync += [l3.gp.eq(l2x.beta * l2x.x), l3.h.eq(l2x.h), l3.f.eq(l2x.f)]
+        # L2: mul_g (above)
         # L3
-        # x_frac is 0 (spikes) or a constant (graded): two constant-shift roundings and a mux instead
-        # of a variable shifter, saturated by a top-bit test (one carry chain on the stage, Fmax)
-        xf = C.X_FRAC[C.InputKind.GRADED]
-        assert xf > 0 and C.X_FRAC[C.InputKind.SPIKE] == 0
-        graded_r = (l3x.gp + (1 << (xf - 1))) >> xf
-        g_raw = Mux(p.input_kind == int(C.InputKind.GRADED), graded_r, l3x.gp)
-        m.d.sync += [l4.g.eq(sat_fast(g_raw, C.G_BITS)), l4.h.eq(l3x.h), l4.f.eq(l3x.f)]
+        # x_frac is 0 (spikes) or a constant (graded): two constant-shift roundings (the add made in
+        # l3x) each saturated by a top-bit test, and a mux instead of a variable shifter (no carry
+        # chain on the stage, Fmax)
+        g_graded = sat_fast(l3x.gpr >> xf, C.G_BITS)
+        g_spike = sat_fast(l3x.gp, C.G_BITS)
+        g_sel = Mux(p.input_kind == int(C.InputKind.GRADED), g_graded, g_spike)
+        m.d.sync += [l4.g.eq(g_sel), l4.h.eq(l3x.h), l4.f.eq(l3x.f)]
         hc_k, neg_hc_k = [hc] * P, [neg_hc] * P
         if self.mem_delay:
             # with pipelined memories each lane's clamp has its own copy of +-h_clamp, next to its
@@ -181,8 +190,11 @@ class PlasticityUnit(wiring.Component):
                 hc_k[k], neg_hc_k[k] = Signal.like(hc, name=f"hc{k}"), Signal.like(neg_hc, name=f"neg_hc{k}")
                 m.d.sync += [hc_k[k].eq(hc_k[k - 1]), neg_hc_k[k].eq(neg_hc_k[k - 1])]
         for k in range(P):
-            # L4
-            m.d.sync += [l5.gf[k].eq(l4x.g * l4x.f[k]), l5.hd[k].eq(l4x.h[k] * decay)]
+            # L4 (l4 -> operand registers (l4x) -> product registers (l5) -> relay l5x)
+            mul_gf = m.submodules[f"mul_gf{k}"] = PipelinedMultiplier(C.G_BITS, C.F_BITS)
+            mul_hd = m.submodules[f"mul_hd{k}"] = PipelinedMultiplier(C.H_BITS, C.FRAC8_BITS + 1)
+            m.d.comb += [mul_gf.a.eq(l4.g), mul_gf.b.eq(l4.f[k]), mul_hd.a.eq(l4.h[k]), mul_hd.b.eq(decay)]
+            m.d.sync += [l5x.gf[k].eq(mul_gf.p), l5x.hd[k].eq(mul_hd.p)]
             # L5: rounding add of g*f, rounded decay
             m.d.sync += [l6.gfa[k].eq(l5x.gf[k] + half_dh), l6.hd[k].eq((l5x.hd[k] + 128) >> 8)]
             # L6: shift

@@ -32,6 +32,12 @@ __all__ = ["synth_core"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+class _Ecp5Target:
+    """What the RTL asks of a platform when it elaborates for the ECP5 (no pins, no toolchain)."""
+
+    family = "ecp5"
+
+
 def _tool(name: str) -> str:
     exe = shutil.which(name) or str(Path(sys.executable).parent / name)
     if not Path(exe).exists():
@@ -59,7 +65,8 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
     out.mkdir(parents=True, exist_ok=True)
     vfile = out / "hybrid_core.v"
     core = HybridCore(a_max, n_max, lanes, mem_pipe=mem_pipe)
-    vfile.write_text(verilog.convert(core, name="hybrid_core", emit_src=False))
+    # (elaborated for the ECP5: the multipliers use the DSP blocks' own registers, rtl/multiplier.py)
+    vfile.write_text(verilog.convert(core, name="hybrid_core", emit_src=False, platform=_Ecp5Target()))
     jfile = out / "hybrid_core.json"
     stat_file = out / "stat.txt"
     script = (f"read_verilog {vfile.name}; synth_ecp5 -top hybrid_core -json {jfile.name}; "
