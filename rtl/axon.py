@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from types import SimpleNamespace
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,9 +37,15 @@ class AxonBuffer(wiring.Component):
     read-modify-write of the next input reads two clocks after it.
     """
 
-    def __init__(self, geom: CoreGeometry, *, registered_writes: bool = False):
+    def __init__(self, geom: CoreGeometry, *, registered_writes: bool = False, evt_banks: int = 1):
         self.geom = geom
         self.registered_writes = bool(registered_writes)
+        if evt_banks < 1 or evt_banks & (evt_banks - 1) or geom.a_max % evt_banks:
+            raise ValueError(f"evt_banks must be a power of two dividing a_max = {geom.a_max}, not {evt_banks}")
+        #: the event list in this many interleaved memories (entry e in bank e % evt_banks), each
+        #: read port's word registered per bank and the bank chosen after the registers: a large
+        #: distributed RAM's read multiplexer is then split by a flop (Fmax)
+        self.evt_banks = evt_banks
         ab = geom.axon_bits
         super().__init__({
             "inp": In(stream.Signature(axon_event_layout(geom))),
@@ -61,14 +69,10 @@ class AxonBuffer(wiring.Component):
         # the event appends never overlap; the engines read during a step, when nothing is written
         m.submodules.xmem = xmem = memory.Memory(shape=unsigned(C.X_BITS + 1), depth=g.a_max, init=[],
                                                  attrs=NO_RW_CHECK)
-        m.submodules.evt = evt = memory.Memory(shape=unsigned(g.axon_bits), depth=g.a_max, init=[],
-                                               attrs=NO_RW_CHECK)
         x_rmw = xmem.read_port(transparent_for=())
         x_ext = xmem.read_port(transparent_for=())
         x_wp = xmem.write_port()
-        e_int = evt.read_port(transparent_for=())
-        e_ext = evt.read_port(transparent_for=())
-        e_wp = evt.write_port()
+        e_int, e_ext, e_wp = self._event_list(m)
         # the write requests made below (``x_w`` / ``e_w``); with ``registered_writes`` they reach the
         # ports a clock later, from registers loaded only for a write (so the address copies differ
         # from ``count`` and the axon registers, and the synthesiser keeps them)
@@ -138,8 +142,8 @@ class AxonBuffer(wiring.Component):
         # clear walk: read evt[c_idx], register the axon next clock, zero x[axon] the clock after
         with m.If(self.clear & ~clearing & ~phase1 & ~phase1b & ~phase2 & ~w_pending):
             m.d.sync += [clearing.eq(1), c_idx.eq(0), c_valid.eq(0), c_valid2.eq(0)]
+        m.d.comb += e_int.addr.eq(c_idx)  # (its data is only used while clearing)
         with m.If(clearing):
-            m.d.comb += e_int.addr.eq(c_idx)
             m.d.sync += [c_valid.eq(c_idx < self.count), c_valid2.eq(c_valid), c_axon.eq(e_int.data)]
             with m.If(c_idx < self.count):
                 m.d.sync += c_idx.eq(c_idx + 1)
@@ -148,3 +152,33 @@ class AxonBuffer(wiring.Component):
             with m.Elif(~c_valid & (c_idx == self.count)):
                 m.d.sync += [clearing.eq(0), self.count.eq(0)]
         return m
+
+    def _event_list(self, m):
+        """The event list's read ports (internal, external) and write port: one memory, or
+        ``evt_banks`` interleaved ones behind ports of the same behaviour (synchronous reads)."""
+        g, nb = self.geom, self.evt_banks
+        ab = g.axon_bits
+        if nb == 1:
+            m.submodules.evt = evt = memory.Memory(shape=unsigned(ab), depth=g.a_max, init=[], attrs=NO_RW_CHECK)
+            return evt.read_port(transparent_for=()), evt.read_port(transparent_for=()), evt.write_port()
+        bb = nb.bit_length() - 1
+        rd_int = SimpleNamespace(addr=Signal(ab, name="e_int_addr"), data=Signal(ab, name="e_int_data"))
+        rd_ext = SimpleNamespace(addr=Signal(ab, name="e_ext_addr"), data=Signal(ab, name="e_ext_data"))
+        wr = SimpleNamespace(addr=Signal(ab, name="e_wp_addr"), data=Signal(ab, name="e_wp_data"),
+                             en=Signal(name="e_wp_en"))
+        for rd in (rd_int, rd_ext):
+            sel = Signal(bb, name=f"{rd.addr.name}_bank")
+            m.d.sync += sel.eq(rd.addr[:bb])  # the bank of the word the ports return next clock
+            rd.sel, rd.words = sel, []
+        for b in range(nb):
+            mem = m.submodules[f"evt{b}"] = memory.Memory(shape=unsigned(ab), depth=g.a_max // nb, init=[],
+                                                          attrs=NO_RW_CHECK)
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(wr.addr[bb:]), wp.data.eq(wr.data), wp.en.eq(wr.en & (wr.addr[:bb] == b))]
+            for rd in (rd_int, rd_ext):
+                rp = mem.read_port(transparent_for=())
+                m.d.comb += rp.addr.eq(rd.addr[bb:])
+                rd.words.append(Mux(rd.sel == b, rp.data, 0))
+        for rd in (rd_int, rd_ext):
+            m.d.comb += rd.data.eq(functools.reduce(operator.or_, rd.words))
+        return rd_int, rd_ext, wr

@@ -20,6 +20,9 @@ outputs within the FIFO and the host drains it every step).
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
@@ -39,6 +42,9 @@ __all__ = ["CORE_KINDS", "Chip"]
 
 #: the core implementations a chip can be built from (same ports, map and results)
 CORE_KINDS = {"hybrid": HybridCore, "compact": CompactCore}
+
+#: with ``mem_pipe``: chip registers per first-level flop of the register read multiplexer
+RD_GROUP = 4
 
 
 class Chip(wiring.Component):
@@ -412,6 +418,16 @@ class Chip(wiring.Component):
                 with m.If(we_phase[k]):
                     m.d.sync += phase_of[k].eq(cw_data)
 
+        def chip_reg_values():
+            """``(address, value)`` of every readable chip register (what ``chip_reg_read`` returns;
+            a CORE_PHASE / ROUTE address of no core: 0, no error)."""
+            R = M.ChipReg
+            return [(R.CHIP_ID, Const(M.CHIP_ID_VALUE, 32)), (R.MESH, Const(self.mesh_x | self.mesh_y << 8, 32)),
+                    (R.N_CORES, Const(K, 32)), (R.N_PHASES, n_phases), (R.STATUS, ~ctrl_idle),
+                    (R.OUT_COUNT, outq.level), (R.OUT_POP, Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF)),
+                    (R.STEPS, steps), (R.CYCLES, cycles), (R.DESIGN_ID, Const(self.design_id, 32)),
+                    (R.OUT_DROPS, drops)] + [(R.CORE_PHASE_BASE + k, phase_of[k]) for k in range(K)]
+
         def chip_reg_read(reg, data, err, pop):
             """The value of chip register ``reg`` into ``data`` (next clock); ``err`` set when there is
             none; ``pop()`` makes the OUT_POP side effect."""
@@ -440,7 +456,8 @@ class Chip(wiring.Component):
                 with m.Case(M.ChipReg.OUT_DROPS):
                     m.d.sync += data.eq(drops)
                 with m.Default():
-                    with m.If(reg >= M.ChipReg.CORE_PHASE_BASE):
+                    with m.If(reg >= M.ChipReg.CORE_PHASE_BASE):  # (0 where no core has the address)
+                        m.d.sync += data.eq(0)
                         for k in range(K):
                             with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
                                 m.d.sync += data.eq(phase_of[k])
@@ -455,22 +472,29 @@ class Chip(wiring.Component):
             # pops while the chip is idle; a FIFO that fills meanwhile is read as empty).
             # The answer is made the clock after (``rd_acc``) from the copies ``rd_*2``, so that the
             # bus handshake does not reach the 32 answer flops.
-            rd_val, rd_bad, rd_pop, dec2 = Signal(32), Signal(), Signal(), Signal()
+            # The read multiplexer is two levels of flops: ``rd_grp`` (each the register of a group of
+            # RD_GROUP chip registers that ``rd_addr`` names, or 0) and ``rd_val2`` (their OR).
+            rd_bad, rd_pop, dec2 = Signal(), Signal(), Signal()
             rd_val2, rd_bad2, rd_pop2, rd_acc = Signal(32), Signal(), Signal(), Signal()
-            m.d.sync += [dec2.eq(dec_valid & bus.valid & ~bus.ready & ctrl_idle), rd_bad.eq(0), rd_pop.eq(0),
-                         rd_val2.eq(rd_val), rd_bad2.eq(rd_bad), rd_pop2.eq(rd_pop), rd_acc.eq(0)]
+            m.d.sync += [dec2.eq(dec_valid & bus.valid & ~bus.ready & ctrl_idle),
+                         rd_bad2.eq(rd_bad), rd_pop2.eq(rd_pop), rd_acc.eq(0)]
             with m.If(rd_acc):
                 m.d.comb += outq.r_en.eq(rd_pop2)
                 m.d.sync += [reg_valid.eq(1), reg_data.eq(rd_val2), reg_err.eq(rd_bad2)]
-
-            def pop_later():
-                m.d.sync += rd_pop.eq(outq.r_rdy)
 
             # the register is chosen by a copy of the address: the request has been on the bus since
             # the clock before ``dec2``'s decode, so the copy already holds its address then
             rd_addr = Signal(12)
             m.d.sync += rd_addr.eq(bus.addr[:12])
-            chip_reg_read(rd_addr, rd_val, rd_bad, pop_later)
+            cases = chip_reg_values()
+            groups = [cases[i:i + RD_GROUP] for i in range(0, len(cases), RD_GROUP)]
+            rd_grp = [Signal(32, name=f"rd_grp{i}") for i in range(len(groups))]
+            for sig, grp in zip(rd_grp, groups, strict=True):
+                m.d.sync += sig.eq(functools.reduce(operator.or_, [Mux(rd_addr == a, v, 0) for a, v in grp]))
+            m.d.sync += rd_val2.eq(functools.reduce(operator.or_, rd_grp))
+            named = functools.reduce(operator.or_, [rd_addr == a for a, _ in cases])
+            m.d.sync += [rd_bad.eq(~named & (rd_addr < M.ChipReg.CORE_PHASE_BASE)),
+                         rd_pop.eq((rd_addr == M.ChipReg.OUT_POP) & outq.r_rdy)]
 
         # bus handshake
         core_acc = Signal()

@@ -61,13 +61,18 @@ class HybridCore(wiring.Component):
     ``mem_pipe``: every memory is a pipelined, banked :class:`~plasticore.rtl.pipelined_ram.PipelinedRam`
     (its reads ``PIPE_LATENCY`` clocks later, for Fmax on a large FPGA); the integers are the same, the
     cycle count grows (:func:`step_cycles`).  ``mem_bank_bits``: lane bits per bank (tests use small
-    banks to exercise the bank logic on tiny cores).
+    banks to exercise the bank logic on tiny cores).  ``evt_banks``: the axon buffer's event list in
+    that many interleaved memories (:class:`~plasticore.rtl.axon.AxonBuffer`; default 4 with
+    ``mem_pipe`` from 64 axons, else 1).
     """
 
     def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16, *, mem_pipe: bool = False,
-                 mem_bank_bits: int = BANK_BITS, mem_tile_words: int = LUTRAM_WORDS):
+                 mem_bank_bits: int = BANK_BITS, mem_tile_words: int = LUTRAM_WORDS, evt_banks: int | None = None):
         self.geom = geom = CoreGeometry(a_max, n_max, lanes)
         self.mem_pipe = bool(mem_pipe)
+        if evt_banks is None:  # with pipelined memories a list of at least 64 events is 4 banks (Fmax)
+            evt_banks = 4 if self.mem_pipe and geom.a_max >= 64 else 1
+        self.evt_banks = evt_banks
         self.mem_bank_bits = mem_bank_bits
         self.mem_tile_words = mem_tile_words
         super().__init__(core_ports(geom))
@@ -115,7 +120,7 @@ class HybridCore(wiring.Component):
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)
 
-        m.submodules.axb = axb = AxonBuffer(geom, registered_writes=self.mem_pipe)
+        m.submodules.axb = axb = AxonBuffer(geom, registered_writes=self.mem_pipe, evt_banks=self.evt_banks)
         # with pipelined memories the dendrite's data registers and the LPU's stages are reset-less too
         # (rtl/layouts.py, PIPELINE_RESET_LESS: the plain chip keeps their reset for Yosys 0.70's sake)
         # with pipelined memories the axon buffer's x read address is registered after its multiplexer

@@ -16,8 +16,9 @@ from .pipelined_ram import delayed, local_params
 
 __all__ = ["PlasticityUnit", "LPU_LATENCY"]
 
-#: clocks from the last word's read issue to its H write (L1..L9 and four relays around L2 and L4)
-LPU_LATENCY = 13
+#: clocks from the last word's read issue to its H write (L1..L9, four relays around L2 and L4, and
+#: the clamp's compare stage L8c)
+LPU_LATENCY = 14
 
 
 class PlasticityUnit(wiring.Component):
@@ -32,12 +33,14 @@ class PlasticityUnit(wiring.Component):
         L5  gf_k + 2**(dh_shift-1);  hd_k = rshift_round(hd_k, 8)
         L6  dh_k = .. >> dh_shift                     (= rshift_round(gf_k, dh_shift))
         L7  s_k = hd_k + sign * dh_k
-        L8  H_k = clip(s_k, -h_clamp, h_clamp)
+        L8  s_k > h_clamp, s_k < -h_clamp (compared; registered in L8c with the low bits of s_k)
+        L8c H_k = clip(s_k, -h_clamp, h_clamp)    (a mux of the compare results)
         L9  write back (from a register: the write data, address and enable drive the BRAMs directly)
 
     The multiplies L2 and L4 take two clocks each (operand and product registers of a
     :class:`~plasticore.rtl.multiplier.PipelinedMultiplier`: the DSP block's own on the ECP5) and
-    their products are relayed once more out of the DSP block, so ``LPU_LATENCY`` is 13.
+    their products are relayed once more out of the DSP block, and the clamp takes two stages, so
+    ``LPU_LATENCY`` is 14.
 
     ``start`` (pulse) begins the sweep over ``n_groups`` x ``params.n_axons`` words; ``busy`` falls
     ``n_groups * n_axons + LPU_LATENCY`` clocks after it.  f_j comes from the soma (once per neuron).
@@ -135,11 +138,12 @@ class PlasticityUnit(wiring.Component):
         l7 = stage("l7", {"dh": data.ArrayLayout(signed(max(GF, SW) + 1), P),
                           "hd": data.ArrayLayout(signed(C.H_BITS + 2), P)})
         l8 = stage("l8", {"s": data.ArrayLayout(signed(max(GF, SW) + 3), P)})
+        l8c = stage("l8c", {"s": hl, "gt": P, "lt": P})
         l9 = stage("l9", {"h": hl})
         # the multiply stages L2 and L4 sit between relays: the DSP operands and products are
         # registered (inside the DSP blocks on the ECP5, rtl/multiplier.py), and the product is copied
         # once more out of the block (l3x, l5x) before any logic uses it
-        stages = (l1, l2, l2x, l3, l3x, l4, l4x, l5, l5x, l6, l7, l8, l9)
+        stages = (l1, l2, l2x, l3, l3x, l4, l4x, l5, l5x, l6, l7, l8, l8c, l9)
         assert MULTIPLIER_LATENCY == 2
         mul_g = m.submodules.mul_g = PipelinedMultiplier(C.BETA_BITS, C.X_BITS)
         m.d.comb += [mul_g.a.eq(l2.beta), mul_g.b.eq(l2.x)]
@@ -201,9 +205,11 @@ class PlasticityUnit(wiring.Component):
             m.d.sync += [l7.dh[k].eq(l6.gfa[k] >> p.dh_shift), l7.hd[k].eq(l6.hd[k])]
             # L7: Hebbian sign (applied after rounding) and the decayed H
             m.d.sync += l8.s[k].eq(Mux(p.hebb_neg, l7.hd[k] - l7.dh[k], l7.hd[k] + l7.dh[k]))
-            # L8: clamp
+            # L8: the clamp's comparisons (two carry chains side by side, each ending at a flop);
+            # L8c: the clamp (s itself only matters inside +-h_clamp, i.e. in its low H_BITS bits)
             sk = l8.s[k]
-            m.d.sync += l9.h[k].eq(Mux(sk > hc_k[k], hc_k[k], Mux(sk < neg_hc_k[k], neg_hc_k[k], sk)))
+            m.d.sync += [l8c.gt[k].eq(sk > hc_k[k]), l8c.lt[k].eq(sk < neg_hc_k[k]), l8c.s[k].eq(sk[:C.H_BITS])]
+            m.d.sync += l9.h[k].eq(Mux(l8c.gt[k], hc_k[k], Mux(l8c.lt[k], neg_hc_k[k], l8c.s[k])))
         # write back from the register
         m.d.comb += [self.h_wdata.eq(l9.h), self.h_waddr.eq(l9.a), self.h_we.eq(l9.v)]
         busy = running

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from plasticore import chip_map as M
 from plasticore import contract as C
 from plasticore.cli import main
 from plasticore.host.bus import BusError
@@ -124,6 +125,35 @@ def test_bad_address_is_an_error(dev):
     with pytest.raises(BusError, match="rejected address"):
         dev.bus.read(core_addr(7, Mem.W, 0), 1)  # only 4 cores
     dev.bus.sync()  # the chip still answers
+
+
+def test_chip_registers_read_the_same_with_mem_pipe(dev, dev_pipe):
+    """Every chip register address below ROUTE_BASE reads the same value (or the same error) on the
+    plain chip and on the ``mem_pipe`` one (whose read multiplexer is two levels of flops), after a
+    reset: constants, the empty output FIFO, the core phases, unknown addresses."""
+    from plasticore.chip_map import ChipReg, chip_addr
+
+    skip = {ChipReg.STEPS, ChipReg.CYCLES, ChipReg.DESIGN_ID}  # (history, build configuration)
+    seen = []
+    for d in (dev, dev_pipe):
+        d.bus.reset()
+        for k in range(d.geom.cores):
+            d.bus.write(chip_addr(ChipReg.CORE_PHASE_BASE + k), [(3 * k + 1) & 0xF])
+        got = {}
+        for reg in range(ChipReg.ROUTE_BASE):
+            if reg in skip:
+                continue
+            try:
+                (got[reg],) = d.bus.read(chip_addr(reg), 1)
+            except BusError as e:
+                got[reg] = f"error: {e}"
+                d.bus.sync()
+        seen.append(got)
+    plain, pipe = seen
+    diff = {r: (plain[r], pipe[r]) for r in plain if plain[r] != pipe[r]}
+    assert not diff, f"chip registers that differ (plain, mem_pipe): {diff}"
+    assert plain[ChipReg.CHIP_ID] == M.CHIP_ID_VALUE and plain[ChipReg.OUT_POP] == 0xFFFFFFFF
+    assert str(plain[13]).startswith("error"), "an unknown chip register must be an error"
 
 
 def test_cycles_register_counts_the_last_step(dev):

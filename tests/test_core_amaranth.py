@@ -78,7 +78,8 @@ PIPE_KW = {"mem_pipe": True, "mem_bank_bits": 64}
 #: ``hybrid_tiled``: pipelined memories of more than 4 words split into 32-bit tiles (the block-RAM
 #: layout of a large core, rtl/pipelined_ram.py): W and H one bank deep in 2-bit columns, the LUT 8
 #: banks of 1-bit columns, BETA 4-bit columns
-TILED_KW = {"mem_pipe": True, "mem_bank_bits": 32, "mem_tile_words": 4}
+#: (and the event list in 2 interleaved banks, rtl/axon.py)
+TILED_KW = {"mem_pipe": True, "mem_bank_bits": 32, "mem_tile_words": 4, "evt_banks": 2}
 PIPE_KINDS = {"hybrid_pipe": PIPE_KW, "hybrid_tiled": TILED_KW}
 
 
