@@ -418,13 +418,14 @@ class Chip(wiring.Component):
                 with m.If(we_phase[k]):
                     m.d.sync += phase_of[k].eq(cw_data)
 
-        def chip_reg_values():
+        def chip_reg_values(head, level):
             """``(address, value)`` of every readable chip register (what ``chip_reg_read`` returns;
-            a CORE_PHASE / ROUTE address of no core: 0, no error)."""
+            a CORE_PHASE / ROUTE address of no core: 0, no error), with ``head`` / ``level`` the
+            output FIFO's head (0xFFFFFFFF if empty) and level."""
             R = M.ChipReg
             return [(R.CHIP_ID, Const(M.CHIP_ID_VALUE, 32)), (R.MESH, Const(self.mesh_x | self.mesh_y << 8, 32)),
                     (R.N_CORES, Const(K, 32)), (R.N_PHASES, n_phases), (R.STATUS, ~ctrl_idle),
-                    (R.OUT_COUNT, outq.level), (R.OUT_POP, Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF)),
+                    (R.OUT_COUNT, level), (R.OUT_POP, head),
                     (R.STEPS, steps), (R.CYCLES, cycles), (R.DESIGN_ID, Const(self.design_id, 32)),
                     (R.OUT_DROPS, drops)] + [(R.CORE_PHASE_BASE + k, phase_of[k]) for k in range(K)]
 
@@ -486,7 +487,13 @@ class Chip(wiring.Component):
             # the clock before ``dec2``'s decode, so the copy already holds its address then
             rd_addr = Signal(12)
             m.d.sync += rd_addr.eq(bus.addr[:12])
-            cases = chip_reg_values()
+            # the output FIFO's head and level reach the multiplexer from flops (its block RAM's
+            # clock-to-out is long); a clock stale, which the answer does not show: only this read pops
+            # (so a head seen present stays the head), and an entry arriving meanwhile is seen later
+            head_q, head_rdy_q, level_q = Signal(32), Signal(), Signal.like(outq.level)
+            m.d.sync += [head_q.eq(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF)), head_rdy_q.eq(outq.r_rdy),
+                         level_q.eq(outq.level)]
+            cases = chip_reg_values(head_q, level_q)
             groups = [cases[i:i + RD_GROUP] for i in range(0, len(cases), RD_GROUP)]
             rd_grp = [Signal(32, name=f"rd_grp{i}") for i in range(len(groups))]
             for sig, grp in zip(rd_grp, groups, strict=True):
@@ -494,7 +501,7 @@ class Chip(wiring.Component):
             m.d.sync += rd_val2.eq(functools.reduce(operator.or_, rd_grp))
             named = functools.reduce(operator.or_, [rd_addr == a for a, _ in cases])
             m.d.sync += [rd_bad.eq(~named & (rd_addr < M.ChipReg.CORE_PHASE_BASE)),
-                         rd_pop.eq((rd_addr == M.ChipReg.OUT_POP) & outq.r_rdy)]
+                         rd_pop.eq((rd_addr == M.ChipReg.OUT_POP) & head_rdy_q)]
 
         # bus handshake
         core_acc = Signal()

@@ -124,6 +124,11 @@ class Soma(wiring.Component):
             # a large core at a high clock: ``issue`` (the enable of the whole lane buffer) is itself a
             # flop, computed a clock ahead from the next ``rem`` and the registered room test's input;
             # so is ``ready`` (the load handshake then starts at flops)
+            # the room test itself from a flop (a clock stale, so one more entry of margin): the FIFO
+            # level's adder and compare are then off the path into the issue flops
+            room_q = Signal(name="room_q")
+            m.d.sync += room_q.eq(ofifo.level <= OUT_FIFO_DEPTH - self.latency - 4)
+            room_level = room_q
             rem_next = Signal.like(rem)
             m.d.comb += rem_next.eq(Mux(self.load, P, Mux(issue, rem - 1, rem)))
             ready = Signal(init=1)
