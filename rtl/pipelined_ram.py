@@ -18,9 +18,9 @@ routes:
 A block-RAM memory (``tile_bits`` given: the core's W, H and H mask) is split into *tiles* of one
 block RAM each instead: as deep as the memory (up to ``tile_bits`` words) and as narrow as that
 needs (a 16384-word memory in 1-bit columns, 4096 words in 4-bit columns, never across a lane's
-write enable).  Each tile has its own ``B`` copy of the request (address, enable, its data bits;
-the copies are named ``*__dup`` and the ECP5 synthesis script marks them ``keep``) and its own
-``C`` register, and ``r_data`` is the ``C`` registers side by side: no multiplexer behind the block
+write enable).  Each group of ``TILE_GROUP`` tiles shares a ``B`` copy of the request (address,
+enable, its data bits; the copies are named ``*__dup`` and the ECP5 synthesis script marks them
+``keep``), each tile has its own ``C`` register, and ``r_data`` is the ``C`` registers side by side: no multiplexer behind the block
 RAMs and no write data fanned out to every bank.  (On the 16384 x 64 H memory of a 256 x 256
 core: 64 DP16KD, 2 082 flip-flops and 5 LUTs, against 64 DP16KD, 2 557 flip-flops, 1 976 LUTs and
 1 462 wide multiplexers with 16 banks; ``synth_ecp5``.)
@@ -43,10 +43,12 @@ from .layouts import NO_RW_CHECK, no_rw_check_read
 __all__ = ["BANK_BITS", "DUP", "LUTRAM_BANK", "LUTRAM_WORDS", "PIPE_LATENCY", "PipelinedRam", "delayed", "local_params"]
 
 #: suffix of the registers the ECP5 synthesis script marks ``keep`` (firmware.boards): copies of one
-#: request register, one per block RAM, which Yosys would otherwise merge into one far from most of them
+#: request register (one per group of TILE_GROUP block RAMs, one per lane of the soma's lane buffer), which
+#: Yosys would otherwise merge into one far from most of their loads
 DUP = "__dup"
 #: columns of a tiled memory that share one copy of the request (stage B); measured on the 2 x 1
-#: 256 x 256 chip at 100 MHz (docs/boards.md): 1 (a copy per block RAM) 57.41 MHz, 8 80.79, 4 83.25
+#: 256 x 256 chip at 100 MHz (docs/boards.md): 1 (a copy per block RAM) 57.41 MHz, 8 80.79, 4 83.25,
+#: 2 85.43 (with the soma's per-lane copies; 4 on the same tree: 91.64)
 TILE_GROUP = 4
 #: extra read latency of a pipelined memory: stages A, B and C
 PIPE_LATENCY = 3
