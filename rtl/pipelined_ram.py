@@ -20,10 +20,10 @@ block RAM each instead: as deep as the memory (up to ``tile_bits`` words) and as
 needs (a 16384-word memory in 1-bit columns, 4096 words in 4-bit columns, never across a lane's
 write enable).  Each group of ``TILE_GROUP`` tiles shares a ``B`` copy of the request (address,
 enable, its data bits; the copies are named ``*__dup`` and the ECP5 synthesis script marks them
-``keep``), each tile has its own ``C`` register, and ``r_data`` is the ``C`` registers side by side: no multiplexer behind the block
-RAMs and no write data fanned out to every bank.  (On the 16384 x 64 H memory of a 256 x 256
-core: 64 DP16KD, 2 082 flip-flops and 5 LUTs, against 64 DP16KD, 2 557 flip-flops, 1 976 LUTs and
-1 462 wide multiplexers with 16 banks; ``synth_ecp5``.)
+``keep``), each tile has its own ``C`` register, and ``r_data`` is the ``C`` registers side by
+side: no multiplexer behind the block RAMs and no write data fanned out to every bank.  (On the
+16384 x 64 H memory of a 256 x 256 core: 64 DP16KD, 2 082 flip-flops and 5 LUTs, against 64
+DP16KD, 2 557 flip-flops, 1 976 LUTs and 1 462 wide multiplexers with 16 banks; ``synth_ecp5``.)
 
 So a read's data is on ``r_data`` ``1 + PIPE_LATENCY`` clocks after its address is on ``r_addr``
 (one clock for a plain memory), and a write takes effect two clocks after it is presented; reads
