@@ -137,6 +137,7 @@ def test_chip_registers_read_the_same_with_mem_pipe(dev, dev_pipe):
     seen = []
     for d in (dev, dev_pipe):
         d.bus.reset()
+        d.bus.write(chip_addr(ChipReg.N_PHASES), [2])  # (the writable registers: set, not left to other tests)
         for k in range(d.geom.cores):
             d.bus.write(chip_addr(ChipReg.CORE_PHASE_BASE + k), [(3 * k + 1) & 0xF])
         got = {}
