@@ -424,15 +424,16 @@ def step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plas
     """The phases of :func:`step_cycles` (derivation in ``docs/core.md``)."""
     from .dendrite import DENDRITE_LATENCY
     from .lpu import LPU_LATENCY
-    from .soma import SOMA_LATENCY
+    from .soma import SOMA_LATENCY, SOMA_LOAD_DELAY
 
     E, P = events, lanes
     K = PIPE_LATENCY if mem_pipe else 0  # each engine waits K more clocks per read (the soma reads twice)
+    L = SOMA_LOAD_DELAY if mem_pipe else 0  # the soma's lane buffer loads L clocks after the request
     G = -(-n_neurons // P)
     d = E + DENDRITE_LATENCY + K + 1 if E else 2  # one dendrite pass, start -> acc_valid
     return {
-        "integrate": d + (G - 1) * max(d, P),  # groups overlap with the soma of the previous group
-        "soma_drain": P + SOMA_LATENCY + 2 * K + 1,  # last group: P issues + pipeline
+        "integrate": d + (G - 1) * max(d, P + L),  # groups overlap with the soma of the previous group
+        "soma_drain": P + SOMA_LATENCY + 2 * K + L + 1,  # last group: P issues + pipeline
         "lpu": G * n_axons + LPU_LATENCY + K + 1 if plastic else 0,  # one H word (P synapses) per clock
         "clear": E + 4 if E else 2,  # zero the listed inputs
     }
@@ -442,9 +443,9 @@ def step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: 
                 mem_pipe: bool = False) -> int:
     """Clock cycles of one step (register ``CYCLES``: clocks with ``busy`` high), see ``docs/core.md``.
 
-    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``K = 0`` (``K = PIPE_LATENCY = 3``
-    with ``mem_pipe``), ``D = E + 10 + K`` (2 if ``E == 0``)::
+    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``K = L = 0`` (``K = PIPE_LATENCY = 3``,
+    ``L = SOMA_LOAD_DELAY = 1`` with ``mem_pipe``), ``D = E + 10 + K`` (2 if ``E == 0``)::
 
-        cycles = D + (G - 1) * max(D, P)  +  (P + 20 + 2K)  +  plastic * (G * A + 14 + K)  +  (E + 4 | 2)
+        cycles = D + (G - 1) * max(D, P + L)  +  (P + 20 + 2K + L)  +  plastic * (G * A + 15 + K)  +  (E + 4 | 2)
     """
     return sum(step_cycle_parts(events, n_axons, n_neurons, lanes, plastic, mem_pipe=mem_pipe).values())

@@ -453,23 +453,29 @@ class Link(wiring.Component):
                                  nout.eq(1)]
                 m.d.sync += [i.eq(0), ob.eq(0)]
                 m.next = "REPLY_WORD"
+            # with ``pipes``: the payload index registered in REPLY_LOAD (the word selects below then
+            # start at a flop, not at the subtractor)
+            pidx_q = Signal.like(pidx, name="pidx_q")
             with m.State("REPLY_LOAD"):
                 m.d.comb += rd.addr.eq(pidx)
+                m.d.sync += pidx_q.eq(pidx)
                 m.next = "REPLY_FETCH"
             pword = Signal(32)  # with ``pipes``: a payload word that is not the buffer's, chosen a clock early
             with m.State("REPLY_FETCH"):
-                m.d.comb += rd.addr.eq(pidx)
                 if self.pipes:
+                    m.d.comb += rd.addr.eq(pidx_q)
                     m.d.sync += rdata.eq(rd.data)
                     with m.Switch(kind):
                         with m.Case(_K_IDENTIFY):
-                            m.d.sync += pword.eq(identify_value.word_select(pidx, 32))
+                            m.d.sync += pword.eq(identify_value.word_select(pidx_q, 32))
                         with m.Case(_K_STATUS):
-                            m.d.sync += pword.eq(status_value.as_value().word_select(pidx, 32))
+                            m.d.sync += pword.eq(status_value.as_value().word_select(pidx_q, 32))
                         with m.Case(_K_DETAIL):
                             m.d.sync += pword.eq(detail)
                         with m.Default():
                             m.d.sync += pword.eq(0)
+                else:
+                    m.d.comb += rd.addr.eq(pidx)
                 m.next = "REPLY_WORD"
             word = Signal(32)
             last_word = Signal()

@@ -13,7 +13,7 @@ from .arith import round_half, sat_fast
 from .layouts import PIPELINE_RESET_LESS, param_layout, spike_event_layout
 from .pipelined_ram import DUP, delayed, local_params
 
-__all__ = ["Soma", "SOMA_LATENCY"]
+__all__ = ["Soma", "SOMA_LATENCY", "SOMA_LOAD_DELAY"]
 
 #: pipeline stages from a neuron's issue to its f write (13 compute stages + 6 relays around the multiplies)
 SOMA_LATENCY = 19
@@ -21,6 +21,8 @@ SOMA_LATENCY = 19
 #: registered and added in the next stage (with the rounding constant that follows them anyway)
 MUL_SPLIT = 17
 OUT_FIFO_DEPTH = 64
+#: with ``mem_delay``: the clocks from a ``load`` request to the lane buffer's load
+SOMA_LOAD_DELAY = 1
 
 
 class Soma(wiring.Component):
@@ -55,7 +57,10 @@ class Soma(wiring.Component):
 
     ``mem_delay``: the memories return their data that many clocks later than a plain memory
     (pipelined memories); that many stages wait after S0 and after S11, so the pipeline is
-    ``SOMA_LATENCY + 2 * mem_delay`` stages (:attr:`latency`).
+    ``SOMA_LATENCY + 2 * mem_delay`` stages (:attr:`latency`), and the buffer takes ``load`` a clock
+    late (from flops: ``load`` fans out to every bit of the buffer), so ``ready`` is high only when
+    the buffer will be empty at the next clock (:data:`SOMA_LOAD_DELAY`: one clock more per group
+    when the soma is the bottleneck, and one more in the drain).
     """
 
     def __init__(self, geom: CoreGeometry, aw_bits: int, ah_bits: int, mem_delay: int = 0):
@@ -116,32 +121,47 @@ class Soma(wiring.Component):
         j = Signal(nb + 1)
         k = Signal(range(P))
         grp = Signal.like(self.group)
-        # registered (off the issue path): the level grows by at most 1 per clock, so one more entry
-        # of margin than the in-flight bound keeps the FIFO from overflowing
-        room_level = ofifo.level <= OUT_FIFO_DEPTH - self.latency - 3
         issue = Signal()
         if self.mem_delay:
-            # a large core at a high clock: ``issue`` (the enable of the whole lane buffer) is itself a
-            # flop, computed a clock ahead from the next ``rem`` and the registered room test's input;
-            # so is ``ready`` (the load handshake then starts at flops)
+            # a large core at a high clock: the buffer takes a load request a clock late, from flops
+            # (``load`` is combinational in the sequencer and would fan out to every bit of the
+            # buffer): ``load_q`` loads the counters, and each lane loads on a copy of its own (kept
+            # apart on the ECP5, ``pipelined_ram.DUP``).  The accumulators still hold the group then
+            # (they clear a clock after the dendrite's ``start``, which comes with the request), and
+            # ``jbase`` / ``group`` are taken from copies a clock old.  ``ready`` is then high only
+            # when the buffer is empty at the next clock (see :meth:`ready`)
+            assert SOMA_LOAD_DELAY == 1
+            load = Signal(name="load_q")
+            lane_load = [Signal(name=f"load_lane{q}{DUP}") for q in range(P)]
+            jbase = Signal.like(self.jbase, name="jbase_q", reset_less=PIPELINE_RESET_LESS)
+            group = Signal.like(self.group, name="group_q", reset_less=PIPELINE_RESET_LESS)
+            m.d.sync += [load.eq(self.load), jbase.eq(self.jbase), group.eq(self.group)]
+            m.d.sync += [c.eq(self.load) for c in lane_load]
+            # ``issue`` (the enable of the whole lane buffer) is itself a flop, computed a clock ahead
+            # from the next ``rem`` and the registered room test's input; so is ``ready`` (the load
+            # handshake then starts at flops)
             # the room test itself from a flop (a clock stale, so one more entry of margin): the FIFO
             # level's adder and compare are then off the path into the issue flops
             room_q = Signal(name="room_q")
             m.d.sync += room_q.eq(ofifo.level <= OUT_FIFO_DEPTH - self.latency - 4)
-            room_level = room_q
             rem_next = Signal.like(rem)
-            m.d.comb += rem_next.eq(Mux(self.load, P, Mux(issue, rem - 1, rem)))
+            m.d.comb += rem_next.eq(Mux(load, P, Mux(issue, rem - 1, rem)))
             ready = Signal(init=1)
-            m.d.sync += [issue.eq((rem_next != 0) & room_level),
-                         ready.eq((rem_next == 0) | ((rem_next == 1) & room_level))]
+            # (rem_next == 1 with room: the last lane issues at the next clock, the buffer is empty
+            # the clock after, when a request taken at the next clock loads; never right after a
+            # request, which loads at the next clock)
+            m.d.sync += [issue.eq((rem_next != 0) & room_q),
+                         ready.eq(((rem_next == 0) | ((rem_next == 1) & room_q)) & ~self.load)]
             m.d.comb += self.ready.eq(ready)
-            # and each lane of the buffer shifts on a copy of its own (kept apart on the ECP5,
-            # ``pipelined_ram.DUP``): one enable net per lane, not one over the whole buffer
+            # and each lane of the buffer shifts on a copy of its own: one enable net per lane
             shift = [Signal(name=f"issue_lane{q}{DUP}") for q in range(P - 1)]
-            m.d.sync += [c.eq((rem_next != 0) & room_level) for c in shift]
+            m.d.sync += [c.eq((rem_next != 0) & room_q) for c in shift]
         else:
+            load, lane_load, jbase, group = self.load, [self.load] * P, self.jbase, self.group
+            # registered (off the issue path): the level grows by at most 1 per clock, so one more
+            # entry of margin than the in-flight bound keeps the FIFO from overflowing
             room = Signal()
-            m.d.sync += room.eq(room_level)
+            m.d.sync += room.eq(ofifo.level <= OUT_FIFO_DEPTH - self.latency - 3)
             m.d.comb += issue.eq((rem != 0) & room)
             m.d.comb += self.ready.eq((rem == 0) | ((rem == 1) & issue))
             shift = [issue] * (P - 1)
@@ -150,9 +170,11 @@ class Soma(wiring.Component):
         for q in range(P - 1):
             with m.If(shift[q]):
                 m.d.sync += [bw[q].eq(bw[q + 1]), bh[q].eq(bh[q + 1])]
-        with m.If(self.load):
-            m.d.sync += [bw.eq(self.acc_w), bh.eq(self.acc_h), rem.eq(P), j.eq(self.jbase), k.eq(0),
-                         grp.eq(self.group)]
+        for q in range(P):
+            with m.If(lane_load[q]):
+                m.d.sync += [bw[q].eq(self.acc_w[q]), bh[q].eq(self.acc_h[q])]
+        with m.If(load):
+            m.d.sync += [rem.eq(P), j.eq(jbase), k.eq(0), grp.eq(group)]
         m.d.comb += self.n_addr.eq(j)
 
         def stage(name, fields):
@@ -345,7 +367,7 @@ class Soma(wiring.Component):
         m.d.comb += [self.f_wdata[q].eq(r13.f) for q in range(P)]
 
         self._probe = {"rem": rem, "issue": issue, "r9": r9, "r1": r1_issue, "j": j}
-        busy = rem != 0
+        busy = (rem != 0) | load
         for r in stages:
             busy = busy | r.v
         m.d.comb += self.idle.eq(~busy)
