@@ -387,9 +387,13 @@ class Link(wiring.Component):
             with m.State("WRITE"):
                 # rd.addr = i (the CHECK state set i = 0); word i is on rd.data in the next cycle.
                 m.next = "WRITE_LOAD"
+            # whether word i is the last one, registered a state ahead (``i`` holds meanwhile): the
+            # next-state decode of WRITE_REQ / READ_WAIT then starts at a flop, not at an adder
+            last_i = Signal()
             with m.State("WRITE_LOAD"):
                 # the buffer word i is registered in ``wdata`` before it drives the bus
-                m.d.sync += [wdata.eq(rd.data), baddr.eq(addr_i), bus_v.eq(1), bus_op.eq(BusOp.WRITE)]
+                m.d.sync += [wdata.eq(rd.data), baddr.eq(addr_i), bus_v.eq(1), bus_op.eq(BusOp.WRITE),
+                             last_i.eq(i + 1 == ndata)]
                 m.next = "WRITE_REQ"
             with m.State("WRITE_REQ"):
                 with m.If(bus.ready):
@@ -398,13 +402,13 @@ class Link(wiring.Component):
                         bus_error(baddr)
                     m.d.comb += rd.addr.eq(i + 1)
                     m.d.sync += i.eq(i + 1)
-                    with m.If(i + 1 == ndata):
+                    with m.If(last_i):
                         finish()
                     with m.Else():
                         m.next = "WRITE_LOAD"  # rd.addr = i + 1 now: its word next cycle
 
             with m.State("READ_LOAD"):
-                m.d.sync += [baddr.eq(addr_i), bus_v.eq(1), bus_op.eq(BusOp.READ)]
+                m.d.sync += [baddr.eq(addr_i), bus_v.eq(1), bus_op.eq(BusOp.READ), last_i.eq(i + 1 == hdr.arg)]
                 m.next = "READ"
             with m.State("READ"):
                 with m.If(bus.ready):
@@ -416,7 +420,7 @@ class Link(wiring.Component):
                     with m.If(bus.error):
                         bus_error(baddr)
                     m.d.sync += i.eq(i + 1)
-                    with m.If(i + 1 == hdr.arg):
+                    with m.If(last_i):
                         finish()
                     with m.Else():
                         m.next = "READ_LOAD"
