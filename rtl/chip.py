@@ -430,40 +430,18 @@ class Chip(wiring.Component):
                     (R.OUT_DROPS, drops)] + [(R.CORE_PHASE_BASE + k, phase_of[k]) for k in range(K)]
 
         def chip_reg_read(reg, data, err, pop):
-            """The value of chip register ``reg`` into ``data`` (next clock); ``err`` set when there is
-            none; ``pop()`` makes the OUT_POP side effect."""
+            """The value of chip register ``reg`` into ``data`` (next clock, from
+            :func:`chip_reg_values`); ``err`` set when there is none; ``pop()`` makes the OUT_POP side
+            effect."""
             with m.Switch(reg):
-                with m.Case(M.ChipReg.CHIP_ID):
-                    m.d.sync += data.eq(M.CHIP_ID_VALUE)
-                with m.Case(M.ChipReg.MESH):
-                    m.d.sync += data.eq(self.mesh_x | self.mesh_y << 8)
-                with m.Case(M.ChipReg.N_CORES):
-                    m.d.sync += data.eq(K)
-                with m.Case(M.ChipReg.N_PHASES):
-                    m.d.sync += data.eq(n_phases)
-                with m.Case(M.ChipReg.STATUS):
-                    m.d.sync += data.eq(~ctrl_idle)
-                with m.Case(M.ChipReg.OUT_COUNT):
-                    m.d.sync += data.eq(outq.level)
-                with m.Case(M.ChipReg.OUT_POP):
-                    m.d.sync += data.eq(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF))
-                    pop()
-                with m.Case(M.ChipReg.STEPS):
-                    m.d.sync += data.eq(steps)
-                with m.Case(M.ChipReg.CYCLES):
-                    m.d.sync += data.eq(cycles)
-                with m.Case(M.ChipReg.DESIGN_ID):
-                    m.d.sync += data.eq(self.design_id)
-                with m.Case(M.ChipReg.OUT_DROPS):
-                    m.d.sync += data.eq(drops)
+                for a, v in chip_reg_values(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF), outq.level):
+                    with m.Case(a):
+                        m.d.sync += data.eq(v)
+                        if a == M.ChipReg.OUT_POP:
+                            pop()
                 with m.Default():
-                    with m.If(reg >= M.ChipReg.CORE_PHASE_BASE):  # (0 where no core has the address)
-                        m.d.sync += data.eq(0)
-                        for k in range(K):
-                            with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
-                                m.d.sync += data.eq(phase_of[k])
-                    with m.Else():
-                        m.d.sync += err.eq(1)
+                    # 0 for a CORE_PHASE address of no core (no error)
+                    m.d.sync += [data.eq(0), err.eq(reg < M.ChipReg.CORE_PHASE_BASE)]
 
         if self.mem_pipe:
             # with mem_pipe a chip register read is answered from ``rd_val``: the register named by the
