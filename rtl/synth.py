@@ -27,12 +27,12 @@ from pathlib import Path
 from plasticore.core_map import DEFAULT_GEOMETRY
 from plasticore.firmware.report import critical_paths
 
-__all__ = ["synth_core"]
+__all__ = ["Ecp5Target", "synth_core"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class _Ecp5Target:
+class Ecp5Target:
     """What the RTL asks of a platform when it elaborates for the ECP5 (no pins, no toolchain)."""
 
     family = "ecp5"
@@ -66,7 +66,7 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
     vfile = out / "hybrid_core.v"
     core = HybridCore(a_max, n_max, lanes, mem_pipe=mem_pipe)
     # (elaborated for the ECP5: the multipliers use the DSP blocks' own registers, rtl/multiplier.py)
-    vfile.write_text(verilog.convert(core, name="hybrid_core", emit_src=False, platform=_Ecp5Target()))
+    vfile.write_text(verilog.convert(core, name="hybrid_core", emit_src=False, platform=Ecp5Target()))
     jfile = out / "hybrid_core.json"
     stat_file = out / "stat.txt"
     script = (f"read_verilog {vfile.name}; synth_ecp5 -top hybrid_core -json {jfile.name}; "

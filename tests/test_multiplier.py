@@ -21,10 +21,7 @@ from amaranth.sim import Simulator
 
 import plasticore.rtl.multiplier as mult
 from plasticore.rtl.multiplier import MULTIPLIER_LATENCY, PipelinedMultiplier
-
-
-class _Ecp5:
-    family = "ecp5"
+from plasticore.rtl.synth import Ecp5Target as _Ecp5
 
 
 class Mult18x18dModel(Elaboratable):
