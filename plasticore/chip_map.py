@@ -92,7 +92,7 @@ class ChipReg(enum.IntEnum):
     MESH = 1  #: read-only: mesh_x | mesh_y << 8
     N_CORES = 2  #: read-only
     N_PHASES = 3  #: layers in use: a step runs phases 0 .. N_PHASES-1
-    RUN = 4  #: write n: run n time steps (inputs of step 1 must be loaded); read: steps left
+    RUN = 4  #: reserved (no register): steps run by the bus operation RUN n; a read or write here is an error
     CLEAR = 5  #: write 1: sample start on every core (u := 0, s := 0, pending inputs dropped)
     STATUS = 6  #: read-only: bit0 busy
     OUT_COUNT = 7  #: read-only: entries waiting in the host output FIFO
