@@ -239,7 +239,14 @@ class Link(wiring.Component):
             m.d.comb += [wr.addr.eq(wr_addr_q), wr.data.eq(wr_data_q), wr.en.eq(wr_en_q)]
         else:
             m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(wr_data), wr.en.eq(wr_en)]
-        m.d.comb += rd.addr.eq(i)
+        # the frame buffer's read address: ``i`` (and ``i + 1``, ``i - 1`` in some states, below); with
+        # ``pipes`` a flop (``raddr``) loaded with that address a clock ahead, so that no decode or
+        # adder sits in front of the buffer's (LUT RAM) read
+        if self.pipes:
+            raddr = Signal.like(rd.addr, name="raddr")
+            m.d.comb += rd.addr.eq(raddr)
+        else:
+            m.d.comb += rd.addr.eq(i)
 
         def reply(st, kind_, n, op_=None):
             m.d.sync += [status.eq(st), kind.eq(kind_), nout.eq(n),
@@ -307,7 +314,7 @@ class Link(wiring.Component):
                     # a RUN's bus address and step count, loaded in every CHECK (only a RUN presents them
                     # now; the other requests load their own first): their enables are a state decode,
                     # not the frame checks
-                    m.d.sync += [baddr.eq(base), wdata.eq(arg1)]
+                    m.d.sync += [baddr.eq(base), wdata.eq(arg1), raddr.eq(0)]
                 with m.If(cobs_err):
                     m.d.sync += framing_errors.eq(framing_errors + 1)
                     nack(Status.FRAMING, P.NACK_OP)
@@ -394,13 +401,16 @@ class Link(wiring.Component):
                 # the buffer word i is registered in ``wdata`` before it drives the bus
                 m.d.sync += [wdata.eq(rd.data), baddr.eq(addr_i), bus_v.eq(1), bus_op.eq(BusOp.WRITE),
                              last_i.eq(i + 1 == ndata)]
+                if self.pipes:
+                    m.d.sync += raddr.eq(i + 1)  # for WRITE_REQ: the next word
                 m.next = "WRITE_REQ"
             with m.State("WRITE_REQ"):
                 with m.If(bus.ready):
                     m.d.sync += bus_v.eq(0)
                     with m.If(bus.error):
                         bus_error(baddr)
-                    m.d.comb += rd.addr.eq(i + 1)
+                    if not self.pipes:
+                        m.d.comb += rd.addr.eq(i + 1)
                     m.d.sync += i.eq(i + 1)
                     with m.If(last_i):
                         finish()
@@ -457,23 +467,20 @@ class Link(wiring.Component):
                                  nout.eq(1)]
                 m.d.sync += [i.eq(0), ob.eq(0)]
                 m.next = "REPLY_WORD"
-            # with ``pipes``: the payload index registered in REPLY_LOAD (the word selects below then
-            # start at a flop, not at the subtractor)
-            pidx_q = Signal.like(pidx, name="pidx_q")
+            # (with ``pipes`` ``raddr`` holds i - 1 from REPLY_LOAD on: the word selects below start at a flop)
             with m.State("REPLY_LOAD"):
-                m.d.comb += rd.addr.eq(pidx)
-                m.d.sync += pidx_q.eq(pidx)
+                if not self.pipes:
+                    m.d.comb += rd.addr.eq(pidx)
                 m.next = "REPLY_FETCH"
             pword = Signal(32)  # with ``pipes``: a payload word that is not the buffer's, chosen a clock early
             with m.State("REPLY_FETCH"):
                 if self.pipes:
-                    m.d.comb += rd.addr.eq(pidx_q)
                     m.d.sync += rdata.eq(rd.data)
                     with m.Switch(kind):
                         with m.Case(_K_IDENTIFY):
-                            m.d.sync += pword.eq(identify_value.word_select(pidx_q, 32))
+                            m.d.sync += pword.eq(identify_value.word_select(raddr, 32))
                         with m.Case(_K_STATUS):
-                            m.d.sync += pword.eq(status_value.as_value().word_select(pidx_q, 32))
+                            m.d.sync += pword.eq(status_value.as_value().word_select(raddr, 32))
                         with m.Case(_K_DETAIL):
                             m.d.sync += pword.eq(detail)
                         with m.Default():
@@ -522,6 +529,8 @@ class Link(wiring.Component):
                         m.next = "RECV"
                     with m.Elif(ob == 3):
                         m.d.sync += i.eq(i + 1)
+                        if self.pipes:
+                            m.d.sync += raddr.eq(i)  # the payload word i (of the new i + 1)
                         m.next = "REPLY_LOAD"
 
         m.d.comb += self.busy.eq(~fsm.ongoing("RECV") | fifo.r_rdy | rx_pipe.o.valid | chk_o.valid
