@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Mux, Value, signed
 
-__all__ = ["clip", "round_half", "rshift_round", "sat", "sat_fast", "to_signed"]
+__all__ = ["clip", "clip_sub_fast", "round_half", "rshift_round", "sat", "sat_fast", "to_signed"]
 
 
 def to_signed(v) -> Value:
@@ -38,6 +38,22 @@ def sat_fast(v, bits: int) -> Value:
     ok = (top == 0) | (top == (1 << len(top)) - 1)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return Mux(ok, v[:bits].as_signed(), Mux(v[-1], Const(lo, signed(bits)), Const(hi, signed(bits))))
+
+
+def clip_sub_fast(a, b, bits: int) -> Value:
+    """``sat(a - b, bits)`` with a short carry chain, for a wide ``a`` and a narrow ``b``: the
+    subtraction is made on the low ``len(b) + 2`` bits of ``a`` beside a test that ``a`` fits in them;
+    if not, ``|a| >= 2**(len(b)+1)`` exceeds ``|b| + 2**(bits-1)`` and the result is ``a``'s bound."""
+    a, b = to_signed(a), to_signed(b)
+    lo_bits = len(b) + 2
+    assert (1 << (lo_bits - 1)) - (1 << (len(b) - 1)) > 1 << (bits - 1), "bits too wide for the short form"
+    if len(a) <= lo_bits:
+        return sat_fast(a - b, bits)
+    top = a[lo_bits - 1:]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(fits, sat_fast(a[:lo_bits].as_signed() - b, bits),
+               Mux(a[-1], Const(lo, signed(bits)), Const(hi, signed(bits))))
 
 
 def clip(v, lo, hi) -> Value:

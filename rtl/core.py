@@ -30,7 +30,7 @@ from .core_regs import (
 from .dendrite import Dendrite
 from .layouts import NO_RW_CHECK, no_rw_check_read, param_layout
 from .lpu import PlasticityUnit
-from .pipelined_ram import BANK_BITS, LUTRAM_BANK, LUTRAM_WORDS, PIPE_LATENCY, PipelinedRam, delayed
+from .pipelined_ram import BANK_BITS, LUTRAM_BANK, LUTRAM_COL_BITS, LUTRAM_WORDS, PIPE_LATENCY, PipelinedRam, delayed
 from .soma import Soma
 
 __all__ = ["HybridCore"]
@@ -104,18 +104,21 @@ class HybridCore(wiring.Component):
                 continue
             # a memory of at most LUTRAM_WORDS words is a LUT RAM on the ECP5 (firmware.boards): its banks
             # are LUTRAM_BANK words deep, so that each read is a 4:1 multiplexer next to its bank's copy
-            # of the address (not one address register fanned out to the whole memory)
+            # of the address (not one address register fanned out to the whole memory), in columns of
+            # LUTRAM_COL_BITS with a copy each
             # a deeper memory (block RAM) is split into tiles of ``mem_bank_bits`` bits, each as deep as
             # the memory (up to a tile) and as narrow as that needs: one DP16KD each, no bank multiplexer
             # behind them when the memory fits one tile deep
             bank_bits = self.mem_bank_bits
             tile_bits = None
+            cols = {}
             if geom.depth(mid) <= LUTRAM_WORDS:
                 bank_bits = min(bank_bits, LUTRAM_BANK * info.bits)
+                cols = {"col_bits": LUTRAM_COL_BITS, "col_group": 1}
             if geom.depth(mid) > self.mem_tile_words:
                 tile_bits = self.mem_bank_bits
             ram = PipelinedRam(lane_bits=info.bits, lanes=P if info.lanes else None, depth=geom.depth(mid),
-                               bank_bits=bank_bits, tile_bits=tile_bits)
+                               bank_bits=bank_bits, tile_bits=tile_bits, **cols)
             m.submodules[f"mem_{mid.name.lower()}"] = ram
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)

@@ -193,6 +193,13 @@ class PlasticityUnit(wiring.Component):
             for k in range(1, P):
                 hc_k[k], neg_hc_k[k] = Signal.like(hc, name=f"hc{k}"), Signal.like(neg_hc, name=f"neg_hc{k}")
                 m.d.sync += [hc_k[k].eq(hc_k[k - 1]), neg_hc_k[k].eq(neg_hc_k[k - 1])]
+        # the shift amount of L6, the same way: one copy per lane's shifter (a chain; the shifter's
+        # select bits otherwise fan out to every lane)
+        sh_k = [p.dh_shift] * P
+        if self.mem_delay:
+            for k in range(P):
+                sh_k[k] = Signal.like(p.dh_shift, name=f"dh_shift{k}")
+                m.d.sync += sh_k[k].eq(p.dh_shift if k == 0 else sh_k[k - 1])
         for k in range(P):
             # L4 (l4 -> operand registers (l4x) -> product registers (l5) -> relay l5x)
             mul_gf = m.submodules[f"mul_gf{k}"] = PipelinedMultiplier(C.G_BITS, C.F_BITS)
@@ -202,7 +209,7 @@ class PlasticityUnit(wiring.Component):
             # L5: rounding add of g*f, rounded decay
             m.d.sync += [l6.gfa[k].eq(l5x.gf[k] + half_dh), l6.hd[k].eq((l5x.hd[k] + 128) >> 8)]
             # L6: shift
-            m.d.sync += [l7.dh[k].eq(l6.gfa[k] >> p.dh_shift), l7.hd[k].eq(l6.hd[k])]
+            m.d.sync += [l7.dh[k].eq(l6.gfa[k] >> sh_k[k]), l7.hd[k].eq(l6.hd[k])]
             # L7: Hebbian sign (applied after rounding) and the decayed H
             m.d.sync += l8.s[k].eq(Mux(p.hebb_neg, l7.hd[k] - l7.dh[k], l7.hd[k] + l7.dh[k]))
             # L8: the clamp's comparisons (two carry chains side by side, each ending at a flop);

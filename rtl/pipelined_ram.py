@@ -40,7 +40,8 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import NO_RW_CHECK, no_rw_check_read
 
-__all__ = ["BANK_BITS", "DUP", "LUTRAM_BANK", "LUTRAM_WORDS", "PIPE_LATENCY", "PipelinedRam", "delayed", "local_params"]
+__all__ = ["BANK_BITS", "DUP", "LUTRAM_BANK", "LUTRAM_COL_BITS", "LUTRAM_WORDS", "PIPE_LATENCY", "PipelinedRam",
+           "delayed", "local_params"]
 
 #: suffix of the registers the ECP5 synthesis script marks ``keep`` (firmware.boards): copies of one
 #: request register (one per group of TILE_GROUP block RAMs, one per lane of the soma's lane buffer), which
@@ -56,8 +57,12 @@ PIPE_LATENCY = 3
 BANK_BITS = 16384
 #: memories of at most this many words become LUT RAM on the ECP5 (``firmware.boards``, memory hints) ...
 LUTRAM_WORDS = 256
-#: ... and are banked by this many words (a 4:1 multiplexer of 16-word LUT RAMs per bank)
+#: ... and are banked by this many words (a 4:1 multiplexer of 16-word LUT RAMs per bank), in
+#: columns of at most this many bits, each with its own copy of the request (stage B): the read
+#: address of a wide LUT RAM (the 64-bit F of a P = 4 core: 64 DPR16X4 a bank) fans out to two
+#: DPR16X4 columns per copy
 LUTRAM_BANK = 64
+LUTRAM_COL_BITS = 8
 
 
 class PipelinedRam(wiring.Component):
@@ -68,14 +73,18 @@ class PipelinedRam(wiring.Component):
     """
 
     def __init__(self, *, lane_bits: int, lanes: int | None, depth: int, bank_bits: int = BANK_BITS,
-                 tile_bits: int | None = None):
+                 tile_bits: int | None = None, col_bits: int | None = None, col_group: int = TILE_GROUP):
         self.lane_bits, self.lanes, self.depth = lane_bits, lanes, depth
         self.width = lane_bits * (lanes or 1)
         full = 1 << max(0, (depth - 1).bit_length())  # depth rounded up to 2**k
         if tile_bits is None:
             per_bank = max(1, bank_bits // lane_bits)  # words of a lane in one bank, rounded down to 2**k
             self.bank_depth = min(1 << (per_bank.bit_length() - 1), full)
-            self.col_bits = self.width
+            # one column (the word), or columns of at most ``col_bits`` (a divisor of the lane: one
+            # write enable each)
+            unit = lane_bits if lanes else self.width
+            self.col_bits = self.width if col_bits is None else max(d for d in range(1, unit + 1)
+                                                                     if unit % d == 0 and d <= col_bits)
         else:
             # tiles of ``tile_bits`` bits (one DP16KD): as deep as the memory (up to a tile) and as
             # narrow as that needs, a divisor of the lane so that a tile has one write enable
@@ -85,6 +94,7 @@ class PipelinedRam(wiring.Component):
                                 default=1)
         self.banks = -(-depth // self.bank_depth)
         self.cols = self.width // self.col_bits
+        self.col_group = col_group  # columns per copy of the request (stage B)
         self.latency = 1 + PIPE_LATENCY
         super().__init__({
             "r_addr": In(range(depth)),
@@ -124,9 +134,10 @@ class PipelinedRam(wiring.Component):
             hit_w = Signal(name=f"b{b}_hit_w")
             m.d.comb += [hit_r.eq(a_ren & rhit), hit_w.eq(a_wen.any() & whit)]
             dup = DUP if self.cols > 1 else ""
-            for g0 in range(0, self.cols, TILE_GROUP):
-                gcols = range(g0, min(g0 + TILE_GROUP, self.cols))
-                t = f"b{b}" if self.cols == 1 else f"b{b}g{g0 // TILE_GROUP}"
+            cg = self.col_group
+            for g0 in range(0, self.cols, cg):
+                gcols = range(g0, min(g0 + cg, self.cols))
+                t = f"b{b}" if self.cols == 1 else f"b{b}g{g0 // cg}"
                 ab = max(1, (depth - 1).bit_length())
                 # B: this group's copy of the request, loaded only when the request is for its bank (so
                 # that the copies of different banks differ); the copies of one bank's groups of tiles

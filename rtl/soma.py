@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
-from .arith import round_half, sat_fast
+from .arith import clip_sub_fast, round_half, sat_fast
 from .layouts import PIPELINE_RESET_LESS, param_layout, spike_event_layout
 from .pipelined_ram import DUP, delayed, local_params
 
@@ -291,10 +291,12 @@ class Soma(wiring.Component):
             r5.eta.eq(r4x.eta),
         ]
         # S5 -> r6: current I
-        r6 = stage("r6", {"i": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "eta": signed(C.ETA_BITS)})
+        # (and the leak term saturated to U + 1 bits, which leaves sat_U(vlr + I) as it is, |I| < 2**(U-1):
+        # the membrane's adder below is then U + 2 bits wide, not U + 12)
+        r6 = stage("r6", {"i": signed(U), "vlr": signed(U + 1), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r6, r5) + [
             r6.i.eq(sat_fast(r5.awb + r5.ih, U)),
-            r6.vlr.eq(r5.vlr),
+            r6.vlr.eq(sat_fast(r5.vlr, U + 1)),
             r6.eta.eq(r5.eta),
         ]
         # S6 -> r7: membrane; rounding add of the ANN shift
@@ -344,11 +346,10 @@ class Soma(wiring.Component):
         # S9 -> r10: shift
         r10 = stage("r10", {"zs": signed(PZ), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r10, r9) + [r10.zs.eq(r9.pza >> p.recip_shift), r10.eta.eq(r9.eta)]
-        # S10 -> r11: z = u/theta - eta, table index
-        z = Signal(signed(PZ + 1))
-        m.d.comb += z.eq(r10.zs - r10.eta)
+        # S10 -> r11: z = u/theta - eta, table index clip(z, -256, 255) + 256 (the subtraction on the
+        # low bits of zs only, beside a test that zs fits in them: a short carry chain)
         assert C.LUT_HALF == 1 << (C.LUT_INDEX_BITS - 1)
-        zc = sat_fast(z, C.LUT_INDEX_BITS)  # clip(z, -256, 255) by a top-bit test
+        zc = clip_sub_fast(r10.zs, r10.eta, C.LUT_INDEX_BITS)
         r11 = stage("r11", {"idx": unsigned(C.LUT_INDEX_BITS)})
         m.d.sync += carry(r11, r10) + [r11.idx.eq(Cat(zc[:-1], ~zc[-1]))]  # zc + 256
         # S11: lut read -> r12 (data present) -> r13 (data registered)

@@ -27,7 +27,7 @@ from plasticore.core_map import (
     to_bits,
     unpack_matrix,
 )
-from plasticore.rtl.arith import rshift_round, sat
+from plasticore.rtl.arith import clip_sub_fast, rshift_round, sat, sat_fast
 from plasticore.rtl.chip import CORE_KINDS
 from plasticore.rtl.core import HybridCore
 from plasticore.rtl.layouts import NO_RW_CHECK, RW_POISON_ENV, bus_req_layout, no_rw_check_read
@@ -64,6 +64,46 @@ def test_arith_primitives_match_contract():
     sim.add_testbench(tb)
     sim.run()
     assert not bad, f"first mismatches (v, s, rtl rshift, golden rshift, rtl sat): {bad[:5]}"
+
+
+def test_soma_short_saturations_are_exact():
+    """The soma's short forms give the integers of the long ones: the table index
+    ``clip_sub_fast(zs, eta, 9) == sat(zs - eta, 9)`` (zs 42 bits, eta 16), and the membrane
+    ``sat_U(sat(vlr, U + 1) + I) == sat_U(vlr + I)`` (vlr 35 bits, I a U-bit value)."""
+    U = C.U_BITS
+    m = Module()
+    zs, eta, z = Signal(signed(42)), Signal(signed(C.ETA_BITS)), Signal(signed(9))
+    vlr, cur, u = Signal(signed(U + 2 + C.FRAC8_BITS)), Signal(signed(U)), Signal(signed(U))
+    m.d.comb += [z.eq(clip_sub_fast(zs, eta, 9)), u.eq(sat_fast(sat_fast(vlr, U + 1) + cur, U))]
+    rng = np.random.default_rng(11)
+    edges = [0, 1, -1, 255, 256, -256, -257, (1 << 17) - 1, 1 << 17, -(1 << 17), -(1 << 17) - 1, (1 << 15) + 300]
+    zss = edges + [-e for e in edges] + [int(x) for x in rng.integers(-(1 << 41), 1 << 41, 150)]
+    zss += [int(x) for x in rng.integers(-(1 << 18), 1 << 18, 150)]
+    etas = [0, 1, -1, (1 << 15) - 1, -(1 << 15), 300, -300] + [int(x) for x in rng.integers(-(1 << 15), 1 << 15, 8)]
+    big = 1 << (U + 1 + C.FRAC8_BITS)
+    vlrs = [0, (1 << 24) - 1, 1 << 24, -(1 << 24), -(1 << 24) - 1, (1 << 23), -(1 << 23) - 1, big - 1, -big]
+    vlrs += [int(x) for x in rng.integers(-big, big, 150)] + [int(x) for x in rng.integers(-(1 << 25), 1 << 25, 150)]
+    curs = [0, (1 << 23) - 1, -(1 << 23), 1, -1] + [int(x) for x in rng.integers(-(1 << 23), 1 << 23, 5)]
+    bad = []
+
+    async def tb(ctx):
+        for i, a in enumerate(zss):
+            for b in etas if i < len(edges) * 2 else etas[i % len(etas):][:2]:
+                ctx.set(zs, a)
+                ctx.set(eta, b)
+                if ctx.get(z) != int(C.sat(a - b, 9)):
+                    bad.append(("z", a, b, ctx.get(z), int(C.sat(a - b, 9))))
+        for i, a in enumerate(vlrs):
+            for b in curs if i < 9 else curs[i % len(curs):][:2]:
+                ctx.set(vlr, a)
+                ctx.set(cur, b)
+                if ctx.get(u) != int(C.sat(a + b, U)):
+                    bad.append(("u", a, b, ctx.get(u), int(C.sat(a + b, U))))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert not bad, f"first mismatches (which, a, b, rtl, golden): {bad[:5]}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -229,14 +269,20 @@ def _check_tiny_core(soma, kind, edge, core):
         assert cyc == want, f"step {t}: CYCLES {cyc}, formula {want}"
 
 
-@pytest.mark.parametrize("tile_bits,lanes,depth", [(None, 4, 40), (32, 4, 40), (16, 2, 13), (64, None, 24)])
-def test_pipelined_ram_matches_a_model(tile_bits, lanes, depth):
-    """A PipelinedRam (banks, or tiles of ``tile_bits`` bits) under random reads and writes with random
-    lane enables, one of each per clock, returns what a list model holds, ``latency`` clocks after the
-    address (a write is seen by the reads presented after it)."""
+@pytest.mark.parametrize("tile_bits,lanes,depth,cols", [
+    (None, 4, 40, {}), (32, 4, 40, {}), (16, 2, 13, {}), (64, None, 24, {}),
+    # LUT-RAM style: banks of columns with a request copy each (lanes split in two; a word in four)
+    (None, 4, 40, {"col_bits": 4, "col_group": 1}), (None, None, 24, {"col_bits": 3, "col_group": 1}),
+])
+def test_pipelined_ram_matches_a_model(tile_bits, lanes, depth, cols):
+    """A PipelinedRam (banks, or tiles of ``tile_bits`` bits, or banks of columns) under random reads
+    and writes with random lane enables, one of each per clock, returns what a list model holds,
+    ``latency`` clocks after the address (a write is seen by the reads presented after it)."""
     lane_bits = 8
-    ram = PipelinedRam(lane_bits=lane_bits, lanes=lanes, depth=depth, bank_bits=64, tile_bits=tile_bits)
+    ram = PipelinedRam(lane_bits=lane_bits, lanes=lanes, depth=depth, bank_bits=64, tile_bits=tile_bits, **cols)
     assert ram.banks * ram.cols > 1  # the configuration exercises the banks or columns
+    if cols:
+        assert ram.banks > 1 and ram.cols > 1 and ram.col_bits <= cols["col_bits"]
     nl = lanes or 1
     rng = np.random.default_rng(depth + (tile_bits or 0))
     ops = [(int(rng.integers(depth)), bool(rng.integers(2)), int(rng.integers(depth)),
