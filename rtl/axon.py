@@ -143,13 +143,20 @@ class AxonBuffer(wiring.Component):
         with m.If(self.clear & ~clearing & ~phase1 & ~phase1b & ~phase2 & ~w_pending):
             m.d.sync += [clearing.eq(1), c_idx.eq(0), c_valid.eq(0), c_valid2.eq(0)]
         m.d.comb += e_int.addr.eq(c_idx)  # (its data is only used while clearing)
+        count = self.count
+        if self.registered_writes:
+            # (a large core at a high clock) the walk compares against a copy of the count of its own,
+            # next to it (the count itself feeds the dendrite and the register file): the count holds
+            # through a step, so the copy, a clock old, is the count when a clear starts
+            count = Signal.like(self.count, name="clear_count")
+            m.d.sync += count.eq(self.count)
         with m.If(clearing):
-            m.d.sync += [c_valid.eq(c_idx < self.count), c_valid2.eq(c_valid), c_axon.eq(e_int.data)]
-            with m.If(c_idx < self.count):
+            m.d.sync += [c_valid.eq(c_idx < count), c_valid2.eq(c_valid), c_axon.eq(e_int.data)]
+            with m.If(c_idx < count):
                 m.d.sync += c_idx.eq(c_idx + 1)
             with m.If(c_valid2):
                 m.d.comb += [x_w.addr.eq(c_axon), x_w.data.eq(0), x_w.en.eq(1)]
-            with m.Elif(~c_valid & (c_idx == self.count)):
+            with m.Elif(~c_valid & (c_idx == count)):
                 m.d.sync += [clearing.eq(0), self.count.eq(0)]
         return m
 

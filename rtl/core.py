@@ -414,8 +414,19 @@ class HybridCore(wiring.Component):
             with m.State("CLRWAIT"):
                 with m.If(~axb.busy):
                     m.d.comb += self.done.eq(1)
-                    m.d.sync += [cycles.eq(cyc + 1), steps.eq(steps + 1), idle.eq(1)]
+                    m.d.sync += idle.eq(1)
+                    if not K:
+                        m.d.sync += [cycles.eq(cyc + 1), steps.eq(steps + 1)]
                     m.next = "IDLE"
+        if K:
+            # (pipelined memories) the step and cycle counters are updated the clock after ``done``,
+            # from a flop (their 64 enables otherwise hang on the axon buffer's ``busy``); ``cyc``
+            # has counted that last clock by then.  No host request is taken before: the bus ``ready``
+            # is ``bus_open`` (``idle``) a clock late
+            done_q = Signal()
+            m.d.sync += done_q.eq(self.done)
+            with m.If(done_q):
+                m.d.sync += [cycles.eq(cyc), steps.eq(steps + 1)]
         with m.If(~idle):
             m.d.sync += cyc.eq(cyc + 1)
         m.d.comb += self.busy.eq(~idle)

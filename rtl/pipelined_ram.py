@@ -10,7 +10,9 @@ routes:
   multiplexer drives the ports (the core's host / engine select).
 * ``B``: one copy of the request per bank, loaded only when the request is for that bank (so the
   copies differ and the synthesiser keeps them; the placer puts each next to its block RAMs, and no
-  net fans out from ``A`` to every block RAM of the memory).
+  net fans out from ``A`` to every block RAM of the memory).  Copies named ``*__dup`` (several
+  columns or tiles) are kept by that name instead: their address and data load every clock, and
+  only their enables are the bank's.
 * the bank's memory (synchronous read, output held while the bank is not read).
 * ``C``: each bank's read data registered next to it.  ``r_data`` is the word of the bank that was
   read (a multiplexer over the ``C`` registers, by the bank index carried along).
@@ -146,13 +148,20 @@ class PipelinedRam(wiring.Component):
                 b_raddr = Signal(ab, name=f"{t}_raddr{dup}", reset_less=True)
                 b_ren = Signal(name=f"{t}_ren{dup}")
                 b_waddr = Signal(ab, name=f"{t}_waddr{dup}", reset_less=True)
-                b_wdata = Signal(cb * len(gcols), name=f"{t}_wdata", reset_less=True)
+                b_wdata = Signal(cb * len(gcols), name=f"{t}_wdata{dup}", reset_less=True)
                 b_wen = Signal(len(a_wen), name=f"{t}_wen{dup}")
                 m.d.sync += [b_ren.eq(hit_r), b_wen.eq(Mux(whit, a_wen, 0))]
-                with m.If(hit_r):
-                    m.d.sync += b_raddr.eq(a_raddr[:ab])
-                with m.If(hit_w):
-                    m.d.sync += [b_waddr.eq(a_waddr[:ab]), b_wdata.eq(a_wdata[g0 * cb:gcols.stop * cb])]
+                if dup:
+                    # (kept apart by their names) the address and data copies load every clock: only
+                    # the enables say whether the request is this bank's, and no enable net reaches
+                    # the copies' flops
+                    m.d.sync += [b_raddr.eq(a_raddr[:ab]), b_waddr.eq(a_waddr[:ab]),
+                                 b_wdata.eq(a_wdata[g0 * cb:gcols.stop * cb])]
+                else:
+                    with m.If(hit_r):
+                        m.d.sync += b_raddr.eq(a_raddr[:ab])
+                    with m.If(hit_w):
+                        m.d.sync += [b_waddr.eq(a_waddr[:ab]), b_wdata.eq(a_wdata[g0 * cb:gcols.stop * cb])]
                 for c in gcols:
                     mem = memory.Memory(shape=unsigned(cb), depth=depth, init=[], attrs=NO_RW_CHECK)
                     m.submodules[f"bank{b}" if self.cols == 1 else f"bank{b}_col{c}"] = mem
