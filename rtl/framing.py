@@ -250,6 +250,11 @@ class CobsEncoder(wiring.Component):
                         with m.Elif(n == 253):
                             m.d.sync += [code.eq(0xFF), extra01.eq(0), end.eq(0)]
                             m.next = "CODE"
+            # with ``block_ram`` each data byte is registered (``LATCH``) before it is presented: the
+            # block RAM's slow clock-to-output then ends at a flop, and the output stream's payload
+            # comes from flops only (two clocks per byte, far above any baud rate)
+            data_state = "LATCH" if self.block_ram else "DATA"
+            byte = Signal(8)
             with m.State("CODE"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(code), rd.addr.eq(0)]
                 with m.If(self.o.ready):
@@ -257,14 +262,21 @@ class CobsEncoder(wiring.Component):
                     with m.If(code == 1):
                         m.next = "TAIL"
                     with m.Else():
-                        m.next = "DATA"
+                        m.next = data_state
+            if self.block_ram:
+                with m.State("LATCH"):
+                    m.d.sync += byte.eq(rd.data)  # (the byte of the address presented last clock)
+                    m.next = "DATA"
             with m.State("DATA"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(rd.data)]
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(byte if self.block_ram else rd.data)]
                 with m.If(self.o.ready):
                     m.d.comb += rd.addr.eq(idx1)
                     m.d.sync += [idx.eq(idx1), idx1.eq(idx1 + 1)]
                     with m.If(idx1 + 1 == code):
                         m.next = "TAIL"
+                    if self.block_ram:
+                        with m.Else():
+                            m.next = "LATCH"
             with m.State("TAIL"):
                 with m.If(extra01):
                     m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(1)]

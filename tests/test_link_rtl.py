@@ -173,11 +173,13 @@ def test_cobs_decoder_flags_truncated_block_and_recovers():
     assert bytes(last) == b"\x07\x00\x08"
 
 
+@pytest.mark.parametrize("block_ram", [False, True])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=st.lists(st.binary(min_size=1, max_size=600), min_size=1, max_size=3))
-def test_cobs_encoder_matches_python(frames):
+def test_cobs_encoder_matches_python(frames, block_ram):
+    """Both encoder forms (``block_ram``: each byte registered before it goes out) give Python's COBS."""
     beats = [{"data": b, "last": int(k == len(f) - 1)} for f in frames for k, b in enumerate(f)]
-    dut = CobsEncoder()
+    dut = CobsEncoder(block_ram=block_ram)
     got = _stream_through(dut, dut.i, dut.o, beats, None, ready_pattern=(1, 0, 1))
     raw = bytes(got)
     parts = raw.split(b"\x00")
