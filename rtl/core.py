@@ -30,10 +30,22 @@ from .core_regs import (
 from .dendrite import Dendrite
 from .layouts import NO_RW_CHECK, no_rw_check_read, param_layout
 from .lpu import PlasticityUnit
-from .pipelined_ram import BANK_BITS, LUTRAM_BANK, LUTRAM_COL_BITS, LUTRAM_WORDS, PIPE_LATENCY, PipelinedRam, delayed
+from .pipelined_ram import (
+    BANK_BITS,
+    DUP,
+    LUTRAM_BANK,
+    LUTRAM_COL_BITS,
+    LUTRAM_WORDS,
+    PIPE_LATENCY,
+    PipelinedRam,
+    delayed,
+)
 from .soma import Soma
 
 __all__ = ["HybridCore"]
+
+#: (pipelined memories) data bits of a memory's host read copy per copy of its select flop
+RD_SEL_BITS = 16
 
 #: response FIFO of the access port: deep enough for the read pipeline's round trip at one read per clock
 RSP_DEPTH = 8
@@ -277,13 +289,22 @@ class HybridCore(wiring.Component):
             d_sel = Signal(len(rps) + 2, name="d_sel")
             sels = [hq_mem == int(mid) for mid in rps] + [hq_mem == int(Mem.X), hq_mem == int(Mem.REG)]
             m.d.sync += d_sel.eq(Mux(hq_rd, Cat(*sels), 0))
-            d_sel_k, _ = delayed(m, d_sel, K, "d_sel")
+            # (the last of the K stages of ``d_sel`` is per memory and per 16 data bits: a copy's reset
+            # net reaches 16 flops, next to their column of the memory, not the whole word)
+            d_sel_k1, _ = delayed(m, d_sel, K - 1, "d_sel")
+            d_sel_k = Signal.like(d_sel, name=f"d_sel_d{K}")
+            m.d.sync += d_sel_k.eq(d_sel_k1)
             m.d.sync += rd_x.eq(axb.x_data.as_unsigned())
             for i, (mid, rp) in enumerate(rps.items()):
-                with m.If(d_sel_k[i]):
-                    m.d.sync += rd_reg[mid].eq(rp.data)
-                with m.Else():
-                    m.d.sync += rd_reg[mid].eq(0)
+                width = len(rp.data)
+                for c0 in range(0, width, RD_SEL_BITS):
+                    bits = slice(c0, min(c0 + RD_SEL_BITS, width))
+                    sel = Signal(name=f"rd_{mid.name.lower()}_sel{c0 // RD_SEL_BITS}{DUP}")
+                    m.d.sync += sel.eq(d_sel_k1[i])
+                    with m.If(sel):
+                        m.d.sync += rd_reg[mid][bits].eq(rp.data[bits])
+                    with m.Else():
+                        m.d.sync += rd_reg[mid][bits].eq(0)
             e_sel_x, e_sel_reg = Signal(), Signal()
             m.d.sync += [e_sel_x.eq(d_sel_k[len(rps)]), e_sel_reg.eq(d_sel_k[len(rps) + 1])]
             terms = [rd_reg[mid] for mid in rps]
