@@ -356,60 +356,88 @@ class HybridCore(wiring.Component):
         if x_lag:
             x_addr, x_en = Signal.like(axb.x_addr, name="x_raddr_mux"), Signal(name="x_ren_mux")
             m.d.sync += [axb.x_addr.eq(x_addr), axb.x_en.eq(x_en)]
-        with m.If(idle):
-            # host owns every port, driven from the request register
-            for rp in rps.values():
-                m.d.comb += [rp.addr.eq(hq_addr), rp.en.eq(hq_rd)]
-            m.d.comb += [x_addr.eq(hq_addr), x_en.eq(hq_rd)]
-            for mid, wp in wps.items():
-                m.d.comb += [wp.addr.eq(hq_addr), wp.data.eq(hq_data), wp.en.eq(hq_wen[mid])]
-        with m.Else():
-            m.d.comb += x_en.eq(1)
-            for rp in rps.values():
+        # the port multiplexers: the host owns every port while idle (driven from the request
+        # register), the engines otherwise.  With pipelined memories each memory's multiplexer is
+        # selected by a copy of ``idle`` of its own (``idle_<mem>__dup``, kept apart on the ECP5: one
+        # flop no longer selects every port of the core), set and cleared with ``idle`` itself
+        def engine_ports(er, ew, xa, xe):
+            m.d.comb += xe.eq(1)
+            for rp in er.values():
                 m.d.comb += rp.en.eq(1)
             m.d.comb += [
-                rps[Mem.W].addr.eq(den.syn_addr), rps[Mem.HMASK].addr.eq(den.syn_addr),
-                rps[Mem.H].addr.eq(Mux(in_lpu, lpu.h_raddr, den.syn_addr)),
-                x_addr.eq(Mux(in_lpu, lpu.x_addr, den.x_addr)),
-                rps[Mem.B].addr.eq(soma.n_addr), rps[Mem.U].addr.eq(soma.n_addr), rps[Mem.S].addr.eq(soma.n_addr),
-                rps[Mem.ETA].addr.eq(soma.n_addr), rps[Mem.LUT].addr.eq(soma.lut_addr),
-                rps[Mem.BETA].addr.eq(lpu.beta_addr), rps[Mem.F].addr.eq(lpu.f_addr),
-                wps[Mem.H].addr.eq(lpu.h_waddr), wps[Mem.H].data.eq(lpu.h_wdata),
-                wps[Mem.H].en.eq(Mux(lpu.h_we, (1 << P) - 1, 0)),
-                wps[Mem.F].addr.eq(soma.f_addr), wps[Mem.F].data.eq(soma.f_wdata), wps[Mem.F].en.eq(soma.f_en),
+                er[Mem.W].addr.eq(den.syn_addr), er[Mem.HMASK].addr.eq(den.syn_addr),
+                er[Mem.H].addr.eq(Mux(in_lpu, lpu.h_raddr, den.syn_addr)),
+                xa.eq(Mux(in_lpu, lpu.x_addr, den.x_addr)),
+                er[Mem.B].addr.eq(soma.n_addr), er[Mem.U].addr.eq(soma.n_addr), er[Mem.S].addr.eq(soma.n_addr),
+                er[Mem.ETA].addr.eq(soma.n_addr), er[Mem.LUT].addr.eq(soma.lut_addr),
+                er[Mem.BETA].addr.eq(lpu.beta_addr), er[Mem.F].addr.eq(lpu.f_addr),
+                ew[Mem.H].addr.eq(lpu.h_waddr), ew[Mem.H].data.eq(lpu.h_wdata),
+                ew[Mem.H].en.eq(Mux(lpu.h_we, (1 << P) - 1, 0)),
+                ew[Mem.F].addr.eq(soma.f_addr), ew[Mem.F].data.eq(soma.f_wdata), ew[Mem.F].en.eq(soma.f_en),
             ]
             if K:
                 # the ZERO state's writes are selected by a flop of their own (``zeroing``), not by the
                 # sequencer's state decode
                 zw = zc != geom.n_pad
                 for mid, wdata in ((Mem.U, soma.u_wdata), (Mem.S, soma.s_wdata)):
-                    m.d.comb += [wps[mid].addr.eq(Mux(zeroing, zc, soma.w_addr)),
-                                 wps[mid].data.eq(Mux(zeroing, 0, wdata)),
-                                 wps[mid].en.eq(Mux(zeroing, zw, soma.w_en))]
+                    m.d.comb += [ew[mid].addr.eq(Mux(zeroing, zc, soma.w_addr)),
+                                 ew[mid].data.eq(Mux(zeroing, 0, wdata)),
+                                 ew[mid].en.eq(Mux(zeroing, zw, soma.w_en))]
             else:
                 m.d.comb += [
-                    wps[Mem.U].addr.eq(soma.w_addr), wps[Mem.U].data.eq(soma.u_wdata), wps[Mem.U].en.eq(soma.w_en),
-                    wps[Mem.S].addr.eq(soma.w_addr), wps[Mem.S].data.eq(soma.s_wdata), wps[Mem.S].en.eq(soma.w_en),
+                    ew[Mem.U].addr.eq(soma.w_addr), ew[Mem.U].data.eq(soma.u_wdata), ew[Mem.U].en.eq(soma.w_en),
+                    ew[Mem.S].addr.eq(soma.w_addr), ew[Mem.S].data.eq(soma.s_wdata), ew[Mem.S].en.eq(soma.w_en),
                 ]
+
+        idle_all = idle  # ``idle`` and its copies: set and cleared together (``.eq(-1)`` / ``.eq(0)``)
+        if K:
+            idle_of = {mid: Signal(init=1, name=f"idle_{mid.name.lower()}{DUP}") for mid in sorted({*rps, *wps})}
+            idle_x = Signal(init=1, name=f"idle_x{DUP}")
+            idle_all = Cat(idle, idle_x, *idle_of.values())
+            er = {mid: SimpleNamespace(addr=Signal.like(rp.addr, name=f"eng_{mid.name.lower()}_raddr"),
+                                       en=Signal(name=f"eng_{mid.name.lower()}_ren")) for mid, rp in rps.items()}
+            ew = {mid: SimpleNamespace(addr=Signal.like(wp.addr, name=f"eng_{mid.name.lower()}_waddr"),
+                                       data=Signal.like(wp.data, name=f"eng_{mid.name.lower()}_wdata"),
+                                       en=Signal.like(wp.en, name=f"eng_{mid.name.lower()}_wen"))
+                  for mid, wp in wps.items()}
+            ex_addr, ex_en = Signal.like(x_addr, name="eng_x_raddr"), Signal(name="eng_x_ren")
+            engine_ports(er, ew, ex_addr, ex_en)
+            for mid, rp in rps.items():
+                m.d.comb += [rp.addr.eq(Mux(idle_of[mid], hq_addr, er[mid].addr)),
+                             rp.en.eq(Mux(idle_of[mid], hq_rd, er[mid].en))]
+            for mid, wp in wps.items():
+                m.d.comb += [wp.addr.eq(Mux(idle_of[mid], hq_addr, ew[mid].addr)),
+                             wp.data.eq(Mux(idle_of[mid], hq_data, ew[mid].data)),
+                             wp.en.eq(Mux(idle_of[mid], hq_wen[mid], ew[mid].en))]
+            m.d.comb += [x_addr.eq(Mux(idle_x, hq_addr, ex_addr)), x_en.eq(Mux(idle_x, hq_rd, ex_en))]
+        else:
+            with m.If(idle):
+                for rp in rps.values():
+                    m.d.comb += [rp.addr.eq(hq_addr), rp.en.eq(hq_rd)]
+                m.d.comb += [x_addr.eq(hq_addr), x_en.eq(hq_rd)]
+                for mid, wp in wps.items():
+                    m.d.comb += [wp.addr.eq(hq_addr), wp.data.eq(hq_data), wp.en.eq(hq_wen[mid])]
+            with m.Else():
+                engine_ports(rps, wps, x_addr, x_en)
 
         # ---- step sequencer ----------------------------------------------------------------
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(clear_req & can_leave):
-                    m.d.sync += [clear_req.eq(0), zc.eq(0), idle.eq(0)]
+                    m.d.sync += [clear_req.eq(0), zc.eq(0), idle_all.eq(0)]
                     if K:
                         m.d.sync += zeroing.eq(1)
                     m.d.comb += axb.clear.eq(1)
                     m.next = "ZERO"
                 with m.Elif(start_req & can_leave):
-                    m.d.sync += [start_req.eq(0), cyc.eq(0), g.eq(0), gbase.eq(0), jbase.eq(0), idle.eq(0)]
+                    m.d.sync += [start_req.eq(0), cyc.eq(0), g.eq(0), gbase.eq(0), jbase.eq(0), idle_all.eq(0)]
                     m.d.comb += [den.start.eq(1), soma.clear_count.eq(1)]
                     m.next = "INTEG"
             with m.State("ZERO"):
                 if K:
-                    zero_state(m, self, zc, geom.n_pad, None, None, axb, idle)
+                    zero_state(m, self, zc, geom.n_pad, None, None, axb, idle_all)
                 else:
-                    zero_state(m, self, zc, geom.n_pad, wps[Mem.U], wps[Mem.S], axb, idle)
+                    zero_state(m, self, zc, geom.n_pad, wps[Mem.U], wps[Mem.S], axb, idle_all)
             with m.State("INTEG"):
                 with m.If(den.acc_valid & soma.ready):
                     m.d.comb += soma.load.eq(1)
@@ -435,7 +463,7 @@ class HybridCore(wiring.Component):
             with m.State("CLRWAIT"):
                 with m.If(~axb.busy):
                     m.d.comb += self.done.eq(1)
-                    m.d.sync += idle.eq(1)
+                    m.d.sync += idle_all.eq(-1)
                     if not K:
                         m.d.sync += [cycles.eq(cyc + 1), steps.eq(steps + 1)]
                     m.next = "IDLE"

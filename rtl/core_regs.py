@@ -146,7 +146,8 @@ def read_regs_split(m: Module, addr, params, ro: dict, width: int, delay: int) -
 def zero_state(m: Module, core, zc, n_pad: int, wp_u, wp_s, axb, idle) -> None:
     """The body of the sequencer's ``ZERO`` state (sample start): write u := 0 and s := 0 at ``zc``,
     one neuron per clock up to ``n_pad``, then (inputs cleared) pulse ``done`` and return to ``IDLE``.
-    ``wp_u = wp_s = None``: the caller drives the writes (from ``zc`` while ``zc != n_pad``)."""
+    ``wp_u = wp_s = None``: the caller drives the writes (from ``zc`` while ``zc != n_pad``).
+    ``idle``: the idle flag, or a ``Cat`` of it and its copies (every bit is set)."""
     with m.If(zc != n_pad):
         if wp_u is not None:
             m.d.comb += [wp_u.addr.eq(zc), wp_u.data.eq(0), wp_u.en.eq(1),
@@ -154,5 +155,5 @@ def zero_state(m: Module, core, zc, n_pad: int, wp_u, wp_s, axb, idle) -> None:
         m.d.sync += zc.eq(zc + 1)
     with m.Elif(~axb.busy):
         m.d.comb += core.done.eq(1)
-        m.d.sync += idle.eq(1)
+        m.d.sync += idle.eq(-1)
         m.next = "IDLE"
