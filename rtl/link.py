@@ -257,6 +257,28 @@ class Link(wiring.Component):
             m.d.sync += detail.eq(detail_)
             m.next = "REPLY"
 
+        # the word index's tests in RECV (first word, argument word, fits the buffer, one too many) and
+        # its buffer position; with ``pipes`` flops updated with ``widx``, so RECV decodes flops only
+        if self.pipes:
+            w_first, w_arg, w_fits, w_full = (Signal(init=i, name=n) for i, n in
+                                              ((1, "w_first"), (0, "w_arg"), (1, "w_fits"), (0, "w_full")))
+            w_pos = Signal.like(wr_addr, name="w_pos")
+
+            def step_widx():
+                m.d.sync += [w_first.eq(0), w_arg.eq(w_first), w_fits.eq(widx + 1 < maxw + 3),
+                             w_full.eq(widx + 1 == maxw + 3), w_pos.eq(widx - 1)]
+
+            def reset_widx():
+                m.d.sync += [w_first.eq(1), w_arg.eq(0), w_fits.eq(1), w_full.eq(0)]
+        else:
+            w_first, w_arg, w_fits, w_full, w_pos = widx == 0, widx == 1, widx < maxw + 3, widx == maxw + 3, widx - 2
+
+            def step_widx():
+                pass
+
+            def reset_widx():
+                pass
+
         with m.FSM() as fsm:
             # ------------------------------------------------------------------------------------
             with m.State("RECV"):
@@ -264,7 +286,7 @@ class Link(wiring.Component):
                 new_word = Cat(acc[8:], beat.data)
                 with m.If(chk_o.valid):
                     with m.If(beat.end):
-                        with m.If((widx == 0) & (bidx == 0)):
+                        with m.If(w_first & (bidx == 0)):
                             pass  # empty frame: ignore
                         with m.Else():
                             m.d.sync += [cobs_err.eq(beat.cobs_err), crc_err.eq(beat.crc_err)]
@@ -272,17 +294,18 @@ class Link(wiring.Component):
                     with m.Else():
                         m.d.sync += [acc.eq(new_word), bidx.eq(bidx + 1)]
                         with m.If(bidx == 3):
-                            with m.If(widx == 0):
+                            with m.If(w_first):
                                 m.d.sync += hdr.eq(new_word)
-                            with m.Elif(widx == 1):
+                            with m.Elif(w_arg):
                                 m.d.sync += arg1.eq(new_word)
-                            with m.Elif(widx < maxw + 3):
+                            with m.Elif(w_fits):
                                 m.d.comb += [wr_en.eq(1), wr_data.eq(new_word),
-                                             wr_addr.eq(widx - 2)]
-                            with m.If(widx == maxw + 3):
+                                             wr_addr.eq(w_pos)]
+                            with m.If(w_full):
                                 m.d.sync += too_long.eq(1)
                             with m.Else():
                                 m.d.sync += widx.eq(widx + 1)
+                                step_widx()
 
             # ------------------------------------------------------------------------------------
             # PRECHECK registers the frame's length / opcode / sequence classification (timing:
@@ -526,6 +549,7 @@ class Link(wiring.Component):
                     m.d.sync += ob.eq(ob + 1)
                     with m.If(last):
                         m.d.sync += [widx.eq(0), bidx.eq(0), too_long.eq(0)]
+                        reset_widx()
                         m.next = "RECV"
                     with m.Elif(ob == 3):
                         m.d.sync += i.eq(i + 1)
