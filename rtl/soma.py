@@ -9,8 +9,9 @@ from amaranth.lib.wiring import In, Out
 from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
-from .arith import clip_sub_fast, round_half, sat_fast
+from .arith import clip_sub_fast, round_half, sat_fast, to_signed
 from .layouts import PIPELINE_RESET_LESS, param_layout, spike_event_layout
+from .multiplier import MULTIPLIER_LATENCY, PipelinedMultiplier
 from .pipelined_ram import DUP, delayed, local_params
 
 __all__ = ["Soma", "SOMA_LATENCY", "SOMA_LOAD_DELAY"]
@@ -48,8 +49,10 @@ class Soma(wiring.Component):
 
     Every ``rshift_round`` is split into a rounding add and a shift stage, every multiply starts and
     ends at a register, and the memory outputs drive only registers (Fmax).  The three multiply
-    stages (S1, S3, S7) each sit between two relay stages (plain register copies: the DSP operands
-    and products get registers the placer can put next to the DSP blocks), so the pipeline is
+    stages (S1, S3, S7) are :class:`PipelinedMultiplier` s (in the DSP blocks' own operand and
+    product registers on the ECP5), fed from the stage before the relay that the rest of the stage
+    goes through, and their products are relayed once more (a register out of the DSP block) before
+    any logic uses them, so the pipeline is
     ``SOMA_LATENCY`` = 13 + 6 = 19 stages; u, s are written from the stage after S8.
     ``ready`` is high when the lane buffer is empty (or its last lane issues this clock); ``idle``
     when the buffer and the pipeline are empty.  Non-zero outputs go to ``out`` through a FIFO; a
@@ -199,9 +202,6 @@ class Soma(wiring.Component):
         def join(lo, hi):
             return (hi << MUL_SPLIT) + lo
 
-        def shp(e):
-            return e.shape()
-
         def carry(dst, src):
             return [dst.v.eq(src.v), dst.j.eq(src.j), dst.k.eq(src.k), dst.g.eq(src.g)]
 
@@ -212,6 +212,25 @@ class Soma(wiring.Component):
             dst = Signal(src.shape(), name=name, reset_less=PIPELINE_RESET_LESS)
             m.d.sync += dst.eq(src)
             return dst
+
+        def relay_with(name, src, **extra):
+            """:func:`relay` of ``src`` with fields ``extra`` (name: value) added: the products of a
+            :class:`PipelinedMultiplier` fed a stage early, registered once out of the DSP block."""
+            members = dict(src.shape().members)
+            members.update({k: v.shape() for k, v in extra.items()})
+            dst = Signal(data.StructLayout(members), name=name, reset_less=PIPELINE_RESET_LESS)
+            m.d.sync += [getattr(dst, k).eq(getattr(src, k)) for k in src.shape().members]
+            m.d.sync += [getattr(dst, k).eq(v) for k, v in extra.items()]
+            return dst
+
+        def multiply(name, a, b):
+            """``a * b`` as a :class:`PipelinedMultiplier` (operands and product registered, in the DSP
+            block on the ECP5): the product of the operands of two clocks before.  Unsigned operands
+            are zero-extended to signed."""
+            a, b = to_signed(a), to_signed(b)
+            mul = m.submodules[name] = PipelinedMultiplier(len(a), len(b))
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+            return mul.p
 
         # static copies of the multiplier parameters, registered next to the multipliers
         alpha, lam, recip = (Signal.like(getattr(p, n), name=f"{n}_r") for n in ("alpha", "lam", "recip"))
@@ -231,28 +250,30 @@ class Soma(wiring.Component):
 
         r1_issue, r1 = r1, wait("r1w", r1)
         # S1 -> r1x: memory data registered; the multiply operand relayed (DSP isolation, see relay())
-        r1x = stage("r1x", {"aw": signed(self.aw_bits), "ah": signed(self.ah_bits), "u": signed(U),
+        r1x = stage("r1x", {"aw": signed(self.aw_bits), "u": signed(U),
                             "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r1x, r1) + [
             r1x.u.eq(self.u_data), r1x.s.eq(self.s_data), r1x.b.eq(self.b_data), r1x.eta.eq(self.eta_data),
-            r1x.aw.eq(r1.aw), r1x.ah.eq(r1.ah),
+            r1x.aw.eq(r1.aw),
         ]
-        # S1x -> r2: alpha * accH (partial products)
-        ah_lo, ah_hi = split(r1x.ah)
+        # S1x -> r2: alpha * accH (partial products; the multipliers take their operands from r1, the
+        # stage r1x copies, and their products are r2's: the relay r2x registers them once more)
+        assert MULTIPLIER_LATENCY == 2
+        ah_lo, ah_hi = split(r1.ah)
+        pa_lo, pa_hi = multiply("mul_pa_lo", ah_lo, alpha), multiply("mul_pa_hi", ah_hi, alpha)
         # with pipelined memories (a large core at a high clock) the spike test of the reset and the
         # subtrahend of the soft reset are made a stage early (``sp`` / ``th``), so that the reset's
         # subtractor starts at flops
         early = {"sp": 1, "th": signed(len(theta) + 1)} if self.mem_delay else {}
         r2 = stage("r2", {"u": signed(U), "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS),
-                          "pa_lo": shp(ah_lo * alpha), "pa_hi": shp(ah_hi * alpha), "aw": signed(AWS), **early})
+                          "aw": signed(AWS), **early})
         m.d.sync += carry(r2, r1x) + [
             r2.u.eq(r1x.u), r2.s.eq(r1x.s), r2.b.eq(r1x.b), r2.eta.eq(r1x.eta),
-            r2.pa_lo.eq(ah_lo * alpha), r2.pa_hi.eq(ah_hi * alpha),
             r2.aw.eq(r1x.aw << p.acc_shift),
         ]
         if early:
             m.d.sync += [r2.sp.eq(r1x.s != 0), r2.th.eq(Mux(r1x.s != 0, theta, 0))]
-        r2x = relay("r2x", r2)
+        r2x = relay_with("r2x", r2, pa_lo=pa_lo, pa_hi=pa_hi)
         # S2 -> r3: rounding add of alpha*accH, reset, W current + bias
         r3 = stage("r3", {"pha": signed(max(PH, SW) + 1), "vm": signed(U + 1), "awb": signed(AWS + 1),
                           "eta": signed(C.ETA_BITS)})
@@ -270,24 +291,23 @@ class Soma(wiring.Component):
             r3.eta.eq(r2x.eta),
         ]
         r3x = relay("r3x", r3)
-        # S3 -> r4: leak multiply (partial products), shift of the H current
-        vm_lo, vm_hi = split(r3x.vm)
-        r4 = stage("r4", {"pl_lo": shp(vm_lo * lam), "pl_hi": shp(vm_hi * lam), "ihs": signed(max(PH, SW) + 1),
-                          "awb": signed(AWS + 1), "eta": signed(C.ETA_BITS)})
+        # S3 -> r4: leak multiply (partial products, from r3 as above), shift of the H current
+        vm_lo, vm_hi = split(r3.vm)
+        pl_lo, pl_hi = multiply("mul_pl_lo", vm_lo, lam), multiply("mul_pl_hi", vm_hi, lam)
+        r4 = stage("r4", {"ihs": signed(max(PH, SW) + 1), "awb": signed(AWS + 1), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r4, r3x) + [
-            r4.pl_lo.eq(vm_lo * lam), r4.pl_hi.eq(vm_hi * lam),
             r4.ihs.eq(r3x.pha >> p.alpha_shift),
             r4.awb.eq(r3x.awb),
             r4.eta.eq(r3x.eta),
         ]
-        r4x = relay("r4x", r4)
+        r4x = relay_with("r4x", r4, pl_lo=pl_lo, pl_hi=pl_hi)
         # S4 -> r5: rounded leak, saturated H current
-        r5 = stage("r5", {"ih": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "awb": signed(AWS + 1),
+        r5 = stage("r5", {"ih": signed(U), "vlr": signed(U + 2 + C.FRAC8_BITS), "awb": signed(U + 1),
                           "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r5, r4x) + [
             r5.ih.eq(sat_fast(r4x.ihs, U)),
             r5.vlr.eq((join(r4x.pl_lo, r4x.pl_hi) + 128) >> 8),
-            r5.awb.eq(r4x.awb),
+            r5.awb.eq(sat_fast(r4x.awb, U + 1)),  # leaves sat_U(awb + ih) as it is (|ih| < 2**(U-1))
             r5.eta.eq(r4x.eta),
         ]
         # S5 -> r6: current I
@@ -307,18 +327,17 @@ class Soma(wiring.Component):
             r7.eta.eq(r6.eta),
         ]
         r7x = relay("r7x", r7)
-        # S7 -> r8: ANN shift; u * recip (partial products)
-        u_lo, u_hi = split(r7x.u)
-        r8 = stage("r8", {"u": signed(U), "fire": 1, "y": signed(SW + 1), "pz_lo": shp(u_lo * recip),
-                          "pz_hi": shp(u_hi * recip), "eta": signed(C.ETA_BITS)})
+        # S7 -> r8: ANN shift; u * recip (partial products, from r7 as above)
+        u_lo, u_hi = split(r7.u)
+        pz_lo, pz_hi = multiply("mul_pz_lo", u_lo, recip), multiply("mul_pz_hi", u_hi, recip)
+        r8 = stage("r8", {"u": signed(U), "fire": 1, "y": signed(SW + 1), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r8, r7x) + [
             r8.u.eq(r7x.u),
             r8.fire.eq(r7x.u > theta),  # the LIF threshold compare, a stage ahead of its use (Fmax)
             r8.y.eq(r7x.ya >> p.ann_shift),
-            r8.pz_lo.eq(u_lo * recip), r8.pz_hi.eq(u_hi * recip),
             r8.eta.eq(r7x.eta),
         ]
-        r8_mul, r8 = r8, relay("r8x", r8)  # the S8 logic below reads the relayed copy
+        r8_mul, r8 = r8, relay_with("r8x", r8, pz_lo=pz_lo, pz_hi=pz_hi)  # the S8 logic below reads the relayed copy
         # S8 -> r9: spike / activation; rounding add of u*recip
         # the ANN clips as top-bit tests (no comparator carry chain after the shifter)
         y = r8.y
