@@ -6,7 +6,7 @@ import functools
 import operator
 from types import SimpleNamespace
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,7 +42,7 @@ class AxonBuffer(wiring.Component):
         self.registered_writes = bool(registered_writes)
         if evt_banks < 1 or evt_banks & (evt_banks - 1) or geom.a_max % evt_banks:
             raise ValueError(f"evt_banks must be a power of two dividing a_max = {geom.a_max}, not {evt_banks}")
-        #: the event list and x in this many interleaved memories (entry e in bank e % evt_banks), each
+        #: the event list in this many interleaved memories (entry e in bank e % evt_banks), each
         #: read port's word registered per bank and the bank chosen after the registers: a large
         #: distributed RAM's read multiplexer is then split by a flop (Fmax)
         self.evt_banks = evt_banks
@@ -67,7 +67,11 @@ class AxonBuffer(wiring.Component):
         # NO_RW_CHECK: no used read meets a write of the same word: the read-modify-write reads in
         # phase1 and writes two clocks later, when no input is accepted; the clear walk and
         # the event appends never overlap; the engines read during a step, when nothing is written
-        x_rmw, x_ext, x_wp = self._x_memory(m)
+        m.submodules.xmem = xmem = memory.Memory(shape=unsigned(C.X_BITS + 1), depth=g.a_max, init=[],
+                                                 attrs=NO_RW_CHECK)
+        x_rmw = xmem.read_port(transparent_for=())
+        x_ext = xmem.read_port(transparent_for=())
+        x_wp = xmem.write_port()
         e_int, e_ext, e_wp = self._event_list(m)
         # the write requests made below (``x_w`` / ``e_w``); with ``registered_writes`` they reach the
         # ports a clock later, from registers loaded only for a write (so the address copies differ
@@ -155,39 +159,6 @@ class AxonBuffer(wiring.Component):
             with m.Elif(~c_valid & (c_idx == count)):
                 m.d.sync += [clearing.eq(0), self.count.eq(0)]
         return m
-
-    def _x_memory(self, m):
-        """The x memory's read ports (read-modify-write, external with its enable) and write port: one
-        memory, or (with ``evt_banks``) as many interleaved ones as the event list, each read port's
-        word registered per bank and the bank chosen after the registers."""
-        g, nb = self.geom, self.evt_banks
-        xw = C.X_BITS + 1
-        if nb == 1:
-            m.submodules.xmem = xmem = memory.Memory(shape=unsigned(xw), depth=g.a_max, init=[], attrs=NO_RW_CHECK)
-            return xmem.read_port(transparent_for=()), xmem.read_port(transparent_for=()), xmem.write_port()
-        ab, bb = g.axon_bits, nb.bit_length() - 1
-        rd_rmw = SimpleNamespace(addr=Signal(ab, name="x_rmw_addr"), en=Const(1), data=Signal(xw, name="x_rmw_data"))
-        rd_ext = SimpleNamespace(addr=Signal(ab, name="x_ext_addr"), en=Signal(name="x_ext_en"),
-                                 data=Signal(xw, name="x_ext_data"))
-        wr = SimpleNamespace(addr=Signal(ab, name="x_wp_addr"), data=Signal(xw, name="x_wp_data"),
-                             en=Signal(name="x_wp_en"))
-        for rd in (rd_rmw, rd_ext):
-            sel = Signal(bb, name=f"{rd.addr.name}_bank")
-            with m.If(rd.en):  # the bank of the word the ports return next clock (held with the data)
-                m.d.sync += sel.eq(rd.addr[:bb])
-            rd.sel, rd.words = sel, []
-        for b in range(nb):
-            mem = m.submodules[f"xmem{b}"] = memory.Memory(shape=unsigned(xw), depth=g.a_max // nb, init=[],
-                                                           attrs=NO_RW_CHECK)
-            wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(wr.addr[bb:]), wp.data.eq(wr.data), wp.en.eq(wr.en & (wr.addr[:bb] == b))]
-            for rd in (rd_rmw, rd_ext):
-                rp = mem.read_port(transparent_for=())
-                m.d.comb += [rp.addr.eq(rd.addr[bb:]), rp.en.eq(rd.en)]
-                rd.words.append(Mux(rd.sel == b, rp.data, 0))
-        for rd in (rd_rmw, rd_ext):
-            m.d.comb += rd.data.eq(functools.reduce(operator.or_, rd.words))
-        return rd_rmw, rd_ext, wr
 
     def _event_list(self, m):
         """The event list's read ports (internal, external) and write port: one memory, or
