@@ -33,6 +33,7 @@ _HASHED_PACKAGES = ("plasticore.rtl",)
 _UNHASHED = ("plasticore.rtl/synth.py", "plasticore.rtl/smoke.py")
 _HASHED_MODULES = (
     "plasticore.contract",
+    "plasticore.chip_map",
     "plasticore.core_map",
     "plasticore.protocol",
     "plasticore.firmware.top",

@@ -110,6 +110,17 @@ def test_design_id_hashes_the_logic_sources_not_the_tools():
         assert k in keys, k
     assert "plasticore.rtl/synth.py" not in keys and "plasticore.rtl/smoke.py" not in keys
     assert all(p.is_file() for p in rtl_source_files().values())
+    # and every contract module that a hashed RTL file imports is hashed itself
+    import re
+
+    for key, path in rtl_source_files().items():
+        if not key.startswith("plasticore.rtl/"):
+            continue
+        text = path.read_text()
+        mods = set(re.findall(r"from plasticore import (\w+)", text))
+        mods |= set(re.findall(r"from plasticore\.(\w+) import", text))
+        for mod in mods - {"rtl", "firmware"}:
+            assert f"plasticore.{mod}" in keys, f"{key} imports plasticore.{mod}, which the design ID does not hash"
 
 
 def test_expected_design_id_matches_build(tmp_path):
