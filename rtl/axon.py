@@ -31,13 +31,21 @@ class AxonBuffer(wiring.Component):
     * Read ports for the dendrite / LPU / host: ``x_addr``/``x_en`` -> ``x_data`` and
       ``evt_addr`` -> ``evt_data`` (synchronous, one clock latency; ``x_en`` low holds ``x_data``).
 
+    ``x_banks`` (> 1, a power of two dividing ``a_max``): x is held in that many interleaved
+    memories (axon a in bank a % x_banks) and the external read takes two clocks (:attr:`x_latency`):
+    each bank registers its own copy of the address (``*__dup``, kept apart on the ECP5, so no net
+    fans out from one flop to every distributed RAM of x), reads, and registers its word next to it;
+    ``x_data`` is the registered word of the bank that was read.  (A large core at a high clock: the
+    read of a 256-word distributed RAM behind a 16:1 multiplexer was a long path.)
+
     ``registered_writes``: the memories' write ports are driven from registers loaded the clock
     before (a large core at a high clock: the distributed RAMs' write addresses carry no logic and
     come from flops of their own).  Every write lands a clock later; ``busy`` covers it, and the
     read-modify-write of the next input reads two clocks after it.
     """
 
-    def __init__(self, geom: CoreGeometry, *, registered_writes: bool = False, evt_banks: int = 1):
+    def __init__(self, geom: CoreGeometry, *, registered_writes: bool = False, evt_banks: int = 1,
+                 x_banks: int = 1):
         self.geom = geom
         self.registered_writes = bool(registered_writes)
         if evt_banks < 1 or evt_banks & (evt_banks - 1) or geom.a_max % evt_banks:
@@ -46,6 +54,11 @@ class AxonBuffer(wiring.Component):
         #: read port's word registered per bank and the bank chosen after the registers: a large
         #: distributed RAM's read multiplexer is then split by a flop (Fmax)
         self.evt_banks = evt_banks
+        if x_banks < 1 or x_banks & (x_banks - 1) or geom.a_max % x_banks:
+            raise ValueError(f"x_banks must be a power of two dividing a_max = {geom.a_max}, not {x_banks}")
+        self.x_banks = x_banks
+        #: clocks from ``x_addr`` to ``x_data``
+        self.x_latency = 2 if x_banks > 1 else 1
         ab = geom.axon_bits
         super().__init__({
             "inp": In(stream.Signature(axon_event_layout(geom))),
@@ -67,11 +80,7 @@ class AxonBuffer(wiring.Component):
         # NO_RW_CHECK: no used read meets a write of the same word: the read-modify-write reads in
         # phase1 and writes two clocks later, when no input is accepted; the clear walk and
         # the event appends never overlap; the engines read during a step, when nothing is written
-        m.submodules.xmem = xmem = memory.Memory(shape=unsigned(C.X_BITS + 1), depth=g.a_max, init=[],
-                                                 attrs=NO_RW_CHECK)
-        x_rmw = xmem.read_port(transparent_for=())
-        x_ext = xmem.read_port(transparent_for=())
-        x_wp = xmem.write_port()
+        x_rmw, x_ext, x_wp = self._x_memory(m)
         e_int, e_ext, e_wp = self._event_list(m)
         # the write requests made below (``x_w`` / ``e_w``); with ``registered_writes`` they reach the
         # ports a clock later, from registers loaded only for a write (so the address copies differ
@@ -159,6 +168,54 @@ class AxonBuffer(wiring.Component):
             with m.Elif(~c_valid & (c_idx == count)):
                 m.d.sync += [clearing.eq(0), self.count.eq(0)]
         return m
+
+    def _x_memory(self, m):
+        """The x memory's read ports (read-modify-write; external, with its enable) and write port: one
+        memory, or ``x_banks`` interleaved ones (the module docstring: the external read in two
+        registered stages per bank, the read-modify-write read's word chosen behind the banks)."""
+        g, nb = self.geom, self.x_banks
+        xw = C.X_BITS + 1
+        if nb == 1:
+            m.submodules.xmem = xmem = memory.Memory(shape=unsigned(xw), depth=g.a_max, init=[], attrs=NO_RW_CHECK)
+            return xmem.read_port(transparent_for=()), xmem.read_port(transparent_for=()), xmem.write_port()
+        ab, bb = g.axon_bits, nb.bit_length() - 1
+        rd_rmw = SimpleNamespace(addr=Signal(ab, name="x_rmw_addr"), data=Signal(xw, name="x_rmw_data"))
+        rd_ext = SimpleNamespace(addr=Signal(ab, name="x_ext_addr"), en=Signal(name="x_ext_en"),
+                                 data=Signal(xw, name="x_ext_data"))
+        wr = SimpleNamespace(addr=Signal(ab, name="x_wp_addr"), data=Signal(xw, name="x_wp_data"),
+                             en=Signal(name="x_wp_en"))
+        rmw_sel = Signal(bb, name="x_rmw_bank")
+        m.d.sync += rmw_sel.eq(rd_rmw.addr[:bb])  # the bank of the word the port returns next clock
+        # the external read: its bank index follows the words through both stages (held with them)
+        ext_sel1, ext_sel2 = Signal(bb, name="x_ext_bank1"), Signal(bb, name="x_ext_bank2")
+        en1 = Signal(name="x_ext_en1")
+        m.d.sync += en1.eq(rd_ext.en)
+        with m.If(rd_ext.en):
+            m.d.sync += ext_sel1.eq(rd_ext.addr[:bb])
+        with m.If(en1):
+            m.d.sync += ext_sel2.eq(ext_sel1)
+        rmw_words, ext_words = [], []
+        for b in range(nb):
+            mem = m.submodules[f"xmem{b}"] = memory.Memory(shape=unsigned(xw), depth=g.a_max // nb, init=[],
+                                                           attrs=NO_RW_CHECK)
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(wr.addr[bb:]), wp.data.eq(wr.data), wp.en.eq(wr.en & (wr.addr[:bb] == b))]
+            rp = mem.read_port(transparent_for=())
+            m.d.comb += rp.addr.eq(rd_rmw.addr[bb:])
+            rmw_words.append(Mux(rmw_sel == b, rp.data, 0))
+            # external: the bank's copy of the address (loaded every clock; ``__dup``: kept apart from
+            # the other banks' copies), an asynchronous read, the word registered next to the bank
+            b_addr = Signal(ab - bb, name=f"x_b{b}_addr__dup", reset_less=True)
+            m.d.sync += b_addr.eq(rd_ext.addr[bb:])
+            ep = mem.read_port(domain="comb")
+            m.d.comb += ep.addr.eq(b_addr)
+            c_word = Signal(xw, name=f"x_c{b}_data", reset_less=True)
+            with m.If(en1):
+                m.d.sync += c_word.eq(ep.data)
+            ext_words.append(Mux(ext_sel2 == b, c_word, 0))
+        m.d.comb += [rd_rmw.data.eq(functools.reduce(operator.or_, rmw_words)),
+                     rd_ext.data.eq(functools.reduce(operator.or_, ext_words))]
+        return rd_rmw, rd_ext, wr
 
     def _event_list(self, m):
         """The event list's read ports (internal, external) and write port: one memory, or

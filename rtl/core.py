@@ -73,9 +73,9 @@ class HybridCore(wiring.Component):
     ``mem_pipe``: every memory is a pipelined, banked :class:`~plasticore.rtl.pipelined_ram.PipelinedRam`
     (its reads ``PIPE_LATENCY`` clocks later, for Fmax on a large FPGA); the integers are the same, the
     cycle count grows (:func:`step_cycles`).  ``mem_bank_bits``: lane bits per bank (tests use small
-    banks to exercise the bank logic on tiny cores).  ``evt_banks``: the axon buffer's event list in
-    that many interleaved memories (:class:`~plasticore.rtl.axon.AxonBuffer`; default 4 with
-    ``mem_pipe`` from 64 axons, else 1).
+    banks to exercise the bank logic on tiny cores).  ``evt_banks``: the axon buffer's event list (and with
+    ``mem_pipe`` its x) in that many interleaved memories (:class:`~plasticore.rtl.axon.AxonBuffer`;
+    default 4 with ``mem_pipe`` from 64 axons, else 1).
     """
 
     def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16, *, mem_pipe: bool = False,
@@ -135,12 +135,16 @@ class HybridCore(wiring.Component):
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)
 
-        m.submodules.axb = axb = AxonBuffer(geom, registered_writes=self.mem_pipe, evt_banks=self.evt_banks)
+        # with pipelined memories x is banked like the event list, its read in two stages per bank
+        m.submodules.axb = axb = AxonBuffer(geom, registered_writes=self.mem_pipe, evt_banks=self.evt_banks,
+                                            x_banks=self.evt_banks if K else 1)
         # with pipelined memories the dendrite's data registers and the LPU's stages are reset-less too
         # (rtl/layouts.py, PIPELINE_RESET_LESS: the plain chip keeps their reset for Yosys 0.70's sake)
         # with pipelined memories the axon buffer's x read address is registered after its multiplexer
-        # (host / dendrite / LPU), like the other memories' requests: x comes one clock later
-        x_lag = 1 if K else 0
+        # (host / dendrite / LPU), like the other memories' requests: x comes one clock later, and
+        # the banked read a clock later still (``axb.x_latency``)
+        x_lag = axb.x_latency if K else 0
+        assert x_lag <= K
         m.submodules.den = den = Dendrite(geom, mem_delay=K, reset_less=self.mem_pipe, x_delay=x_lag)
         m.submodules.soma = soma = Soma(geom, den.aw_bits, den.ah_bits, mem_delay=K)
         m.submodules.lpu = lpu = PlasticityUnit(geom, mem_delay=K, reset_less=self.mem_pipe, x_delay=x_lag)
@@ -487,16 +491,17 @@ def step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plas
     """The phases of :func:`step_cycles` (derivation in ``docs/core.md``)."""
     from .dendrite import DENDRITE_LATENCY
     from .lpu import LPU_LATENCY
-    from .soma import SOMA_LATENCY, SOMA_LOAD_DELAY
+    from .soma import SOMA_LATENCY, SOMA_LOAD_DELAY, SOMA_SHIFT_SPLIT
 
     E, P = events, lanes
     K = PIPE_LATENCY if mem_pipe else 0  # each engine waits K more clocks per read (the soma reads twice)
     L = SOMA_LOAD_DELAY if mem_pipe else 0  # the soma's lane buffer loads L clocks after the request
+    S = SOMA_SHIFT_SPLIT if mem_pipe else 0  # stages of the soma's split shift
     G = -(-n_neurons // P)
     d = E + DENDRITE_LATENCY + K + 1 if E else 2  # one dendrite pass, start -> acc_valid
     return {
         "integrate": d + (G - 1) * max(d, P + L),  # groups overlap with the soma of the previous group
-        "soma_drain": P + SOMA_LATENCY + 2 * K + L + 1,  # last group: P issues + pipeline
+        "soma_drain": P + SOMA_LATENCY + 2 * K + L + S + 1,  # last group: P issues + pipeline
         "lpu": G * n_axons + LPU_LATENCY + K + 1 if plastic else 0,  # one H word (P synapses) per clock
         "clear": E + 4 if E else 2,  # zero the listed inputs
     }
@@ -506,9 +511,10 @@ def step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: 
                 mem_pipe: bool = False) -> int:
     """Clock cycles of one step (register ``CYCLES``: clocks with ``busy`` high), see ``docs/core.md``.
 
-    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``K = L = 0`` (``K = PIPE_LATENCY = 3``,
-    ``L = SOMA_LOAD_DELAY = 1`` with ``mem_pipe``), ``D = E + 10 + K`` (2 if ``E == 0``)::
+    ``E`` = input events (non-zero axons), ``G = ceil(N / P)``, ``K = L = S = 0`` (``K = PIPE_LATENCY = 3``,
+    ``L = SOMA_LOAD_DELAY = 1``, ``S = SOMA_SHIFT_SPLIT = 1`` with ``mem_pipe``), ``D = E + 10 + K`` (2 if
+    ``E == 0``)::
 
-        cycles = D + (G - 1) * max(D, P + L)  +  (P + 20 + 2K + L)  +  plastic * (G * A + 15 + K)  +  (E + 4 | 2)
+        cycles = D + (G - 1) * max(D, P + L)  +  (P + 20 + 2K + L + S)  +  plastic * (G * A + 15 + K)  +  (E + 4 | 2)
     """
     return sum(step_cycle_parts(events, n_axons, n_neurons, lanes, plastic, mem_pipe=mem_pipe).values())

@@ -24,6 +24,8 @@ MUL_SPLIT = 17
 OUT_FIFO_DEPTH = 64
 #: with ``mem_delay``: the clocks from a ``load`` request to the lane buffer's load
 SOMA_LOAD_DELAY = 1
+#: with ``mem_delay``: stages added by the recip shift's split (S9a: by a multiple of 8, S9: the rest)
+SOMA_SHIFT_SPLIT = 1
 
 
 class Soma(wiring.Component):
@@ -63,13 +65,15 @@ class Soma(wiring.Component):
     ``SOMA_LATENCY + 2 * mem_delay`` stages (:attr:`latency`), and the buffer takes ``load`` a clock
     late (from flops: ``load`` fans out to every bit of the buffer), so ``ready`` is high only when
     the buffer will be empty at the next clock (:data:`SOMA_LOAD_DELAY`: one clock more per group
-    when the soma is the bottleneck, and one more in the drain).
+    when the soma is the bottleneck, and one more in the drain), and the shift of S9 is two stages,
+    by the multiple of 8 of ``recip_shift`` and then by the rest (:data:`SOMA_SHIFT_SPLIT`: one more
+    stage, one more clock in the drain).
     """
 
     def __init__(self, geom: CoreGeometry, aw_bits: int, ah_bits: int, mem_delay: int = 0):
         self.geom = geom
         self.mem_delay = mem_delay
-        self.latency = SOMA_LATENCY + 2 * mem_delay
+        self.latency = SOMA_LATENCY + 2 * mem_delay + (SOMA_SHIFT_SPLIT if mem_delay else 0)
         self.aw_bits, self.ah_bits = aw_bits, ah_bits
         P, nb = geom.lanes, geom.neuron_bits
         super().__init__({
@@ -364,7 +368,20 @@ class Soma(wiring.Component):
             m.d.sync += self.out_count.eq(self.out_count + 1)
         # S9 -> r10: shift
         r10 = stage("r10", {"zs": signed(PZ), "eta": signed(C.ETA_BITS)})
-        m.d.sync += carry(r10, r9) + [r10.zs.eq(r9.pza >> p.recip_shift), r10.eta.eq(r9.eta)]
+        split_stages = []
+        if self.mem_delay:
+            # (a large core at a high clock) in two stages: by the multiple of 8 (a 6:1 multiplexer
+            # per bit), then by the rest (8:1), each from a copy of its part of the static shift
+            assert SOMA_SHIFT_SPLIT == 1
+            sh_hi = Signal(len(p.recip_shift) - 3, name="recip_shift_hi_r")
+            sh_lo = Signal(3, name="recip_shift_lo_r")
+            m.d.sync += [sh_hi.eq(p.recip_shift[3:]), sh_lo.eq(p.recip_shift[:3])]
+            r9a = stage("r9a", {"pzs": signed(len(r9.pza)), "eta": signed(C.ETA_BITS)})
+            m.d.sync += carry(r9a, r9) + [r9a.pzs.eq(r9.pza >> Cat(Const(0, 3), sh_hi)), r9a.eta.eq(r9.eta)]
+            m.d.sync += carry(r10, r9a) + [r10.zs.eq(r9a.pzs >> sh_lo), r10.eta.eq(r9a.eta)]
+            split_stages.append(r9a)
+        else:
+            m.d.sync += carry(r10, r9) + [r10.zs.eq(r9.pza >> p.recip_shift), r10.eta.eq(r9.eta)]
         # S10 -> r11: z = u/theta - eta, table index clip(z, -256, 255) + 256 (the subtraction on the
         # low bits of zs only, beside a test that zs fits in them: a short carry chain)
         assert C.LUT_HALF == 1 << (C.LUT_INDEX_BITS - 1)
@@ -379,7 +396,7 @@ class Soma(wiring.Component):
         r13 = stage("r13", {"f": signed(C.F_BITS)})
         m.d.sync += carry(r13, r12_k) + [r13.f.eq(self.lut_data)]
         stages = (r1_issue, r1x, r2, r2x, r3, r3x, r4, r4x, r5, r6, r7, r7x, r8_mul, r8, r9, r10, r11, r12, r13,
-                  *waits)
+                  *waits, *split_stages)
         assert len(stages) == self.latency
         # S13: write f
         m.d.comb += [self.f_addr.eq(r13.g),
