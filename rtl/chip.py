@@ -54,8 +54,9 @@ class Chip(wiring.Component):
     (:class:`~plasticore.rtl.compact_core.CompactCore`, one lane, sized for the iCE40UP5K); both have
     the same ports, memory map and results.  ``mem_pipe``: the hybrid cores' memories are pipelined
     and banked (``HybridCore(mem_pipe=True)``), the mesh routers pipelined (``MeshRouter(pipe=True)``) and a
-    :class:`~plasticore.rtl.stream_slice.StreamSlice` put on each core's host request and response streams:
-    Fmax on a large FPGA, a few more clocks per step and per host access.
+    :class:`~plasticore.rtl.stream_slice.StreamSlice` put on each core's host request and response streams
+    and between each network interface and its router: Fmax on a large FPGA, a few more clocks per step
+    and per host access.
     """
 
     def __init__(self, mesh_x: int = 2, mesh_y: int = 1, a_max: int = 256, n_max: int = 256, lanes: int = 16,
@@ -109,7 +110,15 @@ class Chip(wiring.Component):
         injects, delivers = [], []
         for k in range(K):
             wiring.connect(m, cores[k].spike_out, nifs[k].spikes)
-            wiring.connect(m, nifs[k].packets, mesh.inject[k])
+            if self.mem_pipe:
+                # a packet reaches the router from a register slice: the network interface's table
+                # lookup and index adder do not run into the router's route decode and FIFO (a packet in
+                # the slice is in flight: counted injected, not yet delivered)
+                m.submodules[f"nif_slice{k}"] = ns = StreamSlice(nifs[k].packets.payload.shape())
+                wiring.connect(m, nifs[k].packets, ns.i)
+                wiring.connect(m, ns.o, mesh.inject[k])
+            else:
+                wiring.connect(m, nifs[k].packets, mesh.inject[k])
             d = mesh.deliver[k]
             ai = cores[k].axon_in
             m.d.comb += [ai.valid.eq(d.valid), ai.payload.axon.eq(d.payload.index[:g.axon_bits]),
