@@ -242,7 +242,12 @@ class HybridCore(wiring.Component):
         if K:
             # with pipelined memories a register write takes a clock more (the decode ends at flops);
             # the sequencer waits for it like for the request register
-            m.d.comb += reg_wait.eq(write_regs_registered(m, hq_reg_we, hq_addr, hq_data, params, start_req,
+            # (decoded from a copy of the address of its own, loaded only for a register write: the
+            # request register's address drives every memory port of the core)
+            hq_reg_addr = Signal.like(hq_addr, name="hq_reg_addr")
+            with m.If(acc_w & (req.mem == Mem.REG)):
+                m.d.sync += hq_reg_addr.eq(req.addr)
+            m.d.comb += reg_wait.eq(write_regs_registered(m, hq_reg_we, hq_reg_addr, hq_data, params, start_req,
                                                           clear_req))
             req_busy = hq_busy | reg_wait
         else:
@@ -296,8 +301,8 @@ class HybridCore(wiring.Component):
             # (the last of the K stages of ``d_sel`` is per memory and per 16 data bits: a copy's reset
             # net reaches 16 flops, next to their column of the memory, not the whole word)
             d_sel_k1, _ = delayed(m, d_sel, K - 1, "d_sel")
-            d_sel_k = Signal.like(d_sel, name=f"d_sel_d{K}")
-            m.d.sync += d_sel_k.eq(d_sel_k1)
+            d_sel_k = Signal(2, name=f"d_sel_d{K}")  # (only the X and REG selects go on to stage K)
+            m.d.sync += d_sel_k.eq(d_sel_k1[len(rps):])
             m.d.sync += rd_x.eq(axb.x_data.as_unsigned())
             for i, (mid, rp) in enumerate(rps.items()):
                 width = len(rp.data)
@@ -310,7 +315,7 @@ class HybridCore(wiring.Component):
                     with m.Else():
                         m.d.sync += rd_reg[mid][bits].eq(0)
             e_sel_x, e_sel_reg = Signal(), Signal()
-            m.d.sync += [e_sel_x.eq(d_sel_k[len(rps)]), e_sel_reg.eq(d_sel_k[len(rps) + 1])]
+            m.d.sync += [e_sel_x.eq(d_sel_k[0]), e_sel_reg.eq(d_sel_k[1])]
             terms = [rd_reg[mid] for mid in rps]
             parts = [Signal(geom.data_bits, name=f"rd_part{j}") for j in range((len(terms) + 3) // 4 + 1)]
             for j, part in enumerate(parts[:-1]):

@@ -260,7 +260,7 @@ class Link(wiring.Component):
         # the word index's tests in RECV (first word, argument word, fits the buffer, one too many) and
         # its buffer position; with ``pipes`` flops updated with ``widx``, so RECV decodes flops only
         if self.pipes:
-            w_first, w_arg, w_fits, w_full = (Signal(init=i, name=n) for i, n in
+            w_first, w_arg, w_fits, w_full = (Signal(init=v, name=n) for v, n in
                                               ((1, "w_first"), (0, "w_arg"), (1, "w_fits"), (0, "w_full")))
             w_pos = Signal.like(wr_addr, name="w_pos")
 

@@ -136,7 +136,7 @@ class Soma(wiring.Component):
             # apart on the ECP5, ``pipelined_ram.DUP``).  The accumulators still hold the group then
             # (they clear a clock after the dendrite's ``start``, which comes with the request), and
             # ``jbase`` / ``group`` are taken from copies a clock old.  ``ready`` is then high only
-            # when the buffer is empty at the next clock (see :meth:`ready`)
+            # when the buffer is empty at the next clock (the ``ready`` flop below)
             assert SOMA_LOAD_DELAY == 1
             load = Signal(name="load_q")
             lane_load = [Signal(name=f"load_lane{q}{DUP}") for q in range(P)]
@@ -360,8 +360,19 @@ class Soma(wiring.Component):
         # S9: write back u, s and emit (from registers)
         m.d.comb += [self.w_addr.eq(r9.j), self.w_en.eq(r9.live), self.u_wdata.eq(r9.u), self.s_wdata.eq(r9.s)]
         push = r9.live & (r9.s != 0)
-        m.d.comb += [ofifo.w_en.eq(push & p.emit),
-                     ofifo.w_data.eq(Cat(r9.j[:nb], r9.s))]
+        fifo_busy = Const(0)
+        if self.mem_delay:
+            # (a large core at a high clock) the FIFO's distributed RAM is written from flops a clock
+            # later: its write enable fans out to every RAM of the FIFO and carries no decode (the
+            # room test's margin covers the entry; the stages after S9 keep ``idle`` low meanwhile)
+            push_q = Signal(name="out_push_q")
+            wdata_q = Signal.like(ofifo.w_data, name="out_wdata_q", reset_less=True)
+            m.d.sync += [push_q.eq(push & p.emit), wdata_q.eq(Cat(r9.j[:nb], r9.s))]
+            m.d.comb += [ofifo.w_en.eq(push_q), ofifo.w_data.eq(wdata_q)]
+            fifo_busy = push_q
+        else:
+            m.d.comb += [ofifo.w_en.eq(push & p.emit),
+                         ofifo.w_data.eq(Cat(r9.j[:nb], r9.s))]
         with m.If(self.clear_count):
             m.d.sync += self.out_count.eq(0)
         with m.Elif(push):
@@ -404,7 +415,7 @@ class Soma(wiring.Component):
         m.d.comb += [self.f_wdata[q].eq(r13.f) for q in range(P)]
 
         self._probe = {"rem": rem, "issue": issue, "r9": r9, "r1": r1_issue, "j": j}
-        busy = (rem != 0) | load
+        busy = (rem != 0) | load | fifo_busy
         for r in stages:
             busy = busy | r.v
         m.d.comb += self.idle.eq(~busy)
