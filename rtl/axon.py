@@ -15,7 +15,10 @@ from plasticore.core_map import CoreGeometry
 
 from .layouts import NO_RW_CHECK, axon_event_layout
 
-__all__ = ["AxonBuffer"]
+__all__ = ["X_BANKS", "AxonBuffer"]
+
+#: x banks of a core with pipelined memories (``HybridCore(mem_pipe=True)``; fewer below 4 axons)
+X_BANKS = 4
 
 
 class AxonBuffer(wiring.Component):
@@ -31,8 +34,9 @@ class AxonBuffer(wiring.Component):
     * Read ports for the dendrite / LPU / host: ``x_addr``/``x_en`` -> ``x_data`` and
       ``evt_addr`` -> ``evt_data`` (synchronous, one clock latency; ``x_en`` low holds ``x_data``).
 
-    ``x_banks`` (> 1, a power of two dividing ``a_max``): x is held in that many interleaved
-    memories (axon a in bank a % x_banks) and the external read takes two clocks (:attr:`x_latency`):
+    ``x_banks`` (> 1, a power of two, at most ``a_max``): x is held in that many interleaved
+    memories (axon a in word a // x_banks of bank a % x_banks; the last banks one word shorter where
+    ``x_banks`` does not divide ``a_max``) and the external read takes two clocks (:attr:`x_latency`):
     each bank registers its own copy of the address (``*__dup``, kept apart on the ECP5, so no net
     fans out from one flop to every distributed RAM of x), reads, and registers its word next to it;
     ``x_data`` is the registered word of the bank that was read.  (A large core at a high clock: the
@@ -54,8 +58,8 @@ class AxonBuffer(wiring.Component):
         #: read port's word registered per bank and the bank chosen after the registers: a large
         #: distributed RAM's read multiplexer is then split by a flop (Fmax)
         self.evt_banks = evt_banks
-        if x_banks < 1 or x_banks & (x_banks - 1) or geom.a_max % x_banks:
-            raise ValueError(f"x_banks must be a power of two dividing a_max = {geom.a_max}, not {x_banks}")
+        if x_banks < 1 or x_banks & (x_banks - 1) or x_banks > geom.a_max:
+            raise ValueError(f"x_banks must be a power of two of at most a_max = {geom.a_max}, not {x_banks}")
         self.x_banks = x_banks
         #: clocks from ``x_addr`` to ``x_data``
         self.x_latency = 2 if x_banks > 1 else 1
@@ -196,7 +200,8 @@ class AxonBuffer(wiring.Component):
             m.d.sync += ext_sel2.eq(ext_sel1)
         rmw_words, ext_words = [], []
         for b in range(nb):
-            mem = m.submodules[f"xmem{b}"] = memory.Memory(shape=unsigned(xw), depth=g.a_max // nb, init=[],
+            depth = len(range(b, g.a_max, nb))  # axons b, b + nb, ...
+            mem = m.submodules[f"xmem{b}"] = memory.Memory(shape=unsigned(xw), depth=depth, init=[],
                                                            attrs=NO_RW_CHECK)
             wp = mem.write_port()
             m.d.comb += [wp.addr.eq(wr.addr[bb:]), wp.data.eq(wr.data), wp.en.eq(wr.en & (wr.addr[:bb] == b))]
@@ -205,7 +210,7 @@ class AxonBuffer(wiring.Component):
             rmw_words.append(Mux(rmw_sel == b, rp.data, 0))
             # external: the bank's copy of the address (loaded every clock; ``__dup``: kept apart from
             # the other banks' copies), an asynchronous read, the word registered next to the bank
-            b_addr = Signal(ab - bb, name=f"x_b{b}_addr__dup", reset_less=True)
+            b_addr = Signal.like(rp.addr, name=f"x_b{b}_addr__dup", reset_less=True)
             m.d.sync += b_addr.eq(rd_ext.addr[bb:])
             ep = mem.read_port(domain="comb")
             m.d.comb += ep.addr.eq(b_addr)

@@ -16,7 +16,7 @@ from plasticore.core_map import (
     Mem,
 )
 
-from .axon import AxonBuffer
+from .axon import X_BANKS, AxonBuffer
 from .core_regs import (
     axon_input,
     core_ports,
@@ -73,9 +73,10 @@ class HybridCore(wiring.Component):
     ``mem_pipe``: every memory is a pipelined, banked :class:`~plasticore.rtl.pipelined_ram.PipelinedRam`
     (its reads ``PIPE_LATENCY`` clocks later, for Fmax on a large FPGA); the integers are the same, the
     cycle count grows (:func:`step_cycles`).  ``mem_bank_bits``: lane bits per bank (tests use small
-    banks to exercise the bank logic on tiny cores).  ``evt_banks``: the axon buffer's event list (and with
-    ``mem_pipe`` its x) in that many interleaved memories (:class:`~plasticore.rtl.axon.AxonBuffer`;
-    default 4 with ``mem_pipe`` from 64 axons, else 1).
+    banks to exercise the bank logic on tiny cores).  ``evt_banks``: the axon buffer's event list in
+    that many interleaved memories (:class:`~plasticore.rtl.axon.AxonBuffer`; default 4 with
+    ``mem_pipe`` from 64 axons, else 1); with ``mem_pipe`` its x is in ``X_BANKS`` (fewer for a core of
+    fewer axons).
     """
 
     def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16, *, mem_pipe: bool = False,
@@ -85,6 +86,8 @@ class HybridCore(wiring.Component):
         if evt_banks is None:  # with pipelined memories a list of at least 64 events is 4 banks (Fmax)
             evt_banks = 4 if self.mem_pipe and geom.a_max >= 64 else 1
         self.evt_banks = evt_banks
+        #: with pipelined memories x is in X_BANKS interleaved LUT-RAM banks (AxonBuffer ``x_banks``)
+        self.x_banks = min(X_BANKS, 1 << (geom.a_max.bit_length() - 1)) if self.mem_pipe else 1
         self.mem_bank_bits = mem_bank_bits
         self.mem_tile_words = mem_tile_words
         super().__init__(core_ports(geom))
@@ -135,9 +138,9 @@ class HybridCore(wiring.Component):
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)
 
-        # with pipelined memories x is banked like the event list, its read in two stages per bank
+        # with pipelined memories x is banked, its read in two stages per bank
         m.submodules.axb = axb = AxonBuffer(geom, registered_writes=self.mem_pipe, evt_banks=self.evt_banks,
-                                            x_banks=self.evt_banks if K else 1)
+                                            x_banks=self.x_banks)
         # with pipelined memories the dendrite's data registers and the LPU's stages are reset-less too
         # (rtl/layouts.py, PIPELINE_RESET_LESS: the plain chip keeps their reset for Yosys 0.70's sake)
         # with pipelined memories the axon buffer's x read address is registered after its multiplexer
