@@ -91,7 +91,7 @@ class Chip(wiring.Component):
 
         kw = {"mem_pipe": True} if self.mem_pipe else {}
         cores = [CORE_KINDS[self.core](g.a_max, g.n_max, P, **kw) for _ in range(K)]
-        nifs = [NetIf(g, self.route_dests) for _ in range(K)]
+        nifs = [NetIf(g, self.route_dests, registered=self.mem_pipe) for _ in range(K)]
         for k in range(K):
             m.submodules[f"core{k}"] = cores[k]
             m.submodules[f"nif{k}"] = nifs[k]

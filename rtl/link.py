@@ -221,6 +221,14 @@ class Link(wiring.Component):
         seq = hdr.seq
         nwords = widx - 1  # frame words without the CRC word
         ndata = (nwords - 2)[:len(i)]
+        if self.pipes:
+            # (a flop: ``widx`` holds from RECV's end until the next frame, and the WRITE loop, which
+            # compares against it, starts states later; the compare then starts at flops)
+            ndata_q = Signal(len(i), name="ndata_q")
+            m.d.sync += ndata_q.eq(ndata)
+            ndata_loop = ndata_q
+        else:
+            ndata_loop = ndata
         diff = (seq - expect)[:8]
         base = arg1[:self.addr_width]
         addr_i = Mux((op == Op.WRITE_FIX) | (op == Op.READ_FIX), base, (base + i)[:self.addr_width])
@@ -423,7 +431,7 @@ class Link(wiring.Component):
             with m.State("WRITE_LOAD"):
                 # the buffer word i is registered in ``wdata`` before it drives the bus
                 m.d.sync += [wdata.eq(rd.data), baddr.eq(addr_i), bus_v.eq(1), bus_op.eq(BusOp.WRITE),
-                             last_i.eq(i + 1 == ndata)]
+                             last_i.eq(i + 1 == ndata_loop)]
                 if self.pipes:
                     m.d.sync += raddr.eq(i + 1)  # for WRITE_REQ: the next word
                 m.next = "WRITE_REQ"
