@@ -36,10 +36,10 @@ class NetIf(wiring.Component):
     """``dests`` (1 .. MAX_DESTS) table entries are built; a chip with few cores needs fewer than
     MAX_DESTS (the chip refuses a valid entry beyond them, invalid ones are ignored).
 
-    ``registered`` (a large chip at a high clock): the entry the next packet uses and its index
-    (``base + j``) are looked up and added a clock ahead, into flops that follow the entry counter, so
-    the packet leaves from flops (the same packets, in the same clocks).  The table is written only
-    while the chip is idle, clocks before a core emits."""
+    ``registered`` (a large chip at a high clock): the entry the next packet uses is looked up a clock
+    ahead into flops (the same packets, in the same clocks), so no table multiplexer sits between the
+    entry counter and the packet.  The table is written only while the chip is idle, clocks before
+    a core emits."""
 
     def __init__(self, geom: CoreGeometry, dests: int = M.MAX_DESTS, *, registered: bool = False):
         if not 1 <= dests <= M.MAX_DESTS:
@@ -66,25 +66,29 @@ class NetIf(wiring.Component):
         with m.If(self.table_we & (self.table_addr < D)):
             m.d.sync += table[self.table_addr].eq(self.table_data)
         entry = Signal(route_entry_layout())
-        index = Signal(M.INDEX_BITS)
         pk = self.packets.payload
         m.d.comb += [pk.x.eq(entry.x), pk.y.eq(entry.y), pk.to_host.eq(entry.to_host),
-                     pk.index.eq(index), pk.value.eq(value)]
-        # the entry counter's and the neuron's next values (what they hold at the next clock)
-        e_next = Signal.like(e)
-        neuron_next = Signal.like(neuron)
-        m.d.comb += [e_next.eq(e), neuron_next.eq(neuron)]
-        m.d.sync += [e.eq(e_next), neuron.eq(neuron_next)]
+                     pk.index.eq(entry.base + neuron), pk.value.eq(value)]
+        accept = Signal()  # a spike taken (entry 0 next)
+        advance = Signal()  # a packet sent (entry e + 1 next)
         if self.registered:
-            m.d.sync += [entry.eq(table[e_next]), index.eq(table[e_next].base + neuron_next)]
+            # the entry is a flop: entry 0 on a spike, entry e + 1 (from a flop of its own) after a
+            # packet; the table is static while the chip runs, so only the final choice depends on
+            # the handshakes
+            e1 = Signal.like(e, name="e_plus1")
+            with m.If(accept):
+                m.d.sync += [entry.eq(table[0]), e1.eq(1)]
+            with m.Elif(advance):
+                m.d.sync += [entry.eq(table[e1]), e1.eq(e1 + 1)]
         else:
-            m.d.comb += [entry.eq(table[e]), index.eq(entry.base + neuron)]
+            m.d.comb += entry.eq(table[e])
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.spikes.ready.eq(1)
                 with m.If(self.spikes.valid):
-                    m.d.comb += [neuron_next.eq(self.spikes.payload.neuron), e_next.eq(0)]
-                    m.d.sync += value.eq(self.spikes.payload.value)
+                    m.d.comb += accept.eq(1)
+                    m.d.sync += [neuron.eq(self.spikes.payload.neuron), value.eq(self.spikes.payload.value),
+                                 e.eq(0)]
                     m.next = "SEND"
             with m.State("SEND"):
                 m.d.comb += self.busy.eq(1)
@@ -93,7 +97,8 @@ class NetIf(wiring.Component):
                 with m.Else():
                     m.d.comb += self.packets.valid.eq(1)
                     with m.If(self.packets.ready):
-                        m.d.comb += e_next.eq(e + 1)
+                        m.d.comb += advance.eq(1)
+                        m.d.sync += e.eq(e + 1)
                         if D > 1:
                             with m.If(e == D - 1):
                                 m.next = "IDLE"
