@@ -337,81 +337,169 @@ class Link(wiring.Component):
                     with m.Default():
                         m.d.sync += idempotent.eq(0)
                 m.d.sync += [short.eq((bidx != 0) | (widx < 2)), seq_now.eq(diff == 0), seq_ahead.eq(~diff[7])]
-                m.next = "CHECK"
+                m.next = "VERDICT" if self.pipes else "CHECK"
 
-            with m.State("CHECK"):
-                m.d.sync += [err.eq(0), detail.eq(0), i.eq(0)]
-                if self.pipes:
-                    # a RUN's bus address and step count, loaded in every CHECK (only a RUN presents them
-                    # now; the other requests load their own first): their enables are a state decode,
-                    # not the frame checks
-                    m.d.sync += [baddr.eq(base), wdata.eq(arg1), raddr.eq(0)]
-                with m.If(cobs_err):
-                    m.d.sync += framing_errors.eq(framing_errors + 1)
-                    nack(Status.FRAMING, P.NACK_OP)
-                with m.Elif(crc_err):
-                    m.d.sync += crc_errors.eq(crc_errors + 1)
-                    nack(Status.CRC, P.NACK_OP)
-                with m.Elif(too_long):
-                    m.d.sync += framing_errors.eq(framing_errors + 1)
-                    nack(Status.TOO_LONG, P.NACK_OP)
-                with m.Elif(short):
-                    m.d.sync += framing_errors.eq(framing_errors + 1)
-                    nack(Status.LENGTH, P.NACK_OP)
-                with m.Else():
-                    # A CRC-valid frame with the expected seq consumes it, even when rejected
-                    # (OPCODE, LENGTH): the host then fails that request and moves on.
-                    execute = Signal()
-                    with m.If((op == Op.IDENTIFY) & len_ok):
-                        m.d.sync += expect.eq(seq + 1)
-                        m.d.comb += execute.eq(1)
+            if self.pipes:
+                # (pipes) VERDICT decides what CHECK does, into flops: the counters to bump, the expected
+                # sequence number's update, nack (with its status) or execute, and the opcode's class;
+                # CHECK then acts on single flops (the frame checks' priority chain and the opcode
+                # decode no longer end in the state register, the counters' enables, the reply's fields)
+                v_framing, v_crc, v_seq, v_dup = (Signal(name=f"v_{n}") for n in ("framing", "crc", "seq", "dup"))
+                v_expect_set, v_expect_inc = Signal(name="v_expect_set"), Signal(name="v_expect_inc")
+                v_nack, v_nack_op = Signal(name="v_nack"), Signal(name="v_nack_op")
+                v_status = Signal.like(status, name="v_status")
+                v_ops = ((Op.IDENTIFY,), (Op.STATUS,), (Op.PING,), (Op.WRITE, Op.WRITE_FIX), (Op.READ, Op.READ_FIX),
+                         (Op.RUN,), (Op.RESET,))
+                v_is = [Signal(name=f"v_is_{o[0].name.lower()}") for o in v_ops]
+                is_identify, is_status, is_ping, is_write, is_read, is_run, is_reset = v_is
+                with m.State("VERDICT"):
+                    m.d.sync += [v_framing.eq(0), v_crc.eq(0), v_seq.eq(0), v_dup.eq(0), v_expect_set.eq(0),
+                                 v_expect_inc.eq(0), v_nack.eq(1), v_nack_op.eq(0)]
+                    m.d.sync += [flag.eq(op.matches(*o)) for flag, o in zip(v_is, v_ops, strict=True)]
+
+                    def v_nack_with(st, frame_level=False):
+                        m.d.sync += [v_status.eq(st), v_nack_op.eq(frame_level)]
+
+                    with m.If(cobs_err):
+                        m.d.sync += v_framing.eq(1)
+                        v_nack_with(Status.FRAMING, True)
+                    with m.Elif(crc_err):
+                        m.d.sync += v_crc.eq(1)
+                        v_nack_with(Status.CRC, True)
+                    with m.Elif(too_long):
+                        m.d.sync += v_framing.eq(1)
+                        v_nack_with(Status.TOO_LONG, True)
+                    with m.Elif(short):
+                        m.d.sync += v_framing.eq(1)
+                        v_nack_with(Status.LENGTH, True)
+                    with m.Elif((op == Op.IDENTIFY) & len_ok):
+                        m.d.sync += [v_expect_set.eq(1), v_nack.eq(0)]
                     with m.Elif(seq_now):
-                        m.d.sync += expect.eq(expect + 1)
+                        m.d.sync += v_expect_inc.eq(1)
                         with m.If(~known):
-                            nack(Status.OPCODE)
+                            v_nack_with(Status.OPCODE)
                         with m.Elif(~len_ok):
-                            m.d.sync += framing_errors.eq(framing_errors + 1)
-                            nack(Status.LENGTH)
+                            m.d.sync += v_framing.eq(1)
+                            v_nack_with(Status.LENGTH)
                         with m.Else():
-                            m.d.comb += execute.eq(1)
+                            m.d.sync += v_nack.eq(0)
                     with m.Elif(seq_ahead):
-                        m.d.sync += seq_errors.eq(seq_errors + 1)
-                        nack(Status.SEQUENCE)
+                        m.d.sync += v_seq.eq(1)
+                        v_nack_with(Status.SEQUENCE)
                     with m.Elif(idempotent & len_ok):
-                        m.d.sync += duplicates.eq(duplicates + 1)
-                        m.d.comb += execute.eq(1)
+                        m.d.sync += [v_dup.eq(1), v_nack.eq(0)]
                     with m.Else():
-                        m.d.sync += duplicates.eq(duplicates + 1)
-                        nack(Status.DUPLICATE)
+                        m.d.sync += v_dup.eq(1)
+                        v_nack_with(Status.DUPLICATE)
+                    m.next = "CHECK"
 
-                    with m.If(execute):
+                with m.State("CHECK"):
+                    m.d.sync += [err.eq(0), detail.eq(0), i.eq(0)]
+                    # a RUN's bus address and step count, loaded in every CHECK (only a RUN presents them
+                    # now; the other requests load their own first): their enables are a state decode
+                    m.d.sync += [baddr.eq(base), wdata.eq(arg1), raddr.eq(0)]
+                    for flag, ctr in ((v_framing, framing_errors), (v_crc, crc_errors), (v_seq, seq_errors),
+                                      (v_dup, duplicates)):
+                        with m.If(flag):
+                            m.d.sync += ctr.eq(ctr + 1)
+                    with m.If(v_expect_set):
+                        m.d.sync += expect.eq(seq + 1)
+                    with m.Elif(v_expect_inc):
+                        m.d.sync += expect.eq(expect + 1)
+                    with m.If(v_nack):
+                        nack(v_status, Mux(v_nack_op, P.NACK_OP, op | P.RSP_FLAG))
+                    with m.Else():  # execute
                         m.d.sync += frames_ok.eq(frames_ok + 1)
-                        with m.Switch(op):
-                            with m.Case(Op.IDENTIFY):
-                                reply(Status.OK, _K_IDENTIFY, P.IDENTIFY_WORDS)
-                                m.next = "REPLY"
-                            with m.Case(Op.STATUS):
-                                reply(Status.OK, _K_STATUS, P.STATUS_WORDS)
-                                m.next = "REPLY"
-                            with m.Case(Op.PING):
-                                reply(Status.OK, _K_NONE, 0)
-                                m.next = "REPLY"
-                            with m.Case(Op.WRITE, Op.WRITE_FIX):
-                                reply(Status.OK, _K_NONE, 0)
-                                m.next = "WRITE"
-                            with m.Case(Op.READ, Op.READ_FIX):
-                                reply(Status.OK, _K_BUF, hdr.arg)
-                                m.next = "READ_LOAD"
-                            with m.Case(Op.RUN):
-                                reply(Status.OK, _K_BUF, 1)
-                                m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RUN)]
-                                if not self.pipes:
-                                    m.d.sync += [baddr.eq(base), wdata.eq(arg1)]
-                                m.next = "RUN"
-                            with m.Case(Op.RESET):
-                                reply(Status.OK, _K_NONE, 0)
-                                m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RESET)]
-                                m.next = "RESET"
+                        with m.If(is_identify):
+                            reply(Status.OK, _K_IDENTIFY, P.IDENTIFY_WORDS)
+                            m.next = "REPLY"
+                        with m.Elif(is_status):
+                            reply(Status.OK, _K_STATUS, P.STATUS_WORDS)
+                            m.next = "REPLY"
+                        with m.Elif(is_ping):
+                            reply(Status.OK, _K_NONE, 0)
+                            m.next = "REPLY"
+                        with m.Elif(is_write):
+                            reply(Status.OK, _K_NONE, 0)
+                            m.next = "WRITE"
+                        with m.Elif(is_read):
+                            reply(Status.OK, _K_BUF, hdr.arg)
+                            m.next = "READ_LOAD"
+                        with m.Elif(is_run):
+                            reply(Status.OK, _K_BUF, 1)
+                            m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RUN)]
+                            m.next = "RUN"
+                        with m.Elif(is_reset):
+                            reply(Status.OK, _K_NONE, 0)
+                            m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RESET)]
+                            m.next = "RESET"
+            else:
+                with m.State("CHECK"):
+                    m.d.sync += [err.eq(0), detail.eq(0), i.eq(0)]
+                    with m.If(cobs_err):
+                        m.d.sync += framing_errors.eq(framing_errors + 1)
+                        nack(Status.FRAMING, P.NACK_OP)
+                    with m.Elif(crc_err):
+                        m.d.sync += crc_errors.eq(crc_errors + 1)
+                        nack(Status.CRC, P.NACK_OP)
+                    with m.Elif(too_long):
+                        m.d.sync += framing_errors.eq(framing_errors + 1)
+                        nack(Status.TOO_LONG, P.NACK_OP)
+                    with m.Elif(short):
+                        m.d.sync += framing_errors.eq(framing_errors + 1)
+                        nack(Status.LENGTH, P.NACK_OP)
+                    with m.Else():
+                        # A CRC-valid frame with the expected seq consumes it, even when rejected
+                        # (OPCODE, LENGTH): the host then fails that request and moves on.
+                        execute = Signal()
+                        with m.If((op == Op.IDENTIFY) & len_ok):
+                            m.d.sync += expect.eq(seq + 1)
+                            m.d.comb += execute.eq(1)
+                        with m.Elif(seq_now):
+                            m.d.sync += expect.eq(expect + 1)
+                            with m.If(~known):
+                                nack(Status.OPCODE)
+                            with m.Elif(~len_ok):
+                                m.d.sync += framing_errors.eq(framing_errors + 1)
+                                nack(Status.LENGTH)
+                            with m.Else():
+                                m.d.comb += execute.eq(1)
+                        with m.Elif(seq_ahead):
+                            m.d.sync += seq_errors.eq(seq_errors + 1)
+                            nack(Status.SEQUENCE)
+                        with m.Elif(idempotent & len_ok):
+                            m.d.sync += duplicates.eq(duplicates + 1)
+                            m.d.comb += execute.eq(1)
+                        with m.Else():
+                            m.d.sync += duplicates.eq(duplicates + 1)
+                            nack(Status.DUPLICATE)
+
+                        with m.If(execute):
+                            m.d.sync += frames_ok.eq(frames_ok + 1)
+                            with m.Switch(op):
+                                with m.Case(Op.IDENTIFY):
+                                    reply(Status.OK, _K_IDENTIFY, P.IDENTIFY_WORDS)
+                                    m.next = "REPLY"
+                                with m.Case(Op.STATUS):
+                                    reply(Status.OK, _K_STATUS, P.STATUS_WORDS)
+                                    m.next = "REPLY"
+                                with m.Case(Op.PING):
+                                    reply(Status.OK, _K_NONE, 0)
+                                    m.next = "REPLY"
+                                with m.Case(Op.WRITE, Op.WRITE_FIX):
+                                    reply(Status.OK, _K_NONE, 0)
+                                    m.next = "WRITE"
+                                with m.Case(Op.READ, Op.READ_FIX):
+                                    reply(Status.OK, _K_BUF, hdr.arg)
+                                    m.next = "READ_LOAD"
+                                with m.Case(Op.RUN):
+                                    reply(Status.OK, _K_BUF, 1)
+                                    m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RUN), baddr.eq(base), wdata.eq(arg1)]
+                                    m.next = "RUN"
+                                with m.Case(Op.RESET):
+                                    reply(Status.OK, _K_NONE, 0)
+                                    m.d.sync += [bus_v.eq(1), bus_op.eq(BusOp.RESET)]
+                                    m.next = "RESET"
 
             # ------------------------------------------------------------------------------------
             def bus_error(addr):

@@ -366,13 +366,18 @@ def test_link_errors_and_sequencing(bus_slice):
         P.encode_frame(P.request(Op.PING, 3)),  # duplicate PING: re-executed (idempotent)
         P.encode_frame(P.request(Op.WRITE, 4, words=[70, 1])),  # ADDRESS (RAM is 64 words)
         P.encode_frame(P.request(Op.WRITE, 4, words=[5, 1])),  # dup of an executed WRITE
+        P.encode_frame(P.request(Op.STATUS, 5)),  # the counters of all the above
     ])
-    r = lb.exchange(raw, 12)
+    r = lb.exchange(raw, 13)
     assert not [x for x in r if isinstance(x, Exception)]
     st_ = [Status(hdr(w)["status"]) for w in r]
     assert st_ == [Status.OK, Status.CRC, Status.SEQUENCE, Status.TOO_LONG, Status.OPCODE,
                    Status.LENGTH, Status.FRAMING, Status.LENGTH, Status.OK, Status.OK,
-                   Status.ADDRESS, Status.DUPLICATE]
+                   Status.ADDRESS, Status.DUPLICATE, Status.OK]
+    # executed: IDENTIFY, 2 PINGs, the WRITE to 70, STATUS; framing: TOO_LONG, the READ's LENGTH, COBS, empty
+    counters = P.unpack(P.STATUS, P.words_value(r[12][1:]))
+    assert {k: counters[k] for k in ("frames_ok", "crc_errors", "framing_errors", "seq_errors", "duplicates")} == {
+        "frames_ok": 5, "crc_errors": 1, "framing_errors": 4, "seq_errors": 1, "duplicates": 2}
     assert hdr(r[1])["op"] == P.NACK_OP
     assert hdr(r[2])["expect"] == 1
     assert [hdr(r[k])["expect"] for k in (4, 5)] == [2, 3]
