@@ -197,12 +197,11 @@ CHIP_DEFAULTS = {
                    "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
                    "serial_crc": 1, "route_dests": 2},
 }
-#: Design clock of the chip per board where it differs from the board's.  Since stop 19 the ULX3S chip
-#: (2x1 256x256, pipelined, tiled core memories) runs at the board's 100 MHz (PLL 25 -> 100 MHz; 3 Mbaud
-#: is 33 clocks per bit, +1.0% rate error) with the placement seed of the ULX3S board entry
-#: (firmware/boards.py); from stop 16 to stop 18 it ran at 75 MHz.  Measured Fmax per tree, target and
-#: seed: docs/boards.md, sizing.
-CHIP_CLOCKS: dict[str, int] = {}
+#: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
+#: the ECP5 (the 2x1 256x256 default's measured Fmax per tree, target and seed: docs/boards.md), so the ULX3S
+#: chip (pipelined, tiled core memories since stop 16) runs at 75 MHz (PLL 25 -> 75 MHz, 3 Mbaud = 25 clocks
+#: per bit exactly), with the placement seed of the ULX3S board entry (firmware/boards.py).
+CHIP_CLOCKS = {"ulx3s": 100_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
 DESIGNS: dict[str, Design] = {

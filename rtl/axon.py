@@ -163,23 +163,13 @@ class AxonBuffer(wiring.Component):
             # through a step, so the copy, a clock old, is the count when a clear starts
             count = Signal.like(self.count, name="clear_count")
             m.d.sync += count.eq(self.count)
-            # and it counts the entries left down (``c_idx < count`` is ``c_rem != 0``: a zero test
-            # instead of a comparator in front of the walk's enables)
-            c_rem = Signal.like(self.count, name="clear_rem")
-            with m.If(~clearing):
-                m.d.sync += c_rem.eq(count)
-            with m.Elif(c_rem != 0):
-                m.d.sync += c_rem.eq(c_rem - 1)
-            more, done_walk = c_rem != 0, c_rem == 0
-        else:
-            more, done_walk = c_idx < count, c_idx == count
         with m.If(clearing):
-            m.d.sync += [c_valid.eq(more), c_valid2.eq(c_valid), c_axon.eq(e_int.data)]
-            with m.If(more):
+            m.d.sync += [c_valid.eq(c_idx < count), c_valid2.eq(c_valid), c_axon.eq(e_int.data)]
+            with m.If(c_idx < count):
                 m.d.sync += c_idx.eq(c_idx + 1)
             with m.If(c_valid2):
                 m.d.comb += [x_w.addr.eq(c_axon), x_w.data.eq(0), x_w.en.eq(1)]
-            with m.Elif(~c_valid & done_walk):
+            with m.Elif(~c_valid & (c_idx == count)):
                 m.d.sync += [clearing.eq(0), self.count.eq(0)]
         return m
 

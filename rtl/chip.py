@@ -193,10 +193,6 @@ class Chip(wiring.Component):
         reg_data = Signal(32)
         reg_err = Signal()
         m.d.sync += [reg_valid.eq(0), reg_err.eq(0)]
-        # (mem_pipe) RUN's answers are made a clock late, from flops: the output FIFO level after the
-        # last step, the step count for a RUN 0 (its data's zero test then ends at a flop)
-        run_answer, run0_answer = Signal(), Signal()
-        m.d.sync += [run_answer.eq(0), run0_answer.eq(0)]
         # the sequencer's decisions come from registers: ``fin`` (every started core done and the
         # network quiet, one clock late: both persist once true, nothing starts a core in WAIT) and
         # the last-phase / last-step compares made in START (phase and steps_left hold during WAIT)
@@ -242,12 +238,8 @@ class Chip(wiring.Component):
                         m.d.sync += [steps.eq(steps + 1), steps_left.eq(steps_left - 1), phase.eq(0),
                                      cycles.eq(cyc + 1)]
                         with m.If(last_step):
-                            # RUN's answer (the output FIFO level) from the response registers (with
-                            # mem_pipe a clock later, from flops: ``run_answer`` below)
-                            if self.mem_pipe:
-                                m.d.sync += run_answer.eq(1)
-                            else:
-                                m.d.sync += [reg_valid.eq(1), reg_data.eq(outq.level)]
+                            # RUN's answer (the output FIFO level) from the response registers
+                            m.d.sync += [reg_valid.eq(1), reg_data.eq(outq.level)]
                             m.next = "IDLE"
                         with m.Else():
                             m.d.sync += cyc.eq(0)
@@ -488,10 +480,6 @@ class Chip(wiring.Component):
             head_q, head_rdy_q, level_q = Signal(32), Signal(), Signal.like(outq.level)
             m.d.sync += [head_q.eq(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF)), head_rdy_q.eq(outq.r_rdy),
                          level_q.eq(outq.level)]
-            with m.If(run_answer):  # (level_q is the level of the clock before: the last step's)
-                m.d.sync += [reg_valid.eq(1), reg_data.eq(level_q)]
-            with m.If(run0_answer):
-                m.d.sync += [reg_valid.eq(1), reg_data.eq(steps)]
             cases = chip_reg_values(head_q, level_q)
             groups = [cases[i:i + RD_GROUP] for i in range(0, len(cases), RD_GROUP)]
             rd_grp = [Signal(32, name=f"rd_grp{i}") for i in range(len(groups))]
@@ -524,10 +512,7 @@ class Chip(wiring.Component):
             with m.Elif(bus.op == BusOp.RUN):
                 m.d.comb += bus.ready.eq(1)
                 with m.If(bus.w_data == 0):
-                    if self.mem_pipe:
-                        m.d.sync += run0_answer.eq(1)
-                    else:
-                        m.d.sync += [reg_valid.eq(1), reg_data.eq(steps)]
+                    m.d.sync += [reg_valid.eq(1), reg_data.eq(steps)]
                 with m.Else():
                     if not self.mem_pipe:  # with mem_pipe: in IDLE, the clock after
                         m.d.sync += [steps_left.eq(bus.w_data), phase.eq(0), cyc.eq(0)]

@@ -25,8 +25,8 @@ before any logic, the bus request (address, write data) comes straight from regi
 :class:`~plasticore.rtl.framing.Pipe` register slice separates the RX FIFO,
 the decoder, the CRC check, the frame assembly, the reply byte source, the CRC appender, the COBS
 encoder and the transmitter, so no combinational path spans two stages; the frame-buffer writes come
-from registers, the encoder keeps its block in a block RAM, and CHECK's decisions are made a state
-earlier into flops (VERDICT).  This adds a few clocks of latency, not a byte of difference.
+from registers and the encoder keeps its block in a block RAM.  This adds a few clocks of latency,
+not a byte of difference.
 
 Receiving pauses (the FIFO absorbs the line) while a frame executes and its reply is sent.
 """

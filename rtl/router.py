@@ -14,9 +14,6 @@ the same.
 
 from __future__ import annotations
 
-import functools
-import operator
-
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -91,33 +88,33 @@ class MeshRouter(wiring.Component):
                 out = self.out[o]
             req = Signal(N_PORTS, name=f"req{o}")
             m.d.comb += req.eq(Cat(*[head_valid[i] & want[i][o] for i in range(N_PORTS)]))
-            # round robin over one-hot vectors: ``last`` the input served last, ``pick`` the first
-            # requester after it; a presented packet is locked (its input held) until it goes.  The
-            # pops are then an AND-OR of flops and requests (no index compare behind a priority chain)
-            last = Signal(N_PORTS, name=f"last{o}", init=1 << (N_PORTS - 1))
+            last = Signal(range(N_PORTS), name=f"last{o}", init=N_PORTS - 1)
             locked = Signal(name=f"locked{o}")
-            lock = Signal(N_PORTS, name=f"lock{o}")
-            pick = Signal(N_PORTS, name=f"pick{o}")
-            for i in range(N_PORTS):
-                terms = []
-                for lv in range(N_PORTS):
-                    between = [(lv + 1 + k) % N_PORTS for k in range(N_PORTS)]
-                    between = between[:between.index(i)]  # the inputs ahead of i after lv
-                    terms.append(last[lv] & ~Cat(*[req[b] for b in between]).any() if between else last[lv])
-                m.d.comb += pick[i].eq(req[i] & Cat(*terms).any())
-            grant = Signal(N_PORTS, name=f"grant{o}")
-            m.d.comb += grant.eq(Mux(locked, lock, pick))
-            valid = locked | req.any()
+            lock_idx = Signal(range(N_PORTS), name=f"lock_idx{o}")
+            pick = Signal(range(N_PORTS), name=f"pick{o}")
+            any_req = req.any()
+            # round robin: first requester after `last` (priority chain built for every value of last)
+            for lv in range(N_PORTS):
+                order = [(lv + 1 + k) % N_PORTS for k in range(N_PORTS)]
+                with m.If(last == lv):
+                    for cand in reversed(order):
+                        with m.If(req[cand]):
+                            m.d.comb += pick.eq(cand)
+            grant = Signal(range(N_PORTS), name=f"grant{o}")
+            m.d.comb += grant.eq(Mux(locked, lock_idx, pick))
+            valid = locked | any_req
             m.d.comb += out.valid.eq(valid)
-            m.d.comb += out.payload.eq(functools.reduce(operator.or_, [
-                Mux(grant[i], heads[i][1].as_value(), 0) for i in range(N_PORTS)]))
+            with m.Switch(grant):
+                for i in range(N_PORTS):
+                    with m.Case(i):
+                        m.d.comb += out.payload.eq(heads[i][1])
             xfer = out.valid & out.ready
             with m.If(xfer):
                 m.d.sync += [locked.eq(0), last.eq(grant)]
             with m.Elif(out.valid & ~locked):
-                m.d.sync += [locked.eq(1), lock.eq(grant)]
+                m.d.sync += [locked.eq(1), lock_idx.eq(grant)]
             for i in range(N_PORTS):
-                pop_terms[i].append(out.ready & grant[i])  # (grant[i]: a valid packet of input i)
+                pop_terms[i].append(xfer & (grant == i))
         for i in range(N_PORTS):
             m.d.comb += [pops[i].eq(Cat(*pop_terms[i]).any()), heads[i][0].r_en.eq(pops[i])]
         return m
