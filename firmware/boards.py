@@ -36,8 +36,9 @@ def _ulx3s_85f():
 #: buffer) go to LUT RAM (TRELLIS_DPR16X4) instead of one DP16KD each, which Yosys would otherwise
 #: pick for most of them.  The 208 DP16KD of the LFE5U-85F are then left to the weight matrices
 #: (W, H, H mask), the post-function tables and the link's FIFOs; see docs/boards.md "Sizing".
-#: ULX3S placement seed: the chip (2 x 256 x 256 with pipelined, tiled memories, 75 MHz) meets timing
-#: with it (docs/boards.md, sizing; design ID 453008ef: seed 2 91.58 MHz; 1386aa6b 93.42; 82fc62b8: seed 2 86.63 MHz;
+#: ULX3S placement seed: the chip (2 x 256 x 256 with pipelined, tiled memories, 100 MHz) meets timing
+#: with it (docs/boards.md, sizing; design ID 85215d30: seed 2 102.05 MHz, seed 3 98.47 fails; at 75 MHz:
+#: 453008ef: seed 2 91.58 MHz; 1386aa6b 93.42; 82fc62b8: seed 2 86.63 MHz;
 #: 09d00adb: seed 2 84.32 MHz,
 #: seed 1 78.39; until stop 15
 #: the 60 MHz chip without mem_pipe, seed 1: 7b430110 60.91 MHz)
