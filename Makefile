@@ -55,16 +55,17 @@ openfpgaloader:
 demo: setup ## Run the end-to-end demo (plasticore demo)
 	$(VENV)/bin/plasticore demo
 
-test: setup ## Run the test suite (pytest -n auto; excludes slow/regress)
-	$(PY) -m pytest -n auto -q $(PYTEST_ARGS)
+test: setup ## Run the test suite (pytest -n auto; excludes slow/regress; hypothesis profile "ci": same examples every run)
+	$(PY) -m pytest -n auto -q --hypothesis-profile=ci $(PYTEST_ARGS)
 
-regress: setup ## Full randomized RTL regression (SEED=<int> to reproduce)
+regress: setup ## Full randomized RTL regression + the hypothesis tests on a fresh seed (SEED=<int> to reproduce)
 	@seed="$(SEED)"; \
 	if [ -z "$$seed" ]; then seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' \n'); fi; \
 	echo "make regress: SEED=$$seed   (reproduce with: make regress SEED=$$seed)"; \
-	SEED=$$seed $(PY) -m pytest -n auto -q -m regress $(PYTEST_ARGS); rc=$$?; \
+	SEED=$$seed $(PY) -m pytest -n auto -q -m 'regress or hypothesis' \
+	  --hypothesis-profile=regress --hypothesis-seed=$$seed $(PYTEST_ARGS); rc=$$?; \
 	echo "make regress: SEED=$$seed exit=$$rc"; \
-	if [ $$rc -eq 5 ]; then echo "make regress: no tests are marked 'regress'" >&2; fi; \
+	if [ $$rc -eq 5 ]; then echo "make regress: no tests are marked 'regress' or use hypothesis" >&2; fi; \
 	exit $$rc
 
 bench: setup ## Run the benchmarks (python -m plasticore.bench)

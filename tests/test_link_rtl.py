@@ -7,7 +7,7 @@ from amaranth.hdl import Module
 from amaranth.lib.wiring import connect
 from amaranth.sim import Simulator
 from cobs import cobs
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from plasticore import protocol as P
@@ -20,7 +20,7 @@ from plasticore.rtl.link import Link
 from plasticore.rtl.uart import UARTRx, UARTTx
 
 
-def run(dut, bench, deadline=None):
+def run(dut, bench):
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
@@ -117,13 +117,23 @@ def test_uart_rx_tolerates_short_stop_bit_and_flags_framing_error(cpb):
 # ------------------------------------------------------------------------------------------------
 # COBS and CRC
 # ------------------------------------------------------------------------------------------------
-def _stream_through(dut, i, o, beats, out_fields, ready_pattern=(1,), max_cycles=20000):
-    """Push ``beats`` (dicts or ints) into stream ``i``; collect ``o`` payloads (as dicts)."""
+def _stream_through(dut, i, o, beats, out_fields, *, expect, ready_pattern=(1,), clocks_per_beat=1):
+    """Push ``beats`` (dicts or ints) into stream ``i``; collect ``o`` payloads (as dicts).
+
+    Runs until all ``beats`` are taken and ``expect`` output beats came out, then as long again as
+    one beat may take, so a beat too many is seen too.  The bound is derived from the traffic: every
+    beat in or out may take ``clocks_per_beat`` clocks (the bit-serial CRC: 9) times the length of
+    ``ready_pattern``; running past it fails, saying what was missing.
+    """
     got = []
+    per_beat = clocks_per_beat * len(ready_pattern)
+    bound = (len(beats) + expect + 4) * per_beat + 64
+    state = {"left": len(beats), "cycles": 0}
 
     async def bench(ctx):
         q = deque(beats)
-        for cycle in range(max_cycles):
+        done_at = None
+        for cycle in range(bound):
             if q:
                 ctx.set(i.valid, 1)
                 ctx.set(i.payload, q[0])
@@ -138,10 +148,17 @@ def _stream_through(dut, i, o, beats, out_fields, ready_pattern=(1,), max_cycles
             await ctx.tick()
             if fire_i:
                 q.popleft()
-            if not q and cycle > len(beats) + 600 and not ctx.get(o.valid):
+            state["left"], state["cycles"] = len(q), cycle + 1
+            if done_at is None and not q and len(got) >= expect:
+                done_at = cycle
+            if done_at is not None and cycle - done_at >= per_beat + 2:
                 break
 
-    run(dut, bench, deadline=max_cycles + 10)
+    run(dut, bench)
+    assert state["left"] == 0 and len(got) >= expect, (
+        f"stream stalled: after {state['cycles']} clocks (bound {bound}), {state['left']} of {len(beats)} "
+        f"input beats were not taken and {len(got)} of {expect} output beats came out; last out: {got[-3:]}")
+    assert len(got) == expect, f"{len(got) - expect} output beats more than the {expect} expected: {got[expect:]}"
     return got
 
 
@@ -151,7 +168,7 @@ def test_cobs_decoder_matches_python(frames):
     raw = b"".join(cobs.encode(f) + b"\x00" for f in frames)
     dut = CobsDecoder()
     got = _stream_through(dut, dut.i, dut.o, list(raw), ("data", "end", "cobs_err"),
-                          ready_pattern=(1, 1, 0))
+                          expect=sum(len(f) + 1 for f in frames), ready_pattern=(1, 1, 0))
     out, cur = [], bytearray()
     for beat in got:
         if beat["end"]:
@@ -166,7 +183,8 @@ def test_cobs_decoder_matches_python(frames):
 def test_cobs_decoder_flags_truncated_block_and_recovers():
     dut = CobsDecoder()
     raw = b"\x05\x01\x02\x00" + cobs.encode(b"\x07\x00\x08") + b"\x00"
-    got = _stream_through(dut, dut.i, dut.o, list(raw), ("data", "end", "cobs_err"))
+    # out: 01 02 end(cobs_err), then 07 00 08 end
+    got = _stream_through(dut, dut.i, dut.o, list(raw), ("data", "end", "cobs_err"), expect=7)
     ends = [b for b in got if b["end"]]
     assert [e["cobs_err"] for e in ends] == [1, 0]
     last = [b["data"] for b in got[got.index(ends[0]) + 1:] if not b["end"]]
@@ -180,7 +198,8 @@ def test_cobs_encoder_matches_python(frames, block_ram):
     """Both encoder forms (``block_ram``: each byte registered before it goes out) give Python's COBS."""
     beats = [{"data": b, "last": int(k == len(f) - 1)} for f in frames for k, b in enumerate(f)]
     dut = CobsEncoder(block_ram=block_ram)
-    got = _stream_through(dut, dut.i, dut.o, beats, None, ready_pattern=(1, 0, 1))
+    expect = sum(len(cobs.encode(f)) + 1 for f in frames)
+    got = _stream_through(dut, dut.i, dut.o, beats, None, expect=expect, ready_pattern=(1, 0, 1))
     raw = bytes(got)
     parts = raw.split(b"\x00")
     assert parts[-1] == b""
@@ -192,7 +211,8 @@ def test_cobs_encoder_matches_python(frames, block_ram):
        pattern=st.lists(st.booleans(), min_size=1, max_size=7).filter(any))
 def test_pipe_passes_every_beat_in_order(data, pattern):
     dut = Pipe(8)
-    got = _stream_through(dut, dut.i, dut.o, list(data), None, ready_pattern=tuple(int(p) for p in pattern))
+    got = _stream_through(dut, dut.i, dut.o, list(data), None, expect=len(data),
+                          ready_pattern=tuple(int(p) for p in pattern))
     assert bytes(got) == data
 
 
@@ -215,13 +235,20 @@ def test_pipe_full_throughput():
     assert seen == list(range(39))
 
 
+#: Clocks the bit-serial CRC takes per byte: one to take it, eight to fold it in.
+SERIAL_CRC_CLOCKS = 9
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=st.lists(st.binary(min_size=1, max_size=64), min_size=1, max_size=3), serial=st.booleans())
+@example(frames=[bytes(25)] * 3, serial=True)  # once cut short by a fixed 600-clock bound (issue 24)
 def test_crc_appender_and_checker(frames, serial):
     """One-clock XOR trees and the bit-serial CRC (small-FPGA link) give the protocol's CRC."""
     app = CrcAppender(serial=serial)
+    cpb = SERIAL_CRC_CLOCKS if serial else 1
     beats = [{"data": b, "last": int(k == len(f) - 1)} for f in frames for k, b in enumerate(f)]
-    got = _stream_through(app, app.i, app.o, beats, ("data", "last"))
+    got = _stream_through(app, app.i, app.o, beats, ("data", "last"),
+                          expect=sum(len(f) + P.CRC_BYTES for f in frames), clocks_per_beat=cpb)
     out, cur = [], bytearray()
     for b in got:
         cur.append(b["data"])
@@ -237,7 +264,7 @@ def test_crc_appender_and_checker(frames, serial):
     stream = []
     for f in [*out, bytes(bad)]:
         stream += [{"data": b, "end": 0} for b in f] + [{"data": 0, "end": 1}]
-    res = _stream_through(chk, chk.i, chk.o, stream, ("end", "crc_err"))
+    res = _stream_through(chk, chk.i, chk.o, stream, ("end", "crc_err"), expect=len(stream), clocks_per_beat=cpb)
     assert [b["crc_err"] for b in res if b["end"]] == [0] * len(out) + [1]
 
 
@@ -283,7 +310,7 @@ class LinkBench:
                 if out.count(0) >= n_replies and not q:
                     break
 
-        run(self.m, bench, deadline=max_cycles + 10)
+        run(self.m, bench)
         frames = bytes(out).split(b"\x00")[:-1]
         res = []
         for f in frames:
