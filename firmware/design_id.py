@@ -1,32 +1,34 @@
-"""Design IDs: a 32-bit hash of everything that determines what a bitstream computes.
+"""Design IDs of bitstream builds: the 32-bit ID of what a bitstream computes.
 
-The ID covers the board (and its FPGA), the design name and its parameters, the design clock and
-baud rate, the plasticore version and a hash of the RTL sources (``rtl/``, the shared contract
-modules and the firmware modules that generate logic).  It is passed to the design factory as
-``design_id`` so the identify reply carries it; the host compares it with
-:func:`expected_design_id` on connect.  Bitstreams are cached by it
+The ID is :func:`plasticore.rtl.design_id.design_id` (the one definition) of the board top around
+the design, elaborated for the board's FPGA with the ID set to 0, salted with the board (and its
+FPGA), the design name and its parameters, the design clock and baud rate and the plasticore
+version.  Comments and whitespace in the sources do not change it; a logic change does.  It is
+passed to the design factory as ``design_id`` so the identify reply carries it; the host compares it
+with :func:`expected_design_id` on connect.  Bitstreams are cached by it
 (``build/bitstreams/<board>/<id>/``).
 
-Tool versions are *not* part of the ID (they change the bitstream's bits, not what it computes);
-the build manifest records them.
+Elaborating the ULX3S chip takes seconds, so the ID is memoised under ``<root>/.design-ids/`` by a
+hash of the sources the board logic is generated from (:func:`rtl_source_files`): the memo only
+saves time.  Tool versions are *not* part of the ID (they change the bitstream's bits, not what it
+computes); the build manifest records them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .boards import get_board
 from .designs import get_design
 
-__all__ = ["BuildConfig", "design_id", "expected_design_id", "resolve_config", "rtl_source_files",
-           "rtl_source_hash"]
+__all__ = ["BuildConfig", "default_root", "design_id", "expected_design_id", "make_top", "resolve_config",
+           "rtl_source_files", "rtl_source_hash"]
 
-#: packages whose sources are hashed wholesale, and single modules
+#: packages whose sources key the design-ID memo wholesale, and single modules
 _HASHED_PACKAGES = ("plasticore.rtl",)
 #: tools inside those packages that generate no board logic (a standalone synthesis check, the toolchain
 #: smoke test): editing them must not change the design ID, and with it the netlist and its placement
@@ -52,8 +54,14 @@ def _module_file(name: str) -> Path | None:
     return Path(spec.origin)
 
 
+def default_root() -> Path:
+    """``$PLASTICORE_BITSTREAMS`` or ``build/bitstreams`` under the current directory."""
+    return Path(os.environ.get("PLASTICORE_BITSTREAMS", "build/bitstreams"))
+
+
 def rtl_source_files() -> dict[str, Path]:
-    """The source files the design ID hashes, by key (package + path inside it, or module name)."""
+    """The source files the board logic is generated from (the design-ID memo's key), by key
+    (package + path inside it, or module name)."""
     files: dict[str, Path] = {}
     for pkg in _HASHED_PACKAGES:
         spec = importlib.util.find_spec(pkg)
@@ -74,18 +82,17 @@ def rtl_source_files() -> dict[str, Path]:
 
 
 def rtl_source_hash() -> str:
-    """SHA-256 (hex) over the RTL-relevant source files (paths relative to their package + contents)."""
+    """SHA-256 (hex) over the RTL-relevant source files (paths relative to their package + contents): a
+    cache key (it changes with every comment), recorded in the manifest; not the design ID."""
+    from plasticore.rtl.design_id import source_digest
+
     files = rtl_source_files()
-    h = hashlib.sha256()
-    for key in sorted(files):
-        data = files[key].read_bytes()
-        h.update(key.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
-    return h.hexdigest()
+    return source_digest([files[k] for k in sorted(files)], extra="\0".join(sorted(files)))
 
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """The fully resolved configuration of one build (what the design ID hashes)."""
+    """The fully resolved configuration of one build (the design ID's salt)."""
 
     board: str
     design: str
@@ -93,7 +100,8 @@ class BuildConfig:
     baud: int
     params: dict = field(default_factory=dict)
 
-    def canonical(self, *, rtl_hash: str | None = None) -> dict:
+    def salt(self) -> dict:
+        """What the ID hashes besides the netlist."""
         from plasticore import __version__
 
         b = get_board(self.board)
@@ -105,8 +113,11 @@ class BuildConfig:
             "clk_hz": int(self.clk_hz),
             "baud": int(self.baud),
             "plasticore": __version__,
-            "rtl": rtl_hash if rtl_hash is not None else rtl_source_hash(),
         }
+
+    def canonical(self, *, rtl_hash: str | None = None) -> dict:
+        """:meth:`salt` and the sources' hash (for the manifest)."""
+        return {**self.salt(), "rtl": rtl_hash if rtl_hash is not None else rtl_source_hash()}
 
 
 def resolve_config(board: str, config: dict | None = None) -> BuildConfig:
@@ -122,16 +133,32 @@ def resolve_config(board: str, config: dict | None = None) -> BuildConfig:
     return BuildConfig(board=b.name, design=design.name, clk_hz=clk_hz, baud=baud, params=params)
 
 
-def design_id(cfg: BuildConfig, *, rtl_hash: str | None = None) -> int:
-    """32-bit design ID of a resolved build configuration (never 0: 0 means "unknown" on the wire)."""
-    blob = json.dumps(cfg.canonical(rtl_hash=rtl_hash), sort_keys=True, separators=(",", ":")).encode()
-    value = int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
-    return value or 1
+def make_top(cfg: BuildConfig, ident: int):
+    """The :class:`~.top.BoardTop` for a resolved configuration (not elaborated)."""
+    from .top import BoardTop
+
+    design = get_design(cfg.design)
+    return BoardTop(cfg.board, design.factory(), design_id=ident, clk_hz=cfg.clk_hz, baud=cfg.baud,
+                    config=cfg.params)
 
 
-def expected_design_id(board: str, config: dict | None = None) -> int:
+def design_id(cfg: BuildConfig, *, root: Path | None = None, rtl_hash: str | None = None) -> int:
+    """32-bit design ID of a resolved build configuration (never 0: 0 means "unknown" on the wire).
+
+    ``root``: the bitstream cache whose ``.design-ids/`` memoises it (default :func:`default_root`);
+    ``rtl_hash``: :func:`rtl_source_hash`, when the caller has it already.
+    """
+    from plasticore.rtl.design_id import design_id as netlist_design_id
+
+    b = get_board(cfg.board)
+    return netlist_design_id(lambda ident: make_top(cfg, ident), cfg.salt(), platform=b.platform,
+                             memo_dir=Path(root or default_root()) / ".design-ids",
+                             memo_key=rtl_hash if rtl_hash is not None else rtl_source_hash())
+
+
+def expected_design_id(board: str, config: dict | None = None, *, root: Path | None = None) -> int:
     """The design ID a board built by ``plasticore build --board board`` with ``config`` reports.
 
     For the host: compare with the identify reply's ``design_id`` on connect.
     """
-    return design_id(resolve_config(board, config))
+    return design_id(resolve_config(board, config), root=root)

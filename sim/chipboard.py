@@ -1,14 +1,14 @@
 """The simulated board that carries the multi-core chip: UART + link + :class:`plasticore.rtl.chip.Chip`.
 
-``sim://?top=chip&mesh_x=2&a_max=128...`` (or the default ``sim://``) spawns it; its design ID is a
-hash of the chip configuration and the RTL sources, so a host can tell a stale simulator apart.
+A bare ``sim://`` spawns it with :data:`DEFAULT_CHIP`; ``sim://?mesh_x=2&a_max=128...`` sets its
+geometry (``sim://?top=link_test`` is the link-test RAM instead).  Its design ID is
+:func:`plasticore.rtl.design_id.design_id` of the elaborated board top and its configuration, so a
+host can tell a stale simulator apart while comments in the sources change nothing.
 """
 
 from __future__ import annotations
 
-import zlib
-
-from plasticore.sim.chipsim import ChipConfig, rtl_hash
+from plasticore.sim.chipsim import ChipConfig, cache_root, rtl_hash
 
 #: the chip the default simulated board carries: 2 cores of 128 x 128, P = 16 (fits 64-128-10)
 DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16)
@@ -25,10 +25,16 @@ def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y,
 
 
 def board_design_id(clocks_per_bit: int = 8, **kw) -> int:
-    """The design ID :func:`chip_board_top` ``(clocks_per_bit, **kw)`` reports on identify: a hash of
-    the whole configuration (chip, core kind, link options) and of the RTL sources."""
+    """The design ID :func:`chip_board_top` ``(clocks_per_bit, **kw)`` reports on identify: the
+    elaborated board top's netlist and the whole configuration (chip, core kind, link options);
+    memoised under ``build/design-ids/`` by a hash of the RTL sources."""
+    from plasticore.rtl.design_id import design_id
+
     cfg, extra, _ = _split(**kw)
-    return zlib.crc32(f"simboard:{cfg!r}:{sorted(extra.items())!r}:{clocks_per_bit}:{rtl_hash()}".encode())
+    salt = {"board": "simboard", "chip": repr(cfg), "extra": repr(sorted(extra.items())),
+            "clocks_per_bit": clocks_per_bit}
+    return design_id(lambda ident: _top(clocks_per_bit, ident, **kw), salt, memo_dir=cache_root() / "design-ids",
+                     memo_key=rtl_hash())
 
 
 def chip_board_top(clocks_per_bit: int = 8, **kw):
@@ -36,11 +42,14 @@ def chip_board_top(clocks_per_bit: int = 8, **kw):
     ``route_dests`` / ``mem_pipe`` as in :class:`~plasticore.rtl.chip.Chip`; the other keyword arguments go to the
     link (``max_words``, ``rx_fifo_depth``, ``status_counters``, ``pipes``, ``serial_crc``).
     ``firmware.designs.CHIP_DEFAULTS[board]`` is a valid ``kw``: the chip that board builds."""
+    return _top(clocks_per_bit, board_design_id(clocks_per_bit, **kw), **kw)
+
+
+def _top(clocks_per_bit: int, did: int, **kw):
     from plasticore.rtl.board import board_top
     from plasticore.rtl.chip import Chip
 
     cfg, extra, link_kwargs = _split(**kw)
-    did = board_design_id(clocks_per_bit, **kw)
     chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=did, out_fifo=cfg.out_fifo,
                 core=extra["core"], route_dests=extra["route_dests"], mem_pipe=cfg.mem_pipe)
     return board_top(chip, clocks_per_bit=clocks_per_bit, design_id=did, geometry=chip.geometry(), **link_kwargs)

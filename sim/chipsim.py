@@ -9,7 +9,6 @@ a hash of the RTL sources and the parameters).  :class:`ChipSimBus` runs it as a
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import struct
 import subprocess
@@ -50,13 +49,12 @@ HW_CONTRACT = ("contract.py", "core_map.py", "chip_map.py", "protocol.py")
 
 
 def rtl_hash(extra: str = "") -> str:
-    """Hash of every RTL and contract source that shapes the hardware."""
-    h = hashlib.sha256(extra.encode())
-    files = sorted((REPO / "rtl").glob("*.py")) + [REPO / "plasticore" / f for f in HW_CONTRACT]
-    for p in files:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    """Hash of every RTL and contract source that shapes the hardware: a cache key (it changes with
+    every comment), not a design ID (:mod:`plasticore.rtl.design_id`)."""
+    from plasticore.rtl.design_id import source_digest
+
+    files = [*(REPO / "rtl").glob("*.py"), *(REPO / "plasticore" / f for f in HW_CONTRACT)]
+    return source_digest(files, extra)[:16]
 
 
 def cache_root() -> Path:

@@ -82,26 +82,26 @@ def test_timing_failure_is_not_cached(tmp_path):
     assert B.build("icebreaker", ECHO, root=tmp_path, runner=slow, progress=False, allow_timing_fail=True).cached
 
 
-def test_design_id_properties():
+def test_design_id_properties(tmp_path):
+    """(Comments vs logic: tests/test_design_id.py.)  Board, clock and design parameters count."""
     cfg = resolve_config("ulx3s", ECHO)
-    a = design_id(cfg, rtl_hash="0" * 64)
-    assert a == design_id(cfg, rtl_hash="0" * 64) and 0 < a < 2**32
-    assert a != design_id(cfg, rtl_hash="1" * 64)  # RTL source change
-    assert a != design_id(resolve_config("icebreaker", ECHO), rtl_hash="0" * 64)
-    assert a != design_id(resolve_config("ulx3s", {**ECHO, "clk_hz": 50_000_000}), rtl_hash="0" * 64)
-    assert expected_design_id("ulx3s", ECHO) == design_id(cfg)
+    a = design_id(cfg, root=tmp_path)
+    assert a == design_id(cfg, root=tmp_path, rtl_hash="another memo key") and 0 < a < 2**32
+    assert a != design_id(resolve_config("icebreaker", ECHO), root=tmp_path)
+    assert a != design_id(resolve_config("ulx3s", {**ECHO, "clk_hz": 50_000_000}), root=tmp_path)
+    assert expected_design_id("ulx3s", ECHO, root=tmp_path) == a
     # parameters go into the chip config; a changed parameter changes the ID
     c1 = resolve_config("ulx3s", {"design": "link"})
     c2 = resolve_config("ulx3s", {"design": "link", "ram_words": 2048})
     assert c1.params["ram_words"] == 16384 and c2.params["ram_words"] == 2048
-    assert design_id(c1, rtl_hash="x") != design_id(c2, rtl_hash="x")
+    assert design_id(c1, root=tmp_path) != design_id(c2, root=tmp_path)
     with pytest.raises(UnknownBoardError, match="known boards: icebreaker, ulx3s"):
         resolve_config("arty")
 
 
 def test_design_id_hashes_the_logic_sources_not_the_tools():
-    """Every module that generates board logic is hashed; the standalone synthesis check and the
-    toolchain smoke component are not (editing them must not move the netlist's placement)."""
+    """Every module that generates board logic keys the design-ID memo (so an edit recomputes the
+    ID); the standalone synthesis check and the toolchain smoke component do not."""
     from plasticore.firmware.design_id import rtl_source_files
 
     keys = set(rtl_source_files())
@@ -205,4 +205,5 @@ def test_design_clock_default_per_board():
     other = 50_000_000 if chip.clk_hz != 50_000_000 else 60_000_000
     assert resolve_config("ulx3s", {"design": "chip", "clk_hz": other}).clk_hz == other
     assert clocks_per_bit(chip.clk_hz, chip.baud) >= 4  # the default baud rate works at that clock
-    assert design_id(chip) != design_id(resolve_config("ulx3s", {"design": "chip", "clk_hz": other}))
+    # the clock is in the design ID's salt (elaborating the ULX3S chip twice would take a minute)
+    assert chip.salt() != resolve_config("ulx3s", {"design": "chip", "clk_hz": other}).salt()
