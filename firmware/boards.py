@@ -36,14 +36,6 @@ def _ulx3s_85f():
 #: buffer) go to LUT RAM (TRELLIS_DPR16X4) instead of one DP16KD each, which Yosys would otherwise
 #: pick for most of them.  The 208 DP16KD of the LFE5U-85F are then left to the weight matrices
 #: (W, H, H mask), the post-function tables and the link's FIFOs; see docs/boards.md "Sizing".
-#: ULX3S placement seed: the chip (2 x 256 x 256 with pipelined, tiled memories, 100 MHz) meets timing
-#: with it (docs/boards.md, sizing; design ID 85215d30: seed 2 102.05 MHz, seed 3 98.47 fails; at 75 MHz:
-#: 453008ef: seed 2 91.58 MHz; 1386aa6b 93.42; 82fc62b8: seed 2 86.63 MHz;
-#: 09d00adb: seed 2 84.32 MHz,
-#: seed 1 78.39; until stop 15
-#: the 60 MHz chip without mem_pipe, seed 1: 7b430110 60.91 MHz)
-SEED_ULX3S = 2
-
 ECP5_MEMORY_HINTS = "\n".join([
     "proc",
     # the per-block-RAM copies of a pipelined memory's request registers (rtl/pipelined_ram.py, ``DUP``)
@@ -104,10 +96,6 @@ class Board:
     #: more nextpnr options for designs built with a parameter set: ``{param: options}`` (like
     #: ``pnr_opts`` they do not change what the design computes)
     pnr_opts_with: dict = field(default_factory=dict)
-    #: nextpnr placement seed when the build is not given one (``--seed``): chosen so that the board's
-    #: default design meets its clock; like ``pnr_opts`` it does not change what the design computes,
-    #: so it is not part of the design ID (the manifest records it)
-    pnr_seed: int | None = None
 
     def platform(self):
         return self.make_platform()
@@ -140,7 +128,6 @@ BOARDS: dict[str, Board] = {
         # the chip with pipelined memories: the heap placer's placement leaves router2 diverging (the
         # registers next to the block RAMs congest the RAM rows); the electrostatic placer's routes
         pnr_opts_with={"mem_pipe": ("--placer", "static")},
-        pnr_seed=SEED_ULX3S,
     ),
     "icebreaker": Board(
         name="icebreaker",

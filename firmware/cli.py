@@ -23,6 +23,16 @@ def _parse_param(text: str) -> tuple[str, object]:
     return k.strip(), value
 
 
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
     p.add_argument("--design", default="auto", help="design to build: auto (default: the best available), chip, "
@@ -62,7 +72,7 @@ def cmd_build(args) -> int:
     if args.list:
         return cmd_list(args)
     res = build(args.board, _config(args), root=args.out_dir, force=args.force, progress=not args.quiet,
-                allow_timing_fail=args.allow_timing_fail, seed=args.seed)
+                allow_timing_fail=args.allow_timing_fail, seed=args.seed, seeds=args.seeds, jobs=args.jobs)
     if args.json:
         print(json.dumps({"design_id": res.design_id_hex, "bitstream": str(res.bitstream), "cached": res.cached,
                           "report": res.report}, indent=2))
@@ -148,7 +158,11 @@ def add_cli(sub) -> None:
     _add_config_args(b)
     b.add_argument("--force", action="store_true", help="rebuild even if the cached bitstream is fresh")
     b.add_argument("--allow-timing-fail", action="store_true", help="keep a bitstream that misses timing")
-    b.add_argument("--seed", type=int, default=None, help="nextpnr placement seed")
+    b.add_argument("--seeds", type=_positive, default=None, metavar="N",
+                   help="nextpnr placement seeds to try; the first that meets the clock wins (default 4)")
+    b.add_argument("--seed", type=int, default=None, metavar="S", help="first seed of the sweep (default 1)")
+    b.add_argument("--jobs", type=_positive, default=None, metavar="N",
+                   help="seeds placed at once (default: the CPU count, at most --seeds)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.add_argument("--list", action="store_true", help="list boards and designs, then exit")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -220,4 +220,10 @@ def format_report(report: dict) -> str:
         if cp:
             lines.append(f"    worst path {cp['total_ns']:.2f} ns ({cp['routing_ns']:.2f} ns routing): "
                          f"{cp['from']} -> {cp['to']}")
+    tried = report.get("seeds_tried")
+    if tried:
+        each = ", ".join(f"{t['seed']}: " + "/".join(f"{v:.2f}" for v in t["fmax_mhz"].values()) for t in tried)
+        stopped = report.get("seeds_stopped") or []
+        lines.append(f"  nextpnr seed {report.get('pnr_seed')} (Fmax per seed tried, MHz: {each}"
+                     + (f"; stopped or not started: {', '.join(map(str, stopped))}" if stopped else "") + ")")
     return "\n".join(lines)

@@ -17,25 +17,32 @@ SAMPLES = Path(__file__).parent / "firmware_samples"
 
 
 class FakeRunner:
-    """Writes the captured logs of a real build and a fake bitstream; counts calls."""
+    """A fake toolchain: the captured logs of a real build (Fmax scaled per seed: ``scale(seed)``) and
+    a fake bitstream; records what it was asked to do."""
 
-    def __init__(self, fmax_scale: float = 1.0):
-        self.jobs = []
-        self.fmax_scale = fmax_scale
+    def __init__(self, fmax_scale: float = 1.0, scale=None):
+        self.jobs, self.placed, self.packed = [], [], []
+        self.scale = scale or (lambda seed: fmax_scale)
 
-    def __call__(self, job):
+    def synthesize(self, job):
         self.jobs.append(job)
         assert isinstance(job.top, BoardTop) and job.top.design_id == job.design_id
         job.top._MustUse__silence = True  # a fake build never elaborates the top (no UnusedElaboratable)
-        assert "--timing-allow-fail" in job.nextpnr_opts
+        assert "--timing-allow-fail" in job.nextpnr_opts and not any("--seed" in o for o in job.nextpnr_opts)
+        shutil.copy(SAMPLES / f"{job.board.name}_echo" / "top.rpt", job.work_dir / "top.rpt")
+
+    def place(self, job, seed, d, cancel):
+        self.placed.append(seed)
         src = SAMPLES / f"{job.board.name}_echo"
-        for f in ("top.rpt", "top.tim"):
-            shutil.copy(src / f, job.work_dir / f)
+        shutil.copy(src / "top.tim", d / "top.tim")
         rep = json.loads((src / "top.report.json").read_text())
         for v in rep["fmax"].values():
-            v["achieved"] *= self.fmax_scale
-        (job.work_dir / "top.report.json").write_text(json.dumps(rep))
-        (job.work_dir / job.board.bitstream_name).write_bytes(b"BIT" + job.design_id.to_bytes(4, "little"))
+            v["achieved"] *= self.scale(seed)
+        (d / "top.report.json").write_text(json.dumps(rep))
+
+    def pack(self, job, d):
+        self.packed.append(d.name)
+        (d / job.board.bitstream_name).write_bytes(b"BIT" + job.design_id.to_bytes(4, "little"))
 
 
 ECHO = {"design": "echo"}
@@ -74,11 +81,14 @@ def test_cache_fresh_and_stale(tmp_path, board):
 
 def test_timing_failure_is_not_cached(tmp_path):
     slow = FakeRunner(fmax_scale=0.1)  # 58.6 -> 5.9 MHz < 12 MHz
-    with pytest.raises(TimingError, match="timing not met: clk: 5.86 MHz < 12.00 MHz"):
-        B.build("icebreaker", ECHO, root=tmp_path, runner=slow, progress=False)
+    with pytest.raises(TimingError, match=r"timing not met on any of 4 seeds \(seed 1: clk 5.86; seed 2: clk 5.86; "
+                       r"seed 3: clk 5.86; seed 4: clk 5.86 MHz; target clk 12.00 MHz\): try --seeds 8"):
+        B.build("icebreaker", ECHO, root=tmp_path, runner=slow, progress=False, jobs=1)
+    assert slow.packed == []
     assert B.cached_build("icebreaker", ECHO, root=tmp_path) is None
     r = B.build("icebreaker", ECHO, root=tmp_path, runner=slow, progress=False, allow_timing_fail=True)
     assert not r.report["timing_met"] and r.manifest["timing_allowed_to_fail"] and len(slow.jobs) == 2
+    assert slow.packed == ["seed-1"]  # all equal: the first is the best
     assert B.build("icebreaker", ECHO, root=tmp_path, runner=slow, progress=False, allow_timing_fail=True).cached
 
 
@@ -145,54 +155,49 @@ def test_toolchain_env_uses_yowasp(monkeypatch):
         B.toolchain_env("ice40", {"YOSYS": "/nonexistent/yosys"})
 
 
+class OptsRunner(FakeRunner):
+    """A fake toolchain that keeps each job's nextpnr options (and, with ``plan``, the Yosys script)."""
+
+    def __init__(self, plan: bool = False):
+        super().__init__()
+        self.opts, self.ys, self.plan = [], None, plan
+
+    def synthesize(self, job):
+        self.opts.append(list(job.nextpnr_opts))
+        if self.plan:
+            self.ys = job.platform.prepare(job.top, job.name, **B.platform_overrides(job)).files[f"{job.name}.ys"]
+        super().synthesize(job)
+
+
 def test_ulx3s_plan_maps_small_memories_to_lut_ram(tmp_path):
     """The ULX3S build script asks Yosys for LUT RAM for 32..256-word memories (sizing, docs/boards.md)."""
-    seen = {}
-
-    def runner(job):
-        plan = job.platform.prepare(job.top, job.name, **B.platform_overrides(job))
-        seen["ys"] = plan.files[f"{job.name}.ys"]
-        FakeRunner()(job)
-
-    B.build("ulx3s", ECHO, root=tmp_path, progress=False, runner=runner)
-    ys = seen["ys"]
+    run = OptsRunner(plan=True)
+    B.build("ulx3s", ECHO, root=tmp_path, progress=False, runner=run)
+    ys = run.ys
     assert ys.index("read_rtlil") < ys.index('ram_style "distributed"') < ys.index("synth_ecp5")
     assert "r:SIZE>=32 %i r:SIZE<=256 %i" in ys
 
 
-def test_board_placement_seed_is_the_default_and_cli_wins(tmp_path):
-    """The ULX3S entry's placement seed reaches nextpnr unless the build is given one; the manifest
-    records it; it is not part of the design ID."""
-    from plasticore.firmware.boards import BOARDS
-
-    seen = []
-
-    def runner(job):
-        seen.append(list(job.nextpnr_opts))
-        FakeRunner()(job)
-
-    r1 = B.build("ulx3s", ECHO, root=tmp_path, progress=False, runner=runner)
-    assert f"--seed {BOARDS['ulx3s'].pnr_seed}" in seen[-1] and r1.manifest["pnr_seed"] == BOARDS["ulx3s"].pnr_seed
-    r2 = B.build("ulx3s", ECHO, root=tmp_path, progress=False, runner=runner, seed=7, force=True)
-    assert "--seed 7" in seen[-1] and sum(o.startswith("--seed") for o in seen[-1]) == 1
-    assert r2.manifest["pnr_seed"] == 7 and r2.design_id == r1.design_id
-    assert r2.manifest["nextpnr_opts"] == seen[-1]
+def test_placement_seed_is_swept_not_pinned(tmp_path):
+    """No board pins a placement seed: each nextpnr run gets its own ``--seed`` (FakeRunner checks
+    the job's options hold none); the manifest records the winner; it is not part of the design ID."""
+    assert all(not hasattr(b, "pnr_seed") for b in BOARDS.values())
+    run = FakeRunner()
+    r1 = B.build("ulx3s", ECHO, root=tmp_path, progress=False, runner=run, seeds=1)
+    assert run.placed == [1] and r1.manifest["pnr_seed"] == 1
+    r2 = B.build("ulx3s", ECHO, root=tmp_path, progress=False, runner=run, seed=7, seeds=1, force=True)
+    assert run.placed == [1, 7] and r2.manifest["pnr_seed"] == 7 and r2.design_id == r1.design_id
 
 
 def test_board_pnr_options_per_design_parameter(tmp_path):
     """The ULX3S chip with pipelined memories is placed by nextpnr's electrostatic placer; without
     them, by the default one."""
-    seen = []
-
-    def runner(job):
-        seen.append(list(job.nextpnr_opts))
-        FakeRunner()(job)
-
+    run = OptsRunner()
     small = {"design": "chip", "mesh_x": 1, "a_max": 8, "n_max": 8, "lanes": 1, "mem_pipe": 0}
-    B.build("ulx3s", small, root=tmp_path, progress=False, runner=runner)
-    assert "--placer" not in seen[-1] and "--router" in seen[-1]
-    B.build("ulx3s", {**small, "mem_pipe": 1}, root=tmp_path, progress=False, runner=runner)
-    assert seen[-1][seen[-1].index("--placer") + 1] == "static"
+    B.build("ulx3s", small, root=tmp_path, progress=False, runner=run)
+    assert "--placer" not in run.opts[-1] and "--router" in run.opts[-1]
+    B.build("ulx3s", {**small, "mem_pipe": 1}, root=tmp_path, progress=False, runner=run)
+    assert run.opts[-1][run.opts[-1].index("--placer") + 1] == "static"
 
 
 def test_design_clock_default_per_board():
@@ -207,3 +212,122 @@ def test_design_clock_default_per_board():
     assert clocks_per_bit(chip.clk_hz, chip.baud) >= 4  # the default baud rate works at that clock
     # the clock is in the design ID's salt (elaborating the ULX3S chip twice would take a minute)
     assert chip.salt() != resolve_config("ulx3s", {"design": "chip", "clk_hz": other}).salt()
+
+
+# ------------------------------------------------------------------------------------------------
+# the nextpnr seed sweep (fake place-and-route runs)
+# ------------------------------------------------------------------------------------------------
+def _fake_place(met_seeds, log, fail=(), slow=()):
+    """A place(seed, cancel) that meets timing for ``met_seeds``; ``slow`` seeds run until cancelled."""
+
+    def place(seed, cancel):
+        log.append(("start", seed))
+        if seed in slow:
+            if cancel.wait(10):
+                log.append(("cancelled", seed))
+                raise B.Cancelled()
+        if seed in fail:
+            raise B.BuildError(f"nextpnr crashed on seed {seed}")
+        ok = seed in met_seeds
+        fmax = {"clk": {"achieved_mhz": 101.0 if ok else 99.0, "constraint_mhz": 100.0, "met": ok}}
+        return B.SeedResult(seed=seed, dir=Path("."), fmax=fmax, met=ok, seconds=0.0)
+
+    return place
+
+
+def test_sweep_stops_at_the_first_seed_that_meets():
+    log = []
+    tried, stopped = B.sweep_seeds([1, 2, 3, 4, 5], _fake_place({3}, log), jobs=1)
+    assert [r.seed for r in tried] == [1, 2, 3] and tried[-1].met and stopped == [4, 5]
+    assert [s for what, s in log if what == "start"] == [1, 2, 3]
+
+
+def test_sweep_in_parallel_cancels_the_others():
+    """Seeds 1 and 2 run at once; 2 meets, so 1 (still running) is stopped and 3, 4 never start."""
+    log = []
+    tried, stopped = B.sweep_seeds([1, 2, 3, 4], _fake_place({2}, log, slow={1}), jobs=2)
+    assert [r.seed for r in tried] == [2] and stopped == [1, 3, 4]
+    assert ("cancelled", 1) in log and ("start", 3) not in log
+
+
+def test_sweep_when_no_seed_meets_tries_all():
+    log = []
+    tried, stopped = B.sweep_seeds([7, 8, 9], _fake_place(set(), log), jobs=3)
+    assert sorted(r.seed for r in tried) == [7, 8, 9] and not any(r.met for r in tried) and stopped == []
+
+
+def test_sweep_error_stops_the_others_and_is_raised():
+    log = []
+    with pytest.raises(B.BuildError, match="nextpnr crashed on seed 2"):
+        B.sweep_seeds([1, 2, 3], _fake_place(set(), log, fail={2}, slow={1}), jobs=2)
+    assert ("cancelled", 1) in log and ("start", 3) not in log
+
+
+def test_build_records_the_winning_seed_and_every_tried_seed(tmp_path):
+    run = FakeRunner(scale=lambda seed: {1: 0.1, 2: 0.15}.get(seed, 1.0))  # seeds 1, 2 miss 12 MHz
+    r = B.build("icebreaker", ECHO, root=tmp_path, runner=run, progress=False, jobs=1)
+    assert run.placed == [1, 2, 3] and run.packed == ["seed-3"] and len(run.jobs) == 1  # one synthesis
+    assert r.report["pnr_seed"] == 3 and r.manifest["pnr_seed"] == 3 and r.manifest["pnr_seeds_tried"] == [1, 2, 3]
+    assert [(t["seed"], t["met"], t["fmax_mhz"]["clk"]) for t in r.report["seeds_tried"]] == [
+        (1, False, 5.86), (2, False, 8.79), (3, True, 58.62)]
+    assert r.report["seeds_stopped"] == [4] and r.report["fmax"]["clk"]["achieved_mhz"] == pytest.approx(58.62, 0.01)
+    from plasticore.firmware.report import format_report
+
+    assert "nextpnr seed 3 (Fmax per seed tried, MHz: 1: 5.86, 2: 8.79, 3: 58.62; stopped or not started: 4)" in (
+        format_report(r.report))
+    # --seed / --seeds choose the range; a fresh build (force) with seeds 10..11 fails, listing both
+    with pytest.raises(TimingError, match=r"any of 2 seeds \(seed 10: clk 5.86; seed 11: clk 5.86 MHz"):
+        B.build("icebreaker", ECHO, root=tmp_path, runner=FakeRunner(0.1), progress=False, force=True,
+                seed=10, seeds=2)
+    with pytest.raises(B.BuildError, match="--seeds must be at least 1"):
+        B.build("icebreaker", ECHO, root=tmp_path, runner=run, progress=False, seeds=0)
+
+
+FAKE_TOOL = '''#!{python}
+"""A stand-in for {tool}: writes what the real tool would, from the captured logs of a real build."""
+import json, os, shutil, sys, time
+from pathlib import Path
+args, src = sys.argv[1:], Path({samples!r})
+tool = {tool!r}
+if tool == "yosys":
+    shutil.copy(src / "top.rpt", "top.rpt")
+    Path("top.json").write_text("{{}}")
+elif tool == "nextpnr":
+    seed = int(args[args.index("--seed") + 1])
+    assert Path(args[args.index("--json") + 1]).is_absolute() and Path(args[args.index("--json") + 1]).is_file()
+    Path("started").write_text(str(os.getpid()))
+    if seed == 1:
+        time.sleep(60)  # the slow seed: stopped when seed 2 meets the clock
+    rep = json.loads((src / "top.report.json").read_text())
+    for v in rep["fmax"].values():
+        v["achieved"] *= 0.1 if seed == 3 else 1.0
+    Path(args[args.index("--report") + 1]).write_text(json.dumps(rep))
+    shutil.copy(src / "top.tim", args[args.index("--log") + 1])
+    Path(args[args.index("--asc") + 1]).write_text(f"asc of seed {{seed}}")
+else:
+    Path(args[1]).write_bytes(b"BIN:" + Path(args[0]).read_bytes())
+'''
+
+
+def test_amaranth_toolchain_runs_the_plan_commands_per_seed(tmp_path, monkeypatch):
+    """The real toolchain class with stand-in tools: Yosys once, nextpnr per seed in its own directory
+    with ``--seed`` and the shared netlist, the slow seed terminated, the winner packed."""
+    import sys
+    import time
+
+    for var, tool in (("YOSYS", "yosys"), ("NEXTPNR_ICE40", "nextpnr"), ("ICEPACK", "icepack")):
+        exe = tmp_path / f"fake-{tool}"
+        exe.write_text(FAKE_TOOL.format(python=sys.executable, tool=tool, samples=str(SAMPLES / "icebreaker_echo")))
+        exe.chmod(0o755)
+        monkeypatch.setenv(var, str(exe))
+    t0 = time.monotonic()
+    r = B.build("icebreaker", ECHO, root=tmp_path / "cache", progress=False, seeds=3, jobs=2)
+    assert time.monotonic() - t0 < 40  # seed 1 (60 s) was stopped
+    assert r.report["pnr_seed"] == 2 and r.bitstream.read_bytes() == b"BIN:asc of seed 2"
+    assert [t["seed"] for t in r.report["seeds_tried"]] == [2] and r.report["seeds_stopped"] == [1, 3]
+    work = r.dir / "work"
+    assert not (work / "seed-1" / "top.report.json").exists()
+    with pytest.raises(ProcessLookupError):  # the slow nextpnr was terminated, not left running
+        os.kill(int((work / "seed-1" / "started").read_text()), 0)
+    assert not (work / "seed-3").exists()  # never started
+    assert (work / "top.report.json").read_text() == (work / "seed-2" / "top.report.json").read_text()

@@ -14,7 +14,7 @@ from plasticore.firmware.errors import DeployNotAvailableError
 @pytest.fixture
 def fake_builder(monkeypatch):
     run = FakeRunner()
-    monkeypatch.setattr(B, "amaranth_runner", run)
+    monkeypatch.setattr(B, "AmaranthToolchain", lambda: run)
     monkeypatch.setattr(B, "toolchain_env", lambda family, base=None: {})
     return run
 
