@@ -197,10 +197,10 @@ CHIP_DEFAULTS = {
                    "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
                    "serial_crc": 1, "route_dests": 2},
 }
-#: Design clock of the chip per board where it differs from the board's: the chip misses 100 MHz on
-#: the ECP5 (the 2x1 256x256 default's measured Fmax per tree, target and seed: docs/boards.md), so the ULX3S
-#: chip (pipelined, tiled core memories since stop 16) runs at 75 MHz (PLL 25 -> 75 MHz, 3 Mbaud = 25 clocks
-#: per bit exactly), with the placement seed of the ULX3S board entry (firmware/boards.py).
+#: Design clock of the chip per board, where it is set apart from the board's clock: the ULX3S chip
+#: (2 x 256 x 256 with pipelined, tiled core memories) runs at 100 MHz (PLL 25 -> 100 MHz, 3 Mbaud = 33
+#: clocks per bit, +1.0 %).  Its margin is thin (docs/boards.md, sizing): the build's nextpnr seed sweep
+#: looks for a placement that meets it, and ``--clock-mhz 75`` is the fallback.
 CHIP_CLOCKS = {"ulx3s": 100_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 

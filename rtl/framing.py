@@ -58,7 +58,8 @@ def crc_bit_step(reg):
 
 class _SerialCrc:
     """Bit-serial CRC register for the small-FPGA link: a byte is XORed in, then folded one bit per
-    clock (8 clocks, ``busy``); about a quarter of the logic of the one-clock XOR trees."""
+    clock (8 clocks, ``busy``: a byte every 9 clocks); about a quarter of the logic of the one-clock
+    XOR trees."""
 
     def __init__(self, m: Module, reg: Signal):
         self.reg = reg
@@ -136,7 +137,8 @@ class CrcChecker(wiring.Component):
     :data:`~plasticore.protocol.CRC_BYTES` bytes being the CRC) does not check."""
 
     def __init__(self, serial: bool = False):
-        """``serial``: fold each byte in one bit per clock (8 clocks per byte, less logic)."""
+        """``serial``: fold each byte in one bit per clock (a byte every 9 clocks: one to take it, eight to
+        fold it; less logic)."""
         self.serial = serial
         super().__init__({"i": In(stream.Signature(RX_BEAT)), "o": Out(stream.Signature(RX_BEAT))})
 
@@ -164,7 +166,8 @@ class CrcAppender(wiring.Component):
     byte and moves ``last`` onto the final CRC byte."""
 
     def __init__(self, serial: bool = False):
-        """``serial``: fold each byte in one bit per clock (8 clocks per byte, less logic)."""
+        """``serial``: fold each byte in one bit per clock (a byte every 9 clocks: one to take it, eight to
+        fold it; less logic)."""
         self.serial = serial
         super().__init__({"i": In(stream.Signature(TX_BEAT)), "o": Out(stream.Signature(TX_BEAT))})
 

@@ -1,4 +1,4 @@
-"""Float reference: the hybrid layer of DESIGN §2 evaluated literally in float64.
+"""Float reference: the hybrid layer (docs/training.md, "The model") evaluated literally in float64.
 
 Parameters are the bundle's integers mapped back to real values by the scales of the contract
 (``docs/spec.md`` §Scales), so the integer golden model can be checked against the equations::

@@ -1,4 +1,5 @@
-"""Integer golden model vs the literal float equations (DESIGN §2), within the bound of docs/spec.md §5."""
+"""Integer golden model vs the literal float equations (docs/training.md, "The model"), within the bound
+of docs/spec.md §5."""
 
 import numpy as np
 import pytest

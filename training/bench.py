@@ -1,12 +1,13 @@
 """Training throughput: our loop vs a plain re-implementation of the authors' loop.
 
 The reference (:class:`AuthorsNet`, :func:`authors_train_step`) is written the way the authors'
-released scripts compute DESIGN §2: ``nn.Linear`` layers, a Python loop over time steps, the input
-and the hidden spikes scaled by exp(−t/τ), ``state = fc(x) + α·x.mm(hebb)``, soft-reset LIF, the
-Hebbian update as ``torch.bmm`` of per-sample outer products followed by ``.mean(0)`` (a
-B×A×N tensor per step), clamp ±4, MSE on clamp(u/θ, max 1.1), two Adam optimisers stepped every
-mini-batch.  Ours is :func:`plasticore.training.train.train_step` with the default configuration
-(quantisation-aware, shared H carried across mini-batches, batch-mean update as one matmul).
+released scripts compute the hybrid step (docs/training.md, "The model"): ``nn.Linear`` layers, a
+Python loop over time steps, the input and the hidden spikes scaled by exp(−t/τ), ``state = fc(x) +
+α·x.mm(hebb)``, soft-reset LIF, the Hebbian update as ``torch.bmm`` of per-sample outer products
+followed by ``.mean(0)`` (a B×A×N tensor per step), clamp ±4, MSE on clamp(u/θ, max 1.1), two Adam
+optimisers stepped every mini-batch. Ours is :func:`plasticore.training.train.train_step` with the
+default configuration (quantisation-aware, shared H carried across mini-batches, batch-mean update
+as one matmul).
 
 Same network, batch, time steps, thread count and synthetic uint8 inputs; each loop is timed for
 ``steps`` mini-batches after a warm-up, ``repeats`` times, interleaved; the median is reported.

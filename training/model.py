@@ -1,4 +1,4 @@
-"""The global-local hybrid spiking network (DESIGN §2) in torch.
+"""The global-local hybrid spiking network in torch (docs/training.md, "The model"; integers: docs/spec.md §3).
 
 Shape of the API (as in snnTorch / Norse): a **functional step** (:func:`hybrid_step`) over explicit
 state, wrapped by a **stateful module** (:class:`HybridLayer`) and a network (:class:`HybridNet`).
