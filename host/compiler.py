@@ -91,8 +91,8 @@ def place(bundle: Bundle, geom: ChipGeometry, record_all: bool = True) -> Placem
             cores.append(k)
             k += 1
         layer_cores.append(cores)
-    if len(bundle.layers) > 15:
-        raise CompileError(f"{len(bundle.layers)} layers > 15 phases")
+    if len(bundle.layers) > M.MAX_PHASES:
+        raise CompileError(f"{len(bundle.layers)} layers > the chip's {M.MAX_PHASES} phases")
     record = [record_all or li == len(bundle.layers) - 1 for li in range(len(bundle.layers))]
     offs, o = [], 0
     for L in bundle.layers:

@@ -134,4 +134,10 @@ def core_addr(core: int, mem, idx: int) -> int:
 def chip_addr(reg, offset: int = 0) -> int:
     """Bus address of chip register ``reg`` (+ offset for the per-core tables)."""
     return int(reg) + offset
+
+
+#: ``CORE_PHASE_BASE + k`` value of an unused core (the phase field is 4 bits)
 UNUSED_PHASE = 0xF
+#: layers one chip runs: phases 0 .. MAX_PHASES - 1 (the identify reply's ``layers``); a bundle may
+#: have up to ``contract.MAX_LAYERS``, the compiler refuses more than this
+MAX_PHASES = UNUSED_PHASE

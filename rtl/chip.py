@@ -81,7 +81,7 @@ class Chip(wiring.Component):
     def geometry(self) -> dict:
         """Fields of ``protocol.GEOMETRY`` for the identify reply."""
         return {"cores": self.k, "mesh_x": self.mesh_x, "mesh_y": self.mesh_y, "axons": self.geom.a_max,
-                "neurons": self.geom.n_max, "lanes": self.geom.lanes, "layers": 15}
+                "neurons": self.geom.n_max, "lanes": self.geom.lanes, "layers": M.MAX_PHASES}
 
     def elaborate(self, platform):
         m = Module()

@@ -83,3 +83,18 @@ def test_does_not_fit_errors():
     b = random_bundle(rng, sizes=[10, 30, 5], timesteps=2)
     with pytest.raises(CompileError, match="more than the chip's 2 cores"):
         compile_bundle(b, ChipGeometry(2, 1, CM.CoreGeometry(32, 16, 4)))
+
+
+def test_layer_limit_is_the_chip_map_phases():
+    """A chip runs at most ``chip_map.MAX_PHASES`` layers (0xF marks an unused core); the compiler and
+    the identify reply's ``layers`` take it from there."""
+    from plasticore import contract as C
+    from plasticore.rtl.chip import Chip
+
+    assert M.MAX_PHASES == M.UNUSED_PHASE == 15 < C.MAX_LAYERS
+    assert Chip(1, 1, 8, 8, 1).geometry()["layers"] == M.MAX_PHASES
+    geom = ChipGeometry(4, 4, CM.CoreGeometry(8, 8, 1))
+    rng = np.random.default_rng(0)
+    compile_bundle(random_bundle(rng, sizes=[2] * (M.MAX_PHASES + 1), timesteps=2), geom)
+    with pytest.raises(CompileError, match="16 layers > the chip's 15 phases"):
+        compile_bundle(random_bundle(rng, sizes=[2] * (M.MAX_PHASES + 2), timesteps=2), geom)
