@@ -133,6 +133,14 @@ def smax(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
 
+def ann_range(act) -> tuple[int, int]:
+    """The ANN soma's output range ``(lo, hi)`` for activation ``act`` (:class:`AnnAct`), from
+    :data:`ANN_OUT_BITS`: ReLU 0..255, identity -128..127."""
+    if AnnAct(int(act)) is AnnAct.RELU:
+        return 0, (1 << ANN_OUT_BITS) - 1
+    return smin(ANN_OUT_BITS), smax(ANN_OUT_BITS)
+
+
 def sat(v, bits: int):
     """Saturate ``v`` (int or int64 array) to a signed ``bits``-bit range."""
     return np.clip(v, smin(bits), smax(bits))

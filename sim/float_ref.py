@@ -67,7 +67,7 @@ def layer_step(rp: dict, L: Layer, u, s, H, x):
     else:
         u = cur
         y = cur / 2.0 ** L.ann_shift / rp["u_scale"]  # activation in output integer units
-        s = np.clip(y, 0, 255) if L.ann_act == C.AnnAct.RELU else np.clip(y, -128, 127)
+        s = np.clip(y, *C.ann_range(L.ann_act))
     if L.plastic:
         f = post(u / rp["theta"] - rp["eta"], rp)
         dh = rp["sign"] * (rp["beta"] * x)[..., :, None] * f[..., None, :]

@@ -94,11 +94,7 @@ def soma_lif(u, s_prev, current, p: dict):
 
 def soma_ann(current, p: dict):
     """ANN soma: u' = I; y = clip(rshift_round(I, ann_shift), 0, 255) (ReLU) or (-128, 127) (identity)."""
-    y = C.rshift_round(current, p["ann_shift"])
-    if p["ann_act"] == C.AnnAct.RELU:
-        y = np.clip(y, 0, 255)
-    else:
-        y = np.clip(y, -128, 127)
+    y = np.clip(C.rshift_round(current, p["ann_shift"]), *C.ann_range(p["ann_act"]))
     return current.copy(), y
 
 

@@ -47,7 +47,7 @@ def naive_layer_step(p: dict, u: list[int], s: list[int], H: list[list[int]], x:
         else:
             u2[j] = cur
             y = _rsr(cur, p["ann_shift"])
-            lo, hi = (0, 255) if p["ann_act"] == C.AnnAct.RELU else (-128, 127)
+            lo, hi = C.ann_range(p["ann_act"])
             s2[j] = min(max(y, lo), hi)
     if not p["plastic"]:
         return u2, s2, [list(r) for r in H]

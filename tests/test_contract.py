@@ -81,3 +81,8 @@ def test_accumulator_widths_cover_the_geometry():
     A = C.MAX_AXONS
     assert A * 255 * 128 < 1 << (C.ACC_W_BITS - 1)
     assert A * 256 * (1 << 15) <= 1 << (C.ACC_H_BITS - 1)
+
+
+def test_ann_range_is_the_8_bit_output():
+    assert C.ann_range(C.AnnAct.RELU) == (0, 255) and C.ann_range(int(C.AnnAct.IDENTITY)) == (-128, 127)
+    assert C.ann_range(C.AnnAct.IDENTITY) == (C.smin(C.ANN_OUT_BITS), C.smax(C.ANN_OUT_BITS))

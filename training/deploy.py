@@ -76,7 +76,7 @@ def layer_step(p: DeployLayer, u, s, H, x, teach=None):
     else:
         u = cur
         y = rshift_round(cur, L.ann_shift)
-        s = torch.clamp(y, 0, 255) if L.ann_act == C.AnnAct.RELU else torch.clamp(y, -128, 127)
+        s = torch.clamp(y, *C.ann_range(L.ann_act))
     if L.plastic:
         z = rshift_round(u * L.recip, L.recip_shift) - p.eta
         f = p.lut[torch.clamp(z, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF]
