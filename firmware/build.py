@@ -270,11 +270,15 @@ class AmaranthToolchain:
                              f"logs: {log}, {job.work_dir / (job.name + '.rpt')}\n{_tail(log)}")
 
     def place(self, job: BuildJob, seed: int, d: Path, cancel: threading.Event) -> None:
-        """nextpnr with ``--seed seed`` in ``d`` (inputs from ``job.work_dir``); stops when ``cancel`` is set."""
-        cmd = [a if not (job.work_dir / a).is_file() else str((job.work_dir / a).resolve())
-               for a in self._commands[1]]
+        """nextpnr with ``--seed seed``, its outputs into ``d``; stops when ``cancel`` is set.
+
+        It runs in ``job.work_dir`` (a YoWASP tool sees only its working directory and what is below
+        it): the inputs (netlist, constraints) are shared, every output path is moved into ``d``.
+        """
+        rel = d.relative_to(job.work_dir)
+        cmd = [str(rel / a) if self._output(job, a) else a for a in self._commands[1]]
         log = d / "nextpnr.log"
-        rc = _run([*cmd, "--seed", str(int(seed))], d, job.env, log, "nextpnr", cancel)
+        rc = _run([*cmd, "--seed", str(int(seed))], job.work_dir, job.env, log, "nextpnr", cancel)
         if rc != 0:
             _raise_if_overfull(job, d)
             raise BuildError(f"{job.board.name} build failed during place and route, seed {seed} (nextpnr exit "
@@ -282,11 +286,18 @@ class AmaranthToolchain:
 
     def pack(self, job: BuildJob, d: Path) -> None:
         """The packer on the placement in ``d``: the bitstream lands in ``d``."""
+        rel = d.relative_to(job.work_dir)
+        cmd = [str(rel / a) if a.startswith(f"{job.name}.") else a for a in self._commands[2]]
         log = d / "pack.log"
-        rc = _run(self._commands[2], d, job.env, log, "the bitstream packer")
+        rc = _run(cmd, job.work_dir, job.env, log, "the bitstream packer")
         if rc != 0:
             raise BuildError(f"{job.board.name} build failed during packing (exit status {rc}); log: {log}\n"
                              f"{_tail(log)}")
+
+    @staticmethod
+    def _output(job: BuildJob, arg: str) -> bool:
+        """A ``top.*`` file name that synthesis did not write: a place-and-route output."""
+        return arg.startswith(f"{job.name}.") and not (job.work_dir / arg).exists()
 
 
 #: Default number of nextpnr seeds a build tries (``plasticore build --seeds``), and the first seed.

@@ -22,23 +22,15 @@ A RUN completes (``r_valid``) when the target has finished the run: the link rep
 only then.
 """
 
-import enum
-
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from plasticore import protocol as P
+from plasticore.bus_ops import BusOp  # the opcodes are the contract's (re-exported here)
 
 __all__ = ["BusOp", "BusSignature", "TestTarget"]
-
-
-class BusOp(enum.IntEnum):
-    READ = 0
-    WRITE = 1
-    RUN = 2
-    RESET = 3
 
 
 class BusSignature(wiring.Signature):

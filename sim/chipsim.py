@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plasticore import core_map as CM
+from plasticore.bus_ops import HARNESS_MAX_N, HarnessOp, cpp_header
 from plasticore.errors import PlasticoreError
 from plasticore.host.bus import BusError, BusPort
 from plasticore.host.compiler import ChipGeometry
@@ -66,7 +67,7 @@ def build_chip_sim(cfg: ChipConfig, design_id: int = 0, quiet: bool = True) -> P
     harness = HERE / "chipsim" / "harness.cpp"
     from plasticore.sim.toolchain import model_makeflags
 
-    key = rtl_hash(repr(cfg) + str(design_id) + harness.read_text() + model_makeflags())
+    key = rtl_hash(repr(cfg) + str(design_id) + harness.read_text() + cpp_header() + model_makeflags())
     out = cache_root() / "chipsim" / key
     exe = out / "obj_dir" / "Vchip"
     stamp = out / "built.ok"
@@ -89,7 +90,9 @@ def _build(cfg: ChipConfig, design_id: int, out: Path, exe: Path, harness: Path,
     chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=design_id, out_fifo=cfg.out_fifo,
                 mem_pipe=cfg.mem_pipe)
     v = verilog_from_component(chip, "chip", out)
+    (out / "bus_ops.h").write_text(cpp_header())  # the harness's opcodes, from plasticore.bus_ops
     cmd = [str(info.executable), "--cc", str(v), "--exe", str(harness), "--top-module", "chip", "--build",
+           "-CFLAGS", f"-I{out}",
            "-j", "2", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wno-fatal",
            "-Wno-lint", "-Wno-style", "-Mdir", str(out / "obj_dir")]
     r = subprocess.run(cmd, cwd=out, capture_output=True, text=True, env=dict(os.environ, MAKEFLAGS=model_makeflags()))
@@ -101,8 +104,8 @@ def _build(cfg: ChipConfig, design_id: int, out: Path, exe: Path, harness: Path,
     return exe
 
 
-OP_READ, OP_WRITE, OP_RUN, OP_RESET, OP_READ_FIX, OP_WRITE_FIX, OP_SYNC, OP_STATS, OP_QUIT = range(9)
-MAX_N = 0xFFFF
+OP_READ, OP_WRITE, OP_RUN, OP_RESET, OP_READ_FIX, OP_WRITE_FIX, OP_SYNC, OP_STATS, OP_QUIT = HarnessOp
+MAX_N = HARNESS_MAX_N
 
 
 class ChipSimBus(BusPort):

@@ -294,8 +294,10 @@ if tool == "yosys":
     Path("top.json").write_text("{{}}")
 elif tool == "nextpnr":
     seed = int(args[args.index("--seed") + 1])
-    assert Path(args[args.index("--json") + 1]).is_absolute() and Path(args[args.index("--json") + 1]).is_file()
-    Path("started").write_text(str(os.getpid()))
+    assert Path(args[args.index("--json") + 1]).is_file()  # the shared netlist, in the working directory
+    out = Path(args[args.index("--log") + 1]).parent  # the seed's directory
+    assert out.name == f"seed-{{seed}}" and Path(args[args.index("--asc") + 1]).parent == out
+    (out / "started").write_text(str(os.getpid()))
     if seed == 1:
         time.sleep(60)  # the slow seed: stopped when seed 2 meets the clock
     rep = json.loads((src / "top.report.json").read_text())

@@ -6,8 +6,10 @@
 // Reply    (only to READ, READ_FIX, RUN, SYNC, STATS):
 //            u8 status (0 ok, 1 a bus error happened since the last reply), u8 0, u16 n,
 //            u32 first_error_addr, then n words
-// ops: 0 READ (addr..addr+n-1), 1 WRITE, 2 RUN, 3 RESET, 4 READ_FIX, 5 WRITE_FIX, 6 SYNC,
-//      7 STATS (words: cycles lo, cycles hi), 8 QUIT
+// ops: plasticore.bus_ops.HarnessOp (READ addr..addr+n-1, WRITE, RUN, RESET, READ_FIX, WRITE_FIX, SYNC,
+//      STATS (words: cycles lo, cycles hi), QUIT); bus ops: plasticore.bus_ops.BusOp.  Both arrive as
+//      constants in bus_ops.h, which sim/chipsim.py writes from Python next to the build.
+#include "bus_ops.h"
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -49,8 +51,6 @@ static void flush_out() {
     outbuf.clear();
 }
 
-enum { B_READ = 0, B_WRITE = 1, B_RUN = 2, B_RESET = 3 };
-
 // one bus transaction; returns r_data for READ/RUN
 static uint32_t bus(int op, uint32_t addr, uint32_t data) {
     top->bus___05Fvalid = 1; top->bus___05Fop = op; top->bus___05Faddr = addr; top->bus___05Fw_data = data;
@@ -60,7 +60,7 @@ static uint32_t bus(int op, uint32_t addr, uint32_t data) {
     bool err_now = top->bus___05Ferror;
     tick();
     top->bus___05Fvalid = 0; top->eval();
-    if (op == B_WRITE || op == B_RESET) {
+    if (op == BUS_WRITE || op == BUS_RESET) {
         if (err_now && !err_flag) { err_flag = true; err_addr = addr; }
         return 0;
     }
@@ -93,27 +93,27 @@ int main(int argc, char** argv) {
         int op = h[0];
         uint32_t n = h[2] | (h[3] << 8);
         uint32_t addr = h[4] | (h[5] << 8) | (h[6] << 16) | ((uint32_t)h[7] << 24);
-        if (op == 1 || op == 5 || op == 2) {
-            uint32_t cnt = (op == 2) ? 1 : n;
+        if (op == H_WRITE || op == H_WRITE_FIX || op == H_RUN) {
+            uint32_t cnt = (op == H_RUN) ? 1 : n;
             words.resize(cnt);
             if (cnt && !read_exact(words.data(), 4 * cnt)) break;
         }
         switch (op) {
-        case 0: case 4: {
+        case H_READ: case H_READ_FIX: {
             words.resize(n);
-            for (uint32_t i = 0; i < n; i++) words[i] = bus(B_READ, op == 0 ? addr + i : addr, 0);
+            for (uint32_t i = 0; i < n; i++) words[i] = bus(BUS_READ, op == H_READ ? addr + i : addr, 0);
             reply_header(n);
             for (uint32_t i = 0; i < n; i++) put32(words[i]);
             flush_out();
             break;
         }
-        case 1: for (uint32_t i = 0; i < n; i++) bus(B_WRITE, addr + i, words[i]); break;
-        case 5: for (uint32_t i = 0; i < n; i++) bus(B_WRITE, addr, words[i]); break;
-        case 2: { uint32_t r = bus(B_RUN, 0, words[0]); reply_header(1); put32(r); flush_out(); break; }
-        case 3: bus(B_RESET, 0, 0); break;
-        case 6: reply_header(0); flush_out(); break;
-        case 7: reply_header(2); put32((uint32_t)cycles); put32((uint32_t)(cycles >> 32)); flush_out(); break;
-        case 8: delete top; return 0;
+        case H_WRITE: for (uint32_t i = 0; i < n; i++) bus(BUS_WRITE, addr + i, words[i]); break;
+        case H_WRITE_FIX: for (uint32_t i = 0; i < n; i++) bus(BUS_WRITE, addr, words[i]); break;
+        case H_RUN: { uint32_t r = bus(BUS_RUN, 0, words[0]); reply_header(1); put32(r); flush_out(); break; }
+        case H_RESET: bus(BUS_RESET, 0, 0); break;
+        case H_SYNC: reply_header(0); flush_out(); break;
+        case H_STATS: reply_header(2); put32((uint32_t)cycles); put32((uint32_t)(cycles >> 32)); flush_out(); break;
+        case H_QUIT: delete top; return 0;
         default: fprintf(stderr, "chipsim: bad op %d\n", op); return 2;
         }
     }
