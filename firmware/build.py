@@ -4,7 +4,7 @@
 bitstream from ``<root>/<board>/<design-id>/`` when that build is complete (manifest present, the
 bitstream's SHA-256 matches, timing met); otherwise it elaborates :class:`~.top.BoardTop` around the
 design and runs Yosys once, then nextpnr with several placement seeds in parallel (a seed sweep: the
-first seed that meets every clock wins, the others are stopped), then the packer on the winner
+lowest seed that meets every clock wins, higher ones are stopped), then the packer on the winner
 (YoWASP binaries, chosen through Amaranth's tool environment variables inside this process).  The
 reports go into ``report.json`` (with the seed and every tried seed's Fmax); when no seed meets the
 clock the build fails with :class:`~.errors.TimingError` listing them.
@@ -327,27 +327,31 @@ class SeedResult:
 
 def sweep_seeds(seeds: list[int], place: Callable[[int, threading.Event], SeedResult], jobs: int,
                 on_result: Callable[[SeedResult], None] | None = None) -> tuple[list[SeedResult], list[int]]:
-    """Place with ``seeds`` in order, ``jobs`` at a time, until one meets every clock.
+    """Place with ``seeds`` in order, ``jobs`` at a time, until the lowest seed that meets every clock
+    is known: the same answer as trying the seeds one by one, whatever the runs' timing.
 
     ``place(seed, cancel)`` runs one seed and returns its result; it must stop (raise
-    :class:`Cancelled`) soon after ``cancel`` is set, which happens as soon as one seed meets timing
-    (or one fails with an error, which is raised once the others stopped).  Returns the finished
-    results in the order they finished and the seeds that were cancelled or never started.
+    :class:`Cancelled`) soon after its ``cancel`` is set.  Once a seed meets timing, the higher seeds
+    still running are cancelled and no more are started; the lower ones finish.  An error in one run
+    cancels the others and is raised once they stopped.  Returns the finished results (in the order
+    they finished) and the seeds that were cancelled or never started (sorted).
     """
     if not seeds:
         raise ValueError("no seeds to try")
-    cancel = threading.Event()
+    jobs = max(1, jobs)
+    cancels = {s: threading.Event() for s in seeds}
     results: list[SeedResult] = []
     stopped: list[int] = []
     error: BaseException | None = None
+    best: int | None = None  # the lowest seed that met timing so far
     todo = list(seeds)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         running: dict = {}
 
         def start() -> None:
-            while todo and len(running) < max(1, jobs) and not cancel.is_set():
+            while todo and len(running) < jobs and error is None and best is None:
                 seed = todo.pop(0)
-                running[pool.submit(place, seed, cancel)] = seed
+                running[pool.submit(place, seed, cancels[seed])] = seed
 
         start()
         try:
@@ -363,21 +367,25 @@ def sweep_seeds(seeds: list[int], place: Callable[[int, threading.Event], SeedRe
                     except Exception as e:  # re-raised below, once the others stopped
                         if error is None:
                             error = e
-                        cancel.set()
+                        for ev in cancels.values():
+                            ev.set()
                         continue
                     results.append(res)
                     if on_result is not None:
                         on_result(res)
-                    if res.met:
-                        cancel.set()
+                    if res.met and (best is None or seed < best):
+                        best = seed
+                        for s, ev in cancels.items():
+                            if s > seed:
+                                ev.set()
                 start()
         except BaseException:  # Ctrl-C: stop every nextpnr before leaving
-            cancel.set()
+            for ev in cancels.values():
+                ev.set()
             raise
     if error is not None:
         raise error
-    stopped += todo
-    return results, sorted(stopped)
+    return results, sorted(stopped + todo)
 
 
 def _seed_result(job: BuildJob, seed: int, d: Path, seconds: float) -> SeedResult:
@@ -397,7 +405,7 @@ def build(board: str, config: dict | None = None, *, root: Path | None = None, f
     :func:`plasticore.firmware.design_id.resolve_config`.  Synthesis runs once; place and route runs
     with ``seeds`` nextpnr seeds (default :data:`DEFAULT_SEEDS`, from ``seed``, default
     :data:`FIRST_SEED`), ``jobs`` at a time (default: as many as there are CPUs, at most ``seeds``),
-    and stops at the first seed that meets every clock; its placement is packed.  When none does,
+    and stops at the lowest seed that meets every clock (:func:`sweep_seeds`); its placement is packed.  When none does,
     :class:`TimingError` lists every seed's Fmax (with ``allow_timing_fail`` the best is kept).
     The report records the seed, its Fmax and every tried seed's Fmax.
 

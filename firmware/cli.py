@@ -159,7 +159,7 @@ def add_cli(sub) -> None:
     b.add_argument("--force", action="store_true", help="rebuild even if the cached bitstream is fresh")
     b.add_argument("--allow-timing-fail", action="store_true", help="keep a bitstream that misses timing")
     b.add_argument("--seeds", type=_positive, default=None, metavar="N",
-                   help="nextpnr placement seeds to try; the first that meets the clock wins (default 4)")
+                   help="nextpnr placement seeds to try; the lowest that meets the clock wins (default 4)")
     b.add_argument("--seed", type=int, default=None, metavar="S", help="first seed of the sweep (default 1)")
     b.add_argument("--jobs", type=_positive, default=None, metavar="N",
                    help="seeds placed at once (default: the CPU count, at most --seeds)")

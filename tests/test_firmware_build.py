@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -242,12 +243,26 @@ def test_sweep_stops_at_the_first_seed_that_meets():
     assert [s for what, s in log if what == "start"] == [1, 2, 3]
 
 
-def test_sweep_in_parallel_cancels_the_others():
-    """Seeds 1 and 2 run at once; 2 meets, so 1 (still running) is stopped and 3, 4 never start."""
+def test_sweep_in_parallel_cancels_higher_seeds():
+    """Seeds 1 and 2 run at once; 1 meets, so 2 (still running) is stopped and 3, 4 never start."""
     log = []
-    tried, stopped = B.sweep_seeds([1, 2, 3, 4], _fake_place({2}, log, slow={1}), jobs=2)
-    assert [r.seed for r in tried] == [2] and stopped == [1, 3, 4]
-    assert ("cancelled", 1) in log and ("start", 3) not in log
+    tried, stopped = B.sweep_seeds([1, 2, 3, 4], _fake_place({1}, log, slow={2}), jobs=2)
+    assert [r.seed for r in tried] == [1] and stopped == [2, 3, 4]
+    assert ("cancelled", 2) in log and ("start", 3) not in log
+
+
+def test_sweep_waits_for_lower_seeds_so_the_winner_does_not_depend_on_timing():
+    """Seed 2 meets first, but seed 1, still running, meets too: seed 1 wins, as one by one."""
+    log = []
+
+    def place(seed, cancel):
+        if seed == 1:
+            time.sleep(0.3)  # finishes after seed 2
+        return _fake_place({1, 2}, log)(seed, cancel)
+
+    tried, stopped = B.sweep_seeds([1, 2, 3], place, jobs=2)
+    assert [r.seed for r in tried] == [2, 1] and stopped == [3]
+    assert min(r.seed for r in tried if r.met) == 1
 
 
 def test_sweep_when_no_seed_meets_tries_all():
@@ -298,8 +313,8 @@ elif tool == "nextpnr":
     out = Path(args[args.index("--log") + 1]).parent  # the seed's directory
     assert out.name == f"seed-{{seed}}" and Path(args[args.index("--asc") + 1]).parent == out
     (out / "started").write_text(str(os.getpid()))
-    if seed == 1:
-        time.sleep(60)  # the slow seed: stopped when seed 2 meets the clock
+    if seed == 2:
+        time.sleep(60)  # the slow seed: stopped when seed 1 meets the clock
     rep = json.loads((src / "top.report.json").read_text())
     for v in rep["fmax"].values():
         v["achieved"] *= 0.1 if seed == 3 else 1.0
@@ -312,10 +327,9 @@ else:
 
 
 def test_amaranth_toolchain_runs_the_plan_commands_per_seed(tmp_path, monkeypatch):
-    """The real toolchain class with stand-in tools: Yosys once, nextpnr per seed in its own directory
-    with ``--seed`` and the shared netlist, the slow seed terminated, the winner packed."""
+    """The real toolchain class with stand-in tools: Yosys once, nextpnr per seed (``--seed``, the
+    shared netlist, outputs in the seed's directory), the slow higher seed terminated, the winner packed."""
     import sys
-    import time
 
     for var, tool in (("YOSYS", "yosys"), ("NEXTPNR_ICE40", "nextpnr"), ("ICEPACK", "icepack")):
         exe = tmp_path / f"fake-{tool}"
@@ -324,12 +338,12 @@ def test_amaranth_toolchain_runs_the_plan_commands_per_seed(tmp_path, monkeypatc
         monkeypatch.setenv(var, str(exe))
     t0 = time.monotonic()
     r = B.build("icebreaker", ECHO, root=tmp_path / "cache", progress=False, seeds=3, jobs=2)
-    assert time.monotonic() - t0 < 40  # seed 1 (60 s) was stopped
-    assert r.report["pnr_seed"] == 2 and r.bitstream.read_bytes() == b"BIN:asc of seed 2"
-    assert [t["seed"] for t in r.report["seeds_tried"]] == [2] and r.report["seeds_stopped"] == [1, 3]
+    assert time.monotonic() - t0 < 40  # seed 2 (60 s) was stopped
+    assert r.report["pnr_seed"] == 1 and r.bitstream.read_bytes() == b"BIN:asc of seed 1"
+    assert [t["seed"] for t in r.report["seeds_tried"]] == [1] and r.report["seeds_stopped"] == [2, 3]
     work = r.dir / "work"
-    assert not (work / "seed-1" / "top.report.json").exists()
+    assert not (work / "seed-2" / "top.report.json").exists()
     with pytest.raises(ProcessLookupError):  # the slow nextpnr was terminated, not left running
-        os.kill(int((work / "seed-1" / "started").read_text()), 0)
+        os.kill(int((work / "seed-2" / "started").read_text()), 0)
     assert not (work / "seed-3").exists()  # never started
-    assert (work / "top.report.json").read_text() == (work / "seed-2" / "top.report.json").read_text()
+    assert (work / "top.report.json").read_text() == (work / "seed-1" / "top.report.json").read_text()
