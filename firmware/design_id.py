@@ -35,6 +35,7 @@ _HASHED_PACKAGES = ("plasticore.rtl",)
 _UNHASHED = ("plasticore.rtl/synth.py", "plasticore.rtl/smoke.py")
 _HASHED_MODULES = (
     "plasticore.contract",
+    "plasticore.bus_ops",
     "plasticore.chip_map",
     "plasticore.core_map",
     "plasticore.protocol",
