@@ -314,14 +314,18 @@ def make_storage(storage: str | None, run_dir: Path, cfg: SweepConfig):
         path = run_dir / JOURNAL_NAME if storage is None else Path(storage)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    try:
-        return RDBStorage(storage, heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry))
-    except (ImportError, ValueError, optuna.exceptions.OptunaError) as e:
-        raise SweepConfigError(f"--storage {_redact(storage)}: {str(e).splitlines()[0]}") from None
-    except Exception as e:  # sqlalchemy.exc.OperationalError and friends: unreachable database
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SweepConfigError(f"--storage {_redact(storage)}: cannot open the database ({msg})") from None
+    for attempt in range(3):  # two workers creating the schema of a fresh database at once may collide
+        try:
+            return RDBStorage(storage, heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                  max_retry=cfg.max_retry))
+        except (ImportError, ValueError, optuna.exceptions.OptunaError) as e:
+            raise SweepConfigError(f"--storage {_redact(storage)}: {str(e).splitlines()[0]}") from None
+        except Exception as e:  # sqlalchemy.exc.OperationalError and friends
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if "could not connect" in msg or "Connection refused" in msg or attempt == 2:
+                raise SweepConfigError(f"--storage {_redact(storage)}: cannot open the database ({msg})") from None
+            time.sleep(1.0)
 
 
 def open_study(cfg: SweepConfig, storage_obj, sampler_seed: int | None):
@@ -464,6 +468,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def trials_table(study, cfg: SweepConfig) -> tuple[list[str], list[list]]:
+    from optuna.trial import TrialState
+
     names = [p.name for p in cfg.space]
     head = ["trial", "state", "val_accuracy", "val_float_accuracy", "epochs", "duration_s", "worker", "retry_of",
             *names]
@@ -471,7 +477,8 @@ def trials_table(study, cfg: SweepConfig) -> tuple[list[str], list[list]]:
     for t in study.get_trials(deepcopy=False):
         dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
             else None
-        rows.append([t.number, t.state.name, t.value, t.user_attrs.get("val_float_accuracy"),
+        value = t.value if t.state == TrialState.COMPLETE else None  # pruned: optuna keeps the last float value
+        rows.append([t.number, t.state.name, value, t.user_attrs.get("val_float_accuracy"),
                      max(t.intermediate_values) if t.intermediate_values else None, dur, t.user_attrs.get("worker"),
                      t.system_attrs.get("failed_trial"), *[t.params.get(n) for n in names]])
     return head, rows
@@ -549,10 +556,9 @@ def cmd_sweep(a) -> int:
     if storage is not None and "://" not in storage:
         storage = str(Path(storage).resolve())
     # open (and create) the study once here: bad storage URLs and config mismatches fail before any work
+    split_train_val(cfg)  # a missing dataset fails here, before anything is written
     _quiet_optuna()
-    st = make_storage(storage, run_dir, cfg)
-    open_study(cfg, st, cfg.seed)
-    split_train_val(cfg)  # a missing dataset fails here, not in every worker
+    open_study(cfg, make_storage(storage, run_dir, cfg), cfg.seed)
     if a.worker_index is not None or a.workers == 1:
         run_worker(cfg, a.trials, storage, run_dir, a.worker_index, a.threads)
         rc = 0
@@ -570,7 +576,8 @@ def cmd_sweep(a) -> int:
     for n in best["notes"]:
         print(f"note: {n}")
     if "command" in best:
-        print(f"best trial {best['trial']}: validation accuracy {best['val_accuracy']:.4f} {json.dumps(best['params'])}")
+        print(f"best trial {best['trial']}: validation accuracy {best['val_accuracy']:.4f} "
+              f"{json.dumps(best['params'])}")
         print("best command (whole training set, test set):")
         print(best["command"])
     return rc
