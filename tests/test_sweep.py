@@ -228,3 +228,26 @@ def test_sweep_postgres_shared_and_killed_worker(tmp_path):
     assert "best command (whole training set, test set):" in blog
     rows = list(csv.DictReader((tmp_path / "b" / "trials.csv").open()))
     assert sum(r["state"] == "COMPLETE" for r in rows) == len(complete)
+
+
+def test_sweep_local_workers_share_the_journal(tmp_path, capsys):
+    cfg = _cfg(tmp_path)
+    run = tmp_path / "run"
+    assert main(["sweep", str(cfg), "--trials", "2", "--workers", "2", "--out", str(run)]) == 0
+    rows = list(csv.DictReader((run / "trials.csv").open()))
+    finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+    assert 2 <= len(finished) <= 3 and len(rows) == len(finished)  # at most K-1 over N
+    assert all(r["worker"] and not r["worker"].endswith(f":{os.getpid()}") for r in rows)  # run by the workers
+    assert "best command (whole training set, test set):" in capsys.readouterr().out
+
+
+def test_train_leak_decay_options(capsys):
+    from plasticore.training.api import train_kwargs
+    from plasticore.training.sweep import train_parser
+
+    kw = train_kwargs(train_parser().parse_args(["--out", "x", "--leak", "100", "--decay", "256", "--theta", "0.5"]))
+    assert kw["rule"] == {"lam": 100, "decay": 256, "theta": 0.5}
+    for bad in (["--leak", "257"], ["--decay", "-1"], ["--theta", "0"], ["--epochs", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--out", "x", *bad])
+        assert e.value.code == 2 and bad[0] in capsys.readouterr().err

@@ -423,7 +423,7 @@ def make_objective(cfg: SweepConfig, data, worker: str, threads: int | None):
 
 class StopWhenDone:
     """Stop the worker once the study holds ``n`` finished (complete or pruned) trials and no queued ones
-    (re-queued trials of killed workers are always run)."""
+    (re-queued trials of killed workers are always run), or once ``n`` trials have failed."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -431,6 +431,9 @@ class StopWhenDone:
     def __call__(self, study, trial) -> None:
         c = _counts(study)
         if _finished(c) >= self.n and c["WAITING"] == 0:
+            study.stop()
+        elif c["FAIL"] >= self.n:
+            print(f"stopping: {c['FAIL']} trials of study {study.study_name!r} failed", flush=True)
             study.stop()
 
 
@@ -453,8 +456,9 @@ def run_worker(cfg: SweepConfig, n_trials: int, storage: str | None, run_dir: Pa
         print(f"[{worker}] study {cfg.name!r} already has {_finished(c)} finished trials", flush=True)
         return
     data = split_train_val(cfg)
+    # a parameter combination the contract rejects (PlasticoreError) fails its trial, not the sweep
     study.optimize(make_objective(cfg, data, worker, threads), n_trials=None,
-                   callbacks=[StopWhenDone(n_trials)], catch=())
+                   callbacks=[StopWhenDone(n_trials)], catch=(PlasticoreError,))
     optuna.storages.fail_stale_trials(study)
 
 
