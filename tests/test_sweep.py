@@ -171,47 +171,69 @@ def _worker(cfg: Path, url: str, n: int, out: Path, log: Path) -> subprocess.Pop
                             stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-@pytest.mark.slow
-def test_sweep_postgres_shared_and_killed_worker(tmp_path):
-    import optuna
-    from optuna.trial import TrialState
+@pytest.fixture(scope="module")
+def pg_url():
     from pg_server import postgres_server
 
-    n = 8
-    cfg = _cfg(tmp_path, PG_CFG)
     with postgres_server() as url:
-        a = _worker(cfg, url, n, tmp_path / "a", tmp_path / "a.log")
-        b = None
-        killed = None
+        yield url
+
+
+def _kill_mid_trial(a: subprocess.Popen, url: str, study_name: str, log: Path, deadline_s: float = 300,
+                    start_b=None) -> int:
+    """SIGKILL worker ``a`` once it completed a trial and is one epoch into the next; returns that trial's
+    number. ``start_b()`` is called as soon as the study has a trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    deadline = time.monotonic() + deadline_s
+    study = None
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        assert a.poll() is None, log.read_text()
         try:
-            deadline = time.monotonic() + 300
-            study = None
-            while time.monotonic() < deadline and killed is None:
-                time.sleep(0.2)
-                assert a.poll() is None, (tmp_path / "a.log").read_text()
-                try:
-                    study = study or optuna.load_study(study_name="pg-shared", storage=url)
-                except Exception:  # noqa: BLE001 -- not created yet
-                    continue
-                trials = study.get_trials(deepcopy=False)
-                if b is None and trials:
-                    b = _worker(cfg, url, n, tmp_path / "b", tmp_path / "b.log")  # the second "machine"
-                mine = [t for t in trials if t.user_attrs.get("worker", "").endswith(f":{a.pid}")]
-                done = [t for t in mine if t.state == TrialState.COMPLETE]
-                running = [t for t in mine if t.state == TrialState.RUNNING]
-                if done and running and running[0].intermediate_values:  # mid-trial: after epoch 1
-                    a.send_signal(signal.SIGKILL)
-                    a.wait()
-                    killed = running[0].number
-            assert killed is not None, "worker A never got mid-trial"
-            assert b is not None and b.wait(timeout=600) == 0, (tmp_path / "b.log").read_text()
-        finally:
-            for p in (a, b):
-                if p is not None and p.poll() is None:
-                    p.kill()
-                    p.wait()
-        study = optuna.load_study(study_name="pg-shared", storage=url)
+            study = study or optuna.load_study(study_name=study_name, storage=url)
+        except Exception:  # noqa: BLE001 -- not created yet
+            continue
         trials = study.get_trials(deepcopy=False)
+        if start_b is not None and trials:
+            start_b()
+            start_b = None
+        mine = [t for t in trials if t.user_attrs.get("worker", "").endswith(f":{a.pid}")]
+        done = [t for t in mine if t.state == TrialState.COMPLETE]
+        running = [t for t in mine if t.state == TrialState.RUNNING]
+        if done and running and running[0].intermediate_values:  # mid-trial: after epoch 1
+            a.send_signal(signal.SIGKILL)
+            a.wait()
+            return running[0].number
+    raise AssertionError("worker A never got mid-trial")
+
+
+@pytest.mark.slow
+def test_sweep_postgres_shared_and_killed_worker(tmp_path, pg_url):
+    import optuna
+    from optuna.trial import TrialState
+
+    n = 8
+    url = pg_url
+    cfg = _cfg(tmp_path, PG_CFG)
+    a = _worker(cfg, url, n, tmp_path / "a", tmp_path / "a.log")
+    b = None
+
+    def start_b():  # the second "machine"
+        nonlocal b
+        b = _worker(cfg, url, n, tmp_path / "b", tmp_path / "b.log")
+
+    try:
+        killed = _kill_mid_trial(a, url, "pg-shared", tmp_path / "a.log", start_b=start_b)
+        assert b is not None and b.wait(timeout=600) == 0, (tmp_path / "b.log").read_text()
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    study = optuna.load_study(study_name="pg-shared", storage=url)
+    trials = study.get_trials(deepcopy=False)
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
     complete = by_state[TrialState.COMPLETE]
     assert len(complete) >= n
@@ -251,3 +273,35 @@ def test_train_leak_decay_options(capsys):
         with pytest.raises(SystemExit) as e:
             main(["train", "--out", "x", *bad])
         assert e.value.code == 2 and bad[0] in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sweep_postgres_last_worker_waits_for_a_dead_workers_trial(tmp_path, pg_url):
+    """B alone reaches N while A's killed trial is still RUNNING (grace period not over): B waits, fails it
+    by heartbeat, and runs the re-queued trial before it stops."""
+    import optuna
+    from optuna.trial import TrialState
+
+    n = 2
+    cfg = _cfg(tmp_path, PG_CFG.replace('"pg-shared"', '"pg-wait"').replace("grace_period = 3", "grace_period = 30"))
+    a = _worker(cfg, pg_url, n, tmp_path / "a", tmp_path / "a.log")
+    b = None
+    try:
+        killed = _kill_mid_trial(a, pg_url, "pg-wait", tmp_path / "a.log")
+        b = _worker(cfg, pg_url, n, tmp_path / "b", tmp_path / "b.log")
+        assert b.wait(timeout=600) == 0, (tmp_path / "b.log").read_text()
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    trials = optuna.load_study(study_name="pg-wait", storage=pg_url).get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    assert trials[killed].state == TrialState.FAIL and TrialState.RUNNING not in states
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert states.count(TrialState.COMPLETE) >= n + 1  # A's complete one, B's, and the re-run
+    own = [t for t in trials if t.user_attrs["worker"].endswith(f":{b.pid}") and t.number != retried[0].number]
+    assert len(own) == 1 and own[0].state == TrialState.COMPLETE
+    if trials[killed].datetime_complete > own[0].datetime_complete:  # B reached N inside the grace period:
+        assert "waiting for 1 running trial(s) of other workers" in (tmp_path / "b.log").read_text()  # it waited

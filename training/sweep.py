@@ -439,9 +439,8 @@ class StopWhenDone:
 
 def run_worker(cfg: SweepConfig, n_trials: int, storage: str | None, run_dir: Path, worker_index: int | None,
                threads: int | None = None) -> None:
-    """Optimise until the study holds ``n_trials`` finished trials (this process's share)."""
-    import optuna
-
+    """Optimise until the study holds ``n_trials`` finished trials (this process's share); with a database,
+    then wait for the other workers' running trials and run what a dead worker left re-queued."""
     _quiet_optuna()
     # one in-process worker on its own journal is reproducible; concurrent workers get distinct seeds
     if worker_index is not None:
@@ -456,10 +455,33 @@ def run_worker(cfg: SweepConfig, n_trials: int, storage: str | None, run_dir: Pa
         print(f"[{worker}] study {cfg.name!r} already has {_finished(c)} finished trials", flush=True)
         return
     data = split_train_val(cfg)
-    # a parameter combination the contract rejects (PlasticoreError) fails its trial, not the sweep
-    study.optimize(make_objective(cfg, data, worker, threads), n_trials=None,
-                   callbacks=[StopWhenDone(n_trials)], catch=(PlasticoreError,))
-    optuna.storages.fail_stale_trials(study)
+    objective = make_objective(cfg, data, worker, threads)
+    while True:
+        # a parameter combination the contract rejects (PlasticoreError) fails its trial, not the sweep
+        study.optimize(objective, n_trials=None, callbacks=[StopWhenDone(n_trials)], catch=(PlasticoreError,))
+        heartbeats = storage is not None and "://" in storage  # database storages (make_storage)
+        if not heartbeats or not _wait_for_running(study, cfg, worker):
+            return
+
+
+def _wait_for_running(study, cfg: SweepConfig, worker: str) -> bool:
+    """With heartbeats: wait until no trial is RUNNING, failing (and so re-queueing) those of dead workers.
+    Returns True when a re-queued trial is waiting to be run (by this worker, if no other takes it)."""
+    import optuna
+
+    said = False
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        c = _counts(study)
+        if c["WAITING"]:
+            return True
+        if not c["RUNNING"]:
+            return False
+        if not said:
+            print(f"[{worker}] waiting for {c['RUNNING']} running trial(s) of other workers (a dead worker's "
+                  f"trial is re-queued {cfg.grace_period} s after its last heartbeat)", flush=True)
+            said = True
+        time.sleep(cfg.heartbeat_interval)
 
 
 # ------------------------------------------------------------------------------------------
