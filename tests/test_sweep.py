@@ -34,7 +34,6 @@ epochs = 1
 hidden = 16
 timesteps = 4
 deploy_check = "deploy"
-threads = 1
 
 [space]
 lr_global = { type = "float", low = 1e-3, high = 1e-2, log = true }
