@@ -369,8 +369,11 @@ def split_train_val(cfg: SweepConfig):
     from plasticore.datasets import load_dataset
 
     x, y = load_dataset(cfg.train.get("dataset", "digits"), "train", cfg.train.get("data_root"))
-    xtr, xva, ytr, yva = train_test_split(x, y, test_size=cfg.val_fraction, random_state=cfg.val_seed,
-                                          stratify=y)
+    try:
+        xtr, xva, ytr, yva = train_test_split(x, y, test_size=cfg.val_fraction, random_state=cfg.val_seed,
+                                              stratify=y)
+    except ValueError as e:  # e.g. a class with one sample, or a split leaving no sample of a class
+        raise SweepConfigError(f"{cfg.path}: data.val_fraction: cannot split the training set ({e})") from None
     return (xtr, ytr), (xva, yva)
 
 
