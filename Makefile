@@ -16,7 +16,7 @@ PYTEST_ARGS  ?=
 # Randomized regression seed; empty means "pick one and print it".
 SEED         ?=
 
-.PHONY: openfpgaloader help setup demo test regress bench lint clean distclean bitstream-test
+.PHONY: openfpgaloader help setup demo test regress bench lint clean distclean bitstream-test postgres sweep-test
 
 help: ## Show this help
 	@echo "plasticore make targets:"
@@ -78,6 +78,22 @@ bitstream-test: setup ## Slow bitstream build tests (pytest -m slow -k bitstream
 	@$(PY) -m pytest -q -m slow -k bitstream $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make bitstream-test: no bitstream tests selected (nothing to do)"; exit 0; fi; \
 	exit $$rc
+
+# PostgreSQL server binaries (initdb, pg_ctl) for the shared-sweep test: Debian's `postgresql` package.
+# Only the binaries are used; the test starts its own throwaway server (tests/pg_server.py).
+postgres: ## Install the PostgreSQL server binaries (apt-get, as root) for `make sweep-test`
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$PLASTICORE_PG_BIN" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "+ apt-get install -y postgresql"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null \
+	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+	  echo "+ sudo apt-get install -y postgresql"; sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; \
+	fi; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "error: PostgreSQL server binaries not found: apt-get install postgresql, or set PLASTICORE_PG_BIN=/path/to/bin (with initdb, pg_ctl)" >&2; exit 1; }
+
+sweep-test: setup postgres ## Slow sweep test: two workers on a real PostgreSQL, one killed (pytest -m slow -k postgres)
+	$(PY) -m pytest -q -p no:xdist -m slow -k postgres $(PYTEST_ARGS)
 
 clean: ## Remove build outputs and caches (keeps .venv)
 	rm -rf build/ sim_build/ out/ dist/ .pytest_cache/ .ruff_cache/ .hypothesis/ results.xml *.egg-info

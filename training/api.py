@@ -102,10 +102,14 @@ def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP"
           qat: bool = True, rule: dict | None = None, plastic_layers: str = "hidden", data_root=None,
           max_train: int | None = None, max_test: int | None = None, onchip_eval: bool = False,
           threads: int | None = None, progress: bool = True, deploy_check: str = "golden",
-          plots: bool = True, data=None, log=print, tau: float = 40.0, eval_every: int = 1) -> dict:
+          plots: bool = True, data=None, log=print, tau: float = 40.0, eval_every: int = 1,
+          on_epoch=None) -> dict:
     """Train a hybrid network on ``dataset`` and export it; returns the metrics dict (also written to
     ``out/metrics.json``).  ``deploy_test_accuracy`` is computed on the exported bundle by the golden
-    model (``deploy_check='golden'``) or the torch deploy mode (``'deploy'``)."""
+    model (``deploy_check='golden'``) or the torch deploy mode (``'deploy'``).  ``data`` =
+    ((x_train, y_train), (x_test, y_test)) replaces the dataset's own splits (the sweep passes a
+    validation split of the training set as the test pair); ``on_epoch(epoch, history)`` is called
+    after every epoch."""
     from .train import save_checkpoint
 
     cfg = TrainConfig(dataset=dataset, epochs=epochs, variant=variant, seed=seed, hidden=hidden,
@@ -120,7 +124,7 @@ def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP"
 
         data = (load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root))
     t0 = time.perf_counter()
-    net, hist = train_model(cfg, out, data=data, log=log)
+    net, hist = train_model(cfg, out, data=data, log=log, on_epoch=on_epoch)
     train_time = time.perf_counter() - t0
     from .train import _dist
 
@@ -176,23 +180,28 @@ def _rule_from_args(a) -> dict:
         rule["h_persist"] = a.h_persist
     if a.theta is not None:
         rule["theta"] = a.theta
+    if a.leak is not None:
+        rule["lam"] = a.leak
+    if a.decay is not None:
+        rule["decay"] = a.decay
     return rule
 
 
-def cmd_train(a) -> int:
-    from plasticore.errors import PlasticoreError
-
+def train_kwargs(a: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`train` from parsed ``plasticore train`` arguments (also used by
+    ``plasticore sweep``, so a trial runs exactly what its printed command runs)."""
     hidden = [int(v) for v in str(a.hidden).split(",")]
-    try:
-        m = train(a.dataset, a.epochs, a.out, variant=a.variant, seed=a.seed,
-                  hidden=hidden[0] if len(hidden) == 1 else hidden, timesteps=a.timesteps,
-                  batch_size=a.batch_size, lr_global=a.lr_global, lr_meta=a.lr_meta, num_updates=a.num_updates,
-                  h_mode=a.h_mode, coding=a.coding, qat=not a.no_qat, rule=_rule_from_args(a),
-                  plastic_layers=a.plastic_layers, data_root=a.data_root, max_train=a.max_train,
-                  max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads, progress=not a.no_progress,
-                  deploy_check=a.deploy_check)
-    except PlasticoreError:
-        raise
+    return dict(dataset=a.dataset, epochs=a.epochs, out=a.out, variant=a.variant, seed=a.seed,
+                hidden=hidden[0] if len(hidden) == 1 else hidden, timesteps=a.timesteps,
+                batch_size=a.batch_size, lr_global=a.lr_global, lr_meta=a.lr_meta, num_updates=a.num_updates,
+                h_mode=a.h_mode, coding=a.coding, qat=not a.no_qat, rule=_rule_from_args(a),
+                plastic_layers=a.plastic_layers, data_root=a.data_root, max_train=a.max_train,
+                max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads, progress=not a.no_progress,
+                deploy_check=a.deploy_check)
+
+
+def cmd_train(a) -> int:
+    m = train(**train_kwargs(a))
     if "test_accuracy" in m:
         print(f"wrote {a.out}/metrics.json, {a.out}/bundle")
     return 0
@@ -211,18 +220,51 @@ def cmd_experiment(a) -> int:
     return 0
 
 
+def _positive_int(v: str) -> int:
+    n = int(v)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a positive integer")
+    return n
+
+
+def _positive_float(v: str) -> float:
+    x = float(v)
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"{v!r} is not a positive number")
+    return x
+
+
+def _frac256(v: str) -> int:
+    from plasticore.contract import FRAC8_ONE
+
+    n = int(v)
+    if not 0 <= n <= FRAC8_ONE:
+        raise argparse.ArgumentTypeError(f"{v!r} is not an integer k in [0, {FRAC8_ONE}] (the fraction k/{FRAC8_ONE})")
+    return n
+
+
+def _hidden(v: str) -> str:
+    try:
+        ok = all(int(h) >= 1 for h in str(v).split(","))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a comma-separated list of positive layer sizes")
+    return str(v)
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", help="digits | mnist1d | mnist | fashion | omniglot")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--variant", default="HP", choices=["HP", "GP", "LP"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden", default="128", help="hidden sizes, comma separated (e.g. 512 or 256,128)")
-    p.add_argument("--timesteps", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr-global", type=float, default=2e-3)
-    p.add_argument("--lr-meta", type=float, default=5e-4)
-    p.add_argument("--num-updates", type=int, default=1, help="inner global steps per meta step (k)")
+    p.add_argument("--hidden", type=_hidden, default="128", help="hidden sizes, comma separated (e.g. 512 or 256,128)")
+    p.add_argument("--timesteps", type=_positive_int, default=8)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr-global", type=_positive_float, default=2e-3)
+    p.add_argument("--lr-meta", type=_positive_float, default=5e-4)
+    p.add_argument("--num-updates", type=_positive_int, default=1, help="inner global steps per meta step (k)")
     p.add_argument("--h-mode", default="shared", choices=["shared", "sample"],
                    help="shared: batch-mean H carried across mini-batches (authors); sample: per-sample H")
     p.add_argument("--coding", default="direct", choices=["direct", "rate"])
@@ -231,7 +273,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clamp", choices=["4", "2", "none"])
     p.add_argument("--reset", choices=["soft", "hard"])
     p.add_argument("--h-persist", choices=["sample", "never"], help="deployed H persistence")
-    p.add_argument("--theta", type=float)
+    p.add_argument("--theta", type=_positive_float, help="firing threshold θ (default 0.35)")
+    p.add_argument("--leak", type=_frac256, help="membrane leak λ = k/256 (default 102 ≈ 0.4)")
+    p.add_argument("--decay", type=_frac256, help="plastic decay of H = k/256 (default 243 ≈ 0.95)")
     p.add_argument("--plastic-layers", default="hidden", choices=["hidden", "all", "first"])
     p.add_argument("--data-root", type=Path, help="folder with user-supplied dataset files")
     p.add_argument("--max-train", type=int)
@@ -257,6 +301,9 @@ def add_cli(subparsers) -> None:
     e.add_argument("--data-root", type=Path)
     e.add_argument("--quick", action="store_true", help="smaller runs (tests, smoke)")
     e.set_defaults(func=cmd_experiment)
+    from .sweep import add_cli as add_sweep_cli
+
+    add_sweep_cli(subparsers)
 
 
 def main(argv=None) -> int:

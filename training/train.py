@@ -20,6 +20,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -207,9 +208,12 @@ def train_step(model, net: HybridNet, opts, xb: torch.Tensor, yb: torch.Tensor, 
     return loss_v
 
 
-def train_model(cfg: TrainConfig, out: Path | None = None, data=None, log=print):
+def train_model(cfg: TrainConfig, out: Path | None = None, data=None, log=print,
+                on_epoch: Callable[[int, dict], None] | None = None):
     """Train a network; returns ``(net, history)``. ``data`` = ((xtr, ytr), (xte, yte)) uint8
-    features, else loaded with :func:`plasticore.datasets.load_dataset`."""
+    features, else loaded with :func:`plasticore.datasets.load_dataset`. ``on_epoch(epoch, history)``
+    is called on rank 0 after every epoch (the sweep reports the held-out accuracy there and may
+    raise to stop the run, e.g. ``optuna.TrialPruned``)."""
     from plasticore.datasets import load_dataset
 
     rank, world = maybe_init_distributed()
@@ -285,6 +289,8 @@ def train_model(cfg: TrainConfig, out: Path | None = None, data=None, log=print)
                 f"({hist['samples_per_s'][-1]:.0f} samples/s)")
             if ckpt_dir is not None:
                 save_checkpoint(net, cfg, hist, ckpt_dir / "last.pt")
+            if on_epoch is not None:
+                on_epoch(ep, hist)
     return net, hist
 
 
