@@ -55,7 +55,7 @@ def _train(forward, params, xtr, ytr, epochs: int, lr: float, seed: int) -> None
 # ------------------------------------------------------------------------------------------
 # snnTorch
 # ------------------------------------------------------------------------------------------
-def snntorch_net(beta: float = 0.9):
+def snntorch_net(beta: float = 0.9, n_in: int = 64, hidden: int = HIDDEN):
     import snntorch as snn
 
     # per-neuron beta/threshold tensors: with scalars snnTorch 1.0.0's exporter writes shape-() nodes that
@@ -64,9 +64,9 @@ def snntorch_net(beta: float = 0.9):
         return torch.full((n,), float(v))
 
     return torch.nn.Sequential(
-        torch.nn.Linear(64, HIDDEN),
-        snn.Leaky(beta=full(HIDDEN, beta), threshold=full(HIDDEN, 1.0), reset_mechanism="zero", init_hidden=True),
-        torch.nn.Linear(HIDDEN, 10),
+        torch.nn.Linear(n_in, hidden),
+        snn.Leaky(beta=full(hidden, beta), threshold=full(hidden, 1.0), reset_mechanism="zero", init_hidden=True),
+        torch.nn.Linear(hidden, 10),
         snn.Leaky(beta=full(10, beta), threshold=full(10, READOUT_THRESHOLD), reset_mechanism="zero",
                   init_hidden=True, output=True),
     )
@@ -83,11 +83,13 @@ def snntorch_forward(net, x: torch.Tensor, steps: int = T) -> torch.Tensor:
     return mem
 
 
-def train_snntorch(epochs: int = 25, seed: int = 0):
+def train_snntorch(epochs: int = 25, seed: int = 0, xtr=None, ytr=None, hidden: int = HIDDEN, lr: float = 5e-3):
+    """An snnTorch net trained on (xtr, ytr) uint8 features (default: digits' train split)."""
     torch.manual_seed(seed)
-    net = snntorch_net()
-    xtr, ytr, _, _ = digits()
-    _train(lambda x: snntorch_forward(net, x) * 4, net.parameters(), xtr, ytr, epochs, 5e-3, seed)
+    if xtr is None:
+        xtr, ytr, _, _ = digits()
+    net = snntorch_net(n_in=xtr.shape[1], hidden=hidden)
+    _train(lambda x: snntorch_forward(net, x) * 4, net.parameters(), xtr, ytr, epochs, lr, seed)
     return net
 
 
@@ -95,7 +97,8 @@ def snntorch_export(net, path: Path) -> None:
     import nir
     from snntorch.export_nir import export_to_nir
 
-    nir.write(path, export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0]))
+    n_in = net[0].in_features
+    nir.write(path, export_to_nir(net, torch.zeros(1, n_in), ignore_dims=[0]))
 
 
 # ------------------------------------------------------------------------------------------
@@ -104,16 +107,16 @@ def snntorch_export(net, path: Path) -> None:
 NORSE_DT = 1e-3
 
 
-def norse_net(tau_mem_inv: float = 100.0):
+def norse_net(tau_mem_inv: float = 100.0, n_in: int = 64, hidden: int = HIDDEN):
     import norse.torch as nt
 
     def params(n, v_th):  # per-neuron tensors: Norse 1.1.0 exports scalars as shape () that nir.write rejects
         return nt.LIFBoxParameters(tau_mem_inv=torch.full((n,), tau_mem_inv), v_leak=torch.zeros(n),
                                    v_th=torch.full((n,), v_th))
 
-    p, po = params(HIDDEN, 1.0), params(10, READOUT_THRESHOLD)
-    return nt.SequentialState(torch.nn.Linear(64, HIDDEN), nt.LIFBoxCell(p, dt=NORSE_DT),
-                              torch.nn.Linear(HIDDEN, 10), nt.LIFBoxCell(po, dt=NORSE_DT))
+    p, po = params(hidden, 1.0), params(10, READOUT_THRESHOLD)
+    return nt.SequentialState(torch.nn.Linear(n_in, hidden), nt.LIFBoxCell(p, dt=NORSE_DT),
+                              torch.nn.Linear(hidden, 10), nt.LIFBoxCell(po, dt=NORSE_DT))
 
 
 def norse_forward(net, x: torch.Tensor, steps: int = T) -> torch.Tensor:
@@ -123,11 +126,13 @@ def norse_forward(net, x: torch.Tensor, steps: int = T) -> torch.Tensor:
     return state[-1].v
 
 
-def train_norse(epochs: int = 25, seed: int = 0):
+def train_norse(epochs: int = 25, seed: int = 0, xtr=None, ytr=None, hidden: int = HIDDEN, lr: float = 5e-3):
+    """A Norse net trained on (xtr, ytr) uint8 features (default: digits' train split)."""
     torch.manual_seed(seed)
-    net = norse_net()
-    xtr, ytr, _, _ = digits()
-    _train(lambda x: norse_forward(net, x) * 4, net.parameters(), xtr, ytr, epochs, 5e-3, seed)
+    if xtr is None:
+        xtr, ytr, _, _ = digits()
+    net = norse_net(n_in=xtr.shape[1], hidden=hidden)
+    _train(lambda x: norse_forward(net, x) * 4, net.parameters(), xtr, ytr, epochs, lr, seed)
     return net
 
 
@@ -137,7 +142,7 @@ def norse_export(net, path: Path) -> None:
     import nir
     from norse.torch.utils.export_nir import to_nir
 
-    nir.write(path, to_nir(net, torch.zeros(64), dt=1.0))  # unbatched sample: Input of shape (64,)
+    nir.write(path, to_nir(net, torch.zeros(net[0].in_features), dt=1.0))  # unbatched sample: Input of shape (64,)
 
 
 # ------------------------------------------------------------------------------------------
@@ -248,8 +253,9 @@ def run_on_board(b, x_int, g) -> bool:
     return golden.compare_results(golden.result_to_npz_dict(r, "board"), golden.result_to_npz_dict(g, "golden")) is None
 
 
-def measure_export(bundle, tmp: Path, dt: float = 1e-4) -> dict:
-    """Export a bundle as NIR and run it in snnTorch's and Norse's importers on the digits test split."""
+def measure_export(bundle, tmp: Path, dt: float = 1e-4, xte=None, yte=None) -> dict:
+    """Export a bundle as NIR and run it in snnTorch's and Norse's importers on (xte, yte) (default: the
+    digits test split)."""
     import nir
 
     from plasticore.bundle import save_bundle
@@ -258,7 +264,8 @@ def measure_export(bundle, tmp: Path, dt: float = 1e-4) -> dict:
 
     from .nirconv import export_run
 
-    _, _, xte, yte = digits()
+    if xte is None:
+        _, _, xte, yte = digits()
     save_bundle(bundle, tmp / "bundle")
     export_run(tmp, tmp / "graph.nir", dt=dt)
     graph = nir.read(tmp / "graph.nir")

@@ -116,10 +116,13 @@ def _chain(graph) -> list[tuple[str, object]]:
         node = nodes[cur]
         if isinstance(node, nir.NIRGraph):
             raise NirError(f"node '{cur}' (NIRGraph): nested/recurrent subgraphs are not supported")
-        if len(pred[cur]) > 1:
-            raise NirError(f"node '{cur}' ({type(node).__name__}): {len(pred[cur])} inputs; import needs a chain")
+        if len(pred[cur]) > (0 if isinstance(node, nir.Input) else 1):
+            raise NirError(f"node '{cur}' ({type(node).__name__}): {len(pred[cur])} incoming edges (recurrent or "
+                           f"merging); import needs a feed-forward chain")
         order.append((cur, node))
         if isinstance(node, nir.Output):
+            if succ[cur]:
+                raise NirError(f"node '{cur}' (Output): has outgoing edges (recurrent); import needs a chain")
             break
         if len(succ[cur]) != 1:
             raise NirError(f"node '{cur}' ({type(node).__name__}): {len(succ[cur])} successors; "
@@ -267,8 +270,9 @@ def _wscale(L: RealLayer, q: float) -> float:
 
 
 def _acc_shift(wscale: float, x_frac: int, vmax: float, theta: float) -> int:
-    """Largest acc_shift (≤ 8) that keeps ``vmax`` (and θ when finite) under half the membrane range."""
-    top = max(vmax, theta if math.isfinite(theta) else 0.0, 1e-12)
+    """Largest acc_shift (≤ 8) that keeps ``vmax`` under half the membrane range.  θ does not count: a θ
+    beyond the range is clipped to θ_max, which u (saturating at θ_max, spike on u > θ) never passes."""
+    top = max(vmax, 1e-12)
     for sh in range(C.ACC_SHIFT_MAX, -1, -1):
         if top * wscale * 2.0 ** (sh + x_frac) < U_MAX / 2:
             return sh
@@ -533,6 +537,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, dt: float = D
 def cmd_import_nir(a) -> int:
     from plasticore.datasets import DATASETS, load_dataset
 
+    if a.calib_count < 1:
+        raise NirError(f"--calib-count {a.calib_count}: must be at least 1")
     if a.calib is not None and a.calib not in DATASETS:
         raise NirError(f"--calib {a.calib!r}: unknown dataset (one of {', '.join(DATASETS)})")
     if a.out.exists() and not (a.out / "bundle.json").is_file():
@@ -542,7 +548,8 @@ def cmd_import_nir(a) -> int:
     if a.calib is not None:
         feats, _ = load_dataset(a.calib, "train", root=a.data_root)
         calib = feats[: a.calib_count]
-    rep = import_graph(graph, timesteps=a.timesteps, dt=a.dt, input_scale=a.input_scale, coding=a.coding,
+    scale = a.input_scale if a.input_scale is not None else (1.0 / 256 if a.coding == "direct" else 1.0)
+    rep = import_graph(graph, timesteps=a.timesteps, dt=a.dt, input_scale=scale, coding=a.coding,
                        calib=calib, name=a.graph.stem)
     if a.calib is not None:
         fte, yte = load_dataset(a.calib, "test", root=a.data_root)
@@ -575,8 +582,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--timesteps", type=int, default=16, help="T, steps per sample (NIR has none; default 16)")
     p.add_argument("--dt", type=float, default=DEFAULT_DT,
                    help=f"seconds per step the source simulated with (default {DEFAULT_DT:g}, snnTorch's; Norse: 1e-3)")
-    p.add_argument("--input-scale", type=float, default=1.0 / 256,
-                   help="the graph's input = uint8 feature x this, every step (default 1/256)")
+    p.add_argument("--input-scale", type=float, default=None,
+                   help="the graph's input = uint8 feature x this, every step (default 1/256; rate coding: the "
+                        "graph's input is the spike times this, default 1)")
     p.add_argument("--coding", choices=["direct", "rate"], default="direct")
     p.set_defaults(func=cmd_import_nir)
     e = subparsers.add_parser("export-nir", help="a run's bundle -> NIR graph (plastic part as an extension)")
