@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import logging
 
+import nir  # the `nir` extra and Norse: `make setup` installs them (docs/nir.md)
 import numpy as np
 import pytest
+import torch
 
-nir = pytest.importorskip("nir", reason="the 'nir' extra (make setup installs it)")
-pytest.importorskip("snntorch")
-pytest.importorskip("norse")
-
-import torch  # noqa: E402
-
-from plasticore import contract as C  # noqa: E402
-from plasticore.bundle import load_bundle, save_bundle  # noqa: E402
-from plasticore.cli import main  # noqa: E402
-from plasticore.coding import encode_for  # noqa: E402
-from plasticore.sim import golden  # noqa: E402
-from plasticore.training import nir_bench as nb  # noqa: E402
-from plasticore.training.nirconv import (  # noqa: E402
+from plasticore import contract as C
+from plasticore.bundle import load_bundle, save_bundle
+from plasticore.cli import main
+from plasticore.coding import encode_for
+from plasticore.sim import golden
+from plasticore.training import nir_bench as nb
+from plasticore.training.nirconv import (
     NirError,
     evaluate,
     graph_to_real,

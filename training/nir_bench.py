@@ -148,8 +148,8 @@ def norse_export(net, path: Path) -> None:
 # ------------------------------------------------------------------------------------------
 # their NIR importers running a graph (round trip)
 # ------------------------------------------------------------------------------------------
-def run_in_snntorch(graph, x: np.ndarray, steps: int) -> np.ndarray:
-    """Predictions of snnTorch's ``import_from_nir`` module for constant input x (S, A)."""
+def run_in_snntorch(graph, x: np.ndarray) -> np.ndarray:
+    """Predictions of snnTorch's ``import_from_nir`` module for real per-step inputs x (S, T, A)."""
     import snntorch as snn
     from snntorch import utils
     from snntorch.import_nir import import_from_nir
@@ -158,16 +158,17 @@ def run_in_snntorch(graph, x: np.ndarray, steps: int) -> np.ndarray:
     leaky = [m for m in net.modules() if isinstance(m, snn.Leaky)]
     utils.reset(net)
     xt = torch.as_tensor(x, dtype=torch.float32)
+    steps = xt.shape[1]
     with torch.no_grad():
         for t in range(steps):
             if t == steps - 1:  # read the membrane before the last step's reset (the core's prediction rule)
                 leaky[-1].threshold = torch.tensor(math.inf)
-            net(xt)
+            net(xt[:, t])
     return np.argmax(leaky[-1].mem.numpy(), axis=-1)
 
 
-def run_in_norse(graph, x: np.ndarray, steps: int, dt: float) -> np.ndarray:
-    """Predictions of Norse's ``from_nir`` module (``dt`` = the graph's declared dt)."""
+def run_in_norse(graph, x: np.ndarray, dt: float) -> np.ndarray:
+    """Predictions of Norse's ``from_nir`` module for x (S, T, A) (``dt`` = the graph's declared dt)."""
     import norse.torch as nt
 
     net = nt.from_nir(graph, dt=dt)
@@ -177,11 +178,12 @@ def run_in_norse(graph, x: np.ndarray, steps: int, dt: float) -> np.ndarray:
     captured = {}
     last.register_forward_hook(lambda m, i, o: captured.__setitem__("v", o[1].v))
     state = None
+    steps = xt.shape[1]
     with torch.no_grad():
         for t in range(steps):
             if t == steps - 1:
                 last.p = last.p._replace(v_th=torch.full_like(torch.as_tensor(last.p.v_th), math.inf))
-            _, state = net(xt, state)
+            _, state = net(xt[:, t], state)
     return np.argmax(captured["v"].numpy(), axis=-1)
 
 
@@ -271,11 +273,9 @@ def measure_export(bundle, tmp: Path, dt: float = 1e-4, xte=None, yte=None) -> d
     graph = nir.read(tmp / "graph.nir")
     x_int = encode_for(bundle, xte)
     g = golden.run(bundle, x_int, labels=yte)
-    if bundle.coding.kind != "direct" or any(r != 256 for r in bundle.coding.ramp):
-        raise ValueError("round trip measured for direct coding with a flat ramp only")
-    x = xte.astype(np.float64) / 256
-    ps = run_in_snntorch(graph, x, bundle.timesteps)
-    pn = run_in_norse(graph, x, bundle.timesteps, dt=dt)
+    x = x_int * 2.0 ** -bundle.layers[0].x_frac  # the real input the graph takes: x/256 (graded) or spikes
+    ps = run_in_snntorch(graph, x)
+    pn = run_in_norse(graph, x, dt=dt)
     return {"golden_accuracy": float(np.mean(g.predictions == yte)),
             "snntorch_accuracy": float(np.mean(ps == yte)), "norse_accuracy": float(np.mean(pn == yte)),
             "snntorch_golden_agreement": float(np.mean(ps == g.predictions)),
@@ -289,6 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chip", action="store_true", help="also run the imported bundles on the Verilated chip")
     ap.add_argument("--board", action="store_true", help="also run 50 samples on the simulated board")
+    ap.add_argument("--run", type=Path, action="append", default=[],
+                    help="a `plasticore train` run directory to export and run in both tools (repeatable)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -306,6 +308,13 @@ def main(argv=None) -> int:
         trip["tool"] = tool
         trips.append(trip)
         print(json.dumps(row), flush=True)
+        print(json.dumps(trip), flush=True)
+    from plasticore.bundle import load_bundle
+
+    for run in a.run:
+        trip = measure_export(load_bundle(run / "bundle"), a.out / f"run-{run.name}")
+        trip["tool"] = f"run {run}"
+        trips.append(trip)
         print(json.dumps(trip), flush=True)
     (a.out / "results.json").write_text(json.dumps({"import": rows, "roundtrip": trips}, indent=1) + "\n")
     print(f"wrote {a.out / 'results.json'}")
