@@ -202,6 +202,10 @@ def test_cli_import_errors_exit_2(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
     assert main(["import-nir", str(tmp_path / "missing.nir"), "--out", str(tmp_path / "b")]) == 2
     assert "no such file" in capsys.readouterr().err
+    nir.write(tmp_path / "ten.nir", _graph(_inp(10), nir.Linear(weight=np.ones((3, 10))), _lif(3), _out(3)))
+    assert main(["import-nir", str(tmp_path / "ten.nir"), "--out", str(tmp_path / "b"), "--calib", "digits"]) == 2
+    assert "the dataset has 64 features, the graph's Input takes 10" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
     (tmp_path / "junk.nir").write_text("not hdf5")
     assert main(["import-nir", str(tmp_path / "junk.nir"), "--out", str(tmp_path / "b")]) == 2
     assert "not a readable NIR graph" in capsys.readouterr().err

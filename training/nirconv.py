@@ -354,6 +354,8 @@ def import_graph(graph, timesteps: int, dt: float = DEFAULT_DT, input_scale: flo
 
     n = len(real.layers)
     qs = [1.0] * n
+    if calib is not None and np.ndim(calib) == 2 and calib.shape[1] != real.n_in:
+        raise NirError(f"--calib: the dataset has {calib.shape[1]} features, the graph's Input takes {real.n_in}")
     if calib is not None and len(calib):
         from plasticore.coding import encode
 
@@ -520,6 +522,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, dt: float = D
             warnings.append(f"layer {li}: plastic part (H0, rule, β, η, α) is only in the '{EXT_KEY}' metadata; "
                             f"other tools run W alone")
     out = Path(out)
+    if out.is_dir():
+        raise NirError(f"--out {out}: is a directory; give the .nir file to write")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
