@@ -478,9 +478,9 @@ def bundle_to_graph(bundle: Bundle, dt: float = DEFAULT_DT):
         lam = L.lam / C.FRAC8_ONE
         N = L.n_out
         ext = _layer_ext(L)
-        if L.lam == C.FRAC8_ONE:  # no leak: IF, dv/dt = R·I with R = 1/dt
-            gain = 1.0 / dt
-            neuron = nir.IF(r=np.full(N, 1.0), v_threshold=np.full(N, theta), v_reset=np.zeros(N),
+        if L.lam == C.FRAC8_ONE:  # no leak: IF, dv/dt = R·I with R = 1/dt, so v += W x per step
+            gain = 1.0
+            neuron = nir.IF(r=np.full(N, 1.0 / dt), v_threshold=np.full(N, theta), v_reset=np.zeros(N),
                             metadata={EXT_KEY: ext})
         else:  # tau = dt/(1 − λ), r = 1: dt·r/τ = 1 − λ, so the Affine carries 1/(1 − λ)
             gain = 1.0 / (1.0 - lam)
