@@ -289,13 +289,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chip", action="store_true", help="also run the imported bundles on the Verilated chip")
     ap.add_argument("--board", action="store_true", help="also run 50 samples on the simulated board")
+    ap.add_argument("--tools", default="snntorch,norse", help="tools to train in and import from ('' for none)")
     ap.add_argument("--run", type=Path, action="append", default=[],
                     help="a `plasticore train` run directory to export and run in both tools (repeatable)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     a.out.mkdir(parents=True, exist_ok=True)
     rows, trips = [], []
-    for tool in ("snntorch", "norse"):
+    tools = [t for t in a.tools.split(",") if t]
+    if set(tools) - {"snntorch", "norse"}:
+        ap.error(f"--tools {a.tools!r}: only snntorch and norse")
+    for tool in tools:
         t0 = time.perf_counter()
         net = train_snntorch(a.epochs, a.seed) if tool == "snntorch" else train_norse(a.epochs, a.seed)
         path = a.out / f"{tool}.nir"
