@@ -224,6 +224,12 @@ def graph_to_real(graph, dt: float = DEFAULT_DT, input_scale: float = 1.0) -> Re
 def simulate_real(net: RealNet, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Run real inputs ``x`` (S, T, A) through ``net``; returns (final membrane of the last layer (S, N),
     spikes per layer (S, T, N))."""
+    v, spikes, _ = _simulate(net, x)
+    return v, spikes
+
+
+def _simulate(net: RealNet, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
+    """:func:`simulate_real` plus the largest |v| of every layer."""
     xt = torch.as_tensor(np.asarray(x, np.float64))
     S, T = xt.shape[:2]
     Ws = [torch.as_tensor(L.W) for L in net.layers]
@@ -231,14 +237,16 @@ def simulate_real(net: RealNet, x: np.ndarray) -> tuple[np.ndarray, list[np.ndar
     v = [torch.zeros(S, L.W.shape[1], dtype=torch.float64) for L in net.layers]
     z = [torch.zeros_like(vv) for vv in v]
     spikes = [np.zeros((S, T, L.W.shape[1]), np.int8) for L in net.layers]
+    top = [0.0] * len(net.layers)
     for t in range(T):
         inp = xt[:, t]
         for li, L in enumerate(net.layers):
             v[li] = L.lam * torch.where(z[li] > 0, torch.zeros_like(v[li]), v[li]) + inp @ Ws[li] + bs[li]
             z[li] = (v[li] > L.theta).double()
             spikes[li][:, t] = z[li].numpy()
+            top[li] = max(top[li], float(v[li].abs().max()))
             inp = z[li]
-    return v[-1].numpy(), spikes
+    return v[-1].numpy(), spikes, top
 
 
 # ------------------------------------------------------------------------------------------
@@ -303,14 +311,6 @@ class ImportReport:
         return "\n".join(lines)
 
 
-def real_inputs(features: np.ndarray, bundle: Bundle) -> np.ndarray:
-    """Real network inputs (S, T, A) that correspond to the bundle's integer layer-0 inputs."""
-    from plasticore.coding import encode_for
-
-    x = encode_for(bundle, features).astype(np.float64)
-    return x * 2.0 ** -bundle.layers[0].x_frac
-
-
 def _int_predict(bundle: Bundle, x_int: np.ndarray) -> np.ndarray:
     from .deploy import deploy_run
 
@@ -360,12 +360,9 @@ def import_graph(graph, timesteps: int, dt: float = DEFAULT_DT, input_scale: flo
         from plasticore.coding import encode
 
         x_int = encode(calib, cod, timesteps, real.n_in)
-        xr = x_int.astype(np.float64) * (2.0 ** -x_frac0 if coding == "direct" else 1.0)
-        vmax = _real_vmax(real, xr)
-        ref, _ = simulate_real(real, xr)
+        xr = x_int.astype(np.float64) * 2.0 ** -x_frac0
+        ref, _, vmax = _simulate(real, xr)
         ref_pred = np.argmax(ref, axis=-1)
-        shifts = [_acc_shift(_wscale(L, 1.0), C.X_FRAC[kind0] if i == 0 else 0, vmax[i], L.theta)
-                  for i, L in enumerate(real.layers)]
         for li in range(n):  # greedy: best clip per layer given the layers before it
             best = None
             for q in CLIP_QUANTILES:
@@ -394,24 +391,6 @@ def import_graph(graph, timesteps: int, dt: float = DEFAULT_DT, input_scale: flo
                               for c in choices]
     bundle.meta["membrane_scale"] = [float(s) for s in bundle.meta["membrane_scale"]]
     return ImportReport(bundle=bundle, real=real, choices=choices)
-
-
-def _real_vmax(real: RealNet, x: np.ndarray) -> list[float]:
-    """Largest |v| per layer over the calibration inputs (float simulation)."""
-    xt = torch.as_tensor(x)
-    S, T = xt.shape[:2]
-    v = [torch.zeros(S, L.W.shape[1], dtype=torch.float64) for L in real.layers]
-    z = [torch.zeros_like(vv) for vv in v]
-    top = [0.0] * len(real.layers)
-    for t in range(T):
-        inp = xt[:, t]
-        for li, L in enumerate(real.layers):
-            v[li] = L.lam * torch.where(z[li] > 0, torch.zeros_like(v[li]), v[li]) + inp @ torch.as_tensor(L.W) \
-                + torch.as_tensor(L.b)
-            z[li] = (v[li] > L.theta).double()
-            top[li] = max(top[li], float(v[li].abs().max()))
-            inp = z[li]
-    return top
 
 
 def evaluate(report: ImportReport, features: np.ndarray, labels: np.ndarray) -> ImportReport:
