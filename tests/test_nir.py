@@ -266,3 +266,17 @@ def test_full_measurement(tmp_path):
     for trip in res["roundtrip"]:
         for other in ("snntorch", "norse"):
             assert abs(trip[f"{other}_accuracy"] - trip["golden_accuracy"]) <= 0.01 + 1e-9, trip
+
+
+def test_import_without_calibration_uses_a_safe_membrane_range(data):
+    """No --calib: max |W| and the worst-case membrane bound; the integer net still follows the float one."""
+    _, _, xte, yte = data
+    rng = np.random.default_rng(4)
+    g = _graph(_inp(64), nir.Affine(weight=rng.normal(0, 0.3, (20, 64)), bias=np.zeros(20)), _lif(20),
+               nir.Linear(weight=rng.normal(0, 0.3, (10, 20))), _lif(10, v_threshold=np.full(10, 50.0)), _out(10))
+    rep = evaluate(import_graph(g, timesteps=6), xte, yte)
+    assert all(c["clip_q"] == 1.0 for c in rep.choices)
+    x = encode_for(rep.bundle, xte)
+    r = golden.run(rep.bundle, x, record_membranes=True)
+    assert max(np.abs(u).max() for u in r.u_trace) < C.smax(C.U_BITS) // 2  # never near saturation
+    assert rep.agreement >= 0.95, rep.summary()
