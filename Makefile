@@ -8,6 +8,7 @@ SHELL        := /bin/bash
 VENV         ?= .venv
 PYTHON       ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 TORCH_VERSION ?= 2.13.0
+NORSE_VERSION ?= 1.1.0
 PY           := $(VENV)/bin/python
 STAMP        := $(VENV)/.stamp
 PIP          := $(PY) -m pip --disable-pip-version-check
@@ -35,7 +36,10 @@ $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"error: $(VENV) has Python {v[0]}.{v[1]}; plasticore needs 3.11 (make distclean; make setup PYTHON=python3.11)")'
 	@# torch first, pinned: it resolves to the local CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e '.[dev,fpga]'
+	$(PIP) install -e '.[dev,fpga,nir]'
+	@# Norse (NIR tests) without its torchvision requirement (see pyproject.toml, extra `nir`).
+	$(PIP) install --no-deps "norse==$(NORSE_VERSION)"
+	@$(PY) -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("$(TORCH_VERSION)") else f"error: torch is {torch.__version__}, expected $(TORCH_VERSION)")'
 	@$(MAKE) --no-print-directory openfpgaloader
 	@touch $(STAMP)
 

@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     # subcommands owned by other layers: each module exposes add_cli(subparsers)
-    for mod in ("plasticore.training.api", "plasticore.host.cli", "plasticore.sim.cli", "plasticore.firmware.cli"):
+    for mod in ("plasticore.training.api", "plasticore.training.nirconv", "plasticore.host.cli", "plasticore.sim.cli",
+                "plasticore.firmware.cli"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
