@@ -83,14 +83,19 @@ def snntorch_forward(net, x: torch.Tensor, steps: int = T) -> torch.Tensor:
     return mem
 
 
-def train_snntorch(epochs: int = 25, seed: int = 0, xtr=None, ytr=None, hidden: int = HIDDEN, lr: float = 5e-3):
-    """An snnTorch net trained on (xtr, ytr) uint8 features (default: digits' train split)."""
+def _train_tool(make_net, forward, epochs, seed, xtr, ytr, hidden, lr):
+    """Build a tool's net for (xtr, ytr) (default: digits' train split) and train it on its readout membrane."""
     torch.manual_seed(seed)
     if xtr is None:
         xtr, ytr, _, _ = digits()
-    net = snntorch_net(n_in=xtr.shape[1], hidden=hidden)
-    _train(lambda x: snntorch_forward(net, x) * 4, net.parameters(), xtr, ytr, epochs, lr, seed)
+    net = make_net(n_in=xtr.shape[1], hidden=hidden)
+    _train(lambda x: forward(net, x) * 4, net.parameters(), xtr, ytr, epochs, lr, seed)
     return net
+
+
+def train_snntorch(epochs: int = 25, seed: int = 0, xtr=None, ytr=None, hidden: int = HIDDEN, lr: float = 5e-3):
+    """An snnTorch net trained on (xtr, ytr) uint8 features (default: digits' train split)."""
+    return _train_tool(snntorch_net, snntorch_forward, epochs, seed, xtr, ytr, hidden, lr)
 
 
 def snntorch_export(net, path: Path) -> None:
@@ -128,12 +133,7 @@ def norse_forward(net, x: torch.Tensor, steps: int = T) -> torch.Tensor:
 
 def train_norse(epochs: int = 25, seed: int = 0, xtr=None, ytr=None, hidden: int = HIDDEN, lr: float = 5e-3):
     """A Norse net trained on (xtr, ytr) uint8 features (default: digits' train split)."""
-    torch.manual_seed(seed)
-    if xtr is None:
-        xtr, ytr, _, _ = digits()
-    net = norse_net(n_in=xtr.shape[1], hidden=hidden)
-    _train(lambda x: norse_forward(net, x) * 4, net.parameters(), xtr, ytr, epochs, lr, seed)
-    return net
+    return _train_tool(norse_net, norse_forward, epochs, seed, xtr, ytr, hidden, lr)
 
 
 def norse_export(net, path: Path) -> None:
