@@ -29,6 +29,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import NoReturn
 
 from plasticore import protocol as P
 from plasticore.protocol import Op, Status
@@ -39,10 +40,12 @@ __all__ = [
     "BoardIdentity",
     "CrcError",
     "Link",
+    "LinkDown",
     "LinkError",
     "LinkTimeout",
     "NackError",
     "NoPortError",
+    "NoProgressError",
     "ProtocolError",
     "VersionMismatch",
 ]
@@ -58,6 +61,15 @@ class LinkTimeout(LinkError):
 
 class CrcError(LinkTimeout):
     """Retries exhausted and the replies that did arrive were corrupted (CRC/COBS errors)."""
+
+
+class NoProgressError(LinkError):
+    """Retries exhausted while the board kept answering (nacks, stale replies) without any request
+    completing; the message says what it answered (op, status, counts)."""
+
+
+class LinkDown(LinkError):
+    """The transport failed (the port closed or vanished, e.g. the board's process died)."""
 
 
 class NackError(LinkError):
@@ -169,13 +181,19 @@ class Link:
         self._deadline = 0.0
         self._rxbuf = bytearray()
         self._errors: list[LinkError] = []
+        self._since: Counter = Counter()  # replies since the last progress that made none, by kind
+        self._last_reply = ""
+        self._progress_t = time.monotonic()
 
     # ------------------------------------------------------------------------------- public API
     def connect(self) -> BoardIdentity:
         """Identify the board, resynchronise sequence numbers, check the protocol version and
         size the window.  Raises :class:`VersionMismatch`, :class:`ProtocolError`,
-        :class:`LinkTimeout`."""
-        self.transport.reset_input()
+        :class:`LinkTimeout`, :class:`LinkDown`."""
+        try:
+            self.transport.reset_input()
+        except OSError as e:  # TransportError, or pyserial's own
+            self._down(e)
         self._reqs.clear()
         self._txlog.clear()
         self._nsent = 0
@@ -276,6 +294,8 @@ class Link:
 
     # ------------------------------------------------------------------------------- engine
     def _submit(self, op: Op, arg: int = 0, words: Sequence[int] = ()) -> _Req:
+        if not self._reqs:
+            self._progress_t = time.monotonic()
         seq = self._seq
         self._seq = (self._seq + 1) % P.SEQ_MODULO
         frame = P.encode_frame(P.request(op, seq, arg, words))
@@ -312,7 +332,10 @@ class Link:
                 break
             if self._nsent == 0:
                 self._arm()
-            self.transport.write(req.frame)
+            try:
+                self.transport.write(req.frame)
+            except OSError as e:
+                self._down(e)
             self._tx_total += len(req.frame)
             self._txlog.append(_Tx(req, self._tx_total, self._gen))
             self._nsent += 1
@@ -326,7 +349,10 @@ class Link:
             return
         window_full = self._nsent < len(self._reqs)
         wait = max(0.0, self._deadline - time.monotonic()) if (block or window_full) else 0.0
-        data = self.transport.read(1 << 16, wait)
+        try:
+            data = self.transport.read(1 << 16, wait)
+        except OSError as e:
+            self._down(e)
         if data:
             self._got_bytes = True
             self._rxbuf += data
@@ -345,8 +371,9 @@ class Link:
                 continue
             try:
                 words = P.decode_frame(enc)
-            except P.FrameError:
+            except P.FrameError as e:
                 self.stats["bad_replies"] += 1
+                self._note("corrupted reply", f"a corrupted reply ({e})")
                 self._maybe_fast_rewind("bad_reply")
                 continue
             self._on_reply(words)
@@ -372,20 +399,35 @@ class Link:
             return
         self._send_some()
 
+    def _note(self, kind: str, last: str) -> None:
+        """Count a reply that made no progress (for the error message if retries run out)."""
+        self._since[kind] += 1
+        self._last_reply = last
+
     def _fail_timeout(self, req: _Req, reason: str) -> None:
-        bad = self.stats["bad_replies"]
         what = f"{req.op.name} seq {req.seq}"
         dead = self._dead_timeouts > self.retries
-        self._fails = self._dead_timeouts = 0
-        if bad and not dead:
-            err: LinkError = CrcError(
-                f"no valid reply from {self.transport.name} to {what} after {4 * self.retries} resends "
-                f"(timeout {self.timeout:.2f} s); {bad} corrupted replies (CRC/COBS errors) so far")
+        fails, answers = self._fails, sum(self._since.values())
+        elapsed = time.monotonic() - self._progress_t
+        name = self.transport.name
+        if dead or not answers:
+            err: LinkError = LinkTimeout(
+                f"no reply from {name} to {what} for {elapsed:.1f} s ({self.stats['timeouts']} timeouts of "
+                f"{self.timeout:.2f} s so far, last cause: {reason}); is the board running and the port right?")
+        elif set(self._since) == {"corrupted reply"}:
+            err = CrcError(
+                f"no valid reply from {name} to {what} in {elapsed:.1f} s and {fails} resends: {answers} "
+                f"corrupted replies (CRC/COBS errors)")
         else:
-            err = LinkTimeout(
-                f"no reply from {self.transport.name} to {what} after {self.retries} retries "
-                f"(timeout {self.timeout:.2f} s each, last cause: {reason}); is the board running "
-                "and the port right?")
+            kinds = ", ".join(f"{k} x{n}" for k, n in self._since.most_common())
+            err = NoProgressError(
+                f"board on {name} kept answering without accepting {what}: {answers} replies in {elapsed:.1f} s "
+                f"and {fails} resends ({kinds}); last: {self._last_reply}")
+        self._fails = self._dead_timeouts = 0
+        self._since.clear()
+        self._fail_all(err)
+
+    def _fail_all(self, err: LinkError) -> None:
         # Everything outstanding fails; the link stays usable after connect().
         for r in self._reqs:
             r.done, r.error = True, err
@@ -394,6 +436,13 @@ class Link:
         self._nsent = 0
         self._credit_mark = self._tx_total
         self._errors.append(err)
+
+    def _down(self, e: Exception) -> NoReturn:
+        """The transport failed: fail everything outstanding and raise :class:`LinkDown`."""
+        err = LinkDown(f"the port failed ({e})")
+        self._fail_all(err)
+        self._errors.clear()
+        raise err from None
 
     def _on_timeout(self) -> None:
         self.stats["timeouts"] += 1
@@ -427,6 +476,8 @@ class Link:
         self._nsent = max(0, self._nsent - (idx + 1))
         self._cwnd = min(float(P.MAX_WINDOW_FRAMES), self._cwnd + idx + 1)
         self._fails = self._dead_timeouts = 0
+        self._since.clear()
+        self._progress_t = time.monotonic()
         self._arm()
         if error is not None:
             self._errors.append(error)
@@ -438,10 +489,13 @@ class Link:
             status = Status(h["status"])
         except ValueError:
             self.stats["bad_replies"] += 1
+            self._note("reply with unknown status", f"a reply with status {h['status']}")
             return
         seq, payload = h["seq"], words[1:]
+        desc = f"op {h['op']:#04x} seq {seq} status {status.name} expect {h['expect']}"
         if h["op"] == P.NACK_OP:  # the board could not read one of our frames
             self.stats[f"nack_{status.name}"] += 1
+            self._note(f"NACK {status.name}", desc)
             self._maybe_fast_rewind(status.name.lower())
             return
         tx = self._match_tx(seq)
@@ -450,6 +504,7 @@ class Link:
         idx = next((k for k, r in enumerate(self._reqs) if r.seq == seq), None)
         if idx is None or h["op"] != (self._reqs[idx].op | P.RSP_FLAG):
             self.stats["stale_replies"] += 1
+            self._note(f"stale {status.name}", desc)
             return
         req = self._reqs[idx]
         if status == Status.OK:
@@ -463,6 +518,7 @@ class Link:
                 self._complete_through(idx, result=None)
         elif status == Status.SEQUENCE:
             self.stats["nack_SEQUENCE"] += 1
+            self._note(f"{req.op.name} SEQUENCE", desc)
             expect = h["expect"]
             if tx is not None and tx.gen == self._gen:
                 # frames before `expect` were executed: their replies were lost

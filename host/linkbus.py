@@ -14,7 +14,7 @@ from plasticore import chip_map as M
 from plasticore import core_map as CM
 from plasticore.errors import PlasticoreError
 
-from .bus import BusError, BusPort
+from .bus import BusError, BusPort, TargetStopped
 from .compiler import ChipGeometry
 
 #: link timeout (seconds without progress before a resend) on a pseudo-terminal
@@ -25,17 +25,26 @@ class BoardError(PlasticoreError):
     """The board is not usable (no port, wrong design, not a plasticore chip)."""
 
 
+class BoardStopped(BoardError, TargetStopped):
+    """The board stopped answering: its port failed (e.g. the simulated board's process died) or it
+    went silent through every retry."""
+
+
 class LinkBus(BusPort):
     def __init__(self, link):
         self.link = link
 
     def _wrap(self, fn, what: str):
-        from .link import LinkError, NackError
+        from .link import CrcError, LinkDown, LinkError, LinkTimeout, NackError
 
         try:
             return fn()
         except NackError as e:
             raise BusError(f"{what}: {e}", addr=getattr(e, "detail", None)) from None
+        except (LinkDown, LinkTimeout) as e:
+            if isinstance(e, CrcError):  # answering, but every reply corrupted: a bad line, not a dead board
+                raise BoardError(f"{what}: {e}") from None
+            raise BoardStopped(self.link.transport.name, f"{what}: {e}") from None
         except LinkError as e:
             raise BoardError(f"{what}: {e}") from None
 

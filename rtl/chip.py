@@ -6,16 +6,18 @@ Address map of the bus (32-bit word addresses, ``plasticore.host.compiler`` buil
   ``idx = addr[0:21]``.  Lane memories carry ``epw = min(P, 32 // bits)`` elements per bus word:
   core word ``idx >> log2(P/epw)``, lanes ``(idx & (P/epw - 1)) * epw ..``; other memories one
   element per word at ``idx``.  Reads return the raw element bits (the host sign-extends).
-* bit 31 = 0: chip registers :class:`chip_map.ChipReg` (routing tables, core phases, output FIFO).
+* bit 31 = 0: chip registers :class:`chip_map.ChipReg` (routing tables, core phases, output ring).
 
 A time step (bus ``RUN n`` runs n of them; the RUN result is the number of entries waiting in the
-output FIFO, so the host knows how many to pop; ``RUN 0`` returns the step counter) executes
+output ring, so the host knows how many to read; ``RUN 0`` returns the step counter) executes
 phase 0 .. N_PHASES-1: every core whose phase
 register equals the phase is started, and the phase ends when those cores are done, their network
 interfaces idle and no packet is in flight.  Layer l+1 therefore sees exactly layer l's outputs of
-the same step, as in the golden model.  Packets for the host land in the output FIFO (read with
-``OUT_POP``); if it is full they are counted in ``OUT_DROPS`` (the compiler keeps one step's
-outputs within the FIFO and the host drains it every step).
+the same step, as in the golden model.  Packets for the host land in the output ring, a memory of
+``out_fifo`` entries (a power of two, at most ``chip_map.OUT_WIN_SIZE``): ``OUT_WIN + i`` reads entry i
+from the oldest unacknowledged one without changing anything, ``OUT_ACK`` (write n) drops the n oldest;
+if the ring is full a packet is counted in ``OUT_DROPS`` (the compiler keeps one step's outputs within
+the ring and the host acknowledges them every step).  A read whose reply was lost can be repeated.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from __future__ import annotations
 import functools
 import operator
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import fifo, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from plasticore import chip_map as M
@@ -68,6 +70,8 @@ class Chip(wiring.Component):
             raise ValueError(f"the compact core has one lane, got lanes={lanes}")
         if core == "compact" and mem_pipe:
             raise ValueError("mem_pipe is an option of the hybrid core; the compact core has no pipelined memories")
+        if out_fifo < 2 or out_fifo & (out_fifo - 1) or out_fifo > M.OUT_WIN_SIZE:
+            raise ValueError(f"out_fifo must be a power of two in 2..{M.OUT_WIN_SIZE}, got {out_fifo}")
         self.core = core
         self.mem_pipe = bool(mem_pipe)
         self.route_dests = route_dests
@@ -96,7 +100,6 @@ class Chip(wiring.Component):
             m.submodules[f"core{k}"] = cores[k]
             m.submodules[f"nif{k}"] = nifs[k]
         m.submodules.mesh = mesh = Mesh(self.mesh_x, self.mesh_y, pipe=self.mem_pipe)
-        m.submodules.outq = outq = fifo.SyncFIFOBuffered(width=32, depth=self.out_fifo)
 
         # ---- chip registers -----------------------------------------------------------------
         n_phases = Signal(4)
@@ -135,8 +138,19 @@ class Chip(wiring.Component):
             out_vq, out_wq = Signal(), Signal.like(out_w)
             m.d.sync += [out_vq.eq(out_v), out_wq.eq(out_w)]
             out_v, out_w = out_vq, out_wq
-        m.d.comb += [outq.w_data.eq(out_w), outq.w_en.eq(out_v)]
-        with m.If(out_v & ~outq.w_rdy):
+        # the output ring: entries [tail, head) of ``outmem`` are waiting; ``level`` (head - tail) is a
+        # register of its own, so the full test and the OUT_COUNT / RUN answers come from flops. ``ack_n``
+        # (the entries an OUT_ACK drops this clock, from the bus target below) moves the tail; the RESET
+        # flush in the sequencer (stated later) takes precedence
+        W = (self.out_fifo - 1).bit_length()
+        m.submodules.outmem = outmem = memory.Memory(shape=unsigned(len(out_w)), depth=self.out_fifo, init=[])
+        head, tail, level = Signal(W), Signal(W), Signal(W + 1)
+        ack_n = Signal(W + 1)
+        wr = Signal()
+        wp = outmem.write_port()
+        m.d.comb += [wr.eq(out_v & ~level[W]), wp.addr.eq(head), wp.data.eq(out_w), wp.en.eq(wr)]
+        m.d.sync += [head.eq(head + wr), tail.eq(tail + ack_n), level.eq(level + wr - ack_n)]
+        with m.If(out_v & level[W]):
             m.d.sync += drops.eq(drops + 1)
         delivers.append(host.valid)
 
@@ -202,7 +216,7 @@ class Chip(wiring.Component):
         ctrl_idle = Signal()
         go_run = Signal()  # from the bus: RUN n (n > 0) accepted
         go_clear = Signal()  # from the bus: CLEAR written or RESET
-        flush = Signal()  # RESET: also empty the output FIFO and zero the drop counter
+        flush = Signal()  # RESET: also empty the output ring and zero the drop counter
 
         # the step clock counter; stated before the sequencer so that its reset at a step boundary
         # (``cyc.eq(0)`` below) takes precedence: CYCLES is the last step's count, not the RUN's
@@ -238,8 +252,8 @@ class Chip(wiring.Component):
                         m.d.sync += [steps.eq(steps + 1), steps_left.eq(steps_left - 1), phase.eq(0),
                                      cycles.eq(cyc + 1)]
                         with m.If(last_step):
-                            # RUN's answer (the output FIFO level) from the response registers
-                            m.d.sync += [reg_valid.eq(1), reg_data.eq(outq.level)]
+                            # RUN's answer (the output ring's level) from the response registers
+                            m.d.sync += [reg_valid.eq(1), reg_data.eq(level)]
                             m.next = "IDLE"
                         with m.Else():
                             m.d.sync += cyc.eq(0)
@@ -254,9 +268,8 @@ class Chip(wiring.Component):
             with m.State("CLEAR_WAIT"):
                 m.d.sync += pending.eq(pending & ~dones)
                 with m.If(flush):
-                    m.d.comb += outq.r_en.eq(1)
-                    m.d.sync += drops.eq(0)
-                with m.If(((pending & ~dones) == 0) & ~(flush & outq.r_rdy)):
+                    m.d.sync += [tail.eq(head), level.eq(0), drops.eq(0)]
+                with m.If((pending & ~dones) == 0):
                     m.d.sync += flush.eq(0)
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(~ctrl_idle)
@@ -386,11 +399,24 @@ class Chip(wiring.Component):
         # with mem_pipe a chip register write is made a clock after it is accepted, from registers: the
         # write enables decoded when it is accepted (``we_*``, one clock each), its data and entry
         # (the phase and routing registers' enables and data fan out to every core)
+        # OUT_ACK n: refused (an error, nothing dropped) when n exceeds the level. With mem_pipe the test
+        # is a flop made every clock from the request on the bus (accepted only after a clock, see
+        # ``dec_valid``), and nothing is accepted for two clocks after an OUT_ACK, so that the test sees
+        # the level the OUT_ACK left (it is made a clock after acceptance, from ``we_ack``)
+        ack_over = (bus.w_data[W + 1:] != 0) | (bus.w_data[:W + 1] > level)
+        ack_now = Signal()  # without mem_pipe: an OUT_ACK accepted this clock
         if self.mem_pipe:
-            we_nph, we_phase, we_route = Signal(), Signal(K), Signal(K)
+            we_nph, we_phase, we_route, we_ack, ack_d = Signal(), Signal(K), Signal(K), Signal(), Signal()
             cw_reg = Signal(12)
             cw_data = Signal(32)
-            m.d.sync += [we_nph.eq(0), we_phase.eq(0), we_route.eq(0)]
+            m.d.sync += [we_nph.eq(0), we_phase.eq(0), we_route.eq(0), we_ack.eq(0), ack_d.eq(we_ack)]
+            ack_over_q = Signal()
+            m.d.sync += ack_over_q.eq(ack_over)
+            ack_over = ack_over_q
+            ack_busy = we_ack | ack_d
+            m.d.comb += ack_n.eq(Mux(we_ack, cw_data[:W + 1], 0))
+        else:
+            m.d.comb += ack_n.eq(Mux(ack_now, bus.w_data[:W + 1], 0))
 
         def chip_reg_write(reg, data):
             """A chip register write (accepted this clock): answer it (CLEAR, the errors) and make it,
@@ -399,6 +425,14 @@ class Chip(wiring.Component):
                 m.d.sync += we_nph.eq(1) if self.mem_pipe else n_phases.eq(data)
             with m.Elif(reg == M.ChipReg.CLEAR):
                 m.d.comb += go_clear.eq(data[0])
+            with m.Elif(reg == M.ChipReg.OUT_ACK):
+                with m.If(ack_over | (bus.addr[12:] != 0)):
+                    m.d.comb += bus.error.eq(1)
+                with m.Else():
+                    if self.mem_pipe:
+                        m.d.sync += we_ack.eq(1)
+                    else:
+                        m.d.comb += ack_now.eq(1)
             with m.Elif((reg >= M.ChipReg.CORE_PHASE_BASE) & (reg < M.ChipReg.CORE_PHASE_BASE + K)):
                 for k in range(K):
                     with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
@@ -427,76 +461,86 @@ class Chip(wiring.Component):
                 with m.If(we_phase[k]):
                     m.d.sync += phase_of[k].eq(cw_data)
 
-        def chip_reg_values(head, level):
+        def chip_reg_values():
             """``(address, value)`` of every readable chip register (what ``chip_reg_read`` returns;
-            a CORE_PHASE / ROUTE address of no core: 0, no error), with ``head`` / ``level`` the
-            output FIFO's head (0xFFFFFFFF if empty) and level."""
+            a CORE_PHASE / ROUTE address of no core: 0, no error). Every value is a flop or a constant."""
             R = M.ChipReg
             return [(R.CHIP_ID, Const(M.CHIP_ID_VALUE, 32)), (R.MESH, Const(self.mesh_x | self.mesh_y << 8, 32)),
                     (R.N_CORES, Const(K, 32)), (R.N_PHASES, n_phases), (R.STATUS, ~ctrl_idle),
-                    (R.OUT_COUNT, level), (R.OUT_POP, head),
+                    (R.OUT_COUNT, level),
                     (R.STEPS, steps), (R.CYCLES, cycles), (R.DESIGN_ID, Const(self.design_id, 32)),
                     (R.OUT_DROPS, drops)] + [(R.CORE_PHASE_BASE + k, phase_of[k]) for k in range(K)]
 
-        def chip_reg_read(reg, data, err, pop):
+        def chip_reg_read(reg, data, err):
             """The value of chip register ``reg`` into ``data`` (next clock, from
-            :func:`chip_reg_values`); ``err`` set when there is none; ``pop()`` makes the OUT_POP side
-            effect."""
+            :func:`chip_reg_values`); ``err`` set when there is none."""
             with m.Switch(reg):
-                for a, v in chip_reg_values(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF), outq.level):
+                for a, v in chip_reg_values():
                     with m.Case(a):
                         m.d.sync += data.eq(v)
-                        if a == M.ChipReg.OUT_POP:
-                            pop()
                 with m.Default():
                     # 0 for a CORE_PHASE address of no core (no error)
                     m.d.sync += [data.eq(0), err.eq(reg < M.ChipReg.CORE_PHASE_BASE)]
+
+        # the output window: a READ of OUT_WIN + i answers entry tail + i of the ring (OUT_EMPTY at or
+        # beyond the level) five clocks after it is accepted, through flops only: the offset, then the
+        # ring address (tail + i) and the level test, then the memory's registered read, then the
+        # answer; nothing is accepted meanwhile. Reading changes nothing: a repeated READ answers the same
+        win_sel = bus.addr[12:31] == M.ChipReg.OUT_WIN >> 12
+        win_start = Signal()  # a window READ accepted this clock
+        win_s = Signal(4)  # the stages in flight
+        win_off = Signal(12)
+        win_raddr, win_in, win_in2, win_q = Signal(W), Signal(), Signal(), Signal(32)
+        rp = outmem.read_port(transparent_for=())
+        m.d.sync += [win_s.eq(Cat(win_start, win_s[:3])), win_raddr.eq(tail + win_off),
+                     win_in.eq(win_off < level), win_in2.eq(win_in),
+                     win_q.eq(Mux(win_in2, rp.data, M.OUT_EMPTY))]
+        m.d.comb += rp.addr.eq(win_raddr)
+        with m.If(win_start):
+            m.d.sync += win_off.eq(bus.addr[:12])
+        with m.If(win_s[3]):
+            m.d.sync += [reg_valid.eq(1), reg_data.eq(win_q)]
 
         if self.mem_pipe:
             # with mem_pipe a chip register read is answered from ``rd_val``: the register named by the
             # request, read every clock (its multiplexer ends at flops). Accepted only once ``dec2``
             # (decoded two clocks, the chip idle the clock before), it sees every earlier write (made
-            # two clocks after it was accepted) and an OUT_POP pops the head it returns (nothing else
-            # pops while the chip is idle; a FIFO that fills meanwhile is read as empty).
+            # two clocks after it was accepted).
             # The answer is made the clock after (``rd_acc``) from the copies ``rd_*2``, so that the
             # bus handshake does not reach the 32 answer flops.
             # The read multiplexer is two levels of flops: ``rd_grp`` (each the register of a group of
             # RD_GROUP chip registers that ``rd_addr`` names, or 0) and ``rd_val2`` (their OR).
-            rd_bad, rd_pop, dec2 = Signal(), Signal(), Signal()
-            rd_val2, rd_bad2, rd_pop2, rd_acc = Signal(32), Signal(), Signal(), Signal()
+            rd_bad, dec2 = Signal(), Signal()
+            rd_val2, rd_bad2, rd_acc = Signal(32), Signal(), Signal()
             m.d.sync += [dec2.eq(dec_valid & bus.valid & ~bus.ready & ctrl_idle),
-                         rd_bad2.eq(rd_bad), rd_pop2.eq(rd_pop), rd_acc.eq(0)]
+                         rd_bad2.eq(rd_bad), rd_acc.eq(0)]
             with m.If(rd_acc):
-                m.d.comb += outq.r_en.eq(rd_pop2)
                 m.d.sync += [reg_valid.eq(1), reg_data.eq(rd_val2), reg_err.eq(rd_bad2)]
+            # the window decode from a flop too (the request has been on the bus since the clock before)
+            win_sel_q = Signal()
+            m.d.sync += win_sel_q.eq(win_sel)
+            win_sel = win_sel_q
 
             # the register is chosen by a copy of the address: the request has been on the bus since
             # the clock before ``dec2``'s decode, so the copy already holds its address then
             rd_addr = Signal(12)
             m.d.sync += rd_addr.eq(bus.addr[:12])
-            # the output FIFO's head and level reach the multiplexer from flops (its block RAM's
-            # clock-to-out is long); a clock stale, which the answer does not show: only this read pops
-            # (so a head seen present stays the head), and an entry arriving meanwhile is seen later
-            head_q, head_rdy_q, level_q = Signal(32), Signal(), Signal.like(outq.level)
-            m.d.sync += [head_q.eq(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF)), head_rdy_q.eq(outq.r_rdy),
-                         level_q.eq(outq.level)]
-            cases = chip_reg_values(head_q, level_q)
+            cases = chip_reg_values()
             groups = [cases[i:i + RD_GROUP] for i in range(0, len(cases), RD_GROUP)]
             rd_grp = [Signal(32, name=f"rd_grp{i}") for i in range(len(groups))]
             for sig, grp in zip(rd_grp, groups, strict=True):
                 m.d.sync += sig.eq(functools.reduce(operator.or_, [Mux(rd_addr == a, v, 0) for a, v in grp]))
             m.d.sync += rd_val2.eq(functools.reduce(operator.or_, rd_grp))
             named = functools.reduce(operator.or_, [rd_addr == a for a, _ in cases])
-            m.d.sync += [rd_bad.eq(~named & (rd_addr < M.ChipReg.CORE_PHASE_BASE)),
-                         rd_pop.eq((rd_addr == M.ChipReg.OUT_POP) & head_rdy_q)]
+            m.d.sync += rd_bad.eq(~named & (rd_addr < M.ChipReg.CORE_PHASE_BASE))
 
         # bus handshake
         core_acc = Signal()
         m.d.comb += core_acc.eq(Cat(*[c.valid & c.ready for c in core_bus]).any())
         chip_reg = bus.addr[:12]
-        accepting = bus_valid & ctrl_idle & ~rd_pending & ~reg_valid
+        accepting = bus_valid & ctrl_idle & ~rd_pending & ~reg_valid & ~win_s.any()
         if self.mem_pipe:
-            accepting = accepting & ~(slice_busy & ~is_core)
+            accepting = accepting & ~(slice_busy & ~is_core) & ~ack_busy
         with m.If(accepting):
             with m.If(is_core & ((bus.op == BusOp.WRITE) | (bus.op == BusOp.READ))):
                 with m.If(~core_ok):
@@ -533,15 +577,17 @@ class Chip(wiring.Component):
                     # has been decoded for two clocks, the chip idle for one
                     with m.If(dec2):
                         m.d.comb += bus.ready.eq(1)
-                        m.d.sync += rd_acc.eq(1)
+                        with m.If(win_sel):
+                            m.d.comb += win_start.eq(1)
+                        with m.Else():
+                            m.d.sync += rd_acc.eq(1)
                 else:
                     m.d.comb += bus.ready.eq(1)
-                    m.d.sync += reg_valid.eq(1)
-
-                    def pop_now():
-                        m.d.comb += outq.r_en.eq(outq.r_rdy)
-
-                    chip_reg_read(chip_reg, reg_data, reg_err, pop_now)
+                    with m.If(win_sel):
+                        m.d.comb += win_start.eq(1)
+                    with m.Else():
+                        m.d.sync += reg_valid.eq(1)
+                        chip_reg_read(chip_reg, reg_data, reg_err)
 
         m.d.comb += [bus.r_valid.eq(reg_valid | (rd_pending & rsp_valid)),
                      bus.r_data.eq(Mux(rd_pending, rsp_sel, reg_data))]
