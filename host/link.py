@@ -123,6 +123,7 @@ class _Req:
     frame: bytes  # encoded, on-wire
     arg: int = 0
     timeout: float | None = None
+    sent: bool = False  # transmitted at least once (only such a request can be answered)
     done: bool = False
     result: list[int] | None = None
     error: LinkError | None = None
@@ -336,6 +337,7 @@ class Link:
                 self.transport.write(req.frame)
             except OSError as e:
                 self._down(e)
+            req.sent = True
             self._tx_total += len(req.frame)
             self._txlog.append(_Tx(req, self._tx_total, self._gen))
             self._nsent += 1
@@ -452,6 +454,18 @@ class Link:
         self._txlog.clear()
         self._rewind("timeout")
 
+    def _find_sent(self, seq: int, also_next: bool = False) -> int | None:
+        """Index in ``_reqs`` of the request with ``seq`` among those sent (a prefix of ``_reqs``), or
+        with ``also_next`` the first unsent one.  More requests may be queued than there are sequence
+        numbers: a reply (a late one to a frame already acknowledged, say) must never match a queued
+        request that was never sent, or every request before it would be taken as executed."""
+        for k, r in enumerate(self._reqs):
+            if r.seq == seq and (r.sent or also_next):
+                return k
+            if not r.sent:
+                return None
+        return None
+
     def _match_tx(self, seq: int) -> _Tx | None:
         for tx in self._txlog:
             if tx.req.seq == seq and tx.end > self._credit_mark:
@@ -501,7 +515,7 @@ class Link:
         tx = self._match_tx(seq)
         if tx is not None:
             self._free_credit(tx)
-        idx = next((k for k, r in enumerate(self._reqs) if r.seq == seq), None)
+        idx = self._find_sent(seq)
         if idx is None or h["op"] != (self._reqs[idx].op | P.RSP_FLAG):
             self.stats["stale_replies"] += 1
             self._note(f"stale {status.name}", desc)
@@ -522,7 +536,7 @@ class Link:
             expect = h["expect"]
             if tx is not None and tx.gen == self._gen:
                 # frames before `expect` were executed: their replies were lost
-                k = next((j for j, r in enumerate(self._reqs) if r.seq == expect), None)
+                k = self._find_sent(expect, also_next=True)
                 if k:
                     self._complete_through(k - 1, result=None)
                 self._rewind("sequence")

@@ -78,8 +78,7 @@ class LinkBus(BusPort):
 
 def open_board(url: str, expected_design_id: int | None = None, baudrate: int | None = None, **link_kw):
     """Open the board at ``url`` and return a connected :class:`Device` (geometry from the board)."""
-    from .device import Device
-    from .link import Link, LinkError
+    from .link import Link
     from .transport import SerialTransport
 
     if url.startswith("sim://"):
@@ -92,7 +91,16 @@ def open_board(url: str, expected_design_id: int | None = None, baudrate: int | 
         tr = SerialTransport(url) if baudrate is None else SerialTransport(url, baudrate=baudrate)
     except Exception as e:  # noqa: BLE001 - pyserial raises several types for a missing port
         raise BoardError(f"cannot open serial port {url!r}: {e}") from None
-    link = Link(tr, **link_kw)
+    return open_link(Link(tr, **link_kw), url, expected_design_id)
+
+
+def open_link(link, url: str, expected_design_id: int | None = None):
+    """Connect ``link`` (a :class:`~plasticore.host.link.Link` on any transport, e.g. a
+    :class:`~plasticore.host.transport.FaultInjectingTransport`) to the board named ``url`` and return
+    a :class:`Device` on it; the link is closed on failure."""
+    from .device import Device
+    from .link import LinkError
+
     try:
         ident = link.connect()
     except LinkError as e:
