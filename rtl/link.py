@@ -554,30 +554,31 @@ class _Engine:
             request(BusOp.READ, addr_i)
             m.d.sync += last_i.eq(i + 1 == self.hdr.arg)
             m.next = "READ"
-        with m.State("READ"):
-            with m.If(bus.ready):
-                m.d.sync += self.bus_v.eq(0)
-                m.next = "READ_WAIT"
+        def accepted(state, then):
+            with m.State(state):
+                with m.If(bus.ready):
+                    m.d.sync += self.bus_v.eq(0)
+                    m.next = then
+
+        def store(addr, err_addr):  # the read data into the frame buffer (under ``bus.r_valid``)
+            m.d.comb += [self.wr_en.eq(1), self.wr_data.eq(bus.r_data), self.wr_addr.eq(addr)]
+            with m.If(bus.error):
+                self._bus_error(err_addr)
+
+        accepted("READ", "READ_WAIT")
         with m.State("READ_WAIT"):
             with m.If(bus.r_valid):
-                m.d.comb += [self.wr_en.eq(1), self.wr_data.eq(bus.r_data), self.wr_addr.eq(i)]
-                with m.If(bus.error):
-                    self._bus_error(self.baddr)
+                store(i, self.baddr)
                 m.d.sync += i.eq(i + 1)
                 with m.If(last_i):
                     self._finish()
                 with m.Else():
                     m.next = "READ_LOAD"
 
-        with m.State("RUN"):
-            with m.If(bus.ready):
-                m.d.sync += self.bus_v.eq(0)
-                m.next = "RUN_WAIT"
+        accepted("RUN", "RUN_WAIT")
         with m.State("RUN_WAIT"):
             with m.If(bus.r_valid):
-                m.d.comb += [self.wr_en.eq(1), self.wr_data.eq(bus.r_data), self.wr_addr.eq(0)]
-                with m.If(bus.error):
-                    self._bus_error(0)
+                store(0, 0)
                 self._finish()
 
         with m.State("RESET"):
