@@ -14,7 +14,7 @@ that the link puts between these stages (and after block RAM outputs) so that no
 path runs through more than one of them (timing: ``docs/boards.md``).
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import crc, data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -52,7 +52,10 @@ class _Crc:
 
     def __init__(self, m: Module, serial: bool, byte):
         self.proc = proc = crc.Processor(_crc_parameters(1 if serial else 8))
-        m.submodules += proc
+        # a new frame resets the register (a flop's synchronous reset) rather than through ``start``,
+        # which would put a multiplexer in front of every XOR tree
+        self._restart = Signal(name="crc_restart")
+        m.submodules += ResetInserter(self._restart)(proc)
         self.crc, self.match = proc.crc, proc.match_detected
         self.serial = serial
         self.m = m
@@ -77,7 +80,7 @@ class _Crc:
 
     def restart(self) -> None:
         """Start a new frame (call inside the enabling ``If``)."""
-        self.m.d.comb += self.proc.start.eq(1)
+        self.m.d.comb += self._restart.eq(1)
 
 
 #: Stream register slice (two-entry skid buffer, every output a flop, one beat per clock, one clock
