@@ -51,6 +51,10 @@ __all__ = [
 ]
 
 
+#: the most the timeout grows (doubling per timeout) while the board answers without progress
+MAX_BACKOFF = 16
+
+
 class LinkError(Exception):
     """Base class of host-link errors."""
 
@@ -167,6 +171,7 @@ class Link:
         self._dead_timeouts = 0
         self._fails = 0
         self._got_bytes = False
+        self._backoff = 1  # timeout multiplier: doubles per timeout of a board that still answers
         self.identity: BoardIdentity | None = None
         self.window_bytes = 2048
         self.timeout = timeout or 1.0
@@ -323,7 +328,7 @@ class Link:
 
     def _arm(self) -> None:
         if self._reqs:
-            self._deadline = time.monotonic() + (self._reqs[0].timeout or self.timeout)
+            self._deadline = time.monotonic() + (self._reqs[0].timeout or self.timeout) * self._backoff
 
     def _send_some(self) -> None:
         limit = min(P.MAX_WINDOW_FRAMES, max(1, int(self._cwnd)))
@@ -449,6 +454,10 @@ class Link:
     def _on_timeout(self) -> None:
         self.stats["timeouts"] += 1
         self._dead_timeouts = 0 if self._got_bytes else self._dead_timeouts + 1
+        # a board that answered since the last timeout is alive but slower than the timeout (a loaded
+        # simulator, a backlog of resent frames): wait longer next time, or resends only add backlog.
+        # A silent one keeps the plain timeout, so a dead board is still found in ``retries`` timeouts
+        self._backoff = min(MAX_BACKOFF, 2 * self._backoff) if self._got_bytes else 1
         self._got_bytes = False
         self._credit_mark = self._tx_total  # after a timeout the board's FIFO has drained
         self._txlog.clear()
@@ -492,6 +501,7 @@ class Link:
         self._fails = self._dead_timeouts = 0
         self._since.clear()
         self._progress_t = time.monotonic()
+        self._backoff = 1
         self._arm()
         if error is not None:
             self._errors.append(error)

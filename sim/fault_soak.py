@@ -28,13 +28,14 @@ SOAK_CPB = 8
 SOAK_LINK = {"timeout": 0.3, "max_words": 8}
 
 
-def soak_network(seed: int = 0, samples: int = 100):
-    """The soak's bundle (24 -> 20 -> 12, both layers plastic, T = 4) and ``samples`` inputs."""
+def soak_network(seed: int = 0, samples: int = 100, sizes=(24, 20, 12), timesteps: int = 4):
+    """The soak's bundle (by default 24 -> 20 -> 12 on three cores, every layer plastic, T = 4) and
+    ``samples`` inputs."""
     from plasticore.sim.random_bundle import random_bundle, random_inputs
 
     rng = np.random.default_rng(seed)
-    b = random_bundle(rng, sizes=[24, 20, 12], timesteps=4, coding="direct", allow_ann=False,
-                      edges=["none", "none"])
+    b = random_bundle(rng, sizes=list(sizes), timesteps=timesteps, coding="direct", allow_ann=False,
+                      edges=["none"] * (len(sizes) - 1))
     for L in b.layers:
         L.plastic, L.h_persist = True, C.HPersist.NEVER
     return b, random_inputs(rng, b, samples)
@@ -74,14 +75,14 @@ def soak_run(port: str, bundle, x, rate: float, seed: int, golden_result=None, *
 
 
 def soak(rates=(0.01,), runs: int = 1, samples: int = 100, seed: int = 0, port: str | None = None,
-         **link_kw) -> list[dict]:
+         network: dict | None = None, **link_kw) -> list[dict]:
     """``runs`` soak runs per fault rate (seeds ``seed``, ``seed + 1``...) on one simulated board (started
-    here unless ``port`` is given)."""
+    here unless ``port`` is given); ``network``: keyword arguments of :func:`soak_network`."""
     from plasticore.sim import golden
     from plasticore.sim.chipboard import chip_board_top
     from plasticore.sim.simboard import SimBoard
 
-    b, x = soak_network(seed, samples)
+    b, x = soak_network(seed, samples, **(network or {}))
     ref = golden.run(b, x)
     board = None
     if port is None:
