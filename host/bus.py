@@ -54,15 +54,15 @@ class BusPort(ABC):
 
     @abstractmethod
     def read_fix(self, addr: int, n: int) -> list[int]:
-        """Read the same address n times (pops a FIFO)."""
+        """Read the same address n times (a port register)."""
 
     @abstractmethod
     def run(self, steps: int) -> int:
-        """Run ``steps`` time steps; returns the number of entries waiting in the output FIFO."""
+        """Run ``steps`` time steps; returns the number of entries waiting in the output ring."""
 
     @abstractmethod
     def reset(self) -> None:
-        """Soft reset of the chip: clear every core's state, empty the output FIFO."""
+        """Soft reset of the chip: clear every core's state, empty the output ring."""
 
     @abstractmethod
     def sync(self) -> None:

@@ -132,8 +132,8 @@ class Chip(wiring.Component):
         m.d.comb += host.ready.eq(1)
         out_v, out_w = host.valid, Cat(host.payload.index, host.payload.value)
         if self.mem_pipe:
-            # a packet for the host enters the output FIFO (and the drop counter) from a register: the
-            # mesh's host port and the FIFO sit apart. It is counted as delivered a clock earlier,
+            # a packet for the host enters the output ring (and the drop counter) from a register: the
+            # mesh's host port and the ring sit apart. It is counted as delivered a clock earlier,
             # which is safe: the sequencer finishes a step several clocks after the network is quiet
             out_vq, out_wq = Signal(), Signal.like(out_w)
             m.d.sync += [out_vq.eq(out_v), out_wq.eq(out_w)]

@@ -111,7 +111,7 @@ def summarise(results: list[dict]) -> dict:
     return out
 
 
-def bench(samples: int = 100, sweep=(0.02, 0.03, 0.05, 0.08), sweep_samples: int = 20) -> dict:
+def bench(samples: int = 100, sweep=(0.02, 0.03, 0.05, 0.08), sweep_samples: int = 10) -> dict:
     """`make bench`: 1 % byte faults both ways on a ``samples``-sample run (goal: bit-exact), then the
     rates of ``sweep`` on shorter runs: the highest at which the run still completes bit-exact."""
     from plasticore.sim.chipboard import chip_board_top

@@ -130,7 +130,7 @@ def test_bad_address_is_an_error(dev):
 def test_chip_registers_read_the_same_with_mem_pipe(dev, dev_pipe):
     """Every chip register address below ROUTE_BASE reads the same value (or the same error) on the
     plain chip and on the ``mem_pipe`` one (whose read multiplexer is two levels of flops), after a
-    reset: constants, the empty output FIFO, the core phases, unknown addresses."""
+    reset: constants, the empty output ring, the core phases, unknown addresses."""
     from plasticore.chip_map import ChipReg, chip_addr
 
     skip = {ChipReg.STEPS, ChipReg.CYCLES, ChipReg.DESIGN_ID}  # (history, build configuration)
@@ -163,7 +163,7 @@ def test_chip_registers_read_the_same_with_mem_pipe(dev, dev_pipe):
 @pytest.mark.parametrize("which", ["dev", "dev_pipe"])
 def test_cycles_register_counts_the_last_step(request, which):
     """ChipReg.CYCLES is the clock count of the last step of a RUN (silent steps all cost the same);
-    RUN 0 answers the step count, RUN n the output FIFO level."""
+    RUN 0 answers the step count, RUN n the output ring level."""
     from plasticore.chip_map import ChipReg, chip_addr
 
     dev = request.getfixturevalue(which)
