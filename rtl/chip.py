@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import memory, wiring
@@ -34,6 +35,7 @@ from plasticore import core_map as CM
 from plasticore.chip_map import CORE_SHIFT, IDX_BITS, MEM_SHIFT, elems_per_word
 
 from .bus import BusOp, BusSignature
+from .chip_seq import StepSequencer
 from .compact_core import CompactCore
 from .core import HybridCore
 from .mesh import Mesh
@@ -104,9 +106,6 @@ class Chip(wiring.Component):
         # ---- chip registers -----------------------------------------------------------------
         n_phases = Signal(4)
         phase_of = [Signal(4, name=f"phase{k}", init=M.UNUSED_PHASE) for k in range(K)]
-        steps = Signal(32)
-        cycles = Signal(32)
-        cyc = Signal(32)
         drops = Signal(32)
 
         # ---- datapath: cores <-> network interfaces <-> mesh ----------------------------------
@@ -169,112 +168,44 @@ class Chip(wiring.Component):
         m.d.sync += in_flight.eq(in_flight + n_inj - n_del)
 
         # ---- step sequencer ---------------------------------------------------------------
-        phase = Signal(4)
-        steps_left = Signal(32)
-        pending = Signal(K)
-        start = Signal(K)
-        clear = Signal()
-        if self.mem_pipe:
-            # start and clear reach every core, across the die: from flops. The cores start a clock
-            # later; ``pending`` is set now and each core's ``done`` comes later still.
-            start_q, clear_q = Signal(K), Signal()
-            m.d.sync += [start_q.eq(start), clear_q.eq(clear)]
-            for k in range(K):
-                m.d.comb += [cores[k].start.eq(start_q[k]), cores[k].clear.eq(clear_q)]
-        else:
-            for k in range(K):
-                m.d.comb += [cores[k].start.eq(start[k]), cores[k].clear.eq(clear)]
-        dones = Cat(*[c.done for c in cores])
-        if self.mem_pipe:
-            # each core's done pulse reaches the sequencer from a flop (a clock after the core finished)
-            dones_q = Signal(K)
-            m.d.sync += dones_q.eq(dones)
-            dones = dones_q
-        quiet = Signal()
-        quiet_now = ((in_flight == 0) & ~Cat(*[n.busy for n in nifs]).any()
-                     & ~Cat(*[c.spike_out.valid for c in cores]).any() & (n_inj == 0))
-        if self.mem_pipe:
-            # from a flop (its terms come from every core). One clock late is still safe: a core's
-            # ``done`` (from a flop too) comes a clock after the core has finished, so once every started
-            # core is done, a network that was quiet a clock earlier stays quiet. (``in_flight`` and the
-            # registered ``n_inj`` are the count of the clock before; a NetIf injects only while busy.)
-            m.d.sync += quiet.eq(quiet_now)
-        else:
-            m.d.comb += quiet.eq(quiet_now)
-        # the bus response registers (a chip register read, or RUN's answer from the sequencer); their
-        # clear comes first so that the sequencer and the bus target below can set them
+        m.submodules.seq = seq = StepSequencer(K, registered=self.mem_pipe)
+        go_run = Signal()  # from the bus: RUN n (n > 0) accepted
+        go_clear = Signal()  # from the bus: CLEAR written or RESET
+        flush = Signal()  # from the bus: RESET (also empty the output ring and zero the drop counter)
+        m.d.comb += [seq.go_run.eq(go_run), seq.run_arg.eq(bus.w_data), seq.go_clear.eq(go_clear),
+                     seq.flush.eq(flush),
+                     seq.dones.eq(Cat(*[c.done for c in cores])), seq.n_phases.eq(n_phases),
+                     seq.quiet.eq((in_flight == 0) & ~Cat(*[n.busy for n in nifs]).any()
+                                  & ~Cat(*[c.spike_out.valid for c in cores]).any() & (n_inj == 0))]
+        m.d.comb += [seq.phase_of[k].eq(phase_of[k]) for k in range(K)]
+        m.d.comb += [cores[k].start.eq(seq.start[k]) for k in range(K)] + [c.clear.eq(seq.clear) for c in cores]
+        ctrl_idle, steps, cycles = seq.idle, seq.steps, seq.cycles
+        with m.If(seq.flushing):  # (after the ring's own updates: takes precedence)
+            m.d.sync += [tail.eq(head), level.eq(0), drops.eq(0)]
+        # the bus response registers (a chip register read, or RUN's answer from the sequencer, the output
+        # ring's level); their clear comes first so that the sequencer and the bus target below can set them
         reg_valid = Signal()
         reg_data = Signal(32)
         reg_err = Signal()
         m.d.sync += [reg_valid.eq(0), reg_err.eq(0)]
-        # the sequencer's decisions come from registers: ``fin`` (every started core done and the
-        # network quiet, one clock late: both persist once true, nothing starts a core in WAIT) and
-        # the last-phase / last-step compares made in START (phase and steps_left hold during WAIT)
-        fin = Signal()
-        last_phase = Signal()
-        last_step = Signal()
-        ctrl_idle = Signal()
-        go_run = Signal()  # from the bus: RUN n (n > 0) accepted
-        go_clear = Signal()  # from the bus: CLEAR written or RESET
-        flush = Signal()  # RESET: also empty the output ring and zero the drop counter
-
-        # the step clock counter; stated before the sequencer so that its reset at a step boundary
-        # (``cyc.eq(0)`` below) takes precedence: CYCLES is the last step's count, not the RUN's
-        with m.If(~ctrl_idle):
-            m.d.sync += cyc.eq(cyc + 1)
-        seq_run, seq_clear = go_run, go_clear
-        if self.mem_pipe:
-            # the sequencer leaves IDLE a clock after the RUN / CLEAR is accepted, from flops (the bus
-            # accepts nothing that clock: a request's decode takes a clock, see ``dec_valid``), and
-            # takes the RUN's step count from a copy of the bus data made the clock it was accepted
-            seq_run, seq_clear = Signal(), Signal()
-            run_arg = Signal(32)
-            m.d.sync += [seq_run.eq(go_run), seq_clear.eq(go_clear), run_arg.eq(bus.w_data)]
-        with m.FSM(name="seq"):
-            with m.State("IDLE"):
-                m.d.comb += ctrl_idle.eq(1)
-                with m.If(seq_run):
-                    if self.mem_pipe:
-                        m.d.sync += [steps_left.eq(run_arg), phase.eq(0), cyc.eq(0)]
-                    m.next = "START"
-                with m.Elif(seq_clear):
-                    m.next = "CLEAR"
-            with m.State("START"):
-                sel = Cat(*[phase_of[k] == phase for k in range(K)])
-                m.d.comb += start.eq(sel)
-                m.d.sync += [pending.eq(sel), fin.eq(0), last_phase.eq(phase + 1 >= n_phases),
-                             last_step.eq(steps_left <= 1)]
-                m.next = "WAIT"
-            with m.State("WAIT"):
-                m.d.sync += [pending.eq(pending & ~dones), fin.eq(((pending & ~dones) == 0) & quiet)]
-                with m.If(fin):
-                    with m.If(last_phase):
-                        m.d.sync += [steps.eq(steps + 1), steps_left.eq(steps_left - 1), phase.eq(0),
-                                     cycles.eq(cyc + 1)]
-                        with m.If(last_step):
-                            # RUN's answer (the output ring's level) from the response registers
-                            m.d.sync += [reg_valid.eq(1), reg_data.eq(level)]
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.d.sync += cyc.eq(0)
-                            m.next = "START"
-                    with m.Else():
-                        m.d.sync += phase.eq(phase + 1)
-                        m.next = "START"
-            with m.State("CLEAR"):
-                m.d.comb += clear.eq(1)
-                m.d.sync += pending.eq((1 << K) - 1)
-                m.next = "CLEAR_WAIT"
-            with m.State("CLEAR_WAIT"):
-                m.d.sync += pending.eq(pending & ~dones)
-                with m.If(flush):
-                    m.d.sync += [tail.eq(head), level.eq(0), drops.eq(0)]
-                with m.If((pending & ~dones) == 0):
-                    m.d.sync += flush.eq(0)
-                    m.next = "IDLE"
+        with m.If(seq.answer):
+            m.d.sync += [reg_valid.eq(1), reg_data.eq(level)]
         m.d.comb += self.busy.eq(~ctrl_idle)
 
-        # ---- bus target ---------------------------------------------------------------------
+        self._bus_target(m, SimpleNamespace(cores=cores, nifs=nifs, n_phases=n_phases, phase_of=phase_of,
+            drops=drops, level=level, tail=tail, W=W, ack_n=ack_n, outmem=outmem, ctrl_idle=ctrl_idle,
+            steps=steps, cycles=cycles, reg_valid=reg_valid, reg_data=reg_data, reg_err=reg_err,
+            go_run=go_run, go_clear=go_clear, flush=flush))
+        return m
+
+    def _bus_target(self, m: Module, c: SimpleNamespace) -> None:
+        """The bus target: address decode, the cores' host streams, the chip registers, the output
+        window and the bus handshake.  ``c``: what it shares with the rest of the chip."""
+        K, g, P, bus = self.k, self.geom, self.geom.lanes, self.bus
+        (cores, nifs, n_phases, phase_of, drops, level, tail, W, ack_n, outmem, ctrl_idle, steps, cycles,
+         reg_valid, reg_data, reg_err, go_run, go_clear, flush) = (
+            c.cores, c.nifs, c.n_phases, c.phase_of, c.drops, c.level, c.tail, c.W, c.ack_n, c.outmem,
+            c.ctrl_idle, c.steps, c.cycles, c.reg_valid, c.reg_data, c.reg_err, c.go_run, c.go_clear, c.flush)
         assert M.MAX_DESTS & (M.MAX_DESTS - 1) == 0 and M.ChipReg.ROUTE_BASE % M.MAX_DESTS == 0
         ebits_r = (M.MAX_DESTS - 1).bit_length()
         if not self.mem_pipe:
@@ -558,12 +489,10 @@ class Chip(wiring.Component):
                 with m.If(bus.w_data == 0):
                     m.d.sync += [reg_valid.eq(1), reg_data.eq(steps)]
                 with m.Else():
-                    if not self.mem_pipe:  # with mem_pipe: in IDLE, the clock after
-                        m.d.sync += [steps_left.eq(bus.w_data), phase.eq(0), cyc.eq(0)]
                     m.d.comb += go_run.eq(1)
             with m.Elif(bus.op == BusOp.RESET):
                 m.d.comb += [bus.ready.eq(1), go_clear.eq(1)]
-                m.d.sync += flush.eq(1)
+                m.d.comb += flush.eq(1)
             with m.Elif(bus.op == BusOp.WRITE):  # chip register write
                 m.d.comb += bus.ready.eq(1)
                 if self.mem_pipe:  # made from the registers above
@@ -593,4 +522,3 @@ class Chip(wiring.Component):
                      bus.r_data.eq(Mux(rd_pending, rsp_sel, reg_data))]
         with m.If(reg_valid & reg_err):
             m.d.comb += bus.error.eq(1)
-        return m

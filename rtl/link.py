@@ -34,7 +34,7 @@ Receiving pauses (the FIFO absorbs the line) while a frame executes and its repl
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -45,6 +45,7 @@ from plasticore.protocol import Op, Status
 
 from .bus import BusOp, BusSignature
 from .framing import RX_BEAT, TX_BEAT, CobsDecoder, CobsEncoder, CrcAppender, CrcChecker, Pipe, StreamWire
+from .stream_slice import stage
 
 __all__ = ["FrameVerdict", "Link"]
 
@@ -178,15 +179,6 @@ class FrameVerdict(wiring.Component):
         return m
 
 
-def _stage(m: Module, value, registered: bool, name: str, reset_less: bool = False):
-    """``value`` through a flip-flop (``registered``: one clock later), or ``value`` itself."""
-    if not registered:
-        return value
-    q = Signal(Value.cast(value).shape(), name=name, reset_less=reset_less)
-    m.d.sync += q.eq(value)
-    return q
-
-
 class _BufferRead:
     """The frame buffer's read address.  ``registered``: a flop loaded a clock ahead (:meth:`ahead`), so
     that no decode or adder sits in front of the buffer's read; else ``default`` or the address given
@@ -299,8 +291,8 @@ class Link(wiring.Component):
     @staticmethod
     def _chain(m: Module, **stages) -> list:
         """Add ``stages`` (stream components with ``i`` / ``o``) as submodules and connect them in a row."""
-        for name, stage in stages.items():
-            m.submodules[name] = stage
+        for name, st_ in stages.items():
+            m.submodules[name] = st_
         st = list(stages.values())
         for a, b in pairwise(st):
             connect(m, a.o, b.i)
@@ -393,23 +385,23 @@ class _Engine:
         # within two clocks of its write (RECV -> PRECHECK -> CHECK; READ_WAIT / RUN_WAIT -> REPLY)
         wr = buf.write_port()
         self.wr_addr, self.wr_en, self.wr_data = Signal.like(wr.addr), Signal(), Signal.like(wr.data)
-        m.d.comb += [wr.addr.eq(_stage(m, self.wr_addr, link.pipes, "wr_addr_q", reset_less=True)),
-                     wr.data.eq(_stage(m, self.wr_data, link.pipes, "wr_data_q", reset_less=True)),
-                     wr.en.eq(_stage(m, self.wr_en, link.pipes, "wr_en_q"))]
+        m.d.comb += [wr.addr.eq(stage(m, self.wr_addr, link.pipes, "wr_addr_q", reset_less=True)),
+                     wr.data.eq(stage(m, self.wr_data, link.pipes, "wr_data_q", reset_less=True)),
+                     wr.en.eq(stage(m, self.wr_en, link.pipes, "wr_en_q"))]
         self.rd = buf.read_port()
         self.rdaddr = _BufferRead(m, self.rd, self.i, link.pipes)
         self.w = _WordIndex(m, self.widx, maxw, self.wr_addr, link.pipes)
         # the frame's data words (WRITE): a flop with ``pipes`` (``widx`` holds from RECV's end until the
         # next frame; the WRITE loop's compare then starts at flops)
-        self.ndata = _stage(m, ((self.widx - 1) - 2)[:len(self.i)], link.pipes, "ndata_q")
+        self.ndata = stage(m, ((self.widx - 1) - 2)[:len(self.i)], link.pipes, "ndata_q")
         # the reply's words: header, then the payload word (of the buffer, ``bword``, or not, ``pword``)
         self.ob = Signal(2)  # byte of the word being sent
         self.pidx = (self.i - 1)[:len(self.i)]
         self.rsp = Signal(P.RSP_HEADER)
         m.d.comb += [self.rsp.op.eq(self.rop), self.rsp.seq.eq(self.hdr.seq), self.rsp.status.eq(self.status),
                      self.rsp.expect.eq(self.expect)]
-        self.pword = _stage(m, self._payload_word(self.rdaddr.current(self.pidx)), link.pipes, "pword")
-        self.bword = _stage(m, self.rd.data, link.pipes, "rdata")  # (without ``pipes``: still buf[i - 1])
+        self.pword = stage(m, self._payload_word(self.rdaddr.current(self.pidx)), link.pipes, "pword")
+        self.bword = stage(m, self.rd.data, link.pipes, "rdata")  # (without ``pipes``: still buf[i - 1])
 
     def _counters(self) -> None:
         """The STATUS counters (without ``status_counters`` they have no bits: STATUS is then unknown)."""
