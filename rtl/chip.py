@@ -26,7 +26,7 @@ import functools
 import operator
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,7 +40,7 @@ from .compact_core import CompactCore
 from .core import HybridCore
 from .mesh import Mesh
 from .netif import NetIf, route_entry_layout
-from .stream_slice import StreamSlice
+from .stream_slice import StreamSlice, stage
 
 __all__ = ["CORE_KINDS", "Chip"]
 
@@ -198,58 +198,22 @@ class Chip(wiring.Component):
             go_run=go_run, go_clear=go_clear, flush=flush))
         return m
 
-    def _bus_target(self, m: Module, c: SimpleNamespace) -> None:
+    def _bus_target(self, m: Module, sh: SimpleNamespace) -> None:
         """The bus target: address decode, the cores' host streams, the chip registers, the output
-        window and the bus handshake.  ``c``: what it shares with the rest of the chip."""
-        K, g, P, bus = self.k, self.geom, self.geom.lanes, self.bus
+        window and the bus handshake.  ``sh``: what it shares with the rest of the chip."""
+        K, bus = self.k, self.bus
         (cores, nifs, n_phases, phase_of, drops, level, tail, W, ack_n, outmem, ctrl_idle, steps, cycles,
          reg_valid, reg_data, reg_err, go_run, go_clear, flush) = (
-            c.cores, c.nifs, c.n_phases, c.phase_of, c.drops, c.level, c.tail, c.W, c.ack_n, c.outmem,
-            c.ctrl_idle, c.steps, c.cycles, c.reg_valid, c.reg_data, c.reg_err, c.go_run, c.go_clear, c.flush)
+            sh.cores, sh.nifs, sh.n_phases, sh.phase_of, sh.drops, sh.level, sh.tail, sh.W, sh.ack_n, sh.outmem,
+            sh.ctrl_idle, sh.steps, sh.cycles, sh.reg_valid, sh.reg_data, sh.reg_err, sh.go_run, sh.go_clear,
+            sh.flush)
         assert M.MAX_DESTS & (M.MAX_DESTS - 1) == 0 and M.ChipReg.ROUTE_BASE % M.MAX_DESTS == 0
         ebits_r = (M.MAX_DESTS - 1).bit_length()
         if not self.mem_pipe:
             for k in range(K):
                 m.d.comb += [nifs[k].table_addr.eq(bus.addr[:ebits_r]),
                              nifs[k].table_data.eq(bus.w_data[:route_entry_layout().size])]
-        is_core = bus.addr[31]
-        core_sel = bus.addr[CORE_SHIFT:31]
-        mem_sel = bus.addr[MEM_SHIFT:MEM_SHIFT + 4]
-        idx = bus.addr[:IDX_BITS]
-        known_mem = Signal()
-        cshift = Signal(range(6))  # log2(P / epw)
-        ebits = Signal(range(33))  # bits per element
-        for mid in CM.Mem:
-            if mid not in CM.MEMS and mid != CM.Mem.REG:
-                continue
-            with m.If(mem_sel == int(mid)):
-                m.d.comb += known_mem.eq(1)
-                if mid != CM.Mem.REG and CM.MEMS[mid].lanes:
-                    epw = elems_per_word(mid, P)
-                    m.d.comb += [cshift.eq((P // epw).bit_length() - 1), ebits.eq(CM.MEMS[mid].bits)]
-        core_ok = Signal()
-        # core_sel < K as an OR of equalities (LUTs; a comparator would be a carry chain on the bus decode)
-        m.d.comb += core_ok.eq(known_mem & Cat(*[core_sel == k for k in range(K)]).any())
-        word = Signal(IDX_BITS)
-        chunk = Signal(5)
-        m.d.comb += [word.eq(idx >> cshift), chunk.eq(idx & ((Const(1, 6) << cshift) - 1))]
-
-        # element mask and replicated data per lane memory (constant shapes per mem id)
-        lane_mask = Signal(P)
-        wide = Signal(g.data_bits)
-        m.d.comb += [lane_mask.eq((1 << P) - 1), wide.eq(bus.w_data)]
-        for mid in CM.MEMS:
-            info = CM.MEMS[mid]
-            if not info.lanes:
-                continue
-            epw = elems_per_word(mid, P)
-            nb = epw * info.bits
-            with m.If(mem_sel == int(mid)):
-                with m.Switch(chunk):
-                    for c in range(P // epw):
-                        with m.Case(c):
-                            m.d.comb += lane_mask.eq(((1 << epw) - 1) << (c * epw))
-                m.d.comb += wide.eq(Cat(*([bus.w_data[:nb]] * (P // epw))))
+        is_core, core_sel, mem_sel, core_ok, word, chunk, lane_mask, wide = self._decode(m)
 
         # the cores' host streams, through a register slice each way with mem_pipe (no path then runs from
         # the bus decode into a core and back); nothing but a core access is accepted while a request
@@ -277,16 +241,10 @@ class Chip(wiring.Component):
             dec_valid = Signal()
             m.d.sync += dec_valid.eq(bus.valid & ~bus.ready)
             bus_valid = bus.valid & dec_valid
-
-            def registered(v, name):
-                r = Signal(Value.cast(v).shape(), name=name)
-                m.d.sync += r.eq(v)
-                return r
-
-            core_ok = registered(core_ok, "core_ok_q")
-            word, lane_mask = registered(word, "word_q"), registered(lane_mask, "lane_mask_q")
-            wide = registered(wide, "wide_q")
-            cb_valid = [bus_valid & ctrl_idle & ~rd_pending & registered(h, f"core_hit{k}_q")
+            core_ok = stage(m, core_ok, True, "core_ok_q")
+            word, lane_mask = stage(m, word, True, "word_q"), stage(m, lane_mask, True, "lane_mask_q")
+            wide = stage(m, wide, True, "wide_q")
+            cb_valid = [bus_valid & ctrl_idle & ~rd_pending & stage(m, h, True, f"core_hit{k}_q")
                         for k, h in enumerate(core_hit)]
 
         rd_core = Signal(range(max(K, 2)))
@@ -305,25 +263,7 @@ class Chip(wiring.Component):
                 core_rsp[k].ready.eq(1),
             ]
 
-        # read response: select the chunk of the returned word
-        rsp_valid = Signal()
-        rsp_word = Signal(g.data_bits)
-        for k in range(K):
-            with m.If(rd_core == k):
-                m.d.comb += [rsp_valid.eq(core_rsp[k].valid), rsp_word.eq(core_rsp[k].payload)]
-        rsp_sel = Signal(32)
-        m.d.comb += rsp_sel.eq(rsp_word[:32])
-        for mid in CM.MEMS:
-            info = CM.MEMS[mid]
-            if not info.lanes:
-                continue
-            epw = elems_per_word(mid, P)
-            nb = epw * info.bits
-            with m.If(rd_mem == int(mid)):
-                with m.Switch(rd_chunk):
-                    for c in range(P // epw):
-                        with m.Case(c):
-                            m.d.comb += rsp_sel.eq(rsp_word[c * nb:(c + 1) * nb])
+        rsp_valid, rsp_sel = self._read_response(m, core_rsp, rd_core, rd_mem, rd_chunk)
         with m.If(rd_pending & rsp_valid):
             m.d.sync += rd_pending.eq(0)
 
@@ -522,3 +462,71 @@ class Chip(wiring.Component):
                      bus.r_data.eq(Mux(rd_pending, rsp_sel, reg_data))]
         with m.If(reg_valid & reg_err):
             m.d.comb += bus.error.eq(1)
+
+    def _decode(self, m: Module):
+        """The bus address of a core access: core, memory, the core word and the lane chunk, the lane
+        mask and the write data replicated over the lanes; ``core_ok``: a core and memory that exist."""
+        K, g, P, bus = self.k, self.geom, self.geom.lanes, self.bus
+        is_core = bus.addr[31]
+        core_sel = bus.addr[CORE_SHIFT:31]
+        mem_sel = bus.addr[MEM_SHIFT:MEM_SHIFT + 4]
+        idx = bus.addr[:IDX_BITS]
+        known_mem = Signal()
+        cshift = Signal(range(6))  # log2(P / epw)
+        ebits = Signal(range(33))  # bits per element
+        for mid in CM.Mem:
+            if mid not in CM.MEMS and mid != CM.Mem.REG:
+                continue
+            with m.If(mem_sel == int(mid)):
+                m.d.comb += known_mem.eq(1)
+                if mid != CM.Mem.REG and CM.MEMS[mid].lanes:
+                    epw = elems_per_word(mid, P)
+                    m.d.comb += [cshift.eq((P // epw).bit_length() - 1), ebits.eq(CM.MEMS[mid].bits)]
+        core_ok = Signal()
+        # core_sel < K as an OR of equalities (LUTs; a comparator would be a carry chain on the bus decode)
+        m.d.comb += core_ok.eq(known_mem & Cat(*[core_sel == k for k in range(K)]).any())
+        word = Signal(IDX_BITS)
+        chunk = Signal(5)
+        m.d.comb += [word.eq(idx >> cshift), chunk.eq(idx & ((Const(1, 6) << cshift) - 1))]
+
+        # element mask and replicated data per lane memory (constant shapes per mem id)
+        lane_mask = Signal(P)
+        wide = Signal(g.data_bits)
+        m.d.comb += [lane_mask.eq((1 << P) - 1), wide.eq(bus.w_data)]
+        for mid in CM.MEMS:
+            info = CM.MEMS[mid]
+            if not info.lanes:
+                continue
+            epw = elems_per_word(mid, P)
+            nb = epw * info.bits
+            with m.If(mem_sel == int(mid)):
+                with m.Switch(chunk):
+                    for c in range(P // epw):
+                        with m.Case(c):
+                            m.d.comb += lane_mask.eq(((1 << epw) - 1) << (c * epw))
+                m.d.comb += wide.eq(Cat(*([bus.w_data[:nb]] * (P // epw))))
+        return is_core, core_sel, mem_sel, core_ok, word, chunk, lane_mask, wide
+
+    def _read_response(self, m: Module, core_rsp, rd_core, rd_mem, rd_chunk):
+        """The response of core ``rd_core`` (``rsp_valid``) and the chunk of its word that the read
+        asked for (``rsp_sel``)."""
+        K, g, P = self.k, self.geom, self.geom.lanes
+        rsp_valid = Signal()
+        rsp_word = Signal(g.data_bits)
+        for k in range(K):
+            with m.If(rd_core == k):
+                m.d.comb += [rsp_valid.eq(core_rsp[k].valid), rsp_word.eq(core_rsp[k].payload)]
+        rsp_sel = Signal(32)
+        m.d.comb += rsp_sel.eq(rsp_word[:32])
+        for mid in CM.MEMS:
+            info = CM.MEMS[mid]
+            if not info.lanes:
+                continue
+            epw = elems_per_word(mid, P)
+            nb = epw * info.bits
+            with m.If(rd_mem == int(mid)):
+                with m.Switch(rd_chunk):
+                    for c in range(P // epw):
+                        with m.Case(c):
+                            m.d.comb += rsp_sel.eq(rsp_word[c * nb:(c + 1) * nb])
+        return rsp_valid, rsp_sel
