@@ -5,7 +5,7 @@ Every run deploys a plastic two-layer network and runs its samples through
 the result with the golden model bit for bit.  ``make bench`` reports it (``fault_soak``); the tests
 run a small sample (``tests/test_fault_soak.py``).
 
-    python -m plasticore.sim.fault_soak [--rates 0.01,0.02] [--runs 1] [--samples 100]
+    python -m plasticore.sim.fault_soak [--rates 0.01,0.02] [--runs 1] [--samples 100] [--sizes 24,20,12]
 """
 
 from __future__ import annotations
@@ -144,8 +144,11 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=1, help="runs per rate (seeds 0, 1, ...)")
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sizes", default="24,20,12", help="layer sizes of the network (at most 4 cores of 32x16)")
+    ap.add_argument("--timesteps", type=int, default=4)
     a = ap.parse_args(argv)
-    res = soak(tuple(float(r) for r in a.rates.split(",")), runs=a.runs, samples=a.samples, seed=a.seed)
+    net = {"sizes": tuple(int(v) for v in a.sizes.split(",")), "timesteps": a.timesteps}
+    res = soak(tuple(float(r) for r in a.rates.split(",")), runs=a.runs, samples=a.samples, seed=a.seed, network=net)
     for r in res:
         print(json.dumps(r))
     summary = summarise(res)
