@@ -493,24 +493,14 @@ class Chip(wiring.Component):
         lane_mask = Signal(P)
         wide = Signal(g.data_bits)
         m.d.comb += [lane_mask.eq((1 << P) - 1), wide.eq(bus.w_data)]
-        for mid in CM.MEMS:
-            info = CM.MEMS[mid]
-            if not info.lanes:
-                continue
-            epw = elems_per_word(mid, P)
-            nb = epw * info.bits
-            with m.If(mem_sel == int(mid)):
-                with m.Switch(chunk):
-                    for c in range(P // epw):
-                        with m.Case(c):
-                            m.d.comb += lane_mask.eq(((1 << epw) - 1) << (c * epw))
-                m.d.comb += wide.eq(Cat(*([bus.w_data[:nb]] * (P // epw))))
+        self._lane_switch(m, mem_sel, chunk, lambda epw, nb, c: lane_mask.eq(((1 << epw) - 1) << (c * epw)),
+                          lambda epw, nb: wide.eq(Cat(*([bus.w_data[:nb]] * (P // epw)))))
         return is_core, core_sel, mem_sel, core_ok, word, chunk, lane_mask, wide
 
     def _read_response(self, m: Module, core_rsp, rd_core, rd_mem, rd_chunk):
         """The response of core ``rd_core`` (``rsp_valid``) and the chunk of its word that the read
         asked for (``rsp_sel``)."""
-        K, g, P = self.k, self.geom, self.geom.lanes
+        K, g = self.k, self.geom
         rsp_valid = Signal()
         rsp_word = Signal(g.data_bits)
         for k in range(K):
@@ -518,15 +508,22 @@ class Chip(wiring.Component):
                 m.d.comb += [rsp_valid.eq(core_rsp[k].valid), rsp_word.eq(core_rsp[k].payload)]
         rsp_sel = Signal(32)
         m.d.comb += rsp_sel.eq(rsp_word[:32])
-        for mid in CM.MEMS:
-            info = CM.MEMS[mid]
+        self._lane_switch(m, rd_mem, rd_chunk, lambda epw, nb, c: rsp_sel.eq(rsp_word[c * nb:(c + 1) * nb]))
+        return rsp_valid, rsp_sel
+
+    def _lane_switch(self, m: Module, mem, chunk, per_chunk, per_mem=None) -> None:
+        """For lane memory ``mem`` (``epw`` elements of ``nb`` bits a bus word) and its chunk ``chunk``
+        (``c``): the statements ``per_chunk(epw, nb, c)`` and ``per_mem(epw, nb)`` (combinational)."""
+        P = self.geom.lanes
+        for mid, info in CM.MEMS.items():
             if not info.lanes:
                 continue
             epw = elems_per_word(mid, P)
             nb = epw * info.bits
-            with m.If(rd_mem == int(mid)):
-                with m.Switch(rd_chunk):
+            with m.If(mem == int(mid)):
+                with m.Switch(chunk):
                     for c in range(P // epw):
                         with m.Case(c):
-                            m.d.comb += rsp_sel.eq(rsp_word[c * nb:(c + 1) * nb])
-        return rsp_valid, rsp_sel
+                            m.d.comb += per_chunk(epw, nb, c)
+                if per_mem is not None:
+                    m.d.comb += per_mem(epw, nb)
