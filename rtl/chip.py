@@ -353,24 +353,7 @@ class Chip(wiring.Component):
                     # 0 for a CORE_PHASE address of no core (no error)
                     m.d.sync += [data.eq(0), err.eq(reg < M.ChipReg.CORE_PHASE_BASE)]
 
-        # the output window: a READ of OUT_WIN + i answers entry tail + i of the ring (OUT_EMPTY at or
-        # beyond the level) five clocks after it is accepted, through flops only: the offset, then the
-        # ring address (tail + i) and the level test, then the memory's registered read, then the
-        # answer; nothing is accepted meanwhile. Reading changes nothing: a repeated READ answers the same
-        win_sel = bus.addr[12:31] == M.ChipReg.OUT_WIN >> 12
-        win_start = Signal()  # a window READ accepted this clock
-        win_s = Signal(4)  # the stages in flight
-        win_off = Signal(12)
-        win_raddr, win_in, win_in2, win_q = Signal(W), Signal(), Signal(), Signal(32)
-        rp = outmem.read_port(transparent_for=())
-        m.d.sync += [win_s.eq(Cat(win_start, win_s[:3])), win_raddr.eq(tail + win_off),
-                     win_in.eq(win_off < level), win_in2.eq(win_in),
-                     win_q.eq(Mux(win_in2, rp.data, M.OUT_EMPTY))]
-        m.d.comb += rp.addr.eq(win_raddr)
-        with m.If(win_start):
-            m.d.sync += win_off.eq(bus.addr[:12])
-        with m.If(win_s[3]):
-            m.d.sync += [reg_valid.eq(1), reg_data.eq(win_q)]
+        win_sel, win_start, win_s = self._out_window(m, outmem, tail, level, reg_valid, reg_data)
 
         if self.mem_pipe:
             # with mem_pipe a chip register read is answered from ``rd_val``: the register named by the
@@ -527,3 +510,26 @@ class Chip(wiring.Component):
                             m.d.comb += per_chunk(epw, nb, c)
                 if per_mem is not None:
                     m.d.comb += per_mem(epw, nb)
+
+    def _out_window(self, m: Module, outmem, tail, level, reg_valid, reg_data):
+        """The output window: a READ of OUT_WIN + i answers entry tail + i of the ring (OUT_EMPTY at or
+        beyond the level) five clocks after it is accepted, through flops only: the offset, then the
+        ring address (tail + i) and the level test, then the memory's registered read, then the answer;
+        nothing is accepted meanwhile.  Reading changes nothing: a repeated READ answers the same.
+        Returns the window decode, the accept strobe to drive and the stages in flight."""
+        bus, W = self.bus, (self.out_fifo - 1).bit_length()
+        win_sel = bus.addr[12:31] == M.ChipReg.OUT_WIN >> 12
+        win_start = Signal()  # a window READ accepted this clock
+        win_s = Signal(4)  # the stages in flight
+        win_off = Signal(12)
+        win_raddr, win_in, win_in2, win_q = Signal(W), Signal(), Signal(), Signal(32)
+        rp = outmem.read_port(transparent_for=())
+        m.d.sync += [win_s.eq(Cat(win_start, win_s[:3])), win_raddr.eq(tail + win_off),
+                     win_in.eq(win_off < level), win_in2.eq(win_in),
+                     win_q.eq(Mux(win_in2, rp.data, M.OUT_EMPTY))]
+        m.d.comb += rp.addr.eq(win_raddr)
+        with m.If(win_start):
+            m.d.sync += win_off.eq(bus.addr[:12])
+        with m.If(win_s[3]):
+            m.d.sync += [reg_valid.eq(1), reg_data.eq(win_q)]
+        return win_sel, win_start, win_s
