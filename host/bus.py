@@ -22,6 +22,23 @@ class BusError(PlasticoreError):
         self.addr = addr
 
 
+class TargetStopped(PlasticoreError):
+    """The board (or simulator) behind the bus stopped answering: its port failed or went silent.
+
+    ``port`` names it, ``cause`` says what was seen, ``step`` what the host was doing (filled in by
+    :class:`~plasticore.host.device.Device`): "board on PORT stopped answering during STEP: CAUSE".
+    """
+
+    def __init__(self, port: str, cause: str, step: str | None = None):
+        self.port, self.cause, self.step = port, cause, step
+        during = f" during {step}" if step else ""
+        super().__init__(f"board on {port} stopped answering{during}: {cause}")
+
+    def during(self, step: str) -> TargetStopped:
+        """The same error with ``step`` named."""
+        return type(self)(self.port, self.cause, step)
+
+
 class BusPort(ABC):
     @abstractmethod
     def write(self, addr: int, words) -> None:
@@ -37,15 +54,15 @@ class BusPort(ABC):
 
     @abstractmethod
     def read_fix(self, addr: int, n: int) -> list[int]:
-        """Read the same address n times (pops a FIFO)."""
+        """Read the same address n times (a port register)."""
 
     @abstractmethod
     def run(self, steps: int) -> int:
-        """Run ``steps`` time steps; returns the number of entries waiting in the output FIFO."""
+        """Run ``steps`` time steps; returns the number of entries waiting in the output ring."""
 
     @abstractmethod
     def reset(self) -> None:
-        """Soft reset of the chip: clear every core's state, empty the output FIFO."""
+        """Soft reset of the chip: clear every core's state, empty the output ring."""
 
     @abstractmethod
     def sync(self) -> None:

@@ -102,7 +102,7 @@ def place(bundle: Bundle, geom: ChipGeometry, record_all: bool = True) -> Placem
         raise CompileError(f"{o} neurons in total exceed the {1 << M.INDEX_BITS} host indices")
     per_step = sum(L.n_out for li, L in enumerate(bundle.layers) if record[li])
     if per_step > geom.out_fifo:
-        raise CompileError(f"up to {per_step} outputs per step exceed the output FIFO ({geom.out_fifo})")
+        raise CompileError(f"up to {per_step} outputs per step exceed the output ring ({geom.out_fifo} entries)")
     return Placement(slices, layer_cores, offs, record)
 
 
@@ -233,7 +233,7 @@ def compile_bundle(bundle: Bundle, geom: ChipGeometry, record_all: bool = True) 
 
 
 def decode_outputs(entries: list[int], bundle: Bundle, pl: Placement) -> list[tuple[int, int, int]]:
-    """Host output FIFO entries (index | value << 16) -> (layer, neuron, value)."""
+    """Output ring entries (index | value << 16) -> (layer, neuron, value)."""
     out = []
     bounds = np.array(pl.out_offset + [1 << M.INDEX_BITS])
     for w in entries:

@@ -8,13 +8,19 @@ Verilated chip without a link, and writes the run format of ``docs/run-format.md
     result = dev.run(x, labels)          # a plasticore.sim.golden.RunResult
 
 Per sample: CLEAR (u, s := 0), H := H0 for ``h_persist = sample`` layers (rewritten), then for every
-step the layer-0 inputs are written to the layer-0 cores, ``RUN 1`` executes all layers, and the
-outputs of every recorded layer are popped from the output FIFO.  After the last step the membranes
-are read; after the last sample the plastic weights.
+step the layer-0 inputs are written to the layer-0 cores, ``RUN 1`` executes all layers (it answers the
+number of outputs waiting), the outputs of every recorded layer are read from the output window
+(``OUT_WIN``: reading changes nothing, so a read whose reply was lost is simply repeated) and then
+acknowledged (``OUT_ACK``, a write: executed once).  After the last step the membranes are read; after
+the last sample the plastic weights.
+
+If the board stops answering, :class:`~plasticore.host.bus.TargetStopped` names what the host was doing
+(``deploy``, ``run (sample k/S)``, ...).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -25,7 +31,7 @@ from plasticore import core_map as CM
 from plasticore.bundle import Bundle
 from plasticore.errors import PlasticoreError
 
-from .bus import BusPort
+from .bus import BusPort, TargetStopped
 from .compiler import (
     ChipGeometry,
     ChipImage,
@@ -83,10 +89,26 @@ class Device:
             raise DeviceError(f"core geometry (axons, neurons, lanes) = {geo}, the host expected {want}")
         return {"chip_id": cid, "mesh": (mx, my), "cores": ncores, "design_id": did, "core": geo}
 
+    @contextlib.contextmanager
+    def _during(self, step: str):
+        """Name ``step`` in a :class:`TargetStopped` raised inside (the innermost step wins)."""
+        try:
+            yield
+        except TargetStopped as e:
+            if e.step is not None:
+                raise
+            raise e.during(step) from None
+
     # ------------------------------------------------------------------ deploy
     def deploy(self, bundle: Bundle, record_all: bool = True, progress=None) -> ChipImage:
         """Compile ``bundle`` for this chip and load every core, routing table and phase."""
         img = compile_bundle(bundle, self.geom, record_all)
+        with self._during("deploy"):
+            self._load(img, progress)
+        self.bundle, self.image = bundle, img
+        return img
+
+    def _load(self, img: ChipImage, progress) -> None:
         self.bus.reset()
         for ci in img.cores:
             for reg, val in ci.regs.items():
@@ -99,8 +121,6 @@ class Device:
             self.bus.write(addr, [word])
         self.bus.write(chip_addr(M.ChipReg.CLEAR), [1])
         self.bus.sync()
-        self.bundle, self.image = bundle, img
-        return img
 
     def _need(self) -> tuple[Bundle, ChipImage]:
         if self.bundle is None or self.image is None:
@@ -144,43 +164,55 @@ class Device:
         b, img = self._need()
         x = _check_inputs(b, x)
         S, T = x.shape[:2]
-        pl = img.placement
-        L0 = pl.layer_cores[0]
         spikes = [np.zeros((S, T, L.n_out), np.int16) for L in b.layers]
         u_final = [np.zeros((S, L.n_out), np.int32) for L in b.layers]
         u_trace = [np.zeros((S, T, L.n_out), np.int32) for L in b.layers] if record_membranes else None
         reset_h = [li for li, L in enumerate(b.layers) if L.plastic and L.h_persist == C.HPersist.SAMPLE]
         t0 = time.perf_counter()
-        pop = chip_addr(M.ChipReg.OUT_POP)
         for s in range(S):
-            self.bus.write(chip_addr(M.ChipReg.CLEAR), [1])
-            if s > 0:
-                for li in reset_h:
-                    self.write_h(li, b.layers[li].H0)
-            for t in range(T):
-                words = [int(v) & 0x1FF for v in x[s, t]]
-                for k in L0:
-                    self.bus.write(core_addr(k, CM.Mem.X, 0), words)
-                n = self.bus.run(1)
-                if n:
-                    entries = self.bus.read_fix(pop, n)
-                    for li, j, v in decode_outputs(entries, b, pl):
-                        spikes[li][s, t, j] = v
-                if u_trace is not None:
-                    for li in range(len(b.layers)):
-                        u_trace[li][s, t] = self.read_u(li)
-            for li in range(len(b.layers)):
-                u_final[li][s] = self.read_u(li)
+            with self._during(f"run (sample {s + 1}/{S})"):
+                self._run_sample(x[s], s, spikes, u_final, u_trace, reset_h)
             if progress is not None:
                 progress(1)
-        drops = self.bus.read(chip_addr(M.ChipReg.OUT_DROPS), 1)[0]
-        if drops:
-            raise DeviceError(f"the chip dropped {drops} outputs (output FIFO full)")
-        h_final = [self.read_h(li).astype(np.int16) if L.plastic else L.H0.astype(np.int16)
-                   for li, L in enumerate(b.layers)]
+        with self._during("run (reading the final weights)"):
+            drops = self.bus.read(chip_addr(M.ChipReg.OUT_DROPS), 1)[0]
+            if drops:
+                raise DeviceError(f"the chip dropped {drops} outputs (output ring full)")
+            h_final = [self.read_h(li).astype(np.int16) if L.plastic else L.H0.astype(np.int16)
+                       for li, L in enumerate(b.layers)]
         self.stats["seconds"] += time.perf_counter() - t0
         self.stats["steps"] += S * T
         self.stats["samples"] += S
         preds = predict(b, u_final[-1].astype(np.int64), spikes[-1][:, -1].astype(np.int64))
         return RunResult(spikes=spikes, u_final=u_final, h_final=h_final, predictions=preds,
                          labels=None if labels is None else np.asarray(labels, np.int64), u_trace=u_trace)
+
+    def _run_sample(self, xs: np.ndarray, s: int, spikes, u_final, u_trace, reset_h) -> None:
+        """Sample ``s`` (inputs ``xs`` (T, A0)): results into row ``s`` of the arrays."""
+        b, img = self._need()
+        self.bus.write(chip_addr(M.ChipReg.CLEAR), [1])
+        if s > 0:
+            for li in reset_h:
+                self.write_h(li, b.layers[li].H0)
+        for t in range(len(xs)):
+            words = [int(v) & 0x1FF for v in xs[t]]
+            for k in img.placement.layer_cores[0]:
+                self.bus.write(core_addr(k, CM.Mem.X, 0), words)
+            n = self.bus.run(1)
+            if n:
+                for li, j, v in decode_outputs(self.read_outputs(n), b, img.placement):
+                    spikes[li][s, t, j] = v
+            if u_trace is not None:
+                for li in range(len(b.layers)):
+                    u_trace[li][s, t] = self.read_u(li)
+        for li in range(len(b.layers)):
+            u_final[li][s] = self.read_u(li)
+
+    def read_outputs(self, n: int) -> list[int]:
+        """The ``n`` oldest waiting output entries, then acknowledged: the window read changes nothing
+        (a lost reply is read again); the acknowledgement is a write, executed once."""
+        entries = self.bus.read(chip_addr(M.ChipReg.OUT_WIN), n)
+        if M.OUT_EMPTY in entries:
+            raise DeviceError(f"the chip reported {n} outputs but has {entries.index(M.OUT_EMPTY)}")
+        self.bus.write(chip_addr(M.ChipReg.OUT_ACK), [n])
+        return entries

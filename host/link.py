@@ -29,6 +29,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import NoReturn
 
 from plasticore import protocol as P
 from plasticore.protocol import Op, Status
@@ -39,13 +40,19 @@ __all__ = [
     "BoardIdentity",
     "CrcError",
     "Link",
+    "LinkDown",
     "LinkError",
     "LinkTimeout",
     "NackError",
     "NoPortError",
+    "NoProgressError",
     "ProtocolError",
     "VersionMismatch",
 ]
+
+
+#: the most the timeout grows (doubling per timeout) while the board answers without progress
+MAX_BACKOFF = 16
 
 
 class LinkError(Exception):
@@ -58,6 +65,15 @@ class LinkTimeout(LinkError):
 
 class CrcError(LinkTimeout):
     """Retries exhausted and the replies that did arrive were corrupted (CRC/COBS errors)."""
+
+
+class NoProgressError(LinkError):
+    """Retries exhausted while the board kept answering (nacks, stale replies) without any request
+    completing; the message says what it answered (op, status, counts)."""
+
+
+class LinkDown(LinkError):
+    """The transport failed (the port closed or vanished, e.g. the board's process died)."""
 
 
 class NackError(LinkError):
@@ -111,6 +127,7 @@ class _Req:
     frame: bytes  # encoded, on-wire
     arg: int = 0
     timeout: float | None = None
+    sent: bool = False  # transmitted at least once (only such a request can be answered)
     done: bool = False
     result: list[int] | None = None
     error: LinkError | None = None
@@ -154,6 +171,7 @@ class Link:
         self._dead_timeouts = 0
         self._fails = 0
         self._got_bytes = False
+        self._backoff = 1  # timeout multiplier: doubles per timeout of a board that still answers
         self.identity: BoardIdentity | None = None
         self.window_bytes = 2048
         self.timeout = timeout or 1.0
@@ -169,13 +187,19 @@ class Link:
         self._deadline = 0.0
         self._rxbuf = bytearray()
         self._errors: list[LinkError] = []
+        self._since: Counter = Counter()  # replies since the last progress that made none, by kind
+        self._last_reply = ""
+        self._progress_t = time.monotonic()
 
     # ------------------------------------------------------------------------------- public API
     def connect(self) -> BoardIdentity:
         """Identify the board, resynchronise sequence numbers, check the protocol version and
         size the window.  Raises :class:`VersionMismatch`, :class:`ProtocolError`,
-        :class:`LinkTimeout`."""
-        self.transport.reset_input()
+        :class:`LinkTimeout`, :class:`LinkDown`."""
+        try:
+            self.transport.reset_input()
+        except OSError as e:  # TransportError, or pyserial's own
+            self._down(e)
         self._reqs.clear()
         self._txlog.clear()
         self._nsent = 0
@@ -276,6 +300,8 @@ class Link:
 
     # ------------------------------------------------------------------------------- engine
     def _submit(self, op: Op, arg: int = 0, words: Sequence[int] = ()) -> _Req:
+        if not self._reqs:
+            self._progress_t = time.monotonic()
         seq = self._seq
         self._seq = (self._seq + 1) % P.SEQ_MODULO
         frame = P.encode_frame(P.request(op, seq, arg, words))
@@ -302,7 +328,7 @@ class Link:
 
     def _arm(self) -> None:
         if self._reqs:
-            self._deadline = time.monotonic() + (self._reqs[0].timeout or self.timeout)
+            self._deadline = time.monotonic() + (self._reqs[0].timeout or self.timeout) * self._backoff
 
     def _send_some(self) -> None:
         limit = min(P.MAX_WINDOW_FRAMES, max(1, int(self._cwnd)))
@@ -312,7 +338,11 @@ class Link:
                 break
             if self._nsent == 0:
                 self._arm()
-            self.transport.write(req.frame)
+            try:
+                self.transport.write(req.frame)
+            except OSError as e:
+                self._down(e)
+            req.sent = True
             self._tx_total += len(req.frame)
             self._txlog.append(_Tx(req, self._tx_total, self._gen))
             self._nsent += 1
@@ -326,7 +356,10 @@ class Link:
             return
         window_full = self._nsent < len(self._reqs)
         wait = max(0.0, self._deadline - time.monotonic()) if (block or window_full) else 0.0
-        data = self.transport.read(1 << 16, wait)
+        try:
+            data = self.transport.read(1 << 16, wait)
+        except OSError as e:
+            self._down(e)
         if data:
             self._got_bytes = True
             self._rxbuf += data
@@ -345,8 +378,9 @@ class Link:
                 continue
             try:
                 words = P.decode_frame(enc)
-            except P.FrameError:
+            except P.FrameError as e:
                 self.stats["bad_replies"] += 1
+                self._note("corrupted reply", f"a corrupted reply ({e})")
                 self._maybe_fast_rewind("bad_reply")
                 continue
             self._on_reply(words)
@@ -372,20 +406,35 @@ class Link:
             return
         self._send_some()
 
+    def _note(self, kind: str, last: str) -> None:
+        """Count a reply that made no progress (for the error message if retries run out)."""
+        self._since[kind] += 1
+        self._last_reply = last
+
     def _fail_timeout(self, req: _Req, reason: str) -> None:
-        bad = self.stats["bad_replies"]
         what = f"{req.op.name} seq {req.seq}"
         dead = self._dead_timeouts > self.retries
-        self._fails = self._dead_timeouts = 0
-        if bad and not dead:
-            err: LinkError = CrcError(
-                f"no valid reply from {self.transport.name} to {what} after {4 * self.retries} resends "
-                f"(timeout {self.timeout:.2f} s); {bad} corrupted replies (CRC/COBS errors) so far")
+        fails, answers = self._fails, sum(self._since.values())
+        elapsed = time.monotonic() - self._progress_t
+        name = self.transport.name
+        if dead or not answers:
+            err: LinkError = LinkTimeout(
+                f"no reply from {name} to {what} for {elapsed:.1f} s ({self.stats['timeouts']} timeouts of "
+                f"{self.timeout:.2f} s so far, last cause: {reason}); is the board running and the port right?")
+        elif set(self._since) == {"corrupted reply"}:
+            err = CrcError(
+                f"no valid reply from {name} to {what} in {elapsed:.1f} s and {fails} resends: {answers} "
+                f"corrupted replies (CRC/COBS errors)")
         else:
-            err = LinkTimeout(
-                f"no reply from {self.transport.name} to {what} after {self.retries} retries "
-                f"(timeout {self.timeout:.2f} s each, last cause: {reason}); is the board running "
-                "and the port right?")
+            kinds = ", ".join(f"{k} x{n}" for k, n in self._since.most_common())
+            err = NoProgressError(
+                f"board on {name} kept answering without accepting {what}: {answers} replies in {elapsed:.1f} s "
+                f"and {fails} resends ({kinds}); last: {self._last_reply}")
+        self._fails = self._dead_timeouts = 0
+        self._since.clear()
+        self._fail_all(err)
+
+    def _fail_all(self, err: LinkError) -> None:
         # Everything outstanding fails; the link stays usable after connect().
         for r in self._reqs:
             r.done, r.error = True, err
@@ -395,13 +444,36 @@ class Link:
         self._credit_mark = self._tx_total
         self._errors.append(err)
 
+    def _down(self, e: Exception) -> NoReturn:
+        """The transport failed: fail everything outstanding and raise :class:`LinkDown`."""
+        err = LinkDown(f"the port failed ({e})")
+        self._fail_all(err)
+        self._errors.clear()
+        raise err from None
+
     def _on_timeout(self) -> None:
         self.stats["timeouts"] += 1
         self._dead_timeouts = 0 if self._got_bytes else self._dead_timeouts + 1
+        # a board that answered since the last timeout is alive but slower than the timeout (a loaded
+        # simulator, a backlog of resent frames): wait longer next time, or resends only add backlog.
+        # A silent one keeps the plain timeout, so a dead board is still found in ``retries`` timeouts
+        self._backoff = min(MAX_BACKOFF, 2 * self._backoff) if self._got_bytes else 1
         self._got_bytes = False
         self._credit_mark = self._tx_total  # after a timeout the board's FIFO has drained
         self._txlog.clear()
         self._rewind("timeout")
+
+    def _find_sent(self, seq: int, also_next: bool = False) -> int | None:
+        """Index in ``_reqs`` of the request with ``seq`` among those sent (a prefix of ``_reqs``), or
+        with ``also_next`` the first unsent one.  More requests may be queued than there are sequence
+        numbers: a reply (a late one to a frame already acknowledged, say) must never match a queued
+        request that was never sent, or every request before it would be taken as executed."""
+        for k, r in enumerate(self._reqs):
+            if r.seq == seq and (r.sent or also_next):
+                return k
+            if not r.sent:
+                return None
+        return None
 
     def _match_tx(self, seq: int) -> _Tx | None:
         for tx in self._txlog:
@@ -427,6 +499,9 @@ class Link:
         self._nsent = max(0, self._nsent - (idx + 1))
         self._cwnd = min(float(P.MAX_WINDOW_FRAMES), self._cwnd + idx + 1)
         self._fails = self._dead_timeouts = 0
+        self._since.clear()
+        self._progress_t = time.monotonic()
+        self._backoff = 1
         self._arm()
         if error is not None:
             self._errors.append(error)
@@ -438,18 +513,22 @@ class Link:
             status = Status(h["status"])
         except ValueError:
             self.stats["bad_replies"] += 1
+            self._note("reply with unknown status", f"a reply with status {h['status']}")
             return
         seq, payload = h["seq"], words[1:]
+        desc = f"op {h['op']:#04x} seq {seq} status {status.name} expect {h['expect']}"
         if h["op"] == P.NACK_OP:  # the board could not read one of our frames
             self.stats[f"nack_{status.name}"] += 1
+            self._note(f"NACK {status.name}", desc)
             self._maybe_fast_rewind(status.name.lower())
             return
         tx = self._match_tx(seq)
         if tx is not None:
             self._free_credit(tx)
-        idx = next((k for k, r in enumerate(self._reqs) if r.seq == seq), None)
+        idx = self._find_sent(seq)
         if idx is None or h["op"] != (self._reqs[idx].op | P.RSP_FLAG):
             self.stats["stale_replies"] += 1
+            self._note(f"stale {status.name}", desc)
             return
         req = self._reqs[idx]
         if status == Status.OK:
@@ -463,10 +542,11 @@ class Link:
                 self._complete_through(idx, result=None)
         elif status == Status.SEQUENCE:
             self.stats["nack_SEQUENCE"] += 1
+            self._note(f"{req.op.name} SEQUENCE", desc)
             expect = h["expect"]
             if tx is not None and tx.gen == self._gen:
                 # frames before `expect` were executed: their replies were lost
-                k = next((j for j, r in enumerate(self._reqs) if r.seq == expect), None)
+                k = self._find_sent(expect, also_next=True)
                 if k:
                     self._complete_through(k - 1, result=None)
                 self._rewind("sequence")

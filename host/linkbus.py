@@ -14,7 +14,7 @@ from plasticore import chip_map as M
 from plasticore import core_map as CM
 from plasticore.errors import PlasticoreError
 
-from .bus import BusError, BusPort
+from .bus import BusError, BusPort, TargetStopped
 from .compiler import ChipGeometry
 
 #: link timeout (seconds without progress before a resend) on a pseudo-terminal
@@ -25,17 +25,26 @@ class BoardError(PlasticoreError):
     """The board is not usable (no port, wrong design, not a plasticore chip)."""
 
 
+class BoardStopped(BoardError, TargetStopped):
+    """The board stopped answering: its port failed (e.g. the simulated board's process died) or it
+    went silent through every retry."""
+
+
 class LinkBus(BusPort):
     def __init__(self, link):
         self.link = link
 
     def _wrap(self, fn, what: str):
-        from .link import LinkError, NackError
+        from .link import CrcError, LinkDown, LinkError, LinkTimeout, NackError
 
         try:
             return fn()
         except NackError as e:
             raise BusError(f"{what}: {e}", addr=getattr(e, "detail", None)) from None
+        except (LinkDown, LinkTimeout) as e:
+            if isinstance(e, CrcError):  # answering, but every reply corrupted: a bad line, not a dead board
+                raise BoardError(f"{what}: {e}") from None
+            raise BoardStopped(self.link.transport.name, f"{what}: {e}") from None
         except LinkError as e:
             raise BoardError(f"{what}: {e}") from None
 
@@ -69,8 +78,7 @@ class LinkBus(BusPort):
 
 def open_board(url: str, expected_design_id: int | None = None, baudrate: int | None = None, **link_kw):
     """Open the board at ``url`` and return a connected :class:`Device` (geometry from the board)."""
-    from .device import Device
-    from .link import Link, LinkError
+    from .link import Link
     from .transport import SerialTransport
 
     if url.startswith("sim://"):
@@ -83,7 +91,16 @@ def open_board(url: str, expected_design_id: int | None = None, baudrate: int | 
         tr = SerialTransport(url) if baudrate is None else SerialTransport(url, baudrate=baudrate)
     except Exception as e:  # noqa: BLE001 - pyserial raises several types for a missing port
         raise BoardError(f"cannot open serial port {url!r}: {e}") from None
-    link = Link(tr, **link_kw)
+    return open_link(Link(tr, **link_kw), url, expected_design_id)
+
+
+def open_link(link, url: str, expected_design_id: int | None = None):
+    """Connect ``link`` (a :class:`~plasticore.host.link.Link` on any transport, e.g. a
+    :class:`~plasticore.host.transport.FaultInjectingTransport`) to the board named ``url`` and return
+    a :class:`Device` on it; the link is closed on failure."""
+    from .device import Device
+    from .link import LinkError
+
     try:
         ident = link.connect()
     except LinkError as e:

@@ -95,6 +95,7 @@ BENCHES = {
     "compact_core": ("plasticore.sim.bench_core", "bench_compact"),
     "link": ("plasticore.sim.bench_link", "bench"),
     "chip": ("plasticore.sim.bench_chip", "bench"),
+    "fault_soak": ("plasticore.sim.fault_soak", "bench"),
     "training": ("plasticore.training.api", "bench"),
 }
 

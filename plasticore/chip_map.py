@@ -8,7 +8,15 @@ Mesh
 ``K = mesh_x * mesh_y`` cores; core ``k`` sits at ``(x, y) = (k % mesh_x, k // mesh_x)``.  Every core has
 a router with five ports; packets travel by dimension-order routing (X first, then Y), which is
 deadlock free on a mesh.  Packets for the host (``to_host``) travel west along their row and leave
-the mesh through the west port of column 0, where an arbiter merges the rows into the output FIFO.
+the mesh through the west port of column 0, where an arbiter merges the rows into the output ring.
+
+Output ring
+-----------
+Host packets are appended to a ring buffer of ``out_fifo`` entries (a power of two, at most
+``OUT_WIN_SIZE``).  ``OUT_COUNT`` is the number of entries not yet acknowledged.  Reading
+``OUT_WIN + i`` returns entry ``i`` counted from the oldest unacknowledged one, and changes nothing,
+so a read whose reply was lost can simply be executed again; writing ``n`` to ``OUT_ACK`` drops the
+``n`` oldest entries (a write executes once: the link answers a repeated one DUPLICATE).
 
 Routing tables
 --------------
@@ -95,14 +103,21 @@ class ChipReg(enum.IntEnum):
     RUN = 4  #: reserved (no register): steps run by the bus operation RUN n; a read or write here is an error
     CLEAR = 5  #: write 1: sample start on every core (u := 0, s := 0, pending inputs dropped)
     STATUS = 6  #: read-only: bit0 busy
-    OUT_COUNT = 7  #: read-only: entries waiting in the host output FIFO
-    OUT_POP = 8  #: read: pop one output entry: index | value << 16 (value 9-bit signed); 0xFFFFFFFF if empty
+    OUT_COUNT = 7  #: read-only: entries waiting (not acknowledged) in the output ring
+    OUT_ACK = 8  #: write-only: n drops the n oldest output entries (n > OUT_COUNT: an error, nothing dropped)
     STEPS = 9  #: read-only: steps run since reset
     CYCLES = 10  #: read-only: clock cycles of the last step
     DESIGN_ID = 11  #: read-only: hash of the build configuration (checked by the host)
-    OUT_DROPS = 12  #: read-only: outputs lost because the FIFO was full (must stay 0)
+    OUT_DROPS = 12  #: read-only: outputs lost because the output ring was full (must stay 0)
     CORE_PHASE_BASE = 32  #: + k: phase (layer) of core k; 0xF = unused core
     ROUTE_BASE = 64  #: + k * MAX_DESTS + e: routing entry e of core k (RouteEntry.pack())
+    #: read-only window, + i (i < OUT_WIN_SIZE): output entry i from the oldest unacknowledged one,
+    #: ``index | value << 16`` (value 9-bit signed), OUT_EMPTY for i >= OUT_COUNT; reading changes nothing
+    OUT_WIN = 0x1000
+
+
+OUT_WIN_SIZE = 0x1000  #: addresses of the output window, and the largest output ring (entries)
+OUT_EMPTY = 0xFFFFFFFF  #: what the window reads beyond OUT_COUNT (no entry has bits above 24 set)
 
 
 CHIP_ID_VALUE = 0x504C4D31  #: "PLM1"

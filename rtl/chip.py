@@ -6,25 +6,28 @@ Address map of the bus (32-bit word addresses, ``plasticore.host.compiler`` buil
   ``idx = addr[0:21]``.  Lane memories carry ``epw = min(P, 32 // bits)`` elements per bus word:
   core word ``idx >> log2(P/epw)``, lanes ``(idx & (P/epw - 1)) * epw ..``; other memories one
   element per word at ``idx``.  Reads return the raw element bits (the host sign-extends).
-* bit 31 = 0: chip registers :class:`chip_map.ChipReg` (routing tables, core phases, output FIFO).
+* bit 31 = 0: chip registers :class:`chip_map.ChipReg` (routing tables, core phases, output ring).
 
 A time step (bus ``RUN n`` runs n of them; the RUN result is the number of entries waiting in the
-output FIFO, so the host knows how many to pop; ``RUN 0`` returns the step counter) executes
+output ring, so the host knows how many to read; ``RUN 0`` returns the step counter) executes
 phase 0 .. N_PHASES-1: every core whose phase
 register equals the phase is started, and the phase ends when those cores are done, their network
 interfaces idle and no packet is in flight.  Layer l+1 therefore sees exactly layer l's outputs of
-the same step, as in the golden model.  Packets for the host land in the output FIFO (read with
-``OUT_POP``); if it is full they are counted in ``OUT_DROPS`` (the compiler keeps one step's
-outputs within the FIFO and the host drains it every step).
+the same step, as in the golden model.  Packets for the host land in the output ring, a memory of
+``out_fifo`` entries (a power of two, at most ``chip_map.OUT_WIN_SIZE``): ``OUT_WIN + i`` reads entry i
+from the oldest unacknowledged one without changing anything, ``OUT_ACK`` (write n) drops the n oldest;
+if the ring is full a packet is counted in ``OUT_DROPS`` (the compiler keeps one step's outputs within
+the ring and the host acknowledges them every step).  A read whose reply was lost can be repeated.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
+from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import fifo, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from plasticore import chip_map as M
@@ -32,11 +35,12 @@ from plasticore import core_map as CM
 from plasticore.chip_map import CORE_SHIFT, IDX_BITS, MEM_SHIFT, elems_per_word
 
 from .bus import BusOp, BusSignature
+from .chip_seq import StepSequencer
 from .compact_core import CompactCore
 from .core import HybridCore
 from .mesh import Mesh
 from .netif import NetIf, route_entry_layout
-from .stream_slice import StreamSlice
+from .stream_slice import StreamSlice, stage
 
 __all__ = ["CORE_KINDS", "Chip"]
 
@@ -68,6 +72,8 @@ class Chip(wiring.Component):
             raise ValueError(f"the compact core has one lane, got lanes={lanes}")
         if core == "compact" and mem_pipe:
             raise ValueError("mem_pipe is an option of the hybrid core; the compact core has no pipelined memories")
+        if out_fifo < 2 or out_fifo & (out_fifo - 1) or out_fifo > M.OUT_WIN_SIZE:
+            raise ValueError(f"out_fifo must be a power of two in 2..{M.OUT_WIN_SIZE}, got {out_fifo}")
         self.core = core
         self.mem_pipe = bool(mem_pipe)
         self.route_dests = route_dests
@@ -96,14 +102,10 @@ class Chip(wiring.Component):
             m.submodules[f"core{k}"] = cores[k]
             m.submodules[f"nif{k}"] = nifs[k]
         m.submodules.mesh = mesh = Mesh(self.mesh_x, self.mesh_y, pipe=self.mem_pipe)
-        m.submodules.outq = outq = fifo.SyncFIFOBuffered(width=32, depth=self.out_fifo)
 
         # ---- chip registers -----------------------------------------------------------------
         n_phases = Signal(4)
         phase_of = [Signal(4, name=f"phase{k}", init=M.UNUSED_PHASE) for k in range(K)]
-        steps = Signal(32)
-        cycles = Signal(32)
-        cyc = Signal(32)
         drops = Signal(32)
 
         # ---- datapath: cores <-> network interfaces <-> mesh ----------------------------------
@@ -129,14 +131,25 @@ class Chip(wiring.Component):
         m.d.comb += host.ready.eq(1)
         out_v, out_w = host.valid, Cat(host.payload.index, host.payload.value)
         if self.mem_pipe:
-            # a packet for the host enters the output FIFO (and the drop counter) from a register: the
-            # mesh's host port and the FIFO sit apart. It is counted as delivered a clock earlier,
+            # a packet for the host enters the output ring (and the drop counter) from a register: the
+            # mesh's host port and the ring sit apart. It is counted as delivered a clock earlier,
             # which is safe: the sequencer finishes a step several clocks after the network is quiet
             out_vq, out_wq = Signal(), Signal.like(out_w)
             m.d.sync += [out_vq.eq(out_v), out_wq.eq(out_w)]
             out_v, out_w = out_vq, out_wq
-        m.d.comb += [outq.w_data.eq(out_w), outq.w_en.eq(out_v)]
-        with m.If(out_v & ~outq.w_rdy):
+        # the output ring: entries [tail, head) of ``outmem`` are waiting; ``level`` (head - tail) is a
+        # register of its own, so the full test and the OUT_COUNT / RUN answers come from flops. ``ack_n``
+        # (the entries an OUT_ACK drops this clock, from the bus target below) moves the tail; the RESET
+        # flush in the sequencer (stated later) takes precedence
+        W = (self.out_fifo - 1).bit_length()
+        m.submodules.outmem = outmem = memory.Memory(shape=unsigned(len(out_w)), depth=self.out_fifo, init=[])
+        head, tail, level = Signal(W), Signal(W), Signal(W + 1)
+        ack_n = Signal(W + 1)
+        wr = Signal()
+        wp = outmem.write_port()
+        m.d.comb += [wr.eq(out_v & ~level[W]), wp.addr.eq(head), wp.data.eq(out_w), wp.en.eq(wr)]
+        m.d.sync += [head.eq(head + wr), tail.eq(tail + ack_n), level.eq(level + wr - ack_n)]
+        with m.If(out_v & level[W]):
             m.d.sync += drops.eq(drops + 1)
         delivers.append(host.valid)
 
@@ -155,157 +168,52 @@ class Chip(wiring.Component):
         m.d.sync += in_flight.eq(in_flight + n_inj - n_del)
 
         # ---- step sequencer ---------------------------------------------------------------
-        phase = Signal(4)
-        steps_left = Signal(32)
-        pending = Signal(K)
-        start = Signal(K)
-        clear = Signal()
-        if self.mem_pipe:
-            # start and clear reach every core, across the die: from flops. The cores start a clock
-            # later; ``pending`` is set now and each core's ``done`` comes later still.
-            start_q, clear_q = Signal(K), Signal()
-            m.d.sync += [start_q.eq(start), clear_q.eq(clear)]
-            for k in range(K):
-                m.d.comb += [cores[k].start.eq(start_q[k]), cores[k].clear.eq(clear_q)]
-        else:
-            for k in range(K):
-                m.d.comb += [cores[k].start.eq(start[k]), cores[k].clear.eq(clear)]
-        dones = Cat(*[c.done for c in cores])
-        if self.mem_pipe:
-            # each core's done pulse reaches the sequencer from a flop (a clock after the core finished)
-            dones_q = Signal(K)
-            m.d.sync += dones_q.eq(dones)
-            dones = dones_q
-        quiet = Signal()
-        quiet_now = ((in_flight == 0) & ~Cat(*[n.busy for n in nifs]).any()
-                     & ~Cat(*[c.spike_out.valid for c in cores]).any() & (n_inj == 0))
-        if self.mem_pipe:
-            # from a flop (its terms come from every core). One clock late is still safe: a core's
-            # ``done`` (from a flop too) comes a clock after the core has finished, so once every started
-            # core is done, a network that was quiet a clock earlier stays quiet. (``in_flight`` and the
-            # registered ``n_inj`` are the count of the clock before; a NetIf injects only while busy.)
-            m.d.sync += quiet.eq(quiet_now)
-        else:
-            m.d.comb += quiet.eq(quiet_now)
-        # the bus response registers (a chip register read, or RUN's answer from the sequencer); their
-        # clear comes first so that the sequencer and the bus target below can set them
+        m.submodules.seq = seq = StepSequencer(K, registered=self.mem_pipe)
+        go_run = Signal()  # from the bus: RUN n (n > 0) accepted
+        go_clear = Signal()  # from the bus: CLEAR written or RESET
+        flush = Signal()  # from the bus: RESET (also empty the output ring and zero the drop counter)
+        m.d.comb += [seq.go_run.eq(go_run), seq.run_arg.eq(bus.w_data), seq.go_clear.eq(go_clear),
+                     seq.flush.eq(flush),
+                     seq.dones.eq(Cat(*[c.done for c in cores])), seq.n_phases.eq(n_phases),
+                     seq.quiet.eq((in_flight == 0) & ~Cat(*[n.busy for n in nifs]).any()
+                                  & ~Cat(*[c.spike_out.valid for c in cores]).any() & (n_inj == 0))]
+        m.d.comb += [seq.phase_of[k].eq(phase_of[k]) for k in range(K)]
+        m.d.comb += [cores[k].start.eq(seq.start[k]) for k in range(K)] + [c.clear.eq(seq.clear) for c in cores]
+        ctrl_idle, steps, cycles = seq.idle, seq.steps, seq.cycles
+        with m.If(seq.flushing):  # (after the ring's own updates: takes precedence)
+            m.d.sync += [tail.eq(head), level.eq(0), drops.eq(0)]
+        # the bus response registers (a chip register read, or RUN's answer from the sequencer, the output
+        # ring's level); their clear comes first so that the sequencer and the bus target below can set them
         reg_valid = Signal()
         reg_data = Signal(32)
         reg_err = Signal()
         m.d.sync += [reg_valid.eq(0), reg_err.eq(0)]
-        # the sequencer's decisions come from registers: ``fin`` (every started core done and the
-        # network quiet, one clock late: both persist once true, nothing starts a core in WAIT) and
-        # the last-phase / last-step compares made in START (phase and steps_left hold during WAIT)
-        fin = Signal()
-        last_phase = Signal()
-        last_step = Signal()
-        ctrl_idle = Signal()
-        go_run = Signal()  # from the bus: RUN n (n > 0) accepted
-        go_clear = Signal()  # from the bus: CLEAR written or RESET
-        flush = Signal()  # RESET: also empty the output FIFO and zero the drop counter
-
-        # the step clock counter; stated before the sequencer so that its reset at a step boundary
-        # (``cyc.eq(0)`` below) takes precedence: CYCLES is the last step's count, not the RUN's
-        with m.If(~ctrl_idle):
-            m.d.sync += cyc.eq(cyc + 1)
-        seq_run, seq_clear = go_run, go_clear
-        if self.mem_pipe:
-            # the sequencer leaves IDLE a clock after the RUN / CLEAR is accepted, from flops (the bus
-            # accepts nothing that clock: a request's decode takes a clock, see ``dec_valid``), and
-            # takes the RUN's step count from a copy of the bus data made the clock it was accepted
-            seq_run, seq_clear = Signal(), Signal()
-            run_arg = Signal(32)
-            m.d.sync += [seq_run.eq(go_run), seq_clear.eq(go_clear), run_arg.eq(bus.w_data)]
-        with m.FSM(name="seq"):
-            with m.State("IDLE"):
-                m.d.comb += ctrl_idle.eq(1)
-                with m.If(seq_run):
-                    if self.mem_pipe:
-                        m.d.sync += [steps_left.eq(run_arg), phase.eq(0), cyc.eq(0)]
-                    m.next = "START"
-                with m.Elif(seq_clear):
-                    m.next = "CLEAR"
-            with m.State("START"):
-                sel = Cat(*[phase_of[k] == phase for k in range(K)])
-                m.d.comb += start.eq(sel)
-                m.d.sync += [pending.eq(sel), fin.eq(0), last_phase.eq(phase + 1 >= n_phases),
-                             last_step.eq(steps_left <= 1)]
-                m.next = "WAIT"
-            with m.State("WAIT"):
-                m.d.sync += [pending.eq(pending & ~dones), fin.eq(((pending & ~dones) == 0) & quiet)]
-                with m.If(fin):
-                    with m.If(last_phase):
-                        m.d.sync += [steps.eq(steps + 1), steps_left.eq(steps_left - 1), phase.eq(0),
-                                     cycles.eq(cyc + 1)]
-                        with m.If(last_step):
-                            # RUN's answer (the output FIFO level) from the response registers
-                            m.d.sync += [reg_valid.eq(1), reg_data.eq(outq.level)]
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.d.sync += cyc.eq(0)
-                            m.next = "START"
-                    with m.Else():
-                        m.d.sync += phase.eq(phase + 1)
-                        m.next = "START"
-            with m.State("CLEAR"):
-                m.d.comb += clear.eq(1)
-                m.d.sync += pending.eq((1 << K) - 1)
-                m.next = "CLEAR_WAIT"
-            with m.State("CLEAR_WAIT"):
-                m.d.sync += pending.eq(pending & ~dones)
-                with m.If(flush):
-                    m.d.comb += outq.r_en.eq(1)
-                    m.d.sync += drops.eq(0)
-                with m.If(((pending & ~dones) == 0) & ~(flush & outq.r_rdy)):
-                    m.d.sync += flush.eq(0)
-                    m.next = "IDLE"
+        with m.If(seq.answer):
+            m.d.sync += [reg_valid.eq(1), reg_data.eq(level)]
         m.d.comb += self.busy.eq(~ctrl_idle)
 
-        # ---- bus target ---------------------------------------------------------------------
+        self._bus_target(m, SimpleNamespace(cores=cores, nifs=nifs, n_phases=n_phases, phase_of=phase_of,
+            drops=drops, level=level, tail=tail, W=W, ack_n=ack_n, outmem=outmem, ctrl_idle=ctrl_idle,
+            steps=steps, cycles=cycles, reg_valid=reg_valid, reg_data=reg_data, reg_err=reg_err,
+            go_run=go_run, go_clear=go_clear, flush=flush))
+        return m
+
+    def _bus_target(self, m: Module, sh: SimpleNamespace) -> None:
+        """The bus target: address decode, the cores' host streams, the chip registers, the output
+        window and the bus handshake.  ``sh``: what it shares with the rest of the chip."""
+        K, bus = self.k, self.bus
+        (cores, nifs, n_phases, phase_of, drops, level, tail, W, ack_n, outmem, ctrl_idle, steps, cycles,
+         reg_valid, reg_data, reg_err, go_run, go_clear, flush) = (
+            sh.cores, sh.nifs, sh.n_phases, sh.phase_of, sh.drops, sh.level, sh.tail, sh.W, sh.ack_n, sh.outmem,
+            sh.ctrl_idle, sh.steps, sh.cycles, sh.reg_valid, sh.reg_data, sh.reg_err, sh.go_run, sh.go_clear,
+            sh.flush)
         assert M.MAX_DESTS & (M.MAX_DESTS - 1) == 0 and M.ChipReg.ROUTE_BASE % M.MAX_DESTS == 0
         ebits_r = (M.MAX_DESTS - 1).bit_length()
         if not self.mem_pipe:
             for k in range(K):
                 m.d.comb += [nifs[k].table_addr.eq(bus.addr[:ebits_r]),
                              nifs[k].table_data.eq(bus.w_data[:route_entry_layout().size])]
-        is_core = bus.addr[31]
-        core_sel = bus.addr[CORE_SHIFT:31]
-        mem_sel = bus.addr[MEM_SHIFT:MEM_SHIFT + 4]
-        idx = bus.addr[:IDX_BITS]
-        known_mem = Signal()
-        cshift = Signal(range(6))  # log2(P / epw)
-        ebits = Signal(range(33))  # bits per element
-        for mid in CM.Mem:
-            if mid not in CM.MEMS and mid != CM.Mem.REG:
-                continue
-            with m.If(mem_sel == int(mid)):
-                m.d.comb += known_mem.eq(1)
-                if mid != CM.Mem.REG and CM.MEMS[mid].lanes:
-                    epw = elems_per_word(mid, P)
-                    m.d.comb += [cshift.eq((P // epw).bit_length() - 1), ebits.eq(CM.MEMS[mid].bits)]
-        core_ok = Signal()
-        # core_sel < K as an OR of equalities (LUTs; a comparator would be a carry chain on the bus decode)
-        m.d.comb += core_ok.eq(known_mem & Cat(*[core_sel == k for k in range(K)]).any())
-        word = Signal(IDX_BITS)
-        chunk = Signal(5)
-        m.d.comb += [word.eq(idx >> cshift), chunk.eq(idx & ((Const(1, 6) << cshift) - 1))]
-
-        # element mask and replicated data per lane memory (constant shapes per mem id)
-        lane_mask = Signal(P)
-        wide = Signal(g.data_bits)
-        m.d.comb += [lane_mask.eq((1 << P) - 1), wide.eq(bus.w_data)]
-        for mid in CM.MEMS:
-            info = CM.MEMS[mid]
-            if not info.lanes:
-                continue
-            epw = elems_per_word(mid, P)
-            nb = epw * info.bits
-            with m.If(mem_sel == int(mid)):
-                with m.Switch(chunk):
-                    for c in range(P // epw):
-                        with m.Case(c):
-                            m.d.comb += lane_mask.eq(((1 << epw) - 1) << (c * epw))
-                m.d.comb += wide.eq(Cat(*([bus.w_data[:nb]] * (P // epw))))
+        is_core, core_sel, mem_sel, core_ok, word, chunk, lane_mask, wide = self._decode(m)
 
         # the cores' host streams, through a register slice each way with mem_pipe (no path then runs from
         # the bus decode into a core and back); nothing but a core access is accepted while a request
@@ -333,16 +241,10 @@ class Chip(wiring.Component):
             dec_valid = Signal()
             m.d.sync += dec_valid.eq(bus.valid & ~bus.ready)
             bus_valid = bus.valid & dec_valid
-
-            def registered(v, name):
-                r = Signal(Value.cast(v).shape(), name=name)
-                m.d.sync += r.eq(v)
-                return r
-
-            core_ok = registered(core_ok, "core_ok_q")
-            word, lane_mask = registered(word, "word_q"), registered(lane_mask, "lane_mask_q")
-            wide = registered(wide, "wide_q")
-            cb_valid = [bus_valid & ctrl_idle & ~rd_pending & registered(h, f"core_hit{k}_q")
+            core_ok = stage(m, core_ok, True, "core_ok_q")
+            word, lane_mask = stage(m, word, True, "word_q"), stage(m, lane_mask, True, "lane_mask_q")
+            wide = stage(m, wide, True, "wide_q")
+            cb_valid = [bus_valid & ctrl_idle & ~rd_pending & stage(m, h, True, f"core_hit{k}_q")
                         for k, h in enumerate(core_hit)]
 
         rd_core = Signal(range(max(K, 2)))
@@ -361,36 +263,31 @@ class Chip(wiring.Component):
                 core_rsp[k].ready.eq(1),
             ]
 
-        # read response: select the chunk of the returned word
-        rsp_valid = Signal()
-        rsp_word = Signal(g.data_bits)
-        for k in range(K):
-            with m.If(rd_core == k):
-                m.d.comb += [rsp_valid.eq(core_rsp[k].valid), rsp_word.eq(core_rsp[k].payload)]
-        rsp_sel = Signal(32)
-        m.d.comb += rsp_sel.eq(rsp_word[:32])
-        for mid in CM.MEMS:
-            info = CM.MEMS[mid]
-            if not info.lanes:
-                continue
-            epw = elems_per_word(mid, P)
-            nb = epw * info.bits
-            with m.If(rd_mem == int(mid)):
-                with m.Switch(rd_chunk):
-                    for c in range(P // epw):
-                        with m.Case(c):
-                            m.d.comb += rsp_sel.eq(rsp_word[c * nb:(c + 1) * nb])
+        rsp_valid, rsp_sel = self._read_response(m, core_rsp, rd_core, rd_mem, rd_chunk)
         with m.If(rd_pending & rsp_valid):
             m.d.sync += rd_pending.eq(0)
 
         # with mem_pipe a chip register write is made a clock after it is accepted, from registers: the
         # write enables decoded when it is accepted (``we_*``, one clock each), its data and entry
         # (the phase and routing registers' enables and data fan out to every core)
+        # OUT_ACK n: refused (an error, nothing dropped) when n exceeds the level. With mem_pipe the test
+        # is a flop made every clock from the request on the bus (accepted only after a clock, see
+        # ``dec_valid``), and nothing is accepted for two clocks after an OUT_ACK, so that the test sees
+        # the level the OUT_ACK left (it is made a clock after acceptance, from ``we_ack``)
+        ack_over = (bus.w_data[W + 1:] != 0) | (bus.w_data[:W + 1] > level)
+        ack_now = Signal()  # without mem_pipe: an OUT_ACK accepted this clock
         if self.mem_pipe:
-            we_nph, we_phase, we_route = Signal(), Signal(K), Signal(K)
+            we_nph, we_phase, we_route, we_ack, ack_d = Signal(), Signal(K), Signal(K), Signal(), Signal()
             cw_reg = Signal(12)
             cw_data = Signal(32)
-            m.d.sync += [we_nph.eq(0), we_phase.eq(0), we_route.eq(0)]
+            m.d.sync += [we_nph.eq(0), we_phase.eq(0), we_route.eq(0), we_ack.eq(0), ack_d.eq(we_ack)]
+            ack_over_q = Signal()
+            m.d.sync += ack_over_q.eq(ack_over)
+            ack_over = ack_over_q
+            ack_busy = we_ack | ack_d
+            m.d.comb += ack_n.eq(Mux(we_ack, cw_data[:W + 1], 0))
+        else:
+            m.d.comb += ack_n.eq(Mux(ack_now, bus.w_data[:W + 1], 0))
 
         def chip_reg_write(reg, data):
             """A chip register write (accepted this clock): answer it (CLEAR, the errors) and make it,
@@ -399,6 +296,14 @@ class Chip(wiring.Component):
                 m.d.sync += we_nph.eq(1) if self.mem_pipe else n_phases.eq(data)
             with m.Elif(reg == M.ChipReg.CLEAR):
                 m.d.comb += go_clear.eq(data[0])
+            with m.Elif(reg == M.ChipReg.OUT_ACK):
+                with m.If(ack_over | (bus.addr[12:] != 0)):
+                    m.d.comb += bus.error.eq(1)
+                with m.Else():
+                    if self.mem_pipe:
+                        m.d.sync += we_ack.eq(1)
+                    else:
+                        m.d.comb += ack_now.eq(1)
             with m.Elif((reg >= M.ChipReg.CORE_PHASE_BASE) & (reg < M.ChipReg.CORE_PHASE_BASE + K)):
                 for k in range(K):
                     with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
@@ -427,76 +332,69 @@ class Chip(wiring.Component):
                 with m.If(we_phase[k]):
                     m.d.sync += phase_of[k].eq(cw_data)
 
-        def chip_reg_values(head, level):
+        def chip_reg_values():
             """``(address, value)`` of every readable chip register (what ``chip_reg_read`` returns;
-            a CORE_PHASE / ROUTE address of no core: 0, no error), with ``head`` / ``level`` the
-            output FIFO's head (0xFFFFFFFF if empty) and level."""
+            a CORE_PHASE / ROUTE address of no core: 0, no error). Every value is a flop or a constant."""
             R = M.ChipReg
             return [(R.CHIP_ID, Const(M.CHIP_ID_VALUE, 32)), (R.MESH, Const(self.mesh_x | self.mesh_y << 8, 32)),
                     (R.N_CORES, Const(K, 32)), (R.N_PHASES, n_phases), (R.STATUS, ~ctrl_idle),
-                    (R.OUT_COUNT, level), (R.OUT_POP, head),
+                    (R.OUT_COUNT, level),
                     (R.STEPS, steps), (R.CYCLES, cycles), (R.DESIGN_ID, Const(self.design_id, 32)),
                     (R.OUT_DROPS, drops)] + [(R.CORE_PHASE_BASE + k, phase_of[k]) for k in range(K)]
 
-        def chip_reg_read(reg, data, err, pop):
+        def chip_reg_read(reg, data, err):
             """The value of chip register ``reg`` into ``data`` (next clock, from
-            :func:`chip_reg_values`); ``err`` set when there is none; ``pop()`` makes the OUT_POP side
-            effect."""
+            :func:`chip_reg_values`); ``err`` set when there is none."""
             with m.Switch(reg):
-                for a, v in chip_reg_values(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF), outq.level):
+                for a, v in chip_reg_values():
                     with m.Case(a):
                         m.d.sync += data.eq(v)
-                        if a == M.ChipReg.OUT_POP:
-                            pop()
                 with m.Default():
                     # 0 for a CORE_PHASE address of no core (no error)
                     m.d.sync += [data.eq(0), err.eq(reg < M.ChipReg.CORE_PHASE_BASE)]
+
+        win_sel, win_start, win_s = self._out_window(m, outmem, tail, level, reg_valid, reg_data)
 
         if self.mem_pipe:
             # with mem_pipe a chip register read is answered from ``rd_val``: the register named by the
             # request, read every clock (its multiplexer ends at flops). Accepted only once ``dec2``
             # (decoded two clocks, the chip idle the clock before), it sees every earlier write (made
-            # two clocks after it was accepted) and an OUT_POP pops the head it returns (nothing else
-            # pops while the chip is idle; a FIFO that fills meanwhile is read as empty).
+            # two clocks after it was accepted).
             # The answer is made the clock after (``rd_acc``) from the copies ``rd_*2``, so that the
             # bus handshake does not reach the 32 answer flops.
             # The read multiplexer is two levels of flops: ``rd_grp`` (each the register of a group of
             # RD_GROUP chip registers that ``rd_addr`` names, or 0) and ``rd_val2`` (their OR).
-            rd_bad, rd_pop, dec2 = Signal(), Signal(), Signal()
-            rd_val2, rd_bad2, rd_pop2, rd_acc = Signal(32), Signal(), Signal(), Signal()
+            rd_bad, dec2 = Signal(), Signal()
+            rd_val2, rd_bad2, rd_acc = Signal(32), Signal(), Signal()
             m.d.sync += [dec2.eq(dec_valid & bus.valid & ~bus.ready & ctrl_idle),
-                         rd_bad2.eq(rd_bad), rd_pop2.eq(rd_pop), rd_acc.eq(0)]
+                         rd_bad2.eq(rd_bad), rd_acc.eq(0)]
             with m.If(rd_acc):
-                m.d.comb += outq.r_en.eq(rd_pop2)
                 m.d.sync += [reg_valid.eq(1), reg_data.eq(rd_val2), reg_err.eq(rd_bad2)]
+            # the window decode from a flop too (the request has been on the bus since the clock before)
+            win_sel_q = Signal()
+            m.d.sync += win_sel_q.eq(win_sel)
+            win_sel = win_sel_q
 
             # the register is chosen by a copy of the address: the request has been on the bus since
             # the clock before ``dec2``'s decode, so the copy already holds its address then
             rd_addr = Signal(12)
             m.d.sync += rd_addr.eq(bus.addr[:12])
-            # the output FIFO's head and level reach the multiplexer from flops (its block RAM's
-            # clock-to-out is long); a clock stale, which the answer does not show: only this read pops
-            # (so a head seen present stays the head), and an entry arriving meanwhile is seen later
-            head_q, head_rdy_q, level_q = Signal(32), Signal(), Signal.like(outq.level)
-            m.d.sync += [head_q.eq(Mux(outq.r_rdy, outq.r_data, 0xFFFFFFFF)), head_rdy_q.eq(outq.r_rdy),
-                         level_q.eq(outq.level)]
-            cases = chip_reg_values(head_q, level_q)
+            cases = chip_reg_values()
             groups = [cases[i:i + RD_GROUP] for i in range(0, len(cases), RD_GROUP)]
             rd_grp = [Signal(32, name=f"rd_grp{i}") for i in range(len(groups))]
             for sig, grp in zip(rd_grp, groups, strict=True):
                 m.d.sync += sig.eq(functools.reduce(operator.or_, [Mux(rd_addr == a, v, 0) for a, v in grp]))
             m.d.sync += rd_val2.eq(functools.reduce(operator.or_, rd_grp))
             named = functools.reduce(operator.or_, [rd_addr == a for a, _ in cases])
-            m.d.sync += [rd_bad.eq(~named & (rd_addr < M.ChipReg.CORE_PHASE_BASE)),
-                         rd_pop.eq((rd_addr == M.ChipReg.OUT_POP) & head_rdy_q)]
+            m.d.sync += rd_bad.eq(~named & (rd_addr < M.ChipReg.CORE_PHASE_BASE))
 
         # bus handshake
         core_acc = Signal()
         m.d.comb += core_acc.eq(Cat(*[c.valid & c.ready for c in core_bus]).any())
         chip_reg = bus.addr[:12]
-        accepting = bus_valid & ctrl_idle & ~rd_pending & ~reg_valid
+        accepting = bus_valid & ctrl_idle & ~rd_pending & ~reg_valid & ~win_s.any()
         if self.mem_pipe:
-            accepting = accepting & ~(slice_busy & ~is_core)
+            accepting = accepting & ~(slice_busy & ~is_core) & ~ack_busy
         with m.If(accepting):
             with m.If(is_core & ((bus.op == BusOp.WRITE) | (bus.op == BusOp.READ))):
                 with m.If(~core_ok):
@@ -514,12 +412,10 @@ class Chip(wiring.Component):
                 with m.If(bus.w_data == 0):
                     m.d.sync += [reg_valid.eq(1), reg_data.eq(steps)]
                 with m.Else():
-                    if not self.mem_pipe:  # with mem_pipe: in IDLE, the clock after
-                        m.d.sync += [steps_left.eq(bus.w_data), phase.eq(0), cyc.eq(0)]
                     m.d.comb += go_run.eq(1)
             with m.Elif(bus.op == BusOp.RESET):
                 m.d.comb += [bus.ready.eq(1), go_clear.eq(1)]
-                m.d.sync += flush.eq(1)
+                m.d.comb += flush.eq(1)
             with m.Elif(bus.op == BusOp.WRITE):  # chip register write
                 m.d.comb += bus.ready.eq(1)
                 if self.mem_pipe:  # made from the registers above
@@ -533,18 +429,107 @@ class Chip(wiring.Component):
                     # has been decoded for two clocks, the chip idle for one
                     with m.If(dec2):
                         m.d.comb += bus.ready.eq(1)
-                        m.d.sync += rd_acc.eq(1)
+                        with m.If(win_sel):
+                            m.d.comb += win_start.eq(1)
+                        with m.Else():
+                            m.d.sync += rd_acc.eq(1)
                 else:
                     m.d.comb += bus.ready.eq(1)
-                    m.d.sync += reg_valid.eq(1)
-
-                    def pop_now():
-                        m.d.comb += outq.r_en.eq(outq.r_rdy)
-
-                    chip_reg_read(chip_reg, reg_data, reg_err, pop_now)
+                    with m.If(win_sel):
+                        m.d.comb += win_start.eq(1)
+                    with m.Else():
+                        m.d.sync += reg_valid.eq(1)
+                        chip_reg_read(chip_reg, reg_data, reg_err)
 
         m.d.comb += [bus.r_valid.eq(reg_valid | (rd_pending & rsp_valid)),
                      bus.r_data.eq(Mux(rd_pending, rsp_sel, reg_data))]
         with m.If(reg_valid & reg_err):
             m.d.comb += bus.error.eq(1)
-        return m
+
+    def _decode(self, m: Module):
+        """The bus address of a core access: core, memory, the core word and the lane chunk, the lane
+        mask and the write data replicated over the lanes; ``core_ok``: a core and memory that exist."""
+        K, g, P, bus = self.k, self.geom, self.geom.lanes, self.bus
+        is_core = bus.addr[31]
+        core_sel = bus.addr[CORE_SHIFT:31]
+        mem_sel = bus.addr[MEM_SHIFT:MEM_SHIFT + 4]
+        idx = bus.addr[:IDX_BITS]
+        known_mem = Signal()
+        cshift = Signal(range(6))  # log2(P / epw)
+        ebits = Signal(range(33))  # bits per element
+        for mid in CM.Mem:
+            if mid not in CM.MEMS and mid != CM.Mem.REG:
+                continue
+            with m.If(mem_sel == int(mid)):
+                m.d.comb += known_mem.eq(1)
+                if mid != CM.Mem.REG and CM.MEMS[mid].lanes:
+                    epw = elems_per_word(mid, P)
+                    m.d.comb += [cshift.eq((P // epw).bit_length() - 1), ebits.eq(CM.MEMS[mid].bits)]
+        core_ok = Signal()
+        # core_sel < K as an OR of equalities (LUTs; a comparator would be a carry chain on the bus decode)
+        m.d.comb += core_ok.eq(known_mem & Cat(*[core_sel == k for k in range(K)]).any())
+        word = Signal(IDX_BITS)
+        chunk = Signal(5)
+        m.d.comb += [word.eq(idx >> cshift), chunk.eq(idx & ((Const(1, 6) << cshift) - 1))]
+
+        # element mask and replicated data per lane memory (constant shapes per mem id)
+        lane_mask = Signal(P)
+        wide = Signal(g.data_bits)
+        m.d.comb += [lane_mask.eq((1 << P) - 1), wide.eq(bus.w_data)]
+        self._lane_switch(m, mem_sel, chunk, lambda epw, nb, c: lane_mask.eq(((1 << epw) - 1) << (c * epw)),
+                          lambda epw, nb: wide.eq(Cat(*([bus.w_data[:nb]] * (P // epw)))))
+        return is_core, core_sel, mem_sel, core_ok, word, chunk, lane_mask, wide
+
+    def _read_response(self, m: Module, core_rsp, rd_core, rd_mem, rd_chunk):
+        """The response of core ``rd_core`` (``rsp_valid``) and the chunk of its word that the read
+        asked for (``rsp_sel``)."""
+        K, g = self.k, self.geom
+        rsp_valid = Signal()
+        rsp_word = Signal(g.data_bits)
+        for k in range(K):
+            with m.If(rd_core == k):
+                m.d.comb += [rsp_valid.eq(core_rsp[k].valid), rsp_word.eq(core_rsp[k].payload)]
+        rsp_sel = Signal(32)
+        m.d.comb += rsp_sel.eq(rsp_word[:32])
+        self._lane_switch(m, rd_mem, rd_chunk, lambda epw, nb, c: rsp_sel.eq(rsp_word[c * nb:(c + 1) * nb]))
+        return rsp_valid, rsp_sel
+
+    def _lane_switch(self, m: Module, mem, chunk, per_chunk, per_mem=None) -> None:
+        """For lane memory ``mem`` (``epw`` elements of ``nb`` bits a bus word) and its chunk ``chunk``
+        (``c``): the statements ``per_chunk(epw, nb, c)`` and ``per_mem(epw, nb)`` (combinational)."""
+        P = self.geom.lanes
+        for mid, info in CM.MEMS.items():
+            if not info.lanes:
+                continue
+            epw = elems_per_word(mid, P)
+            nb = epw * info.bits
+            with m.If(mem == int(mid)):
+                with m.Switch(chunk):
+                    for c in range(P // epw):
+                        with m.Case(c):
+                            m.d.comb += per_chunk(epw, nb, c)
+                if per_mem is not None:
+                    m.d.comb += per_mem(epw, nb)
+
+    def _out_window(self, m: Module, outmem, tail, level, reg_valid, reg_data):
+        """The output window: a READ of OUT_WIN + i answers entry tail + i of the ring (OUT_EMPTY at or
+        beyond the level) five clocks after it is accepted, through flops only: the offset, then the
+        ring address (tail + i) and the level test, then the memory's registered read, then the answer;
+        nothing is accepted meanwhile.  Reading changes nothing: a repeated READ answers the same.
+        Returns the window decode, the accept strobe to drive and the stages in flight."""
+        bus, W = self.bus, (self.out_fifo - 1).bit_length()
+        win_sel = bus.addr[12:31] == M.ChipReg.OUT_WIN >> 12
+        win_start = Signal()  # a window READ accepted this clock
+        win_s = Signal(4)  # the stages in flight
+        win_off = Signal(12)
+        win_raddr, win_in, win_in2, win_q = Signal(W), Signal(), Signal(), Signal(32)
+        rp = outmem.read_port(transparent_for=())
+        m.d.sync += [win_s.eq(Cat(win_start, win_s[:3])), win_raddr.eq(tail + win_off),
+                     win_in.eq(win_off < level), win_in2.eq(win_in),
+                     win_q.eq(Mux(win_in2, rp.data, M.OUT_EMPTY))]
+        m.d.comb += rp.addr.eq(win_raddr)
+        with m.If(win_start):
+            m.d.sync += win_off.eq(bus.addr[:12])
+        with m.If(win_s[3]):
+            m.d.sync += [reg_valid.eq(1), reg_data.eq(win_q)]
+        return win_sel, win_start, win_s

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import operator
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import fifo, memory, wiring
+from amaranth.lib import memory, wiring
 
-from plasticore import contract as C
 from plasticore.core_map import (
     MEMS,
     CoreGeometry,
@@ -17,18 +14,10 @@ from plasticore.core_map import (
 )
 
 from .axon import X_BANKS, AxonBuffer
-from .core_regs import (
-    axon_input,
-    core_ports,
-    read_regs,
-    read_regs_split,
-    readonly_regs,
-    write_regs,
-    write_regs_registered,
-    zero_state,
-)
+from .core_host import PARAM_DEFAULTS, HostPort
+from .core_regs import axon_input, core_ports, zero_state
 from .dendrite import Dendrite
-from .layouts import NO_RW_CHECK, no_rw_check_read, param_layout
+from .layouts import NO_RW_CHECK, no_rw_check_read
 from .lpu import PlasticityUnit
 from .pipelined_ram import (
     BANK_BITS,
@@ -38,19 +27,10 @@ from .pipelined_ram import (
     LUTRAM_WORDS,
     PIPE_LATENCY,
     PipelinedRam,
-    delayed,
 )
 from .soma import Soma
 
-__all__ = ["HybridCore"]
-
-#: (pipelined memories) data bits of a memory's host read copy per copy of its select flop
-RD_SEL_BITS = 16
-
-#: response FIFO of the access port: deep enough for the read pipeline's round trip at one read per clock
-RSP_DEPTH = 8
-
-PARAM_DEFAULTS = {"theta": 1, "lam": C.FRAC8_ONE, "decay": C.FRAC8_ONE, "h_clamp": C.smax(C.H_BITS), "emit": 1}
+__all__ = ["PARAM_DEFAULTS", "HybridCore"]
 
 
 class HybridCore(wiring.Component):
@@ -92,18 +72,9 @@ class HybridCore(wiring.Component):
         self.mem_tile_words = mem_tile_words
         super().__init__(core_ports(geom))
 
-    def elaborate(self, platform):
-        m = Module()
-        geom = self.geom
-        P, G = geom.lanes, geom.groups
-        logp = P.bit_length() - 1
-
-        params = Signal(param_layout(), init={**PARAM_DEFAULTS, "n_axons": geom.a_max, "n_neurons": geom.n_max})
-
-        # ---- memories ----------------------------------------------------------------------
-        # ``rps`` / ``wps``: the read and write ports of each memory (``addr``, ``en``, ``data``)
-        K = PIPE_LATENCY if self.mem_pipe else 0  # extra read latency of every memory
-        rps, wps = {}, {}
+    def _memories(self, m: Module) -> tuple[dict, dict]:
+        """The read and write ports (``addr``, ``en``, ``data``) of each memory but X."""
+        geom, rps, wps = self.geom, {}, {}
         for mid in MEMS:
             if mid == Mem.X:
                 continue
@@ -132,216 +103,73 @@ class HybridCore(wiring.Component):
                 cols = {"col_bits": LUTRAM_COL_BITS, "col_group": 1}
             if geom.depth(mid) > self.mem_tile_words:
                 tile_bits = self.mem_bank_bits
-            ram = PipelinedRam(lane_bits=info.bits, lanes=P if info.lanes else None, depth=geom.depth(mid),
+            ram = PipelinedRam(lane_bits=info.bits, lanes=geom.lanes if info.lanes else None, depth=geom.depth(mid),
                                bank_bits=bank_bits, tile_bits=tile_bits, **cols)
             m.submodules[f"mem_{mid.name.lower()}"] = ram
             rps[mid] = SimpleNamespace(addr=ram.r_addr, en=ram.r_en, data=ram.r_data)
             wps[mid] = SimpleNamespace(addr=ram.w_addr, data=ram.w_data, en=ram.w_en)
+        return rps, wps
 
-        # with pipelined memories x is banked, its read in two stages per bank
+    def _engines(self, m: Module, K: int):
+        """The axon buffer, dendrite, soma and LPU; returns them and x's extra read latency.
+
+        With pipelined memories x is banked, its read in two stages per bank; the dendrite's data
+        registers and the LPU's stages are reset-less too (rtl/layouts.py, PIPELINE_RESET_LESS: the plain
+        chip keeps their reset for Yosys 0.70's sake); the axon buffer's x read address is registered
+        after its multiplexer (host / dendrite / LPU), like the other memories' requests: x comes one
+        clock later, and the banked read a clock later still (``axb.x_latency``)."""
+        geom = self.geom
         m.submodules.axb = axb = AxonBuffer(geom, registered_writes=self.mem_pipe, evt_banks=self.evt_banks,
                                             x_banks=self.x_banks)
-        # with pipelined memories the dendrite's data registers and the LPU's stages are reset-less too
-        # (rtl/layouts.py, PIPELINE_RESET_LESS: the plain chip keeps their reset for Yosys 0.70's sake)
-        # with pipelined memories the axon buffer's x read address is registered after its multiplexer
-        # (host / dendrite / LPU), like the other memories' requests: x comes one clock later, and
-        # the banked read a clock later still (``axb.x_latency``)
         x_lag = axb.x_latency if K else 0
         assert x_lag <= K
         m.submodules.den = den = Dendrite(geom, mem_delay=K, reset_less=self.mem_pipe, x_delay=x_lag)
         m.submodules.soma = soma = Soma(geom, den.aw_bits, den.ah_bits, mem_delay=K)
         m.submodules.lpu = lpu = PlasticityUnit(geom, mem_delay=K, reset_less=self.mem_pipe, x_delay=x_lag)
-        m.d.comb += [soma.params.eq(params), lpu.params.eq(params)]
         self._blocks = {"axb": axb, "den": den, "soma": soma, "lpu": lpu}  # for simulation probes
+        return axb, den, soma, lpu, x_lag
 
-        # ---- status registers --------------------------------------------------------------
-        cycles = Signal(32)
-        cyc = Signal(32)
-        steps = Signal(32)
-        start_req = Signal()
-        clear_req = Signal()
-        # static registers (they follow the parameter registers one clock later, long before a step
-        # uses them): groups, groups - 1 (signed, so that N = 0 compares like ``g + 1 < 0``)
-        n_groups = Signal(range(G + 1))
-        ng_m1 = Signal(signed(len(n_groups) + 1))
-        m.d.sync += [n_groups.eq((params.n_neurons + (P - 1)) >> logp),
-                     ng_m1.eq(((params.n_neurons + (P - 1)) >> logp) - 1)]
+    def elaborate(self, platform):
+        m = Module()
+        geom = self.geom
+        P, G = geom.lanes, geom.groups
+        logp = P.bit_length() - 1
+        K = PIPE_LATENCY if self.mem_pipe else 0  # extra read latency of every memory
+        rps, wps = self._memories(m)
+        axb, den, soma, lpu, x_lag = self._engines(m, K)
 
-        # ---- host access -------------------------------------------------------------------
-        # A memory request is registered (``hq_*``) before it drives the memory ports, so no port
-        # address / enable / data comes from the bus handshake logic.  Reads: accept -> request register
-        # (read issued) -> data present (``d``; ``K`` clocks later with pipelined memories) -> data
-        # registered (``e``) -> selected word registered (``f``) -> response FIFO.
-        # ``credits`` = free response slots minus reads in flight; a request is accepted only while a
-        # slot is free, so the pipeline never stalls (one request per clock while ``bus_rsp.ready``).
-        req = self.bus.payload
-        idle = Signal(init=1)  # register, = state IDLE of the sequencer (kept in step with its transitions)
-        m.submodules.rsp_fifo = rsp_fifo = fifo.SyncFIFOBuffered(width=geom.data_bits, depth=RSP_DEPTH)
-        m.d.comb += [self.bus_rsp.valid.eq(rsp_fifo.r_rdy), self.bus_rsp.payload.eq(rsp_fifo.r_data),
-                     rsp_fifo.r_en.eq(self.bus_rsp.ready)]
-        credits = Signal(range(RSP_DEPTH + 1), init=RSP_DEPTH)
-        # nothing is accepted once a step or clear is requested: the sequencer leaves IDLE only with
-        # the request register empty, and a request accepted in that clock would reach the ports late
-        bus_open = idle & ~axb.busy & (credits != 0) & ~start_req & ~clear_req
-        if K:  # nor while a register write waits (a CMD there sets its request a clock later)
-            reg_wait = Signal(name="reg_we_wait")
-            bus_open = bus_open & ~reg_wait
-        if K:
-            # ``ready`` is a flop (it gates the register slice in front of the core, whose loads fan out
-            # over the whole request): ``bus_open`` a clock earlier, and low the clock after anything
-            # that could close it (an accepted request or axon input, a register write, start / clear),
-            # so that it is never high while ``bus_open`` is low. One request per two clocks.
-            bus_ready = Signal()
-            m.d.comb += self.bus.ready.eq(bus_ready)
-        else:
-            m.d.comb += self.bus.ready.eq(bus_open)
-        accept = Signal()
-        m.d.comb += accept.eq(self.bus.valid & self.bus.ready)
-        acc_r = accept & ~req.we
-        acc_w = accept & req.we
-        rsp_out = rsp_fifo.r_rdy & self.bus_rsp.ready
-        with m.If(acc_r & ~rsp_out):
-            m.d.sync += credits.eq(credits - 1)
-        with m.Elif(~acc_r & rsp_out):
-            m.d.sync += credits.eq(credits + 1)
-        hq_rd = Signal()
-        hq_mem = Signal(4)
-        hq_addr = Signal(geom.addr_bits)
-        hq_data = Signal(geom.data_bits)
-        hq_wen = {mid: Signal(P if MEMS[mid].lanes else 1, name=f"hq_wen_{mid.name.lower()}") for mid in wps}
-        m.d.sync += [hq_rd.eq(acc_r), hq_mem.eq(req.mem), hq_addr.eq(req.addr), hq_data.eq(req.data)]
-        for mid, en in hq_wen.items():
-            sel = acc_w & (req.mem == mid)
-            m.d.sync += en.eq(Mux(sel, req.mask, 0) if MEMS[mid].lanes else sel)
-        # a request sits in the request register: one flop (not the OR of every write enable, which
-        # would sit in front of the sequencer's start decision)
-        hq_busy = Signal()
-        m.d.sync += hq_busy.eq(accept)
-        d_rd = Signal()
-        d_mem = Signal(4)
-        reg_rdata = Signal(geom.data_bits)
-        e_rd = Signal()
-        e_mem = Signal(4)
-        f_rd = Signal()
-        f_data = Signal(geom.data_bits)
-        m.d.sync += [d_rd.eq(hq_rd), d_mem.eq(hq_mem)]
-        m.d.comb += [rsp_fifo.w_en.eq(f_rd), rsp_fifo.w_data.eq(f_data)]
-
-        # with pipelined memories the sequencer leaves IDLE on a decision made a clock earlier
-        # (``seq_ok``: a request pending, nothing in the request registers or the axon buffer); the
-        # axon buffer takes no input once a request is pending, so the decision still holds a clock later
-        if K:
-            axon_input(m, self, axb, idle & ~start_req & ~clear_req)
-        else:
-            axon_input(m, self, axb, idle)
-
-        # register writes: from the request register like the memory writes (the decode and the write
-        # enables of the parameter registers, which fan out over the whole core, start at flops)
-        hq_reg_we = Signal()
-        m.d.sync += hq_reg_we.eq(acc_w & (req.mem == Mem.REG))
-        if K:
-            m.d.sync += bus_ready.eq(bus_open & ~accept & ~hq_reg_we & ~(axb.inp.valid & axb.inp.ready)
-                                     & ~self.start & ~self.clear)
-        if K:
-            # with pipelined memories a register write takes a clock more (the decode ends at flops);
-            # the sequencer waits for it like for the request register
-            # (decoded from a copy of the address of its own, loaded only for a register write: the
-            # request register's address drives every memory port of the core)
-            hq_reg_addr = Signal.like(hq_addr, name="hq_reg_addr")
-            with m.If(acc_w & (req.mem == Mem.REG)):
-                m.d.sync += hq_reg_addr.eq(req.addr)
-            m.d.comb += reg_wait.eq(write_regs_registered(m, hq_reg_we, hq_reg_addr, hq_data, params, start_req,
-                                                          clear_req))
-            req_busy = hq_busy | reg_wait
-        else:
-            write_regs(m, hq_reg_we, hq_addr, hq_data, params, start_req, clear_req)
-            req_busy = hq_busy
-        if K:
-            seq_ok = Signal()
-            m.d.sync += seq_ok.eq((start_req | clear_req) & ~req_busy & ~axb.busy)
-            can_leave = seq_ok
-        else:
-            can_leave = ~req_busy & ~axb.busy
-        with m.If(self.start):
-            m.d.sync += start_req.eq(1)
-        with m.If(self.clear):
-            m.d.sync += clear_req.eq(1)
-        ro = readonly_regs(geom, busy=~idle, cycles=cycles, events=axb.count, out_count=soma.out_count, steps=steps)
-        # register read: the value one clock after the read is issued, from a copy of the address made
-        # for it (the request register also drives every memory port); a register write accepted after
-        # the read reaches the registers a clock later still, so the read sees every earlier write only
-        d_addr = Signal(geom.addr_bits)
-        m.d.sync += d_addr.eq(hq_addr)
-        if K:
-            # pipelined memories leave K clocks for the register value too: read it in two stages
-            reg_rdata_k = read_regs_split(m, d_addr, params, ro, geom.data_bits, K + 1)
-        else:
-            m.d.sync += reg_rdata.eq(0)
-            read_regs(m, "sync", reg_rdata, d_addr, params, ro)
-            reg_rdata_k = reg_rdata
-        # every memory output is first captured by a register with no logic in front of it (a block
-        # RAM's clock-to-output time leaves no room for a multiplexer; the engines capture the same
-        # outputs, and the synthesiser merges the identical registers), then selected
-        rd_reg = {mid: Signal(len(rp.data), name=f"rd_{mid.name.lower()}") for mid, rp in rps.items()}
-        rd_x = Signal(C.X_BITS)
-        if not K:
-            m.d.sync += [rd_reg[mid].eq(rp.data) for mid, rp in rps.items()] + [rd_x.eq(axb.x_data.as_unsigned())]
-        # with pipelined memories the memory data comes K clocks later; the register and X values
-        # (read at the plain time, so a read sees exactly the writes before it) wait for it
-        d_rd_k, _ = delayed(m, d_rd, K, "d_rd", reset_less=False)
-        d_mem_k, _ = delayed(m, d_mem, K, "d_mem")
-        rd_x_k, _ = delayed(m, rd_x, K - x_lag, "rd_x")
-        if K:
-            # (the memories register their data next to the block RAMs: the host's copies are taken
-            # only for a read of their memory and are zero otherwise, so that Yosys does not merge them
-            # with the engines' copies; the selection is a flop's synchronous reset, not a multiplexer)
-            # the answer is then an OR in two registered stages, one level of logic and one long route
-            # each (the copies sit next to their memories, all over the die): a read answers a clock
-            # later than without pipelined memories, which only the response FIFO sees
-            d_sel = Signal(len(rps) + 2, name="d_sel")
-            sels = [hq_mem == int(mid) for mid in rps] + [hq_mem == int(Mem.X), hq_mem == int(Mem.REG)]
-            m.d.sync += d_sel.eq(Mux(hq_rd, Cat(*sels), 0))
-            # (the last of the K stages of ``d_sel`` is per memory and per 16 data bits: a copy's reset
-            # net reaches 16 flops, next to their column of the memory, not the whole word)
-            d_sel_k1, _ = delayed(m, d_sel, K - 1, "d_sel")
-            d_sel_k = Signal(2, name=f"d_sel_d{K}")  # (only the X and REG selects go on to stage K)
-            m.d.sync += d_sel_k.eq(d_sel_k1[len(rps):])
-            m.d.sync += rd_x.eq(axb.x_data.as_unsigned())
-            for i, (mid, rp) in enumerate(rps.items()):
-                width = len(rp.data)
-                for c0 in range(0, width, RD_SEL_BITS):
-                    bits = slice(c0, min(c0 + RD_SEL_BITS, width))
-                    sel = Signal(name=f"rd_{mid.name.lower()}_sel{c0 // RD_SEL_BITS}{DUP}")
-                    m.d.sync += sel.eq(d_sel_k1[i])
-                    with m.If(sel):
-                        m.d.sync += rd_reg[mid][bits].eq(rp.data[bits])
-                    with m.Else():
-                        m.d.sync += rd_reg[mid][bits].eq(0)
-            e_sel_x, e_sel_reg = Signal(), Signal()
-            m.d.sync += [e_sel_x.eq(d_sel_k[0]), e_sel_reg.eq(d_sel_k[1])]
-            terms = [rd_reg[mid] for mid in rps]
-            parts = [Signal(geom.data_bits, name=f"rd_part{j}") for j in range((len(terms) + 3) // 4 + 1)]
-            for j, part in enumerate(parts[:-1]):
-                m.d.sync += part.eq(functools.reduce(operator.or_, terms[4 * j:4 * j + 4]))
-            m.d.sync += parts[-1].eq(Mux(e_sel_x, rd_x_k, 0) | Mux(e_sel_reg, reg_rdata_k, 0))
-            m.d.sync += f_data.eq(functools.reduce(operator.or_, parts))
-            e2_rd = Signal()
-            m.d.sync += [e_rd.eq(d_rd_k), e2_rd.eq(e_rd), f_rd.eq(e2_rd)]
-        else:
-            m.d.sync += [e_mem.eq(d_mem_k), e_rd.eq(d_rd_k), f_rd.eq(e_rd)]
-            with m.Switch(e_mem):
-                for mid in rps:
-                    with m.Case(int(mid)):
-                        m.d.sync += f_data.eq(rd_reg[mid])
-                with m.Case(int(Mem.X)):
-                    m.d.sync += f_data.eq(rd_x_k)
-                with m.Case(int(Mem.REG)):
-                    m.d.sync += f_data.eq(reg_rdata_k)
-                with m.Default():
-                    m.d.sync += f_data.eq(0)
+        # ---- host port and status registers ------------------------------------------------
+        m.submodules.host = host = HostPort(geom, {mid: len(rp.data) for mid, rp in rps.items()},
+                                            mem_pipe=self.mem_pipe, x_lag=x_lag)
+        wiring.connect(m, wiring.flipped(self.bus), host.bus)
+        wiring.connect(m, host.bus_rsp, wiring.flipped(self.bus_rsp))
+        params = host.params
+        s = SimpleNamespace(
+            idle=Signal(init=1),  # register, = state IDLE of the sequencer (kept in step with its transitions)
+            cycles=Signal(32), cyc=Signal(32), steps=Signal(32),
+            zc=Signal(range(geom.n_pad + 1)),
+            zeroing=Signal(),  # (with pipelined memories) high in ZERO and the clock after
+            g=Signal(range(G + 1)), gbase=Signal(geom.addr_bits), jbase=Signal(geom.neuron_bits + 1),
+            in_lpu=Signal(),
+            # static registers (they follow the parameter registers one clock later, long before a step
+            # uses them): groups, groups - 1 (signed, so that N = 0 compares like ``g + 1 < 0``)
+            n_groups=Signal(range(G + 1)))
+        s.ng_m1 = Signal(signed(len(s.n_groups) + 1))
+        m.d.sync += [s.n_groups.eq((params.n_neurons + (P - 1)) >> logp),
+                     s.ng_m1.eq(((params.n_neurons + (P - 1)) >> logp) - 1)]
+        m.d.comb += [host.idle.eq(s.idle), host.axb_busy.eq(axb.busy),
+                     host.axon_taken.eq(axb.inp.valid & axb.inp.ready),
+                     host.start.eq(self.start), host.clear.eq(self.clear), host.cycles.eq(s.cycles),
+                     host.steps.eq(s.steps), host.events.eq(axb.count), host.out_count.eq(soma.out_count),
+                     host.x_data.eq(axb.x_data.as_unsigned())]
+        m.d.comb += [getattr(host.rd_data, mid.name.lower()).eq(rp.data) for mid, rp in rps.items()]
+        # with pipelined memories the sequencer leaves IDLE on a decision made a clock earlier; the axon
+        # buffer takes no input once a request is pending, so the decision still holds a clock later
+        axon_input(m, self, axb, s.idle & ~host.start_req & ~host.clear_req if K else s.idle)
 
         # ---- engine wiring -----------------------------------------------------------------
         m.d.comb += [
+            soma.params.eq(params), lpu.params.eq(params),
             axb.evt_addr.eq(den.evt_addr), den.evt_data.eq(axb.evt_data), den.n_events.eq(axb.count),
             den.x_data.eq(axb.x_data), lpu.x_data.eq(axb.x_data),
             den.w_data.eq(rps[Mem.W].data), den.h_data.eq(rps[Mem.H].data), den.m_data.eq(rps[Mem.HMASK].data),
@@ -349,113 +177,123 @@ class HybridCore(wiring.Component):
             soma.b_data.eq(rps[Mem.B].data), soma.u_data.eq(rps[Mem.U].data), soma.s_data.eq(rps[Mem.S].data),
             soma.eta_data.eq(rps[Mem.ETA].data), soma.lut_data.eq(rps[Mem.LUT].data),
             lpu.h_rdata.eq(rps[Mem.H].data), lpu.beta_data.eq(rps[Mem.BETA].data), lpu.f_data.eq(rps[Mem.F].data),
-            lpu.n_groups.eq(n_groups),
+            lpu.n_groups.eq(s.n_groups),
             self.spike_out.valid.eq(soma.out.valid), self.spike_out.payload.eq(soma.out.payload),
             soma.out.ready.eq(self.spike_out.ready),
+            den.gbase.eq(s.gbase), soma.jbase.eq(s.jbase), soma.group.eq(s.g),
         ]
-
-        zc = Signal(range(geom.n_pad + 1))
-        zeroing = Signal()  # (with pipelined memories) high in ZERO and the clock after
-        with m.If(idle):
-            m.d.sync += zeroing.eq(0)
-        g = Signal(range(G + 1))
-        gbase = Signal(geom.addr_bits)
-        jbase = Signal(geom.neuron_bits + 1)
-        m.d.comb += [den.gbase.eq(gbase), soma.jbase.eq(jbase), soma.group.eq(g)]
-        in_lpu = Signal()
-
+        with m.If(s.idle):
+            m.d.sync += s.zeroing.eq(0)
         x_addr, x_en = axb.x_addr, axb.x_en
         if x_lag:
             x_addr, x_en = Signal.like(axb.x_addr, name="x_raddr_mux"), Signal(name="x_ren_mux")
             m.d.sync += [axb.x_addr.eq(x_addr), axb.x_en.eq(x_en)]
-        # the port multiplexers: the host owns every port while idle (driven from the request
-        # register), the engines otherwise.  With pipelined memories each memory's multiplexer is
-        # selected by a copy of ``idle`` of its own (``idle_<mem>__dup``, kept apart on the ECP5: one
-        # flop no longer selects every port of the core), set and cleared with ``idle`` itself
-        def engine_ports(er, ew, xa, xe):
-            m.d.comb += xe.eq(1)
-            for rp in er.values():
-                m.d.comb += rp.en.eq(1)
+        engines = (axb, den, soma, lpu)
+        (self._port_muxes_pipelined if K else self._port_muxes)(m, s, host, rps, wps, x_addr, x_en, engines)
+        self._sequencer(m, s, host, wps, engines, params)
+        with m.If(~s.idle):
+            m.d.sync += s.cyc.eq(s.cyc + 1)
+        m.d.comb += self.busy.eq(~s.idle)
+        return m
+
+    def _engine_ports(self, m: Module, s, er, ew, xa, xe, engines) -> None:
+        """The engines' side of the port multiplexers: their read / write ports ``er`` / ``ew``, x's ``xa``, ``xe``."""
+        axb, den, soma, lpu = engines
+        m.d.comb += xe.eq(1)
+        for rp in er.values():
+            m.d.comb += rp.en.eq(1)
+        m.d.comb += [
+            er[Mem.W].addr.eq(den.syn_addr), er[Mem.HMASK].addr.eq(den.syn_addr),
+            er[Mem.H].addr.eq(Mux(s.in_lpu, lpu.h_raddr, den.syn_addr)),
+            xa.eq(Mux(s.in_lpu, lpu.x_addr, den.x_addr)),
+            er[Mem.B].addr.eq(soma.n_addr), er[Mem.U].addr.eq(soma.n_addr), er[Mem.S].addr.eq(soma.n_addr),
+            er[Mem.ETA].addr.eq(soma.n_addr), er[Mem.LUT].addr.eq(soma.lut_addr),
+            er[Mem.BETA].addr.eq(lpu.beta_addr), er[Mem.F].addr.eq(lpu.f_addr),
+            ew[Mem.H].addr.eq(lpu.h_waddr), ew[Mem.H].data.eq(lpu.h_wdata),
+            ew[Mem.H].en.eq(Mux(lpu.h_we, (1 << self.geom.lanes) - 1, 0)),
+            ew[Mem.F].addr.eq(soma.f_addr), ew[Mem.F].data.eq(soma.f_wdata), ew[Mem.F].en.eq(soma.f_en),
+        ]
+        if not self.mem_pipe:
             m.d.comb += [
-                er[Mem.W].addr.eq(den.syn_addr), er[Mem.HMASK].addr.eq(den.syn_addr),
-                er[Mem.H].addr.eq(Mux(in_lpu, lpu.h_raddr, den.syn_addr)),
-                xa.eq(Mux(in_lpu, lpu.x_addr, den.x_addr)),
-                er[Mem.B].addr.eq(soma.n_addr), er[Mem.U].addr.eq(soma.n_addr), er[Mem.S].addr.eq(soma.n_addr),
-                er[Mem.ETA].addr.eq(soma.n_addr), er[Mem.LUT].addr.eq(soma.lut_addr),
-                er[Mem.BETA].addr.eq(lpu.beta_addr), er[Mem.F].addr.eq(lpu.f_addr),
-                ew[Mem.H].addr.eq(lpu.h_waddr), ew[Mem.H].data.eq(lpu.h_wdata),
-                ew[Mem.H].en.eq(Mux(lpu.h_we, (1 << P) - 1, 0)),
-                ew[Mem.F].addr.eq(soma.f_addr), ew[Mem.F].data.eq(soma.f_wdata), ew[Mem.F].en.eq(soma.f_en),
+                ew[Mem.U].addr.eq(soma.w_addr), ew[Mem.U].data.eq(soma.u_wdata), ew[Mem.U].en.eq(soma.w_en),
+                ew[Mem.S].addr.eq(soma.w_addr), ew[Mem.S].data.eq(soma.s_wdata), ew[Mem.S].en.eq(soma.w_en),
             ]
-            if K:
-                # the ZERO state's writes are selected by a flop of their own (``zeroing``), not by the
-                # sequencer's state decode
-                zw = zc != geom.n_pad
-                for mid, wdata in ((Mem.U, soma.u_wdata), (Mem.S, soma.s_wdata)):
-                    m.d.comb += [ew[mid].addr.eq(Mux(zeroing, zc, soma.w_addr)),
-                                 ew[mid].data.eq(Mux(zeroing, 0, wdata)),
-                                 ew[mid].en.eq(Mux(zeroing, zw, soma.w_en))]
-            else:
-                m.d.comb += [
-                    ew[Mem.U].addr.eq(soma.w_addr), ew[Mem.U].data.eq(soma.u_wdata), ew[Mem.U].en.eq(soma.w_en),
-                    ew[Mem.S].addr.eq(soma.w_addr), ew[Mem.S].data.eq(soma.s_wdata), ew[Mem.S].en.eq(soma.w_en),
-                ]
+            return
+        # the ZERO state's writes are selected by a flop of their own (``zeroing``), not by the
+        # sequencer's state decode
+        zw = s.zc != self.geom.n_pad
+        for mid, wdata in ((Mem.U, soma.u_wdata), (Mem.S, soma.s_wdata)):
+            m.d.comb += [ew[mid].addr.eq(Mux(s.zeroing, s.zc, soma.w_addr)),
+                         ew[mid].data.eq(Mux(s.zeroing, 0, wdata)),
+                         ew[mid].en.eq(Mux(s.zeroing, zw, soma.w_en))]
 
-        idle_all = idle  # ``idle`` and its copies: set and cleared together (``.eq(-1)`` / ``.eq(0)``)
-        if K:
-            idle_of = {mid: Signal(init=1, name=f"idle_{mid.name.lower()}{DUP}") for mid in sorted({*rps, *wps})}
-            idle_x = Signal(init=1, name=f"idle_x{DUP}")
-            idle_all = Cat(idle, idle_x, *idle_of.values())
-            er = {mid: SimpleNamespace(addr=Signal.like(rp.addr, name=f"eng_{mid.name.lower()}_raddr"),
-                                       en=Signal(name=f"eng_{mid.name.lower()}_ren")) for mid, rp in rps.items()}
-            ew = {mid: SimpleNamespace(addr=Signal.like(wp.addr, name=f"eng_{mid.name.lower()}_waddr"),
-                                       data=Signal.like(wp.data, name=f"eng_{mid.name.lower()}_wdata"),
-                                       en=Signal.like(wp.en, name=f"eng_{mid.name.lower()}_wen"))
-                  for mid, wp in wps.items()}
-            ex_addr, ex_en = Signal.like(x_addr, name="eng_x_raddr"), Signal(name="eng_x_ren")
-            engine_ports(er, ew, ex_addr, ex_en)
-            for mid, rp in rps.items():
-                m.d.comb += [rp.addr.eq(Mux(idle_of[mid], hq_addr, er[mid].addr)),
-                             rp.en.eq(Mux(idle_of[mid], hq_rd, er[mid].en))]
+    def _port_muxes(self, m: Module, s, host, rps, wps, x_addr, x_en, engines) -> None:
+        """The host owns every port while idle (driven from its request register), the engines otherwise."""
+        hq = host.req
+        s.idle_all = s.idle  # ``idle`` (and its copies): set and cleared together (``.eq(-1)`` / ``.eq(0)``)
+        with m.If(s.idle):
+            for rp in rps.values():
+                m.d.comb += [rp.addr.eq(hq.addr), rp.en.eq(hq.rd)]
+            m.d.comb += [x_addr.eq(hq.addr), x_en.eq(hq.rd)]
             for mid, wp in wps.items():
-                m.d.comb += [wp.addr.eq(Mux(idle_of[mid], hq_addr, ew[mid].addr)),
-                             wp.data.eq(Mux(idle_of[mid], hq_data, ew[mid].data)),
-                             wp.en.eq(Mux(idle_of[mid], hq_wen[mid], ew[mid].en))]
-            m.d.comb += [x_addr.eq(Mux(idle_x, hq_addr, ex_addr)), x_en.eq(Mux(idle_x, hq_rd, ex_en))]
-        else:
-            with m.If(idle):
-                for rp in rps.values():
-                    m.d.comb += [rp.addr.eq(hq_addr), rp.en.eq(hq_rd)]
-                m.d.comb += [x_addr.eq(hq_addr), x_en.eq(hq_rd)]
-                for mid, wp in wps.items():
-                    m.d.comb += [wp.addr.eq(hq_addr), wp.data.eq(hq_data), wp.en.eq(hq_wen[mid])]
-            with m.Else():
-                engine_ports(rps, wps, x_addr, x_en)
+                m.d.comb += [wp.addr.eq(hq.addr), wp.data.eq(hq.data), wp.en.eq(getattr(host.wen, mid.name.lower()))]
+        with m.Else():
+            self._engine_ports(m, s, rps, wps, x_addr, x_en, engines)
 
-        # ---- step sequencer ----------------------------------------------------------------
+    def _port_muxes_pipelined(self, m: Module, s, host, rps, wps, x_addr, x_en, engines) -> None:
+        """:meth:`_port_muxes` with each memory's multiplexer selected by a copy of ``idle`` of its own
+        (``idle_<mem>__dup``, kept apart on the ECP5: one flop no longer selects every port of the core),
+        set and cleared with ``idle`` itself."""
+        hq = host.req
+        idle_of = {mid: Signal(init=1, name=f"idle_{mid.name.lower()}{DUP}") for mid in sorted({*rps, *wps})}
+        idle_x = Signal(init=1, name=f"idle_x{DUP}")
+        s.idle_all = Cat(s.idle, idle_x, *idle_of.values())
+        er = {mid: SimpleNamespace(addr=Signal.like(rp.addr, name=f"eng_{mid.name.lower()}_raddr"),
+                                   en=Signal(name=f"eng_{mid.name.lower()}_ren")) for mid, rp in rps.items()}
+        ew = {mid: SimpleNamespace(addr=Signal.like(wp.addr, name=f"eng_{mid.name.lower()}_waddr"),
+                                   data=Signal.like(wp.data, name=f"eng_{mid.name.lower()}_wdata"),
+                                   en=Signal.like(wp.en, name=f"eng_{mid.name.lower()}_wen"))
+              for mid, wp in wps.items()}
+        ex_addr, ex_en = Signal.like(x_addr, name="eng_x_raddr"), Signal(name="eng_x_ren")
+        self._engine_ports(m, s, er, ew, ex_addr, ex_en, engines)
+        for mid, rp in rps.items():
+            m.d.comb += [rp.addr.eq(Mux(idle_of[mid], hq.addr, er[mid].addr)),
+                         rp.en.eq(Mux(idle_of[mid], hq.rd, er[mid].en))]
+        for mid, wp in wps.items():
+            m.d.comb += [wp.addr.eq(Mux(idle_of[mid], hq.addr, ew[mid].addr)),
+                         wp.data.eq(Mux(idle_of[mid], hq.data, ew[mid].data)),
+                         wp.en.eq(Mux(idle_of[mid], getattr(host.wen, mid.name.lower()), ew[mid].en))]
+        m.d.comb += [x_addr.eq(Mux(idle_x, hq.addr, ex_addr)), x_en.eq(Mux(idle_x, hq.rd, ex_en))]
+
+    def _sequencer(self, m: Module, s, host, wps, engines, params) -> None:
+        """The step sequencer: IDLE -> INTEG (groups) -> DRAIN -> LPU (if PLASTIC) -> CLRWAIT -> IDLE, or
+        IDLE -> ZERO (clear) -> IDLE."""
+        axb, den, soma, lpu = engines
+        K, P = self.mem_pipe, self.geom.lanes
         with m.FSM(name="seq"):
             with m.State("IDLE"):
-                with m.If(clear_req & can_leave):
-                    m.d.sync += [clear_req.eq(0), zc.eq(0), idle_all.eq(0)]
+                with m.If(host.clear_req & host.can_leave):
+                    m.d.comb += host.clear_taken.eq(1)
+                    m.d.sync += [s.zc.eq(0), s.idle_all.eq(0)]
                     if K:
-                        m.d.sync += zeroing.eq(1)
+                        m.d.sync += s.zeroing.eq(1)
                     m.d.comb += axb.clear.eq(1)
                     m.next = "ZERO"
-                with m.Elif(start_req & can_leave):
-                    m.d.sync += [start_req.eq(0), cyc.eq(0), g.eq(0), gbase.eq(0), jbase.eq(0), idle_all.eq(0)]
+                with m.Elif(host.start_req & host.can_leave):
+                    m.d.comb += host.start_taken.eq(1)
+                    m.d.sync += [s.cyc.eq(0), s.g.eq(0), s.gbase.eq(0), s.jbase.eq(0), s.idle_all.eq(0)]
                     m.d.comb += [den.start.eq(1), soma.clear_count.eq(1)]
                     m.next = "INTEG"
             with m.State("ZERO"):
-                if K:
-                    zero_state(m, self, zc, geom.n_pad, None, None, axb, idle_all)
-                else:
-                    zero_state(m, self, zc, geom.n_pad, wps[Mem.U], wps[Mem.S], axb, idle_all)
+                # (with pipelined memories the port multiplexers drive the zero writes from ``zeroing``)
+                zero_state(m, self, s.zc, self.geom.n_pad, *((None, None) if K else (wps[Mem.U], wps[Mem.S])),
+                           axb, s.idle_all)
             with m.State("INTEG"):
                 with m.If(den.acc_valid & soma.ready):
                     m.d.comb += soma.load.eq(1)
-                    m.d.sync += [jbase.eq(jbase + P), g.eq(g + 1)]
-                    with m.If(g < ng_m1):  # g + 1 < n_groups
-                        m.d.sync += gbase.eq(gbase + params.n_axons)  # the dendrite reads it from the next clock
+                    m.d.sync += [s.jbase.eq(s.jbase + P), s.g.eq(s.g + 1)]
+                    with m.If(s.g < s.ng_m1):  # g + 1 < n_groups
+                        m.d.sync += s.gbase.eq(s.gbase + params.n_axons)  # the dendrite reads it from the next clock
                         m.d.comb += den.start.eq(1)
                     with m.Else():
                         m.next = "DRAIN"
@@ -468,16 +306,16 @@ class HybridCore(wiring.Component):
                         m.d.comb += axb.clear.eq(1)
                         m.next = "CLRWAIT"
             with m.State("LPU"):
-                m.d.comb += in_lpu.eq(1)
+                m.d.comb += s.in_lpu.eq(1)
                 with m.If(~lpu.busy):
                     m.d.comb += axb.clear.eq(1)
                     m.next = "CLRWAIT"
             with m.State("CLRWAIT"):
                 with m.If(~axb.busy):
                     m.d.comb += self.done.eq(1)
-                    m.d.sync += idle_all.eq(-1)
+                    m.d.sync += s.idle_all.eq(-1)
                     if not K:
-                        m.d.sync += [cycles.eq(cyc + 1), steps.eq(steps + 1)]
+                        m.d.sync += [s.cycles.eq(s.cyc + 1), s.steps.eq(s.steps + 1)]
                     m.next = "IDLE"
         if K:
             # (pipelined memories) the step and cycle counters are updated the clock after ``done``,
@@ -487,11 +325,7 @@ class HybridCore(wiring.Component):
             done_q = Signal()
             m.d.sync += done_q.eq(self.done)
             with m.If(done_q):
-                m.d.sync += [cycles.eq(cyc), steps.eq(steps + 1)]
-        with m.If(~idle):
-            m.d.sync += cyc.eq(cyc + 1)
-        m.d.comb += self.busy.eq(~idle)
-        return m
+                m.d.sync += [s.cycles.eq(s.cyc), s.steps.eq(s.steps + 1)]
 
 
 def step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool, *,

@@ -14,8 +14,8 @@ that the link puts between these stages (and after block RAM outputs) so that no
 path runs through more than one of them (timing: ``docs/boards.md``).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import crc, data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -23,8 +23,7 @@ from plasticore import protocol as P
 
 from .stream_slice import StreamSlice
 
-__all__ = ["RX_BEAT", "TX_BEAT", "CobsDecoder", "CobsEncoder", "CrcAppender", "CrcChecker", "Pipe", "StreamWire",
-           "crc_update"]
+__all__ = ["RX_BEAT", "TX_BEAT", "CobsDecoder", "CobsEncoder", "CrcAppender", "CrcChecker", "Pipe", "StreamWire"]
 
 #: Receive-side beat: a decoded byte, or (``end``) the end of a frame with its error flags.
 RX_BEAT = data.StructLayout({"data": 8, "end": 1, "cobs_err": 1, "crc_err": 1})
@@ -32,51 +31,56 @@ RX_BEAT = data.StructLayout({"data": 8, "end": 1, "cobs_err": 1, "crc_err": 1})
 TX_BEAT = data.StructLayout({"data": 8, "last": 1})
 
 
-def _crc_matrix() -> list[int]:
-    """Output bit j of one CRC byte step = XOR of the bits of ``Cat(reg, byte)`` set in mask j.
+def _crc_parameters(data_width: int) -> crc.Parameters:
+    """The protocol's CRC (:mod:`plasticore.protocol`) as :mod:`amaranth.lib.crc` parameters."""
+    poly = int(f"{P.CRC_POLY_REFLECTED:0{P.CRC_BITS}b}"[::-1], 2)
+    return crc.Algorithm(crc_width=P.CRC_BITS, polynomial=poly, initial_crc=P.CRC_INIT, reflect_input=True,
+                         reflect_output=True, xor_output=P.CRC_XOROUT)(data_width=data_width)
 
-    Derived from :func:`plasticore.protocol.crc_register_update` (the step is linear over GF(2)),
-    so the RTL cannot disagree with the protocol's definition.
+
+assert _crc_parameters(8).compute(b"123456789") == P.crc(b"123456789"), "lib.crc disagrees with the protocol"
+assert _crc_parameters(8).residue() == P.crc_residue(), "lib.crc's residue disagrees with the protocol"
+
+
+class _Crc:
+    """The CRC register of a frame (an :class:`amaranth.lib.crc.Processor`), fed ``byte`` when told to.
+
+    Parallel: a byte per clock.  ``serial``: a byte is shifted in one bit per clock (8 clocks,
+    ``busy``), for the small-FPGA link.  ``crc`` is the value to append, ``match`` says that the
+    bytes so far end with their own CRC.
     """
-    masks = [0] * P.CRC_BITS
-    for k in range(P.CRC_BITS + 8):
-        reg, byte = (1 << k, 0) if k < P.CRC_BITS else (0, 1 << (k - P.CRC_BITS))
-        out = P.crc_register_update(reg, byte)
-        for j in range(P.CRC_BITS):
-            if out >> j & 1:
-                masks[j] |= 1 << k
-    return masks
 
+    def __init__(self, m: Module, serial: bool, byte):
+        self.proc = proc = crc.Processor(_crc_parameters(1 if serial else 8))
+        # a new frame resets the register (a flop's synchronous reset) rather than through ``start``,
+        # which would put a multiplexer in front of every XOR tree
+        self._restart = Signal(name="crc_restart")
+        m.submodules += ResetInserter(self._restart)(proc)
+        self.crc, self.match = proc.crc, proc.match_detected
+        self.serial = serial
+        self.m = m
+        if serial:
+            self._bits = Signal(8, name="crc_bits")
+            self._left = Signal(range(9), name="crc_bits_left")
+            self.busy = self._left != 0
+            m.d.comb += [proc.data.eq(self._bits[0]), proc.valid.eq(self.busy)]
+            with m.If(self.busy):
+                m.d.sync += [self._bits.eq(self._bits >> 1), self._left.eq(self._left - 1)]
+        else:
+            self.busy = Const(0)
+            m.d.comb += proc.data.eq(byte)
+        self.byte = byte
 
-_CRC_MATRIX = _crc_matrix()
+    def absorb(self) -> None:
+        """Take ``byte`` this clock (only while not ``busy``; call inside the enabling ``If``)."""
+        if self.serial:
+            self.m.d.sync += [self._bits.eq(self.byte), self._left.eq(8)]
+        else:
+            self.m.d.comb += self.proc.valid.eq(1)
 
-
-def crc_bit_step(reg):
-    """Amaranth expression: one bit of the reflected CRC register (``reg >> 1 ^ poly if reg[0]``)."""
-    return (reg >> 1) ^ Mux(reg[0], P.CRC_POLY_REFLECTED, 0)
-
-
-class _SerialCrc:
-    """Bit-serial CRC register for the small-FPGA link: a byte is XORed in, then folded one bit per
-    clock (8 clocks, ``busy``: a byte every 9 clocks); about a quarter of the logic of the one-clock
-    XOR trees."""
-
-    def __init__(self, m: Module, reg: Signal):
-        self.reg = reg
-        self.cnt = Signal(range(9), name="crc_bits_left")
-        self.busy = self.cnt != 0
-        with m.If(self.busy):
-            m.d.sync += [reg.eq(crc_bit_step(reg)), self.cnt.eq(self.cnt - 1)]
-
-    def absorb(self, byte):
-        """Statements: take ``byte`` (only while not ``busy``)."""
-        return [self.reg.eq(self.reg ^ byte), self.cnt.eq(8)]
-
-
-def crc_update(reg, byte):
-    """Amaranth expression: the CRC register after one more byte (one clock, XOR trees)."""
-    x = Cat(reg, byte)
-    return Cat(*[(x & mask).xor() for mask in _CRC_MATRIX])
+    def restart(self) -> None:
+        """Start a new frame (call inside the enabling ``If``)."""
+        self.m.d.comb += self._restart.eq(1)
 
 
 #: Stream register slice (two-entry skid buffer, every output a flop, one beat per clock, one clock
@@ -137,27 +141,25 @@ class CrcChecker(wiring.Component):
     :data:`~plasticore.protocol.CRC_BYTES` bytes being the CRC) does not check."""
 
     def __init__(self, serial: bool = False):
-        """``serial``: fold each byte in one bit per clock (a byte every 9 clocks: one to take it, eight to
-        fold it; less logic)."""
+        """``serial``: fold each byte in one bit per clock (8 clocks per byte, less logic)."""
         self.serial = serial
         super().__init__({"i": In(stream.Signature(RX_BEAT)), "o": Out(stream.Signature(RX_BEAT))})
 
     def elaborate(self, platform):
         m = Module()
-        reg = Signal(P.CRC_BITS, init=P.CRC_INIT)
-        ser = _SerialCrc(m, reg) if self.serial else None
-        free = ~ser.busy if ser else 1  # a beat passes only once the previous byte is folded in
+        crc_ = _Crc(m, self.serial, self.i.payload.data)
+        free = ~crc_.busy  # a beat passes only once the previous byte is folded in
         m.d.comb += [
             self.o.valid.eq(self.i.valid & free),
             self.i.ready.eq(self.o.ready & free),
             self.o.payload.eq(self.i.payload),
-            self.o.payload.crc_err.eq(self.i.payload.end & (reg != P.crc_residue())),
+            self.o.payload.crc_err.eq(self.i.payload.end & ~crc_.match),
         ]
         with m.If(self.i.valid & self.i.ready):
             with m.If(self.i.payload.end):
-                m.d.sync += reg.eq(P.CRC_INIT)
+                crc_.restart()
             with m.Else():
-                m.d.sync += ser.absorb(self.i.payload.data) if ser else reg.eq(crc_update(reg, self.i.payload.data))
+                crc_.absorb()
         return m
 
 
@@ -166,18 +168,15 @@ class CrcAppender(wiring.Component):
     byte and moves ``last`` onto the final CRC byte."""
 
     def __init__(self, serial: bool = False):
-        """``serial``: fold each byte in one bit per clock (a byte every 9 clocks: one to take it, eight to
-        fold it; less logic)."""
+        """``serial``: fold each byte in one bit per clock (8 clocks per byte, less logic)."""
         self.serial = serial
         super().__init__({"i": In(stream.Signature(TX_BEAT)), "o": Out(stream.Signature(TX_BEAT))})
 
     def elaborate(self, platform):
         m = Module()
-        reg = Signal(P.CRC_BITS, init=P.CRC_INIT)
         pos = Signal(range(P.CRC_BYTES + 1))  # 0: passing data; k: emitting CRC byte k-1
-        out_crc = reg ^ P.CRC_XOROUT
-        ser = _SerialCrc(m, reg) if self.serial else None
-        free = ~ser.busy if ser else 1
+        crc_ = _Crc(m, self.serial, self.i.payload.data)
+        free = ~crc_.busy
         with m.If(pos == 0):
             m.d.comb += [
                 self.o.valid.eq(self.i.valid & free),
@@ -186,18 +185,19 @@ class CrcAppender(wiring.Component):
                 self.o.payload.last.eq(0),
             ]
             with m.If(self.i.valid & self.i.ready):
-                m.d.sync += ser.absorb(self.i.payload.data) if ser else reg.eq(crc_update(reg, self.i.payload.data))
+                crc_.absorb()
                 with m.If(self.i.payload.last):
                     m.d.sync += pos.eq(1)
         with m.Else():
             m.d.comb += [
                 self.o.valid.eq(free),
-                self.o.payload.data.eq(out_crc.word_select((pos - 1)[:2], 8)),
+                self.o.payload.data.eq(crc_.crc.word_select((pos - 1)[:2], 8)),
                 self.o.payload.last.eq(pos == P.CRC_BYTES),
             ]
             with m.If(self.o.ready & free):
                 with m.If(pos == P.CRC_BYTES):
-                    m.d.sync += [pos.eq(0), reg.eq(P.CRC_INIT)]
+                    m.d.sync += pos.eq(0)
+                    crc_.restart()
                 with m.Else():
                     m.d.sync += pos.eq(pos + 1)
         return m

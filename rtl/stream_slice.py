@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["StreamSlice"]
+__all__ = ["StreamSlice", "stage"]
 
 
 class StreamSlice(wiring.Component):
@@ -42,3 +42,13 @@ class StreamSlice(wiring.Component):
         with m.If(~skid_valid):
             m.d.sync += skid.eq(self.i.payload)
         return m
+
+
+def stage(m: Module, value, registered: bool, name: str, reset_less: bool = False):
+    """``value`` through a flip-flop (``registered``: one clock later), or ``value`` itself: the
+    registered / combinational variants of a fast and a small build, as one call."""
+    if not registered:
+        return value
+    q = Signal(Value.cast(value).shape(), name=name, reset_less=reset_less)
+    m.d.sync += q.eq(value)
+    return q

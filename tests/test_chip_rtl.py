@@ -130,7 +130,7 @@ def test_bad_address_is_an_error(dev):
 def test_chip_registers_read_the_same_with_mem_pipe(dev, dev_pipe):
     """Every chip register address below ROUTE_BASE reads the same value (or the same error) on the
     plain chip and on the ``mem_pipe`` one (whose read multiplexer is two levels of flops), after a
-    reset: constants, the empty output FIFO, the core phases, unknown addresses."""
+    reset: constants, the empty output ring, the core phases, unknown addresses."""
     from plasticore.chip_map import ChipReg, chip_addr
 
     skip = {ChipReg.STEPS, ChipReg.CYCLES, ChipReg.DESIGN_ID}  # (history, build configuration)
@@ -149,18 +149,21 @@ def test_chip_registers_read_the_same_with_mem_pipe(dev, dev_pipe):
             except BusError as e:
                 got[reg] = f"error: {e}"
                 d.bus.sync()
+        got["window"] = d.bus.read(chip_addr(ChipReg.OUT_WIN), 2)
         seen.append(got)
     plain, pipe = seen
     diff = {r: (plain[r], pipe[r]) for r in plain if plain[r] != pipe[r]}
     assert not diff, f"chip registers that differ (plain, mem_pipe): {diff}"
-    assert plain[ChipReg.CHIP_ID] == M.CHIP_ID_VALUE and plain[ChipReg.OUT_POP] == 0xFFFFFFFF
+    assert plain[ChipReg.CHIP_ID] == M.CHIP_ID_VALUE and plain[ChipReg.OUT_COUNT] == 0
+    assert plain["window"] == [M.OUT_EMPTY] * 2, "an empty output window reads OUT_EMPTY"
+    assert str(plain[ChipReg.OUT_ACK]).startswith("error"), "OUT_ACK is write-only"
     assert str(plain[13]).startswith("error"), "an unknown chip register must be an error"
 
 
 @pytest.mark.parametrize("which", ["dev", "dev_pipe"])
 def test_cycles_register_counts_the_last_step(request, which):
     """ChipReg.CYCLES is the clock count of the last step of a RUN (silent steps all cost the same);
-    RUN 0 answers the step count, RUN n the output FIFO level."""
+    RUN 0 answers the step count, RUN n the output ring level."""
     from plasticore.chip_map import ChipReg, chip_addr
 
     dev = request.getfixturevalue(which)
@@ -214,3 +217,50 @@ def test_regress_ulx3s_default_chip(dev_ulx3s, seed):
     sizes = [int(rng.integers(100, 257)), int(rng.integers(100, 257)), int(rng.integers(2, 200))]
     b = random_bundle(rng, sizes=sizes, timesteps=int(rng.integers(2, 4)))
     _check(dev_ulx3s, b, random_inputs(rng, b, 2, "random"))
+
+
+@pytest.mark.parametrize("which", ["dev", "dev_pipe"])
+def test_output_window_reads_again_until_acknowledged(request, which):
+    """The output window (ChipReg.OUT_WIN + i) reads the waiting outputs without removing them: a
+    repeated read returns the same entries (a destructive FIFO pop would return the next ones or
+    OUT_EMPTY); OUT_ACK n drops the n oldest; acknowledging more than are waiting is an error that
+    drops nothing. Then a run long enough to wrap the ring is bit-exact."""
+    from plasticore.chip_map import ChipReg, chip_addr, core_addr
+    from plasticore.core_map import Mem
+    from plasticore.host.compiler import decode_outputs
+
+    d = request.getfixturevalue(which)
+    rng = np.random.default_rng(21)
+    b = random_bundle(rng, sizes=[20, 24, 8], timesteps=4, coding="direct", allow_ann=False, edges=["none", "none"])
+    x = random_inputs(rng, b, 48, "all")
+    d.deploy(b)
+    win, ack, count = chip_addr(ChipReg.OUT_WIN), chip_addr(ChipReg.OUT_ACK), chip_addr(ChipReg.OUT_COUNT)
+    d.bus.write(chip_addr(ChipReg.CLEAR), [1])
+    for k in d.image.placement.layer_cores[0]:
+        d.bus.write(core_addr(k, Mem.X, 0), [int(v) & 0x1FF for v in x[0, 0]])
+    n = d.bus.run(1)
+    g = golden.run(b, x[:1])
+    want = sum(int(np.count_nonzero(sp[0, 0])) for sp in g.spikes)
+    assert n == want >= 4, f"RUN answered {n} outputs, the golden model has {want}"
+    first = d.bus.read(win, n + 2)
+    assert first[n:] == [M.OUT_EMPTY] * 2 and M.OUT_EMPTY not in first[:n]
+    got = np.zeros_like(g.spikes[0][0, 0]), np.zeros_like(g.spikes[1][0, 0])
+    for li, j, v in decode_outputs(first[:n], b, d.image.placement):
+        got[li][j] = v
+    assert all(np.array_equal(got[li], g.spikes[li][0, 0]) for li in range(2)), "window entries vs golden"
+    assert d.bus.read(win, n) == first[:n], "a repeated window read returns the same entries"
+    assert d.bus.read(win + 1, n - 1) == first[1:n], "window entry i is the i-th waiting output"
+    assert d.bus.read(count, 1) == [n], "reading the window acknowledges nothing"
+    d.bus.write(ack, [2])
+    assert d.bus.read(count, 1) == [n - 2]
+    assert d.bus.read(win, n - 1) == first[2:n] + [M.OUT_EMPTY]
+    with pytest.raises(BusError, match="rejected address"):
+        d.bus.write(ack, [n - 1])  # one more than are waiting
+        d.bus.sync()
+    assert d.bus.read(count, 1) == [n - 2], "a refused OUT_ACK drops nothing"
+    d.bus.write(ack, [n - 2])
+    assert d.bus.read(count, 1) == [0] and d.bus.read(win, 1) == [M.OUT_EMPTY]
+    # a run of more outputs than the ring holds, so it wraps around
+    total = sum(int(np.count_nonzero(sp)) for sp in golden.run(b, x).spikes)
+    assert total > d.geom.out_fifo, f"{total} outputs do not wrap the ring of {d.geom.out_fifo}"
+    _check(d, b, x)

@@ -124,3 +124,28 @@ def test_recovers_from_faults_without_silent_corruption(seed):
     assert link.read(0, 2048) == data  # what comes back
     assert sum(faulty.counts.values()) > 50
     assert link.stats["rewinds"] > 0
+
+
+class LaggingFakeBoard(FakeBoard):
+    """Replies trickle back (at most 24 bytes per read), so replies to an earlier transmission are
+    still on their way after the host has resent: they arrive after their frames completed."""
+
+    def read(self, max_bytes, timeout):
+        return super().read(min(max_bytes, 24), timeout)
+
+
+@pytest.mark.parametrize("seed", [3, 5, 7])
+def test_many_queued_frames_under_faults_lose_no_write(seed):
+    """More frames queued than there are sequence numbers (1024 writes of 4 words): a stale reply (to a
+    frame already acknowledged) must not complete a queued frame that shares its seq mod 256 and was
+    never sent (that lost whole runs of writes silently)."""
+    board = LaggingFakeBoard(ram=8192, max_words=4, credit=512)
+    faulty = FaultInjectingTransport(board, rate=0.01, seed=seed)
+    link = Link(faulty, timeout=0.01, retries=8)
+    link.connect()
+    rng = random.Random(seed)
+    data = [rng.getrandbits(32) for _ in range(4096)]
+    link.write(0, data)
+    link.flush()
+    assert link.stats["stale_replies"] > 0  # the case arises
+    assert board.mem[:4096] == data
