@@ -179,20 +179,64 @@ def _rule_from_args(a) -> dict:
     return rule
 
 
-def cmd_train(a) -> int:
-    from plasticore.errors import PlasticoreError
+#: what ``train --out DIR`` writes (a directory holding only these may be replaced with --force)
+TRAIN_OUTPUTS = frozenset({"bundle", "bundle_onchip", "metrics.json", "checkpoint.pt", "checkpoints", "curves.png",
+                           "raster.png", "membranes.png", "h_heatmap.png"})
 
-    hidden = [int(v) for v in str(a.hidden).split(",")]
+
+def _holds_only(names: frozenset[str] | None, marker: str, suffixes: tuple[str, ...] = ()):
+    """``same_kind`` test for :func:`plasticore.outputs.check_output_dir`: ``marker`` is there and every
+    entry is a known output (by name, or by suffix)."""
+
+    def test(path: Path) -> bool:
+        entries = [p.name for p in path.iterdir()]
+        return marker in entries and all((names is not None and n in names) or n.endswith(suffixes) for n in entries)
+
+    return test
+
+
+def _write_out_dir(out: Path, force: bool, same_kind, kind: str, work):
+    """Check ``out`` first, run ``work(tmp)`` into a fresh directory next to it, then rename it into place
+    (under ``torchrun`` every rank writes straight to ``out``, rank 0 only)."""
+    import os
+    import shutil
+
+    from plasticore.outputs import check_output_dir, replace_dir, temp_dir_for
+
+    check_output_dir(out, "--out", force=force, same_kind=same_kind, kind=kind)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return work(out)
+    tmp = temp_dir_for(out, ".out-")
     try:
-        m = train(a.dataset, a.epochs, a.out, variant=a.variant, seed=a.seed,
+        result = work(tmp)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def cmd_train(a) -> int:
+    from plasticore import contract as C
+    from plasticore.cli import CliError
+
+    hidden = a.hidden
+    if a.timesteps > C.MAX_TIMESTEPS:
+        raise CliError(f"--timesteps {a.timesteps}: at most MAX_TIMESTEPS={C.MAX_TIMESTEPS}")
+    if len(hidden) + 1 > C.MAX_LAYERS:
+        raise CliError(f"--hidden {','.join(map(str, hidden))}: at most {C.MAX_LAYERS - 1} hidden layers")
+
+    def work(out: Path) -> dict:
+        return train(a.dataset, a.epochs, out, variant=a.variant, seed=a.seed,
                   hidden=hidden[0] if len(hidden) == 1 else hidden, timesteps=a.timesteps,
                   batch_size=a.batch_size, lr_global=a.lr_global, lr_meta=a.lr_meta, num_updates=a.num_updates,
                   h_mode=a.h_mode, coding=a.coding, qat=not a.no_qat, rule=_rule_from_args(a),
                   plastic_layers=a.plastic_layers, data_root=a.data_root, max_train=a.max_train,
                   max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads, progress=not a.no_progress,
                   deploy_check=a.deploy_check)
-    except PlasticoreError:
-        raise
+
+    m = _write_out_dir(a.out, a.force, _holds_only(TRAIN_OUTPUTS, "metrics.json"), "training output (metrics.json)",
+                       work)
     if "test_accuracy" in m:
         print(f"wrote {a.out}/metrics.json, {a.out}/bundle")
     return 0
@@ -206,23 +250,29 @@ def cmd_experiment(a) -> int:
         kw["dataset"] = a.dataset
     if a.data_root:
         kw["data_root"] = a.data_root
-    run_experiment(a.kind, a.out, **kw)
+    _write_out_dir(a.out, a.force, _holds_only(None, "results.json", (".json", ".png")),
+                   "experiment output (results.json)", lambda out: run_experiment(a.kind, out, **kw))
     print(f"wrote {a.out}/results.json")
     return 0
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
+    from plasticore import contract as C
+    from plasticore.argtypes import int_list, nonneg_int, positive_float, positive_int
+
     p.add_argument("--dataset", default="digits", help="digits | mnist1d | mnist | fashion | omniglot")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--force", action="store_true", help="replace a previous training output directory at --out")
     p.add_argument("--variant", default="HP", choices=["HP", "GP", "LP"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden", default="128", help="hidden sizes, comma separated (e.g. 512 or 256,128)")
-    p.add_argument("--timesteps", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr-global", type=float, default=2e-3)
-    p.add_argument("--lr-meta", type=float, default=5e-4)
-    p.add_argument("--num-updates", type=int, default=1, help="inner global steps per meta step (k)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--hidden", type=int_list(1, C.MAX_AXONS), default=[128],
+                   help="hidden sizes, comma separated (e.g. 512 or 256,128)")
+    p.add_argument("--timesteps", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr-global", type=positive_float, default=2e-3)
+    p.add_argument("--lr-meta", type=positive_float, default=5e-4)
+    p.add_argument("--num-updates", type=positive_int, default=1, help="inner global steps per meta step (k)")
     p.add_argument("--h-mode", default="shared", choices=["shared", "sample"],
                    help="shared: batch-mean H carried across mini-batches (authors); sample: per-sample H")
     p.add_argument("--coding", default="direct", choices=["direct", "rate"])
@@ -234,10 +284,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theta", type=float)
     p.add_argument("--plastic-layers", default="hidden", choices=["hidden", "all", "first"])
     p.add_argument("--data-root", type=Path, help="folder with user-supplied dataset files")
-    p.add_argument("--max-train", type=int)
-    p.add_argument("--max-test", type=int)
+    p.add_argument("--max-train", type=positive_int)
+    p.add_argument("--max-test", type=positive_int)
     p.add_argument("--onchip-eval", action="store_true", help="also evaluate batch-1 with H carried")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=positive_int)
     p.add_argument("--no-qat", action="store_true", help="train without fake quantisation")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--deploy-check", default="golden", choices=["golden", "deploy"])
@@ -248,11 +298,14 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a hybrid SNN, export the integer bundle, write metrics")
     add_train_args(p)
     p.set_defaults(func=cmd_train)
+    from plasticore.argtypes import nonneg_int, positive_int
+
     e = subparsers.add_parser("experiment", help="fault tolerance / few-shot / continual (HP vs GP vs LP)")
     e.add_argument("kind", choices=["fault", "fewshot", "continual"])
     e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--epochs", type=int)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--force", action="store_true", help="replace a previous experiment output directory at --out")
+    e.add_argument("--epochs", type=positive_int)
+    e.add_argument("--seed", type=nonneg_int, default=0)
     e.add_argument("--dataset")
     e.add_argument("--data-root", type=Path)
     e.add_argument("--quick", action="store_true", help="smaller runs (tests, smoke)")
