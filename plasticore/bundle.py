@@ -356,6 +356,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"bundle.json: field 'meta' = {meta!r:.60} is not an object")
     timesteps = _get(d, "timesteps", "bundle.json", int)
     layer_list = _get(d, "layers", "bundle.json", list)
+    if not 1 <= len(layer_list) <= C.MAX_LAYERS:
+        raise BundleError(f"bundle.json: 'layers' has {len(layer_list)} entries, expected 1..MAX_LAYERS={C.MAX_LAYERS}")
     try:
         npz = np.load(tf, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - report any decode failure with the file name
