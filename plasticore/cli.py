@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job end to end (see README)")
     d.add_argument("--out", type=Path, default=Path("out/demo"))
     d.add_argument("--fast", action="store_true", help="fewer epochs and samples")
+    d.add_argument("--force", action="store_true", help="replace a previous demo output at --out")
     d.set_defaults(func=cmd_demo)
 
     # subcommands owned by other layers: each module exposes add_cli(subparsers)

@@ -519,6 +519,17 @@ def test_train_output_checked_before_training(tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
+def test_demo_output_checked_first(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "report.json").write_text("{}")
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    for extra in ([], ["--force"]):
+        rc, _, err = run_cli(["demo", "--out", tmp_path / "d", *extra], capsys)
+        assert_refused(rc, err, "--out", str(tmp_path / "d"))
+    assert snapshot(tmp_path) == before
+
+
 def test_capacity_checked_before_any_build(work, capsys, tmp_path, monkeypatch):
     """`sim run` and `deploy` refuse a bundle that does not fit before building anything
     (issue 26 item 4: after a 51 s Verilator build)."""

@@ -64,13 +64,13 @@ def _metrics_after_training(net, cfg: TrainConfig, hist: dict, xte, yte, out: Pa
         m["onchip_float_test_accuracy"] = accuracy(predict_onchip(net, xte), yte)
         m["onchip_deploy_test_accuracy"] = accuracy(golden.run(b_on, x_int).predictions, yte)
         if out is not None:
-            save_bundle(b_on, Path(out) / "bundle_onchip")
+            save_bundle(b_on, Path(out) / "bundle_onchip", replace=True)  # only a previous bundle
     m["history"] = hist
     m["train_samples_per_s"] = float(np.median(hist["samples_per_s"])) if hist["samples_per_s"] else 0.0
     m["eval_time_s"] = time.perf_counter() - t0
     if out is not None:
         out = Path(out)
-        save_bundle(bundle, out / "bundle")
+        save_bundle(bundle, out / "bundle", replace=True)  # replaces only a previous bundle
         if plots:
             m["plots"] = make_plots(net, hist, xte, yte, out, title=f"{cfg.dataset} {cfg.variant}")
         write_json(out / "metrics.json", m)
