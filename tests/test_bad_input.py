@@ -530,6 +530,28 @@ def test_demo_output_checked_first(tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
+def test_demo_writes_next_to_out_and_renames(tmp_path, capsys, monkeypatch):
+    from plasticore import demo
+
+    seen = []
+
+    def fake_demo(work: Path, final: Path, args) -> int:
+        seen.append((work, final))
+        assert work.parent == final.parent and work != final
+        (work / "report.json").write_text("{}")
+        (work / "train").mkdir()
+        return 0
+
+    monkeypatch.setattr(demo, "_demo", fake_demo)
+    out = tmp_path / "demo"
+    assert run_cli(["demo", "--out", out], capsys)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"] and (out / "report.json").is_file()
+    rc, _, err = run_cli(["demo", "--out", out], capsys)
+    assert_refused(rc, err, "--force")
+    assert run_cli(["demo", "--out", out, "--force"], capsys)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"] and len(seen) == 2
+
+
 def test_capacity_checked_before_any_build(work, capsys, tmp_path, monkeypatch):
     """`sim run` and `deploy` refuse a bundle that does not fit before building anything
     (issue 26 item 4: after a 51 s Verilator build)."""
