@@ -27,13 +27,18 @@ def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y,
 
 def fitting_chip(bundle, a_max: int = DEFAULT_CHIP.a_max, n_max: int = DEFAULT_CHIP.n_max,
                  lanes: int = DEFAULT_CHIP.lanes) -> ChipConfig:
-    """The smallest mesh of ``a_max x n_max`` cores that holds ``bundle`` (``a_max`` grows to the next
-    power of two above the widest layer's inputs): one core per ``n_max`` neurons of every layer."""
+    """The smallest mesh of ``a_max x n_max`` cores that holds ``bundle``: one core per ``n_max`` neurons of
+    every layer (``a_max`` grows to the next power of two above the widest layer's inputs, ``n_max`` doubles
+    until no layer needs more than ``MAX_DESTS`` cores)."""
+    from plasticore import chip_map as M
+
     widest = max(L.n_in for L in bundle.layers)
     if widest > a_max:
         a_max = 1 << (widest - 1).bit_length()
+    while any(-(-L.n_out // n_max) > M.MAX_DESTS for L in bundle.layers):  # a layer spans <= MAX_DESTS cores
+        n_max *= 2
     need = sum(-(-L.n_out // n_max) for L in bundle.layers)
-    mx, my = (need, 1) if need <= 8 else (8, -(-need // 8))
+    mx, my = (need, 1) if need <= M.MAX_MESH else (M.MAX_MESH, -(-need // M.MAX_MESH))
     return ChipConfig(mx, my, a_max, n_max, lanes)
 
 
@@ -42,8 +47,8 @@ def url_chip(url: str) -> ChipConfig | None:
     from plasticore.sim.simboard import TOPS, parse_sim_url
 
     kw = parse_sim_url(url)
-    top = kw.pop("top", None)
-    if top not in (None, "chip", "default") or (top == "default" and TOPS["default"] is not TOPS["chip"]):
+    top = kw.pop("top", None) or "default"
+    if TOPS.get(top) is not TOPS["chip"]:
         return None
     for k in ("clocks_per_bit", "link", "poll"):
         kw.pop(k, None)

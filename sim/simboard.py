@@ -261,6 +261,7 @@ class SimBoard:
         ``link``: also create this symlink to the pty (refused if something other than a stale pty
         symlink is there, see :func:`check_link_path`); :meth:`stop` removes it if it is still ours.
         """
+        top = _resolve_top(top)  # an unknown top is refused before anything is built
         if link:
             check_link_path(link)
         exe = build_board(top, clocks_per_bit=clocks_per_bit, build_root=build_root, **top_kwargs)
