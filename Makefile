@@ -57,7 +57,7 @@ openfpgaloader:
 	command -v openFPGALoader >/dev/null 2>&1 || { echo "error: openFPGALoader not found: install it (Debian/Ubuntu: apt-get install openfpgaloader) or set OPENFPGALOADER=/path/to/openFPGALoader" >&2; exit 1; }
 
 demo: setup ## Run the end-to-end demo (plasticore demo)
-	$(VENV)/bin/plasticore demo
+	$(VENV)/bin/plasticore demo --force   # replaces only a previous demo output in out/demo
 
 test: setup ## Run the test suite (pytest -n auto; excludes slow/regress; hypothesis profile "ci": same examples every run)
 	$(PY) -m pytest -n auto -q --hypothesis-profile=ci $(PYTEST_ARGS)

@@ -6,39 +6,43 @@ import argparse
 import json
 from pathlib import Path
 
+from plasticore.argtypes import nonneg_int, positive_float, positive_int
+
 from .boards import BOARDS
 from .errors import FirmwareError
 
 __all__ = ["add_cli"]
 
 
+#: design parameters whose value is a name, not an integer (``core=compact``)
+_NAME_PARAMS = ("core",)
+
+
 def _parse_param(text: str) -> tuple[str, object]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--param {text!r}: expected NAME=VALUE")
-    k, v = text.split("=", 1)
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
+    k, v = (t.strip() for t in text.split("=", 1))
+    if not k.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: {k!r} is not a parameter name")
+    if k in _NAME_PARAMS:
+        if not v.isidentifier():
+            raise argparse.ArgumentTypeError(f"{text!r}: {k} takes a name (e.g. {k}=compact)")
+        return k, v
     try:
-        value: object = int(v, 0)
+        value = int(v, 0)
     except ValueError:
-        value = v
-    return k.strip(), value
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+        raise argparse.ArgumentTypeError(f"{text!r}: {k} takes an integer, got {v!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: {k} must be >= 0")
+    return k, value
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
     p.add_argument("--design", default="auto", help="design to build: auto (default: the best available), chip, "
                                                     "link, echo")
-    p.add_argument("--clock-mhz", type=float, default=None, help="design clock (default: the board's)")
-    p.add_argument("--baud", type=int, default=None, help="UART baud rate (default: the board's)")
+    p.add_argument("--clock-mhz", type=positive_float, default=None, help="design clock (default: the board's)")
+    p.add_argument("--baud", type=positive_int, default=None, help="UART baud rate (default: the board's)")
     p.add_argument("--param", action="append", type=_parse_param, default=[], metavar="NAME=VALUE",
                    help="design parameter, e.g. --param mesh_x=2 --param lanes=8 (repeatable)")
     p.add_argument("--out-dir", type=Path, default=None,
@@ -129,15 +133,41 @@ def cmd_flash(args) -> int:
     return 0
 
 
+def _check_fits_board(bundle, args) -> None:
+    """Refuse a bundle that does not fit the chip this board build carries, before any build or flash."""
+    from plasticore import core_map as CM
+    from plasticore.host.compiler import ChipGeometry, CompileError, place
+
+    from .design_id import resolve_config
+
+    cfg = resolve_config(args.board, _config(args))
+    p = cfg.params
+    if cfg.design != "chip" or not all(k in p for k in ("mesh_x", "mesh_y", "a_max", "n_max", "lanes")):
+        return
+    geom = ChipGeometry(p["mesh_x"], p["mesh_y"], CM.CoreGeometry(p["a_max"], p["n_max"], p["lanes"]),
+                        p.get("out_fifo", 2048))
+    try:
+        place(bundle, geom)
+    except CompileError as e:
+        raise FirmwareError(f"--bundle {args.bundle} does not fit the {args.board} chip ({p['mesh_x']}x{p['mesh_y']} "
+                            f"cores of {p['a_max']}x{p['n_max']}): {e}") from None
+
+
 def cmd_deploy(args) -> int:
+    from plasticore.cli import check_run_out
+
     from .deploy import deploy
 
+    check_run_out(args)
+    from plasticore.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    _check_fits_board(bundle, args)
     x = labels = None
     if args.inputs is not None or args.dataset is not None:
-        from plasticore.bundle import load_bundle
         from plasticore.cli import load_inputs
 
-        x, labels = load_inputs(args, load_bundle(args.bundle))
+        x, labels = load_inputs(args, bundle)
     res = deploy(args.board, args.bundle, args.port, config=_config(args), root=args.out_dir,
                  skip_flash=args.skip_flash, dry_run=args.dry_run, persist=args.persist, cable=args.cable,
                  inputs=x, labels=labels, progress=not args.quiet)
@@ -158,10 +188,10 @@ def add_cli(sub) -> None:
     _add_config_args(b)
     b.add_argument("--force", action="store_true", help="rebuild even if the cached bitstream is fresh")
     b.add_argument("--allow-timing-fail", action="store_true", help="keep a bitstream that misses timing")
-    b.add_argument("--seeds", type=_positive, default=None, metavar="N",
+    b.add_argument("--seeds", type=positive_int, default=None, metavar="N",
                    help="nextpnr placement seeds to try; the lowest that meets the clock wins (default 4)")
-    b.add_argument("--seed", type=int, default=None, metavar="S", help="first seed of the sweep (default 1)")
-    b.add_argument("--jobs", type=_positive, default=None, metavar="N",
+    b.add_argument("--seed", type=nonneg_int, default=None, metavar="S", help="first seed of the sweep (default 1)")
+    b.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="seeds placed at once (default: the CPU count, at most --seeds)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.add_argument("--list", action="store_true", help="list boards and designs, then exit")
@@ -186,9 +216,10 @@ def add_cli(sub) -> None:
     src = d.add_mutually_exclusive_group()
     src.add_argument("--inputs", type=Path, default=None, help=".npz inputs to run after deploying")
     src.add_argument("--dataset", default=None, help="bundled dataset to run after deploying")
-    d.add_argument("--count", type=int, default=None, help="number of samples")
+    d.add_argument("--count", type=positive_int, default=None, help="number of samples")
     d.add_argument("--data-root", type=Path, default=None, help="folder of user-supplied datasets")
     d.add_argument("--out", type=Path, default=None, help="write the run .npz here")
+    d.add_argument("--force", action="store_true", help="replace an existing run .npz at --out")
     d.add_argument("--skip-flash", action="store_true", help="the board already carries this bitstream")
     d.add_argument("--dry-run", action="store_true", help="build and print the flash command only")
     d.add_argument("--persist", action="store_true", help="ULX3S: write the SPI flash instead of SRAM")

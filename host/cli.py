@@ -6,18 +6,41 @@ import time
 from pathlib import Path
 
 
+def check_sim_port_fits(port: str, bundle) -> None:
+    """For a ``sim://`` port carrying the chip: refuse a bundle that does not fit that chip before the
+    board is built or spawned, naming the URL that asks for a chip it fits."""
+    from plasticore.cli import CliError
+    from plasticore.host.compiler import CompileError, place
+    from plasticore.sim.chipboard import chip_url, fitting_chip, url_chip
+
+    try:
+        cfg = url_chip(port)
+    except ValueError as e:
+        raise CliError(f"--port {port}: {e}") from None
+    if cfg is None:
+        return
+    try:
+        place(bundle, cfg.geometry())
+    except CompileError as e:
+        fit = fitting_chip(bundle, cfg.a_max, cfg.n_max, cfg.lanes)
+        raise CliError(f"--port {port}: the bundle does not fit the simulated chip ({cfg.mesh_x}x{cfg.mesh_y} cores "
+                       f"of {cfg.a_max}x{cfg.n_max}): {e}; ask for a bigger one: --port '{chip_url(fit)}'") from None
+
+
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
     from plasticore.bundle import load_bundle
-    from plasticore.cli import load_inputs, summarise
+    from plasticore.cli import check_run_out, load_inputs, summarise
     from plasticore.host import connect
     from plasticore.sim import golden
 
+    check_run_out(args)
     bundle = load_bundle(args.bundle)
     x, labels = load_inputs(args, bundle)
-    design_id = int(args.design_id, 0) if args.design_id else None
-    with connect(args.port, baudrate=args.baud, expected_design_id=design_id) as dev:
+    if args.port.startswith("sim://"):
+        check_sim_port_fits(args.port, bundle)
+    with connect(args.port, baudrate=args.baud, expected_design_id=args.design_id) as dev:
         info = dev.identify()
         print(f"board on {args.port}: {info['cores']} cores ({info['mesh'][0]}x{info['mesh'][1]}) of "
               f"{info['core'][0]}x{info['core'][1]}, P={info['core'][2]}, design 0x{info['design_id']:08x}")
@@ -41,15 +64,18 @@ def cmd_run(args) -> int:
 
 
 def add_cli(sub) -> None:
-    from plasticore.cli import add_input_args
+    from plasticore.argtypes import positive_int, u32
+    from plasticore.cli import add_input_args, add_out_args
 
     r = sub.add_parser("run", help="deploy a bundle to a board (serial port URL) and run inputs on it")
     r.add_argument("--bundle", type=Path, required=True)
-    r.add_argument("--port", required=True, help="pyserial URL: /dev/ttyUSB0, a pty path, sim://, ...")
+    r.add_argument("--port", required=True, help="pyserial URL: /dev/ttyUSB0, a pty path, sim:// (a simulated "
+                   "board carrying the default chip; sim://?mesh_x=3&a_max=256... for another), ...")
     add_input_args(r)
-    r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--baud", type=int, default=None, help="UART baud rate (default: the transport's)")
-    r.add_argument("--design-id", default=None, help="refuse a board whose design ID differs (e.g. 0x1234abcd)")
+    add_out_args(r)
+    r.add_argument("--baud", type=positive_int, default=None, help="UART baud rate (default: the transport's)")
+    r.add_argument("--design-id", type=u32, default=None,
+                   help="refuse a board whose design ID differs (e.g. 0x1234abcd)")
     r.add_argument("--record-membranes", action="store_true")
     r.add_argument("--check", action="store_true", help="also run the golden model and compare bit for bit")
     r.add_argument("--quiet", action="store_true")

@@ -79,7 +79,7 @@ class LinkBus(BusPort):
 def open_board(url: str, expected_design_id: int | None = None, baudrate: int | None = None, **link_kw):
     """Open the board at ``url`` and return a connected :class:`Device` (geometry from the board)."""
     from .link import Link
-    from .transport import SerialTransport
+    from .transport import NoPortError, SerialTransport
 
     if url.startswith("sim://"):
         import plasticore.sim.simboard  # noqa: F401 - registers the sim:// handler
@@ -89,8 +89,8 @@ def open_board(url: str, expected_design_id: int | None = None, baudrate: int | 
         link_kw.setdefault("timeout", float(os.environ.get("PLASTICORE_LINK_TIMEOUT", SIM_TIMEOUT_S)))
     try:
         tr = SerialTransport(url) if baudrate is None else SerialTransport(url, baudrate=baudrate)
-    except Exception as e:  # noqa: BLE001 - pyserial raises several types for a missing port
-        raise BoardError(f"cannot open serial port {url!r}: {e}") from None
+    except NoPortError as e:  # already says "cannot open serial port X: why" / "port X is in use by PID N"
+        raise BoardError(str(e)) from None
     return open_link(Link(tr, **link_kw), url, expected_design_id)
 
 

@@ -12,11 +12,18 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+import fcntl
+import os
 import random
+import re
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
-__all__ = ["FaultInjectingTransport", "NoPortError", "SerialTransport", "Transport", "TransportError"]
+__all__ = ["FaultInjectingTransport", "NoPortError", "PortBusyError", "PortLock", "SerialTransport", "Transport",
+           "TransportError"]
 
 #: Default line rate for serial ports (baud).  USB-serial bridges on FPGA boards (FT2232H, FT231X)
 #: do 3 Mbaud; a pty ignores it.
@@ -29,6 +36,74 @@ class TransportError(OSError):
 
 class NoPortError(TransportError):
     """The serial port could not be opened (missing device, bad URL, permission...)."""
+
+
+class PortBusyError(NoPortError):
+    """Another process has the port open ("port X is in use by PID N")."""
+
+
+def lock_dir() -> Path:
+    """Where port lock files live: ``$PLASTICORE_LOCK_DIR``, else ``$XDG_RUNTIME_DIR/plasticore``, else
+    ``<tmp>/plasticore-locks-<uid>``."""
+    if os.environ.get("PLASTICORE_LOCK_DIR"):
+        return Path(os.environ["PLASTICORE_LOCK_DIR"])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / "plasticore"
+    return Path(tempfile.gettempdir()) / f"plasticore-locks-{os.getuid()}"
+
+
+class PortLock:
+    """An exclusive advisory lock on a local serial device (a tty or a simulated board's pty), keyed by
+    its resolved path and holding the owner's PID, so a second opener learns who has the port.
+
+    The lock is an ``fcntl.flock`` on ``lock_dir()/<resolved path>.lock``; the kernel drops it when the
+    owner exits, however it exits, so a stale file never blocks anyone.
+    """
+
+    def __init__(self, port: str):
+        self.port = port
+        self.path = lock_dir() / (re.sub(r"[^A-Za-z0-9._-]", "_", os.path.realpath(port)).strip("_") + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise PortBusyError(f"port {self.port} is in use by PID {pid}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # drops the flock; the (empty) file stays, unlinking it would race
+            self._fd = None
+
+
+def _is_local_device(url: str) -> bool:
+    """A plain path to a character device (not a ``scheme://`` URL)."""
+    if "://" in url:
+        return False
+    try:
+        import stat
+
+        return stat.S_ISCHR(os.stat(url).st_mode)
+    except OSError:
+        return False
+
+
+def _reason(e: BaseException) -> str:
+    """The innermost OS reason of a pyserial open failure (pyserial repeats the port name)."""
+    inner = e.__context__ if isinstance(e.__context__, OSError) else e
+    if isinstance(inner, OSError) and inner.strerror and not str(inner.strerror).startswith("could not"):
+        return inner.strerror
+    return str(e)
 
 
 class Transport(abc.ABC):
@@ -66,9 +141,13 @@ class SerialTransport(Transport):
     """A pyserial port opened with :func:`serial.serial_for_url`.
 
     Importing :mod:`plasticore.sim.simboard` (done here) registers the ``sim://`` scheme.
+
+    A local device (``/dev/ttyUSB0``, a pty) is opened exclusively: a :class:`PortLock` keyed by its
+    resolved path plus pyserial's ``exclusive=True``; a second opener gets :class:`PortBusyError`
+    ("port X is in use by PID N").  ``exclusive=False`` opts out (shared debugging taps).
     """
 
-    def __init__(self, url: str, baudrate: int = DEFAULT_BAUDRATE, **kwargs):
+    def __init__(self, url: str, baudrate: int = DEFAULT_BAUDRATE, exclusive: bool = True, **kwargs):
         import serial
 
         try:  # registers sim:// (optional: the sim package needs the RTL toolchain only to build)
@@ -77,11 +156,20 @@ class SerialTransport(Transport):
             pass
         self.name = url
         self.baudrate = baudrate
+        self._lock: PortLock | None = None
+        if exclusive and _is_local_device(url):
+            self._lock = PortLock(url)
+            self._lock.acquire()
+            kwargs["exclusive"] = True
+        elif exclusive and url.startswith("sim://"):
+            kwargs["exclusive"] = True  # the board spawned for this URL is this host's alone
         try:
             self._ser = serial.serial_for_url(url, baudrate=baudrate, timeout=0, write_timeout=None,
                                               **kwargs)
         except (serial.SerialException, OSError, ValueError) as e:
-            raise NoPortError(f"cannot open serial port {url!r}: {e}") from e
+            if self._lock is not None:
+                self._lock.release()
+            raise NoPortError(f"cannot open serial port {url!r}: {_reason(e)}") from e
         self._closed = False
 
     @property
@@ -122,7 +210,11 @@ class SerialTransport(Transport):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._ser.close()
+            try:
+                self._ser.close()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
 
 
 class FaultInjectingTransport(Transport):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -241,20 +240,40 @@ def to_json(bundle: Bundle) -> dict:
     }
 
 
-def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
-    """Validate and write ``bundle`` to directory ``path`` atomically (temp dir + rename)."""
+#: The files of a bundle directory (a directory holding only these may be replaced by a new bundle).
+BUNDLE_FILES = frozenset({"bundle.json", "tensors.npz"})
+
+
+def is_bundle_dir(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a directory holding a previous bundle and nothing else."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    names = {p.name for p in path.iterdir()}
+    return names == BUNDLE_FILES
+
+
+def save_bundle(bundle: Bundle, path: str | os.PathLike, replace: bool = False) -> Path:
+    """Validate and write ``bundle`` to directory ``path`` atomically (temp dir + rename).
+
+    An existing non-empty ``path`` is refused unless ``replace`` is true, and then only if it holds a
+    previous bundle and nothing else (:func:`is_bundle_dir`): nothing else is ever deleted.
+    """
+    from .outputs import OutputError, check_output_dir, replace_dir, temp_dir_for
+
     validate(bundle)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=path.parent))
+    try:
+        check_output_dir(path, "bundle", force=replace, same_kind=is_bundle_dir, kind="bundle")
+    except OutputError as e:
+        raise BundleError(str(e)) from None
+    tmp = temp_dir_for(path, ".bundle-")
     try:
         (tmp / "bundle.json").write_text(json.dumps(to_json(bundle), indent=1) + "\n")
         tensors = {f"L{li}.{k}": np.asarray(getattr(L, k)).astype(TENSOR_DTYPES[k])
                    for li, L in enumerate(bundle.layers) for k in TENSOR_SHAPES}
         np.savez_compressed(tmp / "tensors.npz", **tensors)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -262,12 +281,41 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
 
 
 def _get(d: dict, key: str, where: str, typ=None):
+    if not isinstance(d, dict):
+        raise BundleError(f"{where} is {type(d).__name__}, expected an object")
     if key not in d:
         raise BundleError(f"{where}: missing field '{key}'")
     v = d[key]
     if typ is not None and (not isinstance(v, typ) or isinstance(v, bool) and typ is not bool):
-        raise BundleError(f"{where}: field '{key}' = {v!r} has type {type(v).__name__}, expected {typ}")
+        raise BundleError(f"{where}: field '{key}' = {v!r:.60} has type {type(v).__name__}, "
+                          f"expected {getattr(typ, '__name__', typ)}")
     return v
+
+
+def _read_json(jf: Path) -> dict:
+    try:
+        text = jf.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{jf}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise BundleError(f"{jf}: cannot be read ({e.strerror or e})") from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{jf}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise BundleError(f"{jf}: JSON nested too deeply") from None
+    if not isinstance(d, dict):
+        raise BundleError(f"bundle.json: top level is {type(d).__name__}, expected an object")
+    return d
+
+
+def _read_tensor(npz, key: str, tf: Path) -> np.ndarray:
+    try:
+        return np.asarray(npz[key])
+    except Exception as e:  # noqa: BLE001 - zip/zlib/format/pickle errors of one member: name the array
+        raise BundleError(f"tensors.npz: array '{key}' cannot be read ({type(e).__name__}: {e})".replace(
+            "\n", " ")) from None
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:
@@ -281,51 +329,74 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{jf}: missing (not a plasticore bundle?)")
     if not tf.is_file():
         raise BundleError(f"{tf}: missing")
-    try:
-        d = json.loads(jf.read_text())
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{jf}: not valid JSON ({e})") from None
+    d = _read_json(jf)
     if d.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"bundle.json: 'format' = {d.get('format')!r}, expected {BUNDLE_FORMAT!r}")
-    if d.get("version") != BUNDLE_VERSION:
+    version = d.get("version")
+    if isinstance(version, bool) or version != BUNDLE_VERSION:
         raise BundleError(
-            f"bundle.json: 'version' = {d.get('version')!r}, this plasticore reads version {BUNDLE_VERSION}")
+            f"bundle.json: 'version' = {version!r}, this plasticore reads version {BUNDLE_VERSION}")
+    cod_d = _get(d, "coding", "bundle.json", dict)
+    ramp = cod_d.get("ramp", [])
+    if not isinstance(ramp, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in ramp):
+        raise BundleError(f"bundle.json: field 'coding.ramp' = {ramp!r:.60} is not a list of integers")
+    tau = cod_d.get("tau", 40.0)
+    if isinstance(tau, bool) or not isinstance(tau, int | float):
+        raise BundleError(f"bundle.json: field 'coding.tau' = {tau!r:.60} is not a number")
+    seed = cod_d.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 64:
+        raise BundleError(f"bundle.json: field 'coding.seed' = {seed!r:.60} is not an integer in 0..2**64-1")
+    coding = InputCoding(kind=_get(cod_d, "kind", "bundle.json: coding", str), tau=float(tau), ramp=list(ramp),
+                         seed=seed)
+    name = d.get("name", "network")
+    if not isinstance(name, str):
+        raise BundleError(f"bundle.json: field 'name' = {name!r:.60} is not a string")
+    meta = d.get("meta", {})
+    if not isinstance(meta, dict):
+        raise BundleError(f"bundle.json: field 'meta' = {meta!r:.60} is not an object")
+    timesteps = _get(d, "timesteps", "bundle.json", int)
+    layer_list = _get(d, "layers", "bundle.json", list)
+    if not 1 <= len(layer_list) <= C.MAX_LAYERS:
+        raise BundleError(f"bundle.json: 'layers' has {len(layer_list)} entries, expected 1..MAX_LAYERS={C.MAX_LAYERS}")
     try:
         npz = np.load(tf, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - report any decode failure with the file name
-        raise BundleError(f"{tf}: cannot be read ({e})") from None
-    cod_d = _get(d, "coding", "bundle.json", dict)
-    coding = InputCoding(kind=_get(cod_d, "kind", "bundle.json: coding", str),
-                         tau=float(cod_d.get("tau", 40.0)), ramp=list(cod_d.get("ramp", [])),
-                         seed=int(cod_d.get("seed", 0)))
-    layers = []
-    for li, ld in enumerate(_get(d, "layers", "bundle.json", list)):
-        where = f"bundle.json: layers[{li}]"
-        kw = {}
-        for k in SCALAR_FIELDS:
-            kw[k] = _get(ld, k, where, int)
-        for k, enum_t in ENUM_FIELDS.items():
-            v = _get(ld, k, where, str)
-            try:
-                kw[k] = enum_t[v.upper()]
-            except KeyError:
-                raise BundleError(
-                    f"{where}.{k} = {v!r}, expected one of {[e.name.lower() for e in enum_t]}") from None
-        kw["plastic"] = bool(_get(ld, "plastic", where, bool))
-        kw["post_fn"] = str(ld.get("post_fn", "custom"))
-        dims = {"A": _get(ld, "n_in", where, int), "N": _get(ld, "n_out", where, int), "LUT": C.LUT_SIZE}
-        for k, shape in TENSOR_SHAPES.items():
-            key = f"L{li}.{k}"
-            if key not in npz.files:
-                raise BundleError(f"tensors.npz: missing array '{key}'")
-            kw[k] = npz[key]
-            want = tuple(dims[d] for d in shape)
-            if kw[k].shape != want:
-                raise BundleError(f"tensors.npz: {key} has shape {kw[k].shape}, expected {want} "
-                                  f"(n_in={dims['A']}, n_out={dims['N']} in bundle.json)")
-        layers.append(Layer(**kw))
-    b = Bundle(layers=layers, timesteps=_get(d, "timesteps", "bundle.json", int), coding=coding,
-               name=str(d.get("name", "network")), meta=dict(d.get("meta", {})))
+        raise BundleError(f"{tf}: cannot be read ({type(e).__name__}: {e})".replace("\n", " ")) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise BundleError(f"{tf}: holds a single array, not an .npz archive of named arrays")
+    with npz:
+        layers = []
+        for li, ld in enumerate(layer_list):
+            where = f"bundle.json: layers[{li}]"
+            if not isinstance(ld, dict):
+                raise BundleError(f"{where} is {type(ld).__name__}, expected an object")
+            kw = {}
+            for k in SCALAR_FIELDS:
+                kw[k] = _get(ld, k, where, int)
+            for k, enum_t in ENUM_FIELDS.items():
+                v = _get(ld, k, where, str)
+                try:
+                    kw[k] = enum_t[v.upper()]
+                except KeyError:
+                    raise BundleError(
+                        f"{where}.{k} = {v!r}, expected one of {[e.name.lower() for e in enum_t]}") from None
+            kw["plastic"] = bool(_get(ld, "plastic", where, bool))
+            post_fn = ld.get("post_fn", "custom")
+            if not isinstance(post_fn, str):
+                raise BundleError(f"{where}: field 'post_fn' = {post_fn!r:.60} is not a string")
+            kw["post_fn"] = post_fn
+            dims = {"A": _get(ld, "n_in", where, int), "N": _get(ld, "n_out", where, int), "LUT": C.LUT_SIZE}
+            for k, shape in TENSOR_SHAPES.items():
+                key = f"L{li}.{k}"
+                if key not in npz.files:
+                    raise BundleError(f"tensors.npz: missing array '{key}'")
+                kw[k] = _read_tensor(npz, key, tf)
+                want = tuple(dims[d] for d in shape)
+                if kw[k].shape != want:
+                    raise BundleError(f"tensors.npz: {key} has shape {kw[k].shape}, expected {want} "
+                                      f"(n_in={dims['A']}, n_out={dims['N']} in bundle.json)")
+            layers.append(Layer(**kw))
+    b = Bundle(layers=layers, timesteps=timesteps, coding=coding, name=name, meta=dict(meta))
     validate(b)
     return b
 

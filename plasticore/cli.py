@@ -13,11 +13,24 @@ from pathlib import Path
 
 import numpy as np
 
+from plasticore.argtypes import int_list, nonneg_int, positive_int
 from plasticore.errors import PlasticoreError
 
 
 class CliError(PlasticoreError):
     """A user-facing error: printed without a traceback, exit status 2."""
+
+
+class UsageError(CliError):
+    """A bad command line (argparse's complaint), reported as one line."""
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises :class:`UsageError` (one line, exit status 2 from
+    :func:`main`) instead of printing the usage block and exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -28,43 +41,93 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--inputs", type=Path, help=".npz with 'features' (S, A) uint8 or 'x' (S, T, A) per-step "
                                                  "layer-0 inputs, optional 'labels' (S,)")
     src.add_argument("--dataset", help="bundled dataset name (digits, mnist1d, ...): its test split")
-    p.add_argument("--count", type=int, default=None, help="number of samples (default: all)")
+    p.add_argument("--count", type=positive_int, default=None, help="number of samples (default: all)")
     p.add_argument("--data-root", type=Path, default=None, help="folder of user-supplied datasets")
 
 
+def add_out_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--out FILE.npz`` (a run) and ``--force`` (replace a previous run file there)."""
+    p.add_argument("--out", type=Path, required=required, help="write the run .npz here (docs/run-format.md)")
+    p.add_argument("--force", action="store_true", help="replace an existing run .npz at --out")
+
+
+def is_run_npz(path: Path) -> bool:
+    """True if ``path`` is a run .npz (docs/run-format.md), i.e. a previous output of a run command."""
+    from plasticore.sim.golden import RUN_FORMAT
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["format"]) == RUN_FORMAT
+    except Exception:  # noqa: BLE001 - anything unreadable is not a run file
+        return False
+
+
+def check_run_out(args) -> None:
+    """Refuse a bad ``--out`` before any work (unwritable, existing without --force, not a run file)."""
+    from plasticore.outputs import check_output_file
+
+    if getattr(args, "out", None) is not None:
+        check_output_file(args.out, "--out", force=args.force, same_kind=is_run_npz, kind="run .npz")
+
+
+def _npz_array(z, key: str, path: Path) -> np.ndarray:
+    try:
+        return np.asarray(z[key])
+    except Exception as e:  # noqa: BLE001 - zip, zlib, header, pickle errors of one member
+        raise CliError(f"--inputs {path}: array '{key}' cannot be read ({type(e).__name__}: {e})") from None
+
+
 def load_inputs(args, bundle) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-step layer-0 inputs (S, T, A) and labels (or None) for the CLI arguments."""
-    from plasticore.coding import encode_for
+    """Per-step layer-0 inputs (S, T, A) and labels (or None) for the CLI arguments, validated."""
+    from plasticore.coding import InputError, check_inputs, check_labels, encode_for
 
     labels = None
     if args.inputs is not None:
+        src = f"--inputs {args.inputs}"
         if not args.inputs.is_file():
-            raise CliError(f"--inputs {args.inputs}: no such file")
-        with np.load(args.inputs, allow_pickle=False) as z:
+            raise CliError(f"{src}: no such file")
+        try:
+            z = np.load(args.inputs, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - truncated, not a zip, pickled, unreadable
+            raise CliError(f"{src}: cannot be read as .npz ({type(e).__name__}: {e})") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise CliError(f"{src}: holds a single array, expected an .npz with 'features' or 'x'")
+        with z:
             files = set(z.files)
-            if "x" in files:
-                x = z["x"]
-            elif "features" in files:
-                x = encode_for(bundle, z["features"])
-            else:
-                raise CliError(f"--inputs {args.inputs}: needs an array 'features' (S, A) or 'x' (S, T, A); "
-                               f"found {sorted(files)}")
+            try:
+                if "x" in files:
+                    x = check_inputs(bundle, _npz_array(z, "x", args.inputs))
+                elif "features" in files:
+                    x = encode_for(bundle, _npz_array(z, "features", args.inputs))
+                else:
+                    raise CliError(f"{src}: needs an array 'features' (S, A) or 'x' (S, T, A); found {sorted(files)}")
+            except InputError as e:
+                raise CliError(f"{src}: {'x' if 'x' in files else 'features'}: {e}") from None
             if "labels" in files:
-                labels = z["labels"]
+                labels = _npz_array(z, "labels", args.inputs)
     else:
         from plasticore.datasets import load_dataset
 
+        src = f"--dataset {args.dataset}"
         feats, labels = load_dataset(args.dataset, "test", root=args.data_root)
         if feats.shape[1] != bundle.n_in:
-            raise CliError(f"dataset {args.dataset} has {feats.shape[1]} features but the bundle takes {bundle.n_in}")
-        if args.count is not None:
+            raise CliError(f"{src} has {feats.shape[1]} features but the bundle takes {bundle.n_in}")
+        if args.count is not None:  # encode only what runs
             feats, labels = feats[: args.count], labels[: args.count]
-        x = encode_for(bundle, feats)
+        try:
+            x = encode_for(bundle, feats)
+        except InputError as e:
+            raise CliError(f"{src}: {e}") from None
     if args.count is not None:
         x = x[: args.count]
         labels = None if labels is None else labels[: args.count]
-    if labels is not None and len(labels) != len(x):
-        raise CliError(f"{len(labels)} labels for {len(x)} samples")
+    if len(x) == 0:
+        raise CliError(f"{src}: no samples")
+    if labels is not None:
+        try:
+            labels = check_labels(labels, len(x), bundle.n_out)
+        except InputError as e:
+            raise CliError(f"{src}: {e}") from None
     return x, labels
 
 
@@ -95,6 +158,7 @@ def cmd_golden_run(args) -> int:
     from plasticore.bundle import load_bundle
     from plasticore.sim import golden
 
+    check_run_out(args)
     bundle = load_bundle(args.bundle)
     x, labels = load_inputs(args, bundle)
     t0 = time.perf_counter()
@@ -107,13 +171,30 @@ def cmd_golden_run(args) -> int:
 
 
 def cmd_bundle_random(args) -> int:
-    from plasticore.bundle import save_bundle
+    from plasticore.bundle import BundleError, is_bundle_dir, save_bundle
+    from plasticore.outputs import check_output_dir
     from plasticore.sim.random_bundle import random_bundle
 
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
-    b = random_bundle(np.random.default_rng(args.seed), sizes=sizes, timesteps=args.timesteps,
-                      coding=args.coding)
-    save_bundle(b, args.out)
+    check_output_dir(args.out, "--out", force=args.force, same_kind=is_bundle_dir, kind="bundle")
+    from plasticore import contract as C
+
+    sizes = args.sizes
+    if sizes is not None:
+        text = ",".join(map(str, sizes))
+        if not 2 <= len(sizes) <= C.MAX_LAYERS + 1:
+            raise CliError(f"--sizes {text}: give 2..{C.MAX_LAYERS + 1} sizes (inputs, then every layer's outputs)")
+        if max(sizes[:-1]) > C.MAX_AXONS:
+            raise CliError(f"--sizes {text}: a layer's inputs must be at most MAX_AXONS={C.MAX_AXONS}")
+        if sizes[-1] > C.MAX_AXONS:
+            raise CliError(f"--sizes {text}: at most {C.MAX_AXONS} outputs")
+    if args.timesteps is not None and args.timesteps > C.MAX_TIMESTEPS:
+        raise CliError(f"--timesteps {args.timesteps}: at most MAX_TIMESTEPS={C.MAX_TIMESTEPS}")
+    try:
+        b = random_bundle(np.random.default_rng(args.seed), sizes=sizes, timesteps=args.timesteps,
+                          coding=args.coding)
+    except BundleError as e:
+        raise CliError(f"--sizes/--timesteps: {e}") from None
+    save_bundle(b, args.out, replace=args.force)
     print(f"wrote random bundle {[L.n_in for L in b.layers] + [b.n_out]} T={b.timesteps} to {args.out}")
     return 0
 
@@ -135,24 +216,26 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from plasticore import __version__
 
-    ap = argparse.ArgumentParser(prog="plasticore", description=__doc__.splitlines()[0])
+    ap = ArgParser(prog="plasticore", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"plasticore {__version__}")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("golden", help="bit-exact golden model").add_subparsers(dest="golden_cmd", required=True)
     gr = g.add_parser("run", help="run a bundle on the golden model and write the run .npz")
     gr.add_argument("--bundle", type=Path, required=True)
     add_input_args(gr)
-    gr.add_argument("--out", type=Path, required=True)
+    add_out_args(gr)
     gr.add_argument("--record-membranes", action="store_true", help="also store u for every step")
     gr.set_defaults(func=cmd_golden_run)
 
     b = sub.add_parser("bundle", help="network bundles").add_subparsers(dest="bundle_cmd", required=True)
     br = b.add_parser("random", help="write a random valid bundle (for tests)")
     br.add_argument("--out", type=Path, required=True)
-    br.add_argument("--seed", type=int, default=0)
-    br.add_argument("--sizes", help="comma separated layer sizes, e.g. 64,32,10")
-    br.add_argument("--timesteps", type=int, default=None)
+    br.add_argument("--force", action="store_true", help="replace a previous bundle directory at --out")
+    br.add_argument("--seed", type=nonneg_int, default=0)
+    br.add_argument("--sizes", type=int_list(1), help="comma separated layer sizes, e.g. 64,32,10")
+    br.add_argument("--timesteps", type=positive_int, default=None)
     br.add_argument("--coding", choices=["direct", "rate"], default=None)
     br.set_defaults(func=cmd_bundle_random)
     bc = b.add_parser("check", help="validate a bundle")
@@ -162,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job end to end (see README)")
     d.add_argument("--out", type=Path, default=Path("out/demo"))
     d.add_argument("--fast", action="store_true", help="fewer epochs and samples")
+    d.add_argument("--force", action="store_true", help="replace a previous demo output at --out")
     d.set_defaults(func=cmd_demo)
 
     # subcommands owned by other layers: each module exposes add_cli(subparsers)
@@ -177,13 +261,43 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+#: errors a command may meet that are the user's or the machine's, not a bug: one line, exit 2
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    return (PlasticoreError, OSError)  # OSError covers serial.SerialException and the transport's errors
+
+
+def one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line."""
+    msg = str(e).strip() or type(e).__name__
+    return " | ".join(line.strip() for line in msg.splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run a command; every expected error becomes ``plasticore: error: ...`` (one line) and exit 2.
+    ``--debug`` anywhere on the line also prints the traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except PlasticoreError as e:
-        print(f"plasticore: error: {e}", file=sys.stderr)
+    except UsageError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(one_line(e).replace(": ", ": error: ", 1), file=sys.stderr)
         return 2
+    except _expected_errors() as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"plasticore: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("plasticore: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

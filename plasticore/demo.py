@@ -19,8 +19,34 @@ from pathlib import Path
 
 import numpy as np
 
+#: what the demo writes into ``--out`` (a directory holding only these may be replaced with ``--force``)
+DEMO_OUTPUTS = frozenset({"train", "board.npz", "golden.npz", "report.json"})
+
+
+def _is_demo_out(path: Path) -> bool:
+    names = {p.name for p in path.iterdir()}
+    return "report.json" in names and names <= DEMO_OUTPUTS
+
 
 def main(args) -> int:
+    """Check ``--out`` first, run the demo into a temporary directory next to it, rename it into place."""
+    import shutil
+
+    from plasticore.outputs import check_output_dir, replace_dir, temp_dir_for
+
+    out = check_output_dir(args.out, "--out", force=args.force, same_kind=_is_demo_out,
+                           kind="demo output (report.json)")
+    tmp = temp_dir_for(out, ".demo-")
+    try:
+        rc = _demo(tmp, out, args)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return rc
+
+
+def _demo(out: Path, final: Path, args) -> int:
     from tqdm import tqdm
 
     from plasticore.bundle import load_bundle
@@ -32,8 +58,6 @@ def main(args) -> int:
     from plasticore.sim.simboard import SimBoard
     from plasticore.training.api import train
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     epochs = 4 if args.fast else 20
     n_test = 90 if args.fast else None
     report: dict = {}
@@ -59,7 +83,7 @@ def main(args) -> int:
     x = encode_for(bundle, xte)
     g = golden.run(bundle, x, labels=yte)
     report["golden_test_accuracy"] = float(np.mean(g.predictions == yte))
-    print(f"      {bdir}: golden-model accuracy {report['golden_test_accuracy']:.4f}")
+    print(f"      {final / bdir.relative_to(out)}: golden-model accuracy {report['golden_test_accuracy']:.4f}")
 
     cpb = 4  # UART clocks per bit of the simulated board (the protocol does not depend on it)
     print(f"[4/5] deploy over a serial port to the simulated board ({DEFAULT_CHIP.mesh_x} cores of "
@@ -100,5 +124,5 @@ def main(args) -> int:
               "final plastic weights)")
     else:
         print(f"      MISMATCH board vs golden: {diff}")
-    print(f"done: {out}/report.json, plots in {out}/train/")
+    print(f"done: {final}/report.json, plots in {final}/train/")
     return 0 if diff is None else 1

@@ -40,7 +40,7 @@ def bench(nbytes: int = 256 * 1024, clocks_per_bit: int = 4, native_cycles: int 
     rng = random.Random(1)
     nwords = nbytes // 4
     data = [rng.getrandbits(32) for _ in range(nwords)]
-    with SimBoard.start(clocks_per_bit=clocks_per_bit) as board:
+    with SimBoard.start("link_test", clocks_per_bit=clocks_per_bit) as board:
         with Link(SerialTransport(board.port)) as link:
             link.connect()
             link.reset()

@@ -1,9 +1,9 @@
 """The simulated board that carries the multi-core chip: UART + link + :class:`plasticore.rtl.chip.Chip`.
 
-A bare ``sim://`` spawns it with :data:`DEFAULT_CHIP`; ``sim://?mesh_x=2&a_max=128...`` sets its
-geometry (``sim://?top=link_test`` is the link-test RAM instead).  Its design ID is
-:func:`plasticore.rtl.design_id.design_id` of the elaborated board top and its configuration, so a
-host can tell a stale simulator apart while comments in the sources change nothing.
+A bare ``sim://`` spawns it with :data:`DEFAULT_CHIP`; ``sim://?mesh_x=3&a_max=256...`` (or
+``sim://?top=chip&...``) changes the geometry (``sim://?top=link_test`` is the link-test RAM instead).
+Its design ID is :func:`plasticore.rtl.design_id.design_id` of the elaborated board top and its
+configuration, so a host can tell a stale simulator apart while comments in the sources change nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +22,42 @@ def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y,
     cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe))
     extra = {"core": core, "route_dests": route_dests or M.MAX_DESTS, **link_kwargs}
     return cfg, extra, link_kwargs
+
+
+def fitting_chip(bundle, a_max: int = DEFAULT_CHIP.a_max, n_max: int = DEFAULT_CHIP.n_max,
+                 lanes: int = DEFAULT_CHIP.lanes) -> ChipConfig:
+    """The smallest mesh of ``a_max x n_max`` cores that holds ``bundle``: one core per ``n_max`` neurons of
+    every layer (``a_max`` grows to the next power of two above the widest layer's inputs, ``n_max`` doubles
+    until no layer needs more than ``MAX_DESTS`` cores)."""
+    from plasticore import chip_map as M
+
+    widest = max(L.n_in for L in bundle.layers)
+    if widest > a_max:
+        a_max = 1 << (widest - 1).bit_length()
+    while any(-(-L.n_out // n_max) > M.MAX_DESTS for L in bundle.layers):  # a layer spans <= MAX_DESTS cores
+        n_max *= 2
+    need = sum(-(-L.n_out // n_max) for L in bundle.layers)
+    mx, my = (need, 1) if need <= M.MAX_MESH else (M.MAX_MESH, -(-need // M.MAX_MESH))
+    return ChipConfig(mx, my, a_max, n_max, lanes)
+
+
+def url_chip(url: str) -> ChipConfig | None:
+    """The chip a ``sim://`` URL spawns (None if it names another top, e.g. ``link_test``)."""
+    from plasticore.sim.simboard import TOPS, parse_sim_url
+
+    kw = parse_sim_url(url)
+    top = kw.pop("top", None) or "default"
+    if TOPS.get(top) is not TOPS["chip"]:
+        return None
+    for k in ("clocks_per_bit", "link", "poll"):
+        kw.pop(k, None)
+    cfg, _, _ = _split(**kw)
+    return cfg
+
+
+def chip_url(cfg: ChipConfig) -> str:
+    """The ``sim://`` URL of a chip board of geometry ``cfg``."""
+    return f"sim://?mesh_x={cfg.mesh_x}&mesh_y={cfg.mesh_y}&a_max={cfg.a_max}&n_max={cfg.n_max}&lanes={cfg.lanes}"
 
 
 def board_design_id(clocks_per_bit: int = 8, **kw) -> int:

@@ -6,44 +6,69 @@ import argparse
 import time
 from pathlib import Path
 
+from plasticore.argtypes import int_range, positive_int
+
+#: UART clocks per bit a board top accepts (rtl/uart.py needs >= 4; identify reports 16 bits)
+cpb_type = int_range(4, 0xFFFF)
+
 
 def parse_mesh(s: str) -> tuple[int, int]:
+    """``XxY`` with 1 <= X, Y <= MAX_MESH."""
+    from plasticore.chip_map import MAX_MESH
+
     try:
         x, y = (int(v) for v in s.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--mesh {s!r}: expected e.g. 2x2") from None
+        raise argparse.ArgumentTypeError(f"{s!r}: expected XxY, e.g. 2x2") from None
+    if not (1 <= x <= MAX_MESH and 1 <= y <= MAX_MESH):
+        raise argparse.ArgumentTypeError(f"{s!r}: X and Y must be in 1..{MAX_MESH}")
     return x, y
 
 
 def add_chip_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mesh", type=parse_mesh, default=None, help="mesh size XxY (default: fits the bundle)")
-    p.add_argument("--axons", type=int, default=128, help="axons per core (a_max)")
-    p.add_argument("--neurons", type=int, default=128, help="neurons per core (n_max)")
-    p.add_argument("--lanes", type=int, default=16, help="lanes P")
+    p.add_argument("--axons", type=positive_int, default=128, help="axons per core (a_max)")
+    p.add_argument("--neurons", type=positive_int, default=128, help="neurons per core (n_max)")
+    p.add_argument("--lanes", type=positive_int, default=16, help="lanes P")
+
+
+def check_fits(bundle, geometry, what: str) -> None:
+    """Refuse a bundle that does not fit the chip before anything is built (names the limit)."""
+    from plasticore.cli import CliError
+    from plasticore.host.compiler import CompileError, place
+
+    try:
+        place(bundle, geometry)
+    except CompileError as e:
+        raise CliError(f"{what}: {e}") from None
 
 
 def chip_config_for(bundle, args):
     """The chip configuration for the CLI arguments; the mesh defaults to the smallest that fits."""
+    from plasticore.sim.chipboard import fitting_chip
     from plasticore.sim.chipsim import ChipConfig
 
     if args.mesh is not None:
         mx, my = args.mesh
     else:
-        need = sum(-(-L.n_out // args.neurons) for L in bundle.layers)
-        mx, my = (need, 1) if need <= 8 else (8, -(-need // 8))
+        fit = fitting_chip(bundle, args.axons, args.neurons, args.lanes)
+        mx, my = fit.mesh_x, fit.mesh_y
     return ChipConfig(mx, my, args.axons, args.neurons, args.lanes)
 
 
 def cmd_sim_run(args) -> int:
     from plasticore.bundle import load_bundle
-    from plasticore.cli import load_inputs, summarise
+    from plasticore.cli import check_run_out, load_inputs, summarise
     from plasticore.host.device import Device
     from plasticore.sim import golden
     from plasticore.sim.chipsim import ChipSimBus
 
+    check_run_out(args)
     bundle = load_bundle(args.bundle)
     x, labels = load_inputs(args, bundle)
     cfg = chip_config_for(bundle, args)
+    check_fits(bundle, cfg.geometry(), f"--bundle {args.bundle} on {cfg.mesh_x}x{cfg.mesh_y} cores of "
+                                       f"{cfg.a_max}x{cfg.n_max} (--mesh/--axons/--neurons)")
     print(f"building/reusing the Verilated chip: {cfg.mesh_x}x{cfg.mesh_y} cores of {cfg.a_max}x{cfg.n_max}, "
           f"P={cfg.lanes}", flush=True)
     with ChipSimBus(cfg) as bus:
@@ -69,36 +94,43 @@ def cmd_sim_run(args) -> int:
 
 def cmd_simboard(args) -> int:
     """Start a simulated board carrying the chip and print its serial port path until interrupted."""
+    from plasticore.cli import CliError
     from plasticore.sim.chipboard import DEFAULT_CHIP, board_design_id, chip_board_top
-    from plasticore.sim.simboard import SimBoard
+    from plasticore.sim.simboard import SimBoard, check_link_path
 
     if args.board:  # the chip that board's build carries (firmware.designs.CHIP_DEFAULTS)
         from plasticore.firmware.designs import CHIP_DEFAULTS
 
         if args.board not in CHIP_DEFAULTS:
-            raise SystemExit(f"plasticore simboard: board {args.board!r} has no chip size; "
-                             f"known: {', '.join(sorted(CHIP_DEFAULTS))}")
+            raise CliError(f"--board {args.board}: no chip size for this board; "
+                           f"known: {', '.join(sorted(CHIP_DEFAULTS))}")
         kw = dict(CHIP_DEFAULTS[args.board])
     else:
         mx, my = args.mesh or (DEFAULT_CHIP.mesh_x, DEFAULT_CHIP.mesh_y)
         kw = {"mesh_x": mx, "mesh_y": my, "a_max": args.axons, "n_max": args.neurons, "lanes": args.lanes}
+    if args.link:
+        check_link_path(args.link)
     board = SimBoard.start(chip_board_top, clocks_per_bit=args.cpb, link=args.link, **kw)
     print(board.port, flush=True)
     print(f"simulated board: {kw['mesh_x']}x{kw['mesh_y']} {kw.get('core', 'hybrid')} cores of "
           f"{kw['a_max']}x{kw['n_max']}, P={kw['lanes']}, design 0x{board_design_id(args.cpb, **kw):08x}; "
           "Ctrl-C to stop", flush=True)
+    interrupted = False
     try:
-        board.proc.wait()
+        rc = board.proc.wait()
     except KeyboardInterrupt:
-        pass
+        interrupted, rc = True, 0
     finally:
         board.stop()
+    if not interrupted and rc != 0:
+        how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+        raise CliError(f"simulated board on {board.port}: the harness {how}")
     return 0
 
 
 def add_cli(sub) -> None:
     sb = sub.add_parser("simboard", help="start a simulated board (chip + UART link in Verilator) on a pty")
-    sb.add_argument("--cpb", type=int, default=8, help="UART clocks per bit")
+    sb.add_argument("--cpb", type=cpb_type, default=8, help="UART clocks per bit (>= 4)")
     sb.add_argument("--link", default=None, help="also create this symlink to the pty (e.g. /tmp/ttyPLC0)")
     sb.add_argument("--board", default=None, help="carry the chip this FPGA board builds (e.g. icebreaker: "
                     "one compact 128x128 core); overrides the geometry options")
@@ -109,10 +141,10 @@ def add_cli(sub) -> None:
                                                                                          required=True)
     r = s.add_parser("run", help="run a bundle on the Verilated multi-core chip and write the run .npz")
     r.add_argument("--bundle", type=Path, required=True)
-    from plasticore.cli import add_input_args
+    from plasticore.cli import add_input_args, add_out_args
 
     add_input_args(r)
-    r.add_argument("--out", type=Path, required=True)
+    add_out_args(r)
     r.add_argument("--record-membranes", action="store_true")
     r.add_argument("--check", action="store_true", help="also run the golden model and compare bit for bit")
     add_chip_args(r)

@@ -196,18 +196,9 @@ def predict(bundle: Bundle, u_final_last: np.ndarray, out_last_step: np.ndarray)
 
 
 def _check_inputs(bundle: Bundle, x: np.ndarray) -> np.ndarray:
-    from plasticore.coding import InputError
+    from plasticore.coding import check_inputs
 
-    x = np.asarray(x)
-    T, A = bundle.timesteps, bundle.n_in
-    if x.ndim != 3 or x.shape[1:] != (T, A):
-        raise InputError(f"inputs have shape {x.shape}, expected (samples, {T}, {A})")
-    if not np.issubdtype(x.dtype, np.integer):
-        raise InputError(f"inputs have dtype {x.dtype}, expected integers")
-    lo, hi = (0, 1) if bundle.layers[0].input_kind == C.InputKind.SPIKE else (C.X_MIN, C.X_GRADED_MAX)
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise InputError(f"inputs have values in [{x.min()}, {x.max()}], layer 0 accepts {lo}..{hi}")
-    return x.astype(I64)
+    return check_inputs(bundle, x)
 
 
 def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_membranes: bool = False,

@@ -8,9 +8,12 @@
   exists; ``board.port`` is the path to open like ``/dev/ttyUSB0``.
 * ``sim://`` URLs: importing this module registers a pyserial protocol handler, so
   ``serial.serial_for_url("sim://?cpb=8")`` (or ``SerialTransport("sim://")``) spawns a board and
-  opens its pty; closing the port stops the board.  Query parameters: ``top`` (a name in
-  :data:`TOPS` or ``package.module:function``), ``cpb`` (clocks per bit), ``poll`` (cycles between
-  pty polls), and any integer keyword of the top factory (e.g. ``ram_words``).
+  opens its pty; closing the port stops the board.  A bare ``sim://`` carries the chip
+  (:func:`plasticore.sim.chipboard.chip_board_top`, :data:`~plasticore.sim.chipboard.DEFAULT_CHIP`).
+  Query parameters: ``top`` (a *registered* name: ``chip``, ``link_test`` or a top installed under the
+  ``plasticore.sim_tops`` entry point group -- a port URL never imports arbitrary code), ``cpb``
+  (clocks per bit), ``poll`` (cycles between pty polls), and any integer keyword of the top factory
+  (e.g. ``mesh_x``, ``a_max``, ``ram_words``).
 * ``python -m plasticore.sim.simboard [--top NAME] [--cpb N] [--link PATH]`` starts a board and
   prints its port path (the ``plasticore simboard`` command).
 """
@@ -21,7 +24,6 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
-import importlib
 import os
 import shutil
 import signal
@@ -33,6 +35,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import serial
+
+from plasticore.errors import PlasticoreError
 
 __all__ = ["DEFAULT_CPB", "TOPS", "SimBoard", "build_board", "native_clock_rate", "register_top"]
 
@@ -52,9 +56,17 @@ def _link_test_top(**kw):
     return link_test_top(**kw)
 
 
+def _chip_top(**kw):
+    from plasticore.sim.chipboard import chip_board_top
+
+    return chip_board_top(**kw)
+
+
 #: Named board tops for ``sim://?top=NAME``: factories taking ``clocks_per_bit=`` and keywords.
-#: ``default`` is what a bare ``sim://`` spawns.
-TOPS: dict[str, Callable] = {"link_test": _link_test_top, "default": _link_test_top}
+#: ``default`` is what a bare ``sim://`` spawns: the chip board.
+TOPS: dict[str, Callable] = {"chip": _chip_top, "link_test": _link_test_top, "default": _chip_top}
+#: Entry point group through which installed packages add tops (``name = "pkg.module:factory"``).
+TOPS_ENTRY_POINT_GROUP = "plasticore.sim_tops"
 
 
 def register_top(name: str, factory: Callable, default: bool = False) -> None:
@@ -64,6 +76,17 @@ def register_top(name: str, factory: Callable, default: bool = False) -> None:
         TOPS["default"] = factory
 
 
+def _entry_point_tops() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=TOPS_ENTRY_POINT_GROUP)}
+
+
+def known_tops() -> list[str]:
+    """Names ``sim://?top=`` accepts: the registered tops and the installed entry points."""
+    return sorted(set(TOPS) | set(_entry_point_tops()))
+
+
 def _resolve_top(top: str | Callable | None) -> Callable:
     if top is None:
         return TOPS["default"]
@@ -71,10 +94,28 @@ def _resolve_top(top: str | Callable | None) -> Callable:
         return top
     if top in TOPS:
         return TOPS[top]
-    if ":" in top:
-        mod, _, fn = top.partition(":")
-        return getattr(importlib.import_module(mod), fn)
-    raise ValueError(f"unknown simulated board top {top!r}; known: {sorted(TOPS)} or 'module:function'")
+    eps = _entry_point_tops()
+    if top in eps:  # an installed package registered it: load that package's factory only
+        factory = eps[top].load()
+        TOPS[top] = factory
+        return factory
+    raise ValueError(f"unknown simulated board top {top!r}; known: {', '.join(known_tops())} "
+                     f"(extension tops register under the {TOPS_ENTRY_POINT_GROUP!r} entry point group)")
+
+
+def check_link_path(link: str | os.PathLike) -> Path:
+    """A ``--link`` path may be created: nothing there, or a symlink a previous board left to a pty
+    (``/dev/pts/*``).  Anything else is refused, so starting a board never deletes a user's file."""
+    p = Path(link)
+    if p.is_symlink():
+        target = os.readlink(p)
+        if not target.startswith("/dev/pts/"):
+            raise PlasticoreError(f"--link {link}: is a symlink to {target}, not a pty; refusing to replace it")
+    elif p.exists():
+        raise PlasticoreError(f"--link {link}: already exists and is not a symlink; refusing to replace it")
+    if not p.absolute().parent.is_dir():
+        raise PlasticoreError(f"--link {link}: directory {p.absolute().parent} does not exist")
+    return p
 
 
 def _log(msg: str) -> None:
@@ -206,18 +247,25 @@ def _write_alias(alias: Path, key: str) -> None:
 class SimBoard:
     """A running simulated board (the harness process) and its pty path ``port``."""
 
-    def __init__(self, exe: Path, proc: subprocess.Popen, port: str, clocks_per_bit: int):
+    def __init__(self, exe: Path, proc: subprocess.Popen, port: str, clocks_per_bit: int,
+                 link: Path | None = None):
         self.exe, self.proc, self.port, self.clocks_per_bit = exe, proc, port, clocks_per_bit
+        self.link = link  #: the symlink to ``port`` this board created (removed by :meth:`stop`)
         self.final_stats: dict | None = None
 
     @classmethod
     def start(cls, top: str | Callable | None = None, *, clocks_per_bit: int = DEFAULT_CPB,
               poll: int = 256, link: str | None = None, build_root=None, **top_kwargs) -> SimBoard:
-        """Build if needed, spawn the harness and wait for its pty path."""
+        """Build if needed, spawn the harness and wait for its pty path.
+
+        ``link``: also create this symlink to the pty (refused if something other than a stale pty
+        symlink is there, see :func:`check_link_path`); :meth:`stop` removes it if it is still ours.
+        """
+        top = _resolve_top(top)  # an unknown top is refused before anything is built
+        if link:
+            check_link_path(link)
         exe = build_board(top, clocks_per_bit=clocks_per_bit, build_root=build_root, **top_kwargs)
         args = [str(exe), "--cpb", str(clocks_per_bit), "--poll", str(poll)]
-        if link:
-            args += ["--link", str(link)]
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         line = proc.stdout.readline().strip()
@@ -225,7 +273,18 @@ class SimBoard:
             proc.kill()
             err = proc.stderr.read()
             raise RuntimeError(f"simulated board {exe} did not start: {line!r} {err.strip()!r}")
-        return cls(exe, proc, line, clocks_per_bit)
+        board = cls(exe, proc, line, clocks_per_bit)
+        if link:
+            try:
+                check_link_path(link)  # again: it may have appeared during the build
+                tmp = Path(f"{link}.{os.getpid()}.tmp")
+                os.symlink(line, tmp)
+                os.replace(tmp, link)  # atomic; replaces only the stale pty symlink checked above
+            except BaseException:
+                board.stop()
+                raise
+            board.link = Path(link)
+        return board
 
     @property
     def running(self) -> bool:
@@ -251,6 +310,11 @@ class SimBoard:
         for f in (self.proc.stdout, self.proc.stderr):
             if f:
                 f.close()
+        if self.link is not None:  # remove our symlink only, and only if it still points at our pty
+            with contextlib.suppress(OSError):
+                if os.readlink(self.link) == self.port:
+                    os.unlink(self.link)
+            self.link = None
         self.final_stats = stats
         return stats
 
@@ -289,7 +353,10 @@ def parse_sim_url(url: str) -> dict:
         if k == "top":
             kw["top"] = v
         elif k == "cpb":
-            kw["clocks_per_bit"] = int(v)
+            try:
+                kw["clocks_per_bit"] = int(v, 0)
+            except ValueError:
+                raise ValueError(f"sim:// URL parameter cpb={v!r} is not an integer") from None
         elif k == "link":
             kw["link"] = v
         else:
@@ -310,7 +377,7 @@ class SimSerial(serial.Serial):
         if self.board is None or not self.board.running:
             try:
                 self.board = SimBoard.start(**parse_sim_url(url))
-            except (ValueError, RuntimeError) as e:
+            except (ValueError, RuntimeError, PlasticoreError) as e:
                 raise serial.SerialException(f"could not start simulated board for {url!r}: {e}") from e
         self.portstr = self.board.port
         try:
@@ -331,7 +398,7 @@ if "plasticore.sim" not in serial.protocol_handler_packages:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="plasticore simboard", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--top", default=None, help=f"board top: {sorted(TOPS)} or module:function")
+    ap.add_argument("--top", default=None, help=f"board top: one of {known_tops()} (default: chip)")
     ap.add_argument("--cpb", type=int, default=DEFAULT_CPB, help="UART clocks per bit")
     ap.add_argument("--poll", type=int, default=256, help="cycles between pty polls")
     ap.add_argument("--link", default=None, help="also create this symlink to the pty")

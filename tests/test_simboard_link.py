@@ -21,7 +21,7 @@ CPB = 4
 
 @pytest.fixture(scope="module")
 def board():
-    with SimBoard.start(clocks_per_bit=CPB) as b:
+    with SimBoard.start("link_test", clocks_per_bit=CPB) as b:
         yield b
 
 
@@ -44,7 +44,7 @@ def test_pty_opens_like_a_serial_device(board):
 
 
 def test_identify_over_sim_url():
-    with Link(SerialTransport(f"sim://?cpb={CPB}")) as lk:
+    with Link(SerialTransport(f"sim://?top=link_test&cpb={CPB}")) as lk:
         ident = lk.connect()
         assert ident.version == P.PROTOCOL_VERSION
         assert ident.clocks_per_bit == CPB and ident.rx_credit >= P.frame_wire_bytes(ident.max_words + 2)

@@ -64,13 +64,13 @@ def _metrics_after_training(net, cfg: TrainConfig, hist: dict, xte, yte, out: Pa
         m["onchip_float_test_accuracy"] = accuracy(predict_onchip(net, xte), yte)
         m["onchip_deploy_test_accuracy"] = accuracy(golden.run(b_on, x_int).predictions, yte)
         if out is not None:
-            save_bundle(b_on, Path(out) / "bundle_onchip")
+            save_bundle(b_on, Path(out) / "bundle_onchip", replace=True)  # only a previous bundle
     m["history"] = hist
     m["train_samples_per_s"] = float(np.median(hist["samples_per_s"])) if hist["samples_per_s"] else 0.0
     m["eval_time_s"] = time.perf_counter() - t0
     if out is not None:
         out = Path(out)
-        save_bundle(bundle, out / "bundle")
+        save_bundle(bundle, out / "bundle", replace=True)  # replaces only a previous bundle
         if plots:
             m["plots"] = make_plots(net, hist, xte, yte, out, title=f"{cfg.dataset} {cfg.variant}")
         write_json(out / "metrics.json", m)
@@ -190,7 +190,7 @@ def _rule_from_args(a) -> dict:
 def train_kwargs(a: argparse.Namespace) -> dict:
     """Keyword arguments of :func:`train` from parsed ``plasticore train`` arguments (also used by
     ``plasticore sweep``, so a trial runs exactly what its printed command runs)."""
-    hidden = [int(v) for v in str(a.hidden).split(",")]
+    hidden = list(a.hidden)
     return dict(dataset=a.dataset, epochs=a.epochs, out=a.out, variant=a.variant, seed=a.seed,
                 hidden=hidden[0] if len(hidden) == 1 else hidden, timesteps=a.timesteps,
                 batch_size=a.batch_size, lr_global=a.lr_global, lr_meta=a.lr_meta, num_updates=a.num_updates,
@@ -200,8 +200,58 @@ def train_kwargs(a: argparse.Namespace) -> dict:
                 deploy_check=a.deploy_check)
 
 
+#: what ``train --out DIR`` writes (a directory holding only these may be replaced with --force)
+TRAIN_OUTPUTS = frozenset({"bundle", "bundle_onchip", "metrics.json", "checkpoint.pt", "checkpoints", "curves.png",
+                           "raster.png", "membranes.png", "h_heatmap.png"})
+
+
+def _holds_only(names: frozenset[str] | None, marker: str, suffixes: tuple[str, ...] = ()):
+    """``same_kind`` test for :func:`plasticore.outputs.check_output_dir`: ``marker`` is there and every
+    entry is a known output (by name, or by suffix)."""
+
+    def test(path: Path) -> bool:
+        entries = [p.name for p in path.iterdir()]
+        return marker in entries and all((names is not None and n in names) or n.endswith(suffixes) for n in entries)
+
+    return test
+
+
+def _write_out_dir(out: Path, force: bool, same_kind, kind: str, work):
+    """Check ``out`` first, run ``work(tmp)`` into a fresh directory next to it, then rename it into place
+    (under ``torchrun`` every rank writes straight to ``out``, rank 0 only)."""
+    import os
+    import shutil
+
+    from plasticore.outputs import check_output_dir, replace_dir, temp_dir_for
+
+    check_output_dir(out, "--out", force=force, same_kind=same_kind, kind=kind)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return work(out)
+    tmp = temp_dir_for(out, ".out-")
+    try:
+        result = work(tmp)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
 def cmd_train(a) -> int:
-    m = train(**train_kwargs(a))
+    from plasticore import contract as C
+    from plasticore.cli import CliError
+
+    hidden = a.hidden
+    if a.timesteps > C.MAX_TIMESTEPS:
+        raise CliError(f"--timesteps {a.timesteps}: at most MAX_TIMESTEPS={C.MAX_TIMESTEPS}")
+    if len(hidden) + 1 > C.MAX_LAYERS:
+        raise CliError(f"--hidden {','.join(map(str, hidden))}: at most {C.MAX_LAYERS - 1} hidden layers")
+
+    def work(out: Path) -> dict:
+        return train(**{**train_kwargs(a), "out": out})
+
+    m = _write_out_dir(a.out, a.force, _holds_only(TRAIN_OUTPUTS, "metrics.json"), "training output (metrics.json)",
+                       work)
     if "test_accuracy" in m:
         print(f"wrote {a.out}/metrics.json, {a.out}/bundle")
     return 0
@@ -215,23 +265,10 @@ def cmd_experiment(a) -> int:
         kw["dataset"] = a.dataset
     if a.data_root:
         kw["data_root"] = a.data_root
-    run_experiment(a.kind, a.out, **kw)
+    _write_out_dir(a.out, a.force, _holds_only(None, "results.json", (".json", ".png")),
+                   "experiment output (results.json)", lambda out: run_experiment(a.kind, out, **kw))
     print(f"wrote {a.out}/results.json")
     return 0
-
-
-def _positive_int(v: str) -> int:
-    n = int(v)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{v!r} is not a positive integer")
-    return n
-
-
-def _positive_float(v: str) -> float:
-    x = float(v)
-    if not x > 0 or x == float("inf"):
-        raise argparse.ArgumentTypeError(f"{v!r} is not a positive number")
-    return x
 
 
 def _frac256(v: str) -> int:
@@ -243,28 +280,23 @@ def _frac256(v: str) -> int:
     return n
 
 
-def _hidden(v: str) -> str:
-    try:
-        ok = all(int(h) >= 1 for h in str(v).split(","))
-    except ValueError:
-        ok = False
-    if not ok:
-        raise argparse.ArgumentTypeError(f"{v!r} is not a comma-separated list of positive layer sizes")
-    return str(v)
-
-
 def add_train_args(p: argparse.ArgumentParser) -> None:
+    from plasticore import contract as C
+    from plasticore.argtypes import int_list, nonneg_int, positive_float, positive_int
+
     p.add_argument("--dataset", default="digits", help="digits | mnist1d | mnist | fashion | omniglot")
-    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--force", action="store_true", help="replace a previous training output directory at --out")
     p.add_argument("--variant", default="HP", choices=["HP", "GP", "LP"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden", type=_hidden, default="128", help="hidden sizes, comma separated (e.g. 512 or 256,128)")
-    p.add_argument("--timesteps", type=_positive_int, default=8)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--lr-global", type=_positive_float, default=2e-3)
-    p.add_argument("--lr-meta", type=_positive_float, default=5e-4)
-    p.add_argument("--num-updates", type=_positive_int, default=1, help="inner global steps per meta step (k)")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--hidden", type=int_list(1, C.MAX_AXONS), default=[128],
+                   help="hidden sizes, comma separated (e.g. 512 or 256,128)")
+    p.add_argument("--timesteps", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr-global", type=positive_float, default=2e-3)
+    p.add_argument("--lr-meta", type=positive_float, default=5e-4)
+    p.add_argument("--num-updates", type=positive_int, default=1, help="inner global steps per meta step (k)")
     p.add_argument("--h-mode", default="shared", choices=["shared", "sample"],
                    help="shared: batch-mean H carried across mini-batches (authors); sample: per-sample H")
     p.add_argument("--coding", default="direct", choices=["direct", "rate"])
@@ -273,15 +305,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clamp", choices=["4", "2", "none"])
     p.add_argument("--reset", choices=["soft", "hard"])
     p.add_argument("--h-persist", choices=["sample", "never"], help="deployed H persistence")
-    p.add_argument("--theta", type=_positive_float, help="firing threshold θ (default 0.35)")
+    p.add_argument("--theta", type=positive_float, help="firing threshold θ (default 0.35)")
     p.add_argument("--leak", type=_frac256, help="membrane leak λ = k/256 (default 102 ≈ 0.4)")
     p.add_argument("--decay", type=_frac256, help="plastic decay of H = k/256 (default 243 ≈ 0.95)")
     p.add_argument("--plastic-layers", default="hidden", choices=["hidden", "all", "first"])
     p.add_argument("--data-root", type=Path, help="folder with user-supplied dataset files")
-    p.add_argument("--max-train", type=int)
-    p.add_argument("--max-test", type=int)
+    p.add_argument("--max-train", type=positive_int)
+    p.add_argument("--max-test", type=positive_int)
     p.add_argument("--onchip-eval", action="store_true", help="also evaluate batch-1 with H carried")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=positive_int)
     p.add_argument("--no-qat", action="store_true", help="train without fake quantisation")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--deploy-check", default="golden", choices=["golden", "deploy"])
@@ -292,11 +324,14 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a hybrid SNN, export the integer bundle, write metrics")
     add_train_args(p)
     p.set_defaults(func=cmd_train)
+    from plasticore.argtypes import nonneg_int, positive_int
+
     e = subparsers.add_parser("experiment", help="fault tolerance / few-shot / continual (HP vs GP vs LP)")
     e.add_argument("kind", choices=["fault", "fewshot", "continual"])
     e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--epochs", type=int)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--force", action="store_true", help="replace a previous experiment output directory at --out")
+    e.add_argument("--epochs", type=positive_int)
+    e.add_argument("--seed", type=nonneg_int, default=0)
     e.add_argument("--dataset")
     e.add_argument("--data-root", type=Path)
     e.add_argument("--quick", action="store_true", help="smaller runs (tests, smoke)")

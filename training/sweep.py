@@ -60,7 +60,7 @@ from plasticore.errors import PlasticoreError
 
 #: ``plasticore train`` options a sweep config may not set: the sweep owns the output, the test set
 #: is never used, and progress bars are off.
-_NOT_CONFIGURABLE = {"out", "max_test", "no_progress"}
+_NOT_CONFIGURABLE = {"out", "force", "max_test", "no_progress"}
 #: options that are fixed per run, not searched.
 _NOT_SEARCHABLE = {"dataset", "data_root", "threads", "deploy_check", "onchip_eval"}
 _STUDY_KEYS = {"name": str, "seed": int, "pruner": str, "startup_trials": int, "warmup_epochs": int,

@@ -29,6 +29,7 @@ import torch
 
 from plasticore.bundle import InputCoding, ramp_for
 from plasticore.coding import encode
+from plasticore.errors import PlasticoreError
 
 from .deploy import per_sample_h_batch
 from .model import HybridNet, NetConfig, mse_loss
@@ -302,8 +303,26 @@ def save_checkpoint(net: HybridNet, cfg: TrainConfig, hist: dict, path: Path) ->
     os.replace(tmp, path)
 
 
+class CheckpointError(PlasticoreError):
+    """A checkpoint cannot be loaded (not a checkpoint, or it holds objects other than tensors and plain data)."""
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[HybridNet, dict]:
-    d = torch.load(path, map_location="cpu", weights_only=False)
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    ``torch.load(weights_only=True)``: only tensors and plain containers/numbers/strings are unpickled
+    (all a checkpoint holds), so a crafted file cannot run code; anything else raises
+    :class:`CheckpointError`.
+    """
+    import pickle
+
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable plasticore checkpoint ({first})") from None
+    if not isinstance(d, dict) or "net_config" not in d or "state_dict" not in d:
+        raise CheckpointError(f"{path}: not a plasticore checkpoint (no net_config/state_dict)")
     net = HybridNet(NetConfig(**d["net_config"]))
     net.load_state_dict(d["state_dict"])
     for L, m in zip(net.layers, d.get("masks", []), strict=False):
