@@ -16,7 +16,7 @@ PYTEST_ARGS  ?=
 # Randomized regression seed; empty means "pick one and print it".
 SEED         ?=
 
-.PHONY: openfpgaloader help setup demo test regress bench lint clean distclean bitstream-test
+.PHONY: openfpgaloader fashion-mnist help setup demo test regress bench lint clean distclean bitstream-test
 
 help: ## Show this help
 	@echo "plasticore make targets:"
@@ -37,6 +37,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install "torch==$(TORCH_VERSION)"
 	$(PIP) install -e '.[dev,fpga]'
 	@$(MAKE) --no-print-directory openfpgaloader
+	@$(MAKE) --no-print-directory fashion-mnist
 	@touch $(STAMP)
 
 # openFPGALoader (flashing) is the one tool pip cannot provide: Debian's `openfpgaloader` package.
@@ -51,6 +52,20 @@ openfpgaloader:
 	  echo "+ sudo apt-get install -y openfpgaloader"; sudo apt-get install -y -q openfpgaloader >/dev/null; \
 	fi; \
 	command -v openFPGALoader >/dev/null 2>&1 || { echo "error: openFPGALoader not found: install it (Debian/Ubuntu: apt-get install openfpgaloader) or set OPENFPGALOADER=/path/to/openFPGALoader" >&2; exit 1; }
+
+# Fashion-MNIST (only `plasticore train --dataset fashion` needs it): Debian's `dataset-fashion-mnist`
+# (IDX files under /usr/share/datasets/fashion-mnist). Installed when missing and we may (root + apt-get);
+# otherwise a note, never an error.
+fashion-mnist:
+	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "+ apt-get install -y dataset-fashion-mnist"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; }; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  echo "+ sudo apt-get install -y dataset-fashion-mnist"; sudo -n apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; \
+	fi; \
+	dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || echo "note: dataset-fashion-mnist not installed (only --dataset fashion needs it): apt-get install dataset-fashion-mnist, or pass --data-root DIR with the IDX files" >&2
 
 demo: setup ## Run the end-to-end demo (plasticore demo)
 	$(VENV)/bin/plasticore demo

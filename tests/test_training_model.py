@@ -135,3 +135,23 @@ def test_surrogate_gradient_and_meta_gradients():
     # shared mode: one (A, N) H with the batch-mean update; sample mode: (B, A, N)
     assert o["H"][0].shape == (8, 6)
     assert net(x, h_mode="sample")["H"][0].shape == (4, 8, 6)
+
+
+@pytest.mark.parametrize("sizes,plastic_layers", [([8, 6, 3], "all"), ([8, 6, 5, 3], "hidden")])
+def test_no_qat_training_with_plastic_layer_on_spikes(sizes, plastic_layers):
+    """qat=False, a plastic layer fed by spikes, H carried (shared): two steps train without an in-place
+    error, and the forward never hands out the H buffer itself (the carry overwrites it)."""
+    from plasticore.training.train import TrainConfig, make_optimizers, train_step
+
+    cfg = TrainConfig(hidden=sizes[1:-1], timesteps=4, qat=False, plastic_layers=plastic_layers, batch_size=4)
+    net = HybridNet(cfg.net_config(sizes[0], sizes[-1]), seed=6)
+    assert net.layers[1].opts.plastic  # takes the first layer's spikes
+    _excite(net, 6)
+    x, y = torch.rand(4, 4, sizes[0]), torch.tensor([0, 1, 2, 0])
+    o = net(x, h_mode="shared", qat=False)
+    assert all(h is not L.H for h, L in zip(o["H"], net.layers, strict=True) if L.opts.plastic)
+    opts = make_optimizers(net, cfg)
+    W1, H1 = net.layers[1].W.detach().clone(), net.layers[1].H.clone()
+    losses = [train_step(net, net, opts, x, y, sizes[-1], cfg) for _ in range(2)]
+    assert all(np.isfinite(losses))
+    assert not torch.equal(net.layers[1].W.detach(), W1) and not torch.equal(net.layers[1].H, H1)

@@ -102,7 +102,9 @@ def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP"
           qat: bool = True, rule: dict | None = None, plastic_layers: str = "hidden", data_root=None,
           max_train: int | None = None, max_test: int | None = None, onchip_eval: bool = False,
           threads: int | None = None, progress: bool = True, deploy_check: str = "golden",
-          plots: bool = True, data=None, log=print, tau: float = 40.0, eval_every: int = 1) -> dict:
+          plots: bool = True, data=None, log=print, tau: float = 40.0, eval_every: int = 1,
+          lr_schedule: str = "cosine", spike_ramp: bool = False, loss_clamp: str = "straight_through",
+          noise_std: float = 0.0) -> dict:
     """Train a hybrid network on ``dataset`` and export it; returns the metrics dict (also written to
     ``out/metrics.json``).  ``deploy_test_accuracy`` is computed on the exported bundle by the golden
     model (``deploy_check='golden'``) or the torch deploy mode (``'deploy'``)."""
@@ -113,7 +115,8 @@ def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP"
                       num_updates=num_updates, h_mode=h_mode, coding=coding, qat=qat, rule=dict(rule or {}),
                       plastic_layers=plastic_layers, data_root=None if data_root is None else str(data_root),
                       max_train=max_train, max_test=max_test, onchip_eval=onchip_eval, threads=threads,
-                      progress=progress, deploy_check=deploy_check, tau=tau, eval_every=eval_every)
+                      progress=progress, deploy_check=deploy_check, tau=tau, eval_every=eval_every,
+                      lr_schedule=lr_schedule, spike_ramp=spike_ramp, loss_clamp=loss_clamp, noise_std=noise_std)
     out = None if out is None else Path(out)
     if data is None:
         from plasticore.datasets import load_dataset
@@ -179,20 +182,38 @@ def _rule_from_args(a) -> dict:
     return rule
 
 
-def cmd_train(a) -> int:
-    from plasticore.errors import PlasticoreError
+#: ``--authors``: the authors' Fashion-MNIST network and schedule (their ``shared_parameters.py``:
+#: 784-512-10, T = 10, batch 100, constant Adam 1e-3 / 5e-4, λ = 0.4, decay = 0.95), both layers plastic,
+#: hidden spikes × exp(−t/τ).  The ramp and the exact λ/decay exist only in the float forward, so the
+#: preset trains without QAT; the exported bundle runs the contract (0/1 spikes, λ = 102/256,
+#: decay = 243/256) and ``deploy_test_accuracy`` measures that gap.
+AUTHORS_PRESET = {"hidden": "512", "timesteps": 10, "batch_size": 100, "lr_global": 1e-3, "lr_meta": 5e-4,
+                  "lr_schedule": "constant", "plastic_layers": "all"}
+AUTHORS_RULE = {"lam_exact": 0.4, "decay_exact": 0.95}
+#: the defaults of the options that ``--authors`` presets (an explicit option always wins)
+TRAIN_DEFAULTS = {"hidden": "128", "timesteps": 8, "batch_size": 32, "lr_global": 2e-3, "lr_meta": 5e-4,
+                  "lr_schedule": "cosine", "plastic_layers": "hidden"}
 
-    hidden = [int(v) for v in str(a.hidden).split(",")]
-    try:
-        m = train(a.dataset, a.epochs, a.out, variant=a.variant, seed=a.seed,
-                  hidden=hidden[0] if len(hidden) == 1 else hidden, timesteps=a.timesteps,
-                  batch_size=a.batch_size, lr_global=a.lr_global, lr_meta=a.lr_meta, num_updates=a.num_updates,
-                  h_mode=a.h_mode, coding=a.coding, qat=not a.no_qat, rule=_rule_from_args(a),
-                  plastic_layers=a.plastic_layers, data_root=a.data_root, max_train=a.max_train,
-                  max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads, progress=not a.no_progress,
-                  deploy_check=a.deploy_check)
-    except PlasticoreError:
-        raise
+
+def resolve_train_args(a) -> dict:
+    """The ``train()`` keyword arguments of parsed CLI args (``--authors`` fills unset options)."""
+    preset = AUTHORS_PRESET if a.authors else {}
+    v = {k: getattr(a, k) if getattr(a, k) is not None else preset.get(k, d) for k, d in TRAIN_DEFAULTS.items()}
+    hidden = [int(h) for h in str(v.pop("hidden")).split(",")]
+    rule = _rule_from_args(a)
+    if a.authors:
+        rule = {**AUTHORS_RULE, **rule}
+    return dict(v, hidden=hidden[0] if len(hidden) == 1 else hidden, rule=rule,
+                qat=not (a.no_qat or a.authors), spike_ramp=bool(a.authors),
+                loss_clamp="hard" if a.hard_clamp_loss else "straight_through")
+
+
+def cmd_train(a) -> int:
+    kw = resolve_train_args(a)
+    m = train(a.dataset, a.epochs, a.out, variant=a.variant, seed=a.seed, num_updates=a.num_updates,
+              h_mode=a.h_mode, coding=a.coding, data_root=a.data_root, max_train=a.max_train,
+              max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads, progress=not a.no_progress,
+              deploy_check=a.deploy_check, **kw)
     if "test_accuracy" in m:
         print(f"wrote {a.out}/metrics.json, {a.out}/bundle")
     return 0
@@ -217,11 +238,17 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--variant", default="HP", choices=["HP", "GP", "LP"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden", default="128", help="hidden sizes, comma separated (e.g. 512 or 256,128)")
-    p.add_argument("--timesteps", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr-global", type=float, default=2e-3)
-    p.add_argument("--lr-meta", type=float, default=5e-4)
+    p.add_argument("--authors", action="store_true",
+                   help="the authors' network: 784-512-10 sizes unless --hidden, T 10, batch 100, constant lr "
+                        "1e-3/5e-4, both layers plastic, hidden-spike ramp, exact λ 0.4 / decay 0.95 (float, no QAT)")
+    p.add_argument("--hidden", help="hidden sizes, comma separated (e.g. 512 or 256,128); default 128")
+    p.add_argument("--timesteps", type=int, help="default 8")
+    p.add_argument("--batch-size", type=int, help="default 32")
+    p.add_argument("--lr-global", type=float, help="default 2e-3")
+    p.add_argument("--lr-meta", type=float, help="default 5e-4")
+    p.add_argument("--lr-schedule", choices=["cosine", "constant"], help="default cosine")
+    p.add_argument("--hard-clamp-loss", action="store_true",
+                   help="the authors' loss gradient (zero above the 1.1 clamp) instead of straight-through")
     p.add_argument("--num-updates", type=int, default=1, help="inner global steps per meta step (k)")
     p.add_argument("--h-mode", default="shared", choices=["shared", "sample"],
                    help="shared: batch-mean H carried across mini-batches (authors); sample: per-sample H")
@@ -232,7 +259,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reset", choices=["soft", "hard"])
     p.add_argument("--h-persist", choices=["sample", "never"], help="deployed H persistence")
     p.add_argument("--theta", type=float)
-    p.add_argument("--plastic-layers", default="hidden", choices=["hidden", "all", "first"])
+    p.add_argument("--plastic-layers", choices=["hidden", "all", "first"], help="default hidden")
     p.add_argument("--data-root", type=Path, help="folder with user-supplied dataset files")
     p.add_argument("--max-train", type=int)
     p.add_argument("--max-test", type=int)
