@@ -72,6 +72,22 @@ class TrainConfig:
                          rule=dict(self.rule), coding_seed=self.seed, spike_ramp=self.spike_ramp)
 
 
+#: ``--authors``: the authors' Fashion-MNIST network and schedule (their ``shared_parameters.py``:
+#: 784-512-10, T = 10, batch 100, constant Adam 1e-3 / 5e-4, λ = 0.4, decay = 0.95), both layers plastic,
+#: hidden spikes × exp(−t/τ).  The ramp and the exact λ/decay exist only in the float forward, so the
+#: preset trains without QAT; the exported bundle runs the contract (0/1 spikes, λ = 102/256,
+#: decay = 243/256) and ``deploy_test_accuracy`` measures that gap.
+AUTHORS_PRESET = {"hidden": 512, "timesteps": 10, "batch_size": 100, "lr_global": 1e-3, "lr_meta": 5e-4,
+                  "lr_schedule": "constant", "plastic_layers": "all"}
+AUTHORS_RULE = {"lam_exact": 0.4, "decay_exact": 0.95}
+
+
+def authors_config(**kw) -> TrainConfig:
+    """A :class:`TrainConfig` with the ``--authors`` preset (``kw`` overrides any field)."""
+    rule = {**AUTHORS_RULE, **kw.pop("rule", {})}
+    return TrainConfig(**{**AUTHORS_PRESET, "qat": False, "spike_ramp": True, "rule": rule, **kw})
+
+
 # ------------------------------------------------------------------------------------------
 # inputs
 # ------------------------------------------------------------------------------------------
