@@ -16,13 +16,13 @@ PYTEST_ARGS  ?=
 # Randomized regression seed; empty means "pick one and print it".
 SEED         ?=
 
-.PHONY: openfpgaloader fashion-mnist help setup demo test regress bench lint clean distclean bitstream-test
+.PHONY: openfpgaloader fashion-mnist fashion-table help setup demo test regress bench lint clean distclean bitstream-test
 
 help: ## Show this help
 	@echo "plasticore make targets:"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)/  \1\t\2/' | expand -t 18
 	@echo
-	@echo "Variables: SEED=<int> (regress), PYTEST_ARGS=..., WAVES=1 (FST/VCD waves in sim_build/<test>/)"
+	@echo "Variables: SEED=<int> (regress), PYTEST_ARGS=..., WAVES=1 (FST/VCD waves in sim_build/<test>/), TABLE_ARGS=... (fashion-table)"
 
 setup: $(STAMP) ## Create .venv and install everything (idempotent; reruns only when pyproject.toml changes)
 
@@ -66,6 +66,9 @@ fashion-mnist:
 	  echo "+ sudo apt-get install -y dataset-fashion-mnist"; sudo -n apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; \
 	fi; \
 	dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || echo "note: dataset-fashion-mnist not installed (only --dataset fashion needs it): apt-get install dataset-fashion-mnist, or pass --data-root DIR with the IDX files" >&2
+
+fashion-table: setup fashion-mnist ## The authors' Fashion-MNIST table: LP/GP/HP x 3 seeds, 30 epochs (hours; resumable)
+	$(VENV)/bin/plasticore experiment table --dataset fashion --out runs/fashion-table $(TABLE_ARGS)
 
 demo: setup ## Run the end-to-end demo (plasticore demo)
 	$(VENV)/bin/plasticore demo
