@@ -17,13 +17,13 @@ PYTEST_ARGS  ?=
 # Randomized regression seed; empty means "pick one and print it".
 SEED         ?=
 
-.PHONY: openfpgaloader help setup demo test regress bench lint clean distclean bitstream-test postgres sweep-test
+.PHONY: openfpgaloader fashion-mnist fashion-table help setup demo test regress bench lint clean distclean bitstream-test postgres sweep-test
 
 help: ## Show this help
 	@echo "plasticore make targets:"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)/  \1\t\2/' | expand -t 18
 	@echo
-	@echo "Variables: SEED=<int> (regress), PYTEST_ARGS=..., WAVES=1 (FST/VCD waves in sim_build/<test>/)"
+	@echo "Variables: SEED=<int> (regress), PYTEST_ARGS=..., WAVES=1 (FST/VCD waves in sim_build/<test>/), TABLE_ARGS=... (fashion-table)"
 
 setup: $(STAMP) ## Create .venv and install everything (idempotent; reruns only when pyproject.toml changes)
 
@@ -41,6 +41,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install --no-deps "norse==$(NORSE_VERSION)"
 	@$(PY) -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("$(TORCH_VERSION)") else f"error: torch is {torch.__version__}, expected $(TORCH_VERSION)")'
 	@$(MAKE) --no-print-directory openfpgaloader
+	@$(MAKE) --no-print-directory fashion-mnist
 	@touch $(STAMP)
 
 # openFPGALoader (flashing) is the one tool pip cannot provide: Debian's `openfpgaloader` package.
@@ -55,6 +56,23 @@ openfpgaloader:
 	  echo "+ sudo apt-get install -y openfpgaloader"; sudo apt-get install -y -q openfpgaloader >/dev/null; \
 	fi; \
 	command -v openFPGALoader >/dev/null 2>&1 || { echo "error: openFPGALoader not found: install it (Debian/Ubuntu: apt-get install openfpgaloader) or set OPENFPGALOADER=/path/to/openFPGALoader" >&2; exit 1; }
+
+# Fashion-MNIST (only `plasticore train --dataset fashion` needs it): Debian's `dataset-fashion-mnist`
+# (IDX files under /usr/share/datasets/fashion-mnist). Installed when missing and we may (root + apt-get);
+# otherwise a note, never an error.
+fashion-mnist:
+	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "+ apt-get install -y dataset-fashion-mnist"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; }; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  echo "+ sudo apt-get install -y dataset-fashion-mnist"; sudo -n apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; \
+	fi; \
+	dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || echo "note: dataset-fashion-mnist not installed (only --dataset fashion needs it): apt-get install dataset-fashion-mnist, or pass --data-root DIR with the IDX files" >&2
+
+fashion-table: setup fashion-mnist ## The authors' Fashion-MNIST table: LP/GP/HP x 3 seeds, 30 epochs (hours; resumable)
+	$(VENV)/bin/plasticore experiment table --dataset fashion --out runs/fashion-table $(TABLE_ARGS)
 
 demo: setup ## Run the end-to-end demo (plasticore demo)
 	$(VENV)/bin/plasticore demo --force   # replaces only a previous demo output in out/demo

@@ -11,7 +11,9 @@ Nothing is ever downloaded:
   touches the network (only ``get_dataset`` downloads); the global numpy/random state it reseeds is
   restored afterwards.  Features are quantised by ``round((x + 4) / 8 * 255)`` clipped to 0..255.
 * ``mnist`` / ``fashion`` -- the standard IDX files (``train-images-idx3-ubyte[.gz]`` ...) from a
-  user-supplied folder (``root`` or ``$PLASTICORE_DATA/<name>``); 784 features.
+  user-supplied folder (``root`` or ``$PLASTICORE_DATA/<name>``); 784 features.  ``fashion`` without
+  either falls back to the files of the Debian package ``dataset-fashion-mnist`` (found with
+  ``dpkg -L``; ``make fashion-mnist`` installs it).
 * ``omniglot`` -- a user-supplied folder of ``<alphabet>/<character>/*.png`` images (the layout of
   the official ``images_background``/``images_evaluation`` archives), resized to 28x28 and inverted
   so ink is bright; labels index the characters in sorted order.  ``split`` ``train`` reads
@@ -26,7 +28,9 @@ import functools
 import gzip
 import os
 import random
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -141,15 +145,48 @@ def _find(root: Path, stem: str) -> Path:
     raise DatasetError(f"{root}: missing {stem}[.gz] (supply the IDX files locally; nothing is downloaded)")
 
 
+#: Debian packages that ship an IDX dataset (name -> package); ``make fashion-mnist`` installs it.
+DEBIAN_PACKAGES = {"fashion": "dataset-fashion-mnist"}
+_DEBIAN_FALLBACK = {"fashion": Path("/usr/share/datasets/fashion-mnist")}
+
+
+def debian_dataset_dir(name: str) -> Path | None:
+    """The folder holding the IDX files of ``name``'s Debian package (``dpkg -L``), or None."""
+    pkg = DEBIAN_PACKAGES.get(name)
+    if pkg is None:
+        return None
+    stem = IDX_FILES["train"][0]
+    if shutil.which("dpkg"):
+        try:
+            r = subprocess.run(["dpkg", "-L", pkg], capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError):
+            r = None
+        if r is not None and r.returncode == 0:
+            for line in r.stdout.splitlines():
+                p = Path(line.strip())
+                if p.name.startswith(stem) and p.is_file():
+                    return p.parent
+    fb = _DEBIAN_FALLBACK.get(name)
+    return fb if fb is not None and any(fb.glob(stem + "*")) else None
+
+
 def _default_root(name: str, root) -> Path:
     if root is not None:
         return Path(root)
     base = os.environ.get("PLASTICORE_DATA")
-    if base is None:
-        raise DatasetError(
-            f"dataset {name!r} needs local files: pass root=... (--data-root) or set PLASTICORE_DATA "
-            f"to a folder holding {name}/")
-    return Path(base) / name
+    if base is not None and (Path(base) / name).is_dir():
+        return Path(base) / name
+    deb = debian_dataset_dir(name)
+    if deb is not None:
+        return deb
+    if base is not None:
+        return Path(base) / name
+    hint = ""
+    if name in DEBIAN_PACKAGES:
+        hint = (f"install it with `make fashion-mnist` (apt-get install {DEBIAN_PACKAGES[name]}) or ")
+    raise DatasetError(
+        f"dataset {name!r} needs local files: {hint}pass root=... (--data-root DIR) or set PLASTICORE_DATA "
+        f"to a folder holding {name}/")
 
 
 def _load_idx(name: str, split: str, root):

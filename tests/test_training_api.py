@@ -133,3 +133,37 @@ def test_authors_fashion_784_512_10_runs_on_user_idx_files(tmp_path):
     b = load_bundle(out / "bundle")
     assert [(L.n_in, L.n_out) for L in b.layers] == [(784, 512), (512, 10)]
     assert b.layers[0].plastic
+
+
+def test_authors_preset_options_and_explicit_override(tmp_path):
+    ap = argparse.ArgumentParser()
+    api.add_cli(ap.add_subparsers(dest="command", required=True))
+    base = ["train", "--out", str(tmp_path)]
+    kw = api.train_kwargs(ap.parse_args([*base, "--authors"]))
+    preset = {"hidden": 512, "timesteps": 10, "batch_size": 100, "lr_global": 1e-3, "lr_meta": 5e-4,
+                  "lr_schedule": "constant", "plastic_layers": "all", "qat": False, "spike_ramp": True,
+                  "rule": {"lam_exact": 0.4, "decay_exact": 0.95}, "loss_clamp": "straight_through"}
+    assert {k: kw[k] for k in preset} == preset
+    kw = api.train_kwargs(ap.parse_args([*base, "--authors", "--hidden", "16", "--timesteps", "4"]))
+    assert kw["hidden"] == 16 and kw["timesteps"] == 4 and kw["batch_size"] == 100
+    kw = api.train_kwargs(ap.parse_args(base))
+    assert kw["hidden"] == 128 and kw["qat"] and not kw["spike_ramp"] and kw["lr_schedule"] == "cosine"
+    a = ap.parse_args([*base, "--dataset", "digits", "--authors", "--hidden", "16", "--timesteps", "4",
+                       "--epochs", "1", "--max-train", "50", "--max-test", "16", "--no-progress", "--threads", "1"])
+    assert a.func(a) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["deploy_matches_golden"] is True  # the contract's part of the float-only preset stays exact
+    assert load_bundle(tmp_path / "bundle").layers[1].plastic  # both layers plastic
+
+
+def test_table_experiment_quick(tmp_path, monkeypatch):
+    """The table command end to end on a tiny digits run (2 seeds x 3 variants), and its resume."""
+    from plasticore.training import experiments
+
+    r = api.run_experiment("table", tmp_path, dataset="digits", quick=True, seeds=2, hidden=16, log=lambda *_: None)
+    assert [row["variant"] for row in r["rows"]] == ["LP", "GP", "HP"] and all(row["n"] == 2 for row in r["rows"])
+    assert "| HP |" in (tmp_path / "table.md").read_text()
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 6
+    monkeypatch.setattr(experiments, "train_model", lambda *a, **k: pytest.fail("finished runs are reused"))
+    r2 = api.run_experiment("table", tmp_path, dataset="digits", quick=True, seeds=2, hidden=16, log=lambda *_: None)
+    assert r2["rows"] == r["rows"]

@@ -57,9 +57,14 @@ def test_idx_loader(tmp_path):
 
 
 def test_missing_files_raise_clear_errors(tmp_path, monkeypatch):
+    import plasticore.datasets as D
+
     monkeypatch.delenv("PLASTICORE_DATA", raising=False)
-    with pytest.raises(DatasetError, match="needs local files"):
+    monkeypatch.setattr(D, "debian_dataset_dir", lambda name: None)  # as if the package were not installed
+    with pytest.raises(DatasetError, match="needs local files: install it with `make fashion-mnist`"):
         load_dataset("fashion", "train")
+    with pytest.raises(DatasetError, match="needs local files: pass root"):
+        load_dataset("mnist", "train")
     with pytest.raises(DatasetError, match="folder not found"):
         load_dataset("mnist", "train", tmp_path / "nope")
     (tmp_path / "m").mkdir()
@@ -81,3 +86,24 @@ def test_omniglot_folder(tmp_path):
             Image.fromarray(np.full((105, 105), 255 * (k % 2), np.uint8)).save(d / f"{k}.png")
     x, y = load_dataset("omniglot", "train", tmp_path)
     assert x.shape == (6, 784) and list(np.bincount(y)) == [2, 2, 2]
+
+
+def test_fashion_found_through_dpkg_listing(tmp_path, monkeypatch):
+    """Without --data-root, ``fashion`` reads the folder that ``dpkg -L dataset-fashion-mnist`` lists."""
+    rng = np.random.default_rng(1)
+    pkg = tmp_path / "usr/share/datasets/fashion-mnist"
+    pkg.mkdir(parents=True)
+    for prefix, n in (("train", 4), ("t10k", 2)):
+        _write_idx(pkg / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), gz=True)
+        _write_idx(pkg / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)), gz=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    dpkg = bindir / "dpkg"
+    listing = "\n".join(["/.", str(pkg), *(str(p) for p in sorted(pkg.iterdir()))])
+    dpkg.write_text(f'#!/bin/sh\n[ "$1 $2" = "-L dataset-fashion-mnist" ] || exit 1\nprintf "{listing}\\n"\n')
+    dpkg.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    monkeypatch.delenv("PLASTICORE_DATA", raising=False)
+    x, y = load_dataset("fashion", "test")
+    assert x.shape == (2, 784) and y.shape == (2,)
+    assert load_dataset("fashion", "train")[0].shape == (4, 784)

@@ -135,3 +135,74 @@ def test_surrogate_gradient_and_meta_gradients():
     # shared mode: one (A, N) H with the batch-mean update; sample mode: (B, A, N)
     assert o["H"][0].shape == (8, 6)
     assert net(x, h_mode="sample")["H"][0].shape == (4, 8, 6)
+
+
+@pytest.mark.parametrize("sizes,plastic_layers", [([8, 6, 3], "all"), ([8, 6, 5, 3], "hidden")])
+def test_no_qat_training_with_plastic_layer_on_spikes(sizes, plastic_layers):
+    """qat=False, a plastic layer fed by spikes, H carried (shared): two steps train without an in-place
+    error, and the forward never hands out the H buffer itself (the carry overwrites it)."""
+    from plasticore.training.train import TrainConfig, make_optimizers, train_step
+
+    cfg = TrainConfig(hidden=sizes[1:-1], timesteps=4, qat=False, plastic_layers=plastic_layers, batch_size=4)
+    net = HybridNet(cfg.net_config(sizes[0], sizes[-1]), seed=6)
+    assert net.layers[1].opts.plastic  # takes the first layer's spikes
+    _excite(net, 6)
+    x, y = torch.rand(4, 4, sizes[0]), torch.tensor([0, 1, 2, 0])
+    o = net(x, h_mode="shared", qat=False)
+    assert all(h is not L.H for h, L in zip(o["H"], net.layers, strict=True) if L.opts.plastic)
+    opts = make_optimizers(net, cfg)
+    W1, H1 = net.layers[1].W.detach().clone(), net.layers[1].H.clone()
+    losses = [train_step(net, net, opts, x, y, sizes[-1], cfg) for _ in range(2)]
+    assert all(np.isfinite(losses))
+    assert not torch.equal(net.layers[1].W.detach(), W1) and not torch.equal(net.layers[1].H, H1)
+
+
+def test_lp_is_the_authors_lp():
+    """LP: layer 0 entirely frozen (W, b, α, β, η get no gradient, run under no_grad) while its H learns
+    by the local rule; the output layer is plastic and trains W, b, α, β, η."""
+    net = HybridNet(NetConfig(sizes=[8, 6, 3], variant="LP", timesteps=4), seed=7)
+    L0, L1 = net.layers
+    assert L0.opts.plastic and L1.opts.plastic
+    assert not any(p.requires_grad for p in L0.parameters())
+    assert {id(p) for p in net.meta_parameters()} == {id(L1.alpha), id(L1.beta), id(L1.eta)}
+    assert {id(p) for p in net.global_parameters()} == {id(L1.W), id(L1.b)}
+    H0 = L0.H.clone()
+    o = net(torch.rand(4, 4, 8), h_mode="shared", carry=True, record=True)
+    assert not o["spikes"][0].requires_grad  # layer 0 ran without autograd
+    mse_loss(o["u"], o["theta"], torch.tensor([0, 1, 2, 0]), 3).backward()
+    assert all(p.grad is None for p in L0.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in (L1.W, L1.b, L1.beta))
+    assert L1.alpha.grad is not None and L1.eta.grad is not None
+    assert not torch.equal(L0.H, H0)  # local learning in the frozen layer
+
+
+def test_loss_clamp_straight_through():
+    """Same value as the authors' clamp(u/θ, max 1.1) MSE; an output saturated above the clamp still gets
+    the gradient that pulls it down (the authors' hard clamp gives it none: the output clamp trap)."""
+    u = torch.tensor([[0.2, 1.0, -0.1], [0.9, 0.05, 0.3]], requires_grad=True)  # u/θ: 0.57, 2.86 (> 1.1), ...
+    y = torch.tensor([0, 0])
+    st = mse_loss(u, 0.35, y, 3)
+    hard = mse_loss(u, 0.35, y, 3, straight_through=False)
+    assert torch.equal(st, hard)
+    (g_st,) = torch.autograd.grad(st, u)
+    (g_hard,) = torch.autograd.grad(hard, u)
+    assert g_hard[0, 1] == 0 and g_st[0, 1] > 0  # wrong class stuck high: only straight-through pushes it down
+    assert torch.equal(g_st[0, [0, 2]], g_hard[0, [0, 2]])
+
+
+def test_authors_float_options_only_in_float_forward():
+    """spike_ramp and exact λ/decay change the float (qat=False) forward and leave the QAT forward
+    (= the integer contract) alone."""
+    rule = {"lam_exact": 0.4, "decay_exact": 0.95}
+    base = HybridNet(NetConfig(sizes=[8, 6, 3], timesteps=4, plastic_layers="all"), seed=8)
+    auth = HybridNet(NetConfig(sizes=[8, 6, 3], timesteps=4, plastic_layers="all", rule=rule, spike_ramp=True),
+                     seed=8)
+    _excite(base, 8)
+    auth.load_state_dict(base.state_dict())
+    x = torch.rand(3, 4, 8, dtype=torch.float64)
+    b64, a64 = base.double(), auth.double()
+    assert torch.equal(b64(x, qat=True)["u"], a64(x, qat=True)["u"])
+    assert not torch.equal(b64(x, qat=False)["u"], a64(x, qat=False)["u"])
+    q = a64.layers[0].qparams(qat=False)
+    assert q.lam == 0.4 and q.decay == 0.95
+    assert a64.layers[0].qparams(qat=True).lam == 102 / 256

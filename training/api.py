@@ -17,7 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .train import TrainConfig, accuracy, encode_int, predict, predict_onchip, train_model, write_json
+from .train import (
+    AUTHORS_PRESET,
+    AUTHORS_RULE,
+    TrainConfig,
+    accuracy,
+    encode_int,
+    predict,
+    predict_onchip,
+    train_model,
+    write_json,
+)
 
 
 def _metrics_after_training(net, cfg: TrainConfig, hist: dict, xte, yte, out: Path | None, log=print,
@@ -103,7 +113,8 @@ def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP"
           max_train: int | None = None, max_test: int | None = None, onchip_eval: bool = False,
           threads: int | None = None, progress: bool = True, deploy_check: str = "golden",
           plots: bool = True, data=None, log=print, tau: float = 40.0, eval_every: int = 1,
-          on_epoch=None) -> dict:
+          on_epoch=None, lr_schedule: str = "cosine", spike_ramp: bool = False,
+          loss_clamp: str = "straight_through", noise_std: float = 0.0) -> dict:
     """Train a hybrid network on ``dataset`` and export it; returns the metrics dict (also written to
     ``out/metrics.json``).  ``deploy_test_accuracy`` is computed on the exported bundle by the golden
     model (``deploy_check='golden'``) or the torch deploy mode (``'deploy'``).  ``data`` =
@@ -117,7 +128,8 @@ def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP"
                       num_updates=num_updates, h_mode=h_mode, coding=coding, qat=qat, rule=dict(rule or {}),
                       plastic_layers=plastic_layers, data_root=None if data_root is None else str(data_root),
                       max_train=max_train, max_test=max_test, onchip_eval=onchip_eval, threads=threads,
-                      progress=progress, deploy_check=deploy_check, tau=tau, eval_every=eval_every)
+                      progress=progress, deploy_check=deploy_check, tau=tau, eval_every=eval_every,
+                      lr_schedule=lr_schedule, spike_ramp=spike_ramp, loss_clamp=loss_clamp, noise_std=noise_std)
     out = None if out is None else Path(out)
     if data is None:
         from plasticore.datasets import load_dataset
@@ -151,7 +163,7 @@ def run_experiment(kind: str, out: Path | str, **kw) -> dict:
     from . import experiments
 
     fns = {"fault": experiments.fault_tolerance, "fewshot": experiments.few_shot,
-           "continual": experiments.continual}
+           "continual": experiments.continual, "table": experiments.authors_table}
     if kind not in fns:
         raise ValueError(f"unknown experiment {kind!r}, expected one of {sorted(fns)}")
     return fns[kind](Path(out), **kw)
@@ -187,17 +199,27 @@ def _rule_from_args(a) -> dict:
     return rule
 
 
+#: the defaults of the options that ``--authors`` presets (an explicit option always wins)
+TRAIN_DEFAULTS = {"hidden": [128], "timesteps": 8, "batch_size": 32, "lr_global": 2e-3, "lr_meta": 5e-4,
+                  "lr_schedule": "cosine", "plastic_layers": "hidden"}
+
+
 def train_kwargs(a: argparse.Namespace) -> dict:
-    """Keyword arguments of :func:`train` from parsed ``plasticore train`` arguments (also used by
-    ``plasticore sweep``, so a trial runs exactly what its printed command runs)."""
-    hidden = list(a.hidden)
-    return dict(dataset=a.dataset, epochs=a.epochs, out=a.out, variant=a.variant, seed=a.seed,
-                hidden=hidden[0] if len(hidden) == 1 else hidden, timesteps=a.timesteps,
-                batch_size=a.batch_size, lr_global=a.lr_global, lr_meta=a.lr_meta, num_updates=a.num_updates,
-                h_mode=a.h_mode, coding=a.coding, qat=not a.no_qat, rule=_rule_from_args(a),
-                plastic_layers=a.plastic_layers, data_root=a.data_root, max_train=a.max_train,
-                max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads, progress=not a.no_progress,
-                deploy_check=a.deploy_check)
+    """Keyword arguments of :func:`train` from parsed ``plasticore train`` arguments (``--authors`` fills
+    unset options); also used by ``plasticore sweep``, so a trial runs exactly what its printed command runs."""
+    preset = AUTHORS_PRESET if a.authors else {}
+    v = {k: getattr(a, k) if getattr(a, k) is not None else preset.get(k, d) for k, d in TRAIN_DEFAULTS.items()}
+    hidden = v.pop("hidden")
+    hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+    rule = _rule_from_args(a)
+    if a.authors:
+        rule = {**AUTHORS_RULE, **rule}
+    return dict(v, dataset=a.dataset, epochs=a.epochs, out=a.out, variant=a.variant, seed=a.seed,
+                hidden=hidden[0] if len(hidden) == 1 else hidden, num_updates=a.num_updates, h_mode=a.h_mode,
+                coding=a.coding, qat=not (a.no_qat or a.authors), rule=rule, spike_ramp=bool(a.authors),
+                loss_clamp="hard" if a.hard_clamp_loss else "straight_through", data_root=a.data_root,
+                max_train=a.max_train, max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads,
+                progress=not a.no_progress, deploy_check=a.deploy_check)
 
 
 #: what ``train --out DIR`` writes (a directory holding only these may be replaced with --force)
@@ -241,7 +263,7 @@ def cmd_train(a) -> int:
     from plasticore import contract as C
     from plasticore.cli import CliError
 
-    hidden = a.hidden
+    hidden = a.hidden or TRAIN_DEFAULTS["hidden"]
     if a.timesteps > C.MAX_TIMESTEPS:
         raise CliError(f"--timesteps {a.timesteps}: at most MAX_TIMESTEPS={C.MAX_TIMESTEPS}")
     if len(hidden) + 1 > C.MAX_LAYERS:
@@ -265,6 +287,9 @@ def cmd_experiment(a) -> int:
         kw["dataset"] = a.dataset
     if a.data_root:
         kw["data_root"] = a.data_root
+    if a.kind == "table":
+        kw.update(seeds=a.seeds, preset=a.preset, threads=a.threads)
+        kw.setdefault("dataset", "fashion")
     _write_out_dir(a.out, a.force, _holds_only(None, "results.json", (".json", ".png")),
                    "experiment output (results.json)", lambda out: run_experiment(a.kind, out, **kw))
     print(f"wrote {a.out}/results.json")
@@ -290,12 +315,18 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace a previous training output directory at --out")
     p.add_argument("--variant", default="HP", choices=["HP", "GP", "LP"])
     p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--hidden", type=int_list(1, C.MAX_AXONS), default=[128],
-                   help="hidden sizes, comma separated (e.g. 512 or 256,128)")
-    p.add_argument("--timesteps", type=positive_int, default=8)
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--lr-global", type=positive_float, default=2e-3)
-    p.add_argument("--lr-meta", type=positive_float, default=5e-4)
+    p.add_argument("--authors", action="store_true",
+                   help="the authors' network: 784-512-10 sizes unless --hidden, T 10, batch 100, constant lr "
+                        "1e-3/5e-4, both layers plastic, hidden-spike ramp, exact λ 0.4 / decay 0.95 (float, no QAT)")
+    p.add_argument("--hidden", type=int_list(1, C.MAX_AXONS),
+                   help="hidden sizes, comma separated (e.g. 512 or 256,128); default 128")
+    p.add_argument("--timesteps", type=positive_int, help="default 8")
+    p.add_argument("--batch-size", type=positive_int, help="default 32")
+    p.add_argument("--lr-global", type=positive_float, help="default 2e-3")
+    p.add_argument("--lr-meta", type=positive_float, help="default 5e-4")
+    p.add_argument("--lr-schedule", choices=["cosine", "constant"], help="default cosine")
+    p.add_argument("--hard-clamp-loss", action="store_true",
+                   help="the authors' loss gradient (zero above the 1.1 clamp) instead of straight-through")
     p.add_argument("--num-updates", type=positive_int, default=1, help="inner global steps per meta step (k)")
     p.add_argument("--h-mode", default="shared", choices=["shared", "sample"],
                    help="shared: batch-mean H carried across mini-batches (authors); sample: per-sample H")
@@ -308,7 +339,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theta", type=positive_float, help="firing threshold θ (default 0.35)")
     p.add_argument("--leak", type=_frac256, help="membrane leak λ = k/256 (default 102 ≈ 0.4)")
     p.add_argument("--decay", type=_frac256, help="plastic decay of H = k/256 (default 243 ≈ 0.95)")
-    p.add_argument("--plastic-layers", default="hidden", choices=["hidden", "all", "first"])
+    p.add_argument("--plastic-layers", choices=["hidden", "all", "first"], help="default hidden")
     p.add_argument("--data-root", type=Path, help="folder with user-supplied dataset files")
     p.add_argument("--max-train", type=positive_int)
     p.add_argument("--max-test", type=positive_int)
@@ -327,7 +358,8 @@ def add_cli(subparsers) -> None:
     from plasticore.argtypes import nonneg_int, positive_int
 
     e = subparsers.add_parser("experiment", help="fault tolerance / few-shot / continual (HP vs GP vs LP)")
-    e.add_argument("kind", choices=["fault", "fewshot", "continual"])
+    e.add_argument("kind", choices=["fault", "fewshot", "continual", "table"],
+                   help="table: LP/GP/HP x --seeds, clean and noise 0.06, vs the authors' numbers (fashion)")
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--force", action="store_true", help="replace a previous experiment output directory at --out")
     e.add_argument("--epochs", type=positive_int)
@@ -335,6 +367,9 @@ def add_cli(subparsers) -> None:
     e.add_argument("--dataset")
     e.add_argument("--data-root", type=Path)
     e.add_argument("--quick", action="store_true", help="smaller runs (tests, smoke)")
+    e.add_argument("--seeds", type=positive_int, default=3, help="table: seeds per variant")
+    e.add_argument("--preset", default="authors", choices=["authors", "default"], help="table: training preset")
+    e.add_argument("--threads", type=positive_int, help="table: torch threads")
     e.set_defaults(func=cmd_experiment)
     from .sweep import add_cli as add_sweep_cli
 

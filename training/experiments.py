@@ -288,3 +288,96 @@ def continual(out: Path, dataset: str = "digits", epochs: int | None = None, see
 
 
 __all__ = ["fault_tolerance", "few_shot", "continual", "C"]
+
+
+# ------------------------------------------------------------------------------------------
+# the authors' table (LP / GP / HP x seeds, clean and Gaussian noise)
+# ------------------------------------------------------------------------------------------
+#: the authors' README, Fashion-MNIST 784-512-10, 30 epochs: (clean, noise variance 0.06)
+AUTHORS_TABLE = {"LP": (0.758, 0.692), "GP": (0.879, 0.655), "HP": (0.883, 0.722)}
+
+
+def _mean_sd(v: list[float]) -> tuple[float, float]:
+    a = np.asarray(v, np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def authors_table(out: Path, dataset: str = "fashion", epochs: int | None = None, seed: int = 0, seeds: int = 3,
+                  quick: bool = False, data_root=None, noise_var: float = 0.06, preset: str = "authors",
+                  hidden: int | None = None, threads: int | None = None, log=print) -> dict:
+    """Train LP, GP, HP with ``seeds`` seeds (``seed`` … ``seed+seeds-1``) and evaluate each on the clean
+    test set and with Gaussian noise of variance ``noise_var`` (pixels in [0, 1], fixed noise draw):
+    the float model (chip semantics: per-sample H from the trained H0) and the exported integer bundle
+    (torch deploy mode == golden).  ``preset``: ``authors`` (:func:`~.train.authors_config`) or
+    ``default`` (the project's defaults).  Every finished run is written to ``out/runs/<variant>-s<seed>.json``
+    and reused when the command is rerun, so an interrupted table resumes; ``out/table.md`` holds
+    mean ± sd next to the authors' numbers."""
+    from .deploy import deploy_run
+    from .export import export_bundle
+    from .train import authors_config
+
+    epochs = epochs or (1 if quick else 30)
+    (xtr, ytr), (xte, yte) = _data(dataset, data_root, quick)
+    rng = np.random.default_rng(12345)
+    x_noisy = _perturb_features(xte, "noise", noise_var, rng)
+    runs_dir = Path(out) / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    res: dict[str, list[dict]] = {v: [] for v in ("LP", "GP", "HP")}
+    for var in res:
+        for s in range(seed, seed + seeds):
+            path = runs_dir / f"{var}-s{s}.json"
+            kw = {"dataset": dataset, "epochs": epochs, "variant": var, "seed": s, "progress": False,
+                  "eval_every": epochs, "threads": threads}
+            if hidden is not None:
+                kw["hidden"] = hidden
+            cfg = authors_config(**kw) if preset == "authors" else TrainConfig(**kw)
+            if path.is_file():
+                r = __import__("json").loads(path.read_text())
+                if r.get("config") == {k: v for k, v in cfg.__dict__.items() if k not in ("progress",)}:
+                    res[var].append(r)
+                    log(f"{var} seed {s}: reusing {path}")
+                    continue
+            t0 = time.perf_counter()
+            net, hist = train_model(cfg, None, data=((xtr, ytr), (xte, yte)), log=lambda *_: None)
+            train_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            bundle = export_bundle(net, name=f"table-{var}-s{s}")
+            r = {"variant": var, "seed": s, "train_time_s": train_s,
+                 "epoch_time_s": float(np.median(hist["epoch_time_s"])),
+                 "samples_per_s": float(np.median(hist["samples_per_s"])),
+                 "config": {k: v for k, v in cfg.__dict__.items() if k not in ("progress",)}}
+            for cond, xf in (("clean", xte), ("noise", x_noisy)):
+                r[f"float_{cond}"] = accuracy(predict(net, xf, qat=cfg.qat, exact=False), yte)
+                r[f"deploy_{cond}"] = deploy_run(bundle, encode_int(xf, net.cfg), record=False).accuracy(yte)
+            r["eval_time_s"] = time.perf_counter() - t1
+            write_json(path, r)
+            res[var].append(r)
+            log(f"{var} seed {s}: float {r['float_clean']:.4f} / noise {r['float_noise']:.4f}, integer "
+                f"{r['deploy_clean']:.4f} / {r['deploy_noise']:.4f}, {r['epoch_time_s']:.0f} s/epoch, "
+                f"eval {r['eval_time_s']:.0f} s")
+    rows = []
+    for var, rs in res.items():
+        row = {"variant": var, "n": len(rs), "authors_clean": AUTHORS_TABLE[var][0],
+               "authors_noise": AUTHORS_TABLE[var][1],
+               "epoch_time_s": float(np.median([r["epoch_time_s"] for r in rs]))}
+        for k in ("float_clean", "float_noise", "deploy_clean", "deploy_noise"):
+            row[k], row[k + "_sd"] = _mean_sd([r[k] for r in rs])
+        rows.append(row)
+
+    def pm(r, k):
+        return f"{100 * r[k]:.1f} ± {100 * r[k + '_sd']:.1f}"
+
+    md = [f"{dataset}, preset {preset}, {epochs} epochs, {seeds} seeds, noise variance {noise_var:g}, "
+          f"{len(yte)} test samples (mean ± sd, %)", "",
+          "| variant | clean (float) | authors | noise (float) | authors | clean (integer) | noise (integer) "
+          "| s/epoch |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['variant']} | {pm(r, 'float_clean')} | {100 * r['authors_clean']:.1f} | "
+                  f"{pm(r, 'float_noise')} | {100 * r['authors_noise']:.1f} | {pm(r, 'deploy_clean')} | "
+                  f"{pm(r, 'deploy_noise')} | {r['epoch_time_s']:.0f} |")
+    (Path(out) / "table.md").write_text("\n".join(md) + "\n")
+    log("\n".join(md))
+    result = {"experiment": "table", "dataset": dataset, "epochs": epochs, "seeds": seeds, "preset": preset,
+              "noise_var": noise_var, "rows": rows, "authors": AUTHORS_TABLE}
+    write_json(Path(out) / "results.json", result)
+    return result

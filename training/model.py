@@ -82,6 +82,10 @@ class RuleOptions:
     h_persist: str = "sample"  #: deployed H persistence: sample (H := H0 per sample) | never
     plastic: bool = True
     surrogate_width: float = 0.5
+    #: the float (``qat=False``) forward's leak / plastic decay when set (the authors' exact 0.4 / 0.95);
+    #: the QAT forward and the export keep ``lam/256`` and ``decay/256`` (the contract's grid)
+    lam_exact: float | None = None
+    decay_exact: float | None = None
 
     def h_clamp_int(self) -> int:
         if self.clamp is None:
@@ -175,6 +179,8 @@ class HybridLayer(nn.Module):
         if self.use_mask:
             W = W * self.mask
         if not qat:
+            lam = o.lam_exact if o.lam_exact is not None else lam
+            decay = o.decay_exact if o.decay_exact is not None else decay
             return QParams(W, b, alpha, beta, eta, hmask, o.theta, lam, decay, None, None, o, x_scale)
         sc = self.scales()
         Wq = fq(W, sc.w_step, -128, 127)
@@ -198,6 +204,8 @@ def init_state(layer: HybridLayer, batch: int, h_mode: str, dtype=None, H: torch
             H = torch.clamp(torch.floor(H * (1 << C.H_FRAC) + 0.5) / (1 << C.H_FRAC), -cl, cl)
         if h_mode == "sample":
             H = H.expand(batch, *H.shape).clone()
+        elif H is layer.H:  # never the buffer itself: carry=True overwrites it after the forward
+            H = H.clone()
     return LayerState(u=torch.zeros(batch, N, dtype=dtype), s=torch.zeros(batch, N, dtype=dtype), H=H)
 
 
@@ -294,6 +302,9 @@ class NetConfig:
     plastic_layers: str = "hidden"  #: hidden | all | first
     rule: dict = field(default_factory=dict)  #: RuleOptions overrides for all layers
     coding_seed: int = 0
+    #: scale hidden spikes by exp(-t/tau) before the next layer (the authors' code). Float forward
+    #: (qat=False) only: the integer contract passes spikes as 0/1, so QAT/deploy run without it.
+    spike_ramp: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -314,7 +325,7 @@ class HybridNet(nn.Module):
         for li in range(n):
             if variant == "GP":
                 plastic = False
-            elif cfg.plastic_layers == "all":
+            elif variant == "LP" or cfg.plastic_layers == "all":
                 plastic = True
             elif cfg.plastic_layers == "first":
                 plastic = li == 0
@@ -324,6 +335,9 @@ class HybridNet(nn.Module):
             kind = ("graded" if cfg.coding == "direct" else "spike") if li == 0 else "spike"
             train_global = not (variant == "LP" and li == 0)
             layers.append(HybridLayer(cfg.sizes[li], cfg.sizes[li + 1], opts, kind, train_global, gen))
+        if variant == "LP":  # the authors' LP: layer 0 entirely frozen (W, b, α, β, η), only its H learns
+            for p in layers[0].parameters():
+                p.requires_grad_(False)
         self.layers = nn.ModuleList(layers)
 
     def global_parameters(self):
@@ -352,13 +366,19 @@ class HybridNet(nn.Module):
         rec_s = [[] for _ in self.layers] if record else None
         rec_u = [[] for _ in self.layers] if record else None
         nl = len(self.layers)
+        # layers with nothing to train on an input without gradient run under no_grad (the authors' LP)
+        frozen = [not any(p.requires_grad for p in L.parameters()) for L in self.layers]
+        ramp = self.cfg.spike_ramp and not qat
         for t in range(T):
             inp = x[:, t]
             for li in range(nl):
                 tc = None
                 if teach is not None and li == nl - 1:
                     tc = teach[:, t] if teach.dim() == 3 else teach
-                states[li], _ = hybrid_step(qs[li], states[li], inp, h_mode, tc)
+                if li > 0 and ramp:
+                    inp = inp * float(np.exp(-t / self.cfg.tau))
+                with torch.set_grad_enabled(torch.is_grad_enabled() and not (frozen[li] and not inp.requires_grad)):
+                    states[li], _ = hybrid_step(qs[li], states[li], inp, h_mode, tc)
                 inp = states[li].s
                 if record:
                     rec_s[li].append(states[li].s.detach())
@@ -374,8 +394,27 @@ class HybridNet(nn.Module):
         return out
 
 
-def mse_loss(u: torch.Tensor, theta: float, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """The authors' loss: MSE between clamp(u_T/θ, max 1.1) and one-hot labels."""
-    out = torch.clamp(u / theta, max=1.1)
+class _ClampMaxST(torch.autograd.Function):
+    """``clamp(v, max=hi)`` forward, identity backward (straight-through)."""
+
+    @staticmethod
+    def forward(ctx, v, hi):
+        return v.clamp(max=hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def mse_loss(u: torch.Tensor, theta: float, labels: torch.Tensor, n_classes: int,
+             straight_through: bool = True) -> torch.Tensor:
+    """The authors' loss: MSE between clamp(u_T/θ, max 1.1) and one-hot labels.
+
+    The value is theirs.  With ``straight_through`` (default) the gradient passes the clamp: with the
+    authors' hard clamp an output above 1.1 gets zero gradient, so a neuron pushed there for every input
+    (one overshooting Adam step moves u/θ by ≈ lr·(active inputs)/((1−λ)·θ)) can never come back and
+    its class wins every sample (``docs/training.md``, "the output clamp trap")."""
+    z = u / theta
+    out = _ClampMaxST.apply(z, 1.1) if straight_through else torch.clamp(z, max=1.1)
     target = torch.nn.functional.one_hot(labels, n_classes).to(out.dtype)
     return torch.nn.functional.mse_loss(out, target)
