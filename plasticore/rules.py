@@ -194,6 +194,18 @@ def v1_form(prog: RuleProgram) -> tuple[int, int] | None:
     return None
 
 
+def lpu_v1_registers(layer) -> tuple[int, int]:
+    """``(hebb_sign, dh_shift)`` the v1 LPU registers hold for ``layer``; a :class:`RuleError` naming the
+    layer's rule when its program needs the v2 LPU (the RTL runs one-term ``±beta*x*lut(u)`` programs)."""
+    if not layer.plastic:
+        return layer.hebb_sign, layer.dh_shift
+    v1 = v1_form(layer.program)
+    if v1 is None:
+        raise RuleError(f"rule {layer.program.text or layer.program.to_json()['terms']!r}: the RTL LPU runs only "
+                        "one-term ±beta*x*lut(u) programs (contract v1); run this layer on the golden model")
+    return v1
+
+
 # --------------------------------------------------------------------------------------------
 # the rule-string grammar
 # --------------------------------------------------------------------------------------------
@@ -365,29 +377,41 @@ def quantise_coef(coef: float, p_frac: int) -> tuple[int, int]:
     return int(math.floor(coef * 2.0 ** cf + 0.5)), cf + p_frac - C.H_FRAC
 
 
+def compile_terms(parsed: list[ParsedTerm], values: list[float] | None = None, *, x_frac: int = 0,
+                  beta_frac: int = 0, s_frac: int = 0, pre_decay: int = C.FRAC8_ONE, post_decay: int = C.FRAC8_ONE,
+                  m_kind: MKind | str = MKind.DIRECT, text: str | None = None,
+                  coefs: dict | None = None) -> RuleProgram:
+    """The integer program of parsed terms (``values`` overrides each term's real coefficient, e.g. the
+    meta-learned ones from torch).  A ``±1 * beta*x*lut(u)`` term compiles to the v1 term exactly."""
+    terms = []
+    vals = [pt.coef for pt in parsed] if values is None else [float(v) for v in values]
+    for pt, coef in zip(parsed, vals, strict=True):
+        shift, pf = term_scales(pt.pre, pt.post, x_frac, beta_frac, s_frac)
+        if pt.pre == Pre.G and pt.post == Post.LUT and coef in (1.0, -1.0):
+            c, cs = int(coef), 0  # the v1 term, bit for bit
+        else:
+            try:
+                c, cs = quantise_coef(coef, pf)
+            except RuleError as e:
+                raise RuleError(f"rule {text!r}: term at position {pt.pos}: {e}") from None
+        terms.append(Term(pt.pre, pt.post, c=c, shift=shift, c_shift=cs))
+    if text is None:
+        text = " + ".join("*".join([f"{v:.6g}"] + [a for a in (pt.pre.value, pt.post.value) if a != "1"])
+                          for pt, v in zip(parsed, vals, strict=True)).replace("lut", "lut(u)").replace("+ -", "- ")
+    prog = RuleProgram(terms=tuple(terms), pre_decay=int(pre_decay), post_decay=int(post_decay),
+                       m_kind=MKind(m_kind), text=text, coefs=dict(coefs or {}))
+    validate_program(prog)
+    return prog
+
+
 def compile_rule(text: str, coefs: dict[str, float] | None = None, *, x_frac: int = 0, beta_frac: int = 0,
                  s_frac: int = 0, pre_decay: int = C.FRAC8_ONE, post_decay: int = C.FRAC8_ONE,
                  m_kind: MKind | str = MKind.DIRECT) -> RuleProgram:
     """Compile a rule string into the integer program of a layer whose inputs have ``x_frac``, whose
     β has ``beta_frac`` (= the layer's ``dh_shift``) and whose outputs have ``s_frac`` fractional bits."""
     coefs = dict(coefs or {})
-    parsed = parse_rule(text, coefs)
-    terms = []
-    for pt in parsed:
-        shift, pf = term_scales(pt.pre, pt.post, x_frac, beta_frac, s_frac)
-        if pt.pre == Pre.G and pt.post == Post.LUT and pt.coef in (1.0, -1.0):
-            c, cs = int(pt.coef), 0  # the v1 term, bit for bit
-            shift = beta_frac
-        else:
-            try:
-                c, cs = quantise_coef(pt.coef, pf)
-            except RuleError as e:
-                raise RuleError(f"rule {text!r}: term at position {pt.pos}: {e}") from None
-        terms.append(Term(pt.pre, pt.post, c=c, shift=shift, c_shift=cs))
-    prog = RuleProgram(terms=tuple(terms), pre_decay=int(pre_decay), post_decay=int(post_decay),
-                       m_kind=MKind(m_kind), text=text, coefs=coefs)
-    validate_program(prog)
-    return prog
+    return compile_terms(parse_rule(text, coefs), x_frac=x_frac, beta_frac=beta_frac, s_frac=s_frac,
+                         pre_decay=pre_decay, post_decay=post_decay, m_kind=m_kind, text=text, coefs=coefs)
 
 
 # --------------------------------------------------------------------------------------------
