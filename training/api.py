@@ -146,8 +146,10 @@ def run_experiment(kind: str, out: Path | str, **kw) -> dict:
     ``out/results.json`` and plots."""
     from . import experiments
 
-    fns = {"fault": experiments.fault_tolerance, "fewshot": experiments.few_shot,
-           "continual": experiments.continual}
+    from . import fewshot
+
+    fns = {"fault": experiments.fault_tolerance, "fewshot": fewshot.few_shot,
+           "fewshot-teach": experiments.few_shot, "continual": experiments.continual}
     if kind not in fns:
         raise ValueError(f"unknown experiment {kind!r}, expected one of {sorted(fns)}")
     return fns[kind](Path(out), **kw)
@@ -249,7 +251,9 @@ def add_cli(subparsers) -> None:
     add_train_args(p)
     p.set_defaults(func=cmd_train)
     e = subparsers.add_parser("experiment", help="fault tolerance / few-shot / continual (HP vs GP vs LP)")
-    e.add_argument("kind", choices=["fault", "fewshot", "continual"])
+    e.add_argument("kind", choices=["fault", "fewshot", "fewshot-teach", "continual"],
+                   help="fewshot: prototype rule (contract v2) on the golden model vs GP and raw-pixel NCM; "
+                        "fewshot-teach: the v1 teaching-current variant (HP/GP/LP in torch)")
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--epochs", type=int)
     e.add_argument("--seed", type=int, default=0)
