@@ -144,9 +144,7 @@ def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP"
 def run_experiment(kind: str, out: Path | str, **kw) -> dict:
     """Run ``fault``, ``fewshot`` or ``continual``; prints an HP/GP/LP table, writes
     ``out/results.json`` and plots."""
-    from . import experiments
-
-    from . import fewshot
+    from . import experiments, fewshot
 
     fns = {"fault": experiments.fault_tolerance, "fewshot": fewshot.few_shot,
            "fewshot-teach": experiments.few_shot, "continual": experiments.continual}
