@@ -376,3 +376,34 @@ def test_copy_layer_keeps_rule():
     rng = np.random.default_rng(1)
     b = random_program_bundle(rng, sizes=[3, 2])
     assert copy_layer(b.layers[0]).rule == b.layers[0].rule
+
+
+def test_golden_cli_reads_m_and_teach(tmp_path):
+    from plasticore.cli import main
+
+    rng = np.random.default_rng(2)
+    b = random_program_bundle(rng, sizes=[5, 4, 3], timesteps=3, coding="rate")
+    save_bundle(b, tmp_path / "b")
+    x = random_inputs(rng, b, 4)
+    m1 = rng.integers(-4096, 4097, size=(4, 3))
+    teach = rng.integers(-500, 500, size=(4, 3, 3))
+    np.savez(tmp_path / "in.npz", x=x, m1=m1, teach=teach)
+    assert main(["golden", "run", "--bundle", str(tmp_path / "b"), "--inputs", str(tmp_path / "in.npz"),
+                 "--out", str(tmp_path / "r.npz")]) == 0
+    want = golden.result_to_npz_dict(golden.run(b, x, m={1: m1}, teach=teach), "golden")
+    assert golden.compare_results(dict(np.load(tmp_path / "r.npz")), want) is None
+    np.savez(tmp_path / "bad.npz", x=x, m1=np.zeros((4, 7), np.int64))
+    assert main(["golden", "run", "--bundle", str(tmp_path / "b"), "--inputs", str(tmp_path / "bad.npz"),
+                 "--out", str(tmp_path / "r2.npz")]) == 2
+    assert not (tmp_path / "r2.npz").exists()
+
+
+def test_host_compiler_refuses_programs_the_v1_lpu_cannot_run():
+    rng = np.random.default_rng(4)
+    b = random_bundle(rng, sizes=[4, 3], timesteps=2)
+    L = b.layers[0]
+    L.plastic = True
+    assert R.lpu_v1_registers(L) == (L.hebb_sign, L.dh_shift)
+    L.rule = R.compile_rule("c*x*m", {"c": 0.1})
+    with pytest.raises(R.RuleError, match="c\\*x\\*m"):
+        R.lpu_v1_registers(L)
