@@ -179,7 +179,7 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
     from .train import write_json
 
     t0 = time.perf_counter()
-    iters = 10 * (epochs or (3 if quick else 40))
+    iters = 10 * (epochs or (3 if quick else 12))
     test_episodes = min(test_episodes, 20) if quick else test_episodes
     (xtr, ytr), (xte, yte) = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
     feats, labels = np.concatenate([xtr, xte]), np.concatenate([ytr, yte])
