@@ -216,6 +216,8 @@ def layer_step(p: dict, state: LayerState, x: np.ndarray, t=None, teach=None) ->
         u, s = soma_ann(cur, p)
     xtr, ytr = state.xtr, state.ytr
     if p["plastic"] and p["traces"]:
+        if xtr is None:  # a state built without traces starts them at 0
+            xtr, ytr = np.zeros(x.shape, I64), np.zeros(u.shape, I64)
         xtr, ytr = R.update_traces(xtr, ytr, x, s, p["program"], p["x_frac"], p["s_frac"])
     if not p["plastic"]:
         H = state.H
