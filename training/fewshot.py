@@ -49,7 +49,7 @@ def build_net(n_in: int, hidden: int, n_out: int, timesteps: int = 8, seed: int 
     with torch.no_grad():
         out.W.zero_()
         out.b.zero_()
-        out.alpha.fill_(1.0)
+        out.alpha.fill_(0.01)  # u = alpha*<counts, prototype> stays inside the int24 membrane
         out.beta.zero_()
         out.eta.zero_()
     net.layers[1] = out
@@ -179,7 +179,7 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
     from .train import write_json
 
     t0 = time.perf_counter()
-    iters = 10 * (epochs or (3 if quick else 12))
+    iters = 10 * (epochs or (1 if quick else 3))
     test_episodes = min(test_episodes, 20) if quick else test_episodes
     (xtr, ytr), (xte, yte) = load_dataset(dataset, "train", data_root), load_dataset(dataset, "test", data_root)
     feats, labels = np.concatenate([xtr, xte]), np.concatenate([ytr, yte])
