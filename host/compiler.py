@@ -167,11 +167,14 @@ def scalar_words(vec: np.ndarray, bits: int) -> list[int]:
 
 
 def layer_regs(L: Layer, n_axons: int, n_neurons: int, emit: bool) -> dict[CM.Reg, int]:
+    from plasticore.rules import lpu_v1_registers
+
+    hebb_sign, dh_shift = lpu_v1_registers(L)
     R = CM.Reg
     return {
         R.THETA: L.theta, R.LAM: L.lam, R.DECAY: L.decay, R.ALPHA: L.alpha & 0xFFFF,
         R.ALPHA_SHIFT: L.alpha_shift, R.ACC_SHIFT: L.acc_shift, R.RECIP: L.recip, R.RECIP_SHIFT: L.recip_shift,
-        R.DH_SHIFT: L.dh_shift, R.H_CLAMP: L.h_clamp, R.ANN_SHIFT: L.ann_shift, R.HEBB_NEG: int(L.hebb_sign < 0),
+        R.DH_SHIFT: dh_shift, R.H_CLAMP: L.h_clamp, R.ANN_SHIFT: L.ann_shift, R.HEBB_NEG: int(hebb_sign < 0),
         R.SOMA: int(L.soma), R.RESET: int(L.reset), R.ANN_ACT: int(L.ann_act), R.INPUT_KIND: int(L.input_kind),
         R.PLASTIC: int(L.plastic), R.EMIT: int(emit), R.N_AXONS: n_axons, R.N_NEURONS: n_neurons,
     }

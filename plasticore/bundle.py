@@ -8,6 +8,9 @@ A bundle is a directory holding
   ``L{l}.H0`` (A x N, int16), ``L{l}.hmask`` (A x N, 0/1), ``L{l}.beta`` (A), ``L{l}.eta`` (N),
   ``L{l}.lut`` (512, int16).
 
+Version 2 adds the per-layer rule program (``layers[l].rule``, :mod:`plasticore.rules`); a version 1
+bundle loads as the equivalent one-term program (``hebb_sign``, ``dh_shift``).
+
 ``load_bundle`` validates everything and raises :class:`BundleError` naming the offending field;
 ``save_bundle`` writes to a temporary directory and renames, so a failed save leaves nothing
 half-written.  The schema is documented in ``docs/bundle.md``.
@@ -25,9 +28,12 @@ import numpy as np
 
 from . import contract as C
 from .errors import PlasticoreError
+from .rules import RuleError, RuleProgram, program_from_json, v1_program, validate_program
 
 BUNDLE_FORMAT = "plasticore-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+#: versions this plasticore reads (1: the fixed rule; 2: rule programs)
+BUNDLE_VERSIONS = (1, 2)
 
 #: Scalar integer parameters of a layer, in bundle.json, with their contract ranges.
 SCALAR_FIELDS = (
@@ -85,6 +91,13 @@ class Layer:
     input_kind: C.InputKind = C.InputKind.SPIKE
     plastic: bool = True
     post_fn: str = "tanh"
+    #: the rule program (contract v2); None: the v1 rule ``hebb_sign * rshift_round(g f, dh_shift)``
+    rule: RuleProgram | None = None
+
+    @property
+    def program(self) -> RuleProgram:
+        """The program the LPU runs (the v1 one-term program when ``rule`` is None)."""
+        return self.rule if self.rule is not None else v1_program(self.hebb_sign, self.dh_shift)
 
     @property
     def n_in(self) -> int:
@@ -214,6 +227,13 @@ def validate(bundle: Bundle) -> None:
                 raise BundleError(
                     f"bundle.json: layers[{li}].input_kind = {L.input_kind.name}, but layer {li - 1} "
                     f"({prev.soma.name}) produces {want.name}")
+        if L.rule is not None:
+            if not isinstance(L.rule, RuleProgram):
+                raise BundleError(f"bundle.json: layers[{li}].rule is not a rule program")
+            try:
+                validate_program(L.rule, f"bundle.json: layers[{li}].rule")
+            except RuleError as e:
+                raise BundleError(str(e)) from None
         prev_out = L.n_out
 
 
@@ -224,6 +244,7 @@ def _layer_json(L: Layer) -> dict:
     d = {k: int(getattr(L, k)) for k in SCALAR_FIELDS}
     d.update({k: getattr(L, k).name.lower() for k in ENUM_FIELDS})
     d.update(n_in=L.n_in, n_out=L.n_out, plastic=bool(L.plastic), post_fn=L.post_fn)
+    d["rule"] = L.program.to_json()
     return d
 
 
@@ -333,9 +354,10 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if d.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"bundle.json: 'format' = {d.get('format')!r}, expected {BUNDLE_FORMAT!r}")
     version = d.get("version")
-    if isinstance(version, bool) or version != BUNDLE_VERSION:
+    if isinstance(version, bool) or version not in BUNDLE_VERSIONS:
         raise BundleError(
-            f"bundle.json: 'version' = {version!r}, this plasticore reads version {BUNDLE_VERSION}")
+            f"bundle.json: 'version' = {version!r}, this plasticore reads versions "
+            f"{', '.join(map(str, BUNDLE_VERSIONS))}")
     cod_d = _get(d, "coding", "bundle.json", dict)
     ramp = cod_d.get("ramp", [])
     if not isinstance(ramp, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in ramp):
@@ -385,6 +407,11 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
             if not isinstance(post_fn, str):
                 raise BundleError(f"{where}: field 'post_fn' = {post_fn!r:.60} is not a string")
             kw["post_fn"] = post_fn
+            if version >= 2:
+                try:
+                    kw["rule"] = program_from_json(_get(ld, "rule", where, dict), f"{where}.rule")
+                except RuleError as e:
+                    raise BundleError(str(e)) from None
             dims = {"A": _get(ld, "n_in", where, int), "N": _get(ld, "n_out", where, int), "LUT": C.LUT_SIZE}
             for k, shape in TENSOR_SHAPES.items():
                 key = f"L{li}.{k}"

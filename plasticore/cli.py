@@ -39,7 +39,8 @@ class ArgParser(argparse.ArgumentParser):
 def add_input_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--inputs", type=Path, help=".npz with 'features' (S, A) uint8 or 'x' (S, T, A) per-step "
-                                                 "layer-0 inputs, optional 'labels' (S,)")
+                                                 "layer-0 inputs, optional 'labels' (S,); golden run: "
+                                                 "'m<l>' third factor of layer l, 'teach' (docs/run-format.md)")
     src.add_argument("--dataset", help="bundled dataset name (digits, mnist1d, ...): its test split")
     p.add_argument("--count", type=positive_int, default=None, help="number of samples (default: all)")
     p.add_argument("--data-root", type=Path, default=None, help="folder of user-supplied datasets")
@@ -131,6 +132,27 @@ def load_inputs(args, bundle) -> tuple[np.ndarray, np.ndarray | None]:
     return x, labels
 
 
+def load_host_signals(args, bundle, samples: int) -> tuple[dict, np.ndarray | None]:
+    """The contract v2 host inputs in ``--inputs``: ``m{l}`` (third factor of layer l) and ``teach``
+    (the last layer's teaching current), in the shapes of ``docs/run-format.md``; ({}, None) if absent."""
+    from plasticore.rules import RuleError
+    from plasticore.sim.golden import run_inputs
+
+    if getattr(args, "inputs", None) is None:
+        return {}, None
+    with np.load(args.inputs, allow_pickle=False) as z:
+        m = {int(k[1:]): z[k] for k in z.files if k[:1] == "m" and k[1:].isdigit()}
+        teach = z["teach"] if "teach" in z.files else None
+    if args.count is not None:
+        m = {k: v[: args.count] for k, v in m.items()}
+        teach = None if teach is None else teach[: args.count]
+    try:
+        run_inputs(bundle, samples, m, teach)
+    except RuleError as e:
+        raise CliError(f"--inputs {args.inputs}: {e}") from None
+    return m, teach
+
+
 def summarise(res, bundle, seconds: float | None = None) -> str:
     lines = []
     S, T = res.spikes[0].shape[:2]
@@ -161,8 +183,9 @@ def cmd_golden_run(args) -> int:
     check_run_out(args)
     bundle = load_bundle(args.bundle)
     x, labels = load_inputs(args, bundle)
+    m, teach = load_host_signals(args, bundle, len(x))
     t0 = time.perf_counter()
-    res = golden.run(bundle, x, labels=labels, record_membranes=args.record_membranes)
+    res = golden.run(bundle, x, labels=labels, record_membranes=args.record_membranes, m=m, teach=teach)
     dt = time.perf_counter() - t0
     golden.save_result(res, args.out, source="golden")
     print(f"golden run of {args.bundle} -> {args.out}")

@@ -14,12 +14,20 @@ One time step of one layer, in order (all names from :mod:`plasticore.contract`)
                s_j    = [u_j > theta]
       ANN      u_j    = I_j
                s_j    = clip(rshift_round(I_j, ann_shift), 0, 255)  (ReLU) | clip(.., -128, 127) (identity)
-    plasticity (only if the layer is plastic)
+    plasticity (only if the layer is plastic; the rule program of plasticore.rules, contract v2)
                z_j    = rshift_round(u_j * recip, recip_shift) - eta_j
                f_j    = lut[clip(z_j, -256, 255) + 256]
-               g_i    = sat_16(rshift_round(beta_i * x_i, x_frac))
-               dH_ij  = hebb_sign * rshift_round(g_i * f_j, dh_shift)
+               xtr_i  = sat16(rshift_round(xtr_i * pre_decay, 8) + (x_i << (8 - x_frac)))   (traces first)
+               ytr_j  = sat16(rshift_round(ytr_j * post_decay, 8) + (s_j << (8 - s_frac)))
+               m_j    = t_j (direct) | sat16(t_j - f_j) (error); t_j from the host, 0 if none
+               p_kij  = sat18(rshift_round(pre_k(i) * post_k(j), shift_k))
+               dH_ij  = sat18(sum_k rshift_round(c_k * p_kij, c_shift_k))
                H_ij   = clip(rshift_round(H_ij * decay, 8) + dH_ij, -h_clamp, +h_clamp)
+    The v1 rule is the one-term program pre = g_i = sat16(rshift_round(beta_i x_i, x_frac)),
+    post = f_j, c = hebb_sign, shift = dh_shift, c_shift = 0.
+
+A teaching current (integer membrane units, host-supplied) is added inside the soma current's
+saturation: I_j = sat_U((accW_j << acc_shift) + b_j + I_H_j + teach_j).
 
 Layers run in order within a step; layer l+1 consumes layer l's output s of the *same* step.
 At the start of every sample u := 0, s := 0 and, for ``h_persist == SAMPLE`` layers, H := H0.
@@ -32,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from plasticore import contract as C
+from plasticore import rules as R
 from plasticore.bundle import Bundle, Layer
 
 I64 = np.int64
@@ -47,6 +56,8 @@ class LayerState:
     u: np.ndarray  #: membrane (.., N)
     s: np.ndarray  #: last output (.., N): spikes 0/1 (LIF) or 8-bit activations (ANN)
     H: np.ndarray  #: plastic weights (.., A, N) or (A, N) when shared by the batch
+    xtr: np.ndarray | None = None  #: presynaptic traces (.., A) (rule programs with traces)
+    ytr: np.ndarray | None = None  #: postsynaptic traces (.., N)
 
 
 def init_state(layer: Layer, batch: tuple[int, ...] = (), H: np.ndarray | None = None) -> LayerState:
@@ -54,7 +65,8 @@ def init_state(layer: Layer, batch: tuple[int, ...] = (), H: np.ndarray | None =
     N = layer.n_out
     if H is None:
         H = np.broadcast_to(np.asarray(layer.H0, np.int16), batch + layer.H0.shape).copy()
-    return LayerState(u=np.zeros(batch + (N,), I64), s=np.zeros(batch + (N,), I64), H=H)
+    return LayerState(u=np.zeros(batch + (N,), I64), s=np.zeros(batch + (N,), I64), H=H,
+                      xtr=np.zeros(batch + (layer.n_in,), I64), ytr=np.zeros(batch + (N,), I64))
 
 
 def dendrite(x: np.ndarray, W: np.ndarray, H: np.ndarray, hmask: np.ndarray | None = None):
@@ -75,10 +87,13 @@ def dendrite(x: np.ndarray, W: np.ndarray, H: np.ndarray, hmask: np.ndarray | No
     return accW, np.rint(accH).astype(I64)
 
 
-def soma_current(accW, accH, p: dict) -> np.ndarray:
-    """I = sat_U((accW << acc_shift) + b + sat_U(rshift_round(alpha * accH, alpha_shift)))."""
+def soma_current(accW, accH, p: dict, teach=None) -> np.ndarray:
+    """I = sat_U((accW << acc_shift) + b + sat_U(rshift_round(alpha * accH, alpha_shift)) [+ teach])."""
     ih = C.sat(C.rshift_round(p["alpha"] * accH, p["alpha_shift"]), C.U_BITS)
-    return C.sat((accW << p["acc_shift"]) + p["b"] + ih, C.U_BITS)
+    cur = (accW << p["acc_shift"]) + p["b"] + ih
+    if teach is not None:
+        cur = cur + teach
+    return C.sat(cur, C.U_BITS)
 
 
 def soma_lif(u, s_prev, current, p: dict):
@@ -102,6 +117,25 @@ def post_fn(u, p: dict) -> np.ndarray:
     """f = lut[clip(rshift_round(u*recip, recip_shift) - eta, -256, 255) + 256]."""
     z = C.rshift_round(u * p["recip"], p["recip_shift"]) - p["eta"]
     return p["lut"][np.clip(z, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF]
+
+
+def plasticity_program(H, x, u, s, p: dict, t=None, xtr=None, ytr=None) -> np.ndarray:
+    """The rule program (contract v2): H' = clip(rshift_round(H*decay, 8) + dH, +-h_clamp) with dH
+    from :func:`plasticore.rules.program_dh` (traces already updated for this step; ``t`` the host's
+    third-factor input, 0 when None).  Returns int16."""
+    prog = p["program"]
+    f = post_fn(u, p)
+    if t is None:
+        t = np.zeros_like(f)
+    m = R.third_factor(t, f, prog)
+    if xtr is None:
+        xtr = np.zeros_like(x)
+    if ytr is None:
+        ytr = np.zeros_like(f)
+    dh = R.program_dh(prog, x, p["beta"], xtr, f, s, ytr, m, p["x_frac"])
+    hd = C.rshift_round(H.astype(I64) * p["decay"], 8) + dh
+    c = p["h_clamp"]
+    return np.clip(hd, -c, c).astype(np.int16)
 
 
 def plasticity(H, x, u, p: dict) -> np.ndarray:
@@ -146,6 +180,12 @@ def layer_params(layer: Layer) -> dict:
         p[k] = int(getattr(layer, k))
     p.update(soma=layer.soma, reset=layer.reset, ann_act=layer.ann_act, plastic=layer.plastic,
              x_frac=layer.x_frac, hmask_all=bool(np.all(layer.hmask == 1)), Wf=p["W"].astype(np.float64))
+    prog = layer.program
+    v1 = R.v1_form(prog)
+    p.update(program=prog, v1=v1 is not None, traces=prog.uses_traces,
+             s_frac=0 if layer.soma == C.SomaMode.LIF else 8)
+    if v1 is not None:  # the fast int32 path runs the v1 form
+        p["hebb_sign"], p["dh_shift"] = v1
     return p
 
 
@@ -161,16 +201,27 @@ class StepRecord:
     H: np.ndarray
 
 
-def layer_step(p: dict, state: LayerState, x: np.ndarray) -> tuple[LayerState, StepRecord]:
-    """One time step of one layer: dendrite -> soma -> plasticity. Pure: returns a new state."""
+def layer_step(p: dict, state: LayerState, x: np.ndarray, t=None, teach=None) -> tuple[LayerState, StepRecord]:
+    """One time step of one layer: dendrite -> soma -> (traces) -> plasticity. Pure: returns a new
+    state.  ``t``: the host's third-factor input (.., N); ``teach``: teaching current (.., N)."""
     accW, accH = dendrite(x, p["Wf"], state.H, None if p["hmask_all"] else p["hmask"])
-    cur = soma_current(accW, accH, p)
+    cur = soma_current(accW, accH, p, teach)
     if p["soma"] == C.SomaMode.LIF:
         u, s = soma_lif(state.u, state.s, cur, p)
     else:
         u, s = soma_ann(cur, p)
-    H = plasticity(state.H, x, u, p) if p["plastic"] else state.H
-    return LayerState(u=u, s=s, H=H), StepRecord(accW, accH, cur, u, s, H)
+    xtr, ytr = state.xtr, state.ytr
+    if p["plastic"] and p["traces"]:
+        if xtr is None:  # a state built without traces starts them at 0
+            xtr, ytr = np.zeros(x.shape, I64), np.zeros(u.shape, I64)
+        xtr, ytr = R.update_traces(xtr, ytr, x, s, p["program"], p["x_frac"], p["s_frac"])
+    if not p["plastic"]:
+        H = state.H
+    elif p["v1"]:
+        H = plasticity(state.H, x, u, p)
+    else:
+        H = plasticity_program(state.H, x, u, s, p, t, xtr, ytr)
+    return LayerState(u=u, s=s, H=H, xtr=xtr, ytr=ytr), StepRecord(accW, accH, cur, u, s, H)
 
 
 # ------------------------------------------------------------------------------------------
@@ -201,16 +252,34 @@ def _check_inputs(bundle: Bundle, x: np.ndarray) -> np.ndarray:
     return check_inputs(bundle, x)
 
 
+def run_inputs(bundle: Bundle, S: int, m: dict | None = None, teach=None):
+    """Expand the host's third-factor inputs ``m`` ({layer: array}) and the last layer's teaching
+    current ``teach`` to (S, T, N) int64 (``plasticore.rules.expand_per_step``; errors name the key)."""
+    T = bundle.timesteps
+    ms: list = [None] * len(bundle.layers)
+    for li, a in (m or {}).items():
+        li = int(li)
+        if not 0 <= li < len(bundle.layers):
+            raise R.RuleError(f"m{li}: the bundle has {len(bundle.layers)} layers")
+        ms[li] = R.expand_per_step(a, S, T, bundle.layers[li].n_out, f"m{li}")
+    tc = None if teach is None else R.expand_per_step(teach, S, T, bundle.n_out, "teach", bits=C.U_BITS)
+    return ms, tc
+
+
 def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_membranes: bool = False,
-        H_start: list[np.ndarray] | None = None, batch: int = 256) -> RunResult:
+        H_start: list[np.ndarray] | None = None, batch: int = 256, m: dict | None = None,
+        teach=None) -> RunResult:
     """Run layer-0 inputs ``x`` (S, T, A0) through the network sample after sample.
 
     Samples are independent (and evaluated as a batch of up to ``batch``) when every plastic layer
     resets H per sample; otherwise they run one after another so that H carries over exactly as
     on chip.  ``H_start`` overrides the initial H of a persistent layer (continuing a run).
+    ``m`` ({layer: (S,), (S, N), (S, T, 1) or (S, T, N)}) is the third-factor input t of the rule
+    programs; ``teach`` the same shapes for the last layer's teaching current (membrane units).
     """
     x = _check_inputs(bundle, x)
     S, T = x.shape[0], bundle.timesteps
+    ms, tc = run_inputs(bundle, S, m, teach)
     params = [layer_params(L) for L in bundle.layers]
     carry = any(L.plastic and L.h_persist == C.HPersist.NEVER for L in bundle.layers)
     biggest = max(L.n_in * L.n_out for L in bundle.layers if L.plastic) if any(L.plastic for L in bundle.layers) else 1
@@ -234,7 +303,9 @@ def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_
         for t in range(T):
             inp = x[s0:s1, t]
             for li, p in enumerate(params):
-                states[li], rec = layer_step(p, states[li], inp)
+                tl = None if ms[li] is None else ms[li][s0:s1, t]
+                te = tc[s0:s1, t] if (tc is not None and li == len(params) - 1) else None
+                states[li], rec = layer_step(p, states[li], inp, tl, te)
                 spikes[li][s0:s1, t] = states[li].s
                 if u_trace is not None:
                     u_trace[li][s0:s1, t] = states[li].u

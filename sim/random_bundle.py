@@ -112,3 +112,40 @@ def random_inputs(rng: np.random.Generator, bundle: Bundle, samples: int, mode: 
     if spike:
         return (rng.random((samples, T, A)) < rng.uniform(0.05, 0.7)).astype(np.int64)
     return rng.integers(0, 256, size=(samples, T, A)).astype(np.int64)
+
+
+def random_program(rng: np.random.Generator, layer: Layer):
+    """A random legal rule program (1..K_MAX terms, any factors, coefficients, shifts, trace decays,
+    third-factor kind) for ``layer``: half compiled from a random rule string, half raw integers."""
+    from plasticore import rules as R
+
+    K = int(rng.integers(1, R.K_MAX + 1))
+    pres, posts = list(R.Pre), list(R.Post)
+    if rng.random() < 0.5:
+        terms = []
+        for _ in range(K):
+            pre, post = pres[int(rng.integers(len(pres)))], posts[int(rng.integers(len(posts)))]
+            terms.append(R.Term(pre, post, c=int(rng.integers(C.smin(R.COEF_BITS), C.smax(R.COEF_BITS) + 1)),
+                                shift=int(rng.integers(0, 24)), c_shift=int(rng.integers(0, 24))))
+        return R.RuleProgram(terms=tuple(terms), pre_decay=int(rng.integers(0, 257)),
+                             post_decay=int(rng.integers(0, 257)), m_kind=R.MKind(str(rng.choice(list(R.MKind)))))
+    atoms_pre = ["", "x", "xtr", "beta", "beta*x"]
+    atoms_post = ["", "lut(u)", "s", "ytr", "m", "m*lut(u)", "m*s", "m*ytr"]
+    parts, coefs = [], {}
+    for k in range(K):
+        c = f"c{k}"
+        coefs[c] = float(rng.choice([-1, 1]) * 2.0 ** rng.uniform(-10, 2))
+        fs = [c] + [a for a in (str(rng.choice(atoms_pre)), str(rng.choice(atoms_post))) if a]
+        parts.append("*".join(fs))
+    return R.compile_rule(" + ".join(parts), coefs, x_frac=layer.x_frac, beta_frac=layer.dh_shift,
+                          s_frac=0 if layer.soma == C.SomaMode.LIF else 8, pre_decay=int(rng.integers(0, 257)),
+                          post_decay=int(rng.integers(0, 257)), m_kind=str(rng.choice(["direct", "error"])))
+
+
+def random_program_bundle(rng: np.random.Generator, **kw) -> Bundle:
+    """:func:`random_bundle` with a random rule program on every plastic layer."""
+    b = random_bundle(rng, **kw)
+    for L in b.layers:
+        L.rule = random_program(rng, L)
+    validate(b)
+    return b

@@ -76,7 +76,7 @@ def test_fault_experiment_quick(tmp_path):
 
 
 def test_fewshot_and_continual_quick(tmp_path):
-    r = api.run_experiment("fewshot", tmp_path / "f", epochs=1, hidden=16, test_episodes=10,
+    r = api.run_experiment("fewshot-teach", tmp_path / "f", epochs=1, hidden=16, test_episodes=10,
                            episodes_per_iter=4, log=lambda *_: None)
     assert len(r["rows"]) == 3 and all(0 <= row["accuracy"] <= 1 for row in r["rows"])
     r = api.run_experiment("continual", tmp_path / "c", quick=True, n_tasks=2, hidden=16, log=lambda *_: None)

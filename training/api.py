@@ -160,10 +160,11 @@ def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP"
 def run_experiment(kind: str, out: Path | str, **kw) -> dict:
     """Run ``fault``, ``fewshot`` or ``continual``; prints an HP/GP/LP table, writes
     ``out/results.json`` and plots."""
-    from . import experiments
+    from . import experiments, fewshot
 
-    fns = {"fault": experiments.fault_tolerance, "fewshot": experiments.few_shot,
-           "continual": experiments.continual, "table": experiments.authors_table}
+    fns = {"fault": experiments.fault_tolerance, "fewshot": fewshot.few_shot,
+           "fewshot-teach": experiments.few_shot, "continual": experiments.continual,
+           "table": experiments.authors_table}
     if kind not in fns:
         raise ValueError(f"unknown experiment {kind!r}, expected one of {sorted(fns)}")
     return fns[kind](Path(out), **kw)
@@ -358,8 +359,10 @@ def add_cli(subparsers) -> None:
     from plasticore.argtypes import nonneg_int, positive_int
 
     e = subparsers.add_parser("experiment", help="fault tolerance / few-shot / continual (HP vs GP vs LP)")
-    e.add_argument("kind", choices=["fault", "fewshot", "continual", "table"],
-                   help="table: LP/GP/HP x --seeds, clean and noise 0.06, vs the authors' numbers (fashion)")
+    e.add_argument("kind", choices=["fault", "fewshot", "fewshot-teach", "continual", "table"],
+                   help="fewshot: prototype rule (contract v2) on the golden model vs GP and raw-pixel NCM; "
+                        "fewshot-teach: the v1 teaching-current variant (HP/GP/LP in torch); "
+                        "table: LP/GP/HP x --seeds, clean and noise 0.06, vs the authors' numbers (fashion)")
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--force", action="store_true", help="replace a previous experiment output directory at --out")
     e.add_argument("--epochs", type=positive_int)

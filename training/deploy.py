@@ -7,9 +7,10 @@ the golden model.  Every operation is an integer operation on int64 tensors (the
 are int64 matrix products), with the contract's rounding (add half, arithmetic shift right) and
 explicit saturation.
 
-An optional ``teach`` current (integer membrane units, added to the last layer's soma current)
-models the few-shot teaching signal; it is not part of the v1 contract, so runs that use it have no
-golden counterpart.
+An optional ``teach`` current (integer membrane units, added to the last layer's soma current
+inside its saturation) and third-factor inputs ``m`` (per layer) are the contract v2 host inputs;
+the golden model takes the same (``plasticore.sim.golden.run(..., m=, teach=)``).  Rule programs
+(``plasticore.rules``) run exactly as in the golden model.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from plasticore import contract as C
+from plasticore import rules as R
 from plasticore.bundle import Bundle, Layer
 
 I64 = torch.int64
@@ -53,8 +55,50 @@ class DeployLayer:
         return cls(L=L, hmask_all=bool(torch.all(t["hmask"] == 1)), **t)
 
 
-def layer_step(p: DeployLayer, u, s, H, x, teach=None):
-    """One integer time step of one layer (x, u, s: (B, ·) int64; H: (A, N) or (B, A, N))."""
+def _sat(v: torch.Tensor, bits: int) -> torch.Tensor:
+    return torch.clamp(v, C.smin(bits), C.smax(bits))
+
+
+def _pre(pre: R.Pre, x, beta, xtr, x_frac: int):
+    if pre == R.Pre.ONE:
+        return torch.ones_like(x)
+    if pre == R.Pre.X:
+        return x
+    if pre == R.Pre.XTR:
+        return xtr
+    if pre == R.Pre.BETA:
+        return beta.expand_as(x)
+    return _sat(rshift_round(beta * x, x_frac), C.G_BITS)
+
+
+def _post(post: R.Post, f, s, ytr, m):
+    P = R.Post
+    return {P.ONE: lambda: torch.ones_like(f), P.LUT: lambda: f, P.S: lambda: s, P.YTR: lambda: ytr,
+            P.M: lambda: m, P.M_LUT: lambda: _sat(rshift_round(m * f, C.F_FRAC), R.M_BITS),
+            P.M_S: lambda: _sat(m * s, R.M_BITS),
+            P.M_YTR: lambda: _sat(rshift_round(m * ytr, R.TRACE_FRAC), R.M_BITS)}[post]()
+
+
+def program_update(p: DeployLayer, H, x, s, f, t, xtr, ytr):
+    """The rule program on int64 tensors (``plasticore.rules.program_dh``), then decay and clamp."""
+    L, prog = p.L, p.L.program
+    m = t if t is not None else torch.zeros_like(f)
+    if prog.m_kind == R.MKind.ERROR:
+        m = _sat(m - f, R.M_BITS)
+    dh = None
+    for term in prog.terms:
+        a = _pre(term.pre, x, p.beta, xtr, L.x_frac)
+        b = _post(term.post, f, s, ytr, m)
+        pk = _sat(rshift_round(a.unsqueeze(-1) * b.unsqueeze(-2), term.shift), R.TERM_BITS)
+        q = rshift_round(term.c * pk, term.c_shift)
+        dh = q if dh is None else dh + q
+    dh = _sat(dh, R.DH_BITS)
+    return torch.clamp(rshift_round(H * L.decay, 8) + dh, -L.h_clamp, L.h_clamp)
+
+
+def layer_step(p: DeployLayer, u, s, H, x, teach=None, t=None, tr=None):
+    """One integer time step of one layer (x, u, s: (B, ·) int64; H: (A, N) or (B, A, N)).
+    ``t``: third-factor input (B, N); ``tr``: [xtr, ytr] traces, updated in place (rule programs)."""
     L = p.L
     accW = x @ p.W
     cur = torch.bitwise_left_shift(accW, L.acc_shift) + p.b
@@ -80,9 +124,21 @@ def layer_step(p: DeployLayer, u, s, H, x, teach=None):
     if L.plastic:
         z = rshift_round(u * L.recip, L.recip_shift) - p.eta
         f = p.lut[torch.clamp(z, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF]
+        prog = L.program
+        if R.v1_form(prog) is None:
+            xtr = ytr = None
+            if prog.uses_traces:
+                sf = 0 if L.soma == C.SomaMode.LIF else 8
+                tr[0] = _sat(rshift_round(tr[0] * prog.pre_decay, 8) + torch.bitwise_left_shift(x, 8 - L.x_frac),
+                             R.TRACE_BITS)
+                tr[1] = _sat(rshift_round(tr[1] * prog.post_decay, 8) + torch.bitwise_left_shift(s, 8 - sf),
+                             R.TRACE_BITS)
+                xtr, ytr = tr
+            return u, s, program_update(p, H, x, s, f, t, xtr, ytr)
         g = torch.clamp(rshift_round(p.beta * x, L.x_frac), C.smin(C.G_BITS), C.smax(C.G_BITS))
-        dh = rshift_round(g.unsqueeze(-1) * f.unsqueeze(-2), L.dh_shift)
-        if L.hebb_sign < 0:
+        sign, shift = R.v1_form(prog)
+        dh = rshift_round(g.unsqueeze(-1) * f.unsqueeze(-2), shift)
+        if sign < 0:
             dh = -dh
         H = torch.clamp(rshift_round(H * L.decay, 8) + dh, -L.h_clamp, L.h_clamp)
     return u, s, H
@@ -115,14 +171,19 @@ def per_sample_h_batch(batch: int, plastic_sizes: list[int]) -> int:
 
 
 def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
-               H_start: list | None = None, batch: int = 256, teach=None) -> DeployResult:
+               H_start: list | None = None, batch: int = 256, teach=None, m: dict | None = None) -> DeployResult:
     """Run integer inputs ``x`` (S, T, A0) through ``bundle`` with the semantics of
-    :func:`plasticore.sim.golden.run`.  ``teach`` (S, T, N_out) integer current, optional."""
+    :func:`plasticore.sim.golden.run`.  ``teach`` (the last layer's integer current) and ``m``
+    ({layer: third-factor input}) take the shapes of ``golden.run``."""
+    from plasticore.sim.golden import run_inputs
+
     x = torch.as_tensor(np.asarray(x), dtype=I64)
     S, T = x.shape[0], bundle.timesteps
     if x.dim() != 3 or x.shape[1:] != (T, bundle.n_in):
         raise ValueError(f"inputs have shape {tuple(x.shape)}, expected (samples, {T}, {bundle.n_in})")
-    teach_t = None if teach is None else torch.as_tensor(np.asarray(teach), dtype=I64)
+    ms, tc = run_inputs(bundle, S, m, teach)
+    teach_t = None if tc is None else torch.as_tensor(tc)
+    ms_t = [None if a is None else torch.as_tensor(a) for a in ms]
     ps = [DeployLayer.from_layer(L) for L in bundle.layers]
     carry = any(L.plastic and L.h_persist == C.HPersist.NEVER for L in bundle.layers)
     chunk = 1 if carry else per_sample_h_batch(batch, [L.n_in * L.n_out for L in bundle.layers if L.plastic])
@@ -143,13 +204,15 @@ def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
                 H = ps[li].H0.expand(B, *ps[li].H0.shape).clone()
             else:
                 H = Hs[li]
-            st.append([torch.zeros(B, L.n_out, dtype=I64), torch.zeros(B, L.n_out, dtype=I64), H])
+            st.append([torch.zeros(B, L.n_out, dtype=I64), torch.zeros(B, L.n_out, dtype=I64), H,
+                       [torch.zeros(B, L.n_in, dtype=I64), torch.zeros(B, L.n_out, dtype=I64)]])
         for t in range(T):
             inp = x[s0:s1, t]
             for li, p in enumerate(ps):
                 tc = teach_t[s0:s1, t] if (teach_t is not None and li == len(ps) - 1) else None
-                u, s, H = layer_step(p, *st[li], inp, tc)
-                st[li] = [u, s, H]
+                tl = None if ms_t[li] is None else ms_t[li][s0:s1, t]
+                u, s, H = layer_step(p, *st[li][:3], inp, tc, tl, st[li][3])
+                st[li][:3] = [u, s, H]
                 spikes[li][s0:s1, t] = s.numpy()
                 if u_trace is not None:
                     u_trace[li][s0:s1, t] = u.numpy()
@@ -167,14 +230,14 @@ def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
                         predictions=preds, u_trace=u_trace, h_trace=h_trace)
 
 
-def compare_with_golden(bundle: Bundle, x, H_start=None) -> str | None:
+def compare_with_golden(bundle: Bundle, x, H_start=None, m=None, teach=None) -> str | None:
     """Run ``x`` through deploy mode and the golden model; None if bit-exact, else the first
     difference (layer, key, index, both values).  H is compared at every step via the golden step
     functions when every plastic layer resets per sample; the final H always."""
     from plasticore.sim import golden
 
-    d = deploy_run(bundle, x, record=True, H_start=H_start)
-    g = golden.run(bundle, np.asarray(x), record_membranes=True, H_start=H_start)
+    d = deploy_run(bundle, x, record=True, H_start=H_start, m=m, teach=teach)
+    g = golden.run(bundle, np.asarray(x), record_membranes=True, H_start=H_start, m=m, teach=teach)
     for li in range(len(bundle.layers)):
         for key in ("spikes", "u_trace", "u_final", "h_final"):
             a, b = getattr(d, key)[li], getattr(g, key)[li]
@@ -188,13 +251,14 @@ def compare_with_golden(bundle: Bundle, x, H_start=None) -> str | None:
     return None
 
 
-def golden_h_trace(bundle: Bundle, x) -> list[np.ndarray]:
+def golden_h_trace(bundle: Bundle, x, m=None, teach=None) -> list[np.ndarray]:
     """H at every step, per layer (S, T, A, N), from the golden model's step functions (samples run
     one after another, H carried or reset exactly as ``golden.run`` does)."""
     from plasticore.sim import golden
 
     x = np.asarray(x, np.int64)
     S, T = x.shape[:2]
+    ms, tc = golden.run_inputs(bundle, S, m, teach)
     params = [golden.layer_params(L) for L in bundle.layers]
     Hs = [np.asarray(L.H0, np.int64) for L in bundle.layers]
     out = [np.zeros((S, T, L.n_in, L.n_out), np.int16) for L in bundle.layers]
@@ -206,7 +270,9 @@ def golden_h_trace(bundle: Bundle, x) -> list[np.ndarray]:
         for t in range(T):
             inp = x[si:si + 1, t]
             for li, p in enumerate(params):
-                states[li], _ = golden.layer_step(p, states[li], inp)
+                tl = None if ms[li] is None else ms[li][si:si + 1, t]
+                te = tc[si:si + 1, t] if (tc is not None and li == len(params) - 1) else None
+                states[li], _ = golden.layer_step(p, states[li], inp, tl, te)
                 out[li][si, t] = states[li].H[0]
                 inp = states[li].s
         for li, L in enumerate(bundle.layers):

@@ -38,7 +38,8 @@ def export_layer(layer, input_kind: C.InputKind, h_persist: str | None = None) -
     H0 = np.clip(_rnd(layer.H, float(1 << C.H_FRAC)), -h_clamp, h_clamp)
     hmask = (1 - np.round(layer.mask.detach().cpu().numpy())) if layer.use_mask else np.ones(H0.shape)
     plastic = bool(o.plastic)
-    beta = C.sat(_rnd(layer.beta, 2.0 ** sc.dh_shift), C.BETA_BITS) if plastic else np.zeros(layer.n_in, np.int64)
+    beta_t = torch.clamp(layer.beta, min=0.0) if o.beta_nonneg else layer.beta
+    beta = C.sat(_rnd(beta_t, 2.0 ** sc.dh_shift), C.BETA_BITS) if plastic else np.zeros(layer.n_in, np.int64)
     eta = C.sat(_rnd(layer.eta, 2.0 ** C.Z_FRAC), C.ETA_BITS) if plastic else np.zeros(layer.n_out, np.int64)
     persist = h_persist or o.h_persist
     return Layer(
@@ -52,7 +53,7 @@ def export_layer(layer, input_kind: C.InputKind, h_persist: str | None = None) -
         reset=C.ResetMode.SOFT if o.reset == "soft" else C.ResetMode.HARD,
         ann_act=C.AnnAct.RELU,
         h_persist=C.HPersist.NEVER if persist == "never" else C.HPersist.SAMPLE,
-        input_kind=input_kind, plastic=plastic,
+        input_kind=input_kind, plastic=plastic, rule=layer.rule_program() if plastic else None,
     )
 
 

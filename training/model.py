@@ -10,6 +10,11 @@ Per layer and time step (x_t the input, H the local plastic matrix, ``m`` the H 
     s_t = [u_t > θ]                               rectangular surrogate: ∂s/∂u = 1 for |u − θ| < 0.5
     H_t = clamp(decay·H_{t-1} + sign·(β⊙x_t)ᵀ ⊗ f(u_t/θ − η), ±c)
 
+A layer may run a rule program instead (``RuleOptions.rule``, contract v2, ``plasticore.rules``):
+``ΔH = Σ_k c_k·pre_k ⊗ post_k`` with the third factor ``m`` from the host; the per-term coefficients
+are meta-parameters (``HybridLayer.rule_c``), quantised with straight-through gradients exactly as
+the integer program rounds (:func:`program_update`).
+
 With ``qat=True`` (the default) every quantity is fake-quantised to the integer grid of the
 contract (``docs/spec.md``) with straight-through gradients, in the order the integer core rounds:
 the α-term, the leak product, z = u/θ − η through the reciprocal, f from the 512-entry table, g = β·x,
@@ -32,6 +37,7 @@ import torch
 from torch import nn
 
 from plasticore import contract as C
+from plasticore import rules as R
 
 from .quant import LayerScales, fq, layer_scales
 
@@ -86,6 +92,12 @@ class RuleOptions:
     #: the QAT forward and the export keep ``lam/256`` and ``decay/256`` (the contract's grid)
     lam_exact: float | None = None
     decay_exact: float | None = None
+    rule: str | None = None  #: a rule program string (contract v2); None: the v1 rule above
+    coefs: dict = field(default_factory=dict)  #: initial values of the rule's named coefficients
+    m_kind: str = "direct"  #: direct | error (m = t − f(u) formed on chip)
+    pre_decay: int = 256  #: trace decays k/256
+    post_decay: int = 256
+    beta_nonneg: bool = False  #: β >= 0 (the authors' fmnist rule)
 
     def h_clamp_int(self) -> int:
         if self.clamp is None:
@@ -101,6 +113,8 @@ class LayerState:
     u: torch.Tensor
     s: torch.Tensor
     H: torch.Tensor  #: (A, N) shared or (B, A, N) per sample
+    xtr: torch.Tensor | None = None  #: presynaptic traces (B, A) (rule programs)
+    ytr: torch.Tensor | None = None  #: postsynaptic traces (B, N)
 
 
 @dataclass
@@ -120,6 +134,9 @@ class QParams:
     lut: torch.Tensor | None  #: real table values f/4096 (qat)
     opts: RuleOptions = field(default_factory=RuleOptions)
     x_scale: float = 1.0  #: real value of one LSB of x (1/256 graded, 1 spike)
+    rule: list | None = None  #: parsed rule terms (plasticore.rules.ParsedTerm)
+    rule_c: torch.Tensor | None = None  #: per-term coefficients (quantised with STE under qat)
+    rule_scales: list | None = None  #: per-term (shift, p_frac)
 
 
 class HybridLayer(nn.Module):
@@ -145,6 +162,9 @@ class HybridLayer(nn.Module):
                 self.alpha.zero_()
                 self.beta.zero_()
                 self.eta.zero_()
+        self.rule_terms = R.parse_rule(self.opts.rule, self.opts.coefs) if self.opts.rule else None
+        self.rule_c = (nn.Parameter(torch.tensor([t.coef for t in self.rule_terms]), requires_grad=plastic)
+                       if self.rule_terms else None)
         self.register_buffer("H", torch.zeros(n_in, n_out))  #: carried H (= exported H0)
         self.register_buffer("mask", torch.ones(n_in, n_out))  #: task mask M (W⊙M + α·H⊙(1−M))
         self.use_mask = False
@@ -157,7 +177,16 @@ class HybridLayer(nn.Module):
         return [p for p in (self.W, self.b) if p.requires_grad]
 
     def meta_parameters(self):
-        return [p for p in (self.alpha, self.beta, self.eta) if p.requires_grad]
+        return [p for p in (self.alpha, self.beta, self.eta, self.rule_c) if p is not None and p.requires_grad]
+
+    def rule_program(self) -> R.RuleProgram | None:
+        """The integer program of this layer's rule with the current coefficients (None: v1 rule)."""
+        if self.rule_terms is None:
+            return None
+        o = self.opts
+        return R.compile_terms(self.rule_terms, self.rule_c.detach().double().tolist(), x_frac=self.x_frac,
+                               beta_frac=self.scales().dh_shift, s_frac=0, pre_decay=o.pre_decay,
+                               post_decay=o.post_decay, m_kind=o.m_kind)
 
     def scales(self) -> LayerScales:
         return layer_scales(self.W, self.opts.theta, float(self.alpha.detach()), self.beta, self.x_frac)
@@ -178,10 +207,13 @@ class HybridLayer(nn.Module):
         hmask = (1.0 - self.mask) if self.use_mask else None
         if self.use_mask:
             W = W * self.mask
+        if o.beta_nonneg:
+            beta = torch.clamp(beta, min=0.0)
         if not qat:
             lam = o.lam_exact if o.lam_exact is not None else lam
             decay = o.decay_exact if o.decay_exact is not None else decay
-            return QParams(W, b, alpha, beta, eta, hmask, o.theta, lam, decay, None, None, o, x_scale)
+            return QParams(W, b, alpha, beta, eta, hmask, o.theta, lam, decay, None, None, o, x_scale,
+                           self.rule_terms, self.rule_c)
         sc = self.scales()
         Wq = fq(W, sc.w_step, -128, 127)
         bq = fq(b, sc.u_step, C.smin(C.B_BITS), C.smax(C.B_BITS))
@@ -190,7 +222,18 @@ class HybridLayer(nn.Module):
         etaq = fq(eta, 2.0 ** -C.Z_FRAC, C.smin(C.ETA_BITS), C.smax(C.ETA_BITS))
         lut = torch.as_tensor(C.make_lut(o.post_fn).astype(np.float64) / (1 << C.F_FRAC),
                               dtype=W.dtype, device=W.device)
-        return QParams(Wq, bq, aq, betaq, etaq, hmask, sc.theta_q, lam, decay, sc, lut, o, x_scale)
+        rule_c, rscales = self.rule_c, None
+        if self.rule_terms is not None:
+            rscales = [R.term_scales(t.pre, t.post, self.x_frac, sc.dh_shift, 0) for t in self.rule_terms]
+            cq = []
+            for k, (_, pf) in enumerate(rscales):
+                c = float(self.rule_c[k].detach())
+                ci, cs = R.quantise_coef(c, pf)
+                cq.append(ci * 2.0 ** (pf - C.H_FRAC - cs))
+            cq = torch.tensor(cq, dtype=self.rule_c.dtype)
+            rule_c = self.rule_c + (cq - self.rule_c).detach()
+        return QParams(Wq, bq, aq, betaq, etaq, hmask, sc.theta_q, lam, decay, sc, lut, o, x_scale,
+                       self.rule_terms, rule_c, rscales)
 
 
 def init_state(layer: HybridLayer, batch: int, h_mode: str, dtype=None, H: torch.Tensor | None = None,
@@ -206,12 +249,16 @@ def init_state(layer: HybridLayer, batch: int, h_mode: str, dtype=None, H: torch
             H = H.expand(batch, *H.shape).clone()
         elif H is layer.H:  # never the buffer itself: carry=True overwrites it after the forward
             H = H.clone()
-    return LayerState(u=torch.zeros(batch, N, dtype=dtype), s=torch.zeros(batch, N, dtype=dtype), H=H)
+    tr = layer.rule_terms is not None
+    return LayerState(u=torch.zeros(batch, N, dtype=dtype), s=torch.zeros(batch, N, dtype=dtype), H=H,
+                      xtr=torch.zeros(batch, layer.n_in, dtype=dtype) if tr else None,
+                      ytr=torch.zeros(batch, N, dtype=dtype) if tr else None)
 
 
 def hybrid_step(q: QParams, st: LayerState, x: torch.Tensor, h_mode: str = "sample",
-                teach: torch.Tensor | None = None) -> tuple[LayerState, torch.Tensor]:
-    """One time step of one layer (functional). ``x`` (B, A) in real units. Returns (state, I)."""
+                teach: torch.Tensor | None = None, m: torch.Tensor | None = None) -> tuple[LayerState, torch.Tensor]:
+    """One time step of one layer (functional). ``x`` (B, A) in real units; ``m`` (B, N) the host's
+    third-factor input t in real units (m_int / 4096). Returns (state, I)."""
     o, sc = q.opts, q.sc
     H = st.H
     cur = x @ q.W + q.b
@@ -237,9 +284,92 @@ def hybrid_step(q: QParams, st: LayerState, x: torch.Tensor, h_mode: str = "samp
     if sc is not None:
         u = torch.clamp(u, U_MIN * sc.u_step, U_MAX * sc.u_step)
     s = spike(u - q.theta, o.surrogate_width)
-    if o.plastic:
+    xtr, ytr = st.xtr, st.ytr
+    if o.plastic and q.rule is not None:
+        if xtr is not None:
+            xtr, ytr = _trace(xtr, o.pre_decay, x, sc), _trace(ytr, o.post_decay, s, sc)
+        H = program_update(q, H, x, u, s, m, xtr, ytr, h_mode)
+    elif o.plastic:
         H = plastic_update(q, H, x, u, h_mode)
-    return LayerState(u=u, s=s, H=H), cur
+    return LayerState(u=u, s=s, H=H, xtr=xtr, ytr=ytr), cur
+
+
+def _trace(tr: torch.Tensor, decay: int, inc: torch.Tensor, sc) -> torch.Tensor:
+    """tr' = sat16(round(tr·decay/256) + inc) on the 2^-8 trace grid (inc: x or s in real units)."""
+    v = tr * (decay / 256.0)
+    if sc is None:
+        return v + inc
+    lim = C.smax(R.TRACE_BITS) / 2.0 ** R.TRACE_FRAC
+    return torch.clamp(fq(v, 2.0 ** -R.TRACE_FRAC) + inc, -lim - 2.0 ** -R.TRACE_FRAC, lim)
+
+
+def _lut_f(q: QParams, u: torch.Tensor) -> torch.Tensor:
+    """f(u/θ − η): the table value under qat (straight-through to the continuous function)."""
+    o, sc = q.opts, q.sc
+    zc = u / q.theta - q.eta
+    fcont = post_function(o.post_fn, zc)
+    if sc is None:
+        return fcont
+    with torch.no_grad():
+        ui = torch.round(u.double() / sc.u_step)
+        zi = torch.floor(ui * sc.recip / 2.0 ** sc.recip_shift + 0.5) - torch.round(q.eta.double() * 64)
+        idx = (torch.clamp(zi, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF).long()
+        fval = q.lut[idx]
+    return fcont + (fval - fcont).detach()
+
+
+def program_update(q: QParams, H, x, u, s, m, xtr, ytr, h_mode: str) -> torch.Tensor:
+    """The rule program in real units, rounded where the integer program rounds (qat)::
+
+        p_k = q18(pre_k ⊗ post_k, 2^-p_frac_k);  dH = sat18(Σ_k q(c_k·p_k, 2^-12));  H' = clip(q(H·decay) + dH)
+
+    ``shared`` mode uses the batch mean of the outer products (not the chip's semantics)."""
+    o, sc = q.opts, q.sc
+    f = _lut_f(q, u)
+    m = torch.zeros_like(f) if m is None else m.to(f.dtype)
+    mlim_hi, mlim_lo = C.smax(R.M_BITS) / 4096.0, C.smin(R.M_BITS) / 4096.0
+    if o.m_kind == "error":
+        m = m - f
+        if sc is not None:
+            m = torch.clamp(m, mlim_lo, mlim_hi)
+
+    def q16(v):
+        return v if sc is None else fq(v, 2.0 ** -R.M_FRAC, C.smin(R.M_BITS), C.smax(R.M_BITS))
+
+    P = R.Post
+    dh = None
+    for k, t in enumerate(q.rule):
+        if t.pre == R.Pre.ONE:
+            a = torch.ones_like(x)
+        elif t.pre == R.Pre.X:
+            a = x
+        elif t.pre == R.Pre.XTR:
+            a = xtr
+        elif t.pre == R.Pre.BETA:
+            a = q.beta.expand_as(x)
+        else:
+            a = q.beta * x
+            if sc is not None:
+                a = fq(a, sc.beta_step, C.smin(C.G_BITS), C.smax(C.G_BITS))
+        b = {P.ONE: lambda: torch.ones_like(f), P.LUT: lambda: f, P.S: lambda: s, P.YTR: lambda: ytr,
+             P.M: lambda: m, P.M_LUT: lambda: q16(m * f), P.M_S: lambda: q16(m * s),
+             P.M_YTR: lambda: q16(m * ytr)}[t.post]()
+        if h_mode == "shared":
+            p = (a * (1.0 / x.shape[0])).t() @ b
+            term = q.rule_c[k] * p
+        else:
+            p = a.unsqueeze(2) * b.unsqueeze(1)
+            if sc is not None:
+                p = fq(p, 2.0 ** -q.rule_scales[k][1], C.smin(R.TERM_BITS), C.smax(R.TERM_BITS))
+            term = q.rule_c[k] * p
+            if sc is not None:
+                term = fq(term, 2.0 ** -C.H_FRAC)
+        dh = term if dh is None else dh + term
+    if sc is not None:
+        dh = fq(dh, 2.0 ** -C.H_FRAC, C.smin(R.DH_BITS), C.smax(R.DH_BITS))
+        return HUpdate.apply(H, dh, q.decay, 1.0, o.h_clamp_real())
+    cl = o.h_clamp_real()
+    return torch.clamp(q.decay * H + dh, -cl, cl)
 
 
 def plastic_update(q: QParams, H: torch.Tensor, x: torch.Tensor, u: torch.Tensor, h_mode: str) -> torch.Tensor:
@@ -351,13 +481,15 @@ class HybridNet(nn.Module):
         return self.layers[-1].opts.theta
 
     def forward(self, x: torch.Tensor, h_mode: str = "sample", qat: bool = True, carry: bool = False,
-                teach: torch.Tensor | None = None, record: bool = False, H: list | None = None):
+                teach: torch.Tensor | None = None, record: bool = False, H: list | None = None,
+                m: dict | None = None):
         """Run inputs ``x`` (B, T, A) in real units. Returns a dict with ``u`` (B, N_out, the final
         membrane of the last layer), ``theta`` (its quantised threshold), ``H`` (final per layer) and,
         with ``record``, per-layer ``spikes``/``mem`` (B, T, N).
 
         ``carry`` (shared mode) stores the final H back into the layers (detached).
         ``teach`` (B, T, N_out) or (B, N_out): current added to the output layer (few-shot support).
+        ``m`` {layer: (B, N) or (B, T, N)}: the third-factor input of rule programs, real (m_int / 4096).
         """
         B, T, _ = x.shape
         qs = [L.qparams(qat) for L in self.layers]
@@ -377,8 +509,11 @@ class HybridNet(nn.Module):
                     tc = teach[:, t] if teach.dim() == 3 else teach
                 if li > 0 and ramp:
                     inp = inp * float(np.exp(-t / self.cfg.tau))
+                ml = None
+                if m is not None and li in m:
+                    ml = m[li][:, t] if m[li].dim() == 3 else m[li]
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not (frozen[li] and not inp.requires_grad)):
-                    states[li], _ = hybrid_step(qs[li], states[li], inp, h_mode, tc)
+                    states[li], _ = hybrid_step(qs[li], states[li], inp, h_mode, tc, ml)
                 inp = states[li].s
                 if record:
                     rec_s[li].append(states[li].s.detach())

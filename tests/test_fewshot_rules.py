@@ -1,0 +1,62 @@
+"""The prototype-rule few-shot experiment: small run end to end, torch == golden on an episode."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from plasticore.training import fewshot as F
+from plasticore.training.export import export_bundle
+
+torch.set_num_threads(1)
+
+
+def _data(seed=0, n_cls=4, per=12, A=16):
+    rng = np.random.default_rng(seed)
+    protos = rng.integers(0, 256, size=(n_cls, A))
+    return {c: np.clip(protos[c] + rng.integers(-40, 41, size=(per, A)), 0, 255).astype(np.uint8)
+            for c in range(n_cls)}
+
+
+def test_prototype_rule_accumulates_class_sums_on_golden():
+    net = F.build_net(16, 12, 3, timesteps=4, seed=0)
+    with torch.no_grad():
+        net.layers[0].W.mul_(4.0)
+    b = F.sized_bundle(export_bundle(net, h_persist="never"), 3)
+    by = _data()
+    ep = F.episode(np.random.default_rng(1), by, [0, 1, 2, 3], 3, 2, 2)
+    pred, cs, cq, res = F.golden_episode(b, ep, net.cfg)
+    # H[:, k] = sum over the support of class k of rshift_round(c * sum_t x_t * 4096, c_shift) per step
+    L = b.layers[-1]
+    t = L.program.terms[0]
+    H = np.zeros((L.n_in, 3), np.int64)
+    for i, y in enumerate(ep[1]):
+        for step in range(b.timesteps):
+            xs = res.spikes[0][i, step].astype(np.int64)
+            H[:, y] += (t.c * (xs * 4096) + (1 << (t.c_shift - 1))) >> t.c_shift
+    assert np.array_equal(res.h_final[-1], H) and np.any(H != 0)
+    assert pred.shape == ep[3].shape
+
+
+def test_torch_episode_equals_golden_predictions():
+    net = F.build_net(16, 12, 3, timesteps=4, seed=2)
+    with torch.no_grad():
+        net.layers[0].W.mul_(4.0)
+    by = _data(3)
+    ep = F.episode(np.random.default_rng(4), by, [0, 1, 2, 3], 3, 2, 3)
+    b = F.sized_bundle(export_bundle(net, h_persist="never"), 3)
+    pred, *_ = F.golden_episode(b, ep, net.cfg)
+    m64 = copy.deepcopy(net).double()
+    loss, correct, total = F.episode_loss(m64, [ep], 3, dtype=torch.float64)
+    assert total == len(ep[3]) and correct == int((pred == ep[3]).sum())
+
+
+def test_fewshot_quick_end_to_end(tmp_path):
+    r = F.few_shot(tmp_path, epochs=1, hidden=16, timesteps=3, test_episodes=4, n_query=2, episodes_per_iter=2,
+                   settings=((3, 1),), log=lambda *_: None)
+    row = r["rows"][0]
+    assert row["setting"] == "3-way 1-shot" and abs(row["gp"] - 1 / 3) < 1e-9  # no plasticity: chance
+    assert 0 <= row["plastic"] <= 1 and 0 <= row["ncm_raw"] <= 1
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "bundle" / "bundle.json").is_file()
