@@ -270,7 +270,7 @@ CORPUS = [
     ("range", "hmask-2", _npz(lambda a: a.update({"L0.hmask": np.full((8, 6), 2, np.uint8)})), ["L0.hmask"]),
     ("range", "coding-kind", _set("coding.kind", "latency"), ["coding.kind"]),
     # wrong version / format
-    ("version", "version-2", _set("version", 2), ["version"]),
+    ("version", "version-3", _set("version", 3), ["version"]),
     ("version", "version-string", _set("version", "1"), ["version"]),
     ("version", "version-true", _set("version", True), ["version"]),
     ("version", "version-missing", _set("version", _DELETE), ["version"]),
