@@ -91,7 +91,7 @@ regress: setup ## Full randomized RTL regression + the hypothesis tests on a fre
 	exit $$rc
 
 bench: setup ## Run the benchmarks (python -m plasticore.bench)
-	$(PY) -m plasticore.bench
+	$(PY) -m plasticore.bench --force   # replaces only its own previous bench/results/bench.json
 
 lint: setup ## ruff check
 	$(VENV)/bin/ruff check .

@@ -5,7 +5,7 @@ Usage::
     from plasticore.host.link import Link
     from plasticore.host.transport import SerialTransport
 
-    with Link(SerialTransport("sim://")) as link:     # or "/dev/ttyUSB0"
+    with Link(SerialTransport("sim://?top=link_test")) as link:  # a RAM behind the link; or "/dev/ttyUSB0"
         ident = link.connect()                         # identify + resync + version check
         link.write(0x100, words)                       # pipelined; returns once queued on the wire
         data = link.read(0x100, len(words))            # a barrier: waits for everything before it

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import statistics
 import sys
@@ -113,11 +114,31 @@ def _table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def _is_results(path: Path) -> bool:
+    """A results file this command wrote (JSON with ``machine`` and ``results``)."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(d, dict) and {"machine", "results"} <= d.keys()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="plasticore.bench")
     ap.add_argument("--only", default=",".join(BENCHES), help="comma separated: " + ",".join(BENCHES))
     ap.add_argument("--out", type=Path, default=Path("bench/results/bench.json"))
+    ap.add_argument("--force", action="store_true", help="replace a previous results file at --out")
     args = ap.parse_args(argv)
+    from plasticore.outputs import OutputError, check_output_file
+
+    unknown = [n for n in args.only.split(",") if n not in BENCHES]
+    try:
+        if unknown:
+            raise OutputError(f"--only: unknown benchmark(s) {','.join(unknown)}; choose from {','.join(BENCHES)}")
+        check_output_file(args.out, "--out", force=args.force, same_kind=_is_results, kind="benchmark results file")
+    except OutputError as e:  # one line, exit status 2, before any benchmark runs
+        print(f"{ap.prog}: {e}", file=sys.stderr)
+        return 2
     results: dict[str, dict] = {}
     failed = False
     for name in args.only.split(","):
@@ -137,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"machine": platform.platform(), "python": platform.python_version(),
            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    os.replace(tmp, args.out)
     print(_table(results))
     print(f"results: {args.out}")
     return 1 if failed else 0

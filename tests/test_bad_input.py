@@ -831,3 +831,21 @@ def test_bare_sim_url_runs_a_bundle(work, capsys):
                             "--out", work / "r.npz", "--quiet", "--check"], capsys)
     assert rc == 0, err
     assert "bit-exact with the golden model" in out and "2 cores (2x1)" in out
+
+
+def test_bench_out_and_only_checked_before_running(tmp_path, capsys):
+    """``python -m plasticore.bench``: an unknown benchmark or an --out that is not a previous results
+    file is refused (exit 2, one line) before any benchmark runs; the file is left as it was."""
+    from plasticore import bench
+
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}\n')
+    for argv, name in ((["--only", "golden,nope", "--out", str(tmp_path / "r.json")], "--only"),
+                       (["--only", "golden", "--out", str(notes)], "--out"),
+                       (["--only", "golden", "--out", str(notes), "--force"], "--out")):
+        rc = bench.main(argv)
+        cap = capsys.readouterr()
+        err = cap.err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and name in err[0], err
+        assert "running benchmark" not in cap.out
+    assert notes.read_text() == '{"mine": 1}\n' and not (tmp_path / "r.json").exists()

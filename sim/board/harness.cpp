@@ -8,7 +8,7 @@
 // *board* keeps up is the RTL's business (flow control in plasticore/protocol.py).
 //
 // Usage:
-//   simboard --cpb N [--poll N] [--idle N] [--link PATH]   print the pty path, run until SIGTERM
+//   simboard --cpb N [--poll N] [--idle N]   print the pty path (the Python side makes any symlink), run until SIGTERM
 //   simboard --cpb N --bench-cycles N                       native loop (no pty): print cycles/s
 //
 // The top must have ports clk, uart_rx, uart_tx, busy (see plasticore/rtl/board.py); busy
@@ -43,7 +43,6 @@ struct Args {
     int poll = 256;
     long idle = 20000;  // idle cycles before sleeping in poll()
     long long bench_cycles = 0;
-    std::string link;
 };
 
 static Args parse(int argc, char** argv) {
@@ -58,7 +57,6 @@ static Args parse(int argc, char** argv) {
         else if (s == "--poll") a.poll = atoi(next());
         else if (s == "--idle") a.idle = atol(next());
         else if (s == "--bench-cycles") a.bench_cycles = atoll(next());
-        else if (s == "--link") a.link = next();
         else if (s.rfind("+verilator", 0) == 0) continue;
         else { fprintf(stderr, "simboard: unknown argument %s\n", s.c_str()); exit(2); }
     }
@@ -126,10 +124,6 @@ int main(int argc, char** argv) {
     cfmakeraw(&t);
     tcsetattr(s, TCSANOW, &t);
     fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK);
-    if (!a.link.empty()) {
-        unlink(a.link.c_str());
-        if (symlink(path.c_str(), a.link.c_str())) perror("simboard: symlink");
-    }
     printf("%s\n", path.c_str());
     fflush(stdout);
 
@@ -212,7 +206,6 @@ int main(int argc, char** argv) {
             "sleeps %llu\n",
             (unsigned long long)cycles, dt, dc, (unsigned long long)bytes_in, (unsigned long long)bytes_out,
             (unsigned long long)framing_errors, (unsigned long long)sleeps);
-    if (!a.link.empty()) unlink(a.link.c_str());
     top->final();
     delete top;
     close(s);
