@@ -326,15 +326,17 @@ class SeedResult:
 
 
 def sweep_seeds(seeds: list[int], place: Callable[[int, threading.Event], SeedResult], jobs: int,
-                on_result: Callable[[SeedResult], None] | None = None) -> tuple[list[SeedResult], list[int]]:
+                on_result: Callable[[SeedResult], None] | None = None,
+                all_seeds: bool = False) -> tuple[list[SeedResult], list[int]]:
     """Place with ``seeds`` in order, ``jobs`` at a time, until the lowest seed that meets every clock
     is known: the same answer as trying the seeds one by one, whatever the runs' timing.
 
     ``place(seed, cancel)`` runs one seed and returns its result; it must stop (raise
     :class:`Cancelled`) soon after its ``cancel`` is set.  Once a seed meets timing, the higher seeds
     still running are cancelled and no more are started; the lower ones finish.  An error in one run
-    cancels the others and is raised once they stopped.  Returns the finished results (in the order
-    they finished) and the seeds that were cancelled or never started (sorted).
+    cancels the others and is raised once they stopped.  With ``all_seeds`` every seed runs to the end
+    (how many meet the clock is a measure of timing margin).  Returns the finished results (in the
+    order they finished) and the seeds that were cancelled or never started (sorted).
     """
     if not seeds:
         raise ValueError("no seeds to try")
@@ -349,7 +351,7 @@ def sweep_seeds(seeds: list[int], place: Callable[[int, threading.Event], SeedRe
         running: dict = {}
 
         def start() -> None:
-            while todo and len(running) < jobs and error is None and best is None:
+            while todo and len(running) < jobs and error is None and (best is None or all_seeds):
                 seed = todo.pop(0)
                 running[pool.submit(place, seed, cancels[seed])] = seed
 
@@ -376,7 +378,7 @@ def sweep_seeds(seeds: list[int], place: Callable[[int, threading.Event], SeedRe
                     if res.met and (best is None or seed < best):
                         best = seed
                         for s, ev in cancels.items():
-                            if s > seed:
+                            if s > seed and not all_seeds:
                                 ev.set()
                 start()
         except BaseException:  # Ctrl-C: stop every nextpnr before leaving
@@ -398,14 +400,15 @@ def _seed_result(job: BuildJob, seed: int, d: Path, seconds: float) -> SeedResul
 # ----------------------------------------------------------------------------------------------
 def build(board: str, config: dict | None = None, *, root: Path | None = None, force: bool = False,
           progress: bool = True, allow_timing_fail: bool = False, runner=None, seed: int | None = None,
-          seeds: int | None = None, jobs: int | None = None) -> BuildResult:
+          seeds: int | None = None, jobs: int | None = None, all_seeds: bool = False) -> BuildResult:
     """Build (or fetch from the cache) the bitstream for ``board`` with ``config``.
 
     ``config``: ``design`` (name or "auto"), ``clk_hz``, ``baud`` and design parameters; see
     :func:`plasticore.firmware.design_id.resolve_config`.  Synthesis runs once; place and route runs
     with ``seeds`` nextpnr seeds (default :data:`DEFAULT_SEEDS`, from ``seed``, default
     :data:`FIRST_SEED`), ``jobs`` at a time (default: as many as there are CPUs, at most ``seeds``),
-    and stops at the lowest seed that meets every clock (:func:`sweep_seeds`); its placement is packed.  When none does,
+    and stops at the lowest seed that meets every clock (:func:`sweep_seeds`; ``all_seeds``: places every
+    seed, the report counts those that meet it); its placement is packed.  When none does,
     :class:`TimingError` lists every seed's Fmax (with ``allow_timing_fail`` the best is kept).
     The report records the seed, its Fmax and every tried seed's Fmax.
 
@@ -466,11 +469,11 @@ def build(board: str, config: dict | None = None, *, root: Path | None = None, f
         fm = ", ".join(f"{k} {v['achieved_mhz']:.2f} MHz (target {v['constraint_mhz']:.2f})" for k, v in r.fmax.items())
         say(f"seed {r.seed}: {fm}: {'met' if r.met else 'missed'} ({r.seconds:.0f} s)")
 
-    tried, stopped = sweep_seeds(list(range(first, first + n_seeds)), place, n_jobs, show)
+    tried, stopped = sweep_seeds(list(range(first, first + n_seeds)), place, n_jobs, show, all_seeds)
     tried.sort(key=lambda r: r.seed)
     winner = next((r for r in tried if r.met), None)
     sweep = {"seeds_tried": [r.summary() for r in tried], "seeds_stopped": stopped,
-             "seed_jobs": n_jobs, "synth_seconds": round(t_synth, 1)}
+             "seeds_met": sum(r.met for r in tried), "seed_jobs": n_jobs, "synth_seconds": round(t_synth, 1)}
     if winner is None:
         if not allow_timing_fail:
             (d / "sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")

@@ -76,7 +76,8 @@ def cmd_build(args) -> int:
     if args.list:
         return cmd_list(args)
     res = build(args.board, _config(args), root=args.out_dir, force=args.force, progress=not args.quiet,
-                allow_timing_fail=args.allow_timing_fail, seed=args.seed, seeds=args.seeds, jobs=args.jobs)
+                allow_timing_fail=args.allow_timing_fail, seed=args.seed, seeds=args.seeds, jobs=args.jobs,
+                all_seeds=args.all_seeds)
     if args.json:
         print(json.dumps({"design_id": res.design_id_hex, "bitstream": str(res.bitstream), "cached": res.cached,
                           "report": res.report}, indent=2))
@@ -193,6 +194,9 @@ def add_cli(sub) -> None:
     b.add_argument("--seed", type=nonneg_int, default=None, metavar="S", help="first seed of the sweep (default 1)")
     b.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="seeds placed at once (default: the CPU count, at most --seeds)")
+    b.add_argument("--all-seeds", action="store_true",
+                   help="place every seed instead of stopping at the first that meets the clock "
+                        "(the report's seeds_met says how many do); the lowest passing seed still wins")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.add_argument("--list", action="store_true", help="list boards and designs, then exit")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

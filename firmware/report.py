@@ -226,4 +226,6 @@ def format_report(report: dict) -> str:
         stopped = report.get("seeds_stopped") or []
         lines.append(f"  nextpnr seed {report.get('pnr_seed')} (Fmax per seed tried, MHz: {each}"
                      + (f"; stopped or not started: {', '.join(map(str, stopped))}" if stopped else "") + ")")
+        if not stopped:
+            lines.append(f"  timing met on {sum(bool(t['met']) for t in tried)} of {len(tried)} seeds")
     return "\n".join(lines)

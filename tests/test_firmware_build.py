@@ -265,6 +265,17 @@ def test_sweep_waits_for_lower_seeds_so_the_winner_does_not_depend_on_timing():
     assert min(r.seed for r in tried if r.met) == 1
 
 
+def test_sweep_all_seeds_places_every_seed(tmp_path):
+    """``all_seeds``: seeds 1 and 3 meet, every seed still runs (a margin measurement); 1 is the winner."""
+    log = []
+    tried, stopped = B.sweep_seeds([1, 2, 3, 4], _fake_place({1, 3}, log, slow={2}), jobs=2, all_seeds=True)
+    assert sorted(r.seed for r in tried) == [1, 2, 3, 4] and stopped == [] and ("cancelled", 2) not in log
+    assert [r.seed for r in sorted(tried, key=lambda r: r.seed) if r.met] == [1, 3]
+    run = FakeRunner(scale=lambda seed: {1: 0.1, 2: 0.15}.get(seed, 1.0))
+    r = B.build("icebreaker", ECHO, root=tmp_path, runner=run, progress=False, jobs=1, all_seeds=True)
+    assert run.placed == [1, 2, 3, 4] and r.report["pnr_seed"] == 3 and r.report["seeds_met"] == 2
+
+
 def test_sweep_when_no_seed_meets_tries_all():
     log = []
     tried, stopped = B.sweep_seeds([7, 8, 9], _fake_place(set(), log), jobs=3)
