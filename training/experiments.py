@@ -124,17 +124,11 @@ def fault_tolerance(out: Path, dataset: str = "digits", epochs: int | None = Non
 # few-shot
 # ------------------------------------------------------------------------------------------
 def _episode(rng, feats_by_class, classes, n_way, k_shot, n_query):
-    cls = rng.choice(classes, size=n_way, replace=False)
-    sup, sl, qry, ql = [], [], [], []
-    for j, c in enumerate(cls):
-        idx = rng.choice(len(feats_by_class[c]), size=k_shot + n_query, replace=False)
-        sup.append(feats_by_class[c][idx[:k_shot]])
-        sl += [j] * k_shot
-        qry.append(feats_by_class[c][idx[k_shot:]])
-        ql += [j] * n_query
-    sup, sl = torch.cat(sup), np.asarray(sl)
-    p = rng.permutation(len(sl))
-    return sup[p], sl[p], torch.cat(qry), np.asarray(ql)
+    """:func:`plasticore.training.fewshot.episode` over torch features (same draws), as tensors."""
+    from .fewshot import episode
+
+    sup, sl, qry, ql = episode(rng, feats_by_class, classes, n_way, k_shot, n_query)
+    return torch.as_tensor(sup), sl, torch.as_tensor(qry), ql
 
 
 def _run_episodes(net, eps, teach_amp: float, dtype=torch.float32, grad: bool = False):
