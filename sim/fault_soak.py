@@ -23,9 +23,9 @@ from plasticore.errors import PlasticoreError
 #: of ``tests/test_board_e2e.py``, so one Verilator build serves both)
 SOAK_BOARD = {"mesh_x": 2, "mesh_y": 2, "a_max": 32, "n_max": 16, "lanes": 4, "bus_slice": 1}
 SOAK_CPB = 8
-#: link settings on the faulty line: a short resend timeout (the pty answers in milliseconds) and
-#: small frames (at 1 % byte faults a 256-word frame almost never arrives whole; 8 words do ~70 %)
-SOAK_LINK = {"timeout": 0.3, "max_words": 8}
+#: link settings on the faulty line: a short resend timeout (the pty answers in milliseconds); the
+#: frame size is the link's default (the board's 256 words, shrinking on resends: ``Link.frame_words``)
+SOAK_LINK = {"timeout": 0.3}
 
 
 def soak_network(seed: int = 0, samples: int = 100, sizes=(24, 20, 12), timesteps: int = 4):

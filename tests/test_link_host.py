@@ -149,3 +149,26 @@ def test_many_queued_frames_under_faults_lose_no_write(seed):
     link.flush()
     assert link.stats["stale_replies"] > 0  # the case arises
     assert board.mem[:4096] == data
+
+
+@pytest.mark.parametrize("seed", [4, 9])
+def test_frames_shrink_on_a_noisy_line_and_grow_back(seed):
+    """The board takes 256-word frames: at 1 % byte faults both ways such a frame (~1 KB) almost never
+    arrives whole, so frames of the board's size fail the transfer; the link starts at 16 words, resends
+    halve ``frame_words``, clean acknowledgements double it up to the board's limit."""
+    board = FakeBoard(ram=8192, max_words=256, credit=4096)
+    faulty = FaultInjectingTransport(board, rate=0.01, seed=seed)
+    link = Link(faulty, timeout=0.01, retries=8)
+    link.connect()
+    assert link.frame_words == 16  # FRAME_WORDS_START
+    rng = random.Random(seed)
+    data = [rng.getrandbits(32) for _ in range(4096)]
+    link.write(0, data)
+    link.flush()
+    assert board.mem[:4096] == data
+    assert link.read(0, 4096) == data
+    assert link.stats["frame_words_min"] <= 16
+    faulty.rate = 0.0  # a clean line: the frame size climbs back to the board's limit
+    for _ in range(8):
+        assert link.read(0, 4096) == data
+    assert link.frame_words == 256
