@@ -49,6 +49,8 @@ CORE_KINDS = {"hybrid": HybridCore, "compact": CompactCore}
 
 #: with ``mem_pipe``: chip registers per first-level flop of the register read multiplexer
 RD_GROUP = 4
+#: bits of a routing entry's index in its core's table (the low bits of a ROUTE register address)
+ROUTE_INDEX_BITS = (M.MAX_DESTS - 1).bit_length()
 
 
 class Chip(wiring.Component):
@@ -202,17 +204,26 @@ class Chip(wiring.Component):
         """The bus target: address decode, the cores' host streams, the chip registers, the output
         window and the bus handshake.  ``sh``: what it shares with the rest of the chip."""
         K, bus = self.k, self.bus
-        (cores, nifs, n_phases, phase_of, drops, level, tail, W, ack_n, outmem, ctrl_idle, steps, cycles,
-         reg_valid, reg_data, reg_err, go_run, go_clear, flush) = (
-            sh.cores, sh.nifs, sh.n_phases, sh.phase_of, sh.drops, sh.level, sh.tail, sh.W, sh.ack_n, sh.outmem,
-            sh.ctrl_idle, sh.steps, sh.cycles, sh.reg_valid, sh.reg_data, sh.reg_err, sh.go_run, sh.go_clear,
-            sh.flush)
         assert M.MAX_DESTS & (M.MAX_DESTS - 1) == 0 and M.ChipReg.ROUTE_BASE % M.MAX_DESTS == 0
-        ebits_r = (M.MAX_DESTS - 1).bit_length()
         if not self.mem_pipe:
             for k in range(K):
-                m.d.comb += [nifs[k].table_addr.eq(bus.addr[:ebits_r]),
-                             nifs[k].table_data.eq(bus.w_data[:route_entry_layout().size])]
+                m.d.comb += [sh.nifs[k].table_addr.eq(bus.addr[:ROUTE_INDEX_BITS]),
+                             sh.nifs[k].table_data.eq(bus.w_data[:route_entry_layout().size])]
+        ca = self._core_access(m, sh)
+        cw = self._chip_reg_write_regs(m, sh)
+        if self.mem_pipe:
+            self._chip_reg_write_late(m, sh, cw)
+        win_sel, win_start, win_s = self._out_window(m, sh.outmem, sh.tail, sh.level, sh.reg_valid, sh.reg_data)
+        rd = self._chip_reg_read_late(m, sh, ca, win_sel) if self.mem_pipe else None
+        if rd is not None:
+            win_sel = rd.win_sel
+        self._handshake(m, sh, ca, cw, rd, win_sel, win_start, win_s)
+
+    def _core_access(self, m: Module, sh: SimpleNamespace) -> SimpleNamespace:
+        """The cores' host streams: the decoded request to every core, the read in progress
+        (``rd_pending``, ``rd_core``, ``rd_mem``, ``rd_chunk``) and its response (``rsp_valid``,
+        ``rsp_sel``); with ``mem_pipe`` the decode registered (``dec_valid``)."""
+        K, bus, cores, ctrl_idle = self.k, self.bus, sh.cores, sh.ctrl_idle
         is_core, core_sel, mem_sel, core_ok, word, chunk, lane_mask, wide = self._decode(m)
 
         # the cores' host streams, through a register slice each way with mem_pipe (no path then runs from
@@ -221,6 +232,7 @@ class Chip(wiring.Component):
         rd_pending = Signal()
         core_bus = [c.bus for c in cores]
         core_rsp = [c.bus_rsp for c in cores]
+        slice_busy = None
         if self.mem_pipe:
             for k in range(K):
                 m.submodules[f"bus_req{k}"] = rq = StreamSlice(cores[k].bus.payload.shape())
@@ -237,6 +249,7 @@ class Chip(wiring.Component):
         core_hit = [is_core & core_ok & (core_sel == k) & rw_op for k in range(K)]
         cb_valid = [bus.valid & ctrl_idle & ~rd_pending & h for h in core_hit]
         bus_valid = bus.valid
+        dec_valid = None
         if self.mem_pipe:
             dec_valid = Signal()
             m.d.sync += dec_valid.eq(bus.valid & ~bus.ready)
@@ -266,7 +279,15 @@ class Chip(wiring.Component):
         rsp_valid, rsp_sel = self._read_response(m, core_rsp, rd_core, rd_mem, rd_chunk)
         with m.If(rd_pending & rsp_valid):
             m.d.sync += rd_pending.eq(0)
+        return SimpleNamespace(is_core=is_core, core_sel=core_sel, mem_sel=mem_sel, core_ok=core_ok, chunk=chunk,
+                               core_bus=core_bus, rd_pending=rd_pending, slice_busy=slice_busy, bus_valid=bus_valid,
+                               dec_valid=dec_valid, rd_core=rd_core, rd_chunk=rd_chunk, rd_mem=rd_mem,
+                               rsp_valid=rsp_valid, rsp_sel=rsp_sel)
 
+    def _chip_reg_write_regs(self, m: Module, sh: SimpleNamespace) -> SimpleNamespace:
+        """The state of the chip register writes: the OUT_ACK test ``ack_over`` and, with ``mem_pipe``,
+        the registers the writes are made from (``we_*``, ``cw_reg``, ``cw_data``); drives ``ack_n``."""
+        K, bus, W = self.k, self.bus, sh.W
         # with mem_pipe a chip register write is made a clock after it is accepted, from registers: the
         # write enables decoded when it is accepted (``we_*``, one clock each), its data and entry
         # (the phase and routing registers' enables and data fan out to every core)
@@ -274,8 +295,9 @@ class Chip(wiring.Component):
         # is a flop made every clock from the request on the bus (accepted only after a clock, see
         # ``dec_valid``), and nothing is accepted for two clocks after an OUT_ACK, so that the test sees
         # the level the OUT_ACK left (it is made a clock after acceptance, from ``we_ack``)
-        ack_over = (bus.w_data[W + 1:] != 0) | (bus.w_data[:W + 1] > level)
+        ack_over = (bus.w_data[W + 1:] != 0) | (bus.w_data[:W + 1] > sh.level)
         ack_now = Signal()  # without mem_pipe: an OUT_ACK accepted this clock
+        cw = SimpleNamespace(ack_now=ack_now)
         if self.mem_pipe:
             we_nph, we_phase, we_route, we_ack, ack_d = Signal(), Signal(K), Signal(K), Signal(), Signal()
             cw_reg = Signal(12)
@@ -284,120 +306,130 @@ class Chip(wiring.Component):
             ack_over_q = Signal()
             m.d.sync += ack_over_q.eq(ack_over)
             ack_over = ack_over_q
-            ack_busy = we_ack | ack_d
-            m.d.comb += ack_n.eq(Mux(we_ack, cw_data[:W + 1], 0))
+            cw = SimpleNamespace(ack_now=ack_now, we_nph=we_nph, we_phase=we_phase, we_route=we_route,
+                                 we_ack=we_ack, reg=cw_reg, data=cw_data, ack_busy=we_ack | ack_d)
+            m.d.comb += sh.ack_n.eq(Mux(we_ack, cw_data[:W + 1], 0))
         else:
-            m.d.comb += ack_n.eq(Mux(ack_now, bus.w_data[:W + 1], 0))
+            m.d.comb += sh.ack_n.eq(Mux(ack_now, bus.w_data[:W + 1], 0))
+        cw.ack_over = ack_over
+        return cw
 
-        def chip_reg_write(reg, data):
-            """A chip register write (accepted this clock): answer it (CLEAR, the errors) and make it,
-            now or (with ``mem_pipe``) through the ``we_*`` registers."""
-            with m.If(reg == M.ChipReg.N_PHASES):
-                m.d.sync += we_nph.eq(1) if self.mem_pipe else n_phases.eq(data)
-            with m.Elif(reg == M.ChipReg.CLEAR):
-                m.d.comb += go_clear.eq(data[0])
-            with m.Elif(reg == M.ChipReg.OUT_ACK):
-                with m.If(ack_over | (bus.addr[12:] != 0)):
-                    m.d.comb += bus.error.eq(1)
-                with m.Else():
-                    if self.mem_pipe:
-                        m.d.sync += we_ack.eq(1)
-                    else:
-                        m.d.comb += ack_now.eq(1)
-            with m.Elif((reg >= M.ChipReg.CORE_PHASE_BASE) & (reg < M.ChipReg.CORE_PHASE_BASE + K)):
-                for k in range(K):
-                    with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
-                        m.d.sync += we_phase[k].eq(1) if self.mem_pipe else phase_of[k].eq(data)
-            with m.Elif((reg >= M.ChipReg.ROUTE_BASE) & (reg < M.ChipReg.ROUTE_BASE + K * M.MAX_DESTS)):
-                # routing entry e of core k: the register lives in NetIf k
-                for k in range(K):
-                    with m.If(reg[ebits_r:] == M.ChipReg.ROUTE_BASE // M.MAX_DESTS + k):
-                        if self.mem_pipe:
-                            m.d.sync += we_route[k].eq(1)
-                        else:
-                            m.d.comb += nifs[k].table_we.eq(1)
-                if self.route_dests < M.MAX_DESTS:  # a valid entry the network interfaces do not have
-                    with m.If((reg[:ebits_r] >= self.route_dests) & data[0]):
-                        m.d.comb += bus.error.eq(1)
-            with m.Else():
+    def _chip_reg_write(self, m: Module, sh: SimpleNamespace, cw: SimpleNamespace, reg, data) -> None:
+        """A chip register write (accepted this clock): answer it (CLEAR, the errors) and make it,
+        now or (with ``mem_pipe``) through the ``we_*`` registers."""
+        K, bus, nifs, phase_of = self.k, self.bus, sh.nifs, sh.phase_of
+        ebits_r = ROUTE_INDEX_BITS
+        with m.If(reg == M.ChipReg.N_PHASES):
+            m.d.sync += cw.we_nph.eq(1) if self.mem_pipe else sh.n_phases.eq(data)
+        with m.Elif(reg == M.ChipReg.CLEAR):
+            m.d.comb += sh.go_clear.eq(data[0])
+        with m.Elif(reg == M.ChipReg.OUT_ACK):
+            with m.If(cw.ack_over | (bus.addr[12:] != 0)):
                 m.d.comb += bus.error.eq(1)
-
-        if self.mem_pipe:
-            with m.If(we_nph):
-                m.d.sync += n_phases.eq(cw_data)
+            with m.Else():
+                if self.mem_pipe:
+                    m.d.sync += cw.we_ack.eq(1)
+                else:
+                    m.d.comb += cw.ack_now.eq(1)
+        with m.Elif((reg >= M.ChipReg.CORE_PHASE_BASE) & (reg < M.ChipReg.CORE_PHASE_BASE + K)):
             for k in range(K):
-                m.d.comb += [nifs[k].table_addr.eq(cw_reg[:ebits_r]),
-                             nifs[k].table_data.eq(cw_data[:route_entry_layout().size]),
-                             nifs[k].table_we.eq(we_route[k])]
-                with m.If(we_phase[k]):
-                    m.d.sync += phase_of[k].eq(cw_data)
+                with m.If(reg == M.ChipReg.CORE_PHASE_BASE + k):
+                    m.d.sync += cw.we_phase[k].eq(1) if self.mem_pipe else phase_of[k].eq(data)
+        with m.Elif((reg >= M.ChipReg.ROUTE_BASE) & (reg < M.ChipReg.ROUTE_BASE + K * M.MAX_DESTS)):
+            # routing entry e of core k: the register lives in NetIf k
+            for k in range(K):
+                with m.If(reg[ebits_r:] == M.ChipReg.ROUTE_BASE // M.MAX_DESTS + k):
+                    if self.mem_pipe:
+                        m.d.sync += cw.we_route[k].eq(1)
+                    else:
+                        m.d.comb += nifs[k].table_we.eq(1)
+            if self.route_dests < M.MAX_DESTS:  # a valid entry the network interfaces do not have
+                with m.If((reg[:ebits_r] >= self.route_dests) & data[0]):
+                    m.d.comb += bus.error.eq(1)
+        with m.Else():
+            m.d.comb += bus.error.eq(1)
 
-        def chip_reg_values():
-            """``(address, value)`` of every readable chip register (what ``chip_reg_read`` returns;
-            a CORE_PHASE / ROUTE address of no core: 0, no error). Every value is a flop or a constant."""
-            R = M.ChipReg
-            return [(R.CHIP_ID, Const(M.CHIP_ID_VALUE, 32)), (R.MESH, Const(self.mesh_x | self.mesh_y << 8, 32)),
-                    (R.N_CORES, Const(K, 32)), (R.N_PHASES, n_phases), (R.STATUS, ~ctrl_idle),
-                    (R.OUT_COUNT, level),
-                    (R.STEPS, steps), (R.CYCLES, cycles), (R.DESIGN_ID, Const(self.design_id, 32)),
-                    (R.OUT_DROPS, drops)] + [(R.CORE_PHASE_BASE + k, phase_of[k]) for k in range(K)]
+    def _chip_reg_write_late(self, m: Module, sh: SimpleNamespace, cw: SimpleNamespace) -> None:
+        """With ``mem_pipe``: the chip register writes made a clock after acceptance, from ``cw``."""
+        with m.If(cw.we_nph):
+            m.d.sync += sh.n_phases.eq(cw.data)
+        for k in range(self.k):
+            m.d.comb += [sh.nifs[k].table_addr.eq(cw.reg[:ROUTE_INDEX_BITS]),
+                         sh.nifs[k].table_data.eq(cw.data[:route_entry_layout().size]),
+                         sh.nifs[k].table_we.eq(cw.we_route[k])]
+            with m.If(cw.we_phase[k]):
+                m.d.sync += sh.phase_of[k].eq(cw.data)
 
-        def chip_reg_read(reg, data, err):
-            """The value of chip register ``reg`` into ``data`` (next clock, from
-            :func:`chip_reg_values`); ``err`` set when there is none."""
-            with m.Switch(reg):
-                for a, v in chip_reg_values():
-                    with m.Case(a):
-                        m.d.sync += data.eq(v)
-                with m.Default():
-                    # 0 for a CORE_PHASE address of no core (no error)
-                    m.d.sync += [data.eq(0), err.eq(reg < M.ChipReg.CORE_PHASE_BASE)]
+    def _chip_reg_values(self, sh: SimpleNamespace) -> list:
+        """``(address, value)`` of every readable chip register (what :meth:`_chip_reg_read` returns;
+        a CORE_PHASE / ROUTE address of no core: 0, no error). Every value is a flop or a constant."""
+        R, K = M.ChipReg, self.k
+        return [(R.CHIP_ID, Const(M.CHIP_ID_VALUE, 32)), (R.MESH, Const(self.mesh_x | self.mesh_y << 8, 32)),
+                (R.N_CORES, Const(K, 32)), (R.N_PHASES, sh.n_phases), (R.STATUS, ~sh.ctrl_idle),
+                (R.OUT_COUNT, sh.level),
+                (R.STEPS, sh.steps), (R.CYCLES, sh.cycles), (R.DESIGN_ID, Const(self.design_id, 32)),
+                (R.OUT_DROPS, sh.drops)] + [(R.CORE_PHASE_BASE + k, sh.phase_of[k]) for k in range(K)]
 
-        win_sel, win_start, win_s = self._out_window(m, outmem, tail, level, reg_valid, reg_data)
+    def _chip_reg_read(self, m: Module, sh: SimpleNamespace, reg, data, err) -> None:
+        """The value of chip register ``reg`` into ``data`` (next clock, from
+        :meth:`_chip_reg_values`); ``err`` set when there is none."""
+        with m.Switch(reg):
+            for a, v in self._chip_reg_values(sh):
+                with m.Case(a):
+                    m.d.sync += data.eq(v)
+            with m.Default():
+                # 0 for a CORE_PHASE address of no core (no error)
+                m.d.sync += [data.eq(0), err.eq(reg < M.ChipReg.CORE_PHASE_BASE)]
 
-        if self.mem_pipe:
-            # with mem_pipe a chip register read is answered from ``rd_val``: the register named by the
-            # request, read every clock (its multiplexer ends at flops). Accepted only once ``dec2``
-            # (decoded two clocks, the chip idle the clock before), it sees every earlier write (made
-            # two clocks after it was accepted).
-            # The answer is made the clock after (``rd_acc``) from the copies ``rd_*2``, so that the
-            # bus handshake does not reach the 32 answer flops.
-            # The read multiplexer is two levels of flops: ``rd_grp`` (each the register of a group of
-            # RD_GROUP chip registers that ``rd_addr`` names, or 0) and ``rd_val2`` (their OR).
-            rd_bad, dec2 = Signal(), Signal()
-            rd_val2, rd_bad2, rd_acc = Signal(32), Signal(), Signal()
-            m.d.sync += [dec2.eq(dec_valid & bus.valid & ~bus.ready & ctrl_idle),
-                         rd_bad2.eq(rd_bad), rd_acc.eq(0)]
-            with m.If(rd_acc):
-                m.d.sync += [reg_valid.eq(1), reg_data.eq(rd_val2), reg_err.eq(rd_bad2)]
-            # the window decode from a flop too (the request has been on the bus since the clock before)
-            win_sel_q = Signal()
-            m.d.sync += win_sel_q.eq(win_sel)
-            win_sel = win_sel_q
+    def _chip_reg_read_late(self, m: Module, sh: SimpleNamespace, ca: SimpleNamespace, win_sel) -> SimpleNamespace:
+        """With ``mem_pipe``: the chip register read answered from flops (below); returns its
+        ``dec2``, ``rd_acc`` and the window decode from a flop (``win_sel``)."""
+        bus, reg_valid, reg_data, reg_err = self.bus, sh.reg_valid, sh.reg_data, sh.reg_err
+        # with mem_pipe a chip register read is answered from ``rd_val``: the register named by the
+        # request, read every clock (its multiplexer ends at flops). Accepted only once ``dec2``
+        # (decoded two clocks, the chip idle the clock before), it sees every earlier write (made
+        # two clocks after it was accepted).
+        # The answer is made the clock after (``rd_acc``) from the copies ``rd_*2``, so that the
+        # bus handshake does not reach the 32 answer flops.
+        # The read multiplexer is two levels of flops: ``rd_grp`` (each the register of a group of
+        # RD_GROUP chip registers that ``rd_addr`` names, or 0) and ``rd_val2`` (their OR).
+        rd_bad, dec2 = Signal(), Signal()
+        rd_val2, rd_bad2, rd_acc = Signal(32), Signal(), Signal()
+        m.d.sync += [dec2.eq(ca.dec_valid & bus.valid & ~bus.ready & sh.ctrl_idle),
+                     rd_bad2.eq(rd_bad), rd_acc.eq(0)]
+        with m.If(rd_acc):
+            m.d.sync += [reg_valid.eq(1), reg_data.eq(rd_val2), reg_err.eq(rd_bad2)]
+        # the window decode from a flop too (the request has been on the bus since the clock before)
+        win_sel_q = Signal()
+        m.d.sync += win_sel_q.eq(win_sel)
 
-            # the register is chosen by a copy of the address: the request has been on the bus since
-            # the clock before ``dec2``'s decode, so the copy already holds its address then
-            rd_addr = Signal(12)
-            m.d.sync += rd_addr.eq(bus.addr[:12])
-            cases = chip_reg_values()
-            groups = [cases[i:i + RD_GROUP] for i in range(0, len(cases), RD_GROUP)]
-            rd_grp = [Signal(32, name=f"rd_grp{i}") for i in range(len(groups))]
-            for sig, grp in zip(rd_grp, groups, strict=True):
-                m.d.sync += sig.eq(functools.reduce(operator.or_, [Mux(rd_addr == a, v, 0) for a, v in grp]))
-            m.d.sync += rd_val2.eq(functools.reduce(operator.or_, rd_grp))
-            named = functools.reduce(operator.or_, [rd_addr == a for a, _ in cases])
-            m.d.sync += rd_bad.eq(~named & (rd_addr < M.ChipReg.CORE_PHASE_BASE))
+        # the register is chosen by a copy of the address: the request has been on the bus since
+        # the clock before ``dec2``'s decode, so the copy already holds its address then
+        rd_addr = Signal(12)
+        m.d.sync += rd_addr.eq(bus.addr[:12])
+        cases = self._chip_reg_values(sh)
+        groups = [cases[i:i + RD_GROUP] for i in range(0, len(cases), RD_GROUP)]
+        rd_grp = [Signal(32, name=f"rd_grp{i}") for i in range(len(groups))]
+        for sig, grp in zip(rd_grp, groups, strict=True):
+            m.d.sync += sig.eq(functools.reduce(operator.or_, [Mux(rd_addr == a, v, 0) for a, v in grp]))
+        m.d.sync += rd_val2.eq(functools.reduce(operator.or_, rd_grp))
+        named = functools.reduce(operator.or_, [rd_addr == a for a, _ in cases])
+        m.d.sync += rd_bad.eq(~named & (rd_addr < M.ChipReg.CORE_PHASE_BASE))
+        return SimpleNamespace(dec2=dec2, rd_acc=rd_acc, win_sel=win_sel_q)
 
-        # bus handshake
+    def _handshake(self, m: Module, sh: SimpleNamespace, ca: SimpleNamespace, cw: SimpleNamespace,
+                   rd: SimpleNamespace | None, win_sel, win_start, win_s) -> None:
+        """The bus handshake: which request is accepted and what it starts; the read answers."""
+        bus, reg_valid, reg_data, reg_err = self.bus, sh.reg_valid, sh.reg_data, sh.reg_err
         core_acc = Signal()
-        m.d.comb += core_acc.eq(Cat(*[c.valid & c.ready for c in core_bus]).any())
+        m.d.comb += core_acc.eq(Cat(*[c.valid & c.ready for c in ca.core_bus]).any())
         chip_reg = bus.addr[:12]
-        accepting = bus_valid & ctrl_idle & ~rd_pending & ~reg_valid & ~win_s.any()
+        accepting = ca.bus_valid & sh.ctrl_idle & ~ca.rd_pending & ~reg_valid & ~win_s.any()
         if self.mem_pipe:
-            accepting = accepting & ~(slice_busy & ~is_core) & ~ack_busy
+            accepting = accepting & ~(ca.slice_busy & ~ca.is_core) & ~cw.ack_busy
         with m.If(accepting):
-            with m.If(is_core & ((bus.op == BusOp.WRITE) | (bus.op == BusOp.READ))):
-                with m.If(~core_ok):
+            with m.If(ca.is_core & ((bus.op == BusOp.WRITE) | (bus.op == BusOp.READ))):
+                with m.If(~ca.core_ok):
                     m.d.comb += bus.ready.eq(1)
                     with m.If(bus.op == BusOp.WRITE):
                         m.d.comb += bus.error.eq(1)
@@ -406,43 +438,44 @@ class Chip(wiring.Component):
                 with m.Elif(core_acc):
                     m.d.comb += bus.ready.eq(1)
                     with m.If(bus.op == BusOp.READ):
-                        m.d.sync += [rd_pending.eq(1), rd_core.eq(core_sel), rd_chunk.eq(chunk), rd_mem.eq(mem_sel)]
+                        m.d.sync += [ca.rd_pending.eq(1), ca.rd_core.eq(ca.core_sel), ca.rd_chunk.eq(ca.chunk),
+                                     ca.rd_mem.eq(ca.mem_sel)]
             with m.Elif(bus.op == BusOp.RUN):
                 m.d.comb += bus.ready.eq(1)
                 with m.If(bus.w_data == 0):
-                    m.d.sync += [reg_valid.eq(1), reg_data.eq(steps)]
+                    m.d.sync += [reg_valid.eq(1), reg_data.eq(sh.steps)]
                 with m.Else():
-                    m.d.comb += go_run.eq(1)
+                    m.d.comb += sh.go_run.eq(1)
             with m.Elif(bus.op == BusOp.RESET):
-                m.d.comb += [bus.ready.eq(1), go_clear.eq(1)]
-                m.d.comb += flush.eq(1)
+                m.d.comb += [bus.ready.eq(1), sh.go_clear.eq(1)]
+                m.d.comb += sh.flush.eq(1)
             with m.Elif(bus.op == BusOp.WRITE):  # chip register write
                 m.d.comb += bus.ready.eq(1)
                 if self.mem_pipe:  # made from the registers above
-                    m.d.sync += [cw_reg.eq(chip_reg), cw_data.eq(bus.w_data)]
-                chip_reg_write(chip_reg, bus.w_data)
+                    m.d.sync += [cw.reg.eq(chip_reg), cw.data.eq(bus.w_data)]
+                self._chip_reg_write(m, sh, cw, chip_reg, bus.w_data)
                 with m.If(bus.addr[12:] != 0):
                     m.d.comb += bus.error.eq(1)
             with m.Else():  # chip register read
                 if self.mem_pipe:
                     # answered from the value read a clock earlier (``rd_val`` above): the request
                     # has been decoded for two clocks, the chip idle for one
-                    with m.If(dec2):
+                    with m.If(rd.dec2):
                         m.d.comb += bus.ready.eq(1)
                         with m.If(win_sel):
                             m.d.comb += win_start.eq(1)
                         with m.Else():
-                            m.d.sync += rd_acc.eq(1)
+                            m.d.sync += rd.rd_acc.eq(1)
                 else:
                     m.d.comb += bus.ready.eq(1)
                     with m.If(win_sel):
                         m.d.comb += win_start.eq(1)
                     with m.Else():
                         m.d.sync += reg_valid.eq(1)
-                        chip_reg_read(chip_reg, reg_data, reg_err)
+                        self._chip_reg_read(m, sh, chip_reg, reg_data, reg_err)
 
-        m.d.comb += [bus.r_valid.eq(reg_valid | (rd_pending & rsp_valid)),
-                     bus.r_data.eq(Mux(rd_pending, rsp_sel, reg_data))]
+        m.d.comb += [bus.r_valid.eq(reg_valid | (ca.rd_pending & ca.rsp_valid)),
+                     bus.r_data.eq(Mux(ca.rd_pending, ca.rsp_sel, reg_data))]
         with m.If(reg_valid & reg_err):
             m.d.comb += bus.error.eq(1)
 

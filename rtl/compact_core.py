@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import memory, wiring
 
@@ -54,12 +56,35 @@ class CompactCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         geom = self.geom
-        AB, NB = geom.addr_bits, geom.neuron_bits
         aw_bits, ah_bits = C.acc_w_bits(geom.a_max), C.acc_h_bits(geom.a_max)
         params = Signal(param_layout(), init={**PARAM_DEFAULTS, "n_axons": geom.a_max, "n_neurons": geom.n_max})
-        p = params
+        mems = self._memories(m)
 
-        # ---- memories ----------------------------------------------------------------------
+        m.submodules.axb = axb = AxonBuffer(geom)
+        m.submodules.soma = soma = SerialSoma(geom, aw_bits, ah_bits)
+        m.d.comb += soma.params.eq(params)
+        self._blocks = {"axb": axb, "soma": soma}
+
+        cycles, steps = Signal(32), Signal(32)
+        in_step = Signal()  # a step (not a clear) is running: CYCLES counts it (read only when idle)
+        start_req, clear_req = Signal(), Signal()
+        idle = Signal(init=1)
+        ctl = SimpleNamespace(params=params, axb=axb, soma=soma, cycles=cycles, steps=steps, in_step=in_step,
+                              start_req=start_req, clear_req=clear_req, idle=idle)
+        hq = self._host_access(m, mems, ctl)
+        eng = self._engines(m, mems, ctl, aw_bits, ah_bits)
+        self._memory_ports(m, mems, ctl, hq, eng)
+        self._sequencer(m, mems, ctl, hq, eng)
+        with m.If(in_step):
+            m.d.sync += cycles.eq(cycles + 1)
+        m.d.comb += self.busy.eq(~idle)
+        return m
+
+    def _memories(self, m: Module) -> SimpleNamespace:
+        """The synapse memories (W + mask, H: single-port, one address ``syn_addr``) and the small
+        memories' read and write ports (``rp``, ``wp`` by :class:`Mem`)."""
+        geom = self.geom
+        AB = geom.addr_bits
         syn_depth = geom.depth(Mem.W)
         m.submodules[f"{SPRAM_TAG}_w"] = wm_mem = memory.Memory(shape=unsigned(16), depth=syn_depth, init=[])
         m.submodules[f"{SPRAM_TAG}_h"] = h_mem = memory.Memory(shape=unsigned(16), depth=syn_depth, init=[])
@@ -75,18 +100,13 @@ class CompactCore(wiring.Component):
             small[mid] = (mem.read_port(transparent_for=()), mem.write_port())
         rp = {mid: v[0] for mid, v in small.items()}
         wp = {mid: v[1] for mid, v in small.items()}
+        return SimpleNamespace(wm_r=wm_r, wm_w=wm_w, h_r=h_r, h_w=h_w, syn_addr=syn_addr, rp=rp, wp=wp)
 
-        m.submodules.axb = axb = AxonBuffer(geom)
-        m.submodules.soma = soma = SerialSoma(geom, aw_bits, ah_bits)
-        m.d.comb += soma.params.eq(params)
-        self._blocks = {"axb": axb, "soma": soma}
-
-        cycles, steps = Signal(32), Signal(32)
-        in_step = Signal()  # a step (not a clear) is running: CYCLES counts it (read only when idle)
-        start_req, clear_req = Signal(), Signal()
-        idle = Signal(init=1)
-
-        # ---- host access: one request at a time --------------------------------------------
+    def _host_access(self, m: Module, mems: SimpleNamespace, ctl: SimpleNamespace) -> SimpleNamespace:
+        """Host access, one request at a time: the request registers (``hq_*``), the register writes
+        and the response word; returns the request registers and ``hw`` (a host write this clock)."""
+        geom, axb, params = self.geom, ctl.axb, ctl.params
+        AB = geom.addr_bits
         req = self.bus.payload
         rsp = self.bus_rsp
         hq_v, hq_we = Signal(), Signal()
@@ -94,7 +114,7 @@ class CompactCore(wiring.Component):
         hq_addr = Signal(AB)
         hq_data = Signal(geom.data_bits)
         hq_mask = Signal()
-        m.d.comb += self.bus.ready.eq(idle & ~axb.busy & ~hq_v & ~rsp.valid & ~start_req & ~clear_req)
+        m.d.comb += self.bus.ready.eq(ctl.idle & ~axb.busy & ~hq_v & ~rsp.valid & ~ctl.start_req & ~ctl.clear_req)
         accept = self.bus.valid & self.bus.ready
         m.d.sync += [hq_v.eq(accept & ~(req.we & (req.mem == Mem.X))), hq_we.eq(req.we), hq_mem.eq(req.mem),
                      hq_addr.eq(req.addr), hq_data.eq(req.data), hq_mask.eq(req.mask[0])]
@@ -105,33 +125,40 @@ class CompactCore(wiring.Component):
         with m.Elif(rsp.valid & rsp.ready):
             m.d.sync += rsp.valid.eq(0)
         # X writes go through the axon buffer (as do axon_in events); X reads through its port
-        axon_input(m, self, axb, idle)
+        axon_input(m, self, axb, ctl.idle)
         hw = hq_v & hq_we  # host write in this clock
-        write_regs(m, hw & (hq_mem == Mem.REG), hq_addr, hq_data, params, start_req, clear_req)
+        write_regs(m, hw & (hq_mem == Mem.REG), hq_addr, hq_data, params, ctl.start_req, ctl.clear_req)
         with m.If(self.start):
-            m.d.sync += start_req.eq(1)
+            m.d.sync += ctl.start_req.eq(1)
         with m.If(self.clear):
-            m.d.sync += clear_req.eq(1)
+            m.d.sync += ctl.clear_req.eq(1)
 
-        ro = readonly_regs(geom, busy=~idle, cycles=cycles, events=axb.count, out_count=soma.out_count, steps=steps)
+        ro = readonly_regs(geom, busy=~ctl.idle, cycles=ctl.cycles, events=axb.count, out_count=ctl.soma.out_count,
+                           steps=ctl.steps)
         with m.Switch(hq_mem):
             with m.Case(int(Mem.W)):
-                m.d.comb += rsp.payload.eq(wm_r.data[:C.W_BITS])
+                m.d.comb += rsp.payload.eq(mems.wm_r.data[:C.W_BITS])
             with m.Case(int(Mem.HMASK)):
-                m.d.comb += rsp.payload.eq(wm_r.data[MASK_BIT])
+                m.d.comb += rsp.payload.eq(mems.wm_r.data[MASK_BIT])
             with m.Case(int(Mem.H)):
-                m.d.comb += rsp.payload.eq(h_r.data)
-            for mid in rp:
+                m.d.comb += rsp.payload.eq(mems.h_r.data)
+            for mid in mems.rp:
                 with m.Case(int(mid)):
-                    m.d.comb += rsp.payload.eq(rp[mid].data)
+                    m.d.comb += rsp.payload.eq(mems.rp[mid].data)
             with m.Case(int(Mem.X)):
                 m.d.comb += rsp.payload.eq(axb.x_data.as_unsigned())
             with m.Case(int(Mem.REG)):
                 read_regs(m, "comb", rsp.payload, hq_addr, params, ro)
             with m.Default():
                 m.d.comb += rsp.payload.eq(0)
+        return SimpleNamespace(v=hq_v, we=hq_we, mem=hq_mem, addr=hq_addr, data=hq_data, mask=hq_mask, hw=hw)
 
-        # ---- engines -----------------------------------------------------------------------
+    def _engines(self, m: Module, mems: SimpleNamespace, ctl: SimpleNamespace, aw_bits: int,
+                 ah_bits: int) -> SimpleNamespace:
+        """The engines' state (neuron ``j``, synapse base, event ``e``, axon ``i``, LPU phase ``ph``),
+        the soma's ports and the dendrite; returns the state."""
+        geom, axb, soma, rp = self.geom, ctl.axb, ctl.soma, mems.rp
+        AB, NB = geom.addr_bits, geom.neuron_bits
         j = Signal(NB + 1)
         base = Signal(AB + 1)
         e = Signal(range(geom.a_max + 1))
@@ -150,71 +177,89 @@ class CompactCore(wiring.Component):
 
         # dendrite: issue e -> (v1) axon from the event list, synapse / x read -> (v2) accumulate
         x = axb.x_data
-        w = wm_r.data[:C.W_BITS].as_signed()
-        hm = Mux(wm_r.data[MASK_BIT], h_r.data.as_signed(), 0)
+        w = mems.wm_r.data[:C.W_BITS].as_signed()
+        hm = Mux(mems.wm_r.data[MASK_BIT], mems.h_r.data.as_signed(), 0)
         with m.If(v2):
             m.d.sync += [acc_w.eq(acc_w + x * w), acc_h.eq(acc_h + x * hm)]
         m.d.sync += [v1.eq(in_den & (e < axb.count)), v2.eq(v1)]
         m.d.comb += axb.evt_addr.eq(e)
+        return SimpleNamespace(j=j, base=base, e=e, v1=v1, v2=v2, acc_w=acc_w, acc_h=acc_h, i=i, ph=ph, zc=zc,
+                               in_den=in_den, in_lpu=in_lpu)
 
-        # LPU, synapse (i, j): read (ph 0), compute and write back (ph 1)
+    @staticmethod
+    def _lpu_update(p, beta: Value, h: Value, x: Value, f: Value) -> Value:
+        """The LPU's new H[i, j] from the old one ``h``, ``beta[i]``, input ``x[i]`` and the soma's ``f``."""
         assert C.X_FRAC[C.InputKind.GRADED] == 8
-        gp = rp[Mem.BETA].data.as_signed() * x
+        gp = beta * x
         # g = sat16(rshift_round(beta * x, x_frac)), x_frac = 8 (graded) or 0
         g = sat_fast(Mux(p.input_kind == int(C.InputKind.GRADED), (gp + 128) >> 8, gp), C.G_BITS)
-        hd = (h_r.data.as_signed() * p.decay + 128) >> 8
-        gf = g * soma.f
+        hd = (h * p.decay + 128) >> 8
+        gf = g * f
         dh = Mux(p.dh_shift > DH_SHIFT_EFFECTIVE, 0, rshift_round(gf, p.dh_shift[:5], DH_SHIFT_EFFECTIVE))
         # |hd| <= 2**15 and h_clamp < 2**15: saturating dh to 18 bits leaves the clamped sum unchanged
         dh = sat_fast(dh, C.H_BITS + 2)
         hs = Mux(p.hebb_neg, hd - dh, hd + dh)
         hc = Value.cast(p.h_clamp)
-        h_new = Mux(hs > hc, hc, Mux(hs < -hc, -hc, hs))
+        return Mux(hs > hc, hc, Mux(hs < -hc, -hc, hs))
 
-        with m.If(idle):
-            m.d.comb += [syn_addr.eq(hq_addr), axb.x_addr.eq(hq_addr), axb.x_en.eq(hq_v)]
+    def _memory_ports(self, m: Module, mems: SimpleNamespace, ctl: SimpleNamespace, hq: SimpleNamespace,
+                      eng: SimpleNamespace) -> None:
+        """The memories' addresses and writes: the host's while idle, the engines' in a step (the LPU,
+        synapse (i, j): read (ph 0), compute and write back (ph 1))."""
+        axb, soma, rp, wp = ctl.axb, ctl.soma, mems.rp, mems.wp
+        wm_w, h_w, syn_addr = mems.wm_w, mems.h_w, mems.syn_addr
+        h_new = self._lpu_update(ctl.params, rp[Mem.BETA].data.as_signed(), mems.h_r.data.as_signed(), axb.x_data,
+                                 soma.f)
+        with m.If(ctl.idle):
+            m.d.comb += [syn_addr.eq(hq.addr), axb.x_addr.eq(hq.addr), axb.x_en.eq(hq.v)]
             for mid in rp:
-                m.d.comb += [rp[mid].addr.eq(hq_addr), wp[mid].addr.eq(hq_addr), wp[mid].data.eq(hq_data),
-                             wp[mid].en.eq(hw & (hq_mem == mid))]
+                m.d.comb += [rp[mid].addr.eq(hq.addr), wp[mid].addr.eq(hq.addr), wp[mid].data.eq(hq.data),
+                             wp[mid].en.eq(hq.hw & (hq.mem == mid))]
             m.d.comb += [
-                wm_w.data.eq(Mux(hq_mem == Mem.W, hq_data[:C.W_BITS], hq_data[0] << MASK_BIT)),
-                wm_w.en.eq(Mux(hw & hq_mask, Mux(hq_mem == Mem.W, 0b01, Mux(hq_mem == Mem.HMASK, 0b10, 0)), 0)),
-                h_w.data.eq(hq_data), h_w.en.eq(hw & hq_mask & (hq_mem == Mem.H)),
+                wm_w.data.eq(Mux(hq.mem == Mem.W, hq.data[:C.W_BITS], hq.data[0] << MASK_BIT)),
+                wm_w.en.eq(Mux(hq.hw & hq.mask, Mux(hq.mem == Mem.W, 0b01, Mux(hq.mem == Mem.HMASK, 0b10, 0)), 0)),
+                h_w.data.eq(hq.data), h_w.en.eq(hq.hw & hq.mask & (hq.mem == Mem.H)),
             ]
         with m.Else():
             m.d.comb += [
                 axb.x_en.eq(1),
-                syn_addr.eq(base + Mux(in_lpu, i, axb.evt_data)),
-                axb.x_addr.eq(Mux(in_lpu, i, axb.evt_data)),
-                rp[Mem.BETA].addr.eq(i),
+                syn_addr.eq(eng.base + Mux(eng.in_lpu, eng.i, axb.evt_data)),
+                axb.x_addr.eq(Mux(eng.in_lpu, eng.i, axb.evt_data)),
+                rp[Mem.BETA].addr.eq(eng.i),
                 rp[Mem.LUT].addr.eq(soma.lut_addr),
-                h_w.data.eq(h_new), h_w.en.eq(in_lpu & ph),
+                h_w.data.eq(h_new), h_w.en.eq(eng.in_lpu & eng.ph),
             ]
             for mid in (Mem.B, Mem.U, Mem.S, Mem.ETA, Mem.F):
-                m.d.comb += [rp[mid].addr.eq(j), wp[mid].addr.eq(j)]
+                m.d.comb += [rp[mid].addr.eq(eng.j), wp[mid].addr.eq(eng.j)]
             m.d.comb += [wp[Mem.U].data.eq(soma.u_wdata), wp[Mem.U].en.eq(soma.w_en),
                          wp[Mem.S].data.eq(soma.s_wdata), wp[Mem.S].en.eq(soma.w_en),
                          wp[Mem.F].data.eq(rp[Mem.LUT].data), wp[Mem.F].en.eq(soma.f_en)]
 
+    def _sequencer(self, m: Module, mems: SimpleNamespace, ctl: SimpleNamespace, hq: SimpleNamespace,
+                   eng: SimpleNamespace) -> None:
+        """The step sequencer (``seq``): a clear (ZERO), or per neuron DEN, SOMA, LPU (if plastic), NEXT,
+        then the input clear."""
+        p, axb, soma, idle = ctl.params, ctl.axb, ctl.soma, ctl.idle
+        j, e, v1, v2, i, ph = eng.j, eng.e, eng.v1, eng.v2, eng.i, eng.ph
         last_j = j + 1 >= p.n_neurons
         with m.FSM(name="seq"):
             with m.State("IDLE"):
-                with m.If(clear_req & ~hq_v & ~axb.busy):
-                    m.d.sync += [clear_req.eq(0), zc.eq(0), idle.eq(0)]
+                with m.If(ctl.clear_req & ~hq.v & ~axb.busy):
+                    m.d.sync += [ctl.clear_req.eq(0), eng.zc.eq(0), idle.eq(0)]
                     m.d.comb += axb.clear.eq(1)
                     m.next = "ZERO"
-                with m.Elif(start_req & ~hq_v & ~axb.busy):
-                    m.d.sync += [start_req.eq(0), cycles.eq(0), in_step.eq(1), j.eq(0), base.eq(0), e.eq(0), idle.eq(0),
-                                 acc_w.eq(0), acc_h.eq(0)]
+                with m.Elif(ctl.start_req & ~hq.v & ~axb.busy):
+                    m.d.sync += [ctl.start_req.eq(0), ctl.cycles.eq(0), ctl.in_step.eq(1), j.eq(0), eng.base.eq(0),
+                                 e.eq(0), idle.eq(0), eng.acc_w.eq(0), eng.acc_h.eq(0)]
                     m.d.comb += soma.clear_count.eq(1)
                     with m.If(p.n_neurons == 0):
                         m.next = "CLEAR"
                     with m.Else():
                         m.next = "DEN"
             with m.State("ZERO"):
-                zero_state(m, self, zc, geom.n_pad, wp[Mem.U], wp[Mem.S], axb, idle)
+                zero_state(m, self, eng.zc, self.geom.n_pad, mems.wp[Mem.U], mems.wp[Mem.S], axb, idle)
             with m.State("DEN"):
-                m.d.comb += in_den.eq(1)
+                m.d.comb += eng.in_den.eq(1)
                 with m.If(e < axb.count):
                     m.d.sync += e.eq(e + 1)
                 with m.Elif(~v1 & ~v2):
@@ -228,14 +273,15 @@ class CompactCore(wiring.Component):
                     with m.Else():
                         m.next = "NEXT"
             with m.State("LPU"):
-                m.d.comb += in_lpu.eq(1)
+                m.d.comb += eng.in_lpu.eq(1)
                 m.d.sync += ph.eq(~ph)
                 with m.If(ph):
                     m.d.sync += i.eq(i + 1)
                     with m.If(i + 1 >= p.n_axons):
                         m.next = "NEXT"
             with m.State("NEXT"):
-                m.d.sync += [j.eq(j + 1), base.eq(base + p.n_axons), e.eq(0), acc_w.eq(0), acc_h.eq(0)]
+                m.d.sync += [j.eq(j + 1), eng.base.eq(eng.base + p.n_axons), e.eq(0), eng.acc_w.eq(0),
+                             eng.acc_h.eq(0)]
                 with m.If(last_j):
                     m.next = "CLEAR"
                 with m.Else():
@@ -246,12 +292,8 @@ class CompactCore(wiring.Component):
             with m.State("CLRWAIT"):
                 with m.If(~axb.busy):
                     m.d.comb += self.done.eq(1)
-                    m.d.sync += [steps.eq(steps + 1), idle.eq(1), in_step.eq(0)]
+                    m.d.sync += [ctl.steps.eq(ctl.steps + 1), idle.eq(1), ctl.in_step.eq(0)]
                     m.next = "IDLE"
-        with m.If(in_step):
-            m.d.sync += cycles.eq(cycles + 1)
-        m.d.comb += self.busy.eq(~idle)
-        return m
 
 
 def compact_step_cycle_parts(events: int, n_axons: int, n_neurons: int, plastic: bool, *, lif: bool,

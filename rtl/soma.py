@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -110,10 +112,6 @@ class Soma(wiring.Component):
         p = self.params
         if self.mem_delay:
             p = local_params(m, p)
-        geom = self.geom
-        P, nb = geom.lanes, geom.neuron_bits
-        lif = p.soma == int(C.SomaMode.LIF)
-        U = C.U_BITS
         theta = p.theta.as_signed()  # 1 .. 2**23-1, so the sign bit is 0
 
         m.submodules.fifo = ofifo = fifo.SyncFIFOBuffered(width=len(self.out.payload.as_value()),
@@ -121,7 +119,28 @@ class Soma(wiring.Component):
         m.d.comb += [self.out.valid.eq(ofifo.r_rdy), self.out.payload.eq(ofifo.r_data),
                      ofifo.r_en.eq(self.out.ready)]
 
-        # ---- lane buffer ------------------------------------------------------------------
+        buf = self._lane_buffer(m, ofifo)
+        pipe = _Pipe(m, self.geom, len(buf.grp), self.mem_delay)
+        sc = self._static_copies(m, p)
+        front = self._s1_to_s5(pipe, p, buf, sc, theta)
+        back = self._s6_to_s9(pipe, p, front[-1], sc, theta)
+        r9 = back[-1]
+        fifo_busy = self._write_back(m, p, ofifo, r9)
+        lut, split_stages = self._lut_stages(pipe, p, r9)
+        stages = (*front, *back, *lut, *pipe.waits, *split_stages)
+        assert len(stages) == self.latency
+
+        self._probe = {"rem": buf.rem, "issue": buf.issue, "r9": r9, "r1": front[0], "j": buf.j}
+        busy = (buf.rem != 0) | buf.load | fifo_busy
+        for r in stages:
+            busy = busy | r.v
+        m.d.comb += self.idle.eq(~busy)
+        return m
+
+    def _lane_buffer(self, m: Module, ofifo: fifo.SyncFIFOBuffered) -> SimpleNamespace:
+        """The lane buffer: loads the P accumulators of a group and shifts them out one lane per
+        ``issue``; ``j``, ``k``, ``grp`` name the neuron issued (and address its memory reads)."""
+        P, nb = self.geom.lanes, self.geom.neuron_bits
         bw = Signal(data.ArrayLayout(signed(self.aw_bits), P), reset_less=PIPELINE_RESET_LESS)
         bh = Signal(data.ArrayLayout(signed(self.ah_bits), P), reset_less=PIPELINE_RESET_LESS)
         rem = Signal(range(P + 1))
@@ -129,49 +148,8 @@ class Soma(wiring.Component):
         k = Signal(range(P))
         grp = Signal.like(self.group)
         issue = Signal()
-        if self.mem_delay:
-            # a large core at a high clock: the buffer takes a load request a clock late, from flops
-            # (``load`` is combinational in the sequencer and would fan out to every bit of the
-            # buffer): ``load_q`` loads the counters, and each lane loads on a copy of its own (kept
-            # apart on the ECP5, ``pipelined_ram.DUP``).  The accumulators still hold the group then
-            # (they clear a clock after the dendrite's ``start``, which comes with the request), and
-            # ``jbase`` / ``group`` are taken from copies a clock old.  ``ready`` is then high only
-            # when the buffer is empty at the next clock (the ``ready`` flop below)
-            assert SOMA_LOAD_DELAY == 1
-            load = Signal(name="load_q")
-            lane_load = [Signal(name=f"load_lane{q}{DUP}") for q in range(P)]
-            jbase = Signal.like(self.jbase, name="jbase_q", reset_less=PIPELINE_RESET_LESS)
-            group = Signal.like(self.group, name="group_q", reset_less=PIPELINE_RESET_LESS)
-            m.d.sync += [load.eq(self.load), jbase.eq(self.jbase), group.eq(self.group)]
-            m.d.sync += [c.eq(self.load) for c in lane_load]
-            # ``issue`` (the enable of the whole lane buffer) is itself a flop, computed a clock ahead
-            # from the next ``rem`` and the registered room test's input; so is ``ready`` (the load
-            # handshake then starts at flops)
-            # the room test itself from a flop (a clock stale, so one more entry of margin): the FIFO
-            # level's adder and compare are then off the path into the issue flops
-            room_q = Signal(name="room_q")
-            m.d.sync += room_q.eq(ofifo.level <= OUT_FIFO_DEPTH - self.latency - 4)
-            rem_next = Signal.like(rem)
-            m.d.comb += rem_next.eq(Mux(load, P, Mux(issue, rem - 1, rem)))
-            ready = Signal(init=1)
-            # (rem_next == 1 with room: the last lane issues at the next clock, the buffer is empty
-            # the clock after, when a request taken at the next clock loads; never right after a
-            # request, which loads at the next clock)
-            m.d.sync += [issue.eq((rem_next != 0) & room_q),
-                         ready.eq(((rem_next == 0) | ((rem_next == 1) & room_q)) & ~self.load)]
-            m.d.comb += self.ready.eq(ready)
-            # and each lane of the buffer shifts on a copy of its own: one enable net per lane
-            shift = [Signal(name=f"issue_lane{q}{DUP}") for q in range(P - 1)]
-            m.d.sync += [c.eq((rem_next != 0) & room_q) for c in shift]
-        else:
-            load, lane_load, jbase, group = self.load, [self.load] * P, self.jbase, self.group
-            # registered (off the issue path): the level grows by at most 1 per clock, so one more
-            # entry of margin than the in-flight bound keeps the FIFO from overflowing
-            room = Signal()
-            m.d.sync += room.eq(ofifo.level <= OUT_FIFO_DEPTH - self.latency - 3)
-            m.d.comb += issue.eq((rem != 0) & room)
-            m.d.comb += self.ready.eq((rem == 0) | ((rem == 1) & issue))
-            shift = [issue] * (P - 1)
+        control = self._issue_delayed if self.mem_delay else self._issue_direct
+        load, lane_load, jbase, group, shift = control(m, ofifo, rem, issue)
         with m.If(issue):
             m.d.sync += [rem.eq(rem - 1), j.eq(j + 1), k.eq(k + 1)]
         for q in range(P - 1):
@@ -183,76 +161,89 @@ class Soma(wiring.Component):
         with m.If(load):
             m.d.sync += [rem.eq(P), j.eq(jbase), k.eq(0), grp.eq(group)]
         m.d.comb += self.n_addr.eq(j)
+        return SimpleNamespace(bw=bw, bh=bh, rem=rem, j=j, k=k, grp=grp, issue=issue, load=load)
 
-        def stage(name, fields):
-            assert not {"v", "j", "k", "g"} & set(fields)
-            # reset-less (PIPELINE_RESET_LESS in rtl/layouts.py): the pipeline registers stay off the reset net
-            return Signal(data.StructLayout({"v": 1, "j": nb, "k": range(P), "g": len(grp), **fields}),
-                          name=name, reset_less=PIPELINE_RESET_LESS)
+    def _issue_direct(self, m: Module, ofifo: fifo.SyncFIFOBuffered, rem: Signal, issue: Signal):
+        """The lane buffer's control with plain memories: ``load`` taken as it comes, ``issue`` and
+        ``ready`` combinational.  Returns the load strobe, each lane's load strobe, ``jbase``,
+        ``group`` and each lane's shift enable."""
+        P = self.geom.lanes
+        load, lane_load, jbase, group = self.load, [self.load] * P, self.jbase, self.group
+        # registered (off the issue path): the level grows by at most 1 per clock, so one more
+        # entry of margin than the in-flight bound keeps the FIFO from overflowing
+        room = Signal()
+        m.d.sync += room.eq(ofifo.level <= OUT_FIFO_DEPTH - self.latency - 3)
+        m.d.comb += issue.eq((rem != 0) & room)
+        m.d.comb += self.ready.eq((rem == 0) | ((rem == 1) & issue))
+        shift = [issue] * (P - 1)
+        return load, lane_load, jbase, group, shift
 
-        AWS = self.aw_bits + C.ACC_SHIFT_MAX
-        PH = self.ah_bits + C.ALPHA_BITS  # alpha * accH
-        PZ = U + C.RECIP_BITS + 1  # u * recip
+    def _issue_delayed(self, m: Module, ofifo: fifo.SyncFIFOBuffered, rem: Signal, issue: Signal):
+        """The lane buffer's control with ``mem_delay`` (a large core at a high clock): the buffer
+        takes a load request a clock late, from flops (``load`` is combinational in the sequencer and
+        would fan out to every bit of the buffer): ``load_q`` loads the counters, and each lane loads
+        on a copy of its own (kept apart on the ECP5, ``pipelined_ram.DUP``).  The accumulators still
+        hold the group then (they clear a clock after the dendrite's ``start``, which comes with the
+        request), and ``jbase`` / ``group`` are taken from copies a clock old.  ``ready`` is then high
+        only when the buffer is empty at the next clock (the ``ready`` flop below).  Returns what
+        :meth:`_issue_direct` does."""
+        P = self.geom.lanes
+        assert SOMA_LOAD_DELAY == 1
+        load = Signal(name="load_q")
+        lane_load = [Signal(name=f"load_lane{q}{DUP}") for q in range(P)]
+        jbase = Signal.like(self.jbase, name="jbase_q", reset_less=PIPELINE_RESET_LESS)
+        group = Signal.like(self.group, name="group_q", reset_less=PIPELINE_RESET_LESS)
+        m.d.sync += [load.eq(self.load), jbase.eq(self.jbase), group.eq(self.group)]
+        m.d.sync += [c.eq(self.load) for c in lane_load]
+        # ``issue`` (the enable of the whole lane buffer) is itself a flop, computed a clock ahead
+        # from the next ``rem`` and the registered room test's input; so is ``ready`` (the load
+        # handshake then starts at flops)
+        # the room test itself from a flop (a clock stale, so one more entry of margin): the FIFO
+        # level's adder and compare are then off the path into the issue flops
+        room_q = Signal(name="room_q")
+        m.d.sync += room_q.eq(ofifo.level <= OUT_FIFO_DEPTH - self.latency - 4)
+        rem_next = Signal.like(rem)
+        m.d.comb += rem_next.eq(Mux(load, P, Mux(issue, rem - 1, rem)))
+        ready = Signal(init=1)
+        # (rem_next == 1 with room: the last lane issues at the next clock, the buffer is empty
+        # the clock after, when a request taken at the next clock loads; never right after a
+        # request, which loads at the next clock)
+        m.d.sync += [issue.eq((rem_next != 0) & room_q),
+                     ready.eq(((rem_next == 0) | ((rem_next == 1) & room_q)) & ~self.load)]
+        m.d.comb += self.ready.eq(ready)
+        # and each lane of the buffer shifts on a copy of its own: one enable net per lane
+        shift = [Signal(name=f"issue_lane{q}{DUP}") for q in range(P - 1)]
+        m.d.sync += [c.eq((rem_next != 0) & room_q) for c in shift]
+        return load, lane_load, jbase, group, shift
+
+    def _static_copies(self, m: Module, p) -> SimpleNamespace:
+        """Registered copies of static parameters, off the datapath: the rounding constants
+        2**(s-1) of the shifts (``half_*``) and the multiplier parameters (``*_r``, next to the
+        multipliers)."""
         SW = C.SHIFT_MAX + 2
         # rounding constants 2**(s-1) of the (static) shift registers, registered off the datapath
         half_a, half_n, half_z = (Signal(SW, name=n) for n in ("half_a", "half_n", "half_z"))
         m.d.sync += [half_a.eq(round_half(p.alpha_shift, SW)), half_n.eq(round_half(p.ann_shift, SW)),
                      half_z.eq(round_half(p.recip_shift, SW))]
-
-        def split(v):
-            """``v = hi * 2**MUL_SPLIT + lo`` (``lo`` unsigned) so that ``v * c = (hi*c << MUL_SPLIT) + lo*c``."""
-            return v[:MUL_SPLIT], v[MUL_SPLIT:].as_signed()
-
-        def join(lo, hi):
-            return (hi << MUL_SPLIT) + lo
-
-        def carry(dst, src):
-            return [dst.v.eq(src.v), dst.j.eq(src.j), dst.k.eq(src.k), dst.g.eq(src.g)]
-
-        def relay(name, src):
-            """A copy of stage ``src`` one clock later.  Every DSP multiply sits between two relays: its
-            operands and its product each get a register of their own, which the placer can put next to
-            the DSP block, so the long routes to the DSP rows carry no logic (Fmax on the ECP5)."""
-            dst = Signal(src.shape(), name=name, reset_less=PIPELINE_RESET_LESS)
-            m.d.sync += dst.eq(src)
-            return dst
-
-        def relay_with(name, src, **extra):
-            """:func:`relay` of ``src`` with fields ``extra`` (name: value) added: the products of a
-            :class:`PipelinedMultiplier` fed a stage early, registered once out of the DSP block."""
-            members = dict(src.shape().members)
-            members.update({k: v.shape() for k, v in extra.items()})
-            dst = Signal(data.StructLayout(members), name=name, reset_less=PIPELINE_RESET_LESS)
-            m.d.sync += [getattr(dst, k).eq(getattr(src, k)) for k in src.shape().members]
-            m.d.sync += [getattr(dst, k).eq(v) for k, v in extra.items()]
-            return dst
-
-        def multiply(name, a, b):
-            """``a * b`` as a :class:`PipelinedMultiplier` (operands and product registered, in the DSP
-            block on the ECP5): the product of the operands of two clocks before.  Unsigned operands
-            are zero-extended to signed."""
-            a, b = to_signed(a), to_signed(b)
-            mul = m.submodules[name] = PipelinedMultiplier(len(a), len(b))
-            m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
-            return mul.p
-
         # static copies of the multiplier parameters, registered next to the multipliers
         alpha, lam, recip = (Signal.like(getattr(p, n), name=f"{n}_r") for n in ("alpha", "lam", "recip"))
         m.d.sync += [alpha.eq(p.alpha), lam.eq(p.lam), recip.eq(p.recip)]
+        return SimpleNamespace(half_a=half_a, half_n=half_n, half_z=half_z, alpha=alpha, lam=lam, recip=recip)
 
+    def _s1_to_s5(self, pipe: _Pipe, p, buf: SimpleNamespace, sc: SimpleNamespace, theta) -> list:
+        """S0 .. S5: the issued lane and its memory data to the current I (:class:`Soma`); returns
+        the stages in order, the last one (``r5``) feeding :meth:`_s6_to_s9`."""
+        m, stage, carry, relay, relay_with, multiply = (pipe.m, pipe.stage, pipe.carry, pipe.relay, pipe.relay_with,
+                                                       pipe.multiply)
+        U = C.U_BITS
+        AWS = self.aw_bits + C.ACC_SHIFT_MAX
+        PH = self.ah_bits + C.ALPHA_BITS  # alpha * accH
+        SW = C.SHIFT_MAX + 2
         # S0 -> r1: memory reads of j in flight
         r1 = stage("r1", {"aw": signed(self.aw_bits), "ah": signed(self.ah_bits)})
-        m.d.sync += [r1.v.eq(issue), r1.j.eq(j), r1.k.eq(k), r1.g.eq(grp),
-                     r1.aw.eq(bw[0]), r1.ah.eq(bh[0])]
-        waits = []
-
-        def wait(name, src):
-            """``src`` ``mem_delay`` clocks later: the stages that wait for a pipelined memory's data."""
-            out, chain = delayed(m, src, self.mem_delay, name, reset_less=PIPELINE_RESET_LESS)
-            waits.extend(src.shape()(c) for c in chain)
-            return src.shape()(out) if chain else src
-
-        r1_issue, r1 = r1, wait("r1w", r1)
+        m.d.sync += [r1.v.eq(buf.issue), r1.j.eq(buf.j), r1.k.eq(buf.k), r1.g.eq(buf.grp),
+                     r1.aw.eq(buf.bw[0]), r1.ah.eq(buf.bh[0])]
+        r1_issue, r1 = r1, pipe.wait("r1w", r1)
         # S1 -> r1x: memory data registered; the multiply operand relayed (DSP isolation, see relay())
         r1x = stage("r1x", {"aw": signed(self.aw_bits), "u": signed(U),
                             "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS)})
@@ -264,7 +255,7 @@ class Soma(wiring.Component):
         # stage r1x copies, and their products are r2's: the relay r2x registers them once more)
         assert MULTIPLIER_LATENCY == 2
         ah_lo, ah_hi = split(r1.ah)
-        pa_lo, pa_hi = multiply("mul_pa_lo", ah_lo, alpha), multiply("mul_pa_hi", ah_hi, alpha)
+        pa_lo, pa_hi = multiply("mul_pa_lo", ah_lo, sc.alpha), multiply("mul_pa_hi", ah_hi, sc.alpha)
         # with pipelined memories (a large core at a high clock) the spike test of the reset and the
         # subtrahend of the soft reset are made a stage early (``sp`` / ``th``), so that the reset's
         # subtractor starts at flops
@@ -289,7 +280,7 @@ class Soma(wiring.Component):
             v_soft = r2x.u - Mux(s_prev, theta, 0)
         v_hard = Mux(s_prev, 0, r2x.u)
         m.d.sync += carry(r3, r2x) + [
-            r3.pha.eq(join(r2x.pa_lo, r2x.pa_hi) + half_a),
+            r3.pha.eq(join(r2x.pa_lo, r2x.pa_hi) + sc.half_a),
             r3.vm.eq(Mux(p.reset == int(C.ResetMode.SOFT), v_soft, v_hard)),
             r3.awb.eq(r2x.aw + r2x.b),
             r3.eta.eq(r2x.eta),
@@ -297,7 +288,7 @@ class Soma(wiring.Component):
         r3x = relay("r3x", r3)
         # S3 -> r4: leak multiply (partial products, from r3 as above), shift of the H current
         vm_lo, vm_hi = split(r3.vm)
-        pl_lo, pl_hi = multiply("mul_pl_lo", vm_lo, lam), multiply("mul_pl_hi", vm_hi, lam)
+        pl_lo, pl_hi = multiply("mul_pl_lo", vm_lo, sc.lam), multiply("mul_pl_hi", vm_hi, sc.lam)
         r4 = stage("r4", {"ihs": signed(max(PH, SW) + 1), "awb": signed(AWS + 1), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r4, r3x) + [
             r4.ihs.eq(r3x.pha >> p.alpha_shift),
@@ -314,6 +305,17 @@ class Soma(wiring.Component):
             r5.awb.eq(sat_fast(r4x.awb, U + 1)),  # leaves sat_U(awb + ih) as it is (|ih| < 2**(U-1))
             r5.eta.eq(r4x.eta),
         ]
+        return [r1_issue, r1x, r2, r2x, r3, r3x, r4, r4x, r5]
+
+    def _s6_to_s9(self, pipe: _Pipe, p, r5, sc: SimpleNamespace, theta) -> list:
+        """S5 .. S9: the current I to the membrane u', the output s' and the rounding add of
+        u' * recip (:class:`Soma`); returns the stages in order, the last one ``r9``."""
+        m, stage, carry, relay, relay_with, multiply = (pipe.m, pipe.stage, pipe.carry, pipe.relay, pipe.relay_with,
+                                                       pipe.multiply)
+        U = C.U_BITS
+        PZ = U + C.RECIP_BITS + 1  # u * recip
+        SW = C.SHIFT_MAX + 2
+        lif = p.soma == int(C.SomaMode.LIF)
         # S5 -> r6: current I
         # (and the leak term saturated to U + 1 bits, which leaves sat_U(vlr + I) as it is, |I| < 2**(U-1):
         # the membrane's adder below is then U + 2 bits wide, not U + 12)
@@ -327,13 +329,13 @@ class Soma(wiring.Component):
         r7 = stage("r7", {"u": signed(U), "ya": signed(SW + 1), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r7, r6) + [
             r7.u.eq(Mux(lif, sat_fast(r6.vlr + r6.i, U), r6.i)),
-            r7.ya.eq(r6.i + half_n),
+            r7.ya.eq(r6.i + sc.half_n),
             r7.eta.eq(r6.eta),
         ]
         r7x = relay("r7x", r7)
         # S7 -> r8: ANN shift; u * recip (partial products, from r7 as above)
         u_lo, u_hi = split(r7.u)
-        pz_lo, pz_hi = multiply("mul_pz_lo", u_lo, recip), multiply("mul_pz_hi", u_hi, recip)
+        pz_lo, pz_hi = multiply("mul_pz_lo", u_lo, sc.recip), multiply("mul_pz_hi", u_hi, sc.recip)
         r8 = stage("r8", {"u": signed(U), "fire": 1, "y": signed(SW + 1), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r8, r7x) + [
             r8.u.eq(r7x.u),
@@ -354,10 +356,15 @@ class Soma(wiring.Component):
             r9.u.eq(r8.u),
             r9.s.eq(Mux(lif, r8.fire, Mux(relu, y_relu, y_id))),
             r9.live.eq(r8.v & (r8.j < p.n_neurons)),  # lanes past the last neuron are computed, not written
-            r9.pza.eq(join(r8.pz_lo, r8.pz_hi) + half_z),
+            r9.pza.eq(join(r8.pz_lo, r8.pz_hi) + sc.half_z),
             r9.eta.eq(r8.eta),
         ]
-        # S9: write back u, s and emit (from registers)
+        return [r6, r7, r7x, r8_mul, r8, r9]
+
+    def _write_back(self, m: Module, p, ofifo: fifo.SyncFIFOBuffered, r9) -> Value:
+        """S9: write back u, s and emit the non-zero outputs to the FIFO (from registers); counts the
+        outputs.  Returns what keeps ``idle`` low besides the stages (a FIFO write in flight)."""
+        nb = self.geom.neuron_bits
         m.d.comb += [self.w_addr.eq(r9.j), self.w_en.eq(r9.live), self.u_wdata.eq(r9.u), self.s_wdata.eq(r9.s)]
         push = r9.live & (r9.s != 0)
         fifo_busy = Const(0)
@@ -377,21 +384,20 @@ class Soma(wiring.Component):
             m.d.sync += self.out_count.eq(0)
         with m.Elif(push):
             m.d.sync += self.out_count.eq(self.out_count + 1)
+        return fifo_busy
+
+    def _lut_stages(self, pipe: _Pipe, p, r9) -> tuple[list, list]:
+        """S9 .. S13: the shift of u * recip, the table index, the LUT read and the f write; returns
+        the stages r10 .. r13 and those of the shift's split (with ``mem_delay``)."""
+        m, stage, carry = pipe.m, pipe.stage, pipe.carry
+        P = self.geom.lanes
+        PZ = C.U_BITS + C.RECIP_BITS + 1  # u * recip
         # S9 -> r10: shift
         r10 = stage("r10", {"zs": signed(PZ), "eta": signed(C.ETA_BITS)})
-        split_stages = []
         if self.mem_delay:
-            # (a large core at a high clock) in two stages: by the multiple of 8 (a 6:1 multiplexer
-            # per bit), then by the rest (8:1), each from a copy of its part of the static shift
-            assert SOMA_SHIFT_SPLIT == 1
-            sh_hi = Signal(len(p.recip_shift) - 3, name="recip_shift_hi_r")
-            sh_lo = Signal(3, name="recip_shift_lo_r")
-            m.d.sync += [sh_hi.eq(p.recip_shift[3:]), sh_lo.eq(p.recip_shift[:3])]
-            r9a = stage("r9a", {"pzs": signed(len(r9.pza)), "eta": signed(C.ETA_BITS)})
-            m.d.sync += carry(r9a, r9) + [r9a.pzs.eq(r9.pza >> Cat(Const(0, 3), sh_hi)), r9a.eta.eq(r9.eta)]
-            m.d.sync += carry(r10, r9a) + [r10.zs.eq(r9a.pzs >> sh_lo), r10.eta.eq(r9a.eta)]
-            split_stages.append(r9a)
+            split_stages = [self._split_shift(pipe, p, r9, r10)]
         else:
+            split_stages = []
             m.d.sync += carry(r10, r9) + [r10.zs.eq(r9.pza >> p.recip_shift), r10.eta.eq(r9.eta)]
         # S10 -> r11: z = u/theta - eta, table index clip(z, -256, 255) + 256 (the subtraction on the
         # low bits of zs only, beside a test that zs fits in them: a short carry chain)
@@ -403,20 +409,92 @@ class Soma(wiring.Component):
         m.d.comb += self.lut_addr.eq(r11.idx)
         r12 = stage("r12", {})
         m.d.sync += carry(r12, r11)
-        r12_k = wait("r12w", r12)
+        r12_k = pipe.wait("r12w", r12)
         r13 = stage("r13", {"f": signed(C.F_BITS)})
         m.d.sync += carry(r13, r12_k) + [r13.f.eq(self.lut_data)]
-        stages = (r1_issue, r1x, r2, r2x, r3, r3x, r4, r4x, r5, r6, r7, r7x, r8_mul, r8, r9, r10, r11, r12, r13,
-                  *waits, *split_stages)
-        assert len(stages) == self.latency
         # S13: write f
         m.d.comb += [self.f_addr.eq(r13.g),
                      self.f_en.eq(Mux(r13.v & (r13.j < p.n_neurons), (Const(1, P) << r13.k)[:P], 0))]
         m.d.comb += [self.f_wdata[q].eq(r13.f) for q in range(P)]
+        return [r10, r11, r12, r13], split_stages
 
-        self._probe = {"rem": rem, "issue": issue, "r9": r9, "r1": r1_issue, "j": j}
-        busy = (rem != 0) | load | fifo_busy
-        for r in stages:
-            busy = busy | r.v
-        m.d.comb += self.idle.eq(~busy)
-        return m
+    @staticmethod
+    def _split_shift(pipe: _Pipe, p, r9, r10):
+        """The shift S9 -> r10 with ``mem_delay`` (a large core at a high clock) in two stages: by the
+        multiple of 8 (a 6:1 multiplexer per bit), then by the rest (8:1), each from a copy of its
+        part of the static shift.  Returns the stage between them."""
+        m, stage, carry = pipe.m, pipe.stage, pipe.carry
+        assert SOMA_SHIFT_SPLIT == 1
+        sh_hi = Signal(len(p.recip_shift) - 3, name="recip_shift_hi_r")
+        sh_lo = Signal(3, name="recip_shift_lo_r")
+        m.d.sync += [sh_hi.eq(p.recip_shift[3:]), sh_lo.eq(p.recip_shift[:3])]
+        r9a = stage("r9a", {"pzs": signed(len(r9.pza)), "eta": signed(C.ETA_BITS)})
+        m.d.sync += carry(r9a, r9) + [r9a.pzs.eq(r9.pza >> Cat(Const(0, 3), sh_hi)), r9a.eta.eq(r9.eta)]
+        m.d.sync += carry(r10, r9a) + [r10.zs.eq(r9a.pzs >> sh_lo), r10.eta.eq(r9a.eta)]
+        return r9a
+
+
+def split(v):
+    """``v = hi * 2**MUL_SPLIT + lo`` (``lo`` unsigned) so that ``v * c = (hi*c << MUL_SPLIT) + lo*c``."""
+    return v[:MUL_SPLIT], v[MUL_SPLIT:].as_signed()
+
+
+def join(lo, hi):
+    """The product ``v * c`` from the partial products of :func:`split`."""
+    return (hi << MUL_SPLIT) + lo
+
+
+class _Pipe:
+    """Builders of the soma's pipeline registers in module ``m``: the stages (each with the neuron's
+    valid bit ``v``, ``j``, lane ``k`` and group ``g``), their relays, the multipliers and the waits
+    for pipelined memories (:attr:`waits`: the registers of every wait, in order)."""
+
+    def __init__(self, m: Module, geom: CoreGeometry, g_bits: int, mem_delay: int):
+        self.m, self.geom, self.g_bits, self.mem_delay = m, geom, g_bits, mem_delay
+        self.waits = []
+
+    def stage(self, name: str, fields: dict) -> Signal:
+        """A pipeline register of ``fields`` and the neuron's ``v``, ``j``, ``k``, ``g``."""
+        assert not {"v", "j", "k", "g"} & set(fields)
+        # reset-less (PIPELINE_RESET_LESS in rtl/layouts.py): the pipeline registers stay off the reset net
+        return Signal(data.StructLayout({"v": 1, "j": self.geom.neuron_bits, "k": range(self.geom.lanes),
+                                         "g": self.g_bits, **fields}),
+                      name=name, reset_less=PIPELINE_RESET_LESS)
+
+    @staticmethod
+    def carry(dst, src) -> list:
+        """The assignments that take the neuron (``v``, ``j``, ``k``, ``g``) from stage ``src`` to ``dst``."""
+        return [dst.v.eq(src.v), dst.j.eq(src.j), dst.k.eq(src.k), dst.g.eq(src.g)]
+
+    def relay(self, name: str, src):
+        """A copy of stage ``src`` one clock later.  Every DSP multiply sits between two relays: its
+        operands and its product each get a register of their own, which the placer can put next to
+        the DSP block, so the long routes to the DSP rows carry no logic (Fmax on the ECP5)."""
+        dst = Signal(src.shape(), name=name, reset_less=PIPELINE_RESET_LESS)
+        self.m.d.sync += dst.eq(src)
+        return dst
+
+    def relay_with(self, name: str, src, **extra):
+        """:meth:`relay` of ``src`` with fields ``extra`` (name: value) added: the products of a
+        :class:`PipelinedMultiplier` fed a stage early, registered once out of the DSP block."""
+        members = dict(src.shape().members)
+        members.update({k: v.shape() for k, v in extra.items()})
+        dst = Signal(data.StructLayout(members), name=name, reset_less=PIPELINE_RESET_LESS)
+        self.m.d.sync += [getattr(dst, k).eq(getattr(src, k)) for k in src.shape().members]
+        self.m.d.sync += [getattr(dst, k).eq(v) for k, v in extra.items()]
+        return dst
+
+    def multiply(self, name: str, a, b) -> Value:
+        """``a * b`` as a :class:`PipelinedMultiplier` (operands and product registered, in the DSP
+        block on the ECP5): the product of the operands of two clocks before.  Unsigned operands
+        are zero-extended to signed."""
+        a, b = to_signed(a), to_signed(b)
+        mul = self.m.submodules[name] = PipelinedMultiplier(len(a), len(b))
+        self.m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+        return mul.p
+
+    def wait(self, name: str, src):
+        """``src`` ``mem_delay`` clocks later: the stages that wait for a pipelined memory's data."""
+        out, chain = delayed(self.m, src, self.mem_delay, name, reset_less=PIPELINE_RESET_LESS)
+        self.waits.extend(src.shape()(c) for c in chain)
+        return src.shape()(out) if chain else src
