@@ -242,7 +242,7 @@ class HybridCore(wiring.Component):
 
     def _port_muxes_pipelined(self, m: Module, s, host, rps, wps, x_addr, x_en, engines) -> None:
         """:meth:`_port_muxes` with each memory's multiplexer selected by a copy of ``idle`` of its own
-        (``idle_<mem>__dup``, kept apart on the ECP5: one flop no longer selects every port of the core),
+        (``idle_<mem>__dup``, kept apart on the ECP5, so that no one flop selects every port of the core),
         set and cleared with ``idle`` itself."""
         hq = host.req
         idle_of = {mid: Signal(init=1, name=f"idle_{mid.name.lower()}{DUP}") for mid in sorted({*rps, *wps})}
