@@ -15,10 +15,10 @@ import torch
 
 from plasticore import contract as C
 from plasticore import golden, runs
+from plasticore.app import nir_bench as nb
 from plasticore.app.cli import main
 from plasticore.bundle import load_bundle, save_bundle
 from plasticore.coding import encode_for
-from plasticore.training import nir_bench as nb
 from plasticore.training.nirconv import (
     NirError,
     evaluate,
