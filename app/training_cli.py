@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,10 +24,10 @@ from plasticore.training.sweep import (
     JOURNAL_NAME,
     SweepConfig,
     SweepConfigError,
-    _quiet_optuna,
     load_config,
     make_storage,
     open_study,
+    quiet_optuna,
     run_worker,
     split_train_val,
     write_report,
@@ -54,9 +55,6 @@ def _holds_only(names: frozenset[str] | None, marker: str, suffixes: tuple[str, 
 def _write_out_dir(out: Path, force: bool, same_kind, kind: str, work):
     """Check ``out`` first, run ``work(tmp)`` into a fresh directory next to it, then rename it into place
     (under ``torchrun`` every rank writes straight to ``out``, rank 0 only)."""
-    import os
-    import shutil
-
     from plasticore.outputs import check_output_dir, replace_dir, temp_dir_for
 
     check_output_dir(out, "--out", force=force, same_kind=same_kind, kind=kind)
@@ -187,7 +185,7 @@ def cmd_sweep(a) -> int:
         storage = str(Path(storage).resolve())
     # open (and create) the study once here: bad storage URLs and config mismatches fail before any work
     split_train_val(cfg)  # a missing dataset fails here, before anything is written
-    _quiet_optuna()
+    quiet_optuna()
     open_study(cfg, make_storage(storage, run_dir, cfg), cfg.seed)
     if a.worker_index is not None or a.workers == 1:
         run_worker(cfg, a.trials, storage, run_dir, a.worker_index, a.threads)

@@ -10,6 +10,8 @@ reaches code above it; they are not imports.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +173,20 @@ def test_walker_sees_every_kind_of_upward_import() -> None:
     assert [v.target_layer for v in sideways] == ["training"]
     down = "from plasticore.host import link\nfrom . import golden\nfrom plasticore.rtl import core\n"
     assert violations({"plasticore.sim.x": ("sim/x.py", down, False)}, known) == []
+
+
+def test_host_opens_sim_urls_without_importing_sim() -> None:
+    """``sim://`` reaches pyserial through the ``plasticore.serial_url_handlers`` entry point: the host
+    registers the handler package by name, and pyserial loads it only when such a port is made."""
+    code = (
+        "import sys, serial\n"
+        "from plasticore.host import transport\n"
+        "assert transport.register_url_handler('sim://?cpb=8')\n"
+        "assert not transport.register_url_handler('/dev/ttyUSB0')\n"
+        "assert not any(m.startswith('plasticore.sim') for m in sys.modules), 'host imported sim'\n"
+        "assert 'plasticore.sim' in serial.protocol_handler_packages\n"
+        "port = serial.serial_for_url('sim://', do_not_open=True)\n"
+        "assert type(port).__name__ == 'SimSerial', type(port)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]

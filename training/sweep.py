@@ -286,7 +286,7 @@ def best_command(cfg: SweepConfig, params: dict[str, Any], out: Path) -> str:
 # ------------------------------------------------------------------------------------------
 # storage and study
 # ------------------------------------------------------------------------------------------
-def _quiet_optuna() -> None:
+def quiet_optuna() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -441,7 +441,7 @@ def run_worker(cfg: SweepConfig, n_trials: int, storage: str | None, run_dir: Pa
                threads: int | None = None) -> None:
     """Optimise until the study holds ``n_trials`` finished trials (this process's share); with a database,
     then wait for the other workers' running trials and run what a dead worker left re-queued."""
-    _quiet_optuna()
+    quiet_optuna()
     # one in-process worker on its own journal is reproducible; concurrent workers get distinct seeds
     if worker_index is not None:
         seed = cfg.seed + worker_index
@@ -527,7 +527,7 @@ def write_report(study, cfg: SweepConfig, run_dir: Path) -> dict:
     import optuna
     from optuna.visualization import matplotlib as ovm
 
-    _quiet_optuna()
+    quiet_optuna()
     run_dir.mkdir(parents=True, exist_ok=True)
     head, rows = trials_table(study, cfg)
     tmp = run_dir / "trials.csv.tmp"
