@@ -74,14 +74,15 @@ def cmd_train(a) -> int:
     from plasticore import contract as C
     from plasticore.app.cli import CliError
 
-    hidden = a.hidden or api.TRAIN_DEFAULTS["hidden"]
-    if a.timesteps > C.MAX_TIMESTEPS:
-        raise CliError(f"--timesteps {a.timesteps}: at most MAX_TIMESTEPS={C.MAX_TIMESTEPS}")
+    kw = api.train_kwargs(a)  # the options --authors and the defaults fill in
+    hidden = kw["hidden"] if isinstance(kw["hidden"], list) else [kw["hidden"]]
+    if kw["timesteps"] > C.MAX_TIMESTEPS:
+        raise CliError(f"--timesteps {kw['timesteps']}: at most MAX_TIMESTEPS={C.MAX_TIMESTEPS}")
     if len(hidden) + 1 > C.MAX_LAYERS:
         raise CliError(f"--hidden {','.join(map(str, hidden))}: at most {C.MAX_LAYERS - 1} hidden layers")
 
     def work(out: Path) -> dict:
-        return api.train(**{**api.train_kwargs(a), "out": out})
+        return api.train(**{**kw, "out": out})
 
     m = _write_out_dir(a.out, a.force, _holds_only(TRAIN_OUTPUTS, "metrics.json"), "training output (metrics.json)",
                        work)

@@ -139,6 +139,13 @@ def test_layers_point_down() -> None:
     assert not found, f"{len(found)} imports point up or sideways:\n" + "\n".join(map(str, found))
 
 
+def test_every_package_has_a_layer() -> None:
+    """A new subpackage must be placed in the order, not fall into the contract by default."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        packages: list[str] = tomllib.load(f)["tool"]["setuptools"]["packages"]
+    assert {p.split(".")[1] for p in packages if p != "plasticore"} == set(LAYERS)
+
+
 def test_allow_list_is_used() -> None:
     """Every allow-listed import still exists (a stale exception hides nothing and should go)."""
     modules = package_modules()
