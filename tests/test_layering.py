@@ -162,23 +162,23 @@ def test_walker_sees_every_kind_of_upward_import() -> None:
     source = (
         "import numpy\n"
         "from plasticore import protocol\n"
-        "from plasticore.sim import golden\n"
+        "from plasticore.sim import chipsim\n"
         "def f():\n"
         "    from ..app import cli\n"
         "    import plasticore.firmware.report\n"
         "    return importlib.import_module('plasticore.training.model')\n"
     )
-    known = {"plasticore.protocol", "plasticore.sim.golden", "plasticore.app.cli", "plasticore.rtl.core"}
+    known = {"plasticore.protocol", "plasticore.sim.chipsim", "plasticore.app.cli", "plasticore.rtl.core"}
     found = violations({"plasticore.host.device": ("host/device.py", source, False)}, known)
     assert [str(v) for v in found] == [
-        "host/device.py:3: plasticore.host.device (host) imports plasticore.sim.golden (sim)",
+        "host/device.py:3: plasticore.host.device (host) imports plasticore.sim.chipsim (sim)",
         "host/device.py:5: plasticore.host.device (host) imports plasticore.app.cli (app)",
         "host/device.py:6: plasticore.host.device (host) imports plasticore.firmware.report (firmware)",
         "host/device.py:7: plasticore.host.device (host) imports plasticore.training.model (training)",
     ]
     sideways = violations({"plasticore.sim.x": ("sim/x.py", "from plasticore.training import model\n", False)}, known)
     assert [v.target_layer for v in sideways] == ["training"]
-    down = "from plasticore.host import link\nfrom . import golden\nfrom plasticore.rtl import core\n"
+    down = "from plasticore.host import link\nfrom . import simboard\nfrom plasticore.rtl import core\n"
     assert violations({"plasticore.sim.x": ("sim/x.py", down, False)}, known) == []
 
 
