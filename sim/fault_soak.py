@@ -78,7 +78,7 @@ def soak(rates=(0.01,), runs: int = 1, samples: int = 100, seed: int = 0, port: 
          network: dict | None = None, **link_kw) -> list[dict]:
     """``runs`` soak runs per fault rate (seeds ``seed``, ``seed + 1``...) on one simulated board (started
     here unless ``port`` is given); ``network``: keyword arguments of :func:`soak_network`."""
-    from plasticore import golden, runs
+    from plasticore import golden
     from plasticore.sim.chipboard import chip_board_top
     from plasticore.sim.simboard import SimBoard
 
