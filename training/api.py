@@ -178,7 +178,7 @@ def bench(**kw) -> dict:
 
 
 # ------------------------------------------------------------------------------------------
-# CLI
+# the options of `plasticore train` (its command: plasticore.app.training_cli)
 # ------------------------------------------------------------------------------------------
 def _rule_from_args(a) -> dict:
     rule = {}
