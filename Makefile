@@ -90,8 +90,8 @@ regress: setup ## Full randomized RTL regression + the hypothesis tests on a fre
 	if [ $$rc -eq 5 ]; then echo "make regress: no tests are marked 'regress' or use hypothesis" >&2; fi; \
 	exit $$rc
 
-bench: setup ## Run the benchmarks (python -m plasticore.bench)
-	$(PY) -m plasticore.bench --force   # replaces only its own previous bench/results/bench.json
+bench: setup ## Run the benchmarks (python -m plasticore.app.bench)
+	$(PY) -m plasticore.app.bench --force   # replaces only its own previous bench/results/bench.json
 
 lint: setup ## ruff check
 	$(VENV)/bin/ruff check .

@@ -27,7 +27,7 @@ __all__ = ["DeployResult", "deploy", "open_device"]
 class DeployResult:
     build: BuildResult
     flash_cmd: list[str] | None
-    run: object | None  #: the host's run result (plasticore.sim.golden.RunResult) when inputs were given
+    run: object | None  #: the host's run result (plasticore.runs.RunResult) when inputs were given
 
 
 def open_device(port: str, *, baudrate: int, expected_design_id: int):

@@ -25,6 +25,7 @@ from plasticore.chip_map import (  # noqa: F401 - re-exported for the host
     CORE_SHIFT,
     IDX_BITS,
     MEM_SHIFT,
+    ChipGeometry,
     chip_addr,
     core_addr,
     elems_per_word,
@@ -34,20 +35,6 @@ from plasticore.errors import PlasticoreError
 
 class CompileError(PlasticoreError):
     """The bundle does not fit the chip (names the layer and the limit)."""
-
-
-@dataclass(frozen=True)
-class ChipGeometry:
-    """What a chip build offers (read from the identify reply or given for the simulated board)."""
-
-    mesh_x: int
-    mesh_y: int
-    core: CM.CoreGeometry
-    out_fifo: int = 2048
-
-    @property
-    def cores(self) -> int:
-        return self.mesh_x * self.mesh_y
 
 
 @dataclass

@@ -5,7 +5,7 @@ Verilated chip without a link, and writes the run format of ``docs/run-format.md
 
     dev = Device(bus, geometry)
     dev.deploy(bundle)
-    result = dev.run(x, labels)          # a plasticore.sim.golden.RunResult
+    result = dev.run(x, labels)          # a plasticore.runs.RunResult
 
 Per sample: CLEAR (u, s := 0), H := H0 for ``h_persist = sample`` layers (rewritten), then for every
 step the layer-0 inputs are written to the layer-0 cores, ``RUN 1`` executes all layers (it answers the
@@ -29,11 +29,11 @@ from plasticore import chip_map as M
 from plasticore import contract as C
 from plasticore import core_map as CM
 from plasticore.bundle import Bundle
+from plasticore.chip_map import ChipGeometry
 from plasticore.errors import PlasticoreError
 
 from .bus import BusPort, TargetStopped
 from .compiler import (
-    ChipGeometry,
     ChipImage,
     chip_addr,
     compile_bundle,
@@ -158,11 +158,11 @@ class Device:
     # ------------------------------------------------------------------ run
     def run(self, x: np.ndarray, labels: np.ndarray | None = None, record_membranes: bool = False,
             progress=None):
-        """Run layer-0 inputs ``x`` (S, T, A0) sample after sample; returns a golden.RunResult."""
-        from plasticore.sim.golden import RunResult, _check_inputs, predict
+        """Run layer-0 inputs ``x`` (S, T, A0) sample after sample; returns a :class:`plasticore.runs.RunResult`."""
+        from plasticore.runs import RunResult, check_inputs, predict
 
         b, img = self._need()
-        x = _check_inputs(b, x)
+        x = check_inputs(b, x)
         S, T = x.shape[:2]
         spikes = [np.zeros((S, T, L.n_out), np.int16) for L in b.layers]
         u_final = [np.zeros((S, L.n_out), np.int32) for L in b.layers]

@@ -12,10 +12,10 @@ import os
 
 from plasticore import chip_map as M
 from plasticore import core_map as CM
+from plasticore.chip_map import ChipGeometry
 from plasticore.errors import PlasticoreError
 
 from .bus import BusError, BusPort, TargetStopped
-from .compiler import ChipGeometry
 
 #: link timeout (seconds without progress before a resend) on a pseudo-terminal
 SIM_TIMEOUT_S = 10.0
@@ -81,8 +81,6 @@ def open_board(url: str, expected_design_id: int | None = None, baudrate: int | 
     from .link import Link
     from .transport import NoPortError, SerialTransport
 
-    if url.startswith("sim://"):
-        import plasticore.sim.simboard  # noqa: F401 - registers the sim:// handler
     if url.startswith("sim://") or os.path.realpath(url).startswith("/dev/pts/"):
         # a pseudo-terminal (the simulated board): its byte rate is the simulator's, not a baud
         # rate, and slows down on a loaded machine; do not give up after the line-rate timeout

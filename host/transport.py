@@ -4,7 +4,9 @@
   ``read`` what has arrived (waiting up to a timeout), ``close``.
 * :class:`SerialTransport` -- any pyserial URL through :func:`serial.serial_for_url`: a device
   path (``/dev/ttyUSB0``, a simulated board's pty), ``sim://`` (spawns a simulated board, see
-  :mod:`plasticore.sim.simboard`), ``loop://``, ``socket://host:port`` ...
+  :mod:`plasticore.sim.simboard`), ``loop://``, ``socket://host:port`` ...  Schemes beyond pyserial's own
+  come from installed packages through the ``plasticore.serial_url_handlers`` entry point group
+  (:func:`register_url_handler`).
 * :class:`FaultInjectingTransport` -- wraps another transport and flips, drops or duplicates
   bytes at a given rate (seeded), in either direction, to test recovery.
 """
@@ -23,7 +25,11 @@ from collections import Counter
 from pathlib import Path
 
 __all__ = ["FaultInjectingTransport", "NoPortError", "PortBusyError", "PortLock", "SerialTransport", "Transport",
-           "TransportError"]
+           "TransportError", "register_url_handler"]
+
+#: Entry point group of pyserial protocol-handler packages, named by URL scheme: ``sim = "plasticore.sim"``
+#: makes pyserial import ``plasticore.sim.protocol_sim`` for a ``sim://`` URL.
+URL_HANDLER_ENTRY_POINT_GROUP = "plasticore.serial_url_handlers"
 
 #: Default line rate for serial ports (baud).  USB-serial bridges on FPGA boards (FT2232H, FT231X)
 #: do 3 Mbaud; a pty ignores it.
@@ -137,10 +143,29 @@ class Transport(abc.ABC):
         self.close()
 
 
+def register_url_handler(url: str) -> bool:
+    """Add the pyserial handler package an installed entry point names for ``url``'s scheme to
+    ``serial.protocol_handler_packages``; True if there is one (pyserial imports it on open)."""
+    import serial
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if not scheme:
+        return False
+    from importlib.metadata import entry_points
+
+    found = False
+    for ep in entry_points(group=URL_HANDLER_ENTRY_POINT_GROUP, name=scheme):
+        found = True
+        if ep.module not in serial.protocol_handler_packages:
+            serial.protocol_handler_packages.append(ep.module)
+    return found
+
+
 class SerialTransport(Transport):
     """A pyserial port opened with :func:`serial.serial_for_url`.
 
-    Importing :mod:`plasticore.sim.simboard` (done here) registers the ``sim://`` scheme.
+    The handler of a URL's scheme is registered first (:func:`register_url_handler`), so ``sim://``
+    spawns a simulated board when ``plasticore.sim`` is installed.
 
     A local device (``/dev/ttyUSB0``, a pty) is opened exclusively: a :class:`PortLock` keyed by its
     resolved path plus pyserial's ``exclusive=True``; a second opener gets :class:`PortBusyError`
@@ -150,10 +175,7 @@ class SerialTransport(Transport):
     def __init__(self, url: str, baudrate: int = DEFAULT_BAUDRATE, exclusive: bool = True, **kwargs):
         import serial
 
-        try:  # registers sim:// (optional: the sim package needs the RTL toolchain only to build)
-            import plasticore.sim.simboard  # noqa: F401
-        except ImportError:  # pragma: no cover
-            pass
+        register_url_handler(url)
         self.name = url
         self.baudrate = baudrate
         self._lock: PortLock | None = None

@@ -31,11 +31,26 @@ import enum
 from dataclasses import dataclass
 
 from . import contract as C
+from .core_map import CoreGeometry
 
 MAX_MESH = 8  #: mesh_x, mesh_y <= 8
 COORD_BITS = 3
 INDEX_BITS = 16  #: axon (next layer) or neuron (host) index carried by a packet
 MAX_DESTS = 8  #: routing-table entries per core (a layer may span up to 8 cores)
+
+
+@dataclass(frozen=True)
+class ChipGeometry:
+    """What a chip build offers (read from the identify reply or given for the simulated board)."""
+
+    mesh_x: int
+    mesh_y: int
+    core: CoreGeometry
+    out_fifo: int = 2048
+
+    @property
+    def cores(self) -> int:
+        return self.mesh_x * self.mesh_y
 
 
 def packet_fields() -> dict[str, int]:

@@ -64,30 +64,3 @@ def layer0_range(bundle: Bundle) -> tuple[int, int]:
     if bundle.layers[0].input_kind == C.InputKind.SPIKE:
         return 0, 1
     return C.X_MIN, C.X_GRADED_MAX
-
-
-def check_inputs(bundle: Bundle, x: np.ndarray) -> np.ndarray:
-    """Validate per-step layer-0 inputs (S, T, A) for ``bundle``; return them as int64."""
-    x = np.asarray(x)
-    T, A = bundle.timesteps, bundle.n_in
-    if x.ndim != 3 or x.shape[1:] != (T, A):
-        raise InputError(f"inputs have shape {x.shape}, expected (samples, {T}, {A})")
-    if not np.issubdtype(x.dtype, np.integer):
-        raise InputError(f"inputs have dtype {x.dtype}, expected integers")
-    lo, hi = layer0_range(bundle)
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise InputError(f"inputs have values in [{x.min()}, {x.max()}], layer 0 accepts {lo}..{hi}")
-    return x.astype(np.int64)
-
-
-def check_labels(labels: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:
-    """Validate class labels: shape (n_samples,), integers in 0..n_classes-1; return them as int64."""
-    y = np.asarray(labels)
-    if y.ndim != 1 or y.shape[0] != n_samples:
-        raise InputError(f"labels have shape {y.shape}, expected ({n_samples},) for {n_samples} samples")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise InputError(f"labels have dtype {y.dtype}, expected integers in 0..{n_classes - 1}")
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise InputError(f"labels have values in [{y.min()}, {y.max()}], expected 0..{n_classes - 1} "
-                         f"(the network has {n_classes} outputs)")
-    return y.astype(np.int64)

@@ -1,7 +1,7 @@
 """The integer contract of the plasticore hybrid core.
 
 Every width, scale, rounding and saturation rule of the hardware is defined here, once.  The golden
-model (``plasticore.sim.golden``), the torch deploy mode (``plasticore.training``), the RTL
+model (``plasticore.golden``), the torch deploy mode (``plasticore.training``), the RTL
 (``plasticore.rtl``) and the host (``plasticore.host``) import these names; ``docs/spec.md`` is the
 prose form of the same rules.
 

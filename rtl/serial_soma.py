@@ -36,7 +36,7 @@ class SerialSoma(wiring.Component):
     shift does everything: the multiplies (shift-and-add, ``R := (R + K[0]·X·2**17) >> 1``, the last
     of 17 bits subtracting), the rounding shifts (``rshift_round(R, s)`` = ``s - 1`` shifts, then
     ``R := (R + 1) >> 1``), the adds and the saturations.  The sequence (``docs/core.md``, compact
-    core) computes exactly ``plasticore.sim.golden.soma_*`` and ``post_fn``::
+    core) computes exactly ``plasticore.golden.soma_*`` and ``post_fn``::
 
         R = alpha*accH; R = rshift_round(R, alpha_shift); T = sat_U(R)
         R = accW*2**acc_shift; R += b; R += T; T = I = sat_U(R)

@@ -1,1 +1,1 @@
-"""Golden model, Verilator testbenches and the simulated board (``plasticore.sim``)."""
+"""Verilator testbenches, the Verilated chip and the simulated board (``plasticore.sim``)."""

@@ -23,16 +23,16 @@ def _net():
 
 
 def bench(samples: int = 16, repeats: int = 3) -> dict:
+    from plasticore import golden, runs
     from plasticore.host import connect
     from plasticore.host.device import Device
-    from plasticore.sim import golden
     from plasticore.sim.chipboard import DEFAULT_CHIP, chip_board_top
     from plasticore.sim.chipsim import ChipSimBus
     from plasticore.sim.simboard import SimBoard
 
     b, x = _net()
     x = x[:samples]
-    ref = golden.result_to_npz_dict(golden.run(b, x), "golden")
+    ref = runs.result_to_npz_dict(golden.run(b, x), "golden")
     out: dict = {"network": "64-128-10 LIF, plastic hidden layer, T=8", "samples": samples}
     # Verilated chip, bus driven natively (no link)
     with ChipSimBus(DEFAULT_CHIP) as bus:
@@ -49,7 +49,7 @@ def bench(samples: int = 16, repeats: int = 3) -> dict:
         out["chipsim_inferences_per_s"] = samples / statistics.median(ts)
         out["chipsim_clock_hz"] = statistics.median(cyc) / statistics.median(ts)
         out["chip_cycles_per_inference"] = statistics.median(cyc) / samples
-        out["chipsim_bit_exact"] = golden.compare_results(golden.result_to_npz_dict(r, "rtl"), ref) is None
+        out["chipsim_bit_exact"] = runs.compare_results(runs.result_to_npz_dict(r, "rtl"), ref) is None
     # simulated board over the pty serial link
     with SimBoard.start(chip_board_top, clocks_per_bit=4) as board:
         with connect(board.port) as dev:
@@ -62,7 +62,7 @@ def bench(samples: int = 16, repeats: int = 3) -> dict:
                 dev.deploy(b)
         stats = board.stop()
     out["simboard_inferences_per_s"] = samples / statistics.median(ts)
-    out["simboard_bit_exact"] = golden.compare_results(golden.result_to_npz_dict(r, "board"), ref) is None
+    out["simboard_bit_exact"] = runs.compare_results(runs.result_to_npz_dict(r, "board"), ref) is None
     if stats.get("cycles") and stats.get("seconds"):
         out["simboard_clock_hz"] = stats["cycles"] / stats["seconds"]
     out["link_vs_direct_inference_ratio"] = out["simboard_inferences_per_s"] / out["chipsim_inferences_per_s"]

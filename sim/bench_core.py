@@ -1,7 +1,7 @@
 """Benchmark of the hybrid core on Verilator: cycles per step (measured vs formula), synaptic
 operations per clock, plastic updates per clock and simulation speed.
 
-``bench()`` is what ``plasticore.bench`` calls.  It builds one core (default 256 x 256, P = 16),
+``bench()`` is what ``plasticore.app.bench`` calls.  It builds one core (default 256 x 256, P = 16),
 runs the ``bench_steps`` cocotb test of :mod:`plasticore.sim.core_tb` (every step is also checked
 bit-exact against the golden model) and returns a dict::
 

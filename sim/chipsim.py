@@ -18,9 +18,9 @@ from pathlib import Path
 
 from plasticore import core_map as CM
 from plasticore.bus_ops import HARNESS_MAX_N, HarnessOp, cpp_header
+from plasticore.chip_map import ChipGeometry
 from plasticore.errors import PlasticoreError
 from plasticore.host.bus import BusError, BusPort
-from plasticore.host.compiler import ChipGeometry
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -7,7 +7,7 @@ rule options and inputs are loaded at run time over the access port.
 
 Structure (:class:`CoreTB`): a *driver* of the ``bus`` stream (one request per clock, FallingEdge
 based), a *monitor* of ``bus_rsp`` (and optionally ``spike_out``), the *model*
-(:func:`plasticore.sim.golden.layer_step`) and a *checker* that compares U, S and H after every
+(:func:`plasticore.golden.layer_step`) and a *checker* that compares U, S and H after every
 step and raises with the first differing case/sample/step/neuron/synapse and both values.
 
 Configuration (environment, set by the pytest driver):
@@ -30,6 +30,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 from plasticore import contract as C
+from plasticore import golden
 from plasticore.core_map import (
     MEMS,
     REGS,
@@ -46,7 +47,6 @@ from plasticore.core_map import (
 from plasticore.rtl.compact_core import compact_step_cycle_parts
 from plasticore.rtl.core import step_cycle_parts
 from plasticore.rtl.layouts import bus_req_layout
-from plasticore.sim import golden
 from plasticore.sim.random_bundle import EDGES, random_inputs, random_layer
 
 INPUT_MODES = ("random", "silent", "all")

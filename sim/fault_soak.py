@@ -44,10 +44,10 @@ def soak_network(seed: int = 0, samples: int = 100, sizes=(24, 20, 12), timestep
 def soak_run(port: str, bundle, x, rate: float, seed: int, golden_result=None, **link_kw) -> dict:
     """Deploy ``bundle`` and run ``x`` on the board at ``port`` through a line with byte fault rate
     ``rate`` in both directions (seeded); returns what happened (``bit_exact``, the link's retries...)."""
+    from plasticore import golden, runs
     from plasticore.host.link import Link
     from plasticore.host.linkbus import open_link
     from plasticore.host.transport import FaultInjectingTransport, SerialTransport
-    from plasticore.sim import golden
 
     faulty = FaultInjectingTransport(SerialTransport(port), rate=rate, seed=seed)
     link = Link(faulty, **{**SOAK_LINK, **link_kw})
@@ -59,7 +59,7 @@ def soak_run(port: str, bundle, x, rate: float, seed: int, golden_result=None, *
             res = dev.run(x)
         out["completed"] = True
         ref = golden_result if golden_result is not None else golden.run(bundle, x)
-        msg = golden.compare_results(golden.result_to_npz_dict(res, "board"), golden.result_to_npz_dict(ref, "golden"))
+        msg = runs.compare_results(runs.result_to_npz_dict(res, "board"), runs.result_to_npz_dict(ref, "golden"))
         out["bit_exact"] = msg is None
         if msg:
             out["mismatch"] = msg
@@ -78,7 +78,7 @@ def soak(rates=(0.01,), runs: int = 1, samples: int = 100, seed: int = 0, port: 
          network: dict | None = None, **link_kw) -> list[dict]:
     """``runs`` soak runs per fault rate (seeds ``seed``, ``seed + 1``...) on one simulated board (started
     here unless ``port`` is given); ``network``: keyword arguments of :func:`soak_network`."""
-    from plasticore.sim import golden
+    from plasticore import golden
     from plasticore.sim.chipboard import chip_board_top
     from plasticore.sim.simboard import SimBoard
 

@@ -1,7 +1,7 @@
 """Bad input, table by table: every case gets exit status 2, exactly one line on stderr naming the field,
 file or argument, and leaves the file system as it was (nothing written, nothing deleted).
 
-Most cases call ``plasticore.cli.main`` in-process (the same code path as the console script, minus
+Most cases call ``plasticore.app.cli.main`` in-process (the same code path as the console script, minus
 the interpreter start); the exit status path itself is checked once through a subprocess.  The cases
 that need a board share one small simulated chip (the build of ``tests/test_board_e2e.py``).
 """
@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from plasticore import contract as C
+from plasticore import golden, runs
+from plasticore.app.cli import main
 from plasticore.bundle import load_bundle, save_bundle
-from plasticore.cli import main
-from plasticore.sim import golden
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -399,8 +399,8 @@ def test_graded_input_range_is_the_documented_one(work, capsys):
     rc, out, err = run_cli(["golden", "run", "--bundle", work / "bundle", "--inputs", work / "ends.npz",
                             "--out", work / "ends_run.npz"], capsys)
     assert rc == 0, err
-    assert golden.compare_results(dict(np.load(work / "ends_run.npz")),
-                                  golden.result_to_npz_dict(golden.run(b, ends), "golden")) is None
+    assert runs.compare_results(dict(np.load(work / "ends_run.npz")),
+                                  runs.result_to_npz_dict(golden.run(b, ends), "golden")) is None
     for v in (C.X_MIN - 1, C.X_GRADED_MAX + 1):
         np.savez(work / "past.npz", x=np.full((1, 3, 8), v))
         rc, out, err = run_cli(["golden", "run", "--bundle", work / "bundle", "--inputs", work / "past.npz",
@@ -555,7 +555,7 @@ def test_demo_output_checked_first(tmp_path, capsys, no_work):
 
 
 def test_demo_writes_next_to_out_and_renames(tmp_path, capsys, monkeypatch):
-    from plasticore import demo
+    from plasticore.app import demo
 
     seen = []
 
@@ -747,7 +747,7 @@ def test_checkpoint_load_runs_no_code(tmp_path):
 # the exit path itself, and --debug
 # ------------------------------------------------------------------------------------------
 def test_console_exit_status_and_debug(tmp_path):
-    exe = [sys.executable, "-m", "plasticore.cli"]
+    exe = [sys.executable, "-m", "plasticore.app.cli"]
     r = subprocess.run([*exe, "bundle", "check", tmp_path / "nope"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nope" in r.stderr, r
     r = subprocess.run([*exe, "golden", "run", "--count", "0"], capture_output=True, text=True, timeout=120)
@@ -834,9 +834,9 @@ def test_bare_sim_url_runs_a_bundle(work, capsys):
 
 
 def test_bench_out_and_only_checked_before_running(tmp_path, capsys):
-    """``python -m plasticore.bench``: an unknown benchmark or an --out that is not a previous results
+    """``python -m plasticore.app.bench``: an unknown benchmark or an --out that is not a previous results
     file is refused (exit 2, one line) before any benchmark runs; the file is left as it was."""
-    from plasticore import bench
+    from plasticore.app import bench
 
     notes = tmp_path / "notes.json"
     notes.write_text('{"mine": 1}\n')

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from plasticore import contract as C
+from plasticore import golden, runs
 from plasticore.core_map import CoreGeometry
 from plasticore.host import connect
 from plasticore.host.linkbus import BoardError
-from plasticore.sim import golden
 from plasticore.sim.chipboard import board_design_id, chip_board_top
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 from plasticore.sim.simboard import SimBoard
@@ -37,7 +37,7 @@ def test_two_layer_plastic_network_over_serial(board):
         r = dev.run(x)
     assert len({sl.core for sl in dev.image.placement.slices}) == 3  # 2 cores for layer 0, 1 for layer 1
     g = golden.run(b, x)
-    msg = golden.compare_results(golden.result_to_npz_dict(r, "board"), golden.result_to_npz_dict(g, "golden"))
+    msg = runs.compare_results(runs.result_to_npz_dict(r, "board"), runs.result_to_npz_dict(g, "golden"))
     assert msg is None, msg
     assert not np.array_equal(g.h_final[0], b.layers[0].H0)
 
@@ -71,7 +71,7 @@ def test_bad_inputs_and_misfit_bundles_leave_the_board_consistent(board):
         # nothing was half-written: the deployed network still runs bit-exactly
         r = dev.run(x)
     g = golden.run(b, x)
-    assert golden.compare_results(golden.result_to_npz_dict(r, "b"), golden.result_to_npz_dict(g, "g")) is None
+    assert runs.compare_results(runs.result_to_npz_dict(r, "b"), runs.result_to_npz_dict(g, "g")) is None
 
 
 def test_icebreaker_chip_over_serial():
@@ -95,7 +95,7 @@ def test_icebreaker_chip_over_serial():
                 dev.deploy(bundle)
                 r = dev.run(x)
             g = golden.run(bundle, x)
-            msg = golden.compare_results(golden.result_to_npz_dict(r, "board"),
-                                         golden.result_to_npz_dict(g, "golden"))
+            msg = runs.compare_results(runs.result_to_npz_dict(r, "board"),
+                                         runs.result_to_npz_dict(g, "golden"))
             assert msg is None, f"seed {seed}: {msg}"
             assert not np.array_equal(g.h_final[0], L.H0)

@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
+from plasticore.app.cli import main
 from plasticore.bundle import save_bundle
-from plasticore.cli import main
 from plasticore.host.link import Link
 from plasticore.host.linkbus import BoardError, LinkBus, open_link
 from plasticore.host.transport import SerialTransport, Transport
@@ -91,7 +91,7 @@ def test_board_process_killed_under_a_running_command(files):
     out = files / "out.npz"
     with _start() as board:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen([sys.executable, "-m", "plasticore.cli", *_run_args(files, board.port, out)],
+        proc = subprocess.Popen([sys.executable, "-m", "plasticore.app.cli", *_run_args(files, board.port, out)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
             line = proc.stdout.readline()  # "board on PORT: ..." printed before the deploy

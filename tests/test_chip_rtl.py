@@ -12,11 +12,12 @@ import pytest
 
 from plasticore import chip_map as M
 from plasticore import contract as C
-from plasticore.cli import main
+from plasticore import golden, runs
+from plasticore.app.cli import main
+from plasticore.chip_map import ChipGeometry
 from plasticore.host.bus import BusError
-from plasticore.host.compiler import ChipGeometry, CompileError, compile_bundle
+from plasticore.host.compiler import CompileError, compile_bundle
 from plasticore.host.device import Device
-from plasticore.sim import golden
 from plasticore.sim.chipsim import ChipConfig, ChipSimBus
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 
@@ -44,7 +45,7 @@ def _check(dev, b, x):
     g = golden.run(b, x, record_membranes=True)
     for li in range(len(b.layers)):
         assert np.array_equal(r.u_trace[li], g.u_trace[li]), f"layer {li} membranes"
-    msg = golden.compare_results(golden.result_to_npz_dict(r, "rtl"), golden.result_to_npz_dict(g, "golden"))
+    msg = runs.compare_results(runs.result_to_npz_dict(r, "rtl"), runs.result_to_npz_dict(g, "golden"))
     assert msg is None, msg
 
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 
+from plasticore import golden, runs
+from plasticore.app.cli import main
 from plasticore.bundle import load_bundle
-from plasticore.cli import main
 from plasticore.coding import encode_for
-from plasticore.sim import golden
 
 
 def test_golden_run_with_features(tmp_path, capsys):
@@ -19,13 +19,13 @@ def test_golden_run_with_features(tmp_path, capsys):
     assert main(["golden", "run", "--bundle", str(tmp_path / "b"), "--inputs", str(tmp_path / "in.npz"),
                  "--out", str(tmp_path / "y.npz"), "--record-membranes"]) == 0
     y = dict(np.load(tmp_path / "y.npz"))
-    assert str(y["format"]) == golden.RUN_FORMAT and int(y["n_layers"]) == 2
+    assert str(y["format"]) == runs.RUN_FORMAT and int(y["n_layers"]) == 2
     assert y["layer0_spikes"].shape == (6, 5, 9) and y["layer1_spikes"].shape == (6, 5, 4)
     assert y["layer0_u_final"].shape == (6, 9) and y["layer0_h_final"].shape == (12, 9)
     assert y["layer1_u_trace"].shape == (6, 5, 4)
     assert np.array_equal(y["labels"], labels)
-    ref = golden.result_to_npz_dict(golden.run(b, encode_for(b, feats), labels=labels), "golden")
-    assert golden.compare_results(y, ref) is None
+    ref = runs.result_to_npz_dict(golden.run(b, encode_for(b, feats), labels=labels), "golden")
+    assert runs.compare_results(y, ref) is None
     assert "accuracy" in capsys.readouterr().out
 
 
@@ -44,10 +44,10 @@ def test_compare_names_first_difference(tmp_path):
     main(["bundle", "random", "--out", str(tmp_path / "b"), "--seed", "5", "--sizes", "5,4", "--timesteps", "3"])
     b = load_bundle(tmp_path / "b")
     x = np.ones((2, 3, 5), np.int64)
-    a = golden.result_to_npz_dict(golden.run(b, x), "golden")
+    a = runs.result_to_npz_dict(golden.run(b, x), "golden")
     c = {k: np.array(v) for k, v in a.items()}
     c["layer0_spikes"][1, 2, 3] += 1
-    msg = golden.compare_results(a, c)
+    msg = runs.compare_results(a, c)
     assert msg.startswith("layer 0 spikes: first difference at sample 1, step 2, neuron 3")
 
 

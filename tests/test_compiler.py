@@ -5,11 +5,11 @@ import pytest
 
 from plasticore import chip_map as M
 from plasticore import core_map as CM
+from plasticore.chip_map import ChipGeometry
 from plasticore.host.compiler import (
     CORE_SHIFT,
     IDX_BITS,
     MEM_SHIFT,
-    ChipGeometry,
     CompileError,
     compile_bundle,
     decode_lane_words,

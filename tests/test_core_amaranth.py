@@ -3,7 +3,7 @@
 Fast checks that need no Verilator build: the contract primitives (``rshift_round``, ``sat``) as
 hardware, the soma (LIF soft/hard, ANN ReLU/identity) and the LPU through a 6-axon x 5-neuron core of
 each implementation (HybridCore with P = 4, with plain and with pipelined memories; CompactCore),
-bit-exact against ``plasticore.sim.golden`` after every step, cycle count included.
+bit-exact against ``plasticore.golden`` after every step, cycle count included.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from amaranth.lib import memory
 from amaranth.sim import Simulator
 
 from plasticore import contract as C
+from plasticore import golden
 from plasticore.core_map import (
     Cmd,
     CoreGeometry,
@@ -32,7 +33,6 @@ from plasticore.rtl.chip import CORE_KINDS
 from plasticore.rtl.core import HybridCore
 from plasticore.rtl.layouts import NO_RW_CHECK, RW_POISON_ENV, bus_req_layout, no_rw_check_read
 from plasticore.rtl.pipelined_ram import PipelinedRam
-from plasticore.sim import golden
 from plasticore.sim.core_tb import cycle_parts
 from plasticore.sim.random_bundle import random_layer
 

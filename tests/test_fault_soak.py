@@ -7,11 +7,11 @@ soak at 1 % byte faults both ways is ``slow`` (about 10 min here); a few samples
 import pytest
 
 from plasticore import chip_map as M
+from plasticore import golden, runs
 from plasticore import protocol as P
 from plasticore.host.link import Link
 from plasticore.host.linkbus import open_link
 from plasticore.host.transport import SerialTransport, Transport
-from plasticore.sim import golden
 from plasticore.sim.chipboard import chip_board_top
 from plasticore.sim.fault_soak import SOAK_BOARD, SOAK_CPB, soak, soak_network, summarise
 from plasticore.sim.simboard import SimBoard
@@ -70,8 +70,8 @@ def test_lost_window_reply_is_read_again(board):
         r = dev.run(x)
         stats = dev.bus.link.stats
     assert tr.dropped == 1 and stats["timeouts"] >= 1, (tr.dropped, dict(stats))
-    ref = golden.result_to_npz_dict(golden.run(b, x), "golden")
-    msg = golden.compare_results(golden.result_to_npz_dict(r, "board"), ref)
+    ref = runs.result_to_npz_dict(golden.run(b, x), "golden")
+    msg = runs.compare_results(runs.result_to_npz_dict(r, "board"), ref)
     assert msg is None, msg
 
 

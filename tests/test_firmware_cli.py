@@ -5,7 +5,7 @@ import pytest
 from test_firmware_build import FakeRunner
 
 import plasticore.host as host
-from plasticore.cli import main
+from plasticore.app.cli import main
 from plasticore.firmware import build as B
 from plasticore.firmware import deploy as D
 from plasticore.firmware.errors import DeployNotAvailableError

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from plasticore import contract as C
-from plasticore.sim import float_ref, golden
+from plasticore import golden
+from plasticore.sim import float_ref
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from plasticore.sim import golden
+from plasticore import golden
 from plasticore.sim.naive import naive_layer_step
 from plasticore.sim.random_bundle import EDGES, random_bundle, random_inputs
 

@@ -20,8 +20,8 @@ from amaranth.hdl import Cat, ClockSignal, Elaboratable, Module, Mux, Signal, si
 from amaranth.sim import Simulator
 
 import plasticore.rtl.multiplier as mult
+from plasticore.firmware.synth import Ecp5Target as _Ecp5
 from plasticore.rtl.multiplier import MULTIPLIER_LATENCY, PipelinedMultiplier
-from plasticore.rtl.synth import Ecp5Target as _Ecp5
 
 
 class Mult18x18dModel(Elaboratable):

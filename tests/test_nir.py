@@ -1,7 +1,7 @@
 """NIR import/export against snnTorch and Norse (their exporters and importers, not ours).
 
 Always-on: small nets trained for a few seconds on digits; the full measurement (docs/nir.md) is
-``python -m plasticore.training.nir_bench`` and the slow test at the end.
+``python -m plasticore.app.nir_bench`` and the slow test at the end.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from plasticore import contract as C
+from plasticore import golden, runs
+from plasticore.app import nir_bench as nb
+from plasticore.app.cli import main
 from plasticore.bundle import load_bundle, save_bundle
-from plasticore.cli import main
 from plasticore.coding import encode_for
-from plasticore.sim import golden
-from plasticore.training import nir_bench as nb
 from plasticore.training.nirconv import (
     NirError,
     evaluate,
@@ -114,7 +114,7 @@ def test_imported_bundle_bit_exact_on_the_verilated_chip(data, tmp_path):
         dev.deploy(rep.bundle)
         r = dev.run(x)
     g = golden.run(rep.bundle, x)
-    msg = golden.compare_results(golden.result_to_npz_dict(r, "rtl"), golden.result_to_npz_dict(g, "golden"))
+    msg = runs.compare_results(runs.result_to_npz_dict(r, "rtl"), runs.result_to_npz_dict(g, "golden"))
     assert msg is None, msg
 
 

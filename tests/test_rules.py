@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plasticore import contract as C
+from plasticore import golden, runs
 from plasticore import rules as R
 from plasticore.bundle import BundleError, copy_layer, load_bundle, save_bundle
-from plasticore.sim import golden
 from plasticore.sim.random_bundle import random_bundle, random_inputs, random_program, random_program_bundle
 from plasticore.training.deploy import compare_with_golden, deploy_run, golden_h_trace
 
@@ -116,17 +116,17 @@ def test_v1_bundle_loads_as_v2_and_runs_identically(seed, tmp_path):
     rng = np.random.default_rng(400 + seed)
     b = random_bundle(rng)
     x = random_inputs(rng, b, samples=3)
-    ref = golden.result_to_npz_dict(golden.run(b, x), "a")
+    ref = runs.result_to_npz_dict(golden.run(b, x), "a")
     save_bundle(b, tmp_path / "b")
     _as_v1_file(tmp_path / "b")
     b1 = load_bundle(tmp_path / "b")  # a v1 file
     assert all(L.program == R.v1_program(L.hebb_sign, L.dh_shift) for L in b1.layers)
-    assert golden.compare_results(ref, golden.result_to_npz_dict(golden.run(b1, x), "b")) is None
+    assert runs.compare_results(ref, runs.result_to_npz_dict(golden.run(b1, x), "b")) is None
     save_bundle(b1, tmp_path / "c")  # written as v2: the explicit program
     assert json.loads((tmp_path / "c" / "bundle.json").read_text())["version"] == 2
     b2 = load_bundle(tmp_path / "c")
     assert all(L.rule is not None for L in b2.layers)
-    assert golden.compare_results(ref, golden.result_to_npz_dict(golden.run(b2, x), "c")) is None
+    assert runs.compare_results(ref, runs.result_to_npz_dict(golden.run(b2, x), "c")) is None
 
 
 def test_v2_round_trip_and_bad_rule_fields(tmp_path):
@@ -379,7 +379,7 @@ def test_copy_layer_keeps_rule():
 
 
 def test_golden_cli_reads_m_and_teach(tmp_path):
-    from plasticore.cli import main
+    from plasticore.app.cli import main
 
     rng = np.random.default_rng(2)
     b = random_program_bundle(rng, sizes=[5, 4, 3], timesteps=3, coding="rate")
@@ -390,8 +390,8 @@ def test_golden_cli_reads_m_and_teach(tmp_path):
     np.savez(tmp_path / "in.npz", x=x, m1=m1, teach=teach)
     assert main(["golden", "run", "--bundle", str(tmp_path / "b"), "--inputs", str(tmp_path / "in.npz"),
                  "--out", str(tmp_path / "r.npz")]) == 0
-    want = golden.result_to_npz_dict(golden.run(b, x, m={1: m1}, teach=teach), "golden")
-    assert golden.compare_results(dict(np.load(tmp_path / "r.npz")), want) is None
+    want = runs.result_to_npz_dict(golden.run(b, x, m={1: m1}, teach=teach), "golden")
+    assert runs.compare_results(dict(np.load(tmp_path / "r.npz")), want) is None
     np.savez(tmp_path / "bad.npz", x=x, m1=np.zeros((4, 7), np.int64))
     assert main(["golden", "run", "--bundle", str(tmp_path / "b"), "--inputs", str(tmp_path / "bad.npz"),
                  "--out", str(tmp_path / "r2.npz")]) == 2

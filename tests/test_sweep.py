@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plasticore.cli import main
+from plasticore.app.cli import main
 
 TINY = """
 [study]
@@ -165,7 +165,7 @@ theta = { type = "float", low = 0.2, high = 0.6 }
 
 
 def _worker(cfg: Path, url: str, n: int, out: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "plasticore.cli", "sweep", str(cfg), "--trials", str(n),
+    return subprocess.Popen([sys.executable, "-m", "plasticore.app.cli", "sweep", str(cfg), "--trials", str(n),
                              "--storage", url, "--out", str(out)],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

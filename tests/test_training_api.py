@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from plasticore import golden
+from plasticore.app import training_cli
 from plasticore.bundle import load_bundle
 from plasticore.datasets import load_dataset
-from plasticore.sim import golden
 from plasticore.training import api
 from plasticore.training.train import encode_int, load_checkpoint, predict
 
@@ -60,7 +61,7 @@ def test_train_variants_and_rule_options(tmp_path, small_digits, kw):
 def test_add_cli_registers_train_and_experiment(tmp_path, monkeypatch):
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="command", required=True)
-    api.add_cli(sub)
+    training_cli.add_cli(sub)
     a = ap.parse_args(["train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path), "--hidden", "16",
                        "--max-train", "64", "--max-test", "32", "--no-progress", "--clamp", "none"])
     assert a.func(a) == 0
@@ -93,7 +94,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert Path(torchrun).exists(), "torchrun (from torch) not found next to the interpreter: run `make setup`"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
-           "-m", "plasticore.training.api", "train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path),
+           "-m", "plasticore.app.training_cli", "train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path),
            "--hidden", "16", "--max-train", "64", "--max-test", "32", "--no-progress", "--threads", "1"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -123,7 +124,7 @@ def test_authors_fashion_784_512_10_runs_on_user_idx_files(tmp_path):
         write_idx(root / f"{prefix}-images-idx3-ubyte.gz", x)
         write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", y)
     ap = argparse.ArgumentParser()
-    api.add_cli(ap.add_subparsers(dest="command", required=True))
+    training_cli.add_cli(ap.add_subparsers(dest="command", required=True))
     out = tmp_path / "run"
     a = ap.parse_args(["train", "--dataset", "fashion", "--data-root", str(root), "--hidden", "512",
                        "--batch-size", "100", "--epochs", "1", "--out", str(out), "--no-progress", "--threads", "1"])
@@ -137,7 +138,7 @@ def test_authors_fashion_784_512_10_runs_on_user_idx_files(tmp_path):
 
 def test_authors_preset_options_and_explicit_override(tmp_path):
     ap = argparse.ArgumentParser()
-    api.add_cli(ap.add_subparsers(dest="command", required=True))
+    training_cli.add_cli(ap.add_subparsers(dest="command", required=True))
     base = ["train", "--out", str(tmp_path)]
     kw = api.train_kwargs(ap.parse_args([*base, "--authors"]))
     preset = {"hidden": 512, "timesteps": 10, "batch_size": 100, "lr_global": 1e-3, "lr_meta": 5e-4,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from plasticore import contract as C
-from plasticore.sim import golden
+from plasticore import golden
 from plasticore.sim.random_bundle import EDGES, random_bundle, random_inputs
 from plasticore.training.deploy import compare_with_golden, deploy_run, golden_h_trace
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from plasticore import contract as C
+from plasticore import golden
 from plasticore.bundle import load_bundle, save_bundle
-from plasticore.sim import golden
 from plasticore.training.deploy import compare_with_golden, deploy_run
 from plasticore.training.export import export_bundle
 from plasticore.training.model import HybridNet, NetConfig, mse_loss

@@ -1,10 +1,11 @@
-"""Entry points of ``plasticore.training`` for the CLI, the benches and other layers.
+"""Entry points of ``plasticore.training`` for the applications, the benches and other layers.
 
 * :func:`train` -- train, export, check the integer path, write ``out/``:
   ``bundle/`` (the integer bundle), ``metrics.json``, ``checkpoint.pt``, ``checkpoints/last.pt`` and
   PNG plots (``curves.png``, ``raster.png``, ``membranes.png``, ``h_heatmap.png``);
 * :func:`run_experiment` -- the fault-tolerance, few-shot and continual-learning experiments;
-* :func:`add_cli` -- registers ``plasticore train`` and ``plasticore experiment``;
+* :func:`add_train_args`, :func:`train_kwargs` -- the options of ``plasticore train`` and the
+  :func:`train` keywords they mean (also the search space of ``plasticore sweep``);
 * :func:`bench` -- training throughput of our loop vs a plain re-implementation of the authors' loop.
 """
 
@@ -54,21 +55,21 @@ def _metrics_after_training(net, cfg: TrainConfig, hist: dict, xte, yte, out: Pa
         "float_deploy_prediction_agreement": float(np.mean(p_float == d.predictions)) if len(yte) else 1.0,
     }
     if deploy_check == "golden":
-        from plasticore.sim import golden
+        from plasticore import golden
 
         g = golden.run(bundle, x_int, labels=yte)
         same = (np.array_equal(g.predictions, d.predictions)
                 and all(np.array_equal(a, b) for a, b in zip(g.u_final, d.u_final, strict=True))
                 and all(np.array_equal(a, b) for a, b in zip(g.spikes, d.spikes, strict=True)))
         m["deploy_test_accuracy"] = accuracy(g.predictions, yte)
-        m["deploy_source"] = "plasticore.sim.golden"
+        m["deploy_source"] = "plasticore.golden"
         m["deploy_matches_golden"] = bool(same)
     else:
         m["deploy_test_accuracy"] = m["torch_deploy_test_accuracy"]
         m["deploy_source"] = "plasticore.training.deploy"
     m["deploy_minus_float"] = m["deploy_test_accuracy"] - m["test_accuracy"]
     if onchip:
-        from plasticore.sim import golden
+        from plasticore import golden
 
         b_on = export_bundle(net, name=f"{cfg.dataset}-{cfg.variant}-onchip", h_persist="never")
         m["onchip_float_test_accuracy"] = accuracy(predict_onchip(net, xte), yte)
@@ -177,7 +178,7 @@ def bench(**kw) -> dict:
 
 
 # ------------------------------------------------------------------------------------------
-# CLI
+# the options of `plasticore train` (its command: plasticore.app.training_cli)
 # ------------------------------------------------------------------------------------------
 def _rule_from_args(a) -> dict:
     rule = {}
@@ -221,81 +222,6 @@ def train_kwargs(a: argparse.Namespace) -> dict:
                 loss_clamp="hard" if a.hard_clamp_loss else "straight_through", data_root=a.data_root,
                 max_train=a.max_train, max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads,
                 progress=not a.no_progress, deploy_check=a.deploy_check)
-
-
-#: what ``train --out DIR`` writes (a directory holding only these may be replaced with --force)
-TRAIN_OUTPUTS = frozenset({"bundle", "bundle_onchip", "metrics.json", "checkpoint.pt", "checkpoints", "curves.png",
-                           "raster.png", "membranes.png", "h_heatmap.png"})
-
-
-def _holds_only(names: frozenset[str] | None, marker: str, suffixes: tuple[str, ...] = ()):
-    """``same_kind`` test for :func:`plasticore.outputs.check_output_dir`: ``marker`` is there and every
-    entry is a known output (by name, or by suffix)."""
-
-    def test(path: Path) -> bool:
-        entries = [p.name for p in path.iterdir()]
-        return marker in entries and all((names is not None and n in names) or n.endswith(suffixes) for n in entries)
-
-    return test
-
-
-def _write_out_dir(out: Path, force: bool, same_kind, kind: str, work):
-    """Check ``out`` first, run ``work(tmp)`` into a fresh directory next to it, then rename it into place
-    (under ``torchrun`` every rank writes straight to ``out``, rank 0 only)."""
-    import os
-    import shutil
-
-    from plasticore.outputs import check_output_dir, replace_dir, temp_dir_for
-
-    check_output_dir(out, "--out", force=force, same_kind=same_kind, kind=kind)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return work(out)
-    tmp = temp_dir_for(out, ".out-")
-    try:
-        result = work(tmp)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return result
-
-
-def cmd_train(a) -> int:
-    from plasticore import contract as C
-    from plasticore.cli import CliError
-
-    kw = train_kwargs(a)
-    hidden = kw["hidden"] if isinstance(kw["hidden"], list) else [kw["hidden"]]
-    if kw["timesteps"] > C.MAX_TIMESTEPS:
-        raise CliError(f"--timesteps {kw['timesteps']}: at most MAX_TIMESTEPS={C.MAX_TIMESTEPS}")
-    if len(hidden) + 1 > C.MAX_LAYERS:
-        raise CliError(f"--hidden {','.join(map(str, hidden))}: at most {C.MAX_LAYERS - 1} hidden layers")
-
-    def work(out: Path) -> dict:
-        return train(**{**kw, "out": out})
-
-    m = _write_out_dir(a.out, a.force, _holds_only(TRAIN_OUTPUTS, "metrics.json"), "training output (metrics.json)",
-                       work)
-    if "test_accuracy" in m:
-        print(f"wrote {a.out}/metrics.json, {a.out}/bundle")
-    return 0
-
-
-def cmd_experiment(a) -> int:
-    kw = {"seed": a.seed, "quick": a.quick}
-    if a.epochs is not None:
-        kw["epochs"] = a.epochs
-    if a.dataset:
-        kw["dataset"] = a.dataset
-    if a.data_root:
-        kw["data_root"] = a.data_root
-    if a.kind == "table":
-        kw.update(seeds=a.seeds, preset=a.preset, threads=a.threads)
-        kw.setdefault("dataset", "fashion")
-    _write_out_dir(a.out, a.force, _holds_only(None, "results.json", (".json", ".png")),
-                   "experiment output (results.json)", lambda out: run_experiment(a.kind, out, **kw))
-    print(f"wrote {a.out}/results.json")
-    return 0
 
 
 def _frac256(v: str) -> int:
@@ -350,42 +276,3 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-qat", action="store_true", help="train without fake quantisation")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--deploy-check", default="golden", choices=["golden", "deploy"])
-
-
-def add_cli(subparsers) -> None:
-    """Register ``train`` and ``experiment`` on an argparse subparsers object (``args.func(args)``)."""
-    p = subparsers.add_parser("train", help="train a hybrid SNN, export the integer bundle, write metrics")
-    add_train_args(p)
-    p.set_defaults(func=cmd_train)
-    from plasticore.argtypes import nonneg_int, positive_int
-
-    e = subparsers.add_parser("experiment", help="fault tolerance / few-shot / continual (HP vs GP vs LP)")
-    e.add_argument("kind", choices=["fault", "fewshot", "fewshot-teach", "continual", "table"],
-                   help="fewshot: prototype rule (contract v2) on the golden model vs GP and raw-pixel NCM; "
-                        "fewshot-teach: the v1 teaching-current variant (HP/GP/LP in torch); "
-                        "table: LP/GP/HP x --seeds, clean and noise 0.06, vs the authors' numbers (fashion)")
-    e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--force", action="store_true", help="replace a previous experiment output directory at --out")
-    e.add_argument("--epochs", type=positive_int)
-    e.add_argument("--seed", type=nonneg_int, default=0)
-    e.add_argument("--dataset")
-    e.add_argument("--data-root", type=Path)
-    e.add_argument("--quick", action="store_true", help="smaller runs (tests, smoke)")
-    e.add_argument("--seeds", type=positive_int, default=3, help="table: seeds per variant")
-    e.add_argument("--preset", default="authors", choices=["authors", "default"], help="table: training preset")
-    e.add_argument("--threads", type=positive_int, help="table: torch threads")
-    e.set_defaults(func=cmd_experiment)
-    from .sweep import add_cli as add_sweep_cli
-
-    add_sweep_cli(subparsers)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m plasticore.training.api")
-    add_cli(ap.add_subparsers(dest="command", required=True))
-    a = ap.parse_args(argv)
-    return int(a.func(a) or 0)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """Deploy mode: the integer contract (``docs/spec.md`` §3) executed in torch on int64 tensors.
 
 ``deploy_run(bundle, x)`` runs layer-0 integer inputs through a :class:`~plasticore.bundle.Bundle`
-exactly like :func:`plasticore.sim.golden.run` (same sample/batch semantics, same H carrying), and
+exactly like :func:`plasticore.golden.run` (same sample/batch semantics, same H carrying), and
 records spikes, membranes and optionally H at every step, so it can be compared bit for bit with
 the golden model.  Every operation is an integer operation on int64 tensors (the dendrite sums
 are int64 matrix products), with the contract's rounding (add half, arithmetic shift right) and
@@ -9,7 +9,7 @@ explicit saturation.
 
 An optional ``teach`` current (integer membrane units, added to the last layer's soma current
 inside its saturation) and third-factor inputs ``m`` (per layer) are the contract v2 host inputs;
-the golden model takes the same (``plasticore.sim.golden.run(..., m=, teach=)``).  Rule programs
+the golden model takes the same (``plasticore.golden.run(..., m=, teach=)``).  Rule programs
 (``plasticore.rules``) run exactly as in the golden model.
 """
 
@@ -173,9 +173,9 @@ def per_sample_h_batch(batch: int, plastic_sizes: list[int]) -> int:
 def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
                H_start: list | None = None, batch: int = 256, teach=None, m: dict | None = None) -> DeployResult:
     """Run integer inputs ``x`` (S, T, A0) through ``bundle`` with the semantics of
-    :func:`plasticore.sim.golden.run`.  ``teach`` (the last layer's integer current) and ``m``
+    :func:`plasticore.golden.run`.  ``teach`` (the last layer's integer current) and ``m``
     ({layer: third-factor input}) take the shapes of ``golden.run``."""
-    from plasticore.sim.golden import run_inputs
+    from plasticore.golden import run_inputs
 
     x = torch.as_tensor(np.asarray(x), dtype=I64)
     S, T = x.shape[0], bundle.timesteps
@@ -234,7 +234,7 @@ def compare_with_golden(bundle: Bundle, x, H_start=None, m=None, teach=None) -> 
     """Run ``x`` through deploy mode and the golden model; None if bit-exact, else the first
     difference (layer, key, index, both values).  H is compared at every step via the golden step
     functions when every plastic layer resets per sample; the final H always."""
-    from plasticore.sim import golden
+    from plasticore import golden
 
     d = deploy_run(bundle, x, record=True, H_start=H_start, m=m, teach=teach)
     g = golden.run(bundle, np.asarray(x), record_membranes=True, H_start=H_start, m=m, teach=teach)
@@ -254,7 +254,7 @@ def compare_with_golden(bundle: Bundle, x, H_start=None, m=None, teach=None) -> 
 def golden_h_trace(bundle: Bundle, x, m=None, teach=None) -> list[np.ndarray]:
     """H at every step, per layer (S, T, A, N), from the golden model's step functions (samples run
     one after another, H carried or reset exactly as ``golden.run`` does)."""
-    from plasticore.sim import golden
+    from plasticore import golden
 
     x = np.asarray(x, np.int64)
     S, T = x.shape[:2]

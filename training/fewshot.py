@@ -145,7 +145,7 @@ def sized_bundle(bundle: Bundle, n_way: int) -> Bundle:
 def golden_episode(bundle: Bundle, ep, cfg: NetConfig):
     """Support then queries through the golden model (one run: H carried, m = one-hot on the support,
     0 on the queries). Returns (query predictions, hidden spike counts of support and queries)."""
-    from plasticore.sim import golden
+    from plasticore import golden
 
     from .train import encode_int
 

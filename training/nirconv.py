@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from plasticore import contract as C
-from plasticore.bundle import Bundle, InputCoding, Layer, load_bundle, save_bundle
+from plasticore.bundle import Bundle, InputCoding, Layer, load_bundle
 from plasticore.errors import PlasticoreError
 
 #: NIR has no time step: snnTorch's exporter and importer assume 1e-4 s, Norse's default is 1e-3 s.
@@ -512,66 +512,3 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, dt: float = D
     finally:
         tmp.unlink(missing_ok=True)
     return warnings
-
-
-# ------------------------------------------------------------------------------------------
-# CLI
-# ------------------------------------------------------------------------------------------
-def cmd_import_nir(a) -> int:
-    from plasticore.datasets import DATASETS, load_dataset
-
-    if a.calib_count < 1:
-        raise NirError(f"--calib-count {a.calib_count}: must be at least 1")
-    if a.calib is not None and a.calib not in DATASETS:
-        raise NirError(f"--calib {a.calib!r}: unknown dataset (one of {', '.join(DATASETS)})")
-    if a.out.exists() and not (a.out / "bundle.json").is_file():
-        raise NirError(f"--out {a.out}: exists and is not a bundle directory (refusing to overwrite)")
-    graph = read_graph(a.graph)
-    calib = None
-    if a.calib is not None:
-        feats, _ = load_dataset(a.calib, "train", root=a.data_root)
-        calib = feats[: a.calib_count]
-    scale = a.input_scale if a.input_scale is not None else (1.0 / 256 if a.coding == "direct" else 1.0)
-    rep = import_graph(graph, timesteps=a.timesteps, dt=a.dt, input_scale=scale, coding=a.coding,
-                       calib=calib, name=a.graph.stem)
-    if a.calib is not None:
-        fte, yte = load_dataset(a.calib, "test", root=a.data_root)
-        if fte.shape[1] != rep.bundle.n_in:
-            raise NirError(f"--calib {a.calib}: {fte.shape[1]} features, the graph takes {rep.bundle.n_in}")
-        evaluate(rep, fte, yte)
-    save_bundle(rep.bundle, a.out)
-    print(f"imported {a.graph} -> {a.out}")
-    print(rep.summary())
-    return 0
-
-
-def cmd_export_nir(a) -> int:
-    warnings = export_run(a.run_dir, a.out, dt=a.dt)
-    for w in warnings:
-        print(f"warning: {w}")
-    print(f"wrote {a.out} (NIR, dt = {a.dt:g} s)")
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``import-nir`` and ``export-nir``."""
-    p = subparsers.add_parser("import-nir", help="NIR graph (snnTorch, Norse, ...) -> integer bundle")
-    p.add_argument("graph", type=Path, help="the .nir file")
-    p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
-    p.add_argument("--calib", help="dataset (train split) to calibrate the quantisation; its test split is then "
-                                   "used to report float vs integer accuracy")
-    p.add_argument("--calib-count", type=int, default=512, help="calibration samples (default 512)")
-    p.add_argument("--data-root", type=Path, default=None)
-    p.add_argument("--timesteps", type=int, default=16, help="T, steps per sample (NIR has none; default 16)")
-    p.add_argument("--dt", type=float, default=DEFAULT_DT,
-                   help=f"seconds per step the source simulated with (default {DEFAULT_DT:g}, snnTorch's; Norse: 1e-3)")
-    p.add_argument("--input-scale", type=float, default=None,
-                   help="the graph's input = uint8 feature x this, every step (default 1/256; rate coding: the "
-                        "graph's input is the spike times this, default 1)")
-    p.add_argument("--coding", choices=["direct", "rate"], default="direct")
-    p.set_defaults(func=cmd_import_nir)
-    e = subparsers.add_parser("export-nir", help="a run's bundle -> NIR graph (plastic part as an extension)")
-    e.add_argument("run_dir", type=Path, help="a `plasticore train` output directory (or a bundle directory)")
-    e.add_argument("--out", type=Path, required=True, help="the .nir file to write")
-    e.add_argument("--dt", type=float, default=DEFAULT_DT, help=f"seconds per step to declare (default {DEFAULT_DT:g})")
-    e.set_defaults(func=cmd_export_nir)

@@ -45,10 +45,7 @@ import json
 import math
 import os
 import shlex
-import signal
 import socket
-import subprocess
-import sys
 import time
 import tomllib
 import warnings
@@ -289,7 +286,7 @@ def best_command(cfg: SweepConfig, params: dict[str, Any], out: Path) -> str:
 # ------------------------------------------------------------------------------------------
 # storage and study
 # ------------------------------------------------------------------------------------------
-def _quiet_optuna() -> None:
+def quiet_optuna() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -444,7 +441,7 @@ def run_worker(cfg: SweepConfig, n_trials: int, storage: str | None, run_dir: Pa
                threads: int | None = None) -> None:
     """Optimise until the study holds ``n_trials`` finished trials (this process's share); with a database,
     then wait for the other workers' running trials and run what a dead worker left re-queued."""
-    _quiet_optuna()
+    quiet_optuna()
     # one in-process worker on its own journal is reproducible; concurrent workers get distinct seeds
     if worker_index is not None:
         seed = cfg.seed + worker_index
@@ -530,7 +527,7 @@ def write_report(study, cfg: SweepConfig, run_dir: Path) -> dict:
     import optuna
     from optuna.visualization import matplotlib as ovm
 
-    _quiet_optuna()
+    quiet_optuna()
     run_dir.mkdir(parents=True, exist_ok=True)
     head, rows = trials_table(study, cfg)
     tmp = run_dir / "trials.csv.tmp"
@@ -569,82 +566,3 @@ def write_report(study, cfg: SweepConfig, run_dir: Path) -> dict:
                     command=best_command(cfg, bt.params, run_dir / "best"))
     _atomic_write(run_dir / "best.json", json.dumps(best, indent=1) + "\n")
     return best
-
-
-# ------------------------------------------------------------------------------------------
-# CLI
-# ------------------------------------------------------------------------------------------
-def cmd_sweep(a) -> int:
-    cfg = load_config(a.config)
-    if a.trials < 1:
-        raise SweepConfigError(f"--trials: must be >= 1, got {a.trials}")
-    if a.workers < 1:
-        raise SweepConfigError(f"--workers: must be >= 1, got {a.workers}")
-    run_dir = a.out if a.out is not None else Path("runs") / "sweep" / cfg.name
-    storage = a.storage
-    if storage is not None and "://" not in storage:
-        storage = str(Path(storage).resolve())
-    # open (and create) the study once here: bad storage URLs and config mismatches fail before any work
-    split_train_val(cfg)  # a missing dataset fails here, before anything is written
-    _quiet_optuna()
-    open_study(cfg, make_storage(storage, run_dir, cfg), cfg.seed)
-    if a.worker_index is not None or a.workers == 1:
-        run_worker(cfg, a.trials, storage, run_dir, a.worker_index, a.threads)
-        rc = 0
-    else:
-        threads = max(1, (os.cpu_count() or 1) // a.workers)
-        rc = _spawn_workers(a, cfg, storage if storage is not None else str((run_dir / JOURNAL_NAME).resolve()),
-                            run_dir, threads)
-    if a.no_report:
-        return rc
-    import optuna
-
-    study = optuna.load_study(study_name=cfg.name, storage=make_storage(storage, run_dir, cfg))
-    best = write_report(study, cfg, run_dir)
-    print(f"study {cfg.name!r}: {best['counts']}; wrote {', '.join(str(run_dir / f) for f in best['files'])}")
-    for n in best["notes"]:
-        print(f"note: {n}")
-    if "command" in best:
-        print(f"best trial {best['trial']}: validation accuracy {best['val_accuracy']:.4f} "
-              f"{json.dumps(best['params'])}")
-        print("best command (whole training set, test set):")
-        print(best["command"])
-    return rc
-
-
-def _spawn_workers(a, cfg: SweepConfig, storage: str, run_dir: Path, threads: int) -> int:
-    procs = []
-    for i in range(a.workers):
-        argv = [sys.executable, "-m", "plasticore.cli", "sweep", str(cfg.path), "--trials", str(a.trials),
-                "--storage", storage, "--out", str(run_dir), "--worker-index", str(i), "--no-report",
-                "--threads", str(threads)]
-        procs.append(subprocess.Popen(argv))
-        time.sleep(0.2)
-    rc = 0
-    try:
-        for p in procs:
-            rc = rc or p.wait()
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
-        raise
-    return rc
-
-
-def add_cli(subparsers) -> None:
-    """Register ``plasticore sweep``."""
-    p = subparsers.add_parser("sweep", help="search training/meta parameters with Optuna (docs/sweeps.md)")
-    p.add_argument("config", type=Path, help="sweep config (TOML): [study], [data], [train], [space]")
-    p.add_argument("--trials", type=int, required=True,
-                   help="finished (complete or pruned) trials the study should hold")
-    p.add_argument("--storage", help="postgresql://user@host:port/db (shared study) or a journal file path "
-                                     f"(default: RUN_DIR/{JOURNAL_NAME})")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    p.add_argument("--out", type=Path, help="run directory (default: runs/sweep/<study name>)")
-    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_sweep)

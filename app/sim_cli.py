@@ -34,7 +34,7 @@ def add_chip_args(p: argparse.ArgumentParser) -> None:
 
 def check_fits(bundle, geometry, what: str) -> None:
     """Refuse a bundle that does not fit the chip before anything is built (names the limit)."""
-    from plasticore.cli import CliError
+    from plasticore.app.cli import CliError
     from plasticore.host.compiler import CompileError, place
 
     try:
@@ -57,10 +57,10 @@ def chip_config_for(bundle, args):
 
 
 def cmd_sim_run(args) -> int:
+    from plasticore import golden, runs
+    from plasticore.app.cli import check_run_out, load_inputs, summarise
     from plasticore.bundle import load_bundle
-    from plasticore.cli import check_run_out, load_inputs, summarise
     from plasticore.host.device import Device
-    from plasticore.sim import golden
     from plasticore.sim.chipsim import ChipSimBus
 
     check_run_out(args)
@@ -79,12 +79,12 @@ def cmd_sim_run(args) -> int:
         res = dev.run(x, labels=labels, record_membranes=args.record_membranes)
         dt = time.perf_counter() - t0
         cyc = bus.cycles()
-    golden.save_result(res, args.out, source="rtl")
+    runs.save_result(res, args.out, source="rtl")
     print(f"RTL run of {args.bundle} -> {args.out}  ({cyc} clock cycles simulated)")
     print(summarise(res, bundle, dt))
     if args.check:
-        ref = golden.result_to_npz_dict(golden.run(bundle, x, labels=labels), "golden")
-        msg = golden.compare_results(golden.result_to_npz_dict(res, "rtl"), ref)
+        ref = runs.result_to_npz_dict(golden.run(bundle, x, labels=labels), "golden")
+        msg = runs.compare_results(runs.result_to_npz_dict(res, "rtl"), ref)
         if msg:
             print(f"MISMATCH vs golden model: {msg}")
             return 1
@@ -94,7 +94,7 @@ def cmd_sim_run(args) -> int:
 
 def cmd_simboard(args) -> int:
     """Start a simulated board carrying the chip and print its serial port path until interrupted."""
-    from plasticore.cli import CliError
+    from plasticore.app.cli import CliError
     from plasticore.sim.chipboard import DEFAULT_CHIP, board_design_id, chip_board_top
     from plasticore.sim.simboard import SimBoard, check_link_path
 
@@ -141,7 +141,7 @@ def add_cli(sub) -> None:
                                                                                          required=True)
     r = s.add_parser("run", help="run a bundle on the Verilated multi-core chip and write the run .npz")
     r.add_argument("--bundle", type=Path, required=True)
-    from plasticore.cli import add_input_args, add_out_args
+    from plasticore.app.cli import add_input_args, add_out_args
 
     add_input_args(r)
     add_out_args(r)

@@ -1,4 +1,4 @@
-"""``plasticore build | flash | deploy`` (registered by ``plasticore.cli`` through :func:`add_cli`)."""
+"""``plasticore build | flash | deploy`` (registered by ``plasticore.app.cli`` through :func:`add_cli`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 from plasticore.argtypes import nonneg_int, positive_float, positive_int
-
-from .boards import BOARDS
-from .errors import FirmwareError
+from plasticore.firmware.boards import BOARDS
+from plasticore.firmware.errors import FirmwareError
 
 __all__ = ["add_cli"]
 
@@ -60,7 +59,7 @@ def _config(args) -> dict:
 
 
 def _print_build(res) -> None:
-    from .report import format_report
+    from plasticore.firmware.report import format_report
 
     state = "cached" if res.cached else f"built in {res.manifest.get('build_seconds', '?')} s"
     print(f"{res.board}: design {res.config.design} {res.config.params} @ {res.config.clk_hz / 1e6:g} MHz, "
@@ -71,7 +70,7 @@ def _print_build(res) -> None:
 
 
 def cmd_build(args) -> int:
-    from .build import build
+    from plasticore.firmware.build import build
 
     if args.list:
         return cmd_list(args)
@@ -87,8 +86,8 @@ def cmd_build(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .design_id import expected_design_id, resolve_config
-    from .designs import DESIGNS, default_design
+    from plasticore.firmware.design_id import expected_design_id, resolve_config
+    from plasticore.firmware.designs import DESIGNS, default_design
 
     print("boards:")
     for b in BOARDS.values():
@@ -109,11 +108,11 @@ def cmd_list(args) -> int:
 def _bitstream_for(args) -> Path:
     if args.bitstream is not None:
         return args.bitstream
-    from .build import cached_build
+    from plasticore.firmware.build import cached_build
 
     hit = cached_build(args.board, _config(args), root=args.out_dir)
     if hit is None:
-        from .design_id import expected_design_id
+        from plasticore.firmware.design_id import expected_design_id
 
         ident = expected_design_id(args.board, _config(args), root=args.out_dir)
         raise FirmwareError(f"no bitstream for {args.board} with design id {ident:08x} in the cache; run "
@@ -122,7 +121,7 @@ def _bitstream_for(args) -> Path:
 
 
 def cmd_flash(args) -> int:
-    from .flash import flash
+    from plasticore.firmware.flash import flash
 
     bit = _bitstream_for(args)
     cmd = flash(args.board, bit, dry_run=args.dry_run, persist=args.persist, cable=args.cable,
@@ -137,9 +136,9 @@ def cmd_flash(args) -> int:
 def _check_fits_board(bundle, args) -> None:
     """Refuse a bundle that does not fit the chip this board build carries, before any build or flash."""
     from plasticore import core_map as CM
-    from plasticore.host.compiler import ChipGeometry, CompileError, place
-
-    from .design_id import resolve_config
+    from plasticore.chip_map import ChipGeometry
+    from plasticore.firmware.design_id import resolve_config
+    from plasticore.host.compiler import CompileError, place
 
     cfg = resolve_config(args.board, _config(args))
     p = cfg.params
@@ -155,9 +154,8 @@ def _check_fits_board(bundle, args) -> None:
 
 
 def cmd_deploy(args) -> int:
-    from plasticore.cli import check_run_out
-
-    from .deploy import deploy
+    from plasticore.app.cli import check_run_out
+    from plasticore.firmware.deploy import deploy
 
     check_run_out(args)
     from plasticore.bundle import load_bundle
@@ -166,7 +164,7 @@ def cmd_deploy(args) -> int:
     _check_fits_board(bundle, args)
     x = labels = None
     if args.inputs is not None or args.dataset is not None:
-        from plasticore.cli import load_inputs
+        from plasticore.app.cli import load_inputs
 
         x, labels = load_inputs(args, bundle)
     res = deploy(args.board, args.bundle, args.port, config=_config(args), root=args.out_dir,
@@ -176,9 +174,9 @@ def cmd_deploy(args) -> int:
     if res.flash_cmd:
         print(("would run: " if args.dry_run else "flashed: ") + " ".join(res.flash_cmd))
     if res.run is not None and args.out is not None:
-        from plasticore.sim import golden
+        from plasticore import runs
 
-        golden.save_result(res.run, args.out, source=f"board:{args.board}")
+        runs.save_result(res.run, args.out, source=f"board:{args.board}")
         print(f"run -> {args.out}")
     return 0
 

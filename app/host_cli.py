@@ -9,7 +9,7 @@ from pathlib import Path
 def check_sim_port_fits(port: str, bundle) -> None:
     """For a ``sim://`` port carrying the chip: refuse a bundle that does not fit that chip before the
     board is built or spawned, naming the URL that asks for a chip it fits."""
-    from plasticore.cli import CliError
+    from plasticore.app.cli import CliError
     from plasticore.host.compiler import CompileError, place
     from plasticore.sim.chipboard import chip_url, fitting_chip, url_chip
 
@@ -30,10 +30,10 @@ def check_sim_port_fits(port: str, bundle) -> None:
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
+    from plasticore import golden, runs
+    from plasticore.app.cli import check_run_out, load_inputs, summarise
     from plasticore.bundle import load_bundle
-    from plasticore.cli import check_run_out, load_inputs, summarise
     from plasticore.host import connect
-    from plasticore.sim import golden
 
     check_run_out(args)
     bundle = load_bundle(args.bundle)
@@ -49,13 +49,13 @@ def cmd_run(args) -> int:
         with tqdm(total=len(x), unit="sample", disable=args.quiet, desc="run") as bar:
             res = dev.run(x, labels=labels, record_membranes=args.record_membranes, progress=bar.update)
         dt = time.perf_counter() - t0
-    golden.save_result(res, args.out, source=f"board:{args.port}")
+    runs.save_result(res, args.out, source=f"board:{args.port}")
     print(f"board run of {args.bundle} -> {args.out}")
     print(summarise(res, bundle, dt))
     print(f"  {len(x) / dt:.2f} inferences/s over the link")
     if args.check:
-        ref = golden.result_to_npz_dict(golden.run(bundle, x, labels=labels), "golden")
-        msg = golden.compare_results(golden.result_to_npz_dict(res, "board"), ref)
+        ref = runs.result_to_npz_dict(golden.run(bundle, x, labels=labels), "golden")
+        msg = runs.compare_results(runs.result_to_npz_dict(res, "board"), ref)
         if msg:
             print(f"MISMATCH vs golden model: {msg}")
             return 1
@@ -64,8 +64,8 @@ def cmd_run(args) -> int:
 
 
 def add_cli(sub) -> None:
+    from plasticore.app.cli import add_input_args, add_out_args
     from plasticore.argtypes import positive_int, u32
-    from plasticore.cli import add_input_args, add_out_args
 
     r = sub.add_parser("run", help="deploy a bundle to a board (serial port URL) and run inputs on it")
     r.add_argument("--bundle", type=Path, required=True)

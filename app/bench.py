@@ -3,7 +3,7 @@
 Speed targets are ratios measured in one run on this machine (ours vs a baseline, ours vs a
 physical limit), medians of several repetitions, because the machines are shared and noisy.
 
-    python -m plasticore.bench [--only golden,core,link,training] [--out bench/results/bench.json]
+    python -m plasticore.app.bench [--only golden,core,link,training] [--out bench/results/bench.json]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def bench_golden(A: int = 256, N: int = 256, steps: int = 50, repeats: int = 5) 
     integration and its plastic update (A*N per layer step, counted for every synapse).
     """
     from plasticore import contract as C
-    from plasticore.sim import golden
+    from plasticore import golden
     from plasticore.sim.naive import naive_layer_step
     from plasticore.sim.random_bundle import random_layer
 
@@ -91,7 +91,7 @@ def bench_golden(A: int = 256, N: int = 256, steps: int = 50, repeats: int = 5) 
 
 #: name -> (module, function) of every benchmark; modules that are not installed are reported as such.
 BENCHES = {
-    "golden": ("plasticore.bench", "bench_golden"),
+    "golden": ("plasticore.app.bench", "bench_golden"),
     "core": ("plasticore.sim.bench_core", "bench"),
     "compact_core": ("plasticore.sim.bench_core", "bench_compact"),
     "link": ("plasticore.sim.bench_link", "bench"),
@@ -124,7 +124,7 @@ def _is_results(path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="plasticore.bench")
+    ap = argparse.ArgumentParser(prog="plasticore.app.bench")
     ap.add_argument("--only", default=",".join(BENCHES), help="comma separated: " + ",".join(BENCHES))
     ap.add_argument("--out", type=Path, default=Path("bench/results/bench.json"))
     ap.add_argument("--force", action="store_true", help="replace a previous results file at --out")

@@ -49,11 +49,11 @@ def main(args) -> int:
 def _demo(out: Path, final: Path, args) -> int:
     from tqdm import tqdm
 
+    from plasticore import golden, runs
     from plasticore.bundle import load_bundle
     from plasticore.coding import encode_for
     from plasticore.datasets import load_dataset
     from plasticore.host import connect
-    from plasticore.sim import golden
     from plasticore.sim.chipboard import DEFAULT_CHIP, board_design_id, chip_board_top
     from plasticore.sim.simboard import SimBoard
     from plasticore.training.api import train
@@ -100,15 +100,15 @@ def _demo(out: Path, final: Path, args) -> int:
                 r = dev.run(x, labels=yte, progress=bar.update)
             report["run_seconds"] = time.perf_counter() - t0
         stats = board.stop()
-    golden.save_result(r, out / "board.npz", source=f"board:{board.port}")
-    golden.save_result(g, out / "golden.npz", source="golden")
+    runs.save_result(r, out / "board.npz", source=f"board:{board.port}")
+    runs.save_result(g, out / "golden.npz", source="golden")
 
     print("[5/5] report", flush=True)
     report["board_test_accuracy"] = float(np.mean(r.predictions == yte))
     report["inferences_per_s"] = len(x) / report["run_seconds"]
     report["steps_per_s"] = len(x) * bundle.timesteps / report["run_seconds"]
     report["board_clock_cycles"] = stats.get("cycles")
-    diff = golden.compare_results(golden.result_to_npz_dict(r, "board"), golden.result_to_npz_dict(g, "golden"))
+    diff = runs.compare_results(runs.result_to_npz_dict(r, "board"), runs.result_to_npz_dict(g, "golden"))
     report["bit_exact_with_golden"] = diff is None
     report["first_difference"] = diff
     dh = int(np.abs(r.h_final[0].astype(np.int64) - bundle.layers[0].H0).sum())

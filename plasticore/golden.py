@@ -35,13 +35,14 @@ At the start of every sample u := 0, s := 0 and, for ``h_persist == SAMPLE`` lay
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from plasticore import contract as C
 from plasticore import rules as R
 from plasticore.bundle import Bundle, Layer
+from plasticore.runs import RunResult, check_inputs, predict
 
 I64 = np.int64
 
@@ -227,31 +228,6 @@ def layer_step(p: dict, state: LayerState, x: np.ndarray, t=None, teach=None) ->
 # ------------------------------------------------------------------------------------------
 # network runner
 # ------------------------------------------------------------------------------------------
-@dataclass
-class RunResult:
-    """Outputs of running S samples for T steps (the documented ``.npz`` run format)."""
-
-    spikes: list[np.ndarray]  #: per layer (S, T, N) int16: spikes, or ANN activations
-    u_final: list[np.ndarray]  #: per layer (S, N) int32: membrane after the last step of each sample
-    h_final: list[np.ndarray]  #: per layer (A, N) int16: H at the end of the run
-    predictions: np.ndarray  #: (S,) argmax of the last layer's final membrane (LIF) / last output (ANN)
-    labels: np.ndarray | None = None
-    u_trace: list[np.ndarray] | None = None  #: per layer (S, T, N) int32 when recorded
-    meta: dict = field(default_factory=dict)
-
-
-def predict(bundle: Bundle, u_final_last: np.ndarray, out_last_step: np.ndarray) -> np.ndarray:
-    """Class prediction: first index of the maximum final membrane (LIF) or last-step output (ANN)."""
-    v = u_final_last if bundle.layers[-1].soma == C.SomaMode.LIF else out_last_step
-    return np.argmax(v, axis=-1).astype(np.int64)
-
-
-def _check_inputs(bundle: Bundle, x: np.ndarray) -> np.ndarray:
-    from plasticore.coding import check_inputs
-
-    return check_inputs(bundle, x)
-
-
 def run_inputs(bundle: Bundle, S: int, m: dict | None = None, teach=None):
     """Expand the host's third-factor inputs ``m`` ({layer: array}) and the last layer's teaching
     current ``teach`` to (S, T, N) int64 (``plasticore.rules.expand_per_step``; errors name the key)."""
@@ -277,7 +253,7 @@ def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_
     ``m`` ({layer: (S,), (S, N), (S, T, 1) or (S, T, N)}) is the third-factor input t of the rule
     programs; ``teach`` the same shapes for the last layer's teaching current (membrane units).
     """
-    x = _check_inputs(bundle, x)
+    x = check_inputs(bundle, x)
     S, T = x.shape[0], bundle.timesteps
     ms, tc = run_inputs(bundle, S, m, teach)
     params = [layer_params(L) for L in bundle.layers]
@@ -318,67 +294,3 @@ def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_
     return RunResult(spikes=spikes, u_final=u_final, h_final=[h.astype(np.int16) for h in Hs],
                      predictions=preds, labels=None if labels is None else np.asarray(labels, np.int64),
                      u_trace=u_trace)
-
-
-# ------------------------------------------------------------------------------------------
-# the documented .npz run format
-# ------------------------------------------------------------------------------------------
-RUN_FORMAT = "plasticore-run/1"
-
-
-def result_to_npz_dict(res: RunResult, source: str) -> dict[str, np.ndarray]:
-    """Arrays of the run format (``docs/run-format.md``)."""
-    d: dict[str, np.ndarray] = {"format": np.array(RUN_FORMAT), "source": np.array(source),
-                                "n_layers": np.array(len(res.spikes), np.int64),
-                                "predictions": res.predictions.astype(np.int64)}
-    for li in range(len(res.spikes)):
-        d[f"layer{li}_spikes"] = res.spikes[li].astype(np.int16)
-        d[f"layer{li}_u_final"] = res.u_final[li].astype(np.int32)
-        d[f"layer{li}_h_final"] = res.h_final[li].astype(np.int16)
-        if res.u_trace is not None:
-            d[f"layer{li}_u_trace"] = res.u_trace[li].astype(np.int32)
-    if res.labels is not None:
-        d["labels"] = res.labels.astype(np.int64)
-        d["accuracy"] = np.array(float(np.mean(res.predictions == res.labels)) if res.labels.size else 0.0)
-    return d
-
-
-def save_result(res: RunResult, path, source: str = "golden") -> None:
-    """Write the run format atomically (temp file + rename)."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".run-", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **result_to_npz_dict(res, source))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def compare_results(a: dict, b: dict) -> str | None:
-    """Compare two run-format dicts; None if bit-exact, else a message naming the first difference
-    (layer, sample, step, neuron/synapse and both values)."""
-    n = int(a["n_layers"])
-    if int(b["n_layers"]) != n:
-        return f"layer count differs: {n} vs {int(b['n_layers'])}"
-    for li in range(n):
-        for key, dims in (("spikes", ("sample", "step", "neuron")), ("u_final", ("sample", "neuron")),
-                          ("h_final", ("axon", "neuron"))):
-            k = f"layer{li}_{key}"
-            x, y = np.asarray(a[k]), np.asarray(b[k])
-            if x.shape != y.shape:
-                return f"{k}: shape {x.shape} vs {y.shape}"
-            if not np.array_equal(x, y):
-                idx = tuple(int(i) for i in np.argwhere(x != y)[0])
-                where = ", ".join(f"{d} {i}" for d, i in zip(dims, idx, strict=True))
-                return f"layer {li} {key}: first difference at {where}: {x[idx]} vs {y[idx]}"
-    if not np.array_equal(a["predictions"], b["predictions"]):
-        return "predictions differ"
-    return None

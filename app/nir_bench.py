@@ -1,7 +1,7 @@
 """NIR against other tools: train small LIF networks in snnTorch and Norse, export them with *their* NIR
 exporters, import here, and compare; export our runs and run them in *their* NIR importers.
 
-``python -m plasticore.training.nir_bench --out out/nir`` measures everything ``docs/nir.md`` reports
+``python -m plasticore.app.nir_bench --out out/nir`` measures everything ``docs/nir.md`` reports
 (``--chip`` adds the Verilated chip, ``--board`` the simulated board).  Needs the ``nir`` extra
 (snntorch, norse, nir; ``make setup`` installs them).
 
@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from plasticore.datasets import load_dataset
-
-from .nirconv import evaluate, import_graph
+from plasticore.training.nirconv import evaluate, import_graph
 
 HIDDEN = 32
 T = 8
@@ -191,7 +190,7 @@ def run_in_norse(graph, x: np.ndarray, dt: float) -> np.ndarray:
 # the measurement
 # ------------------------------------------------------------------------------------------
 def measure_import(tool: str, net, path: Path, chip: bool = False, board: bool = False, epochs: int = 25) -> dict:
-    from plasticore.sim import golden
+    from plasticore import golden
 
     xtr, _, xte, yte = digits()
     X = torch.as_tensor(xte, dtype=torch.float32) / 256
@@ -213,7 +212,7 @@ def measure_import(tool: str, net, path: Path, chip: bool = False, board: bool =
            "nir_float_accuracy": rep.float_accuracy, "float_source_agreement": None,
            "golden_accuracy": float(np.mean(g.predictions == yte)),
            "golden_source_agreement": float(np.mean(g.predictions == src_pred)), "n_test": len(yte)}
-    from .nirconv import simulate_real
+    from plasticore.training.nirconv import simulate_real
 
     vf, _ = simulate_real(rep.real, x_int * 2.0 ** -b.layers[0].x_frac)
     row["float_source_agreement"] = float(np.mean(np.argmax(vf, -1) == src_pred))
@@ -227,8 +226,8 @@ def measure_import(tool: str, net, path: Path, chip: bool = False, board: bool =
 
 def run_on_chip(b, x_int, g) -> bool:
     """Run on the Verilated chip (2×2 cores of 64 axons × 32 neurons) and compare with golden."""
+    from plasticore import runs
     from plasticore.host.device import Device
-    from plasticore.sim import golden
     from plasticore.sim.chipsim import ChipConfig, ChipSimBus
 
     cfg = ChipConfig(2, 2, 64, 32, 8)
@@ -237,13 +236,13 @@ def run_on_chip(b, x_int, g) -> bool:
         d.identify()
         d.deploy(b)
         r = d.run(x_int)
-    return golden.compare_results(golden.result_to_npz_dict(r, "rtl"), golden.result_to_npz_dict(g, "golden")) is None
+    return runs.compare_results(runs.result_to_npz_dict(r, "rtl"), runs.result_to_npz_dict(g, "golden")) is None
 
 
 def run_on_board(b, x_int, g) -> bool:
     """Run over serial on the simulated board (the chip board top, 2×2 cores of 64 × 32)."""
+    from plasticore import runs
     from plasticore.host import connect
-    from plasticore.sim import golden
     from plasticore.sim.chipboard import board_design_id, chip_board_top
     from plasticore.sim.simboard import SimBoard
 
@@ -252,7 +251,7 @@ def run_on_board(b, x_int, g) -> bool:
             connect(brd.port, expected_design_id=board_design_id(8, **kw)) as dev:
         dev.deploy(b)
         r = dev.run(x_int)
-    return golden.compare_results(golden.result_to_npz_dict(r, "board"), golden.result_to_npz_dict(g, "golden")) is None
+    return runs.compare_results(runs.result_to_npz_dict(r, "board"), runs.result_to_npz_dict(g, "golden")) is None
 
 
 def measure_export(bundle, tmp: Path, dt: float = 1e-4, xte=None, yte=None) -> dict:
@@ -260,11 +259,10 @@ def measure_export(bundle, tmp: Path, dt: float = 1e-4, xte=None, yte=None) -> d
     digits test split)."""
     import nir
 
+    from plasticore import golden
     from plasticore.bundle import save_bundle
     from plasticore.coding import encode_for
-    from plasticore.sim import golden
-
-    from .nirconv import export_run
+    from plasticore.training.nirconv import export_run
 
     if xte is None:
         _, _, xte, yte = digits()
@@ -283,7 +281,7 @@ def measure_export(bundle, tmp: Path, dt: float = 1e-4, xte=None, yte=None) -> d
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m plasticore.training.nir_bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m plasticore.app.nir_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("out/nir"))
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,141 @@
+"""Runs: the result of running samples through a network, the checks on its inputs, the class
+prediction, the documented ``.npz`` run format (``docs/run-format.md``) and the bit-exact comparison.
+
+Every producer of a run -- the golden model, the Verilated chip, a board behind the host library --
+builds the same :class:`RunResult` and writes the same file, so their outputs compare with
+``numpy.array_equal``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import contract as C
+from .bundle import Bundle
+from .coding import InputError, layer0_range
+
+
+# ------------------------------------------------------------------------------------------
+# inputs
+# ------------------------------------------------------------------------------------------
+def check_inputs(bundle: Bundle, x: np.ndarray) -> np.ndarray:
+    """Validate per-step layer-0 inputs (S, T, A) for ``bundle``; return them as int64."""
+    x = np.asarray(x)
+    T, A = bundle.timesteps, bundle.n_in
+    if x.ndim != 3 or x.shape[1:] != (T, A):
+        raise InputError(f"inputs have shape {x.shape}, expected (samples, {T}, {A})")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise InputError(f"inputs have dtype {x.dtype}, expected integers")
+    lo, hi = layer0_range(bundle)
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise InputError(f"inputs have values in [{x.min()}, {x.max()}], layer 0 accepts {lo}..{hi}")
+    return x.astype(np.int64)
+
+
+def check_labels(labels: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:
+    """Validate class labels: shape (n_samples,), integers in 0..n_classes-1; return them as int64."""
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise InputError(f"labels have shape {y.shape}, expected ({n_samples},) for {n_samples} samples")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise InputError(f"labels have dtype {y.dtype}, expected integers in 0..{n_classes - 1}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise InputError(f"labels have values in [{y.min()}, {y.max()}], expected 0..{n_classes - 1} "
+                         f"(the network has {n_classes} outputs)")
+    return y.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------
+# result and prediction
+# ------------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """Outputs of running S samples for T steps (the documented ``.npz`` run format)."""
+
+    spikes: list[np.ndarray]  #: per layer (S, T, N) int16: spikes, or ANN activations
+    u_final: list[np.ndarray]  #: per layer (S, N) int32: membrane after the last step of each sample
+    h_final: list[np.ndarray]  #: per layer (A, N) int16: H at the end of the run
+    predictions: np.ndarray  #: (S,) argmax of the last layer's final membrane (LIF) / last output (ANN)
+    labels: np.ndarray | None = None
+    u_trace: list[np.ndarray] | None = None  #: per layer (S, T, N) int32 when recorded
+    meta: dict = field(default_factory=dict)
+
+
+def predict(bundle: Bundle, u_final_last: np.ndarray, out_last_step: np.ndarray) -> np.ndarray:
+    """Class prediction: first index of the maximum final membrane (LIF) or last-step output (ANN)."""
+    v = u_final_last if bundle.layers[-1].soma == C.SomaMode.LIF else out_last_step
+    return np.argmax(v, axis=-1).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------
+# the documented .npz run format
+# ------------------------------------------------------------------------------------------
+RUN_FORMAT = "plasticore-run/1"
+
+
+def result_to_npz_dict(res: RunResult, source: str) -> dict[str, np.ndarray]:
+    """Arrays of the run format (``docs/run-format.md``)."""
+    d: dict[str, np.ndarray] = {"format": np.array(RUN_FORMAT), "source": np.array(source),
+                                "n_layers": np.array(len(res.spikes), np.int64),
+                                "predictions": res.predictions.astype(np.int64)}
+    for li in range(len(res.spikes)):
+        d[f"layer{li}_spikes"] = res.spikes[li].astype(np.int16)
+        d[f"layer{li}_u_final"] = res.u_final[li].astype(np.int32)
+        d[f"layer{li}_h_final"] = res.h_final[li].astype(np.int16)
+        if res.u_trace is not None:
+            d[f"layer{li}_u_trace"] = res.u_trace[li].astype(np.int32)
+    if res.labels is not None:
+        d["labels"] = res.labels.astype(np.int64)
+        d["accuracy"] = np.array(float(np.mean(res.predictions == res.labels)) if res.labels.size else 0.0)
+    return d
+
+
+def save_result(res: RunResult, path, source: str = "golden") -> None:
+    """Write the run format atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".run-", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **result_to_npz_dict(res, source))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def is_run_npz(path) -> bool:
+    """True if ``path`` is a run .npz (docs/run-format.md), i.e. a previous output of a run command."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["format"]) == RUN_FORMAT
+    except Exception:  # noqa: BLE001 - anything unreadable is not a run file
+        return False
+
+
+def compare_results(a: dict, b: dict) -> str | None:
+    """Compare two run-format dicts; None if bit-exact, else a message naming the first difference
+    (layer, sample, step, neuron/synapse and both values)."""
+    n = int(a["n_layers"])
+    if int(b["n_layers"]) != n:
+        return f"layer count differs: {n} vs {int(b['n_layers'])}"
+    for li in range(n):
+        for key, dims in (("spikes", ("sample", "step", "neuron")), ("u_final", ("sample", "neuron")),
+                          ("h_final", ("axon", "neuron"))):
+            k = f"layer{li}_{key}"
+            x, y = np.asarray(a[k]), np.asarray(b[k])
+            if x.shape != y.shape:
+                return f"{k}: shape {x.shape} vs {y.shape}"
+            if not np.array_equal(x, y):
+                idx = tuple(int(i) for i in np.argwhere(x != y)[0])
+                where = ", ".join(f"{d} {i}" for d, i in zip(dims, idx, strict=True))
+                return f"layer {li} {key}: first difference at {where}: {x[idx]} vs {y[idx]}"
+    if not np.array_equal(a["predictions"], b["predictions"]):
+        return "predictions differ"
+    return None
