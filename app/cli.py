@@ -165,6 +165,20 @@ def summarise(res, bundle, seconds: float | None = None) -> str:
 # ------------------------------------------------------------------------------------------
 # golden
 # ------------------------------------------------------------------------------------------
+def check_against_golden(res, bundle, x, labels, source: str) -> int:
+    """``--check``: compare run ``res`` (from ``source``, e.g. ``board``) with the golden model on the same
+    inputs; print the first mismatch (layer, step, index, both values) or the verdict.  0 if bit-exact."""
+    from plasticore import golden, runs
+
+    ref = runs.result_to_npz_dict(golden.run(bundle, x, labels=labels), "golden")
+    msg = runs.compare_results(runs.result_to_npz_dict(res, source), ref)
+    if msg:
+        print(f"MISMATCH vs golden model: {msg}")
+        return 1
+    print("bit-exact with the golden model (spikes, membranes, plastic weights)")
+    return 0
+
+
 def cmd_golden_run(args) -> int:
     import time
 

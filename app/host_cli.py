@@ -30,8 +30,8 @@ def check_sim_port_fits(port: str, bundle) -> None:
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
-    from plasticore import golden, runs
-    from plasticore.app.cli import check_run_out, load_inputs, summarise
+    from plasticore import runs
+    from plasticore.app.cli import check_against_golden, check_run_out, load_inputs, summarise
     from plasticore.bundle import load_bundle
     from plasticore.host import connect
 
@@ -54,12 +54,7 @@ def cmd_run(args) -> int:
     print(summarise(res, bundle, dt))
     print(f"  {len(x) / dt:.2f} inferences/s over the link")
     if args.check:
-        ref = runs.result_to_npz_dict(golden.run(bundle, x, labels=labels), "golden")
-        msg = runs.compare_results(runs.result_to_npz_dict(res, "board"), ref)
-        if msg:
-            print(f"MISMATCH vs golden model: {msg}")
-            return 1
-        print("bit-exact with the golden model (spikes, membranes, plastic weights)")
+        return check_against_golden(res, bundle, x, labels, "board")
     return 0
 
 

@@ -57,8 +57,8 @@ def chip_config_for(bundle, args):
 
 
 def cmd_sim_run(args) -> int:
-    from plasticore import golden, runs
-    from plasticore.app.cli import check_run_out, load_inputs, summarise
+    from plasticore import runs
+    from plasticore.app.cli import check_against_golden, check_run_out, load_inputs, summarise
     from plasticore.bundle import load_bundle
     from plasticore.host.device import Device
     from plasticore.sim.chipsim import ChipSimBus
@@ -83,12 +83,7 @@ def cmd_sim_run(args) -> int:
     print(f"RTL run of {args.bundle} -> {args.out}  ({cyc} clock cycles simulated)")
     print(summarise(res, bundle, dt))
     if args.check:
-        ref = runs.result_to_npz_dict(golden.run(bundle, x, labels=labels), "golden")
-        msg = runs.compare_results(runs.result_to_npz_dict(res, "rtl"), ref)
-        if msg:
-            print(f"MISMATCH vs golden model: {msg}")
-            return 1
-        print("bit-exact with the golden model (spikes, membranes, plastic weights)")
+        return check_against_golden(res, bundle, x, labels, "rtl")
     return 0
 
 
