@@ -123,6 +123,21 @@ def load_inputs(args, bundle) -> tuple[np.ndarray, np.ndarray | None]:
     return x, labels
 
 
+def refuse_host_signals(args) -> None:
+    """``sim run``, ``run`` and ``deploy`` run v1 programs on the RTL: ``m<l>`` / ``teach`` keys in
+    ``--inputs`` are refused (one line) rather than ignored."""
+    if getattr(args, "inputs", None) is None or not args.inputs.is_file():
+        return
+    try:
+        with np.load(args.inputs, allow_pickle=False) as z:
+            keys = [k for k in z.files if k == "teach" or (k[:1] == "m" and k[1:].isdigit())]
+    except Exception:  # noqa: BLE001 - load_inputs reports an unreadable file
+        return
+    if keys:
+        raise CliError(f"--inputs {args.inputs}: {', '.join(keys)} (contract v2 host inputs) run on the golden "
+                       "model only (plasticore golden run); the RTL runs v1 rule programs")
+
+
 def load_host_signals(args, bundle, samples: int) -> tuple[dict, np.ndarray | None]:
     """The contract v2 host inputs in ``--inputs``: ``m{l}`` (third factor of layer l) and ``teach``
     (the last layer's teaching current), in the shapes of ``docs/run-format.md``; ({}, None) if absent."""

@@ -164,8 +164,9 @@ def cmd_deploy(args) -> int:
     _check_fits_board(bundle, args)
     x = labels = None
     if args.inputs is not None or args.dataset is not None:
-        from plasticore.app.cli import load_inputs
+        from plasticore.app.cli import load_inputs, refuse_host_signals
 
+        refuse_host_signals(args)
         x, labels = load_inputs(args, bundle)
     res = deploy(args.board, args.bundle, args.port, config=_config(args), root=args.out_dir,
                  skip_flash=args.skip_flash, dry_run=args.dry_run, persist=args.persist, cable=args.cable,

@@ -31,12 +31,13 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     from plasticore import runs
-    from plasticore.app.cli import check_against_golden, check_run_out, load_inputs, summarise
+    from plasticore.app.cli import check_against_golden, check_run_out, load_inputs, refuse_host_signals, summarise
     from plasticore.bundle import load_bundle
     from plasticore.host import connect
 
     check_run_out(args)
     bundle = load_bundle(args.bundle)
+    refuse_host_signals(args)
     x, labels = load_inputs(args, bundle)
     if args.port.startswith("sim://"):
         check_sim_port_fits(args.port, bundle)

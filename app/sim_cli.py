@@ -58,13 +58,14 @@ def chip_config_for(bundle, args):
 
 def cmd_sim_run(args) -> int:
     from plasticore import runs
-    from plasticore.app.cli import check_against_golden, check_run_out, load_inputs, summarise
+    from plasticore.app.cli import check_against_golden, check_run_out, load_inputs, refuse_host_signals, summarise
     from plasticore.bundle import load_bundle
     from plasticore.host.device import Device
     from plasticore.sim.chipsim import ChipSimBus
 
     check_run_out(args)
     bundle = load_bundle(args.bundle)
+    refuse_host_signals(args)
     x, labels = load_inputs(args, bundle)
     cfg = chip_config_for(bundle, args)
     check_fits(bundle, cfg.geometry(), f"--bundle {args.bundle} on {cfg.mesh_x}x{cfg.mesh_y} cores of "
