@@ -731,7 +731,8 @@ def test_pty_is_exclusive():
 
 
 def test_checkpoint_load_runs_no_code(tmp_path):
-    """Issue 26 item 8: load_checkpoint used torch.load(weights_only=False)."""
+    """Issue 26 item 8: load_checkpoint loads with ``weights_only=True``: a pickled object that would
+    run code is refused (one error naming the file) and never executed."""
     import torch
 
     from plasticore.training.train import CheckpointError, load_checkpoint

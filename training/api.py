@@ -224,18 +224,9 @@ def train_kwargs(a: argparse.Namespace) -> dict:
                 progress=not a.no_progress, deploy_check=a.deploy_check)
 
 
-def _frac256(v: str) -> int:
-    from plasticore.contract import FRAC8_ONE
-
-    n = int(v)
-    if not 0 <= n <= FRAC8_ONE:
-        raise argparse.ArgumentTypeError(f"{v!r} is not an integer k in [0, {FRAC8_ONE}] (the fraction k/{FRAC8_ONE})")
-    return n
-
-
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from plasticore import contract as C
-    from plasticore.argtypes import int_list, nonneg_int, positive_float, positive_int
+    from plasticore.argtypes import int_list, int_range, nonneg_int, positive_float, positive_int
 
     p.add_argument("--dataset", default="digits", help="digits | mnist1d | mnist | fashion | omniglot")
     p.add_argument("--epochs", type=positive_int, default=30)
@@ -265,8 +256,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reset", choices=["soft", "hard"])
     p.add_argument("--h-persist", choices=["sample", "never"], help="deployed H persistence")
     p.add_argument("--theta", type=positive_float, help="firing threshold θ (default 0.35)")
-    p.add_argument("--leak", type=_frac256, help="membrane leak λ = k/256 (default 102 ≈ 0.4)")
-    p.add_argument("--decay", type=_frac256, help="plastic decay of H = k/256 (default 243 ≈ 0.95)")
+    p.add_argument("--leak", type=int_range(0, C.FRAC8_ONE), help="membrane leak λ = k/256 (default 102 ≈ 0.4)")
+    p.add_argument("--decay", type=int_range(0, C.FRAC8_ONE), help="plastic decay of H = k/256 (default 243 ≈ 0.95)")
     p.add_argument("--plastic-layers", choices=["hidden", "all", "first"], help="default hidden")
     p.add_argument("--data-root", type=Path, help="folder with user-supplied dataset files")
     p.add_argument("--max-train", type=positive_int)
