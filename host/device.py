@@ -167,7 +167,7 @@ class Device:
         spikes = [np.zeros((S, T, L.n_out), np.int16) for L in b.layers]
         u_final = [np.zeros((S, L.n_out), np.int32) for L in b.layers]
         u_trace = [np.zeros((S, T, L.n_out), np.int32) for L in b.layers] if record_membranes else None
-        reset_h = [li for li, L in enumerate(b.layers) if L.plastic and L.h_persist == C.HPersist.SAMPLE]
+        reset_h = b.reset_h_layers()
         t0 = time.perf_counter()
         for s in range(S):
             with self._during(f"run (sample {s + 1}/{S})"):

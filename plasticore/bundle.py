@@ -18,6 +18,7 @@ half-written.  The schema is documented in ``docs/bundle.md``.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import shutil
@@ -54,6 +55,15 @@ TENSOR_DTYPES = {
     "W": np.int8, "b": np.int32, "H0": np.int16, "hmask": np.uint8, "beta": np.int16,
     "eta": np.int16, "lut": np.int16,
 }
+
+
+class HRole(enum.Enum):
+    """The per-sample H schedule of a layer, the one definition every runner (golden model, torch,
+    host device, testbenches) follows."""
+
+    FROZEN = "frozen"  #: not plastic: H0 is used by every sample and never written
+    CARRIED = "carried"  #: plastic, ``h_persist = never``: H carries over; samples run one after another
+    PER_SAMPLE = "per_sample"  #: plastic, ``h_persist = sample``: H := H0 at every sample start
 
 
 class BundleError(PlasticoreError, ValueError):
@@ -98,6 +108,13 @@ class Layer:
     def program(self) -> RuleProgram:
         """The program the LPU runs (the v1 one-term program when ``rule`` is None)."""
         return self.rule if self.rule is not None else v1_program(self.hebb_sign, self.dh_shift)
+
+    @property
+    def h_role(self) -> HRole:
+        """What a run does with this layer's H between samples (:class:`HRole`)."""
+        if not self.plastic:
+            return HRole.FROZEN
+        return HRole.CARRIED if self.h_persist == C.HPersist.NEVER else HRole.PER_SAMPLE
 
     @property
     def n_in(self) -> int:
@@ -146,6 +163,24 @@ class Bundle:
     @property
     def n_out(self) -> int:
         return self.layers[-1].n_out
+
+    def sample_batch(self, batch: int, max_h_elements: int) -> int:
+        """How many samples a runner may evaluate at once: 1 when a layer carries H from sample to
+        sample (:attr:`HRole.CARRIED`), else at most ``batch`` and small enough that the per-sample H
+        of the largest plastic layer, (batch, A, N), stays near ``max_h_elements`` (at least 1)."""
+        if any(L.h_role == HRole.CARRIED for L in self.layers):
+            return 1
+        return per_sample_h_batch(batch, [L.n_in * L.n_out for L in self.layers if L.plastic], max_h_elements)
+
+    def reset_h_layers(self) -> list[int]:
+        """The layers whose H returns to H0 at every sample start (:attr:`HRole.PER_SAMPLE`)."""
+        return [li for li, L in enumerate(self.layers) if L.h_role == HRole.PER_SAMPLE]
+
+
+def per_sample_h_batch(batch: int, plastic_sizes: list[int], max_h_elements: int) -> int:
+    """Largest batch <= ``batch`` whose per-sample H (``plastic_sizes`` = A*N of each plastic layer)
+    stays near ``max_h_elements`` elements (at least 1)."""
+    return max(1, min(batch, max_h_elements // max(plastic_sizes, default=1)))
 
 
 def ramp_for(tau: float, timesteps: int) -> list[int]:

@@ -142,8 +142,9 @@ def ann_range(act) -> tuple[int, int]:
 
 
 def sat(v, bits: int):
-    """Saturate ``v`` (int or int64 array) to a signed ``bits``-bit range."""
-    return np.clip(v, smin(bits), smax(bits))
+    """Saturate ``v`` (int, numpy array or torch tensor) to a signed ``bits``-bit range."""
+    lo, hi = smin(bits), smax(bits)
+    return v.clip(lo, hi) if hasattr(v, "clip") else min(max(v, lo), hi)
 
 
 def rshift_round(v, s: int):

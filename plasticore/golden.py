@@ -41,14 +41,15 @@ import numpy as np
 
 from plasticore import contract as C
 from plasticore import rules as R
-from plasticore.bundle import Bundle, Layer
+from plasticore.bundle import Bundle, HRole, Layer
 from plasticore.runs import RunResult, check_inputs, predict
 
 I64 = np.int64
 
 
 # ------------------------------------------------------------------------------------------
-# state and step functions
+# state and step functions (the soma, post-function and rule-program functions take int64 numpy
+# arrays or int64 torch tensors alike: ``training/deploy.py`` runs them on tensors)
 # ------------------------------------------------------------------------------------------
 @dataclass
 class LayerState:
@@ -88,7 +89,7 @@ def dendrite(x: np.ndarray, W: np.ndarray, H: np.ndarray, hmask: np.ndarray | No
     return accW, np.rint(accH).astype(I64)
 
 
-def soma_current(accW, accH, p: dict, teach=None) -> np.ndarray:
+def soma_current(accW, accH, p: dict, teach=None):
     """I = sat_U((accW << acc_shift) + b + sat_U(rshift_round(alpha * accH, alpha_shift)) [+ teach])."""
     ih = C.sat(C.rshift_round(p["alpha"] * accH, p["alpha_shift"]), C.U_BITS)
     cur = (accW << p["acc_shift"]) + p["b"] + ih
@@ -103,21 +104,20 @@ def soma_lif(u, s_prev, current, p: dict):
     if p["reset"] == C.ResetMode.SOFT:
         v = u - p["theta"] * s_prev
     else:
-        v = np.where(s_prev != 0, 0, u)
+        v = u * (s_prev == 0)
     u_new = C.sat(C.mul_frac8(v, p["lam"]) + current, C.U_BITS)
-    return u_new, (u_new > p["theta"]).astype(I64)
+    return u_new, 1 * (u_new > p["theta"])
 
 
 def soma_ann(current, p: dict):
     """ANN soma: u' = I; y = clip(rshift_round(I, ann_shift), 0, 255) (ReLU) or (-128, 127) (identity)."""
-    y = np.clip(C.rshift_round(current, p["ann_shift"]), *C.ann_range(p["ann_act"]))
-    return current.copy(), y
+    return current + 0, C.rshift_round(current, p["ann_shift"]).clip(*C.ann_range(p["ann_act"]))
 
 
-def post_fn(u, p: dict) -> np.ndarray:
+def post_fn(u, p: dict):
     """f = lut[clip(rshift_round(u*recip, recip_shift) - eta, -256, 255) + 256]."""
     z = C.rshift_round(u * p["recip"], p["recip_shift"]) - p["eta"]
-    return p["lut"][np.clip(z, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF]
+    return p["lut"][z.clip(-C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF]
 
 
 def plasticity_program(H, x, u, s, p: dict, t=None, xtr=None, ytr=None) -> np.ndarray:
@@ -228,6 +228,18 @@ def layer_step(p: dict, state: LayerState, x: np.ndarray, t=None, teach=None) ->
 # ------------------------------------------------------------------------------------------
 # network runner
 # ------------------------------------------------------------------------------------------
+#: per-sample H is a (B, A, N) int16 array: batches are cut so that it stays near this many elements
+GOLDEN_H_ELEMENTS = 1 << 24
+
+
+def _start_h(L: Layer, H: np.ndarray, B: int) -> np.ndarray:
+    """A batch of ``B`` samples' starting H (:class:`plasticore.bundle.HRole`): the carried H (B = 1),
+    H0 per sample, or the frozen H shared."""
+    if L.h_role == HRole.CARRIED:
+        return H[None].copy()
+    if L.h_role == HRole.PER_SAMPLE:
+        return np.broadcast_to(np.asarray(L.H0, np.int16), (B,) + L.H0.shape).copy()
+    return H
 def run_inputs(bundle: Bundle, S: int, m: dict | None = None, teach=None):
     """Expand the host's third-factor inputs ``m`` ({layer: array}) and the last layer's teaching
     current ``teach`` to (S, T, N) int64 (``plasticore.rules.expand_per_step``; errors name the key)."""
@@ -240,6 +252,14 @@ def run_inputs(bundle: Bundle, S: int, m: dict | None = None, teach=None):
         ms[li] = R.expand_per_step(a, S, T, bundle.layers[li].n_out, f"m{li}")
     tc = None if teach is None else R.expand_per_step(teach, S, T, bundle.n_out, "teach", bits=C.U_BITS)
     return ms, tc
+
+
+def step_inputs(ms: list, tc, li: int, samples: slice, t: int) -> tuple:
+    """Layer ``li``'s host inputs at step ``t`` for ``samples`` from :func:`run_inputs`' arrays (numpy or
+    torch): its third-factor input t (or None) and, for the last layer, the teaching current (or None)."""
+    tl = None if ms[li] is None else ms[li][samples, t]
+    te = tc[samples, t] if (tc is not None and li == len(ms) - 1) else None
+    return tl, te
 
 
 def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_membranes: bool = False,
@@ -257,31 +277,18 @@ def run(bundle: Bundle, x: np.ndarray, labels: np.ndarray | None = None, record_
     S, T = x.shape[0], bundle.timesteps
     ms, tc = run_inputs(bundle, S, m, teach)
     params = [layer_params(L) for L in bundle.layers]
-    carry = any(L.plastic and L.h_persist == C.HPersist.NEVER for L in bundle.layers)
-    biggest = max(L.n_in * L.n_out for L in bundle.layers if L.plastic) if any(L.plastic for L in bundle.layers) else 1
-    chunk = 1 if carry else max(1, min(batch, (1 << 24) // biggest))  # keep (B, A, N) H under ~128 MB
+    chunk = bundle.sample_batch(batch, GOLDEN_H_ELEMENTS)
     Hs = [np.asarray(H_start[i] if H_start is not None else L.H0, np.int16) for i, L in enumerate(bundle.layers)]
     spikes = [np.zeros((S, T, L.n_out), np.int16) for L in bundle.layers]
     u_final = [np.zeros((S, L.n_out), np.int32) for L in bundle.layers]
     u_trace = [np.zeros((S, T, L.n_out), np.int32) for L in bundle.layers] if record_membranes else None
     for s0 in range(0, S, chunk):
         s1 = min(S, s0 + chunk)
-        B = s1 - s0
-        states = []
-        for li, L in enumerate(bundle.layers):
-            if L.plastic and L.h_persist == C.HPersist.NEVER:
-                H = Hs[li][None].copy()
-            elif L.plastic:
-                H = np.broadcast_to(np.asarray(L.H0, np.int16), (B,) + L.H0.shape).copy()
-            else:
-                H = Hs[li]  # frozen, shared
-            states.append(init_state(L, (B,), H=H))
+        states = [init_state(L, (s1 - s0,), H=_start_h(L, Hs[li], s1 - s0)) for li, L in enumerate(bundle.layers)]
         for t in range(T):
             inp = x[s0:s1, t]
             for li, p in enumerate(params):
-                tl = None if ms[li] is None else ms[li][s0:s1, t]
-                te = tc[s0:s1, t] if (tc is not None and li == len(params) - 1) else None
-                states[li], rec = layer_step(p, states[li], inp, tl, te)
+                states[li], rec = layer_step(p, states[li], inp, *step_inputs(ms, tc, li, slice(s0, s1), t))
                 spikes[li][s0:s1, t] = states[li].s
                 if u_trace is not None:
                     u_trace[li][s0:s1, t] = states[li].u

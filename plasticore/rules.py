@@ -432,42 +432,30 @@ def third_factor(t, f, prog: RuleProgram):
 
 
 def pre_value(pre: Pre, x, beta, xtr, x_frac: int):
-    if pre == Pre.ONE:
-        return np.ones_like(x)
-    if pre == Pre.X:
-        return x
-    if pre == Pre.XTR:
-        return xtr
-    if pre == Pre.BETA:
-        return np.broadcast_to(beta, x.shape)
-    return C.sat(C.rshift_round(beta * x, x_frac), C.G_BITS)
+    """The pre factor of a term, shaped like ``x`` (numpy arrays or torch tensors alike)."""
+    if pre == Pre.G:
+        return C.sat(C.rshift_round(beta * x, x_frac), C.G_BITS)
+    return {Pre.ONE: 1 + 0 * x, Pre.X: x, Pre.XTR: xtr, Pre.BETA: beta + 0 * x}[pre]
 
 
 def post_value(post: Post, f, s, ytr, m):
-    if post == Post.ONE:
-        return np.ones_like(f)
-    if post == Post.LUT:
-        return f
-    if post == Post.S:
-        return s
-    if post == Post.YTR:
-        return ytr
-    if post == Post.M:
-        return m
-    if post == Post.M_LUT:
-        return C.sat(C.rshift_round(m * f, C.F_FRAC), M_BITS)
-    if post == Post.M_S:
-        return C.sat(m * s, M_BITS)
-    return C.sat(C.rshift_round(m * ytr, TRACE_FRAC), M_BITS)
+    """The post factor of a term, shaped like ``f`` (numpy arrays or torch tensors alike)."""
+    products = {Post.M_LUT: lambda: C.sat(C.rshift_round(m * f, C.F_FRAC), M_BITS),
+                Post.M_S: lambda: C.sat(m * s, M_BITS),
+                Post.M_YTR: lambda: C.sat(C.rshift_round(m * ytr, TRACE_FRAC), M_BITS)}
+    if post in products:
+        return products[post]()
+    return {Post.ONE: 1 + 0 * f, Post.LUT: f, Post.S: s, Post.YTR: ytr, Post.M: m}[post]
 
 
 def program_dh(prog: RuleProgram, x, beta, xtr, f, s, ytr, m, x_frac: int) -> np.ndarray:
     """dH (.., A, N) int64 = sat18(sum_k rshift_round(c_k * p_k, c_shift_k)) with
-    p_k = sat18(rshift_round(pre_k * post_k, shift_k))."""
+    p_k = sat18(rshift_round(pre_k * post_k, shift_k)).  The factors are int64 numpy arrays (the golden
+    model) or int64 torch tensors (``training/deploy.py``); the result is of the same kind."""
     total = None
     for t in prog.terms:
-        a = np.asarray(pre_value(t.pre, x, beta, xtr, x_frac), np.int64)
-        b = np.asarray(post_value(t.post, f, s, ytr, m), np.int64)
+        a = pre_value(t.pre, x, beta, xtr, x_frac)
+        b = post_value(t.post, f, s, ytr, m)
         p = C.sat(C.rshift_round(a[..., :, None] * b[..., None, :], t.shift), TERM_BITS)
         q = C.rshift_round(t.c * p, t.c_shift)
         total = q if total is None else total + q

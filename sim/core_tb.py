@@ -31,6 +31,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 from plasticore import contract as C
 from plasticore import golden
+from plasticore.bundle import HRole
 from plasticore.core_map import (
     MEMS,
     REGS,
@@ -204,7 +205,7 @@ class CoreTB:
     async def _run_samples(self, L, x, desc, p, H, stats):
         A, N, P = L.n_in, L.n_out, self.geom.lanes
         for s in range(x.shape[0]):
-            if s > 0 and L.plastic and L.h_persist == C.HPersist.SAMPLE:
+            if s > 0 and L.h_role == HRole.PER_SAMPLE:
                 from plasticore.core_map import matrix_words
                 await self.write(matrix_words(L.H0, self.geom, Mem.H))
                 H = np.asarray(L.H0, np.int64)

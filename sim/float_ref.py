@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from plasticore import contract as C
-from plasticore.bundle import Bundle, Layer
+from plasticore.bundle import Bundle, HRole, Layer
 
 
 def real_params(L: Layer) -> dict:
@@ -87,7 +87,7 @@ def run(bundle: Bundle, x_int: np.ndarray):
     for si in range(S):
         state = []
         for li, L in enumerate(bundle.layers):
-            H = rps[li]["H0"].copy() if L.h_persist == C.HPersist.SAMPLE else Hs[li]
+            H = rps[li]["H0"].copy() if L.h_role == HRole.PER_SAMPLE else Hs[li]
             state.append([np.zeros(L.n_out), np.zeros(L.n_out), H])
         for t in range(T):
             inp = x_int[si, t].astype(np.float64) * rps[0]["x_scale"]

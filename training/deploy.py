@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from plasticore import contract as C
+from plasticore import golden
 from plasticore import rules as R
-from plasticore.bundle import Bundle, Layer
+from plasticore.bundle import Bundle, HRole, Layer
 
 I64 = torch.int64
-U_LO, U_HI = C.smin(C.U_BITS), C.smax(C.U_BITS)
 
 
 def rshift_round(v: torch.Tensor, s: int) -> torch.Tensor:
@@ -47,95 +47,48 @@ class DeployLayer:
     eta: torch.Tensor
     lut: torch.Tensor
     hmask_all: bool
+    params: dict  #: ``plasticore.golden.layer_params`` with tensors for arrays (the soma functions' ``p``)
 
     @classmethod
     def from_layer(cls, L: Layer) -> DeployLayer:
         t = {k: torch.as_tensor(np.asarray(getattr(L, k), np.int64)) for k in
              ("W", "b", "H0", "hmask", "beta", "eta", "lut")}
-        return cls(L=L, hmask_all=bool(torch.all(t["hmask"] == 1)), **t)
-
-
-def _sat(v: torch.Tensor, bits: int) -> torch.Tensor:
-    return torch.clamp(v, C.smin(bits), C.smax(bits))
-
-
-def _pre(pre: R.Pre, x, beta, xtr, x_frac: int):
-    if pre == R.Pre.ONE:
-        return torch.ones_like(x)
-    if pre == R.Pre.X:
-        return x
-    if pre == R.Pre.XTR:
-        return xtr
-    if pre == R.Pre.BETA:
-        return beta.expand_as(x)
-    return _sat(rshift_round(beta * x, x_frac), C.G_BITS)
-
-
-def _post(post: R.Post, f, s, ytr, m):
-    P = R.Post
-    return {P.ONE: lambda: torch.ones_like(f), P.LUT: lambda: f, P.S: lambda: s, P.YTR: lambda: ytr,
-            P.M: lambda: m, P.M_LUT: lambda: _sat(rshift_round(m * f, C.F_FRAC), R.M_BITS),
-            P.M_S: lambda: _sat(m * s, R.M_BITS),
-            P.M_YTR: lambda: _sat(rshift_round(m * ytr, R.TRACE_FRAC), R.M_BITS)}[post]()
+        params = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
+                  for k, v in golden.layer_params(L).items() if k != "Wf"}
+        return cls(L=L, hmask_all=bool(torch.all(t["hmask"] == 1)), params=params, **t)
 
 
 def program_update(p: DeployLayer, H, x, s, f, t, xtr, ytr):
-    """The rule program on int64 tensors (``plasticore.rules.program_dh``), then decay and clamp."""
+    """The rule program on int64 tensors (:func:`plasticore.rules.program_dh`, the golden model's own
+    function), then decay and clamp."""
     L, prog = p.L, p.L.program
-    m = t if t is not None else torch.zeros_like(f)
-    if prog.m_kind == R.MKind.ERROR:
-        m = _sat(m - f, R.M_BITS)
-    dh = None
-    for term in prog.terms:
-        a = _pre(term.pre, x, p.beta, xtr, L.x_frac)
-        b = _post(term.post, f, s, ytr, m)
-        pk = _sat(rshift_round(a.unsqueeze(-1) * b.unsqueeze(-2), term.shift), R.TERM_BITS)
-        q = rshift_round(term.c * pk, term.c_shift)
-        dh = q if dh is None else dh + q
-    dh = _sat(dh, R.DH_BITS)
+    m = R.third_factor(t if t is not None else torch.zeros_like(f), f, prog)
+    dh = R.program_dh(prog, x, p.beta, xtr, f, s, ytr, m, L.x_frac)
     return torch.clamp(rshift_round(H * L.decay, 8) + dh, -L.h_clamp, L.h_clamp)
 
 
 def layer_step(p: DeployLayer, u, s, H, x, teach=None, t=None, tr=None):
-    """One integer time step of one layer (x, u, s: (B, ·) int64; H: (A, N) or (B, A, N)).
+    """One integer time step of one layer (x, u, s: (B, ·) int64; H: (A, N) or (B, A, N)): the golden
+    model's soma, post-function and rule-program functions on tensors, with torch matrix products.
     ``t``: third-factor input (B, N); ``tr``: [xtr, ytr] traces, updated in place (rule programs)."""
-    L = p.L
+    L, gp = p.L, p.params
     accW = x @ p.W
-    cur = torch.bitwise_left_shift(accW, L.acc_shift) + p.b
+    accH = 0
     if L.plastic or L.alpha != 0:
         Hm = H if p.hmask_all else H * p.hmask
         accH = x @ Hm if Hm.dim() == 2 else torch.bmm(x.unsqueeze(1), Hm).squeeze(1)
-        ih = torch.clamp(rshift_round(L.alpha * accH, L.alpha_shift), U_LO, U_HI)
-        cur = cur + ih
-    if teach is not None:
-        cur = cur + teach
-    cur = torch.clamp(cur, U_LO, U_HI)
-    if L.soma == C.SomaMode.LIF:
-        if L.reset == C.ResetMode.SOFT:
-            v = u - L.theta * s
-        else:
-            v = torch.where(s != 0, torch.zeros_like(u), u)
-        u = torch.clamp(rshift_round(v * L.lam, 8) + cur, U_LO, U_HI)
-        s = (u > L.theta).to(I64)
-    else:
-        u = cur
-        y = rshift_round(cur, L.ann_shift)
-        s = torch.clamp(y, *C.ann_range(L.ann_act))
+    cur = golden.soma_current(accW, accH, gp, teach)
+    u, s = golden.soma_lif(u, s, cur, gp) if L.soma == C.SomaMode.LIF else golden.soma_ann(cur, gp)
     if L.plastic:
-        z = rshift_round(u * L.recip, L.recip_shift) - p.eta
-        f = p.lut[torch.clamp(z, -C.LUT_HALF, C.LUT_HALF - 1) + C.LUT_HALF]
+        f = golden.post_fn(u, gp)
         prog = L.program
         if R.v1_form(prog) is None:
             xtr = ytr = None
             if prog.uses_traces:
-                sf = 0 if L.soma == C.SomaMode.LIF else 8
-                tr[0] = _sat(rshift_round(tr[0] * prog.pre_decay, 8) + torch.bitwise_left_shift(x, 8 - L.x_frac),
-                             R.TRACE_BITS)
-                tr[1] = _sat(rshift_round(tr[1] * prog.post_decay, 8) + torch.bitwise_left_shift(s, 8 - sf),
-                             R.TRACE_BITS)
+                tr[0], tr[1] = R.update_traces(tr[0], tr[1], x, s, prog, L.x_frac, gp["s_frac"])
                 xtr, ytr = tr
             return u, s, program_update(p, H, x, s, f, t, xtr, ytr)
-        g = torch.clamp(rshift_round(p.beta * x, L.x_frac), C.smin(C.G_BITS), C.smax(C.G_BITS))
+        g = C.sat(rshift_round(p.beta * x, L.x_frac), C.G_BITS)
         sign, shift = R.v1_form(prog)
         dh = rshift_round(g.unsqueeze(-1) * f.unsqueeze(-2), shift)
         if sign < 0:
@@ -162,12 +115,14 @@ class DeployResult:
 PER_SAMPLE_H_ELEMENTS = 1 << 22
 
 
-def per_sample_h_batch(batch: int, plastic_sizes: list[int]) -> int:
-    """Largest batch <= ``batch`` whose per-sample H (``plastic_sizes`` = A*N of each plastic layer)
-    stays near :data:`PER_SAMPLE_H_ELEMENTS` elements (at least 1)."""
-    if not plastic_sizes:
-        return max(1, batch)
-    return max(1, min(batch, PER_SAMPLE_H_ELEMENTS // max(plastic_sizes)))
+def _start_h(p: DeployLayer, H: torch.Tensor, B: int) -> torch.Tensor:
+    """A batch of ``B`` samples' starting H (:class:`plasticore.bundle.HRole`): the carried H (B = 1),
+    H0 per sample, or the frozen H shared."""
+    if p.L.h_role == HRole.CARRIED:
+        return H.unsqueeze(0).clone()
+    if p.L.h_role == HRole.PER_SAMPLE:
+        return p.H0.expand(B, *p.H0.shape).clone()
+    return H
 
 
 def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
@@ -175,7 +130,7 @@ def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
     """Run integer inputs ``x`` (S, T, A0) through ``bundle`` with the semantics of
     :func:`plasticore.golden.run`.  ``teach`` (the last layer's integer current) and ``m``
     ({layer: third-factor input}) take the shapes of ``golden.run``."""
-    from plasticore.golden import run_inputs
+    from plasticore.golden import run_inputs, step_inputs
 
     x = torch.as_tensor(np.asarray(x), dtype=I64)
     S, T = x.shape[0], bundle.timesteps
@@ -185,8 +140,7 @@ def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
     teach_t = None if tc is None else torch.as_tensor(tc)
     ms_t = [None if a is None else torch.as_tensor(a) for a in ms]
     ps = [DeployLayer.from_layer(L) for L in bundle.layers]
-    carry = any(L.plastic and L.h_persist == C.HPersist.NEVER for L in bundle.layers)
-    chunk = 1 if carry else per_sample_h_batch(batch, [L.n_in * L.n_out for L in bundle.layers if L.plastic])
+    chunk = bundle.sample_batch(batch, PER_SAMPLE_H_ELEMENTS)
     Hs = [torch.as_tensor(np.asarray(H_start[i] if H_start is not None else L.H0, np.int64))
           for i, L in enumerate(bundle.layers)]
     spikes = [np.zeros((S, T, L.n_out), np.int16) for L in bundle.layers]
@@ -196,21 +150,13 @@ def deploy_run(bundle: Bundle, x, record: bool = True, record_h: bool = False,
     for s0 in range(0, S, chunk):
         s1 = min(S, s0 + chunk)
         B = s1 - s0
-        st = []
-        for li, L in enumerate(bundle.layers):
-            if L.plastic and L.h_persist == C.HPersist.NEVER:
-                H = Hs[li].unsqueeze(0).clone()
-            elif L.plastic:
-                H = ps[li].H0.expand(B, *ps[li].H0.shape).clone()
-            else:
-                H = Hs[li]
-            st.append([torch.zeros(B, L.n_out, dtype=I64), torch.zeros(B, L.n_out, dtype=I64), H,
-                       [torch.zeros(B, L.n_in, dtype=I64), torch.zeros(B, L.n_out, dtype=I64)]])
+        st = [[torch.zeros(B, L.n_out, dtype=I64), torch.zeros(B, L.n_out, dtype=I64), _start_h(p, Hs[li], B),
+               [torch.zeros(B, L.n_in, dtype=I64), torch.zeros(B, L.n_out, dtype=I64)]]
+              for li, (L, p) in enumerate(zip(bundle.layers, ps, strict=True))]
         for t in range(T):
             inp = x[s0:s1, t]
             for li, p in enumerate(ps):
-                tc = teach_t[s0:s1, t] if (teach_t is not None and li == len(ps) - 1) else None
-                tl = None if ms_t[li] is None else ms_t[li][s0:s1, t]
+                tl, tc = step_inputs(ms_t, teach_t, li, slice(s0, s1), t)
                 u, s, H = layer_step(p, *st[li][:3], inp, tc, tl, st[li][3])
                 st[li][:3] = [u, s, H]
                 spikes[li][s0:s1, t] = s.numpy()
@@ -234,8 +180,6 @@ def compare_with_golden(bundle: Bundle, x, H_start=None, m=None, teach=None) -> 
     """Run ``x`` through deploy mode and the golden model; None if bit-exact, else the first
     difference (layer, key, index, both values).  H is compared at every step via the golden step
     functions when every plastic layer resets per sample; the final H always."""
-    from plasticore import golden
-
     d = deploy_run(bundle, x, record=True, H_start=H_start, m=m, teach=teach)
     g = golden.run(bundle, np.asarray(x), record_membranes=True, H_start=H_start, m=m, teach=teach)
     for li in range(len(bundle.layers)):
@@ -254,8 +198,6 @@ def compare_with_golden(bundle: Bundle, x, H_start=None, m=None, teach=None) -> 
 def golden_h_trace(bundle: Bundle, x, m=None, teach=None) -> list[np.ndarray]:
     """H at every step, per layer (S, T, A, N), from the golden model's step functions (samples run
     one after another, H carried or reset exactly as ``golden.run`` does)."""
-    from plasticore import golden
-
     x = np.asarray(x, np.int64)
     S, T = x.shape[:2]
     ms, tc = golden.run_inputs(bundle, S, m, teach)
@@ -265,14 +207,13 @@ def golden_h_trace(bundle: Bundle, x, m=None, teach=None) -> list[np.ndarray]:
     for si in range(S):
         states = []
         for li, L in enumerate(bundle.layers):
-            H = (Hs[li] if (L.h_persist == C.HPersist.NEVER or not L.plastic) else np.asarray(L.H0, np.int64))
+            H = np.asarray(L.H0, np.int64) if L.h_role == HRole.PER_SAMPLE else Hs[li]
             states.append(golden.init_state(L, (1,), H=H[None].copy()))
         for t in range(T):
             inp = x[si:si + 1, t]
             for li, p in enumerate(params):
-                tl = None if ms[li] is None else ms[li][si:si + 1, t]
-                te = tc[si:si + 1, t] if (tc is not None and li == len(params) - 1) else None
-                states[li], _ = golden.layer_step(p, states[li], inp, tl, te)
+                host = golden.step_inputs(ms, tc, li, slice(si, si + 1), t)
+                states[li], _ = golden.layer_step(p, states[li], inp, *host)
                 out[li][si, t] = states[li].H[0]
                 inp = states[li].s
         for li, L in enumerate(bundle.layers):

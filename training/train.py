@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plasticore.bundle import InputCoding, ramp_for
+from plasticore.bundle import InputCoding, per_sample_h_batch, ramp_for
 from plasticore.coding import encode
 from plasticore.errors import PlasticoreError
 
-from .deploy import per_sample_h_batch
+from .deploy import PER_SAMPLE_H_ELEMENTS
 from .model import HybridNet, NetConfig, mse_loss
 
 
@@ -135,7 +135,8 @@ def predict(net: HybridNet, features: np.ndarray, h_mode: str = "sample", qat: b
     model = copy.deepcopy(net).double() if exact else net
     dtype = torch.float64 if exact else torch.float32
     if h_mode == "sample":
-        batch = per_sample_h_batch(batch, [L.n_in * L.n_out for L in net.layers if L.opts.plastic])
+        batch = per_sample_h_batch(batch, [L.n_in * L.n_out for L in net.layers if L.opts.plastic],
+                                   PER_SAMPLE_H_ELEMENTS)
     preds = []
     for s0 in range(0, len(features), batch):
         xi = encode_int(features[s0:s0 + batch], net.cfg, sample_offset + s0)
