@@ -80,11 +80,11 @@ class MKind(enum.StrEnum):
 class Term:
     """One integer term: ``q = rshift_round(c * sat18(rshift_round(pre * post, shift)), c_shift)``."""
 
-    pre: Pre
-    post: Post
-    c: int
-    shift: int = 0
-    c_shift: int = 0
+    pre: Pre  #: presynaptic factor (per axon i)
+    post: Post  #: postsynaptic factor (per neuron j)
+    c: int  #: coefficient (COEF_BITS, signed)
+    shift: int = 0  #: rounding shift of the factor product
+    c_shift: int = 0  #: rounding shift after the coefficient
 
     def to_json(self) -> dict:
         return {"pre": self.pre.value, "post": self.post.value, "c": int(self.c), "shift": int(self.shift),
