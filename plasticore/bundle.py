@@ -36,11 +36,8 @@ BUNDLE_VERSION = 2
 #: versions this plasticore reads (1: the fixed rule; 2: rule programs)
 BUNDLE_VERSIONS = (1, 2)
 
-#: Scalar integer parameters of a layer, in bundle.json, with their contract ranges.
-SCALAR_FIELDS = (
-    "theta", "lam", "decay", "alpha", "alpha_shift", "acc_shift", "recip", "recip_shift",
-    "dh_shift", "h_clamp", "ann_shift", "hebb_sign", "u_frac",
-)
+#: Scalar integer parameters of a layer, in bundle.json (:data:`plasticore.contract.LAYER_PARAMS`).
+SCALAR_FIELDS = tuple(p.name for p in C.LAYER_PARAMS)
 #: Enumerated options of a layer, in bundle.json (stored by name).
 ENUM_FIELDS = {
     "soma": C.SomaMode, "reset": C.ResetMode, "ann_act": C.AnnAct, "h_persist": C.HPersist,
@@ -70,9 +67,24 @@ class BundleError(PlasticoreError, ValueError):
     """A bundle is malformed; the message names the file and field."""
 
 
+def _with_layer_params(cls):
+    """Give the class an ``int`` field per :data:`plasticore.contract.LAYER_PARAMS` row (with its
+    default; a required one first), after the tensors; for :func:`dataclasses.dataclass`."""
+    ann = cls.__dict__["__annotations__"]
+    tensors = {k: ann.pop(k) for k in TENSOR_SHAPES}
+    rows = sorted(C.LAYER_PARAMS, key=lambda p: p.default is not None)
+    cls.__annotations__ = {**tensors, **{p.name: int for p in rows}, **ann}
+    for p in rows:
+        if p.default is not None:
+            setattr(cls, p.name, p.default)
+    return cls
+
+
 @dataclass
+@_with_layer_params
 class Layer:
-    """One fully connected hybrid layer: integer tensors, scalar parameters and rule options."""
+    """One fully connected hybrid layer: integer tensors, scalar parameters (an ``int`` attribute per
+    :data:`plasticore.contract.LAYER_PARAMS` row: ``theta``, ``lam``, ``decay``, ...) and rule options."""
 
     W: np.ndarray
     b: np.ndarray
@@ -81,19 +93,6 @@ class Layer:
     beta: np.ndarray
     eta: np.ndarray
     lut: np.ndarray
-    theta: int
-    lam: int = 256
-    decay: int = 256
-    alpha: int = 0
-    alpha_shift: int = 0
-    acc_shift: int = 0
-    recip: int = 1
-    recip_shift: int = 0
-    dh_shift: int = 0
-    h_clamp: int = C.smax(C.H_BITS)
-    ann_shift: int = 0
-    hebb_sign: int = 1
-    u_frac: int = 0
     soma: C.SomaMode = C.SomaMode.LIF
     reset: C.ResetMode = C.ResetMode.SOFT
     ann_act: C.AnnAct = C.AnnAct.RELU
@@ -236,10 +235,6 @@ def validate(bundle: Bundle) -> None:
             v = getattr(L, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer):
                 raise BundleError(f"bundle.json: layers[{li}].{name} = {v!r} is not an integer")
-            if name == "u_frac":
-                if not 0 <= v <= 40:
-                    raise BundleError(f"bundle.json: layers[{li}].u_frac = {v} not in 0..40")
-                continue
             rng = C.RANGES[name]
             if not rng.lo <= v <= rng.hi:
                 raise BundleError(f"bundle.json: layers[{li}].{name} = {v} not in {rng.lo}..{rng.hi}")

@@ -209,6 +209,48 @@ class FieldRange:
         return bool(a.size == 0 or (a.min() >= self.lo and a.max() <= self.hi))
 
 
+@dataclass(frozen=True)
+class LayerParam:
+    """A scalar integer parameter of a layer, defined once: its name (the bundle field, the
+    ``plasticore.bundle.Layer`` attribute and, upper-cased, the core register), legal range and default
+    (None: required), and the core register it is loaded into (``reg``: register id in
+    ``plasticore.core_map.Reg``, ``reg_bits`` wide, signed when the range is; None: not a register)."""
+
+    name: str
+    range: FieldRange
+    default: int | None
+    reg: int | None = None
+    reg_bits: int = 0
+    doc: str = ""
+
+    @property
+    def signed(self) -> bool:
+        return self.range.lo < 0
+
+
+_SHIFT = FieldRange(0, SHIFT_MAX)
+
+#: The scalar layer parameters, in bundle order.  A new parameter is a row here (bundle field, range,
+#: default, validation, core register and its width follow) plus its use in the equations
+#: (``plasticore/golden.py``, which the torch deploy step shares) and the RTL datapath.
+LAYER_PARAMS: tuple[LayerParam, ...] = (
+    LayerParam("theta", FieldRange(1, smax(THETA_BITS)), None, 0, THETA_BITS, "firing threshold (membrane units)"),
+    LayerParam("lam", FieldRange(0, FRAC8_ONE), FRAC8_ONE, 1, FRAC8_BITS, "membrane leak, k/256"),
+    LayerParam("decay", FieldRange(0, FRAC8_ONE), FRAC8_ONE, 2, FRAC8_BITS, "H decay per step, k/256"),
+    LayerParam("alpha", FieldRange(smin(ALPHA_BITS), smax(ALPHA_BITS)), 0, 3, ALPHA_BITS,
+               "gain of the plastic current alpha * accH"),
+    LayerParam("alpha_shift", _SHIFT, 0, 4, 6, "right shift of alpha * accH"),
+    LayerParam("acc_shift", FieldRange(0, ACC_SHIFT_MAX), 0, 5, 4, "left shift of accW into membrane units"),
+    LayerParam("recip", FieldRange(0, (1 << RECIP_BITS) - 1), 1, 6, RECIP_BITS, "1/theta multiplier of z"),
+    LayerParam("recip_shift", _SHIFT, 0, 7, 6, "right shift of u * recip"),
+    LayerParam("dh_shift", _SHIFT, 0, 8, 6, "right shift of g * f (the v1 rule)"),
+    LayerParam("h_clamp", FieldRange(0, smax(H_BITS)), smax(H_BITS), 9, H_BITS - 1, "|H| limit"),
+    LayerParam("ann_shift", _SHIFT, 0, 10, 6, "right shift of the ANN pre-activation"),
+    LayerParam("hebb_sign", FieldRange(-1, 1), 1, None, 0, "sign of the v1 rule (register HEBB_NEG)"),
+    LayerParam("u_frac", FieldRange(0, SHIFT_MAX), 0, None, 0, "fractional bits of u (metadata: float views)"),
+)
+PARAMS_BY_NAME: dict[str, LayerParam] = {p.name: p for p in LAYER_PARAMS}
+
 #: Legal ranges of every integer parameter and tensor of a layer (used by bundle validation,
 #: the torch exporter, the host and the RTL register map).
 RANGES: dict[str, FieldRange] = {
@@ -219,16 +261,5 @@ RANGES: dict[str, FieldRange] = {
     "beta": FieldRange(smin(BETA_BITS), smax(BETA_BITS)),
     "eta": FieldRange(smin(ETA_BITS), smax(ETA_BITS)),
     "lut": FieldRange(smin(F_BITS), smax(F_BITS)),
-    "theta": FieldRange(1, smax(THETA_BITS)),
-    "lam": FieldRange(0, FRAC8_ONE),
-    "decay": FieldRange(0, FRAC8_ONE),
-    "alpha": FieldRange(smin(ALPHA_BITS), smax(ALPHA_BITS)),
-    "alpha_shift": FieldRange(0, SHIFT_MAX),
-    "acc_shift": FieldRange(0, ACC_SHIFT_MAX),
-    "recip": FieldRange(0, (1 << RECIP_BITS) - 1),
-    "recip_shift": FieldRange(0, SHIFT_MAX),
-    "dh_shift": FieldRange(0, SHIFT_MAX),
-    "h_clamp": FieldRange(0, smax(H_BITS)),
-    "ann_shift": FieldRange(0, SHIFT_MAX),
-    "hebb_sign": FieldRange(-1, 1),
+    **{p.name: p.range for p in LAYER_PARAMS},
 }

@@ -81,40 +81,37 @@ MEMS: dict[Mem, MemInfo] = {
 }
 
 
-class Reg(enum.IntEnum):
-    """Scalar registers (``Mem.REG``, address = id).  Parameters are read/write; status read-only."""
+#: Registers that are not a plain :data:`plasticore.contract.LAYER_PARAMS` row: name -> (id, width, signed).
+#: Parameters (read/write) below ``CMD``; status registers read-only.
+_OTHER_REGS: dict[str, tuple[int, int, bool]] = {
+    "HEBB_NEG": (11, 1, False),  # 1: hebb_sign = -1
+    "SOMA": (12, 1, False),  # contract.SomaMode
+    "RESET": (13, 1, False),  # contract.ResetMode
+    "ANN_ACT": (14, 1, False),  # contract.AnnAct
+    "INPUT_KIND": (15, 1, False),  # contract.InputKind (x_frac 0 / 8)
+    "PLASTIC": (16, 1, False),  # 1: LPU runs after the soma
+    "EMIT": (17, 1, False),  # 1: non-zero outputs leave on the ``spike_out`` stream
+    "N_AXONS": (18, 11, False),  # active axons (1..A_max); also the row stride of matrix memories
+    "N_NEURONS": (19, 11, False),  # active neurons (1..N_max)
+    "CMD": (24, 2, False),  # write-only: bit values of :class:`Cmd`
+    "STATUS": (25, 1, False),  # read-only: bit0 busy
+    "CYCLES": (26, 32, False),  # read-only: clock cycles of the last step (start .. done)
+    "EVENTS": (27, 11, False),  # read-only: entries in the input event list (non-zero axons written)
+    "OUT_COUNT": (28, 11, False),  # read-only: non-zero outputs produced by the last step
+    "STEPS": (29, 32, False),  # read-only: steps run since reset
+    "GEOM_A": (30, 11, False),  # read-only: A_max
+    "GEOM_N": (31, 11, False),  # read-only: N_max
+    "GEOM_P": (32, 6, False),  # read-only: lanes P
+    "ID": (33, 32, False),  # read-only: CORE_ID
+    "VERSION": (34, 8, False),  # read-only: CORE_VERSION
+}
+_PARAM_ROWS = {p.name.upper(): p for p in C.LAYER_PARAMS if p.reg is not None}
+_REG_IDS = {**{n: p.reg for n, p in _PARAM_ROWS.items()}, **{n: v[0] for n, v in _OTHER_REGS.items()}}
+assert len(set(_REG_IDS.values())) == len(_REG_IDS), "two registers share an id"
 
-    THETA = 0
-    LAM = 1
-    DECAY = 2
-    ALPHA = 3
-    ALPHA_SHIFT = 4
-    ACC_SHIFT = 5
-    RECIP = 6
-    RECIP_SHIFT = 7
-    DH_SHIFT = 8
-    H_CLAMP = 9
-    ANN_SHIFT = 10
-    HEBB_NEG = 11  #: 1: hebb_sign = -1
-    SOMA = 12  #: contract.SomaMode
-    RESET = 13  #: contract.ResetMode
-    ANN_ACT = 14  #: contract.AnnAct
-    INPUT_KIND = 15  #: contract.InputKind (x_frac 0 / 8)
-    PLASTIC = 16  #: 1: LPU runs after the soma
-    EMIT = 17  #: 1: non-zero outputs leave on the ``spike_out`` stream
-    N_AXONS = 18  #: active axons (1..A_max); also the row stride of matrix memories
-    N_NEURONS = 19  #: active neurons (1..N_max)
-    CMD = 24  #: write-only: bit values of :class:`Cmd`
-    STATUS = 25  #: read-only: bit0 busy
-    CYCLES = 26  #: read-only: clock cycles of the last step (start .. done)
-    EVENTS = 27  #: read-only: entries in the input event list (non-zero axons written)
-    OUT_COUNT = 28  #: read-only: non-zero outputs produced by the last step
-    STEPS = 29  #: read-only: steps run since reset
-    GEOM_A = 30  #: read-only: A_max
-    GEOM_N = 31  #: read-only: N_max
-    GEOM_P = 32  #: read-only: lanes P
-    ID = 33  #: read-only: CORE_ID
-    VERSION = 34  #: read-only: CORE_VERSION
+#: Scalar registers (``Mem.REG``, address = id): one per register-backed row of
+#: :data:`plasticore.contract.LAYER_PARAMS` (same name, upper case) and those of ``_OTHER_REGS``.
+Reg = enum.IntEnum("Reg", sorted(_REG_IDS.items(), key=lambda kv: kv[1]), module=__name__)
 
 
 class Cmd(enum.IntFlag):
@@ -126,38 +123,8 @@ REG_BITS = 6  #: the register id space (0..63)
 
 #: (width, signed) of every register
 REGS: dict[Reg, tuple[int, bool]] = {
-    Reg.THETA: (C.THETA_BITS, False),
-    Reg.LAM: (C.FRAC8_BITS, False),
-    Reg.DECAY: (C.FRAC8_BITS, False),
-    Reg.ALPHA: (C.ALPHA_BITS, True),
-    Reg.ALPHA_SHIFT: (6, False),
-    Reg.ACC_SHIFT: (4, False),
-    Reg.RECIP: (C.RECIP_BITS, False),
-    Reg.RECIP_SHIFT: (6, False),
-    Reg.DH_SHIFT: (6, False),
-    Reg.H_CLAMP: (C.H_BITS - 1, False),
-    Reg.ANN_SHIFT: (6, False),
-    Reg.HEBB_NEG: (1, False),
-    Reg.SOMA: (1, False),
-    Reg.RESET: (1, False),
-    Reg.ANN_ACT: (1, False),
-    Reg.INPUT_KIND: (1, False),
-    Reg.PLASTIC: (1, False),
-    Reg.EMIT: (1, False),
-    Reg.N_AXONS: (11, False),
-    Reg.N_NEURONS: (11, False),
-    Reg.CMD: (2, False),
-    Reg.STATUS: (1, False),
-    Reg.CYCLES: (32, False),
-    Reg.EVENTS: (11, False),
-    Reg.OUT_COUNT: (11, False),
-    Reg.STEPS: (32, False),
-    Reg.GEOM_A: (11, False),
-    Reg.GEOM_N: (11, False),
-    Reg.GEOM_P: (6, False),
-    Reg.ID: (32, False),
-    Reg.VERSION: (8, False),
-}
+    r: ((_PARAM_ROWS[r.name].reg_bits, _PARAM_ROWS[r.name].signed) if r.name in _PARAM_ROWS
+        else _OTHER_REGS[r.name][1:]) for r in Reg}
 #: the parameter registers (read/write, loaded from a bundle layer)
 PARAM_REGS = tuple(r for r in Reg if r < Reg.CMD)
 READONLY_REGS = (Reg.STATUS, Reg.CYCLES, Reg.EVENTS, Reg.OUT_COUNT, Reg.STEPS, Reg.GEOM_A, Reg.GEOM_N,
@@ -282,14 +249,13 @@ def reg_write(reg: Reg, value: int) -> Write:
 
 def layer_registers(layer) -> dict[Reg, int]:
     """Register values of a bundle layer (``plasticore.bundle.Layer``)."""
-    return {
-        Reg.THETA: layer.theta, Reg.LAM: layer.lam, Reg.DECAY: layer.decay, Reg.ALPHA: layer.alpha,
-        Reg.ALPHA_SHIFT: layer.alpha_shift, Reg.ACC_SHIFT: layer.acc_shift, Reg.RECIP: layer.recip,
-        Reg.RECIP_SHIFT: layer.recip_shift, Reg.DH_SHIFT: layer.dh_shift, Reg.H_CLAMP: layer.h_clamp,
-        Reg.ANN_SHIFT: layer.ann_shift, Reg.HEBB_NEG: int(layer.hebb_sign < 0), Reg.SOMA: int(layer.soma),
-        Reg.RESET: int(layer.reset), Reg.ANN_ACT: int(layer.ann_act), Reg.INPUT_KIND: int(layer.input_kind),
+    regs = {Reg[n]: int(getattr(layer, p.name)) for n, p in _PARAM_ROWS.items()}
+    regs.update({
+        Reg.HEBB_NEG: int(layer.hebb_sign < 0), Reg.SOMA: int(layer.soma), Reg.RESET: int(layer.reset),
+        Reg.ANN_ACT: int(layer.ann_act), Reg.INPUT_KIND: int(layer.input_kind),
         Reg.PLASTIC: int(bool(layer.plastic)), Reg.N_AXONS: layer.n_in, Reg.N_NEURONS: layer.n_out,
-    }
+    })
+    return regs
 
 
 def layer_writes(layer, geom: CoreGeometry, H: np.ndarray | None = None, emit: bool = True) -> list[Write]:

@@ -176,9 +176,8 @@ def plasticity(H, x, u, p: dict) -> np.ndarray:
 def layer_params(layer: Layer) -> dict:
     """Flatten a bundle layer into the dict the step functions take (int64 arrays, python ints)."""
     p = layer.as64()
-    for k in ("theta", "lam", "decay", "alpha", "alpha_shift", "acc_shift", "recip", "recip_shift",
-              "dh_shift", "h_clamp", "ann_shift", "hebb_sign"):
-        p[k] = int(getattr(layer, k))
+    for q in C.LAYER_PARAMS:
+        p[q.name] = int(getattr(layer, q.name))
     p.update(soma=layer.soma, reset=layer.reset, ann_act=layer.ann_act, plastic=layer.plastic,
              x_frac=layer.x_frac, hmask_all=bool(np.all(layer.hmask == 1)), Wf=p["W"].astype(np.float64))
     prog = layer.program

@@ -86,3 +86,51 @@ def test_accumulator_widths_cover_the_geometry():
 def test_ann_range_is_the_8_bit_output():
     assert C.ann_range(C.AnnAct.RELU) == (0, 255) and C.ann_range(int(C.AnnAct.IDENTITY)) == (-128, 127)
     assert C.ann_range(C.AnnAct.IDENTITY) == (C.smin(C.ANN_OUT_BITS), C.smax(C.ANN_OUT_BITS))
+
+
+def test_layer_params_are_defined_once():
+    """Every LAYER_PARAMS row is a Layer field with its default, a bundle scalar with its range, and (when
+    it has a register) a core register of that name whose width holds the whole range."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from plasticore import bundle as B
+    from plasticore import core_map as M
+
+    fields = {f.name: f for f in dataclasses.fields(B.Layer)}
+    for p in C.LAYER_PARAMS:
+        f = fields[p.name]
+        assert (f.default is dataclasses.MISSING) == (p.default is None), p.name
+        if p.default is not None:
+            assert f.default == p.default and p.range.lo <= p.default <= p.range.hi, p.name
+        assert C.RANGES[p.name] == p.range
+        if p.reg is None:
+            continue
+        r = M.Reg[p.name.upper()]
+        assert int(r) == p.reg and r in M.PARAM_REGS
+        w, signed = M.REGS[r]
+        lo, hi = (C.smin(w), C.smax(w)) if signed else (0, (1 << w) - 1)
+        assert lo <= p.range.lo and p.range.hi <= hi, f"{p.name}: range {p.range} does not fit {w} bits"
+    assert B.SCALAR_FIELDS == tuple(p.name for p in C.LAYER_PARAMS)
+    # the bundle format's prose lists the same scalars in the same order
+    doc = (Path(__file__).parents[1] / "docs" / "bundle.md").read_text()
+    listed = re.search(r"the scalars `([^`]*)`", doc).group(1).split()
+    assert tuple(listed) == B.SCALAR_FIELDS
+
+
+def test_layer_registers_fit_their_registers():
+    """layer_registers gives every parameter register a value inside its width (random legal layers)."""
+    from plasticore import core_map as M
+    from plasticore.sim.random_bundle import random_bundle
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        b = random_bundle(rng)
+        for L in b.layers:
+            regs = M.layer_registers(L)
+            assert set(regs) <= set(M.PARAM_REGS)
+            for r, v in regs.items():
+                w, signed = M.REGS[r]
+                lo, hi = (C.smin(w), C.smax(w)) if signed else (0, (1 << w) - 1)
+                assert lo <= v <= hi, (r, v)
