@@ -262,6 +262,22 @@ class Link:
     def ping(self) -> None:
         self._wait(self._submit(Op.PING))
 
+    def echo(self, words: Sequence[int]) -> list[int]:
+        """Send ``words`` to the board and back (ECHO frames of at most :attr:`frame_words` words: the
+        framing, CRC and COBS of both directions, no bus access); returns what came back (a barrier).
+        Raises :class:`ProtocolError` if the board lacks ECHO (``Cap.ECHO``) or answers other words."""
+        if self.identity is not None and not self.identity.caps & P.Cap.ECHO:
+            raise ProtocolError("the board does not implement ECHO (its bitstream predates protocol 1.1)")
+        words = [w & 0xFFFFFFFF for w in words]
+        out: list[int] = []
+        while len(out) < len(words):
+            chunk = words[len(out):len(out) + self.frame_words]
+            got = self._wait(self._submit(Op.ECHO, words=[0, *chunk]))
+            if got != chunk:
+                raise ProtocolError(f"ECHO of {len(chunk)} words came back as {len(got)} other words")
+            out += got
+        return out
+
     def write(self, addr: int, words: Sequence[int], fixed: bool = False) -> None:
         """Write ``words`` to ``addr, addr+1, ...`` (or all to ``addr`` if ``fixed``).
 
@@ -520,7 +536,7 @@ class Link:
             r.done = True
             if k == idx:
                 r.result, r.error = result, error
-            elif r.op in (Op.READ, Op.STATUS, Op.IDENTIFY):
+            elif r.op in (Op.READ, Op.STATUS, Op.IDENTIFY, Op.ECHO):
                 # executed but the data is lost: impossible for barriers (nothing follows them)
                 r.error = LinkError(f"reply to {r.op.name} seq {r.seq} lost")
         del self._reqs[:idx + 1]

@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 #: Protocol version (major, minor).  A host refuses a board with a different major version.
-PROTOCOL_VERSION: tuple[int, int] = (1, 0)
+PROTOCOL_VERSION: tuple[int, int] = (1, 1)
 
 #: First word of the identify reply: the bytes ``b"PCOR"`` read as a little-endian word.
 MAGIC = int.from_bytes(b"PCOR", "little")
@@ -107,6 +107,7 @@ class Op(enum.IntEnum):
     IDENTIFY   --                        :data:`IDENTIFY` (9 words); *resets sequencing*
     STATUS     --                        :data:`STATUS` (6 words)
     PING       --                        --
+    ECHO       tag, data[n] (n >= 1)     data[n] (a loopback: no bus access; ``tag`` is ignored)
     WRITE      addr, data[n] (n >= 1)    -- (writes addr, addr+1, ...)
     WRITE_FIX  addr, data[n]             -- (writes every word to addr: a port/FIFO)
     READ       addr; arg = n             data[n] (reads addr, addr+1, ...)
@@ -123,6 +124,7 @@ class Op(enum.IntEnum):
     IDENTIFY = 0x01
     STATUS = 0x02
     PING = 0x03
+    ECHO = 0x04
     WRITE = 0x10
     WRITE_FIX = 0x11
     READ = 0x12
@@ -133,7 +135,7 @@ class Op(enum.IntEnum):
 
 #: Ops that the board re-executes when it sees a duplicate (already executed) sequence number,
 #: because re-executing them has no side effect.  Other duplicates get ``Status.DUPLICATE``.
-IDEMPOTENT_OPS = frozenset({Op.STATUS, Op.PING, Op.READ})
+IDEMPOTENT_OPS = frozenset({Op.STATUS, Op.PING, Op.ECHO, Op.READ})
 
 
 class Status(enum.IntEnum):
@@ -162,6 +164,7 @@ class Cap(enum.IntFlag):
     RESET = 2  #: the bus target implements RESET
     FIXED = 4  #: READ_FIX / WRITE_FIX supported
     STATUS = 8  #: STATUS counters supported
+    ECHO = 16  #: ECHO supported (protocol 1.1)
 
 
 # ---------------------------------------------------------------------------------------------

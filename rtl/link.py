@@ -61,14 +61,15 @@ class _Action:
 
     ``length``: the request's words -- ``"bare"`` (the header), ``"arg"`` (header + argument),
     ``"count"`` (header with ``arg`` = n in 1..max_words, + address) or ``"data"`` (header + address +
-    1..max_words words).  ``words``: the reply's payload words (``None``: the header's ``arg``).
+    1..max_words words).  ``words``: the reply's payload words (``None``: the header's ``arg``;
+    ``"data"``: as many as the request's data words).
     ``state``: the FSM state that executes it; ``bus_op``: the bus request it starts on leaving CHECK;
     ``fixed``: every word goes to (comes from) one address (no part of the class).
     """
 
     length: str
     kind: int
-    words: int | None
+    words: int | str | None
     state: str
     bus_op: BusOp | None = None
     fixed: bool = field(default=False, compare=False)
@@ -80,6 +81,7 @@ _ACTIONS: dict[Op, _Action] = {
     Op.IDENTIFY: _Action("bare", _K_IDENTIFY, P.IDENTIFY_WORDS, "REPLY"),
     Op.STATUS: _Action("bare", _K_STATUS, P.STATUS_WORDS, "REPLY"),
     Op.PING: _Action("bare", _K_NONE, 0, "REPLY"),
+    Op.ECHO: _Action("data", _K_BUF, "data", "REPLY"),
     Op.WRITE: _Action("data", _K_NONE, 0, "WRITE"),
     Op.WRITE_FIX: _Action("data", _K_NONE, 0, "WRITE", fixed=True),
     Op.READ: _Action("count", _K_BUF, None, "READ_LOAD"),
@@ -267,7 +269,7 @@ class Link(wiring.Component):
         self.pipes = bool(pipes)
         self.serial_crc = bool(serial_crc)
         if caps is None:
-            caps = P.Cap.RUN | P.Cap.RESET | P.Cap.FIXED | (P.Cap.STATUS if status_counters else 0)
+            caps = P.Cap.RUN | P.Cap.RESET | P.Cap.FIXED | P.Cap.ECHO | (P.Cap.STATUS if status_counters else 0)
         self.identify_value = P.pack(
             P.IDENTIFY, magic=P.MAGIC, version_major=P.PROTOCOL_VERSION[0],
             version_minor=P.PROTOCOL_VERSION[1], caps=int(caps), design_id=design_id,
@@ -496,7 +498,8 @@ class _Engine:
                 self.count("frames_ok")
                 for k, (act, _) in enumerate(_op_classes(self.link.ops)):
                     with (m.If if k == 0 else m.Elif)(v.cls[k]):
-                        self.set_reply(Status.OK, act.kind, hdr.arg if act.words is None else act.words)
+                        words = {None: hdr.arg, "data": self.ndata}.get(act.words, act.words)
+                        self.set_reply(Status.OK, act.kind, words)
                         if act.bus_op is not None:
                             m.d.sync += [self.bus_v.eq(1), self.bus_op.eq(act.bus_op)]
                         m.next = act.state

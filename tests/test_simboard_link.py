@@ -83,6 +83,23 @@ def test_run_and_nack(link):
     assert link.read(TestTarget.STEPS, 1) == [105]
 
 
+def test_echo_loops_words_back_without_touching_the_bus(link):
+    """ECHO returns its data words (zero bytes, all-ones, frames up to max_words) and reads or writes
+    nothing: the RAM and the bus target's step counter are unchanged; a frame without data is a LENGTH nack."""
+    assert link.identity.caps & P.Cap.ECHO
+    link.reset()
+    rng = random.Random(7)
+    ram = [rng.getrandbits(32) for _ in range(64)]
+    link.write(0, ram)
+    steps = link.read(TestTarget.STEPS, 1)
+    for n in (1, 2, 7, link.max_words, 3 * link.max_words + 5):
+        words = [rng.choice([0, 0xFFFFFFFF, rng.getrandbits(32), rng.getrandbits(8)]) for _ in range(n)]
+        assert link.echo(words) == words
+    assert link.read(0, 64) == ram and link.read(TestTarget.STEPS, 1) == steps
+    with pytest.raises(NackError, match="LENGTH"):
+        link._wait(link._submit(P.Op.ECHO, words=[0]))
+
+
 @pytest.mark.parametrize("seed", [11])
 def test_faults_one_percent_recover_without_silent_corruption(board, seed):
     faulty = FaultInjectingTransport(SerialTransport(board.port), rate=0.01, seed=seed)
@@ -93,6 +110,7 @@ def test_faults_one_percent_recover_without_silent_corruption(board, seed):
         lk.write(0x100, data)
         lk.flush()
         assert lk.read(0x100, len(data)) == data
+        assert lk.echo(data[:256]) == data[:256]  # idempotent: a duplicate is executed again
         st_ = lk.status()
     assert sum(faulty.counts.values()) > 100
     assert st_["crc_errors"] + st_["framing_errors"] > 0  # the board saw the damage...
