@@ -154,17 +154,14 @@ def scalar_words(vec: np.ndarray, bits: int) -> list[int]:
 
 
 def layer_regs(L: Layer, n_axons: int, n_neurons: int, emit: bool) -> dict[CM.Reg, int]:
+    """The registers of a core that runs (a slice of) layer ``L``: :func:`plasticore.core_map.layer_registers`
+    with the slice's neuron count, the LPU's v1 form of the rule and ``EMIT``."""
     from plasticore.rules import lpu_v1_registers
 
     hebb_sign, dh_shift = lpu_v1_registers(L)
     R = CM.Reg
-    return {
-        R.THETA: L.theta, R.LAM: L.lam, R.DECAY: L.decay, R.ALPHA: L.alpha & 0xFFFF,
-        R.ALPHA_SHIFT: L.alpha_shift, R.ACC_SHIFT: L.acc_shift, R.RECIP: L.recip, R.RECIP_SHIFT: L.recip_shift,
-        R.DH_SHIFT: dh_shift, R.H_CLAMP: L.h_clamp, R.ANN_SHIFT: L.ann_shift, R.HEBB_NEG: int(hebb_sign < 0),
-        R.SOMA: int(L.soma), R.RESET: int(L.reset), R.ANN_ACT: int(L.ann_act), R.INPUT_KIND: int(L.input_kind),
-        R.PLASTIC: int(L.plastic), R.EMIT: int(emit), R.N_AXONS: n_axons, R.N_NEURONS: n_neurons,
-    }
+    return {**CM.layer_registers(L), R.DH_SHIFT: dh_shift, R.HEBB_NEG: int(hebb_sign < 0), R.EMIT: int(emit),
+            R.N_AXONS: n_axons, R.N_NEURONS: n_neurons}
 
 
 def core_image(bundle: Bundle, pl: Placement, sl: Slice, geom: ChipGeometry, h: np.ndarray | None = None) -> CoreImage:

@@ -9,7 +9,8 @@ A bundle is a directory holding
   ``L{l}.lut`` (512, int16).
 
 Version 2 adds the per-layer rule program (``layers[l].rule``, :mod:`plasticore.rules`); a version 1
-bundle loads as the equivalent one-term program (``hebb_sign``, ``dh_shift``).
+bundle loads as the equivalent one-term program (``hebb_sign``, ``dh_shift``).  Version 3 adds the scalar
+``u_reset``; an older bundle gets its default (0), so it runs as before.
 
 ``load_bundle`` validates everything and raises :class:`BundleError` naming the offending field;
 ``save_bundle`` writes to a temporary directory and renames, so a failed save leaves nothing
@@ -32,9 +33,10 @@ from .errors import PlasticoreError
 from .rules import RuleError, RuleProgram, program_from_json, v1_program, validate_program
 
 BUNDLE_FORMAT = "plasticore-bundle"
-BUNDLE_VERSION = 2
-#: versions this plasticore reads (1: the fixed rule; 2: rule programs)
-BUNDLE_VERSIONS = (1, 2)
+#: the version this plasticore writes: 2 (rule programs), or that of the newest scalar parameter
+BUNDLE_VERSION = max(2, *(p.since for p in C.LAYER_PARAMS))
+#: versions this plasticore reads (1: the fixed rule; 2: rule programs; 3: ``u_reset``)
+BUNDLE_VERSIONS = tuple(range(1, BUNDLE_VERSION + 1))
 
 #: Scalar integer parameters of a layer, in bundle.json (:data:`plasticore.contract.LAYER_PARAMS`).
 SCALAR_FIELDS = tuple(p.name for p in C.LAYER_PARAMS)
@@ -423,8 +425,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
             if not isinstance(ld, dict):
                 raise BundleError(f"{where} is {type(ld).__name__}, expected an object")
             kw = {}
-            for k in SCALAR_FIELDS:
-                kw[k] = _get(ld, k, where, int)
+            for q in C.LAYER_PARAMS:  # a parameter newer than the bundle takes its default
+                kw[q.name] = q.default if version < q.since and q.name not in ld else _get(ld, q.name, where, int)
             for k, enum_t in ENUM_FIELDS.items():
                 v = _get(ld, k, where, str)
                 try:

@@ -89,7 +89,7 @@ class SomaMode(enum.IntEnum):
 
 class ResetMode(enum.IntEnum):
     SOFT = 0  #: subtract theta after a spike
-    HARD = 1  #: set u to 0 after a spike
+    HARD = 1  #: set u to ``u_reset`` (default 0) after a spike
 
 
 class AnnAct(enum.IntEnum):
@@ -214,7 +214,8 @@ class LayerParam:
     """A scalar integer parameter of a layer, defined once: its name (the bundle field, the
     ``plasticore.bundle.Layer`` attribute and, upper-cased, the core register), legal range and default
     (None: required), and the core register it is loaded into (``reg``: register id in
-    ``plasticore.core_map.Reg``, ``reg_bits`` wide, signed when the range is; None: not a register)."""
+    ``plasticore.core_map.Reg``, ``reg_bits`` wide, signed when the range is; None: not a register).
+    ``since``: the bundle version that added it (an older bundle lacks it and gets the default)."""
 
     name: str
     range: FieldRange
@@ -222,6 +223,7 @@ class LayerParam:
     reg: int | None = None
     reg_bits: int = 0
     doc: str = ""
+    since: int = 1
 
     @property
     def signed(self) -> bool:
@@ -248,6 +250,8 @@ LAYER_PARAMS: tuple[LayerParam, ...] = (
     LayerParam("ann_shift", _SHIFT, 0, 10, 6, "right shift of the ANN pre-activation"),
     LayerParam("hebb_sign", FieldRange(-1, 1), 1, None, 0, "sign of the v1 rule (register HEBB_NEG)"),
     LayerParam("u_frac", FieldRange(0, SHIFT_MAX), 0, None, 0, "fractional bits of u (metadata: float views)"),
+    LayerParam("u_reset", FieldRange(smin(U_BITS), smax(U_BITS)), 0, 20, U_BITS,
+               "membrane value after a spike when reset = hard", since=3),
 )
 PARAMS_BY_NAME: dict[str, LayerParam] = {p.name: p for p in LAYER_PARAMS}
 

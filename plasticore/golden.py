@@ -99,12 +99,12 @@ def soma_current(accW, accH, p: dict, teach=None):
 
 
 def soma_lif(u, s_prev, current, p: dict):
-    """LIF soma. Soft reset: v = u - theta*s; hard: v = u*(1-s). u' = sat_U(rshift_round(v*lam, 8) + I);
+    """LIF soma. Soft reset: v = u - theta*s; hard: v = s ? u_reset : u. u' = sat_U(rshift_round(v*lam, 8) + I);
     s' = [u' > theta]."""
     if p["reset"] == C.ResetMode.SOFT:
         v = u - p["theta"] * s_prev
     else:
-        v = u * (s_prev == 0)
+        v = u * (s_prev == 0) + p["u_reset"] * (s_prev != 0)
     u_new = C.sat(C.mul_frac8(v, p["lam"]) + current, C.U_BITS)
     return u_new, 1 * (u_new > p["theta"])
 

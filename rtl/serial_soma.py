@@ -40,7 +40,7 @@ class SerialSoma(wiring.Component):
 
         R = alpha*accH; R = rshift_round(R, alpha_shift); T = sat_U(R)
         R = accW*2**acc_shift; R += b; R += T; T = I = sat_U(R)
-        LIF: R = u_prev; R -= theta (soft, s_prev != 0) | R = 0 (hard, s_prev != 0); X = v
+        LIF: R = u_prev; R -= theta (soft, s_prev != 0) | R = u_reset (hard, s_prev != 0); X = v
              R = v*lam; R = rshift_round(R, 8); R += T; X = u = sat_U(R); R = u - theta - 1; s = R >= 0
         ANN: X = u = I; R = rshift_round(I, ann_shift); s = clip(R)
         write u, s (emit {j, s} if s != 0); R = u*recip; R = rshift_round(R, recip_shift); R -= eta
@@ -170,7 +170,7 @@ class SerialSoma(wiring.Component):
                         m.d.comb += [src.eq(p.theta), inv.eq(1), cin.eq(1)]
                         m.d.sync += R.eq(add)
                     with m.Else():
-                        m.d.sync += R.eq(0)
+                        m.d.sync += R.eq(p.u_reset)
                 m.next = "V"
             with m.State("V"):
                 m.d.sync += load_mul(R, p.lam)

@@ -39,7 +39,7 @@ class Soma(wiring.Component):
 
         S1   register the memory data (u, s, b, eta); alpha * accH as two partial products;
              aw = accW << acc_shift
-        S2   prodH + 2**(alpha_shift-1) (partial products joined);  v = u - theta*s (soft) | s ? 0 : u (hard);
+        S2   prodH + 2**(alpha_shift-1) (partial products joined);  v = u - theta*s (soft) | s ? u_reset : u (hard);
              awb = aw + b
         S3   v * lam as two partial products;  prodH >> alpha_shift
         S4   vlr = rshift_round(v * lam, 8) (joined);  ih = sat_U(..)
@@ -278,7 +278,7 @@ class Soma(wiring.Component):
         else:
             s_prev = r2x.s != 0
             v_soft = r2x.u - Mux(s_prev, theta, 0)
-        v_hard = Mux(s_prev, 0, r2x.u)
+        v_hard = Mux(s_prev, p.u_reset, r2x.u)
         m.d.sync += carry(r3, r2x) + [
             r3.pha.eq(join(r2x.pa_lo, r2x.pa_hi) + sc.half_a),
             r3.vm.eq(Mux(p.reset == int(C.ResetMode.SOFT), v_soft, v_hard)),

@@ -4,7 +4,7 @@ Parameters are the bundle's integers mapped back to real values by the scales of
 (``docs/spec.md`` §Scales), so the integer golden model can be checked against the equations::
 
     I_t = x_t W + b + alpha * (x_t (H_{t-1} * m))
-    u_t = (u_{t-1} - theta s_{t-1}) * lam + I_t          (soft reset; hard: u_{t-1} (1 - s_{t-1}))
+    u_t = (u_{t-1} - theta s_{t-1}) * lam + I_t          (soft reset; hard: s_{t-1} ? u_reset : u_{t-1})
     s_t = [u_t > theta]
     H_t = clamp(decay * H_{t-1} + sign * (beta * x_t)^T f(u_t/theta - eta), -c, c)
 
@@ -34,6 +34,7 @@ def real_params(L: Layer) -> dict:
         "beta": L.beta.astype(np.float64) * 2.0 ** -L.dh_shift,
         "eta": L.eta.astype(np.float64) * 2.0 ** -C.Z_FRAC,
         "theta": L.theta * 2.0 ** -L.u_frac,
+        "u_reset": L.u_reset * 2.0 ** -L.u_frac,
         "lam": L.lam / 256.0,
         "decay": L.decay / 256.0,
         "clamp": L.h_clamp * 2.0 ** -C.H_FRAC,
@@ -61,7 +62,7 @@ def layer_step(rp: dict, L: Layer, u, s, H, x):
     """One literal float step; x real-valued (..., A). Returns (u, s, H)."""
     cur = x @ rp["W"] + rp["b"] + rp["alpha"] * np.einsum("...a,...an->...n", x, H * rp["hmask"])
     if L.soma == C.SomaMode.LIF:
-        v = u - rp["theta"] * s if L.reset == C.ResetMode.SOFT else u * (1 - s)
+        v = u - rp["theta"] * s if L.reset == C.ResetMode.SOFT else u * (1 - s) + rp["u_reset"] * s
         u = v * rp["lam"] + cur
         s = (u > rp["theta"]).astype(np.float64)
     else:

@@ -41,7 +41,7 @@ def naive_layer_step(p: dict, u: list[int], s: list[int], H: list[list[int]], x:
             if p["reset"] == C.ResetMode.SOFT:
                 v = u[j] - p["theta"] * s[j]
             else:
-                v = 0 if s[j] else u[j]
+                v = p["u_reset"] if s[j] else u[j]
             u2[j] = _sat(_rsr(v * p["lam"], 8) + cur, C.U_BITS)
             s2[j] = 1 if u2[j] > p["theta"] else 0
         else:

@@ -71,7 +71,18 @@ def random_layer(rng: np.random.Generator, n_in: int, n_out: int, input_kind: C.
         ann_act=C.AnnAct(int(rng.integers(0, 2))) if soma == C.SomaMode.ANN else C.AnnAct.RELU,
         h_persist=C.HPersist(int(rng.integers(0, 2))),
         input_kind=input_kind, plastic=bool(rng.random() < 0.8) if plastic is None else plastic,
+        u_reset=_u_reset(rng, theta),
     )
+
+
+def _u_reset(rng: np.random.Generator, theta: int) -> int:
+    """0 (the common case), a value within +-theta, or a limit of the membrane range."""
+    k = rng.random()
+    if k < 0.4:
+        return 0
+    if k < 0.9:
+        return int(rng.integers(-theta, theta + 1))
+    return int(rng.choice([C.smin(C.U_BITS), C.smax(C.U_BITS)]))
 
 
 def random_bundle(rng: np.random.Generator, sizes: list[int] | None = None, timesteps: int | None = None,

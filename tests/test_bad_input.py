@@ -24,7 +24,7 @@ import pytest
 from plasticore import contract as C
 from plasticore import golden, runs
 from plasticore.app.cli import main
-from plasticore.bundle import load_bundle, save_bundle
+from plasticore.bundle import BUNDLE_VERSION, load_bundle, save_bundle
 from plasticore.sim.random_bundle import random_bundle, random_inputs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -270,7 +270,7 @@ CORPUS = [
     ("range", "hmask-2", _npz(lambda a: a.update({"L0.hmask": np.full((8, 6), 2, np.uint8)})), ["L0.hmask"]),
     ("range", "coding-kind", _set("coding.kind", "latency"), ["coding.kind"]),
     # wrong version / format
-    ("version", "version-3", _set("version", 3), ["version"]),
+    ("version", "version-next", _set("version", BUNDLE_VERSION + 1), ["version"]),
     ("version", "version-string", _set("version", "1"), ["version"]),
     ("version", "version-true", _set("version", True), ["version"]),
     ("version", "version-missing", _set("version", _DELETE), ["version"]),

@@ -262,6 +262,8 @@ def test_output_window_reads_again_until_acknowledged(request, which):
     d.bus.write(ack, [n - 2])
     assert d.bus.read(count, 1) == [0] and d.bus.read(win, 1) == [M.OUT_EMPTY]
     # a run of more outputs than the ring holds, so it wraps around
+    per_sample = sum(int(np.count_nonzero(sp)) for sp in golden.run(b, x).spikes) / len(x)
+    x = random_inputs(rng, b, int(1.2 * d.geom.out_fifo / per_sample) + 1, "all")
     total = sum(int(np.count_nonzero(sp)) for sp in golden.run(b, x).spikes)
     assert total > d.geom.out_fifo, f"{total} outputs do not wrap the ring of {d.geom.out_fifo}"
     _check(d, b, x)

@@ -163,7 +163,7 @@ def test_mapping_of_lif_if_cubalif_scale_and_leak():
 
 @pytest.mark.parametrize("bad, match", [
     (lambda: nir.Threshold(threshold=np.ones(3)), r"node '.*' \(Threshold\): unsupported node type"),
-    (lambda: _lif(3, v_reset=np.full(3, -0.5)), r"v_reset = -0.5 ≠ 0"),
+    (lambda: _lif(3, v_reset=np.array([-0.5, 0.0, -0.5])), r"v_reset differs across neurons"),
     (lambda: _lif(3, tau=np.array([1e-3, 2e-3, 1e-3])), r"tau differs across neurons"),
     (lambda: _lif(3, tau=np.full(3, 1e-5)), r"tau = 1e-05 s < dt"),
     (lambda: nir.CubaLIF(tau_syn=np.full(3, 5e-3), tau_mem=np.full(3, 1e-3), r=np.ones(3), v_leak=np.zeros(3),
@@ -173,6 +173,37 @@ def test_unsupported_nodes_and_params_are_named(bad, match):
     g = _graph(_inp(4), nir.Linear(weight=np.ones((3, 4))), bad(), _out(3))
     with pytest.raises(NirError, match=match):
         graph_to_real(g)
+
+
+@pytest.mark.parametrize("v_reset", [-0.4, 0.3])
+def test_v_reset_imports_as_u_reset_and_exports_back(v_reset):
+    """A LIF with v_reset != 0 imports with u_reset = v_reset in membrane units: the golden model follows the
+    graph's own simulation (spikes of the hidden layer, predictions), better than resetting to 0 would; the
+    export writes v_reset back (same ratio to the threshold)."""
+    import copy
+
+    from plasticore.training.nirconv import bundle_to_graph
+
+    rng = np.random.default_rng(1)
+    A, H, O = 16, 12, 4
+    g = _graph(_inp(A), nir.Affine(weight=rng.normal(0, 1.0, (H, A)), bias=rng.normal(0, 0.1, H)),
+               _lif(H, v_reset=np.full(H, v_reset)), nir.Affine(weight=rng.normal(0, 1, (O, H)), bias=np.zeros(O)),
+               nir.LI(tau=np.full(O, 1e-3), r=np.full(O, 10.0), v_leak=np.zeros(O)), _out(O))
+    x = rng.integers(0, 256, (300, A)).astype(np.uint8)
+    rep = import_graph(g, timesteps=12, dt=1e-4, calib=x[:100])
+    L0 = rep.bundle.layers[0]
+    assert L0.reset == C.ResetMode.HARD and L0.u_reset / L0.theta == pytest.approx(v_reset, abs=1e-3)
+    xi = encode_for(rep.bundle, x[100:])
+    vf, spikes = simulate_real(rep.real, xi / 256.0)
+    gr = golden.run(rep.bundle, xi)
+    zero = copy.deepcopy(rep.bundle)
+    zero.layers[0].u_reset = 0
+    g0 = golden.run(zero, xi)
+    agree, agree0 = np.mean(gr.spikes[0] == spikes[0]), np.mean(g0.spikes[0] == spikes[0])
+    assert agree >= 0.98 and agree > agree0 + 0.02, (agree, agree0)
+    assert np.mean(gr.predictions == np.argmax(vf, -1)) >= 0.97
+    back = graph_to_real(bundle_to_graph(rep.bundle), dt=1e-4).layers[0]
+    assert back.v_reset / back.theta == pytest.approx(v_reset, abs=1e-3)
 
 
 def test_structure_errors():

@@ -8,8 +8,8 @@ node is discretised with forward Euler at step ``dt``:
 
     v_t = λ · (z_{t−1} ? v_reset : v_{t−1}) + g · (W x_t + b) + c,   z_t = [v_t > v_threshold]
 
-with λ = 1 − dt/τ, g = dt·r/τ and c = dt·v_leak/τ (LIF); λ = 1, g = dt·r, c = 0 (IF); v_reset = 0.
-That is the core's hard-reset LIF (docs/spec.md §3) with the membrane scaled by an arbitrary factor.
+with λ = 1 − dt/τ, g = dt·r/τ and c = dt·v_leak/τ (LIF); λ = 1, g = dt·r, c = 0 (IF).  That is the
+core's hard-reset LIF (docs/spec.md §3, ``u_reset`` = v_reset) with the membrane scaled by an arbitrary factor.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class RealLayer:
     lam: float  #: λ
     theta: float  #: threshold (inf: never fires, e.g. an LI readout)
     kind: str  #: NIR node type
+    v_reset: float = 0.0  #: membrane after a spike
 
 
 @dataclass
@@ -198,13 +199,11 @@ def graph_to_real(graph, dt: float = DEFAULT_DT, input_scale: float = 1.0) -> Re
                 theta = math.inf
             else:
                 theta = _uniform(_arr(node, "v_threshold", n, name), "v_threshold", name, kind)
-                vr = _arr(node, "v_reset", n, name)
-                if not np.allclose(vr, 0.0):
-                    raise NirError(f"node '{name}' ({kind}): v_reset = {vr.mean():g} ≠ 0; the core resets to 0 and "
-                                   f"starts at 0")
+                v_reset = _uniform(_arr(node, "v_reset", n, name), "v_reset", name, kind)
                 if not theta > 0:
                     raise NirError(f"node '{name}' ({kind}): v_threshold = {theta:g}; the core needs θ > 0")
-            layers.append(RealLayer(name=name, W=M * g, b=c * g + cur0, lam=lam, theta=theta, kind=kind))
+            layers.append(RealLayer(name=name, W=M * g, b=c * g + cur0, lam=lam, theta=theta, kind=kind,
+                                    v_reset=0.0 if isinstance(node, nir.LI) else v_reset))
             M, c = np.eye(n), np.zeros(n)
             have_affine = False
             continue
@@ -241,7 +240,7 @@ def _simulate(net: RealNet, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]
     for t in range(T):
         inp = xt[:, t]
         for li, L in enumerate(net.layers):
-            v[li] = L.lam * torch.where(z[li] > 0, torch.zeros_like(v[li]), v[li]) + inp @ Ws[li] + bs[li]
+            v[li] = L.lam * torch.where(z[li] > 0, torch.full_like(v[li], L.v_reset), v[li]) + inp @ Ws[li] + bs[li]
             z[li] = (v[li] > L.theta).double()
             spikes[li][:, t] = z[li].numpy()
             top[li] = max(top[li], float(v[li].abs().max()))
@@ -265,7 +264,8 @@ def _quant_layer(L: RealLayer, wscale: float, acc_shift: int, x_frac: int, kind:
         beta=np.zeros(A, np.int16), eta=np.zeros(N, np.int16), lut=C.make_lut("tanh"), post_fn="tanh",
         theta=theta, lam=int(round(L.lam * C.FRAC8_ONE)), decay=C.FRAC8_ONE, alpha=0, alpha_shift=0,
         acc_shift=acc_shift, recip=recip, recip_shift=recip_shift, dh_shift=0, h_clamp=C.smax(C.H_BITS),
-        ann_shift=0, hebb_sign=1, u_frac=int(min(max(round(math.log2(s)), 0), 40)), soma=C.SomaMode.LIF,
+        ann_shift=0, hebb_sign=1, u_frac=int(min(max(round(math.log2(s)), 0), 40)),
+        u_reset=int(C.sat(round(L.v_reset * s), C.U_BITS)), soma=C.SomaMode.LIF,
         reset=C.ResetMode.HARD, ann_act=C.AnnAct.RELU, h_persist=C.HPersist.SAMPLE, input_kind=kind,
         plastic=False)
     return layer, s
@@ -429,7 +429,7 @@ def read_graph(path: str | os.PathLike):
 def _layer_ext(L: Layer) -> dict:
     """The plasticore extension of one layer: everything the standard node cannot say."""
     d = {"format": EXT_FORMAT, "version": EXT_VERSION, "reset": L.reset.name.lower(), "lam": int(L.lam),
-         "theta": int(L.theta), "u_frac": int(L.u_frac), "acc_shift": int(L.acc_shift),
+         "theta": int(L.theta), "u_frac": int(L.u_frac), "u_reset": int(L.u_reset), "acc_shift": int(L.acc_shift),
          "W_int": np.asarray(L.W, np.int8), "b_int": np.asarray(L.b, np.int32), "plastic": bool(L.plastic)}
     if L.plastic or L.alpha != 0:
         d.update(H0=np.asarray(L.H0, np.int16), hmask=np.asarray(L.hmask, np.uint8), beta=np.asarray(L.beta, np.int16),
@@ -454,17 +454,18 @@ def bundle_to_graph(bundle: Bundle, dt: float = DEFAULT_DT):
         W = np.asarray(L.W, np.float64) * 2.0 ** -(L.u_frac - L.acc_shift - x_frac)
         b = np.asarray(L.b, np.float64) * 2.0 ** -L.u_frac
         theta = L.theta * 2.0 ** -L.u_frac
+        v_reset = np.full(L.n_out, L.u_reset * 2.0 ** -L.u_frac)
         lam = L.lam / C.FRAC8_ONE
         N = L.n_out
         ext = _layer_ext(L)
         if L.lam == C.FRAC8_ONE:  # no leak: IF, dv/dt = R·I with R = 1/dt, so v += W x per step
             gain = 1.0
-            neuron = nir.IF(r=np.full(N, 1.0 / dt), v_threshold=np.full(N, theta), v_reset=np.zeros(N),
+            neuron = nir.IF(r=np.full(N, 1.0 / dt), v_threshold=np.full(N, theta), v_reset=v_reset,
                             metadata={EXT_KEY: ext})
         else:  # tau = dt/(1 − λ), r = 1: dt·r/τ = 1 − λ, so the Affine carries 1/(1 − λ)
             gain = 1.0 / (1.0 - lam)
             neuron = nir.LIF(tau=np.full(N, dt / (1.0 - lam)), r=np.ones(N), v_leak=np.zeros(N),
-                             v_threshold=np.full(N, theta), v_reset=np.zeros(N), metadata={EXT_KEY: ext})
+                             v_threshold=np.full(N, theta), v_reset=v_reset, metadata={EXT_KEY: ext})
         nodes[f"fc{li}"] = nir.Affine(weight=(W * gain).T.copy(), bias=b * gain)
         nodes[f"lif{li}"] = neuron
         edges += [(prev, f"fc{li}"), (f"fc{li}", f"lif{li}")]
