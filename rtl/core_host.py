@@ -25,7 +25,10 @@ RD_SEL_BITS = 16
 #: response FIFO of the access port: deep enough for the read pipeline's round trip at one read per clock
 RSP_DEPTH = 8
 
-PARAM_DEFAULTS = {"theta": 1, "lam": C.FRAC8_ONE, "decay": C.FRAC8_ONE, "h_clamp": C.smax(C.H_BITS), "emit": 1}
+#: the parameter registers' reset values: each register-backed LAYER_PARAMS row's default (a required one:
+#: the lowest legal value), and EMIT on
+PARAM_DEFAULTS = {**{p.name: p.range.lo if p.default is None else p.default
+                     for p in C.LAYER_PARAMS if p.reg is not None}, "emit": 1}
 
 
 class HostPort(wiring.Component):
