@@ -52,6 +52,11 @@ class BusPort(ABC):
     def read(self, addr: int, n: int) -> list[int]:
         """Read addr, addr+1, ..., addr+n-1."""
 
+    def read_many(self, spans) -> list[list[int]]:
+        """:meth:`read` of every ``(addr, n)`` in ``spans``; a port may send them all before it waits
+        for the first answer (memory that nothing in between changes)."""
+        return [self.read(addr, n) for addr, n in spans]
+
     @abstractmethod
     def read_fix(self, addr: int, n: int) -> list[int]:
         """Read the same address n times (a port register)."""

@@ -8,11 +8,12 @@ Verilated chip without a link, and writes the run format of ``docs/run-format.md
     result = dev.run(x, labels)          # a plasticore.runs.RunResult
 
 Per sample: CLEAR (u, s := 0), H := H0 for ``h_persist = sample`` layers (rewritten), then for every
-step the layer-0 inputs are written to the layer-0 cores, ``RUN 1`` executes all layers (it answers the
-number of outputs waiting), the outputs of every recorded layer are read from the output window
-(``OUT_WIN``: reading changes nothing, so a read whose reply was lost is simply repeated) and then
-acknowledged (``OUT_ACK``, a write: executed once).  After the last step the membranes are read; after
-the last sample the plastic weights.
+step the layer-0 inputs are written to the layer-0 cores and ``RUN 1`` executes all layers (it answers the
+number of outputs waiting, so the host knows each step's share).  At the sample's end (or earlier, when
+the next step could overflow the output ring) the waiting outputs of every recorded layer are read from
+the output window (``OUT_WIN``: reading changes nothing, so a read whose reply was lost is simply
+repeated) and then acknowledged (``OUT_ACK``, a write: executed once).  After the last step the
+membranes are read; after the last sample the plastic weights.
 
 If the board stops answering, :class:`~plasticore.host.bus.TargetStopped` names what the host was doing
 (``deploy``, ``run (sample k/S)``, ...).
@@ -129,13 +130,19 @@ class Device:
 
     # ------------------------------------------------------------------ state
     def read_u(self, layer: int) -> np.ndarray:
+        return self.read_us([layer])[0]
+
+    def read_us(self, layers, extra: tuple[int, int] | None = None):
+        """The membranes of ``layers`` (a list of (N,) arrays), read in one batch of requests; ``extra``
+        (addr, n) is read in the same batch and returned after them."""
         b, img = self._need()
-        out = np.zeros(b.layers[layer].n_out, np.int64)
-        for sl in img.placement.slices:
-            if sl.layer == layer:
-                w = self.bus.read(core_addr(sl.core, CM.Mem.U, 0), sl.j1 - sl.j0)
-                out[sl.j0:sl.j1] = decode_scalars(w, C.U_BITS)
-        return out
+        slices = [sl for li in layers for sl in img.placement.slices if sl.layer == li]
+        spans = [(core_addr(sl.core, CM.Mem.U, 0), sl.j1 - sl.j0) for sl in slices]
+        words = self.bus.read_many(spans + ([extra] if extra else []))
+        out = {li: np.zeros(b.layers[li].n_out, np.int64) for li in layers}
+        for sl, w in zip(slices, words, strict=False):
+            out[sl.layer][sl.j0:sl.j1] = decode_scalars(w, C.U_BITS)
+        return [out[li] for li in layers] + ([words[-1]] if extra else [])
 
     def read_h(self, layer: int) -> np.ndarray:
         b, img = self._need()
@@ -188,31 +195,58 @@ class Device:
                          labels=None if labels is None else np.asarray(labels, np.int64), u_trace=u_trace)
 
     def _run_sample(self, xs: np.ndarray, s: int, spikes, u_final, u_trace, reset_h) -> None:
-        """Sample ``s`` (inputs ``xs`` (T, A0)): results into row ``s`` of the arrays."""
+        """Sample ``s`` (inputs ``xs`` (T, A0)): results into row ``s`` of the arrays.
+
+        Each ``RUN 1`` answers how many outputs wait in the ring, so the host knows which step each
+        waiting entry belongs to; the entries are read (and acknowledged) only when the next step could
+        overflow the ring, and at the sample's end: one window read per sample instead of one per step."""
         b, img = self._need()
         self.bus.write(chip_addr(M.ChipReg.CLEAR), [1])
         if s > 0:
             for li in reset_h:
                 self.write_h(li, b.layers[li].H0)
-        for t in range(len(xs)):
+        most = sum(L.n_out for L in b.layers)  # outputs one step can add to the ring at most
+        steps: list[tuple[int, int]] = []  # (step, its entries) waiting in the ring, oldest first
+        waiting = 0
+        layers = list(range(len(b.layers)))
+        T = len(xs)
+        for t in range(T):
             words = [int(v) & 0x1FF for v in xs[t]]
             for k in img.placement.layer_cores[0]:
                 self.bus.write(core_addr(k, CM.Mem.X, 0), words)
             n = self.bus.run(1)
-            if n:
-                for li, j, v in decode_outputs(self.read_outputs(n), b, img.placement):
-                    spikes[li][s, t, j] = v
-            if u_trace is not None:
-                for li in range(len(b.layers)):
-                    u_trace[li][s, t] = self.read_u(li)
-        for li in range(len(b.layers)):
-            u_final[li][s] = self.read_u(li)
+            steps.append((t, n - waiting))
+            waiting = n
+            last = t == T - 1
+            drain = waiting and (last or waiting + most > self.geom.out_fifo)
+            if last or u_trace is not None:  # the membranes (and the window) in one batch of reads
+                *us, entries = self.read_us(layers, (chip_addr(M.ChipReg.OUT_WIN), waiting if drain else 0))
+                for li, u in enumerate(us):
+                    if u_trace is not None:
+                        u_trace[li][s, t] = u
+                    if last:
+                        u_final[li][s] = u
+                if drain:
+                    self._ack_outputs(entries, waiting)
+            elif drain:
+                entries = self.read_outputs(waiting)
+            if drain:
+                decoded = iter(decode_outputs(entries, b, img.placement))
+                for step, k in steps:
+                    for _ in range(k):
+                        li, j, v = next(decoded)
+                        spikes[li][s, step, j] = v
+                steps, waiting = [], 0
 
     def read_outputs(self, n: int) -> list[int]:
         """The ``n`` oldest waiting output entries, then acknowledged: the window read changes nothing
         (a lost reply is read again); the acknowledgement is a write, executed once."""
         entries = self.bus.read(chip_addr(M.ChipReg.OUT_WIN), n)
+        self._ack_outputs(entries, n)
+        return entries
+
+    def _ack_outputs(self, entries: list[int], n: int) -> None:
+        """Acknowledge the ``n`` window ``entries`` just read (all of them must be outputs)."""
         if M.OUT_EMPTY in entries:
             raise DeviceError(f"the chip reported {n} outputs but has {entries.index(M.OUT_EMPTY)}")
         self.bus.write(chip_addr(M.ChipReg.OUT_ACK), [n])
-        return entries

@@ -80,6 +80,11 @@ class NoProgressError(LinkError):
     completing; the message says what it answered (op, status, counts)."""
 
 
+class ReplyLost(LinkError):
+    """A request that returns data was executed, but its reply was lost and a later reply arrived
+    first (read it again: :meth:`Link.read_many` does, for memory that nothing in between changes)."""
+
+
 class LinkDown(LinkError):
     """The transport failed (the port closed or vanished, e.g. the board's process died)."""
 
@@ -297,16 +302,47 @@ class Link:
 
     def read(self, addr: int, n: int, fixed: bool = False) -> list[int]:
         """Read ``n`` words (a barrier: all earlier requests complete first)."""
+        return self.read_many([(addr, n)], fixed=fixed)[0]
+
+    def read_many(self, spans: Sequence[tuple[int, int]], fixed: bool = False) -> list[list[int]]:
+        """Read ``n`` words at ``addr`` for every ``(addr, n)`` of ``spans``, with every READ frame on the
+        wire before the first reply is awaited (one round trip, not one per span); a barrier.  Only for
+        memory that nothing queued with the reads changes: a READ whose reply is lost is executed again."""
         op = Op.READ_FIX if fixed else Op.READ
-        out: list[int] = []
-        while len(out) < n:
-            k = len(out)
-            cnt = min(self.frame_words, n - k)
-            got = self._wait(self._submit(op, arg=cnt, words=[addr if fixed else addr + k]))
-            if len(got) != cnt:
-                raise ProtocolError(f"READ of {cnt} words at {addr + (0 if fixed else k):#x} returned {len(got)}")
-            out += got
+        parts: list[tuple[_Req, int, int]] = []  # (request, its first word's address, words)
+        for addr, n in spans:
+            k = 0
+            while k < n:
+                while len(self._reqs) - self._nsent >= QUEUE_AHEAD:
+                    self._pump(block=True)
+                cnt = min(self.frame_words, n - k)
+                a = addr if fixed else addr + k
+                parts.append((self._submit(op, arg=cnt, words=[a]), a, cnt))
+                k += cnt
+                self._pump(block=False)
+        got = [(self._fetch(req, op, a, cnt), a, cnt) for req, a, cnt in parts]
+        out: list[list[int]] = []
+        i = 0
+        for _, n in spans:
+            words: list[int] = []
+            while len(words) < n:
+                w, a, cnt = got[i]
+                if len(w) != cnt:
+                    raise ProtocolError(f"READ of {cnt} words at {a:#x} returned {len(w)}")
+                words += w
+                i += 1
+            out.append(words)
         return out
+
+    def _fetch(self, req: _Req, op: Op, addr: int, cnt: int) -> list[int]:
+        """The words of READ ``req``; a reply lost behind a later one is read again (new requests)."""
+        for _ in range(self.retries):
+            try:
+                return self._wait(req)
+            except ReplyLost:
+                self.stats["rereads"] += 1
+                req = self._submit(op, arg=cnt, words=[addr])
+        return self._wait(req)
 
     def run(self, arg: int, timeout: float | None = None) -> int | None:
         """RUN with ``arg`` (e.g. steps); returns the target's result word once the run is done
@@ -530,15 +566,16 @@ class Link:
         self._txlog = [t for t in self._txlog if t.end > self._credit_mark]
 
     def _complete_through(self, idx: int, result=None, error: LinkError | None = None) -> None:
-        """Complete _reqs[0..idx]; the earlier ones were executed (their replies were lost)."""
+        """Complete _reqs[0..idx] (``_reqs[idx]`` with ``result`` / ``error``); the earlier ones were
+        executed (their replies were lost), and so was ``_reqs[idx]`` when neither is given."""
         for k in range(idx + 1):
             r = self._reqs[k]
             r.done = True
-            if k == idx:
+            if k == idx and (result is not None or error is not None):
                 r.result, r.error = result, error
             elif r.op in (Op.READ, Op.STATUS, Op.IDENTIFY, Op.ECHO):
-                # executed but the data is lost: impossible for barriers (nothing follows them)
-                r.error = LinkError(f"reply to {r.op.name} seq {r.seq} lost")
+                # executed but the data is lost (only where requests follow it: a batch of reads)
+                r.error = ReplyLost(f"reply to {r.op.name} seq {r.seq} lost")
         del self._reqs[:idx + 1]
         self._nsent = max(0, self._nsent - (idx + 1))
         self._cwnd = min(float(P.MAX_WINDOW_FRAMES), self._cwnd + idx + 1)

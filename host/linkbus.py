@@ -57,6 +57,10 @@ class LinkBus(BusPort):
     def read(self, addr, n):
         return self._wrap(lambda: self.link.read(addr, n), f"read of {n} words at 0x{addr:08x}")
 
+    def read_many(self, spans):
+        spans = [(int(a), int(n)) for a, n in spans]
+        return self._wrap(lambda: self.link.read_many(spans), f"read of {len(spans)} spans at 0x{spans[0][0]:08x}")
+
     def read_fix(self, addr, n):
         return self._wrap(lambda: self.link.read(addr, n, fixed=True), f"read of {n} words at 0x{addr:08x}")
 

@@ -172,3 +172,37 @@ def test_frames_shrink_on_a_noisy_line_and_grow_back(seed):
     for _ in range(8):
         assert link.read(0, 4096) == data
     assert link.frame_words == 256
+
+
+class DropOneReadReply(FakeBoard):
+    """Loses the reply to the READ of address ``addr`` once (the board executed it)."""
+
+    def __init__(self, addr, **kw):
+        super().__init__(**kw)
+        self.addr, self.dropped = addr, 0
+
+    def _send(self, op, seq, status, words=()):
+        if op == Op.READ | P.RSP_FLAG and self.last_addr == self.addr and not self.dropped:
+            self.dropped += 1
+            return None
+        return super()._send(op, seq, status, words)
+
+    def _frame(self, enc):
+        w = P.decode_frame(enc)
+        self.last_addr = w[1] if len(w) > 1 else None
+        return super()._frame(enc)
+
+
+def test_read_many_reads_again_a_reply_lost_behind_a_later_one():
+    """A batch of reads (one round trip): the first READ's reply is lost while the later ones arrive; the
+    first span is read again (``ReplyLost`` inside, ``rereads`` counted), the data is right; a lone read
+    that loses its reply is resent after the timeout as before."""
+    board = DropOneReadReply(addr=100, ram=512, max_words=16)
+    link = Link(board, timeout=0.05)
+    link.connect()
+    board.mem[:512] = list(range(1000, 1512))
+    spans = [(100, 20), (300, 5), (7, 3)]
+    assert link.read_many(spans) == [board.mem[a:a + n] for a, n in spans]
+    assert board.dropped == 1 and link.stats["rereads"] == 1
+    board.dropped = 0
+    assert link.read(100, 4) == board.mem[100:104] and board.dropped == 1
