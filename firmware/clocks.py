@@ -63,13 +63,7 @@ def ecp5_pll_params(f_in_hz: float, f_out_hz: float, *, tolerance: float = 0.0) 
                 key = (round(err, 3), abs(f_vco - 600e6))
                 if best is None or key < best[0]:
                     best = (key, ECP5PLLParams(f_in_hz, clki_div, clkfb_div, clkop_div))
-    if best is None:
-        raise FirmwareError(f"ECP5 PLL: no divisors for {f_out_hz / 1e6:g} MHz from {f_in_hz / 1e6:g} MHz")
-    p = best[1]
-    if abs(p.f_out_hz - f_out_hz) > max(tolerance * f_out_hz, 1e-9 * f_out_hz):
-        raise FirmwareError(f"ECP5 PLL: {f_out_hz / 1e6:g} MHz is not reachable from {f_in_hz / 1e6:g} MHz "
-                            f"(closest {p.f_out_hz / 1e6:.4f} MHz); pick another --clock-mhz")
-    return p
+    return _checked("ECP5", best and best[1], f_out_hz, f_in_hz, tolerance)
 
 
 @dataclass(frozen=True)
@@ -118,11 +112,15 @@ def ice40_pll_params(f_in_hz: float, f_out_hz: float, *, tolerance: float = 0.0)
                 err = abs(f_out - f_out_hz)
                 if best is None or err < best[0] - 1e-3:
                     best = (err, ICE40PLLParams(f_in_hz, divr, divf, divq))
-    if best is None:
-        raise FirmwareError(f"iCE40 PLL: no divisors for {f_out_hz / 1e6:g} MHz from {f_in_hz / 1e6:g} MHz")
-    p = best[1]
+    return _checked("iCE40", best and best[1], f_out_hz, f_in_hz, tolerance)
+
+
+def _checked(family: str, p, f_out_hz: float, f_in_hz: float, tolerance: float):
+    """The PLL setting ``p`` found (None: none), if its output is within ``tolerance`` of ``f_out_hz``."""
+    if p is None:
+        raise FirmwareError(f"{family} PLL: no divisors for {f_out_hz / 1e6:g} MHz from {f_in_hz / 1e6:g} MHz")
     if abs(p.f_out_hz - f_out_hz) > max(tolerance * f_out_hz, 1e-9 * f_out_hz):
-        raise FirmwareError(f"iCE40 PLL: {f_out_hz / 1e6:g} MHz is not reachable from {f_in_hz / 1e6:g} MHz "
+        raise FirmwareError(f"{family} PLL: {f_out_hz / 1e6:g} MHz is not reachable from {f_in_hz / 1e6:g} MHz "
                             f"(closest {p.f_out_hz / 1e6:.4f} MHz); pick another --clock-mhz")
     return p
 
