@@ -439,6 +439,7 @@ class Link:
             self._down(e)
         if data:
             self._got_bytes = True
+            self.stats["bytes_received"] += len(data)
             self._rxbuf += data
             self._parse()
         elif (block or window_full) and time.monotonic() >= self._deadline:

@@ -10,6 +10,10 @@ import time
 
 import numpy as np
 
+#: the real board of the modelled rate: the ULX3S default (3 Mbaud link, 90 MHz chip clock; docs/boards.md)
+MODEL_BAUD = 3_000_000
+MODEL_CLOCK_HZ = 90e6
+
 
 def _net():
     from plasticore import contract as C
@@ -56,11 +60,23 @@ def bench(samples: int = 16, repeats: int = 3) -> dict:
             dev.deploy(b)
             ts = []
             for _ in range(repeats):
+                link = dev.bus.link.stats
+                sent, got, frames = link["bytes_sent"], link["bytes_received"], link["frames_sent"]
                 t0 = time.perf_counter()
                 r = dev.run(x)
                 ts.append(time.perf_counter() - t0)
+                wire = {"tx": link["bytes_sent"] - sent, "rx": link["bytes_received"] - got,
+                        "frames": link["frames_sent"] - frames}
                 dev.deploy(b)
         stats = board.stop()
+    # what one sample costs on the wire (host -> board, board -> host; frames the host sent)
+    out["wire_bytes_per_sample_to_board"] = wire["tx"] / samples
+    out["wire_bytes_per_sample_from_board"] = wire["rx"] / samples
+    out["frames_per_sample"] = wire["frames"] / samples
+    # a real board (MODEL_BAUD, 10 bits a byte; MODEL_CLOCK_HZ), full duplex: the busier direction and the chip's
+    # clocks, with no overlap between them (an upper bound on the time, so a lower bound on the rate)
+    line_s = max(wire["tx"], wire["rx"]) / samples * 10 / MODEL_BAUD
+    out["modelled_board_inferences_per_s"] = 1.0 / (line_s + out["chip_cycles_per_inference"] / MODEL_CLOCK_HZ)
     out["simboard_inferences_per_s"] = samples / statistics.median(ts)
     out["simboard_bit_exact"] = runs.compare_results(runs.result_to_npz_dict(r, "board"), ref) is None
     if stats.get("cycles") and stats.get("seconds"):
