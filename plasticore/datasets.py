@@ -14,6 +14,8 @@ Nothing is ever downloaded:
   user-supplied folder (``root`` or ``$PLASTICORE_DATA/<name>``); 784 features.  ``fashion`` without
   either falls back to the files of the Debian package ``dataset-fashion-mnist`` (found with
   ``dpkg -L``; ``make fashion-mnist`` installs it).
+* ``fashion14`` / ``mnist14`` -- the same images average-pooled 2x2 to 14x14 (196 features,
+  ``(a + b + c + d + 2) // 4``): a layer-0 input that fits a 256-axon core (the ULX3S chip).
 * ``omniglot`` -- a user-supplied folder of ``<alphabet>/<character>/*.png`` images (the layout of
   the official ``images_background``/``images_evaluation`` archives), resized to 28x28 and inverted
   so ink is bright; labels index the characters in sorted order.  ``split`` ``train`` reads
@@ -37,7 +39,7 @@ import numpy as np
 
 from .errors import PlasticoreError
 
-DATASETS = ("digits", "mnist1d", "mnist", "fashion", "omniglot")
+DATASETS = ("digits", "mnist1d", "mnist", "fashion", "mnist14", "fashion14", "omniglot")
 SPLITS = ("train", "test", "all")
 
 
@@ -242,9 +244,19 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None
         return _load_mnist1d(split)
     if name in ("mnist", "fashion", "fashion-mnist", "fashion_mnist"):
         return _load_idx("fashion" if name.startswith("fashion") else "mnist", split, root)
+    if name in ("mnist14", "fashion14"):
+        x, y = _load_idx(name[:-2], split, root)
+        return pool2(x, 28), y
     if name == "omniglot":
         return _load_omniglot(split, root)
     raise DatasetError(f"unknown dataset {name!r}, expected one of {DATASETS}")
+
+
+def pool2(features: np.ndarray, side: int) -> np.ndarray:
+    """Average-pool (S, side*side) square images 2x2, rounding half up: (S, (side//2)**2) uint8."""
+    h = side // 2
+    x = np.asarray(features, np.uint16).reshape(-1, h, 2, h, 2)
+    return ((x.sum(axis=(2, 4)) + 2) // 4).astype(np.uint8).reshape(len(features), h * h)
 
 
 def num_classes(labels: np.ndarray) -> int:

@@ -54,6 +54,14 @@ def test_idx_loader(tmp_path):
     assert x.shape == (5, 784) and x.dtype == np.uint8 and y.shape == (5,)
     assert load_dataset("fashion", "all", root)[0].shape == (8, 784)
     assert read_idx(root / "t10k-labels-idx1-ubyte").shape == (3,)
+    # the 14x14 variant: 2x2 means, rounded half up, same labels
+    x14, y14 = load_dataset("fashion14", "train", root)
+    assert x14.shape == (5, 196) and x14.dtype == np.uint8 and np.array_equal(y14, y)
+    img = x.reshape(5, 28, 28).astype(np.int64)
+    for s, r, c in [(0, 0, 0), (4, 13, 13), (2, 6, 9)]:
+        want = (img[s, 2 * r, 2 * c] + img[s, 2 * r, 2 * c + 1] + img[s, 2 * r + 1, 2 * c]
+                + img[s, 2 * r + 1, 2 * c + 1] + 2) // 4
+        assert x14[s, r * 14 + c] == want
 
 
 def test_missing_files_raise_clear_errors(tmp_path, monkeypatch):

@@ -228,7 +228,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     from plasticore import contract as C
     from plasticore.argtypes import int_list, int_range, nonneg_int, positive_float, positive_int
 
-    p.add_argument("--dataset", default="digits", help="digits | mnist1d | mnist | fashion | omniglot")
+    p.add_argument("--dataset", default="digits",
+                   help="digits | mnist1d | mnist | fashion | mnist14 | fashion14 | omniglot")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--force", action="store_true", help="replace a previous training output directory at --out")
