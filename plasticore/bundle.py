@@ -10,7 +10,7 @@ A bundle is a directory holding
 
 Version 2 adds the per-layer rule program (``layers[l].rule``, :mod:`plasticore.rules`); a version 1
 bundle loads as the equivalent one-term program (``hebb_sign``, ``dh_shift``).  Version 3 adds the scalar
-``u_reset``; an older bundle gets its default (0), so it runs as before.
+``u_reset``; an older bundle gets its default (0): the hard reset to 0 it was written for.
 
 ``load_bundle`` validates everything and raises :class:`BundleError` naming the offending field;
 ``save_bundle`` writes to a temporary directory and renames, so a failed save leaves nothing

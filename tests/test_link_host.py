@@ -196,7 +196,7 @@ class DropOneReadReply(FakeBoard):
 def test_read_many_reads_again_a_reply_lost_behind_a_later_one():
     """A batch of reads (one round trip): the first READ's reply is lost while the later ones arrive; the
     first span is read again (``ReplyLost`` inside, ``rereads`` counted), the data is right; a lone read
-    that loses its reply is resent after the timeout as before."""
+    that loses its reply is resent after the timeout (go-back-N)."""
     board = DropOneReadReply(addr=100, ram=512, max_words=16)
     link = Link(board, timeout=0.05)
     link.connect()
