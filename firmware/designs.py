@@ -198,10 +198,10 @@ CHIP_DEFAULTS = {
                    "serial_crc": 1, "route_dests": 2},
 }
 #: Design clock of the chip per board, where it is set apart from the board's clock: the ULX3S chip
-#: (2 x 256 x 256 with pipelined, tiled core memories) runs at 90 MHz (PLL 25 -> 90 MHz, 3 Mbaud = 30
-#: clocks per bit, exact): at 100 MHz one of the first four nextpnr seeds met timing (docs/boards.md,
-#: sizing), at 90 MHz all four did (93.4-101.7 MHz).
-CHIP_CLOCKS = {"ulx3s": 90_000_000}
+#: (2 x 256 x 256 with pipelined, tiled core memories) runs at 75 MHz (PLL 25 -> 75 MHz, 3 Mbaud = 25
+#: clocks per bit, exact): at 90 MHz none of the first four nextpnr seeds met timing (73.5-88.9 MHz;
+#: docs/boards.md, sizing).
+CHIP_CLOCKS = {"ulx3s": 75_000_000}
 LINK_DEFAULTS = {"ulx3s": {"ram_words": 16384}, "icebreaker": {"ram_words": 1024}}
 
 DESIGNS: dict[str, Design] = {

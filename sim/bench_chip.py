@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-#: the real board of the modelled rate: the ULX3S default (3 Mbaud link, 90 MHz chip clock; docs/boards.md)
+#: the real board of the modelled rate: the ULX3S default (3 Mbaud link, 75 MHz chip clock; docs/boards.md)
 MODEL_BAUD = 3_000_000
-MODEL_CLOCK_HZ = 90e6
+MODEL_CLOCK_HZ = 75e6
 
 
 def _net():
