@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from plasticore.bundle import Bundle
 from plasticore.chip_map import ChipGeometry
 from plasticore.errors import PlasticoreError
 
-from .bus import BusPort, TargetStopped
+from .bus import BusError, BusPort, TargetStopped
 from .compiler import (
     ChipImage,
     chip_addr,
@@ -51,6 +52,19 @@ class DeviceError(PlasticoreError):
     """The device is not in the state the host expects (wrong design, lost outputs, ...)."""
 
 
+@dataclass(frozen=True)
+class EngineInfo:
+    """What a chip's sample engine offers (its INFO register)."""
+
+    in_words: int  #: input queue, 32-bit words
+    res_words: int  #: result ring, 32-bit words
+    max_steps: int  #: ramp table entries
+
+    @classmethod
+    def decode(cls, info: int) -> EngineInfo:
+        return cls(1 << (info & 0xFF), 1 << (info >> 8 & 0xFF), info >> 16 & 0xFFFF)
+
+
 class Device:
     def __init__(self, bus: BusPort, geometry: ChipGeometry, design_id: int | None = None):
         self.bus = bus
@@ -59,6 +73,7 @@ class Device:
         self.bundle: Bundle | None = None
         self.image: ChipImage | None = None
         self.stats = {"steps": 0, "samples": 0, "seconds": 0.0}
+        self._engine: EngineInfo | None | bool = False  # False: not asked yet
 
     def close(self) -> None:
         self.bus.close()
@@ -250,3 +265,98 @@ class Device:
         if M.OUT_EMPTY in entries:
             raise DeviceError(f"the chip reported {n} outputs but has {entries.index(M.OUT_EMPTY)}")
         self.bus.write(chip_addr(M.ChipReg.OUT_ACK), [n])
+
+    # ------------------------------------------------------------------ the sample engine
+    def engine(self) -> EngineInfo | None:
+        """The chip's sample engine (None: the chip has none: its ID register reads another value or
+        is a bus error)."""
+        if self._engine is False:
+            try:
+                ident, info = self.bus.read(M.engine_addr(M.EngineReg.ID), 2)
+            except BusError:
+                ident = info = None
+            self._engine = EngineInfo.decode(info) if ident == M.ENGINE_ID_VALUE else None
+        return self._engine
+
+    def why_not_stream(self, bundle: Bundle | None = None) -> str | None:
+        """None if the deployed ``bundle`` can run on the chip's sample engine, else why not (one line)."""
+        b = bundle or self._need()[0]
+        eng = self.engine()
+        if eng is None:
+            return "the chip has no sample engine"
+        if b.coding.kind != "direct":
+            return f"the engine codes 'direct' inputs; the bundle's coding is {b.coding.kind!r}"
+        if b.timesteps > eng.max_steps:
+            return f"{b.timesteps} steps per sample > the engine's {eng.max_steps}"
+        if b.reset_h_layers():
+            return (f"layer {b.reset_h_layers()[0]} resets H at every sample (h_persist = sample): the host "
+                    "rewrites H0 between samples")
+        if b.layers[-1].soma != C.SomaMode.LIF:
+            return "the prediction of an ANN output layer needs its last-step outputs, not its membranes"
+        if M.feature_words(b.n_in) > eng.in_words or M.record_words(b.layers[-1].n_out) > eng.res_words:
+            return "a sample or its record does not fit the engine's queues"
+        return None
+
+    def stream(self, features: np.ndarray, labels: np.ndarray | None = None, progress=None):
+        """Run uint8 ``features`` (S, n_in) through the sample engine: the chip codes the inputs, runs the
+        samples back to back and keeps a compact record each (the output layer's final membranes); the
+        host keeps the input queue full and reads records as they come.  Returns a
+        :class:`plasticore.runs.CompactResult` (bit-exact with ``CompactResult.of(golden.run(...))``)."""
+        from plasticore.coding import check_features
+        from plasticore.runs import CompactResult, predict
+
+        b, img = self._need()
+        why = self.why_not_stream(b)
+        if why is not None:
+            raise DeviceError(f"cannot stream this bundle: {why}")
+        f = check_features(features, b.n_in)
+        eng = self.engine()
+        S, n_out = len(f), b.layers[-1].n_out
+        wps, rec = M.feature_words(b.n_in), M.record_words(n_out)
+        u_out = np.zeros((S, n_out), np.int32)
+        t0 = time.perf_counter()
+        with self._during("stream (configuring the engine)"):
+            self._configure_engine(b, img, rec)
+        sent = got = 0
+        waiting = 0  # records the engine holds, as last read
+        with self._during("stream"):
+            while got < S:
+                room = eng.in_words // wps - (sent - got - waiting)  # samples the input queue takes now
+                if room > 0 and sent < S:
+                    n = min(room, S - sent)
+                    words = [w for s in range(sent, sent + n) for w in M.pack_features(f[s])]
+                    self.bus.write_fix(M.engine_addr(M.EngineReg.IN), words)
+                    sent += n
+                waiting = self.bus.read(M.engine_addr(M.EngineReg.RES_COUNT), 1)[0]
+                if waiting:
+                    n = min(waiting, eng.res_words // rec)
+                    win = self.bus.read(M.engine_addr(M.EngineReg.RES_WIN), n * rec)
+                    self.bus.write(M.engine_addr(M.EngineReg.RES_ACK), [n])
+                    for r in range(n):
+                        u_out[got + r] = M.unpack_record(win[r * rec:(r + 1) * rec], n_out)
+                    got += n
+                    waiting -= n
+                    if progress is not None:
+                        progress(n)
+        with self._during("stream (reading the final weights)"):
+            errors = self.bus.read(M.engine_addr(M.EngineReg.ERRORS), 1)[0]
+            if errors:
+                raise DeviceError(f"the chip rejected {errors} requests of its sample engine")
+            h_final = [self.read_h(li).astype(np.int16) if L.plastic else L.H0.astype(np.int16)
+                       for li, L in enumerate(b.layers)]
+        self.stats["seconds"] += time.perf_counter() - t0
+        self.stats["steps"] += S * b.timesteps
+        self.stats["samples"] += S
+        preds = predict(b, u_out.astype(np.int64), np.zeros_like(u_out))
+        return CompactResult(u_out, h_final, preds, None if labels is None else np.asarray(labels, np.int64))
+
+    def _configure_engine(self, b: Bundle, img: ChipImage, rec: int) -> None:
+        """STEPS, INPUTS, the layer-0 cores, the output slices, the record size and the ramp."""
+        E, a = M.EngineReg, M.engine_addr
+        out = [sl for sl in img.placement.slices if sl.layer == len(b.layers) - 1]
+        self.bus.write(a(E.STEPS), [0])  # (nothing starts while the tables change)
+        self.bus.write(a(E.RAMP_BASE), [int(r) for r in b.coding.ramp])
+        self.bus.write(a(E.X_CORE_BASE), list(img.placement.layer_cores[0]))
+        self.bus.write(a(E.U_SLICE_BASE), [sl.core | (sl.j1 - sl.j0) << 8 for sl in out])
+        self.bus.write(a(E.INPUTS), [b.n_in, len(img.placement.layer_cores[0]), len(out), rec])
+        self.bus.write(a(E.STEPS), [b.timesteps])

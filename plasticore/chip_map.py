@@ -171,3 +171,92 @@ UNUSED_PHASE = 0xF
 #: layers one chip runs: phases 0 .. MAX_PHASES - 1 (the identify reply's ``layers``); a bundle may
 #: have up to ``contract.MAX_LAYERS``, the compiler refuses more than this
 MAX_PHASES = UNUSED_PHASE
+
+# --------------------------------------------------------------------------------------------
+# the sample engine (``rtl/engine.py``): samples queued on the chip, coded there, compact results
+# --------------------------------------------------------------------------------------------
+ENGINE_BASE = 0x2000  #: chip register addresses ENGINE_BASE .. ENGINE_BASE + ENGINE_SPAN - 1
+ENGINE_SPAN = 0x2000
+FEATURES_PER_WORD = 4  #: input queue words carry 4 uint8 features, feature 4w + b in byte b
+RECORD_VALUE_BITS = C.U_BITS  #: a result record packs the output layer's membranes end to end, this wide
+
+
+class EngineReg(enum.IntEnum):
+    """Registers of the sample engine, at ``ENGINE_BASE +`` these offsets (chip bus, bit 31 clear).
+
+    The host queues samples as uint8 features (``IN``); for every complete sample the engine clears the
+    chip (CLEAR), writes each step's inputs ``x_t = rshift_round(feature * ramp[t], 8)`` (the bundle's
+    ``direct`` coding; zeros are not written: an axon not written in a step reads 0) to every layer-0
+    core, runs the step (RUN 1, then acknowledges whatever reached the output ring), and after the last
+    step reads the output layer's membranes into a result record (:func:`pack_record`).  H is not
+    touched: it carries over (``h_persist = never``) or stays (not plastic), as the bundle says.
+    A chip without an engine answers these addresses with a bus error.
+    """
+
+    ID = 0  #: read-only: ENGINE_ID_VALUE (a chip without an engine answers another value or a bus error)
+    INFO = 1  #: read-only: log2(input queue words) | log2(result ring words) << 8 | max steps << 16
+    STEPS = 2  #: steps per sample, 1 .. max steps (0: the engine runs nothing)
+    INPUTS = 3  #: features per sample (layer-0 inputs)
+    X_CORES = 4  #: layer-0 cores, 0 .. MAX_DESTS (their core ids at X_CORE_BASE)
+    U_SLICES = 5  #: output-layer slices, 1 .. MAX_DESTS (at U_SLICE_BASE), in neuron order
+    RECORD_WORDS = 6  #: words of a result record: record_words(output neurons)
+    IN = 7  #: write-only port: the input queue (a write to a full queue is an error, nothing queued)
+    IN_FREE = 8  #: read-only: free words in the input queue
+    RES_COUNT = 9  #: read-only: result records waiting (not acknowledged)
+    RES_ACK = 10  #: write-only: n drops the n oldest records (n > RES_COUNT: an error, nothing dropped)
+    DONE = 11  #: read-only: samples finished since reset
+    ERRORS = 12  #: read-only: chip bus requests of the engine that were rejected (must stay 0)
+    X_CORE_BASE = 16  #: + e: core id of layer-0 core e
+    U_SLICE_BASE = 24  #: + e: core id | neurons << 8 of output slice e
+    RAMP_BASE = 0x100  #: + t (t < max steps): ramp[t] (0 .. 256)
+    #: read-only window, + i: word i of the result records from the oldest unacknowledged one;
+    #: OUT_EMPTY beyond the records waiting; reading changes nothing
+    RES_WIN = 0x1000
+
+
+#: the most steps per sample an engine build may offer (its ramp table sits at RAMP_BASE .. RES_WIN)
+ENGINE_MAX_STEPS = C.MAX_TIMESTEPS
+ENGINE_ID_VALUE = 0x31454C50  #: "PLE1"
+assert EngineReg.RAMP_BASE + ENGINE_MAX_STEPS <= EngineReg.RES_WIN
+
+
+def engine_addr(reg: EngineReg, offset: int = 0) -> int:
+    """Bus address of sample-engine register ``reg`` (+ offset for the tables and the window)."""
+    return ENGINE_BASE + int(reg) + offset
+
+
+def feature_words(n_features: int) -> int:
+    """Input queue words of one sample."""
+    return -(-n_features // FEATURES_PER_WORD)
+
+
+def pack_features(features) -> list[int]:
+    """One sample's uint8 features as input queue words (zero-padded to whole words)."""
+    import numpy as np
+
+    f = np.zeros(feature_words(len(features)) * FEATURES_PER_WORD, np.uint32)
+    f[:len(features)] = np.asarray(features, np.uint32)
+    w = f.reshape(-1, FEATURES_PER_WORD) << (np.arange(FEATURES_PER_WORD, dtype=np.uint32) * 8)
+    return [int(v) for v in w.sum(axis=1, dtype=np.uint32)]
+
+
+def record_words(n_out: int) -> int:
+    """Words of a result record of ``n_out`` membranes (RECORD_VALUE_BITS each, packed end to end)."""
+    return -(-n_out * RECORD_VALUE_BITS // 32)
+
+
+def pack_record(values) -> list[int]:
+    """A result record: value j (two's complement) at bits [24 j, 24 j + 24) of the record, word i = bits
+    [32 i, 32 i + 32) (what the engine builds; the host decodes with :func:`unpack_record`)."""
+    bits = 0
+    mask = (1 << RECORD_VALUE_BITS) - 1
+    for j, v in enumerate(values):
+        bits |= (int(v) & mask) << (RECORD_VALUE_BITS * j)
+    return [bits >> (32 * i) & 0xFFFFFFFF for i in range(record_words(len(values)))]
+
+
+def unpack_record(words, n_out: int) -> list[int]:
+    """The ``n_out`` signed membranes of a result record."""
+    bits = sum(int(w) << (32 * i) for i, w in enumerate(words))
+    mask, half = (1 << RECORD_VALUE_BITS) - 1, 1 << (RECORD_VALUE_BITS - 1)
+    return [((bits >> (RECORD_VALUE_BITS * j) & mask) ^ half) - half for j in range(n_out)]

@@ -139,3 +139,41 @@ def compare_results(a: dict, b: dict) -> str | None:
     if not np.array_equal(a["predictions"], b["predictions"]):
         return "predictions differ"
     return None
+
+
+# ------------------------------------------------------------------------------------------
+# compact results (the sample engine's records)
+# ------------------------------------------------------------------------------------------
+@dataclass
+class CompactResult:
+    """What a streamed run returns per sample (the sample engine's record): the output layer's final
+    membranes and the prediction; and the plastic weights at the end of the run."""
+
+    u_out: np.ndarray  #: (S, N) int32: the last layer's membranes after each sample's last step
+    h_final: list[np.ndarray]  #: per layer (A, N) int16: H at the end of the run
+    predictions: np.ndarray  #: (S,)
+    labels: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, res: RunResult) -> CompactResult:
+        """The compact part of a full result (to compare a streamed run with the golden model)."""
+        return cls(res.u_final[-1].astype(np.int32), res.h_final, res.predictions, res.labels)
+
+
+def compare_compact(a: CompactResult, b: CompactResult) -> str | None:
+    """None if bit-exact, else the first difference (sample and neuron, or layer, axon and neuron, and
+    both values)."""
+    n = len(a.h_final) - 1
+    if a.u_out.shape != b.u_out.shape:
+        return f"layer {n} u_final: shape {a.u_out.shape} vs {b.u_out.shape}"
+    if not np.array_equal(a.u_out, b.u_out):
+        s, j = (int(i) for i in np.argwhere(a.u_out != b.u_out)[0])
+        return f"layer {n} u_final: first difference at sample {s}, neuron {j}: {a.u_out[s, j]} vs {b.u_out[s, j]}"
+    for li, (x, y) in enumerate(zip(a.h_final, b.h_final, strict=True)):
+        if not np.array_equal(x, y):
+            i, j = (int(v) for v in np.argwhere(x != y)[0])
+            return f"layer {li} h_final: first difference at axon {i}, neuron {j}: {x[i, j]} vs {y[i, j]}"
+    if not np.array_equal(a.predictions, b.predictions):
+        return "predictions differ"
+    return None

@@ -16,10 +16,11 @@ DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16)
 
 def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y, a_max: int = DEFAULT_CHIP.a_max,
            n_max: int = DEFAULT_CHIP.n_max, lanes: int = DEFAULT_CHIP.lanes, out_fifo: int = DEFAULT_CHIP.out_fifo,
-           core: str = "hybrid", route_dests: int | None = None, mem_pipe: bool = False, **link_kwargs):
+           core: str = "hybrid", route_dests: int | None = None, mem_pipe: bool = False, engine: bool = DEFAULT_CHIP.engine,
+           **link_kwargs):
     from plasticore import chip_map as M
 
-    cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe))
+    cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe), bool(engine))
     extra = {"core": core, "route_dests": route_dests or M.MAX_DESTS, **link_kwargs}
     return cfg, extra, link_kwargs
 
@@ -84,8 +85,11 @@ def chip_board_top(clocks_per_bit: int = 8, **kw):
 def _top(clocks_per_bit: int, did: int, **kw):
     from plasticore.rtl.board import board_top
     from plasticore.rtl.chip import Chip
+    from plasticore.rtl.engine import EngineChip
 
     cfg, extra, link_kwargs = _split(**kw)
     chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=did, out_fifo=cfg.out_fifo,
                 core=extra["core"], route_dests=extra["route_dests"], mem_pipe=cfg.mem_pipe)
+    if cfg.engine:
+        chip = EngineChip(chip)
     return board_top(chip, clocks_per_bit=clocks_per_bit, design_id=did, geometry=chip.geometry(), **link_kwargs)

@@ -39,6 +39,7 @@ class ChipConfig:
     lanes: int = 16
     out_fifo: int = 2048
     mem_pipe: bool = False  #: pipelined, banked core memories (``HybridCore(mem_pipe=True)``)
+    engine: bool = False  #: a sample engine in front of the chip's bus (``rtl.engine.EngineChip``)
 
     def geometry(self) -> ChipGeometry:
         return ChipGeometry(self.mesh_x, self.mesh_y, CM.CoreGeometry(self.a_max, self.n_max, self.lanes),
@@ -84,11 +85,14 @@ def build_chip_sim(cfg: ChipConfig, design_id: int = 0, quiet: bool = True) -> P
 
 def _build(cfg: ChipConfig, design_id: int, out: Path, exe: Path, harness: Path, quiet: bool) -> Path:
     from plasticore.rtl.chip import Chip
+    from plasticore.rtl.engine import EngineChip
     from plasticore.sim.toolchain import ensure_verilator, model_makeflags, verilog_from_component
 
     info = ensure_verilator()
     chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=design_id, out_fifo=cfg.out_fifo,
                 mem_pipe=cfg.mem_pipe)
+    if cfg.engine:
+        chip = EngineChip(chip)
     v = verilog_from_component(chip, "chip", out)
     (out / "bus_ops.h").write_text(cpp_header())  # the harness's opcodes, from plasticore.bus_ops
     cmd = [str(info.executable), "--cc", str(v), "--exe", str(harness), "--top-module", "chip", "--build",

@@ -1,0 +1,325 @@
+"""The sample engine: samples queued on the chip, coded there, run back to back, compact results.
+
+:class:`SampleEngine` sits between the link and the chip's bus target.  It serves its own registers
+(``plasticore.chip_map.EngineReg`` at ``ENGINE_BASE``) and is itself a bus initiator of the chip: for
+every complete sample in its input queue (and room for its record in the result ring) it does what the
+host would do over the link, without a byte on the wire::
+
+    CLEAR := 1
+    for t in 0 .. STEPS-1:
+        for every layer-0 core k, every input i with x = rshift_round(feature[i] * ramp[t], 8) != 0:
+            X[k][i] := x
+        n := RUN 1;  if n: OUT_ACK := n          (outputs are not kept: the record is the result)
+    record := the output layer's membranes U, slice after slice (chip_map.pack_record)
+
+Every other bus request of the link passes through to the chip while the engine is between samples
+(a request that comes while a sample runs waits for its end; RESET also empties both queues).  The
+engine starts a sample only when the link has no chip request waiting or outstanding.  The result
+window reads change nothing (a lost reply is read again); ``RES_ACK`` (a write, executed once by the
+link) frees records.  :class:`EngineChip` is a chip with an engine in front of its bus.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from plasticore import chip_map as M
+from plasticore import contract as C
+from plasticore import core_map as CM
+
+from .bus import BusOp, BusSignature
+
+__all__ = ["EngineChip", "SampleEngine"]
+
+R = M.EngineReg
+#: width of an input / neuron count register (the contract's axon and neuron limits)
+CM_AXON_BITS = max(C.MAX_AXONS, C.MAX_NEURONS).bit_length()
+
+
+def _log2(n: int, what: str) -> int:
+    if n < 2 or n & (n - 1):
+        raise ValueError(f"{what} must be a power of two >= 2, got {n}")
+    return n.bit_length() - 1
+
+
+class SampleEngine(wiring.Component):
+    """``host``: the bus from the link (a target); ``chip``: the bus to the chip (an initiator).
+
+    ``in_words`` / ``res_words``: input queue and result ring sizes (32-bit words, powers of two);
+    ``max_steps``: entries of the ramp table (steps per sample); ``cores``: the chip's cores (core id width).
+    ``active`` is high while a sample runs.
+    """
+
+    def __init__(self, *, in_words: int = 512, res_words: int = 512, max_steps: int = 64, cores: int = 2):
+        self.in_log2 = _log2(in_words, "in_words")
+        self.res_log2 = _log2(res_words, "res_words")
+        if not 1 <= max_steps <= M.ENGINE_MAX_STEPS:
+            raise ValueError(f"max_steps must be 1..{M.ENGINE_MAX_STEPS}, got {max_steps}")
+        if res_words > R.RES_WIN or in_words > 1 << 16 or res_words > 1 << 16:
+            raise ValueError("in_words and res_words must be at most 65536 (res_words at most 4096)")
+        self.in_words, self.res_words, self.max_steps, self.cores = in_words, res_words, max_steps, cores
+        super().__init__({"host": In(BusSignature(32)), "chip": Out(BusSignature(32)), "active": Out(1)})
+
+    def info(self) -> int:
+        """The INFO register's value."""
+        return self.in_log2 | self.res_log2 << 8 | self.max_steps << 16
+
+    def elaborate(self, platform):  # noqa: C901 - one FSM and its register file
+        m = Module()
+        host, chip = self.host, self.chip
+        IW, RW = self.in_log2, self.res_log2
+        D = M.MAX_DESTS
+        core_bits = max(1, (self.cores - 1).bit_length())
+
+        # ---- configuration (written by the host) -------------------------------------------
+        steps = Signal(range(self.max_steps + 1))
+        inputs = Signal(CM_AXON_BITS)
+        n_x = Signal(range(D + 1))
+        n_u = Signal(range(D + 1))
+        rec_words = Signal(RW + 1)
+        x_core = Array(Signal(core_bits, name=f"x_core{e}") for e in range(D))
+        u_core = Array(Signal(core_bits, name=f"u_core{e}") for e in range(D))
+        u_n = Array(Signal(CM_AXON_BITS, name=f"u_n{e}") for e in range(D))
+        m.submodules.ramp = ramp = memory.Memory(shape=9, depth=self.max_steps, init=[])
+        m.submodules.inq = inq = memory.Memory(shape=32, depth=self.in_words, init=[])
+        m.submodules.res = res = memory.Memory(shape=32, depth=self.res_words, init=[])
+        ramp_w, ramp_r = ramp.write_port(), ramp.read_port(transparent_for=())
+        in_w, in_r = inq.write_port(), inq.read_port(transparent_for=())
+        res_w, res_r = res.write_port(), res.read_port(transparent_for=())
+
+        # ---- queues ---------------------------------------------------------------------------
+        in_head, in_tail, in_level = Signal(IW), Signal(IW), Signal(IW + 1)
+        res_head, res_tail, res_level = Signal(RW), Signal(RW), Signal(RW + 1)
+        res_count = Signal(RW + 1)
+        done, errors = Signal(32), Signal(32)
+        sample_words = Signal(IW + 1)  # input queue words of a sample
+        m.d.comb += sample_words.eq((inputs + M.FEATURES_PER_WORD - 1) >> 2)
+        in_push, in_pop = Signal(), Signal()  # a word queued (host) / a sample's words freed (engine)
+        res_commit, res_ack = Signal(), Signal()
+        commit_words = Signal(RW + 1)
+        ack_n, ack_words = Signal(RW + 1), Signal(2 * RW + 2)
+        m.d.comb += ack_words.eq(ack_n * rec_words)
+        m.d.sync += [in_head.eq(in_head + in_push),
+                     in_tail.eq(in_tail + Mux(in_pop, sample_words, 0)),
+                     in_level.eq(in_level + in_push - Mux(in_pop, sample_words, 0)),
+                     res_head.eq(res_head + Mux(res_commit, commit_words, 0)),
+                     res_tail.eq(res_tail + Mux(res_ack, ack_words, 0)),
+                     res_level.eq(res_level + Mux(res_commit, commit_words, 0) - Mux(res_ack, ack_words, 0)),
+                     res_count.eq(res_count + res_commit - Mux(res_ack, ack_n, 0))]
+        m.d.comb += [in_w.addr.eq(in_head), in_w.data.eq(host.w_data), in_w.en.eq(in_push)]
+
+        # ---- the sample FSM's state, and who owns the chip bus --------------------------------
+        running = Signal()  # a sample is in flight: the engine owns the chip bus
+        m.d.comb += self.active.eq(running)
+        host_pend = Signal()  # a READ / RUN of the link passed to the chip awaits its answer
+        is_eng = ~host.addr[31] & (host.addr[13:31] == M.ENGINE_BASE >> 13) & (
+            (host.op == BusOp.READ) | (host.op == BusOp.WRITE))
+        passing = ~running & ~is_eng
+        reset_seen = Signal()  # a RESET passed to the chip: empty the queues (below, last: precedence)
+
+        # ---- the link's requests: pass-through to the chip, or the engine's registers ------------
+        e_valid, e_op, e_addr, e_data = Signal(), Signal(BusOp), Signal(32), Signal(32)
+        with m.If(running):
+            m.d.comb += [chip.valid.eq(e_valid), chip.op.eq(e_op), chip.addr.eq(e_addr), chip.w_data.eq(e_data)]
+        with m.Else():
+            m.d.comb += [chip.valid.eq(host.valid & ~is_eng), chip.op.eq(host.op), chip.addr.eq(host.addr),
+                         chip.w_data.eq(host.w_data)]
+        loc_valid, loc_data, loc_err = Signal(), Signal(32), Signal()  # an engine register's answer
+        win_pend, win_in = Signal(), Signal()  # a window READ: the memory answers a clock later
+        m.d.sync += [loc_valid.eq(0), loc_err.eq(0), win_pend.eq(0)]
+        host_fire_chip = host.valid & passing & chip.ready
+        with m.If(host_fire_chip & ((host.op == BusOp.READ) | (host.op == BusOp.RUN))):
+            m.d.sync += host_pend.eq(1)
+        with m.If(host_pend & chip.r_valid):
+            m.d.sync += host_pend.eq(0)
+        with m.If(host_fire_chip & (host.op == BusOp.RESET)):
+            m.d.comb += reset_seen.eq(1)
+        off = host.addr[:13]
+        m.d.comb += [host.ready.eq(is_eng | (passing & chip.ready)),
+                     host.r_valid.eq(loc_valid | win_pend | (host_pend & chip.r_valid)),
+                     host.r_data.eq(Mux(win_pend, Mux(win_in, res_r.data, M.OUT_EMPTY),
+                                        Mux(loc_valid, loc_data, chip.r_data))),
+                     host.error.eq(Mux(loc_valid, loc_err, Mux(is_eng, 0, chip.error)))]
+        wr_err = Signal()
+        m.d.comb += [ramp_w.addr.eq(off - R.RAMP_BASE), ramp_w.data.eq(host.w_data)]
+        m.d.comb += res_r.addr.eq(res_tail + off[:RW])
+        with m.If(host.valid & is_eng & (host.op == BusOp.WRITE)):
+            with m.If((off >= R.RAMP_BASE) & (off < R.RAMP_BASE + self.max_steps)):
+                m.d.comb += ramp_w.en.eq(1)
+            with m.Elif((off >= R.X_CORE_BASE) & (off < R.X_CORE_BASE + D)):
+                m.d.sync += x_core[off[:3]].eq(host.w_data)
+            with m.Elif((off >= R.U_SLICE_BASE) & (off < R.U_SLICE_BASE + D)):
+                m.d.sync += [u_core[off[:3]].eq(host.w_data), u_n[off[:3]].eq(host.w_data[8:])]
+            with m.Else():
+                with m.Switch(off):
+                    with m.Case(R.STEPS):
+                        m.d.sync += steps.eq(host.w_data)
+                    with m.Case(R.INPUTS):
+                        m.d.sync += inputs.eq(host.w_data)
+                    with m.Case(R.X_CORES):
+                        m.d.sync += n_x.eq(host.w_data)
+                    with m.Case(R.U_SLICES):
+                        m.d.sync += n_u.eq(host.w_data)
+                    with m.Case(R.RECORD_WORDS):
+                        m.d.sync += rec_words.eq(host.w_data)
+                    with m.Case(R.IN):
+                        with m.If(in_level[IW]):
+                            m.d.comb += wr_err.eq(1)
+                        with m.Else():
+                            m.d.comb += in_push.eq(1)
+                    with m.Case(R.RES_ACK):
+                        with m.If(host.w_data > res_count):
+                            m.d.comb += wr_err.eq(1)
+                        with m.Else():
+                            m.d.comb += [res_ack.eq(1), ack_n.eq(host.w_data)]
+                    with m.Default():
+                        m.d.comb += wr_err.eq(1)
+        with m.If(host.valid & is_eng & (host.op == BusOp.WRITE)):
+            m.d.comb += host.error.eq(wr_err)
+        with m.If(host.valid & is_eng & (host.op == BusOp.READ)):
+            with m.If(off >= R.RES_WIN):
+                m.d.sync += [win_pend.eq(1), win_in.eq(off[:12] < res_level)]
+            with m.Else():
+                m.d.sync += loc_valid.eq(1)
+                with m.Switch(off):
+                    for reg, val in ((R.ID, M.ENGINE_ID_VALUE), (R.INFO, self.info()), (R.STEPS, steps),
+                                     (R.INPUTS, inputs), (R.X_CORES, n_x), (R.U_SLICES, n_u),
+                                     (R.RECORD_WORDS, rec_words), (R.IN_FREE, (1 << IW) - in_level),
+                                     (R.RES_COUNT, res_count), (R.DONE, done), (R.ERRORS, errors)):
+                        with m.Case(reg):
+                            m.d.sync += loc_data.eq(val)
+                    with m.Default():
+                        m.d.sync += [loc_data.eq(0), loc_err.eq(1)]
+
+        # ---- the sample FSM ------------------------------------------------------------------------
+        t = Signal(range(self.max_steps + 1))
+        k = Signal(range(D + 1))
+        i = Signal(CM_AXON_BITS)
+        ramp_q = Signal(9)
+        x = Signal(C.X_BITS + 8)
+        words = Signal(RW + 1)  # record words written so far
+        waiting = Signal(32)  # RUN's answer: entries in the output ring, to acknowledge
+        acc, nb = Signal(64), Signal(6)  # record packer: nb bits waiting in acc (< 32)
+        m.d.comb += [ramp_r.addr.eq(t), in_r.addr.eq(in_tail + (i >> 2))]
+        feature = in_r.data.word_select(i[:2], 8)
+        room = ((1 << RW) - res_level) >= rec_words
+        can_start = ((steps != 0) & (n_u != 0) & (in_level >= sample_words) & (sample_words != 0) & room
+                     & ~host_pend & ~(host.valid & ~is_eng))
+        core_base = Const(M.CORE_REGION, 32)
+
+        def core_req(core, mem, idx):
+            return core_base | (core << M.CORE_SHIFT) | (int(mem) << M.MEM_SHIFT) | idx
+
+        # pack a membrane (24 bits) into the record; a full word goes to the result ring
+        v24 = chip.r_data[:M.RECORD_VALUE_BITS]
+        packed = Signal(64)
+        m.d.comb += [packed.eq(acc | (v24 << nb)), res_w.addr.eq(res_head + words)]
+        with m.FSM(name="engine"):
+            with m.State("IDLE"):
+                with m.If(can_start):
+                    m.d.sync += [running.eq(1), t.eq(0), words.eq(0), acc.eq(0), nb.eq(0)]
+                    m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE), e_addr.eq(M.ChipReg.CLEAR), e_data.eq(1)]
+                with m.If(chip.ready):
+                    m.d.sync += errors.eq(errors + chip.error)
+                    m.next = "RAMP"
+            with m.State("RAMP"):  # ramp[t] is read this clock
+                m.d.sync += [k.eq(0), i.eq(0)]
+                m.next = "RAMP_Q"
+            with m.State("RAMP_Q"):
+                m.d.sync += ramp_q.eq(ramp_r.data)
+                m.next = "FEAT"
+            with m.State("FEAT"):  # the feature word of input i is read this clock
+                with m.If(k == n_x):
+                    m.next = "RUN"
+                with m.Elif(i == inputs):
+                    m.d.sync += [k.eq(k + 1), i.eq(0)]
+                with m.Else():
+                    m.next = "CODE"
+            with m.State("CODE"):
+                m.d.sync += x.eq((feature * ramp_q + 128) >> 8)  # contract: rshift_round(f * ramp, 8)
+                m.next = "XWR"
+            with m.State("XWR"):
+                with m.If(x == 0):  # an axon not written in a step reads 0
+                    m.d.sync += i.eq(i + 1)
+                    m.next = "FEAT"
+                with m.Else():
+                    m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE), e_addr.eq(core_req(x_core[k], CM.Mem.X, i)),
+                                 e_data.eq(x)]
+                    with m.If(chip.ready):
+                        m.d.sync += [errors.eq(errors + chip.error), i.eq(i + 1)]
+                        m.next = "FEAT"
+            with m.State("RUN"):
+                m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.RUN), e_data.eq(1)]
+                with m.If(chip.ready):
+                    m.next = "RUN_WAIT"
+            with m.State("RUN_WAIT"):
+                with m.If(chip.r_valid):
+                    m.d.sync += [errors.eq(errors + chip.error), waiting.eq(chip.r_data), t.eq(t + 1)]
+                    m.next = "ACK"
+            with m.State("ACK"):  # drop what reached the output ring (the record is the result)
+                with m.If(waiting == 0):
+                    with m.If(t == steps):
+                        m.d.sync += [k.eq(0), i.eq(0)]
+                        m.next = "U_REQ"
+                    with m.Else():
+                        m.next = "RAMP"
+                with m.Else():
+                    m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE), e_addr.eq(M.ChipReg.OUT_ACK),
+                                 e_data.eq(waiting)]
+                    with m.If(chip.ready):
+                        m.d.sync += [errors.eq(errors + chip.error), waiting.eq(0)]
+            with m.State("U_REQ"):
+                with m.If(k == n_u):
+                    m.next = "FLUSH"
+                with m.Elif(i == u_n[k]):
+                    m.d.sync += [k.eq(k + 1), i.eq(0)]
+                with m.Else():
+                    m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.READ), e_addr.eq(core_req(u_core[k], CM.Mem.U, i))]
+                    with m.If(chip.ready):
+                        m.next = "U_WAIT"
+            with m.State("U_WAIT"):
+                with m.If(chip.r_valid):
+                    m.d.sync += [errors.eq(errors + chip.error), i.eq(i + 1)]
+                    with m.If(nb + M.RECORD_VALUE_BITS >= 32):
+                        m.d.comb += [res_w.data.eq(packed[:32]), res_w.en.eq(1)]
+                        m.d.sync += [acc.eq(packed >> 32), nb.eq(nb + M.RECORD_VALUE_BITS - 32), words.eq(words + 1)]
+                    with m.Else():
+                        m.d.sync += [acc.eq(packed), nb.eq(nb + M.RECORD_VALUE_BITS)]
+                    m.next = "U_REQ"
+            with m.State("FLUSH"):
+                with m.If(nb != 0):
+                    m.d.comb += [res_w.data.eq(acc[:32]), res_w.en.eq(1)]
+                m.d.comb += [commit_words.eq(words + (nb != 0)), res_commit.eq(1), in_pop.eq(1)]
+                m.d.sync += [done.eq(done + 1), running.eq(0)]
+                m.next = "IDLE"
+
+        with m.If(reset_seen):  # (last: takes precedence over the queue updates above)
+            m.d.sync += [in_head.eq(0), in_tail.eq(0), in_level.eq(0), res_head.eq(0), res_tail.eq(0),
+                         res_level.eq(0), res_count.eq(0), done.eq(0), errors.eq(0)]
+        return m
+
+
+class EngineChip(wiring.Component):
+    """A chip with a :class:`SampleEngine` in front of its bus: the same ports (``bus``, ``busy``),
+    geometry and memory map as ``chip``, plus the engine's registers."""
+
+    def __init__(self, chip: wiring.Component, **engine_kw):
+        self.inner = chip
+        self.engine = SampleEngine(cores=chip.k, **engine_kw)
+        self.k, self.geom, self.design_id = chip.k, chip.geom, chip.design_id
+        super().__init__({"bus": In(BusSignature(32)), "busy": Out(1)})
+
+    def geometry(self) -> dict:
+        return self.inner.geometry()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine, m.submodules.chip = self.engine, self.inner
+        wiring.connect(m, wiring.flipped(self.bus), self.engine.host)
+        wiring.connect(m, self.engine.chip, self.inner.bus)
+        m.d.comb += self.busy.eq(self.inner.busy | self.engine.active)
+        return m

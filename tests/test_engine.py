@@ -1,0 +1,118 @@
+"""The sample engine (``rtl/engine.py``) on the Verilated chip: samples queued as uint8 features, coded
+on the chip, run back to back; the compact records and the final H equal the golden model's."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from plasticore import chip_map as M
+from plasticore import contract as C
+from plasticore import golden
+from plasticore.bundle import validate
+from plasticore.coding import encode_for
+from plasticore.host.bus import BusError
+from plasticore.host.device import Device, DeviceError
+from plasticore.runs import CompactResult, compare_compact
+from plasticore.sim.chipsim import ChipConfig, ChipSimBus
+from plasticore.sim.random_bundle import random_bundle
+
+CFG = ChipConfig(2, 2, 32, 16, 4, engine=True)
+
+
+@pytest.fixture(scope="module")
+def dev():
+    with ChipSimBus(CFG) as bus:
+        d = Device(bus, CFG.geometry())
+        d.identify()
+        yield d
+
+
+def _streamable(rng, sizes, T):
+    """A random bundle the engine runs: direct coding (a random ramp), H carried or frozen, LIF output."""
+    while True:
+        b = random_bundle(rng, sizes=sizes, timesteps=T, coding="direct")
+        if b.layers[-1].soma == C.SomaMode.LIF:
+            break
+    layers = [dataclasses.replace(L, h_persist=C.HPersist.NEVER) for L in b.layers]
+    ramp = [int(v) for v in rng.integers(0, 257, T)]
+    b = dataclasses.replace(b, layers=layers, coding=dataclasses.replace(b.coding, ramp=ramp))
+    validate(b)
+    return b
+
+
+def _features(rng, b, S):
+    f = rng.integers(0, 256, (S, b.n_in))
+    f[rng.random(f.shape) < 0.3] = 0  # zero features: the engine writes no input for them
+    return f
+
+
+def _check(dev, b, f):
+    dev.deploy(b)
+    r = dev.stream(f)
+    g = CompactResult.of(golden.run(b, encode_for(b, f)))
+    msg = compare_compact(r, g)
+    assert msg is None, msg
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_streamed_records_equal_golden(dev, seed):
+    rng = np.random.default_rng(500 + seed)
+    n_layers = int(rng.integers(1, 4))
+    sizes = [int(rng.integers(1, 33))] + [int(rng.integers(1, 25)) for _ in range(n_layers)]
+    while sum(-(-n // 16) for n in sizes[1:]) > 4:
+        sizes[int(np.argmax(sizes[1:])) + 1] //= 2
+    b = _streamable(rng, sizes, int(rng.integers(1, 6)))
+    _check(dev, b, _features(rng, b, int(rng.integers(1, 12))))
+
+
+def test_queues_wrap_and_runs_mix(dev):
+    """More samples than the input queue and the result ring hold (both wrap, the host waits for
+    room), a full host-driven run between two streams (requests pass through the engine), and a
+    layer of 20 neurons over two cores (two output slices, records of 15 words)."""
+    rng = np.random.default_rng(7)
+    b = _streamable(rng, [30, 12, 20], 2)
+    f = _features(rng, b, 260)
+    eng = dev.engine()
+    assert 260 * M.feature_words(30) > eng.in_words and 260 * M.record_words(20) > eng.res_words
+    _check(dev, b, f)
+    dev.deploy(b)
+    x = encode_for(b, f[:3])
+    r = dev.run(x)
+    g = golden.run(b, x)
+    assert np.array_equal(r.u_final[-1], g.u_final[-1])
+    r2 = dev.stream(f[3:9])
+    g2 = golden.run(dataclasses.replace(b, layers=[dataclasses.replace(L, H0=h) for L, h in
+                                                   zip(b.layers, g.h_final, strict=True)]), encode_for(b, f[3:9]))
+    assert compare_compact(r2, CompactResult.of(g2)) is None
+
+
+def test_engine_registers_refuse_bad_requests(dev):
+    E, a = M.EngineReg, M.engine_addr
+    dev.bus.reset()
+    with pytest.raises(BusError):
+        dev.bus.write(a(E.RES_ACK), [1])  # no record waiting
+        dev.bus.sync()
+    with pytest.raises(BusError):
+        dev.bus.read(a(E.ERRORS, 1), 1)  # an unused address
+    assert dev.bus.read(a(E.RES_WIN), 2) == [M.OUT_EMPTY, M.OUT_EMPTY]
+    info = dev.engine()
+    assert (info.in_words, info.res_words, info.max_steps) == (512, 512, 64)
+
+
+def test_a_bundle_the_engine_cannot_run_is_refused(dev):
+    rng = np.random.default_rng(3)
+    b = _streamable(rng, [8, 6], 2)
+    b = dataclasses.replace(b, layers=[dataclasses.replace(b.layers[0], plastic=True,
+                                                           h_persist=C.HPersist.SAMPLE)])
+    dev.deploy(b)
+    assert "h_persist = sample" in dev.why_not_stream()
+    with pytest.raises(DeviceError, match="cannot stream"):
+        dev.stream(np.zeros((1, 8), np.int64))
+
+
+def test_a_chip_without_engine_says_so():
+    cfg = ChipConfig(2, 2, 32, 16, 4)
+    with ChipSimBus(cfg) as bus:
+        d = Device(bus, cfg.geometry())
+        assert d.engine() is None
