@@ -68,12 +68,13 @@ def _npz_array(z, key: str, path: Path) -> np.ndarray:
         raise CliError(f"--inputs {path}: array '{key}' cannot be read ({type(e).__name__}: {e})") from None
 
 
-def load_inputs(args, bundle) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-step layer-0 inputs (S, T, A) and labels (or None) for the CLI arguments, validated."""
-    from plasticore.coding import InputError, encode_for
+def load_inputs(args, bundle, with_features: bool = False):
+    """Per-step layer-0 inputs (S, T, A) and labels (or None) for the CLI arguments, validated; with
+    ``with_features`` also the uint8 features they were coded from (None for an ``x`` input file)."""
+    from plasticore.coding import InputError, check_features, encode_for
     from plasticore.runs import check_inputs, check_labels
 
-    labels = None
+    labels = feats = None
     if args.inputs is not None:
         src = f"--inputs {args.inputs}"
         if not args.inputs.is_file():
@@ -90,7 +91,8 @@ def load_inputs(args, bundle) -> tuple[np.ndarray, np.ndarray | None]:
                 if "x" in files:
                     x = check_inputs(bundle, _npz_array(z, "x", args.inputs))
                 elif "features" in files:
-                    x = encode_for(bundle, _npz_array(z, "features", args.inputs))
+                    feats = check_features(_npz_array(z, "features", args.inputs), bundle.n_in)
+                    x = encode_for(bundle, feats)
                 else:
                     raise CliError(f"{src}: needs an array 'features' (S, A) or 'x' (S, T, A); found {sorted(files)}")
             except InputError as e:
@@ -113,6 +115,7 @@ def load_inputs(args, bundle) -> tuple[np.ndarray, np.ndarray | None]:
     if args.count is not None:
         x = x[: args.count]
         labels = None if labels is None else labels[: args.count]
+        feats = None if feats is None else feats[: args.count]
     if len(x) == 0:
         raise CliError(f"{src}: no samples")
     if labels is not None:
@@ -120,7 +123,7 @@ def load_inputs(args, bundle) -> tuple[np.ndarray, np.ndarray | None]:
             labels = check_labels(labels, len(x), bundle.n_out)
         except InputError as e:
             raise CliError(f"{src}: {e}") from None
-    return x, labels
+    return (x, labels, feats) if with_features else (x, labels)
 
 
 def refuse_host_signals(args) -> None:

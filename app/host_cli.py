@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def check_sim_port_fits(port: str, bundle) -> None:
     """For a ``sim://`` port carrying the chip: refuse a bundle that does not fit that chip before the
@@ -31,31 +33,70 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     from plasticore import runs
-    from plasticore.app.cli import check_against_golden, check_run_out, load_inputs, refuse_host_signals, summarise
+    from plasticore.app.cli import (
+        CliError,
+        check_against_golden,
+        check_run_out,
+        load_inputs,
+        refuse_host_signals,
+        summarise,
+    )
     from plasticore.bundle import load_bundle
     from plasticore.host import connect
 
     check_run_out(args)
     bundle = load_bundle(args.bundle)
     refuse_host_signals(args)
-    x, labels = load_inputs(args, bundle)
+    x, labels, feats = load_inputs(args, bundle, with_features=True)
+    if args.stream and args.record_membranes:
+        raise CliError("--stream returns compact records; --record-membranes needs a full run (leave out --stream)")
+    if args.stream and feats is None:
+        raise CliError(f"--inputs {args.inputs}: --stream needs 'features' (the chip codes them), the file has 'x'")
     if args.port.startswith("sim://"):
         check_sim_port_fits(args.port, bundle)
     with connect(args.port, baudrate=args.baud, expected_design_id=args.design_id) as dev:
         info = dev.identify()
         print(f"board on {args.port}: {info['cores']} cores ({info['mesh'][0]}x{info['mesh'][1]}) of "
               f"{info['core'][0]}x{info['core'][1]}, P={info['core'][2]}, design 0x{info['design_id']:08x}")
+        if args.stream and (why := dev.why_not_stream(bundle)):
+            raise CliError(f"--stream: {why}")
         dev.deploy(bundle)
+        w0 = dev.bus.wire_bytes()
         t0 = time.perf_counter()
-        with tqdm(total=len(x), unit="sample", disable=args.quiet, desc="run") as bar:
-            res = dev.run(x, labels=labels, record_membranes=args.record_membranes, progress=bar.update)
+        with tqdm(total=len(x), unit="sample", disable=args.quiet, desc="stream" if args.stream else "run") as bar:
+            if args.stream:
+                res = dev.stream(feats, labels=labels, progress=bar.update)
+            else:
+                res = dev.run(x, labels=labels, record_membranes=args.record_membranes, progress=bar.update)
         dt = time.perf_counter() - t0
+        w1 = dev.bus.wire_bytes()
+        wire = None if w0 is None or w1 is None else (w1[0] - w0[0], w1[1] - w0[1])
     runs.save_result(res, args.out, source=f"board:{args.port}")
-    print(f"board run of {args.bundle} -> {args.out}")
-    print(summarise(res, bundle, dt))
-    print(f"  {len(x) / dt:.2f} inferences/s over the link")
+    print(f"board run of {args.bundle} -> {args.out}{' (compact records)' if args.stream else ''}")
+    if args.stream:
+        if labels is not None:
+            print(f"  accuracy {np.mean(res.predictions == labels):.4f} on {len(x)} samples")
+    else:
+        print(summarise(res, bundle, dt))
+    print(f"  {len(x) / dt:.2f} inferences/s over the link" + (
+        f", {wire[0] / len(x):.0f} B to the board and {wire[1] / len(x):.0f} B back per sample" if wire else ""))
     if args.check:
+        if args.stream:
+            return check_compact_against_golden(res, bundle, x, labels, "board")
         return check_against_golden(res, bundle, x, labels, "board")
+    return 0
+
+
+def check_compact_against_golden(res, bundle, x, labels, source: str) -> int:
+    """``--check`` of a streamed run: its compact records (output membranes, predictions, final H) against
+    the golden model's run of the same inputs.  0 if bit-exact."""
+    from plasticore import golden, runs
+
+    msg = runs.compare_compact(res, runs.CompactResult.of(golden.run(bundle, x, labels=labels)))
+    if msg:
+        print(f"MISMATCH vs golden model ({source}): {msg}")
+        return 1
+    print("bit-exact with the golden model (output membranes, predictions, plastic weights)")
     return 0
 
 
@@ -73,6 +114,9 @@ def add_cli(sub) -> None:
     r.add_argument("--design-id", type=u32, default=None,
                    help="refuse a board whose design ID differs (e.g. 0x1234abcd)")
     r.add_argument("--record-membranes", action="store_true")
+    r.add_argument("--stream", action="store_true",
+                   help="run on the chip's sample engine: features queued on the chip, coded there, compact "
+                        "records back (output membranes, predictions, final H; docs/protocol.md)")
     r.add_argument("--check", action="store_true", help="also run the golden model and compare bit for bit")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_run)

@@ -73,6 +73,10 @@ class BusPort(ABC):
     def sync(self) -> None:
         """Wait until every pipelined write has executed (raises BusError on a rejected one)."""
 
+    def wire_bytes(self) -> tuple[int, int] | None:
+        """Bytes sent to and received from the target so far (None: no wire, e.g. the Verilated chip)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release the port."""
 

@@ -51,6 +51,9 @@ class LinkBus(BusPort):
     def write(self, addr, words):
         self._wrap(lambda: self.link.write(addr, list(words)), f"write at 0x{addr:08x}")
 
+    def wire_bytes(self) -> tuple[int, int]:
+        return self.link.stats["bytes_sent"], self.link.stats["bytes_received"]
+
     def write_fix(self, addr, words):
         self._wrap(lambda: self.link.write(addr, list(words), fixed=True), f"write at 0x{addr:08x}")
 

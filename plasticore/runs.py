@@ -76,6 +76,7 @@ def predict(bundle: Bundle, u_final_last: np.ndarray, out_last_step: np.ndarray)
 # the documented .npz run format
 # ------------------------------------------------------------------------------------------
 RUN_FORMAT = "plasticore-run/1"
+COMPACT_FORMAT = "plasticore-run-compact/1"  #: a streamed run's compact records (:class:`CompactResult`)
 
 
 def result_to_npz_dict(res: RunResult, source: str) -> dict[str, np.ndarray]:
@@ -95,14 +96,15 @@ def result_to_npz_dict(res: RunResult, source: str) -> dict[str, np.ndarray]:
     return d
 
 
-def save_result(res: RunResult, path, source: str = "golden") -> None:
-    """Write the run format atomically (temp file + rename)."""
+def save_result(res: RunResult | CompactResult, path, source: str = "golden") -> None:
+    """Write the run format (a :class:`CompactResult`: the compact one) atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".run-", suffix=".npz", dir=path.parent)
     os.close(fd)
     try:
-        np.savez_compressed(tmp, **result_to_npz_dict(res, source))
+        d = compact_to_npz_dict(res, source) if isinstance(res, CompactResult) else result_to_npz_dict(res, source)
+        np.savez_compressed(tmp, **d)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -114,7 +116,7 @@ def is_run_npz(path) -> bool:
     """True if ``path`` is a run .npz (docs/run-format.md), i.e. a previous output of a run command."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return str(z["format"]) == RUN_FORMAT
+            return str(z["format"]) in (RUN_FORMAT, COMPACT_FORMAT)
     except Exception:  # noqa: BLE001 - anything unreadable is not a run file
         return False
 
@@ -177,3 +179,17 @@ def compare_compact(a: CompactResult, b: CompactResult) -> str | None:
     if not np.array_equal(a.predictions, b.predictions):
         return "predictions differ"
     return None
+
+
+def compact_to_npz_dict(res: CompactResult, source: str) -> dict[str, np.ndarray]:
+    """Arrays of the compact run format (``docs/run-format.md``)."""
+    n = len(res.h_final)
+    d: dict[str, np.ndarray] = {"format": np.array(COMPACT_FORMAT), "source": np.array(source),
+                                "n_layers": np.array(n, np.int64), "predictions": res.predictions.astype(np.int64),
+                                f"layer{n - 1}_u_final": res.u_out.astype(np.int32)}
+    for li, h in enumerate(res.h_final):
+        d[f"layer{li}_h_final"] = h.astype(np.int16)
+    if res.labels is not None:
+        d["labels"] = res.labels.astype(np.int64)
+        d["accuracy"] = np.array(float(np.mean(res.predictions == res.labels)) if res.labels.size else 0.0)
+    return d

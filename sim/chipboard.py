@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from plasticore.sim.chipsim import ChipConfig, cache_root, rtl_hash
 
-#: the chip the default simulated board carries: 2 cores of 128 x 128, P = 16 (fits 64-128-10)
-DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16)
+#: the chip the default simulated board carries: 2 cores of 128 x 128, P = 16 (fits 64-128-10), with a sample
+#: engine (``plasticore run --stream``)
+DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16, engine=True)
 
 
 def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y, a_max: int = DEFAULT_CHIP.a_max,
            n_max: int = DEFAULT_CHIP.n_max, lanes: int = DEFAULT_CHIP.lanes, out_fifo: int = DEFAULT_CHIP.out_fifo,
-           core: str = "hybrid", route_dests: int | None = None, mem_pipe: bool = False, engine: bool = DEFAULT_CHIP.engine,
-           **link_kwargs):
+           core: str = "hybrid", route_dests: int | None = None, mem_pipe: bool = False,
+           engine: bool = DEFAULT_CHIP.engine, **link_kwargs):
     from plasticore import chip_map as M
 
     cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe), bool(engine))
@@ -39,7 +40,7 @@ def fitting_chip(bundle, a_max: int = DEFAULT_CHIP.a_max, n_max: int = DEFAULT_C
         n_max *= 2
     need = sum(-(-L.n_out // n_max) for L in bundle.layers)
     mx, my = (need, 1) if need <= M.MAX_MESH else (M.MAX_MESH, -(-need // M.MAX_MESH))
-    return ChipConfig(mx, my, a_max, n_max, lanes)
+    return ChipConfig(mx, my, a_max, n_max, lanes, engine=DEFAULT_CHIP.engine)
 
 
 def url_chip(url: str) -> ChipConfig | None:
@@ -58,7 +59,8 @@ def url_chip(url: str) -> ChipConfig | None:
 
 def chip_url(cfg: ChipConfig) -> str:
     """The ``sim://`` URL of a chip board of geometry ``cfg``."""
-    return f"sim://?mesh_x={cfg.mesh_x}&mesh_y={cfg.mesh_y}&a_max={cfg.a_max}&n_max={cfg.n_max}&lanes={cfg.lanes}"
+    return (f"sim://?mesh_x={cfg.mesh_x}&mesh_y={cfg.mesh_y}&a_max={cfg.a_max}&n_max={cfg.n_max}&lanes={cfg.lanes}"
+            + ("" if cfg.engine == DEFAULT_CHIP.engine else f"&engine={int(cfg.engine)}"))
 
 
 def board_design_id(clocks_per_bit: int = 8, **kw) -> int:

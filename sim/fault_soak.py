@@ -28,9 +28,10 @@ SOAK_CPB = 8
 SOAK_LINK = {"timeout": 0.3}
 
 
-def soak_network(seed: int = 0, samples: int = 100, sizes=(24, 20, 12), timesteps: int = 4):
+def soak_network(seed: int = 0, samples: int = 100, sizes=(24, 20, 12), timesteps: int = 4,
+                 features: bool = False):
     """The soak's bundle (by default 24 -> 20 -> 12 on three cores, every layer plastic, T = 4) and
-    ``samples`` inputs."""
+    ``samples`` inputs (``features``: uint8 features, for a streamed run, instead of coded inputs)."""
     from plasticore.sim.random_bundle import random_bundle, random_inputs
 
     rng = np.random.default_rng(seed)
@@ -38,13 +39,18 @@ def soak_network(seed: int = 0, samples: int = 100, sizes=(24, 20, 12), timestep
                       edges=["none"] * (len(sizes) - 1))
     for L in b.layers:
         L.plastic, L.h_persist = True, C.HPersist.NEVER
+    if features:
+        return b, rng.integers(0, 256, (samples, b.n_in))
     return b, random_inputs(rng, b, samples)
 
 
-def soak_run(port: str, bundle, x, rate: float, seed: int, golden_result=None, **link_kw) -> dict:
+def soak_run(port: str, bundle, x, rate: float, seed: int, golden_result=None, stream: bool = False,
+             **link_kw) -> dict:
     """Deploy ``bundle`` and run ``x`` on the board at ``port`` through a line with byte fault rate
-    ``rate`` in both directions (seeded); returns what happened (``bit_exact``, the link's retries...)."""
+    ``rate`` in both directions (seeded); returns what happened (``bit_exact``, the link's retries...).
+    ``stream``: ``x`` are uint8 features, streamed through the chip's sample engine (compact records)."""
     from plasticore import golden, runs
+    from plasticore.coding import encode_for
     from plasticore.host.link import Link
     from plasticore.host.linkbus import open_link
     from plasticore.host.transport import FaultInjectingTransport, SerialTransport
@@ -56,10 +62,13 @@ def soak_run(port: str, bundle, x, rate: float, seed: int, golden_result=None, *
     try:
         with open_link(link, port) as dev:
             dev.deploy(bundle)
-            res = dev.run(x)
+            res = dev.stream(x) if stream else dev.run(x)
         out["completed"] = True
-        ref = golden_result if golden_result is not None else golden.run(bundle, x)
-        msg = runs.compare_results(runs.result_to_npz_dict(res, "board"), runs.result_to_npz_dict(ref, "golden"))
+        ref = golden_result if golden_result is not None else golden.run(bundle, encode_for(bundle, x) if stream else x)
+        if stream:
+            msg = runs.compare_compact(res, runs.CompactResult.of(ref))
+        else:
+            msg = runs.compare_results(runs.result_to_npz_dict(res, "board"), runs.result_to_npz_dict(ref, "golden"))
         out["bit_exact"] = msg is None
         if msg:
             out["mismatch"] = msg
@@ -75,21 +84,23 @@ def soak_run(port: str, bundle, x, rate: float, seed: int, golden_result=None, *
 
 
 def soak(rates=(0.01,), runs: int = 1, samples: int = 100, seed: int = 0, port: str | None = None,
-         network: dict | None = None, **link_kw) -> list[dict]:
+         network: dict | None = None, stream: bool = False, **link_kw) -> list[dict]:
     """``runs`` soak runs per fault rate (seeds ``seed``, ``seed + 1``...) on one simulated board (started
-    here unless ``port`` is given); ``network``: keyword arguments of :func:`soak_network`."""
+    here unless ``port`` is given); ``network``: keyword arguments of :func:`soak_network`; ``stream``:
+    the runs go through the chip's sample engine (compact records)."""
     from plasticore import golden
+    from plasticore.coding import encode_for
     from plasticore.sim.chipboard import chip_board_top
     from plasticore.sim.simboard import SimBoard
 
-    b, x = soak_network(seed, samples, **(network or {}))
-    ref = golden.run(b, x)
+    b, x = soak_network(seed, samples, **(network or {}), features=stream)
+    ref = golden.run(b, encode_for(b, x) if stream else x)
     board = None
     if port is None:
         board = SimBoard.start(chip_board_top, clocks_per_bit=SOAK_CPB, **SOAK_BOARD)
         port = board.port
     try:
-        return [soak_run(port, b, x, rate, seed + r, golden_result=ref, **link_kw) for rate in rates
+        return [soak_run(port, b, x, rate, seed + r, golden_result=ref, stream=stream, **link_kw) for rate in rates
                 for r in range(runs)]
     finally:
         if board is not None:

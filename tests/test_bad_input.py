@@ -8,6 +8,7 @@ that need a board share one small simulated chip (the build of ``tests/test_boar
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -682,7 +683,7 @@ def test_bare_sim_url_is_the_default_chip_and_names_a_fitting_one(work, capsys, 
     from plasticore.sim.chipboard import DEFAULT_CHIP, chip_url, fitting_chip, url_chip
 
     assert url_chip("sim://") == DEFAULT_CHIP
-    assert url_chip("sim://?mesh_x=3&a_max=256") == DEFAULT_CHIP.__class__(3, 1, 256, 128, 16)
+    assert url_chip("sim://?mesh_x=3&a_max=256") == dataclasses.replace(DEFAULT_CHIP, mesh_x=3, a_max=256)
     assert url_chip("sim://?top=link_test") is None
     big = random_bundle(np.random.default_rng(1), sizes=[300, 200, 150, 4], timesteps=2, coding="direct")
     save_bundle(big, work / "big")

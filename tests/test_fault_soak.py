@@ -90,3 +90,12 @@ def test_fault_soak_100_samples(board):
     res = soak((0.01,), samples=100, seed=0, port=board.port)
     print(summarise(res))
     assert all(r["bit_exact"] for r in res), res
+
+
+def test_fault_soak_streamed(board):
+    """The same faults on a streamed run (the sample engine: features in, compact records out): queue
+    writes are executed once, record reads repeated until acknowledged; the run completes bit-exact."""
+    (r,) = soak((0.01,), samples=12, seed=6, port=board.port, stream=True,
+                network={"sizes": (16, 12), "timesteps": 3})
+    assert r["bit_exact"], r
+    assert r["faults"] > 5 and r["retries"] > 0, r
