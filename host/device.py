@@ -317,27 +317,28 @@ class Device:
         t0 = time.perf_counter()
         with self._during("stream (configuring the engine)"):
             self._configure_engine(b, img, rec)
+        cap = eng.in_words // wps  # samples the input queue holds
+        batch = max(1, min(cap // 2, eng.res_words // rec))  # records read at once
         sent = got = 0
-        waiting = 0  # records the engine holds, as last read
         with self._during("stream"):
             while got < S:
-                room = eng.in_words // wps - (sent - got - waiting)  # samples the input queue takes now
-                if room > 0 and sent < S:
-                    n = min(room, S - sent)
+                if sent < S and sent - got < cap:  # the queue holds at most sent - got samples now
+                    n = min(cap - (sent - got), S - sent)
                     words = [w for s in range(sent, sent + n) for w in M.pack_features(f[s])]
                     self.bus.write_fix(M.engine_addr(M.EngineReg.IN), words)
                     sent += n
-                waiting = self.bus.read(M.engine_addr(M.EngineReg.RES_COUNT), 1)[0]
-                if waiting:
-                    n = min(waiting, eng.res_words // rec)
-                    win = self.bus.read(M.engine_addr(M.EngineReg.RES_WIN), n * rec)
-                    self.bus.write(M.engine_addr(M.EngineReg.RES_ACK), [n])
-                    for r in range(n):
-                        u_out[got + r] = M.unpack_record(win[r * rec:(r + 1) * rec], n_out)
-                    got += n
-                    waiting -= n
-                    if progress is not None:
-                        progress(n)
+                # wait on the chip for a batch of records (the engine runs the queue meanwhile)
+                waiting = self.bus.read(M.engine_addr(M.EngineReg.RES_WAIT, min(batch, sent - got)), 1)[0]
+                if not waiting:
+                    raise DeviceError("the sample engine stopped with samples queued and no record")
+                n = min(waiting, sent - got)
+                win = self.bus.read(M.engine_addr(M.EngineReg.RES_WIN), n * rec)
+                self.bus.write(M.engine_addr(M.EngineReg.RES_ACK), [n])
+                for r in range(n):
+                    u_out[got + r] = M.unpack_record(win[r * rec:(r + 1) * rec], n_out)
+                got += n
+                if progress is not None:
+                    progress(n)
         with self._during("stream (reading the final weights)"):
             errors = self.bus.read(M.engine_addr(M.EngineReg.ERRORS), 1)[0]
             if errors:

@@ -128,6 +128,7 @@ class SampleEngine(wiring.Component):
                          chip.w_data.eq(host.w_data)]
         loc_valid, loc_data, loc_err = Signal(), Signal(32), Signal()  # an engine register's answer
         win_pend, win_in = Signal(), Signal()  # a window READ: the memory answers a clock later
+        wait_pend, wait_n = Signal(), Signal(11)  # a RES_WAIT READ waits for wait_n records
         m.d.sync += [loc_valid.eq(0), loc_err.eq(0), win_pend.eq(0)]
         host_fire_chip = host.valid & passing & chip.ready
         with m.If(host_fire_chip & ((host.op == BusOp.READ) | (host.op == BusOp.RUN))):
@@ -181,6 +182,8 @@ class SampleEngine(wiring.Component):
         with m.If(host.valid & is_eng & (host.op == BusOp.READ)):
             with m.If(off >= R.RES_WIN):
                 m.d.sync += [win_pend.eq(1), win_in.eq(off[:12] < res_level)]
+            with m.Elif(off >= R.RES_WAIT):
+                m.d.sync += [wait_pend.eq(1), wait_n.eq(off[:11])]
             with m.Else():
                 m.d.sync += loc_valid.eq(1)
                 with m.Switch(off):
@@ -205,8 +208,12 @@ class SampleEngine(wiring.Component):
         m.d.comb += [ramp_r.addr.eq(t), in_r.addr.eq(in_tail + (i >> 2))]
         feature = in_r.data.word_select(i[:2], 8)
         room = ((1 << RW) - res_level) >= rec_words
-        can_start = ((steps != 0) & (n_u != 0) & (in_level >= sample_words) & (sample_words != 0) & room
-                     & ~host_pend & ~(host.valid & ~is_eng))
+        startable = (steps != 0) & (n_u != 0) & (in_level >= sample_words) & (sample_words != 0) & room
+        can_start = startable & ~host_pend & ~(host.valid & ~is_eng)
+
+        # RES_WAIT + n: answer once n records wait, or when nothing more can run
+        with m.If(wait_pend & ((res_count >= wait_n) | (~running & ~startable))):
+            m.d.sync += [wait_pend.eq(0), loc_valid.eq(1), loc_data.eq(res_count)]
         core_base = Const(M.CORE_REGION, 32)
 
         def core_req(core, mem, idx):

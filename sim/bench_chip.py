@@ -1,6 +1,8 @@
 """Benchmark of the multi-core chip: inferences per second on the simulated board (over the pty
 serial link) and on the Verilated chip driven directly (no link), for a 64-128-10 plastic network
-with T = 8, and the simulated clock rate of each.  ``python -m plasticore.sim.bench_chip``."""
+with T = 8, and the simulated clock rate of each; each both ways: host-driven full records
+(``Device.run``) and streamed through the chip's sample engine (``Device.stream``: uint8 features in,
+compact records out).  ``python -m plasticore.sim.bench_chip``."""
 
 from __future__ import annotations
 
@@ -17,16 +19,21 @@ MODEL_CLOCK_HZ = 75e6
 
 def _net():
     from plasticore import contract as C
-    from plasticore.sim.random_bundle import random_bundle, random_inputs
+    from plasticore.coding import encode_for
+    from plasticore.datasets import load_dataset
+    from plasticore.sim.random_bundle import random_bundle
 
     rng = np.random.default_rng(42)
     b = random_bundle(rng, sizes=[64, 128, 10], timesteps=8, coding="direct", allow_ann=False,
                       edges=["none", "none"])
-    b.layers[0].plastic, b.layers[0].h_persist = True, C.HPersist.NEVER
-    return b, random_inputs(rng, b, 16)
+    b.layers[0].plastic = True
+    for L in b.layers:  # H keeps learning from sample to sample (the demo's on-chip bundle)
+        L.h_persist = C.HPersist.NEVER
+    feats = load_dataset("digits", "test")[0][:64]  # real digits: their zeros are the engine's sparsity
+    return b, feats, encode_for(b, feats)
 
 
-def bench(samples: int = 16, repeats: int = 3) -> dict:
+def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 64) -> dict:
     from plasticore import golden, runs
     from plasticore.host import connect
     from plasticore.host.device import Device
@@ -34,10 +41,13 @@ def bench(samples: int = 16, repeats: int = 3) -> dict:
     from plasticore.sim.chipsim import ChipSimBus
     from plasticore.sim.simboard import SimBoard
 
-    b, x = _net()
-    x = x[:samples]
+    b, feats, xs = _net()
+    x = xs[:samples]
+    feats = feats[:stream_samples]
     ref = runs.result_to_npz_dict(golden.run(b, x), "golden")
-    out: dict = {"network": "64-128-10 LIF, plastic hidden layer, T=8", "samples": samples}
+    ref_stream = runs.CompactResult.of(golden.run(b, xs[:stream_samples]))
+    out: dict = {"network": "64-128-10 LIF, plastic hidden layer, T=8, digits test inputs", "samples": samples,
+                 "stream_samples": stream_samples}
     # Verilated chip, bus driven natively (no link)
     with ChipSimBus(DEFAULT_CHIP) as bus:
         dev = Device(bus, DEFAULT_CHIP.geometry())
@@ -54,6 +64,17 @@ def bench(samples: int = 16, repeats: int = 3) -> dict:
         out["chipsim_clock_hz"] = statistics.median(cyc) / statistics.median(ts)
         out["chip_cycles_per_inference"] = statistics.median(cyc) / samples
         out["chipsim_bit_exact"] = runs.compare_results(runs.result_to_npz_dict(r, "rtl"), ref) is None
+        ts, cyc = [], []
+        for _ in range(repeats):
+            c0 = bus.cycles()
+            t0 = time.perf_counter()
+            rs = dev.stream(feats)
+            ts.append(time.perf_counter() - t0)
+            cyc.append(bus.cycles() - c0)
+            dev.deploy(b)
+        out["chipsim_stream_inferences_per_s"] = stream_samples / statistics.median(ts)
+        out["chip_cycles_per_streamed_inference"] = statistics.median(cyc) / stream_samples
+        out["chipsim_stream_bit_exact"] = runs.compare_compact(rs, ref_stream) is None
     # simulated board over the pty serial link
     with SimBoard.start(chip_board_top, clocks_per_bit=4) as board:
         with connect(board.port) as dev:
@@ -68,6 +89,18 @@ def bench(samples: int = 16, repeats: int = 3) -> dict:
                 wire = {"tx": link["bytes_sent"] - sent, "rx": link["bytes_received"] - got,
                         "frames": link["frames_sent"] - frames}
                 dev.deploy(b)
+            ts = []
+            for _ in range(repeats):
+                link = dev.bus.link.stats
+                sent, got, frames = link["bytes_sent"], link["bytes_received"], link["frames_sent"]
+                t0 = time.perf_counter()
+                rs = dev.stream(feats)
+                ts.append(time.perf_counter() - t0)
+                swire = {"tx": link["bytes_sent"] - sent, "rx": link["bytes_received"] - got,
+                         "frames": link["frames_sent"] - frames}
+                dev.deploy(b)
+            out["simboard_stream_inferences_per_s"] = stream_samples / statistics.median(ts)
+            out["simboard_stream_bit_exact"] = runs.compare_compact(rs, ref_stream) is None
         stats = board.stop()
     # what one sample costs on the wire (host -> board, board -> host; frames the host sent)
     out["wire_bytes_per_sample_to_board"] = wire["tx"] / samples
@@ -82,6 +115,19 @@ def bench(samples: int = 16, repeats: int = 3) -> dict:
     if stats.get("cycles") and stats.get("seconds"):
         out["simboard_clock_hz"] = stats["cycles"] / stats["seconds"]
     out["link_vs_direct_inference_ratio"] = out["simboard_inferences_per_s"] / out["chipsim_inferences_per_s"]
+    # streamed: the bytes of a sample both ways (framing, polls and acknowledgements included)
+    out["stream_wire_bytes_per_sample_to_board"] = swire["tx"] / stream_samples
+    out["stream_wire_bytes_per_sample_from_board"] = swire["rx"] / stream_samples
+    out["stream_wire_bytes_per_sample"] = (swire["tx"] + swire["rx"]) / stream_samples
+    out["stream_frames_per_sample"] = swire["frames"] / stream_samples
+    out["stream_link_vs_direct_inference_ratio"] = (out["simboard_stream_inferences_per_s"]
+                                                    / out["chipsim_stream_inferences_per_s"])
+    # the queue decouples the line from the chip: the engine runs a sample while the next ones arrive, so
+    # the rate is set by the slower of the two (the busier line direction, or the chip's clocks)
+    sline_s = max(swire["tx"], swire["rx"]) / stream_samples * 10 / MODEL_BAUD
+    schip_s = out["chip_cycles_per_streamed_inference"] / MODEL_CLOCK_HZ
+    out["modelled_board_stream_inferences_per_s"] = 1.0 / max(sline_s, schip_s)
+    out["modelled_board_stream_bound"] = "line" if sline_s > schip_s else "chip"
     return out
 
 
