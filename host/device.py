@@ -317,8 +317,11 @@ class Device:
         t0 = time.perf_counter()
         with self._during("stream (configuring the engine)"):
             self._configure_engine(b, img, rec)
+            self.bus.sync()
+        w0 = self.bus.wire_bytes()  # (after the configuration: the samples' own bytes)
         cap = eng.in_words // wps  # samples the input queue holds
-        batch = max(1, min(cap // 2, eng.res_words // rec))  # records read at once
+        # records read at once: most of the queue, while the rest keeps the engine busy for a round trip
+        batch = max(1, min(cap * 3 // 4, eng.res_words // rec))
         sent = got = 0
         with self._during("stream"):
             while got < S:
@@ -339,6 +342,9 @@ class Device:
                 got += n
                 if progress is not None:
                     progress(n)
+        if w0 is not None:  # the samples' bytes (not the configuration, not the final H read: once per run)
+            w1 = self.bus.wire_bytes()
+            self.stats["stream_wire_bytes"] = (w1[0] - w0[0], w1[1] - w0[1])
         with self._during("stream (reading the final weights)"):
             errors = self.bus.read(M.engine_addr(M.EngineReg.ERRORS), 1)[0]
             if errors:

@@ -52,7 +52,7 @@ class SampleEngine(wiring.Component):
     ``active`` is high while a sample runs.
     """
 
-    def __init__(self, *, in_words: int = 512, res_words: int = 512, max_steps: int = 64, cores: int = 2):
+    def __init__(self, *, in_words: int = 1024, res_words: int = 512, max_steps: int = 64, cores: int = 2):
         self.in_log2 = _log2(in_words, "in_words")
         self.res_log2 = _log2(res_words, "res_words")
         if not 1 <= max_steps <= M.ENGINE_MAX_STEPS:

@@ -96,8 +96,9 @@ def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 64) -> dict
                 t0 = time.perf_counter()
                 rs = dev.stream(feats)
                 ts.append(time.perf_counter() - t0)
-                swire = {"tx": link["bytes_sent"] - sent, "rx": link["bytes_received"] - got,
-                         "frames": link["frames_sent"] - frames}
+                tx, rx = dev.stats["stream_wire_bytes"]  # the samples' bytes (not the run's final H read)
+                swire = {"tx": tx, "rx": rx, "frames": link["frames_sent"] - frames,
+                         "h_read_rx": link["bytes_received"] - got - rx}
                 dev.deploy(b)
             out["simboard_stream_inferences_per_s"] = stream_samples / statistics.median(ts)
             out["simboard_stream_bit_exact"] = runs.compare_compact(rs, ref_stream) is None
@@ -120,6 +121,7 @@ def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 64) -> dict
     out["stream_wire_bytes_per_sample_from_board"] = swire["rx"] / stream_samples
     out["stream_wire_bytes_per_sample"] = (swire["tx"] + swire["rx"]) / stream_samples
     out["stream_frames_per_sample"] = swire["frames"] / stream_samples
+    out["stream_final_h_read_bytes"] = swire["h_read_rx"]  # once per run: the plastic weights at its end
     out["stream_link_vs_direct_inference_ratio"] = (out["simboard_stream_inferences_per_s"]
                                                     / out["chipsim_stream_inferences_per_s"])
     # the queue decouples the line from the chip: the engine runs a sample while the next ones arrive, so

@@ -72,9 +72,9 @@ def test_queues_wrap_and_runs_mix(dev):
     layer of 20 neurons over two cores (two output slices, records of 15 words)."""
     rng = np.random.default_rng(7)
     b = _streamable(rng, [30, 12, 20], 2)
-    f = _features(rng, b, 260)
+    f = _features(rng, b, 400)
     eng = dev.engine()
-    assert 260 * M.feature_words(30) > eng.in_words and 260 * M.record_words(20) > eng.res_words
+    assert 400 * M.feature_words(30) > eng.in_words and 400 * M.record_words(20) > eng.res_words
     _check(dev, b, f)
     dev.deploy(b)
     x = encode_for(b, f[:3])
@@ -98,7 +98,7 @@ def test_engine_registers_refuse_bad_requests(dev):
     assert dev.bus.read(a(E.RES_WIN), 2) == [M.OUT_EMPTY, M.OUT_EMPTY]
     assert dev.bus.read(a(E.RES_WAIT, 5), 1) == [0]  # nothing queued: the wait answers at once
     info = dev.engine()
-    assert (info.in_words, info.res_words, info.max_steps) == (512, 512, 64)
+    assert (info.in_words, info.res_words, info.max_steps) == (1024, 512, 64)
 
 
 def test_a_bundle_the_engine_cannot_run_is_refused(dev):
