@@ -206,7 +206,7 @@ def dev_ulx3s():
 
     kw = CHIP_DEFAULTS["ulx3s"]
     yield from _device(ChipConfig(kw["mesh_x"], kw["mesh_y"], kw["a_max"], kw["n_max"], kw["lanes"], kw["out_fifo"],
-                                  bool(kw.get("mem_pipe"))))
+                                  bool(kw.get("mem_pipe")), bool(kw.get("engine"))))
 
 
 @pytest.mark.regress
