@@ -43,6 +43,7 @@ def cmd_run(args) -> int:
     )
     from plasticore.bundle import load_bundle
     from plasticore.host import connect
+    from plasticore.host.device import stream_refusal
 
     check_run_out(args)
     bundle = load_bundle(args.bundle)
@@ -52,6 +53,8 @@ def cmd_run(args) -> int:
         raise CliError("--stream returns compact records; --record-membranes needs a full run (leave out --stream)")
     if args.stream and feats is None:
         raise CliError(f"--inputs {args.inputs}: --stream needs 'features' (the chip codes them), the file has 'x'")
+    if args.stream and (why := stream_refusal(bundle)):
+        raise CliError(f"--stream: {args.bundle}: {why}")
     if args.port.startswith("sim://"):
         check_sim_port_fits(args.port, bundle)
     with connect(args.port, baudrate=args.baud, expected_design_id=args.design_id) as dev:

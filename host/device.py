@@ -65,6 +65,18 @@ class EngineInfo:
         return cls(1 << (info & 0xFF), 1 << (info >> 8 & 0xFF), info >> 16 & 0xFFFF)
 
 
+def stream_refusal(b: Bundle) -> str | None:
+    """Why no sample engine can run bundle ``b`` (None: any engine with room for it can)."""
+    if b.coding.kind != "direct":
+        return f"the engine codes 'direct' inputs; the bundle's coding is {b.coding.kind!r}"
+    if b.reset_h_layers():
+        return (f"layer {b.reset_h_layers()[0]} resets H at every sample (h_persist = sample): the host "
+                "rewrites H0 between samples")
+    if b.layers[-1].soma != C.SomaMode.LIF:
+        return "the prediction of an ANN output layer needs its last-step outputs, not its membranes"
+    return None
+
+
 class Device:
     def __init__(self, bus: BusPort, geometry: ChipGeometry, design_id: int | None = None):
         self.bus = bus
@@ -281,18 +293,13 @@ class Device:
     def why_not_stream(self, bundle: Bundle | None = None) -> str | None:
         """None if the deployed ``bundle`` can run on the chip's sample engine, else why not (one line)."""
         b = bundle or self._need()[0]
+        if (why := stream_refusal(b)) is not None:
+            return why
         eng = self.engine()
         if eng is None:
             return "the chip has no sample engine"
-        if b.coding.kind != "direct":
-            return f"the engine codes 'direct' inputs; the bundle's coding is {b.coding.kind!r}"
         if b.timesteps > eng.max_steps:
             return f"{b.timesteps} steps per sample > the engine's {eng.max_steps}"
-        if b.reset_h_layers():
-            return (f"layer {b.reset_h_layers()[0]} resets H at every sample (h_persist = sample): the host "
-                    "rewrites H0 between samples")
-        if b.layers[-1].soma != C.SomaMode.LIF:
-            return "the prediction of an ANN output layer needs its last-step outputs, not its membranes"
         if M.feature_words(b.n_in) > eng.in_words or M.record_words(b.layers[-1].n_out) > eng.res_words:
             return "a sample or its record does not fit the engine's queues"
         return None

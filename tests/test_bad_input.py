@@ -864,3 +864,21 @@ def test_v2_host_inputs_refused_on_the_rtl(work, capsys, cmd, no_work):
                             work / "r.npz"], capsys)
     assert_refused(rc, err, "m1", "teach", "golden run")
     assert snapshot(work) == before
+
+
+def test_stream_refusals_come_before_the_board(work, capsys, no_work):
+    """``plasticore run --stream``: coded ``x`` inputs (the chip codes features), ``--record-membranes``
+    (compact records) and a bundle no sample engine runs are refused in one line, exit 2, before a board
+    is opened or spawned."""
+    base = ["run", "--bundle", work / "bundle", "--port", "sim://", "--out", work / "r.npz", "--stream"]
+    rc, _, err = run_cli([*base, "--inputs", work / "inputs.npz"], capsys)
+    assert_refused(rc, err, "--inputs", "'features'")
+    np.savez(work / "f.npz", features=np.arange(40).reshape(5, 8))
+    rc, _, err = run_cli([*base, "--inputs", work / "f.npz", "--record-membranes"], capsys)
+    assert_refused(rc, err, "--stream", "--record-membranes")
+    b = load_bundle(work / "bundle")
+    b.layers[-1].plastic, b.layers[-1].h_persist = True, C.HPersist.SAMPLE
+    save_bundle(b, work / "b2")
+    rc, _, err = run_cli([*base[:2], work / "b2", *base[3:], "--inputs", work / "f.npz"], capsys)
+    assert_refused(rc, err, "--stream", "h_persist = sample")
+    assert not (work / "r.npz").exists() and no_work == []

@@ -125,3 +125,25 @@ def test_streamed_run_over_serial(board):
     assert np.array_equal(full.u_final[-1], g.u_final[-1][:2])
     sent = (w1[0] - w0[0]) / len(f)
     assert sent < 24 + 16, sent  # 6 queue words a sample, framing shared by many samples
+
+
+def test_cli_stream_check(board, tmp_path, capsys):
+    """``plasticore run --stream --check`` over the serial port: compact run file, bit-exact verdict,
+    bytes per sample reported."""
+    from plasticore.app.cli import main
+    from plasticore.bundle import save_bundle
+
+    rng = np.random.default_rng(9)
+    b = random_bundle(rng, sizes=[24, 20, 12], timesteps=3, coding="direct", allow_ann=False,
+                      edges=["none", "none"])
+    for L in b.layers:
+        L.h_persist = C.HPersist.NEVER
+    save_bundle(b, tmp_path / "b")
+    np.savez(tmp_path / "f.npz", features=rng.integers(0, 256, (20, 24)), labels=rng.integers(0, 12, 20))
+    rc = main(["run", "--bundle", str(tmp_path / "b"), "--port", board.port, "--inputs", str(tmp_path / "f.npz"),
+               "--out", str(tmp_path / "r.npz"), "--stream", "--check", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "bit-exact with the golden model (output membranes" in out and "B to the board" in out
+    with np.load(tmp_path / "r.npz") as z:
+        assert str(z["format"]) == runs.COMPACT_FORMAT and z["layer1_u_final"].shape == (20, 12)
