@@ -337,12 +337,15 @@ class Device:
                     words = [w for s in range(sent, sent + n) for w in M.pack_features(f[s])]
                     self.bus.write_fix(M.engine_addr(M.EngineReg.IN), words)
                     sent += n
-                # wait on the chip for a batch of records (the engine runs the queue meanwhile)
-                waiting = self.bus.read(M.engine_addr(M.EngineReg.RES_WAIT, min(batch, sent - got)), 1)[0]
-                if not waiting:
-                    raise DeviceError("the sample engine stopped with samples queued and no record")
-                n = min(waiting, sent - got)
-                win = self.bus.read(M.engine_addr(M.EngineReg.RES_WIN), n * rec)
+                # a batch of records: the window read waits on the chip for each word (the engine runs
+                # the rest of the queue meanwhile); OUT_EMPTY words are records only if they exist
+                n = min(batch, sent - got)
+                win = self.bus.read(M.engine_addr(M.EngineReg.RES_NEXT), n * rec)
+                if M.OUT_EMPTY in win:
+                    count = self.bus.read(M.engine_addr(M.EngineReg.RES_COUNT), 1)[0]
+                    if count < n:
+                        raise DeviceError(f"the sample engine stopped with {sent - got} samples queued and "
+                                          f"{count} records")
                 self.bus.write(M.engine_addr(M.EngineReg.RES_ACK), [n])
                 for r in range(n):
                     u_out[got + r] = M.unpack_record(win[r * rec:(r + 1) * rec], n_out)

@@ -209,10 +209,10 @@ class EngineReg(enum.IntEnum):
     X_CORE_BASE = 16  #: + e: core id of layer-0 core e
     U_SLICE_BASE = 24  #: + e: core id | neurons << 8 of output slice e
     RAMP_BASE = 0x100  #: + t (t < max steps): ramp[t] (0 .. 256)
-    #: read-only, + n (n < 0x800): answers RES_COUNT once it is >= n, or as soon as the engine can run
-    #: nothing more (no complete sample queued, or no room in the result ring); a read that waits for
-    #: the chip, so the host need not poll; it changes nothing
-    RES_WAIT = 0x800
+    #: read-only window, + i: RES_WIN + i once that word exists: a read that waits on the chip (so the host
+    #: need not poll); OUT_EMPTY if the engine can run nothing more first (no complete sample queued, or
+    #: no room in the result ring) and the word does not exist; it changes nothing
+    RES_NEXT = 0x800
     #: read-only window, + i: word i of the result records from the oldest unacknowledged one;
     #: OUT_EMPTY beyond the records waiting; reading changes nothing
     RES_WIN = 0x1000
@@ -221,7 +221,9 @@ class EngineReg(enum.IntEnum):
 #: the most steps per sample an engine build may offer (its ramp table sits at RAMP_BASE .. RES_WIN)
 ENGINE_MAX_STEPS = C.MAX_TIMESTEPS
 ENGINE_ID_VALUE = 0x31454C50  #: "PLE1"
-assert EngineReg.RAMP_BASE + ENGINE_MAX_STEPS <= EngineReg.RES_WAIT
+assert EngineReg.RAMP_BASE + ENGINE_MAX_STEPS <= EngineReg.RES_NEXT
+#: the most result-ring words an engine build may have (the RES_NEXT window's span)
+ENGINE_MAX_RES_WORDS = EngineReg.RES_WIN - EngineReg.RES_NEXT
 
 
 def engine_addr(reg: EngineReg, offset: int = 0) -> int:

@@ -47,18 +47,19 @@ def _log2(n: int, what: str) -> int:
 class SampleEngine(wiring.Component):
     """``host``: the bus from the link (a target); ``chip``: the bus to the chip (an initiator).
 
-    ``in_words`` / ``res_words``: input queue and result ring sizes (32-bit words, powers of two);
+    ``in_words`` / ``res_words``: input queue and result ring sizes (32-bit words, powers of two; on the
+    ECP5 the 1024-word queue takes 2 block RAMs, the 256-word ring LUT RAM);
     ``max_steps``: entries of the ramp table (steps per sample); ``cores``: the chip's cores (core id width).
     ``active`` is high while a sample runs.
     """
 
-    def __init__(self, *, in_words: int = 1024, res_words: int = 512, max_steps: int = 64, cores: int = 2):
+    def __init__(self, *, in_words: int = 1024, res_words: int = 256, max_steps: int = 64, cores: int = 2):
         self.in_log2 = _log2(in_words, "in_words")
         self.res_log2 = _log2(res_words, "res_words")
         if not 1 <= max_steps <= M.ENGINE_MAX_STEPS:
             raise ValueError(f"max_steps must be 1..{M.ENGINE_MAX_STEPS}, got {max_steps}")
-        if res_words > R.RES_WIN or in_words > 1 << 16 or res_words > 1 << 16:
-            raise ValueError("in_words and res_words must be at most 65536 (res_words at most 4096)")
+        if res_words > M.ENGINE_MAX_RES_WORDS or in_words > 1 << 16:
+            raise ValueError(f"in_words must be at most 65536, res_words at most {M.ENGINE_MAX_RES_WORDS}")
         self.in_words, self.res_words, self.max_steps, self.cores = in_words, res_words, max_steps, cores
         super().__init__({"host": In(BusSignature(32)), "chip": Out(BusSignature(32)), "active": Out(1)})
 
@@ -127,8 +128,10 @@ class SampleEngine(wiring.Component):
             m.d.comb += [chip.valid.eq(host.valid & ~is_eng), chip.op.eq(host.op), chip.addr.eq(host.addr),
                          chip.w_data.eq(host.w_data)]
         loc_valid, loc_data, loc_err = Signal(), Signal(32), Signal()  # an engine register's answer
-        win_pend, win_in = Signal(), Signal()  # a window READ: the memory answers a clock later
-        wait_pend, wait_n = Signal(), Signal(11)  # a RES_WAIT READ waits for wait_n records
+        # a window READ (RES_WIN + i, or RES_NEXT + i, which waits until word i exists): ``rd_pend`` while
+        # it is decided (the ring address tail + i is presented), ``win_pend`` the clock its answer is out
+        rd_pend, rd_block, rd_i = Signal(), Signal(), Signal(12)
+        win_pend, win_in = Signal(), Signal()
         m.d.sync += [loc_valid.eq(0), loc_err.eq(0), win_pend.eq(0)]
         host_fire_chip = host.valid & passing & chip.ready
         with m.If(host_fire_chip & ((host.op == BusOp.READ) | (host.op == BusOp.RUN))):
@@ -145,7 +148,7 @@ class SampleEngine(wiring.Component):
                      host.error.eq(Mux(loc_valid, loc_err, Mux(is_eng, 0, chip.error)))]
         wr_err = Signal()
         m.d.comb += [ramp_w.addr.eq(off - R.RAMP_BASE), ramp_w.data.eq(host.w_data)]
-        m.d.comb += res_r.addr.eq(res_tail + off[:RW])
+        m.d.comb += res_r.addr.eq(res_tail + rd_i[:RW])
         with m.If(host.valid & is_eng & (host.op == BusOp.WRITE)):
             with m.If((off >= R.RAMP_BASE) & (off < R.RAMP_BASE + self.max_steps)):
                 m.d.comb += ramp_w.en.eq(1)
@@ -180,10 +183,9 @@ class SampleEngine(wiring.Component):
         with m.If(host.valid & is_eng & (host.op == BusOp.WRITE)):
             m.d.comb += host.error.eq(wr_err)
         with m.If(host.valid & is_eng & (host.op == BusOp.READ)):
-            with m.If(off >= R.RES_WIN):
-                m.d.sync += [win_pend.eq(1), win_in.eq(off[:12] < res_level)]
-            with m.Elif(off >= R.RES_WAIT):
-                m.d.sync += [wait_pend.eq(1), wait_n.eq(off[:11])]
+            with m.If(off >= R.RES_NEXT):
+                m.d.sync += [rd_pend.eq(1), rd_block.eq(off < R.RES_WIN), rd_i.eq(Mux(off >= R.RES_WIN, off[:12],
+                                                                                      off[:11]))]
             with m.Else():
                 m.d.sync += loc_valid.eq(1)
                 with m.Switch(off):
@@ -211,9 +213,11 @@ class SampleEngine(wiring.Component):
         startable = (steps != 0) & (n_u != 0) & (in_level >= sample_words) & (sample_words != 0) & room
         can_start = startable & ~host_pend & ~(host.valid & ~is_eng)
 
-        # RES_WAIT + n: answer once n records wait, or when nothing more can run
-        with m.If(wait_pend & ((res_count >= wait_n) | (~running & ~startable))):
-            m.d.sync += [wait_pend.eq(0), loc_valid.eq(1), loc_data.eq(res_count)]
+        # the window answers word i once it exists (RES_NEXT), or at once (RES_WIN), or when the engine can
+        # run nothing more (then OUT_EMPTY beyond the records waiting)
+        have = rd_i < res_level
+        with m.If(rd_pend & (~rd_block | have | (~running & ~startable))):
+            m.d.sync += [rd_pend.eq(0), win_pend.eq(1), win_in.eq(have)]
         core_base = Const(M.CORE_REGION, 32)
 
         def core_req(core, mem, idx):

@@ -96,9 +96,9 @@ def test_engine_registers_refuse_bad_requests(dev):
     with pytest.raises(BusError):
         dev.bus.read(a(E.ERRORS, 1), 1)  # an unused address
     assert dev.bus.read(a(E.RES_WIN), 2) == [M.OUT_EMPTY, M.OUT_EMPTY]
-    assert dev.bus.read(a(E.RES_WAIT, 5), 1) == [0]  # nothing queued: the wait answers at once
+    assert dev.bus.read(a(E.RES_NEXT, 5), 1) == [M.OUT_EMPTY]  # nothing queued: the wait ends at once
     info = dev.engine()
-    assert (info.in_words, info.res_words, info.max_steps) == (1024, 512, 64)
+    assert (info.in_words, info.res_words, info.max_steps) == (1024, 256, 64)
 
 
 def test_a_bundle_the_engine_cannot_run_is_refused(dev):
