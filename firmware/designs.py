@@ -166,7 +166,7 @@ def _link_factory(*, design_id: int, clk_hz: int, baud: int, ram_words: int = 10
 
 
 _CHIP_KEYS = ("mesh_x", "mesh_y", "a_max", "n_max", "lanes", "out_fifo", "core", "route_dests", "mem_pipe")
-_ENGINE_KEYS = ("engine",)  #: 1: a sample engine in front of the chip (``rtl.engine.EngineChip``)
+_ENGINE_KEYS = ("engine",)  #: 1: a sample engine in front of the chip (``rtl.engine.EngineChip``; default 0)
 _LINK_KEYS = ("rx_fifo_depth", "max_words", "status_counters", "pipes", "serial_crc", "bus_slice")
 
 
@@ -200,7 +200,7 @@ CHIP_DEFAULTS = {
               "rx_fifo_depth": 2048, "bus_slice": 1, "mem_pipe": 1, "engine": 1},
     "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 1, "core": "compact",
                    "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
-                   "serial_crc": 1, "route_dests": 2, "engine": 0},
+                   "serial_crc": 1, "route_dests": 2},
 }
 #: Design clock of the chip per board, where it is set apart from the board's clock: the ULX3S chip
 #: (2 x 256 x 256 with pipelined, tiled core memories) runs at 75 MHz (PLL 25 -> 75 MHz, 3 Mbaud = 25

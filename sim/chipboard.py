@@ -18,9 +18,13 @@ DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16, engine=True)
 def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y, a_max: int = DEFAULT_CHIP.a_max,
            n_max: int = DEFAULT_CHIP.n_max, lanes: int = DEFAULT_CHIP.lanes, out_fifo: int = DEFAULT_CHIP.out_fifo,
            core: str = "hybrid", route_dests: int | None = None, mem_pipe: bool = False,
-           engine: bool = DEFAULT_CHIP.engine, **link_kwargs):
+           engine: bool | None = None, **link_kwargs):
+    """``engine`` None: a sample engine with the hybrid core (as :data:`DEFAULT_CHIP`), none with the compact
+    core (the iCEBreaker's chip, which has no room for one)."""
     from plasticore import chip_map as M
 
+    if engine is None:
+        engine = DEFAULT_CHIP.engine and core == "hybrid"
     cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe), bool(engine))
     extra = {"core": core, "route_dests": route_dests or M.MAX_DESTS, **link_kwargs}
     return cfg, extra, link_kwargs
