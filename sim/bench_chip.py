@@ -33,6 +33,26 @@ def _net():
     return b, feats, encode_for(b, feats)
 
 
+def _timed(dev, b, fn, repeats: int, cycles=None, link=None):
+    """``fn()`` ``repeats`` times on freshly deployed ``b``: (median seconds, last result, median chip
+    clocks (``cycles()`` before and after) or None, the last call's wire counts (``link`` stats) or None)."""
+    ts, cyc, wire, res = [], [], None, None
+    for _ in range(repeats):
+        dev.deploy(b)
+        c0 = cycles() if cycles else 0
+        before = dict(link) if link is not None else None
+        t0 = time.perf_counter()
+        res = fn()
+        ts.append(time.perf_counter() - t0)
+        if cycles:
+            cyc.append(cycles() - c0)
+        if link is not None:
+            wire = {"tx": link["bytes_sent"] - before.get("bytes_sent", 0),
+                    "rx": link["bytes_received"] - before.get("bytes_received", 0),
+                    "frames": link["frames_sent"] - before.get("frames_sent", 0)}
+    return statistics.median(ts), res, statistics.median(cyc) if cyc else None, wire
+
+
 def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 256, model_chip=None) -> dict:
     """``model_chip``: the :class:`~plasticore.sim.chipsim.ChipConfig` of the real board the modelled rates
     are for (its clocks per streamed sample are measured on it, Verilated); default: the simulated board's."""
@@ -50,60 +70,29 @@ def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 256, model_
     ref_stream = runs.CompactResult.of(golden.run(b, xs[:stream_samples]))
     out: dict = {"network": "64-128-10 LIF, plastic hidden layer, T=8, digits test inputs", "samples": samples,
                  "stream_samples": stream_samples}
-    # Verilated chip, bus driven natively (no link)
+    # Verilated chip, bus driven natively (no link): host-driven full records, then streamed
     with ChipSimBus(DEFAULT_CHIP) as bus:
         dev = Device(bus, DEFAULT_CHIP.geometry())
-        dev.deploy(b)
-        ts, cyc = [], []
-        for _ in range(repeats):
-            c0 = bus.cycles()
-            t0 = time.perf_counter()
-            r = dev.run(x)
-            ts.append(time.perf_counter() - t0)
-            cyc.append(bus.cycles() - c0)
-            dev.deploy(b)
-        out["chipsim_inferences_per_s"] = samples / statistics.median(ts)
-        out["chipsim_clock_hz"] = statistics.median(cyc) / statistics.median(ts)
-        out["chip_cycles_per_inference"] = statistics.median(cyc) / samples
+        t, r, cyc, _ = _timed(dev, b, lambda: dev.run(x), repeats, bus.cycles)
+        out["chipsim_inferences_per_s"] = samples / t
+        out["chipsim_clock_hz"] = cyc / t
+        out["chip_cycles_per_inference"] = cyc / samples
         out["chipsim_bit_exact"] = runs.compare_results(runs.result_to_npz_dict(r, "rtl"), ref) is None
-        ts, cyc = [], []
-        for _ in range(repeats):
-            c0 = bus.cycles()
-            t0 = time.perf_counter()
-            rs = dev.stream(feats)
-            ts.append(time.perf_counter() - t0)
-            cyc.append(bus.cycles() - c0)
-            dev.deploy(b)
-        out["chipsim_stream_inferences_per_s"] = stream_samples / statistics.median(ts)
-        out["chip_cycles_per_streamed_inference"] = statistics.median(cyc) / stream_samples
+        t, rs, cyc, _ = _timed(dev, b, lambda: dev.stream(feats), repeats, bus.cycles)
+        out["chipsim_stream_inferences_per_s"] = stream_samples / t
+        out["chip_cycles_per_streamed_inference"] = cyc / stream_samples
         out["chipsim_stream_bit_exact"] = runs.compare_compact(rs, ref_stream) is None
     # simulated board over the pty serial link
     with SimBoard.start(chip_board_top, clocks_per_bit=4) as board:
         with connect(board.port) as dev:
-            dev.deploy(b)
-            ts = []
-            for _ in range(repeats):
-                link = dev.bus.link.stats
-                sent, got, frames = link["bytes_sent"], link["bytes_received"], link["frames_sent"]
-                t0 = time.perf_counter()
-                r = dev.run(x)
-                ts.append(time.perf_counter() - t0)
-                wire = {"tx": link["bytes_sent"] - sent, "rx": link["bytes_received"] - got,
-                        "frames": link["frames_sent"] - frames}
-                dev.deploy(b)
-            ts = []
-            for _ in range(repeats):
-                link = dev.bus.link.stats
-                sent, got, frames = link["bytes_sent"], link["bytes_received"], link["frames_sent"]
-                t0 = time.perf_counter()
-                rs = dev.stream(feats)
-                ts.append(time.perf_counter() - t0)
-                tx, rx = dev.stats["stream_wire_bytes"]  # the samples' bytes (not the run's final H read)
-                swire = {"tx": tx, "rx": rx, "frames": link["frames_sent"] - frames,
-                         "h_read_rx": link["bytes_received"] - got - rx}
-                dev.deploy(b)
-            out["simboard_stream_inferences_per_s"] = stream_samples / statistics.median(ts)
+            link = dev.bus.link.stats
+            t, r, _, wire = _timed(dev, b, lambda: dev.run(x), repeats, link=link)
+            out["simboard_inferences_per_s"] = samples / t
+            t, rs, _, swire = _timed(dev, b, lambda: dev.stream(feats), repeats, link=link)
+            out["simboard_stream_inferences_per_s"] = stream_samples / t
             out["simboard_stream_bit_exact"] = runs.compare_compact(rs, ref_stream) is None
+            # the samples' own bytes, apart from the run's final H read (once per run)
+            (stx, srx), h_rx = dev.stats["stream_wire_bytes"], swire["rx"] - dev.stats["stream_wire_bytes"][1]
         stats = board.stop()
     # what one sample costs on the wire (host -> board, board -> host; frames the host sent)
     out["wire_bytes_per_sample_to_board"] = wire["tx"] / samples
@@ -113,7 +102,6 @@ def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 256, model_
     # clocks, with no overlap between them (an upper bound on the time, so a lower bound on the rate)
     line_s = max(wire["tx"], wire["rx"]) / samples * 10 / MODEL_BAUD
     out["modelled_board_inferences_per_s"] = 1.0 / (line_s + out["chip_cycles_per_inference"] / MODEL_CLOCK_HZ)
-    out["simboard_inferences_per_s"] = samples / statistics.median(ts)
     out["simboard_bit_exact"] = runs.compare_results(runs.result_to_npz_dict(r, "board"), ref) is None
     if stats.get("cycles") and stats.get("seconds"):
         out["simboard_clock_hz"] = stats["cycles"] / stats["seconds"]
@@ -128,16 +116,16 @@ def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 256, model_
     else:
         out["model_chip_cycles_per_streamed_inference"] = out["chip_cycles_per_streamed_inference"]
     # streamed: the bytes of a sample both ways (framing, polls and acknowledgements included)
-    out["stream_wire_bytes_per_sample_to_board"] = swire["tx"] / stream_samples
-    out["stream_wire_bytes_per_sample_from_board"] = swire["rx"] / stream_samples
-    out["stream_wire_bytes_per_sample"] = (swire["tx"] + swire["rx"]) / stream_samples
-    out["stream_frames_per_sample"] = swire["frames"] / stream_samples
-    out["stream_final_h_read_bytes"] = swire["h_read_rx"]  # once per run: the plastic weights at its end
+    out["stream_wire_bytes_per_sample_to_board"] = stx / stream_samples
+    out["stream_wire_bytes_per_sample_from_board"] = srx / stream_samples
+    out["stream_wire_bytes_per_sample"] = (stx + srx) / stream_samples
+    out["stream_frames_per_sample"] = swire["frames"] / stream_samples  # (the final H read's frames included)
+    out["stream_final_h_read_bytes"] = h_rx  # once per run: the plastic weights at its end
     out["stream_link_vs_direct_inference_ratio"] = (out["simboard_stream_inferences_per_s"]
                                                     / out["chipsim_stream_inferences_per_s"])
     # the queue decouples the line from the chip: the engine runs a sample while the next ones arrive, so
     # the rate is set by the slower of the two (the busier line direction, or the chip's clocks)
-    sline_s = max(swire["tx"], swire["rx"]) / stream_samples * 10 / MODEL_BAUD
+    sline_s = max(stx, srx) / stream_samples * 10 / MODEL_BAUD
     schip_s = out["model_chip_cycles_per_streamed_inference"] / MODEL_CLOCK_HZ
     out["modelled_board_stream_inferences_per_s"] = 1.0 / max(sline_s, schip_s)
     out["modelled_board_stream_bound"] = "line" if sline_s > schip_s else "chip"
