@@ -100,3 +100,25 @@ def test_layer_limit_is_the_chip_map_phases():
     compile_bundle(random_bundle(rng, sizes=[2] * (M.MAX_PHASES + 1), timesteps=2), geom)
     with pytest.raises(CompileError, match="16 layers > the chip's 15 phases"):
         compile_bundle(random_bundle(rng, sizes=[2] * (M.MAX_PHASES + 2), timesteps=2), geom)
+
+
+def test_input_runs_write_exactly_the_non_zero_inputs():
+    """Layer-0 inputs go to the chip as runs of non-zero axons (events when sparse): written over a
+    zero vector they give back the step's inputs; short zero gaps are joined, an all-zero step writes
+    nothing."""
+    from plasticore.host.device import MAX_ZERO_GAP, input_runs
+
+    rng = np.random.default_rng(0)
+    for density in (0.0, 0.05, 0.3, 1.0):
+        x = np.where(rng.random(200) < density, rng.integers(-256, 256, 200), 0)
+        got = np.zeros(200, np.int64)
+        runs = input_runs(x)
+        for start, words in runs:
+            w = np.asarray(words)
+            got[start:start + len(w)] = np.where(w >= 256, w - 512, w)
+            assert w[0] != 0 and w[-1] != 0
+        assert np.array_equal(got, x)
+        starts = [s for s, _ in runs] + [10**9]
+        ends = [s + len(w) for s, w in runs]
+        assert all(starts[i + 1] - ends[i] > MAX_ZERO_GAP for i in range(len(runs)))
+    assert input_runs(np.zeros(8, np.int64)) == []
