@@ -98,10 +98,14 @@ class SampleEngine(wiring.Component):
         sample_words = Signal(IW + 1)  # input queue words of a sample
         m.d.comb += sample_words.eq((inputs + M.FEATURES_PER_WORD - 1) >> 2)
         in_push, in_pop = Signal(), Signal()  # a word queued (host) / a sample's words freed (engine)
-        res_commit, res_ack = Signal(), Signal()
+        res_commit = Signal()
         commit_words = Signal(RW + 1)
+        # RES_ACK n, from registers (timing: the multiply is off the bus path): n and the words it frees are
+        # registered a clock apart and applied the clock after; engine requests wait meanwhile (``acking``)
         ack_n, ack_words = Signal(RW + 1), Signal(2 * RW + 2)
-        m.d.comb += ack_words.eq(ack_n * rec_words)
+        ack_go, ack_go2, res_ack = Signal(), Signal(), Signal()
+        acking = ack_go | ack_go2 | res_ack
+        m.d.sync += [ack_go2.eq(ack_go), res_ack.eq(ack_go2), ack_go.eq(0), ack_words.eq(ack_n * rec_words)]
         m.d.sync += [in_head.eq(in_head + in_push),
                      in_tail.eq(in_tail + Mux(in_pop, sample_words, 0)),
                      in_level.eq(in_level + in_push - Mux(in_pop, sample_words, 0)),
@@ -141,7 +145,8 @@ class SampleEngine(wiring.Component):
         with m.If(host_fire_chip & (host.op == BusOp.RESET)):
             m.d.comb += reset_seen.eq(1)
         off = host.addr[:13]
-        m.d.comb += [host.ready.eq(is_eng | (passing & chip.ready)),
+        eng_fire = host.valid & is_eng & ~acking  # a request for the engine's registers, accepted
+        m.d.comb += [host.ready.eq((is_eng & ~acking) | (passing & chip.ready)),
                      host.r_valid.eq(loc_valid | win_pend | (host_pend & chip.r_valid)),
                      host.r_data.eq(Mux(win_pend, Mux(win_in, res_r.data, M.OUT_EMPTY),
                                         Mux(loc_valid, loc_data, chip.r_data))),
@@ -149,7 +154,7 @@ class SampleEngine(wiring.Component):
         wr_err = Signal()
         m.d.comb += [ramp_w.addr.eq(off - R.RAMP_BASE), ramp_w.data.eq(host.w_data)]
         m.d.comb += res_r.addr.eq(res_tail + rd_i[:RW])
-        with m.If(host.valid & is_eng & (host.op == BusOp.WRITE)):
+        with m.If(eng_fire & (host.op == BusOp.WRITE)):
             with m.If((off >= R.RAMP_BASE) & (off < R.RAMP_BASE + self.max_steps)):
                 m.d.comb += ramp_w.en.eq(1)
             with m.Elif((off >= R.X_CORE_BASE) & (off < R.X_CORE_BASE + D)):
@@ -177,12 +182,12 @@ class SampleEngine(wiring.Component):
                         with m.If(host.w_data > res_count):
                             m.d.comb += wr_err.eq(1)
                         with m.Else():
-                            m.d.comb += [res_ack.eq(1), ack_n.eq(host.w_data)]
+                            m.d.sync += [ack_go.eq(1), ack_n.eq(host.w_data)]
                     with m.Default():
                         m.d.comb += wr_err.eq(1)
-        with m.If(host.valid & is_eng & (host.op == BusOp.WRITE)):
+        with m.If(eng_fire & (host.op == BusOp.WRITE)):
             m.d.comb += host.error.eq(wr_err)
-        with m.If(host.valid & is_eng & (host.op == BusOp.READ)):
+        with m.If(eng_fire & (host.op == BusOp.READ)):
             with m.If(off >= R.RES_NEXT):
                 m.d.sync += [rd_pend.eq(1), rd_block.eq(off < R.RES_WIN), rd_i.eq(Mux(off >= R.RES_WIN, off[:12],
                                                                                       off[:11]))]
