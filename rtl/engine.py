@@ -30,6 +30,7 @@ from plasticore import contract as C
 from plasticore import core_map as CM
 
 from .bus import BusOp, BusSignature
+from .bus_slice import BusSlice
 
 __all__ = ["EngineChip", "SampleEngine"]
 
@@ -208,6 +209,7 @@ class SampleEngine(wiring.Component):
         k = Signal(range(D + 1))
         i = Signal(CM_AXON_BITS)
         ramp_q = Signal(9)
+        feat_q = Signal(8)
         x = Signal(C.X_BITS + 8)
         words = Signal(RW + 1)  # record words written so far
         waiting = Signal(32)  # RUN's answer: entries in the output ring, to acknowledge
@@ -255,8 +257,15 @@ class SampleEngine(wiring.Component):
                     m.d.sync += [k.eq(k + 1), i.eq(0)]
                 with m.Else():
                     m.next = "CODE"
-            with m.State("CODE"):
-                m.d.sync += x.eq((feature * ramp_q + 128) >> 8)  # contract: rshift_round(f * ramp, 8)
+            with m.State("CODE"):  # the feature from the queue's block RAM into a register (timing)
+                m.d.sync += feat_q.eq(feature)
+                with m.If(feature == 0):  # x = 0: nothing to write
+                    m.d.sync += i.eq(i + 1)
+                    m.next = "FEAT"
+                with m.Else():
+                    m.next = "MUL"
+            with m.State("MUL"):
+                m.d.sync += x.eq((feat_q * ramp_q + 128) >> 8)  # contract: rshift_round(f * ramp, 8)
                 m.next = "XWR"
             with m.State("XWR"):
                 with m.If(x == 0):  # an axon not written in a step reads 0
@@ -321,7 +330,10 @@ class SampleEngine(wiring.Component):
 
 class EngineChip(wiring.Component):
     """A chip with a :class:`SampleEngine` in front of its bus: the same ports (``bus``, ``busy``),
-    geometry and memory map as ``chip``, plus the engine's registers."""
+    geometry and memory map as ``chip``, plus the engine's registers.  A
+    :class:`~plasticore.rtl.bus_slice.BusSlice` sits between the engine and the chip: the chip's bus
+    decode (address to ``ready`` / ``error``) meets flops on both sides, not the engine's request
+    multiplexers (without it the ULX3S build reached 48-52 MHz)."""
 
     def __init__(self, chip: wiring.Component, **engine_kw):
         self.inner = chip
@@ -335,7 +347,9 @@ class EngineChip(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine, m.submodules.chip = self.engine, self.inner
+        m.submodules.slice = sl = BusSlice(32)
         wiring.connect(m, wiring.flipped(self.bus), self.engine.host)
-        wiring.connect(m, self.engine.chip, self.inner.bus)
+        wiring.connect(m, self.engine.chip, sl.i)
+        wiring.connect(m, sl.o, self.inner.bus)
         m.d.comb += self.busy.eq(self.inner.busy | self.engine.active)
         return m
