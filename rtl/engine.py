@@ -21,6 +21,8 @@ link) frees records.  :class:`EngineChip` is a chip with an engine in front of i
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -35,6 +37,12 @@ from .bus_slice import BusSlice
 __all__ = ["EngineChip", "SampleEngine"]
 
 R = M.EngineReg
+#: the signals :meth:`SampleEngine.elaborate` hands to :meth:`SampleEngine._sample_fsm`
+_FSM_SHARED = (
+    'D', 'RW', 'chip', 'commit_words', 'done', 'e_addr', 'e_data', 'e_op', 'e_valid', 'errors', 'host',
+    'host_pend', 'in_level', 'in_pop', 'in_r', 'in_tail', 'inputs', 'is_eng', 'n_u', 'n_x', 'ramp_r',
+    'rd_block', 'rd_i', 'rd_pend', 'rec_words', 'res_commit', 'res_head', 'res_level', 'res_w', 'running',
+    'sample_words', 'steps', 'u_core', 'u_n', 'win_in', 'win_pend', 'x_core')
 #: width of an input / neuron count register (the contract's axon and neuron limits)
 CM_AXON_BITS = max(C.MAX_AXONS, C.MAX_NEURONS).bit_length()
 
@@ -68,7 +76,7 @@ class SampleEngine(wiring.Component):
         """The INFO register's value."""
         return self.in_log2 | self.res_log2 << 8 | self.max_steps << 16
 
-    def elaborate(self, platform):  # noqa: C901 - one FSM and its register file
+    def elaborate(self, platform):  # noqa: C901 - the register file
         m = Module()
         host, chip = self.host, self.chip
         IW, RW = self.in_log2, self.res_log2
@@ -204,7 +212,21 @@ class SampleEngine(wiring.Component):
                     with m.Default():
                         m.d.sync += [loc_data.eq(0), loc_err.eq(1)]
 
-        # ---- the sample FSM ------------------------------------------------------------------------
+        loc = locals()  # what the sample FSM shares with the register file and the queues
+        self._sample_fsm(m, SimpleNamespace(**{n: loc[n] for n in _FSM_SHARED}))
+
+        with m.If(reset_seen):  # (last: takes precedence over the queue updates above)
+            m.d.sync += [in_head.eq(0), in_tail.eq(0), in_level.eq(0), res_head.eq(0), res_tail.eq(0),
+                         res_level.eq(0), res_count.eq(0), done.eq(0), errors.eq(0)]
+        return m
+
+    def _sample_fsm(self, m: Module, v: SimpleNamespace) -> None:
+        """The engine's sample sequence (CLEAR, per step the inputs, RUN, OUT_ACK; the record), and the
+        result window's answers; ``v``: the signals it shares with :meth:`elaborate`."""
+        (D, RW, chip, commit_words, done, e_addr, e_data, e_op, e_valid, errors, host, host_pend, in_level,
+         in_pop, in_r, in_tail, inputs, is_eng, n_u, n_x, ramp_r, rd_block, rd_i, rd_pend, rec_words,
+         res_commit, res_head, res_level, res_w, running, sample_words, steps, u_core, u_n, win_in, win_pend,
+         x_core) = (getattr(v, n) for n in _FSM_SHARED)
         t = Signal(range(self.max_steps + 1))
         k = Signal(range(D + 1))
         i = Signal(CM_AXON_BITS)
@@ -322,10 +344,6 @@ class SampleEngine(wiring.Component):
                 m.d.sync += [done.eq(done + 1), running.eq(0)]
                 m.next = "IDLE"
 
-        with m.If(reset_seen):  # (last: takes precedence over the queue updates above)
-            m.d.sync += [in_head.eq(0), in_tail.eq(0), in_level.eq(0), res_head.eq(0), res_tail.eq(0),
-                         res_level.eq(0), res_count.eq(0), done.eq(0), errors.eq(0)]
-        return m
 
 
 class EngineChip(wiring.Component):
