@@ -279,13 +279,9 @@ class SampleEngine(wiring.Component):
                     m.d.sync += [k.eq(k + 1), i.eq(0)]
                 with m.Else():
                     m.next = "CODE"
-            with m.State("CODE"):  # the feature from the queue's block RAM into a register (timing)
-                m.d.sync += feat_q.eq(feature)
-                with m.If(feature == 0):  # x = 0: nothing to write
-                    m.d.sync += i.eq(i + 1)
-                    m.next = "FEAT"
-                with m.Else():
-                    m.next = "MUL"
+            with m.State("CODE"):  # the feature from the queue's block RAM into a register (timing: no
+                m.d.sync += feat_q.eq(feature)  # decision is taken on the block RAM's output)
+                m.next = "MUL"
             with m.State("MUL"):
                 m.d.sync += x.eq((feat_q * ramp_q + 128) >> 8)  # contract: rshift_round(f * ramp, 8)
                 m.next = "XWR"
