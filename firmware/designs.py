@@ -189,7 +189,8 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
 #: Chip size per board (docs/boards.md "Sizing" has the measured resource use behind these numbers). ULX3S-85F: 2 cores
 #: of 256x256, 4 lanes: 205 / 208 DP16KD (W 32 + H 64 + H mask 4 + LUT 1 per core, with the ECP5 LUT-RAM hint for the
 #: small memories), 46 / 156 DSPs; the output FIFO holds one step of both cores (512), the RX FIFO one maximal frame
-#: and more (2048); a BusSlice between link and chip; a sample engine (its input queue and result ring: 2 DP16KD).
+#: and more (2048); a BusSlice between link and chip.  ``--param engine=1`` adds the sample engine (its input queue:
+#: 2 DP16KD, 208 / 208; at 75 MHz it met timing on 1 of the first 2 seeds, so the default leaves it off).
 #: 8 cores of 128x128 need 8 x 26 DP16KD for W/H/mask/LUT alone and do not fit. iCE40UP5K (iCEBreaker): one
 #: CompactCore of 128x128 with plasticity (W + mask and H in two SPRAMs) and the lean link (no STATUS counters, no
 #: register slices, bit-serial CRC, frames of 64 words, 2 routing entries), no sample engine: about 99% of the 5 280
@@ -197,7 +198,7 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
 #: A board without an entry gets the next design of AUTO_ORDER.
 CHIP_DEFAULTS = {
     "ulx3s": {"mesh_x": 2, "mesh_y": 1, "a_max": 256, "n_max": 256, "lanes": 4, "out_fifo": 512,
-              "rx_fifo_depth": 2048, "bus_slice": 1, "mem_pipe": 1, "engine": 1},
+              "rx_fifo_depth": 2048, "bus_slice": 1, "mem_pipe": 1},
     "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 1, "core": "compact",
                    "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
                    "serial_crc": 1, "route_dests": 2},
