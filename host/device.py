@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,7 +30,7 @@ from plasticore import chip_map as M
 from plasticore import contract as C
 from plasticore import core_map as CM
 from plasticore.bundle import Bundle
-from plasticore.chip_map import ChipGeometry
+from plasticore.chip_map import ChipGeometry, EngineInfo
 from plasticore.errors import PlasticoreError
 
 from .bus import BusError, BusPort, TargetStopped
@@ -45,24 +44,12 @@ from .compiler import (
     decode_scalars,
     lane_words,
     matrix_words,
+    scalar_words,
 )
 
 
 class DeviceError(PlasticoreError):
     """The device is not in the state the host expects (wrong design, lost outputs, ...)."""
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    """What a chip's sample engine offers (its INFO register)."""
-
-    in_words: int  #: input queue, 32-bit words
-    res_words: int  #: result ring, 32-bit words
-    max_steps: int  #: ramp table entries
-
-    @classmethod
-    def decode(cls, info: int) -> EngineInfo:
-        return cls(1 << (info & 0xFF), 1 << (info >> 8 & 0xFF), info >> 16 & 0xFFFF)
 
 
 #: zero inputs between two non-zero ones that are still written (a zero word costs 4 bytes, a new write
@@ -82,7 +69,7 @@ def input_runs(x: np.ndarray) -> list[tuple[int, list[int]]]:
     breaks = np.flatnonzero(np.diff(nz) > MAX_ZERO_GAP + 1)
     for a, b in zip(np.r_[0, breaks + 1], np.r_[breaks, nz.size - 1], strict=True):
         lo, hi = int(nz[a]), int(nz[b]) + 1
-        runs.append((lo, [int(v) & 0x1FF for v in x[lo:hi]]))
+        runs.append((lo, scalar_words(x[lo:hi], C.X_BITS)))
     return runs
 
 
@@ -233,14 +220,21 @@ class Device:
             drops = self.bus.read(chip_addr(M.ChipReg.OUT_DROPS), 1)[0]
             if drops:
                 raise DeviceError(f"the chip dropped {drops} outputs (output ring full)")
-            h_final = [self.read_h(li).astype(np.int16) if L.plastic else L.H0.astype(np.int16)
-                       for li, L in enumerate(b.layers)]
-        self.stats["seconds"] += time.perf_counter() - t0
-        self.stats["steps"] += S * T
-        self.stats["samples"] += S
+            h_final = self._final_h(b)
+        self._count(t0, S, T)
         preds = predict(b, u_final[-1].astype(np.int64), spikes[-1][:, -1].astype(np.int64))
         return RunResult(spikes=spikes, u_final=u_final, h_final=h_final, predictions=preds,
                          labels=None if labels is None else np.asarray(labels, np.int64), u_trace=u_trace)
+
+    def _final_h(self, b: Bundle) -> list[np.ndarray]:
+        """H of every layer at the end of a run: read from the chip where plastic, else H0."""
+        return [self.read_h(li).astype(np.int16) if L.plastic else L.H0.astype(np.int16)
+                for li, L in enumerate(b.layers)]
+
+    def _count(self, t0: float, samples: int, steps: int) -> None:
+        self.stats["seconds"] += time.perf_counter() - t0
+        self.stats["steps"] += samples * steps
+        self.stats["samples"] += samples
 
     def _run_sample(self, xs: np.ndarray, s: int, spikes, u_final, u_trace, reset_h) -> None:
         """Sample ``s`` (inputs ``xs`` (T, A0)): results into row ``s`` of the arrays.
@@ -380,11 +374,8 @@ class Device:
             errors = self.bus.read(M.engine_addr(M.EngineReg.ERRORS), 1)[0]
             if errors:
                 raise DeviceError(f"the chip rejected {errors} requests of its sample engine")
-            h_final = [self.read_h(li).astype(np.int16) if L.plastic else L.H0.astype(np.int16)
-                       for li, L in enumerate(b.layers)]
-        self.stats["seconds"] += time.perf_counter() - t0
-        self.stats["steps"] += S * b.timesteps
-        self.stats["samples"] += S
+            h_final = self._final_h(b)
+        self._count(t0, S, b.timesteps)
         preds = predict(b, u_out.astype(np.int64), np.zeros_like(u_out))
         return CompactResult(u_out, h_final, preds, None if labels is None else np.asarray(labels, np.int64))
 
@@ -395,6 +386,6 @@ class Device:
         self.bus.write(a(E.STEPS), [0])  # (nothing starts while the tables change)
         self.bus.write(a(E.RAMP_BASE), [int(r) for r in b.coding.ramp])
         self.bus.write(a(E.X_CORE_BASE), list(img.placement.layer_cores[0]))
-        self.bus.write(a(E.U_SLICE_BASE), [sl.core | (sl.j1 - sl.j0) << 8 for sl in out])
-        self.bus.write(a(E.INPUTS), [b.n_in, len(img.placement.layer_cores[0]), len(out), rec])
+        self.bus.write(a(E.U_SLICE_BASE), [M.u_slice_word(sl.core, sl.j1 - sl.j0) for sl in out])
+        self.bus.write(a(E.INPUTS), [b.n_in, len(img.placement.layer_cores[0]), len(out), rec])  # INPUTS..RECORD_WORDS
         self.bus.write(a(E.STEPS), [b.timesteps])

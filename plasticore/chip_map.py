@@ -190,7 +190,7 @@ class EngineReg(enum.IntEnum):
     core, runs the step (RUN 1, then acknowledges whatever reached the output ring), and after the last
     step reads the output layer's membranes into a result record (:func:`pack_record`).  H is not
     touched: it carries over (``h_persist = never``) or stays (not plastic), as the bundle says.
-    A chip without an engine answers these addresses with a bus error.
+    A chip without an engine does not decode these addresses as engine registers: the host checks ``ID``.
     """
 
     ID = 0  #: read-only: ENGINE_ID_VALUE (a chip without an engine answers another value or a bus error)
@@ -207,7 +207,7 @@ class EngineReg(enum.IntEnum):
     DONE = 11  #: read-only: samples finished since reset
     ERRORS = 12  #: read-only: chip bus requests of the engine that were rejected (must stay 0)
     X_CORE_BASE = 16  #: + e: core id of layer-0 core e
-    U_SLICE_BASE = 24  #: + e: core id | neurons << 8 of output slice e
+    U_SLICE_BASE = 24  #: + e: output slice e, :func:`u_slice_word`
     RAMP_BASE = 0x100  #: + t (t < max steps): ramp[t] (0 .. 256)
     #: read-only window, + i: RES_WIN + i once that word exists: a read that waits on the chip (so the host
     #: need not poll); OUT_EMPTY if the engine can run nothing more first (no complete sample queued, or
@@ -224,6 +224,34 @@ ENGINE_ID_VALUE = 0x31454C50  #: "PLE1"
 assert EngineReg.RAMP_BASE + ENGINE_MAX_STEPS <= EngineReg.RES_NEXT
 #: the most result-ring words an engine build may have (the RES_NEXT window's span)
 ENGINE_MAX_RES_WORDS = EngineReg.RES_WIN - EngineReg.RES_NEXT
+
+
+#: the registers the host writes in one run (consecutive addresses, in this order)
+assert (EngineReg.INPUTS, EngineReg.X_CORES, EngineReg.U_SLICES, EngineReg.RECORD_WORDS) == tuple(
+    EngineReg.INPUTS + k for k in range(4))
+SLICE_NEURONS_SHIFT = 8  #: U_SLICE_BASE words: core id in the bits below, neurons from here up
+
+
+def u_slice_word(core: int, neurons: int) -> int:
+    """The U_SLICE_BASE + e word of an output slice: ``core | neurons << SLICE_NEURONS_SHIFT``."""
+    return core | neurons << SLICE_NEURONS_SHIFT
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What a sample engine offers (its INFO register): queue sizes in 32-bit words, ramp entries."""
+
+    in_words: int
+    res_words: int
+    max_steps: int
+
+    def pack(self) -> int:
+        """``log2(in_words) | log2(res_words) << 8 | max_steps << 16``."""
+        return (self.in_words.bit_length() - 1) | (self.res_words.bit_length() - 1) << 8 | self.max_steps << 16
+
+    @classmethod
+    def decode(cls, info: int) -> EngineInfo:
+        return cls(1 << (info & 0xFF), 1 << (info >> 8 & 0xFF), info >> 16 & 0xFFFF)
 
 
 def engine_addr(reg: EngineReg, offset: int = 0) -> int:
@@ -263,6 +291,7 @@ def pack_record(values) -> list[int]:
 
 def unpack_record(words, n_out: int) -> list[int]:
     """The ``n_out`` signed membranes of a result record."""
+    from .core_map import from_bits
+
     bits = sum(int(w) << (32 * i) for i, w in enumerate(words))
-    mask, half = (1 << RECORD_VALUE_BITS) - 1, 1 << (RECORD_VALUE_BITS - 1)
-    return [((bits >> (RECORD_VALUE_BITS * j) & mask) ^ half) - half for j in range(n_out)]
+    return [from_bits(bits >> (RECORD_VALUE_BITS * j), RECORD_VALUE_BITS, True) for j in range(n_out)]

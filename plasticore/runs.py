@@ -121,6 +121,16 @@ def is_run_npz(path) -> bool:
         return False
 
 
+def first_difference(what: str, x: np.ndarray, y: np.ndarray, dims: tuple[str, ...]) -> str | None:
+    """None if ``x`` and ``y`` (same shape) are equal, else ``what``, the first differing index named by
+    ``dims`` and both values."""
+    if np.array_equal(x, y):
+        return None
+    idx = tuple(int(i) for i in np.argwhere(x != y)[0])
+    where = ", ".join(f"{d} {i}" for d, i in zip(dims, idx, strict=True))
+    return f"{what}: first difference at {where}: {x[idx]} vs {y[idx]}"
+
+
 def compare_results(a: dict, b: dict) -> str | None:
     """Compare two run-format dicts; None if bit-exact, else a message naming the first difference
     (layer, sample, step, neuron/synapse and both values)."""
@@ -134,10 +144,8 @@ def compare_results(a: dict, b: dict) -> str | None:
             x, y = np.asarray(a[k]), np.asarray(b[k])
             if x.shape != y.shape:
                 return f"{k}: shape {x.shape} vs {y.shape}"
-            if not np.array_equal(x, y):
-                idx = tuple(int(i) for i in np.argwhere(x != y)[0])
-                where = ", ".join(f"{d} {i}" for d, i in zip(dims, idx, strict=True))
-                return f"layer {li} {key}: first difference at {where}: {x[idx]} vs {y[idx]}"
+            if (msg := first_difference(f"layer {li} {key}", x, y, dims)) is not None:
+                return msg
     if not np.array_equal(a["predictions"], b["predictions"]):
         return "predictions differ"
     return None
@@ -169,13 +177,11 @@ def compare_compact(a: CompactResult, b: CompactResult) -> str | None:
     n = len(a.h_final) - 1
     if a.u_out.shape != b.u_out.shape:
         return f"layer {n} u_final: shape {a.u_out.shape} vs {b.u_out.shape}"
-    if not np.array_equal(a.u_out, b.u_out):
-        s, j = (int(i) for i in np.argwhere(a.u_out != b.u_out)[0])
-        return f"layer {n} u_final: first difference at sample {s}, neuron {j}: {a.u_out[s, j]} vs {b.u_out[s, j]}"
+    if (msg := first_difference(f"layer {n} u_final", a.u_out, b.u_out, ("sample", "neuron"))) is not None:
+        return msg
     for li, (x, y) in enumerate(zip(a.h_final, b.h_final, strict=True)):
-        if not np.array_equal(x, y):
-            i, j = (int(v) for v in np.argwhere(x != y)[0])
-            return f"layer {li} h_final: first difference at axon {i}, neuron {j}: {x[i, j]} vs {y[i, j]}"
+        if (msg := first_difference(f"layer {li} h_final", x, y, ("axon", "neuron"))) is not None:
+            return msg
     if not np.array_equal(a.predictions, b.predictions):
         return "predictions differ"
     return None

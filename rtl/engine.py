@@ -43,6 +43,12 @@ _FSM_SHARED = (
     'host_pend', 'in_level', 'in_pop', 'in_r', 'in_tail', 'inputs', 'is_eng', 'n_u', 'n_x', 'ramp_r',
     'rd_block', 'rd_i', 'rd_pend', 'rec_words', 'res_commit', 'res_head', 'res_level', 'res_w', 'running',
     'sample_words', 'steps', 'u_core', 'u_n', 'win_in', 'win_pend', 'x_core')
+#: address bits of the engine's span, of the RES_NEXT and RES_WIN windows, of a table index; feature bits
+SPAN = (M.ENGINE_SPAN - 1).bit_length()
+NEXT = (M.ENGINE_MAX_RES_WORDS - 1).bit_length()
+WIN = (M.ENGINE_SPAN - R.RES_WIN - 1).bit_length()
+DB = (M.MAX_DESTS - 1).bit_length()
+FW = (M.FEATURES_PER_WORD - 1).bit_length()  #: log2 of features a queue word
 #: width of an input / neuron count register (the contract's axon and neuron limits)
 CM_AXON_BITS = max(C.MAX_AXONS, C.MAX_NEURONS).bit_length()
 
@@ -74,7 +80,7 @@ class SampleEngine(wiring.Component):
 
     def info(self) -> int:
         """The INFO register's value."""
-        return self.in_log2 | self.res_log2 << 8 | self.max_steps << 16
+        return M.EngineInfo(self.in_words, self.res_words, self.max_steps).pack()
 
     def elaborate(self, platform):  # noqa: C901 - the register file
         m = Module()
@@ -105,7 +111,7 @@ class SampleEngine(wiring.Component):
         res_count = Signal(RW + 1)
         done, errors = Signal(32), Signal(32)
         sample_words = Signal(IW + 1)  # input queue words of a sample
-        m.d.comb += sample_words.eq((inputs + M.FEATURES_PER_WORD - 1) >> 2)
+        m.d.comb += sample_words.eq((inputs + M.FEATURES_PER_WORD - 1) >> FW)
         in_push, in_pop = Signal(), Signal()  # a word queued (host) / a sample's words freed (engine)
         res_commit = Signal()
         commit_words = Signal(RW + 1)
@@ -128,7 +134,7 @@ class SampleEngine(wiring.Component):
         running = Signal()  # a sample is in flight: the engine owns the chip bus
         m.d.comb += self.active.eq(running)
         host_pend = Signal()  # a READ / RUN of the link passed to the chip awaits its answer
-        is_eng = ~host.addr[31] & (host.addr[13:31] == M.ENGINE_BASE >> 13) & (
+        is_eng = ~host.addr[31] & (host.addr[SPAN:31] == M.ENGINE_BASE >> SPAN) & (
             (host.op == BusOp.READ) | (host.op == BusOp.WRITE))
         passing = ~running & ~is_eng
         reset_seen = Signal()  # a RESET passed to the chip: empty the queues (below, last: precedence)
@@ -143,7 +149,7 @@ class SampleEngine(wiring.Component):
         loc_valid, loc_data, loc_err = Signal(), Signal(32), Signal()  # an engine register's answer
         # a window READ (RES_WIN + i, or RES_NEXT + i, which waits until word i exists): ``rd_pend`` while
         # it is decided (the ring address tail + i is presented), ``win_pend`` the clock its answer is out
-        rd_pend, rd_block, rd_i = Signal(), Signal(), Signal(12)
+        rd_pend, rd_block, rd_i = Signal(), Signal(), Signal(WIN)
         win_pend, win_in = Signal(), Signal()
         m.d.sync += [loc_valid.eq(0), loc_err.eq(0), win_pend.eq(0)]
         host_fire_chip = host.valid & passing & chip.ready
@@ -153,7 +159,7 @@ class SampleEngine(wiring.Component):
             m.d.sync += host_pend.eq(0)
         with m.If(host_fire_chip & (host.op == BusOp.RESET)):
             m.d.comb += reset_seen.eq(1)
-        off = host.addr[:13]
+        off = host.addr[:SPAN]
         eng_fire = host.valid & is_eng & ~acking  # a request for the engine's registers, accepted
         m.d.comb += [host.ready.eq((is_eng & ~acking) | (passing & chip.ready)),
                      host.r_valid.eq(loc_valid | win_pend | (host_pend & chip.r_valid)),
@@ -167,9 +173,9 @@ class SampleEngine(wiring.Component):
             with m.If((off >= R.RAMP_BASE) & (off < R.RAMP_BASE + self.max_steps)):
                 m.d.comb += ramp_w.en.eq(1)
             with m.Elif((off >= R.X_CORE_BASE) & (off < R.X_CORE_BASE + D)):
-                m.d.sync += x_core[off[:3]].eq(host.w_data)
+                m.d.sync += x_core[off[:DB]].eq(host.w_data)
             with m.Elif((off >= R.U_SLICE_BASE) & (off < R.U_SLICE_BASE + D)):
-                m.d.sync += [u_core[off[:3]].eq(host.w_data), u_n[off[:3]].eq(host.w_data[8:])]
+                m.d.sync += [u_core[off[:DB]].eq(host.w_data), u_n[off[:DB]].eq(host.w_data[M.SLICE_NEURONS_SHIFT:])]
             with m.Else():
                 with m.Switch(off):
                     with m.Case(R.STEPS):
@@ -198,8 +204,8 @@ class SampleEngine(wiring.Component):
             m.d.comb += host.error.eq(wr_err)
         with m.If(eng_fire & (host.op == BusOp.READ)):
             with m.If(off >= R.RES_NEXT):
-                m.d.sync += [rd_pend.eq(1), rd_block.eq(off < R.RES_WIN), rd_i.eq(Mux(off >= R.RES_WIN, off[:12],
-                                                                                      off[:11]))]
+                m.d.sync += [rd_pend.eq(1), rd_block.eq(off < R.RES_WIN), rd_i.eq(Mux(off >= R.RES_WIN, off[:WIN],
+                                                                                      off[:NEXT]))]
             with m.Else():
                 m.d.sync += loc_valid.eq(1)
                 with m.Switch(off):
@@ -236,8 +242,8 @@ class SampleEngine(wiring.Component):
         words = Signal(RW + 1)  # record words written so far
         waiting = Signal(32)  # RUN's answer: entries in the output ring, to acknowledge
         acc, nb = Signal(64), Signal(6)  # record packer: nb bits waiting in acc (< 32)
-        m.d.comb += [ramp_r.addr.eq(t), in_r.addr.eq(in_tail + (i >> 2))]
-        feature = in_r.data.word_select(i[:2], 8)
+        m.d.comb += [ramp_r.addr.eq(t), in_r.addr.eq(in_tail + (i >> FW))]
+        feature = in_r.data.word_select(i[:FW], 32 // M.FEATURES_PER_WORD)
         room = ((1 << RW) - res_level) >= rec_words
         startable = (steps != 0) & (n_u != 0) & (in_level >= sample_words) & (sample_words != 0) & room
         can_start = startable & ~host_pend & ~(host.valid & ~is_eng)
