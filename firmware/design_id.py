@@ -37,6 +37,7 @@ _HASHED_MODULES = (
     "plasticore.contract",
     "plasticore.bus_ops",
     "plasticore.chip_map",
+    "plasticore.coding",
     "plasticore.core_map",
     "plasticore.protocol",
     "plasticore.firmware.top",

@@ -75,8 +75,9 @@ def input_runs(x: np.ndarray) -> list[tuple[int, list[int]]]:
 
 def stream_refusal(b: Bundle) -> str | None:
     """Why no sample engine can run bundle ``b`` (None: any engine with room for it can)."""
-    if b.coding.kind != "direct":
-        return f"the engine codes 'direct' inputs; the bundle's coding is {b.coding.kind!r}"
+    if b.coding.kind == "rate" and b.coding.rng != "xorshift32":
+        return (f"the engine draws rate-coded spikes from xorshift32; the bundle's generator is "
+                f"{b.coding.rng!r} (a bundle before version 4: export it again, or run it host-driven)")
     if b.reset_h_layers():
         return (f"layer {b.reset_h_layers()[0]} resets H at every sample (h_persist = sample): the host "
                 "rewrites H0 between samples")
@@ -380,11 +381,18 @@ class Device:
         return CompactResult(u_out, h_final, preds, None if labels is None else np.asarray(labels, np.int64))
 
     def _configure_engine(self, b: Bundle, img: ChipImage, rec: int) -> None:
-        """STEPS, INPUTS, the layer-0 cores, the output slices, the record size and the ramp."""
+        """STEPS, INPUTS, the layer-0 cores, the output slices, the record size, the coding (the ramp, or
+        the generator's Weyl value of sample 0)."""
+        from plasticore.coding import rate_weyl
+
         E, a = M.EngineReg, M.engine_addr
         out = [sl for sl in img.placement.slices if sl.layer == len(b.layers) - 1]
         self.bus.write(a(E.STEPS), [0])  # (nothing starts while the tables change)
-        self.bus.write(a(E.RAMP_BASE), [int(r) for r in b.coding.ramp])
+        if b.coding.kind == "rate":
+            self.bus.write(a(E.CODING), [M.EngineCoding.RATE, int(rate_weyl(b.coding.seed, 0))])  # CODING, RNG
+        else:
+            self.bus.write(a(E.CODING), [M.EngineCoding.DIRECT])
+            self.bus.write(a(E.RAMP_BASE), [int(r) for r in b.coding.ramp])
         self.bus.write(a(E.X_CORE_BASE), list(img.placement.layer_cores[0]))
         self.bus.write(a(E.U_SLICE_BASE), [M.u_slice_word(sl.core, sl.j1 - sl.j0) for sl in out])
         self.bus.write(a(E.INPUTS), [b.n_in, len(img.placement.layer_cores[0]), len(out), rec])  # INPUTS..RECORD_WORDS

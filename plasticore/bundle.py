@@ -10,7 +10,8 @@ A bundle is a directory holding
 
 Version 2 adds the per-layer rule program (``layers[l].rule``, :mod:`plasticore.rules`); a version 1
 bundle loads as the equivalent one-term program (``hebb_sign``, ``dh_shift``).  Version 3 adds the scalar
-``u_reset``; an older bundle gets its default (0): the hard reset to 0 it was written for.
+``u_reset``; an older bundle gets its default (0): the hard reset to 0 it was written for.  Version 4
+adds ``coding.rng``, rate coding's generator; an older bundle draws from ``pcg64`` as it was written for.
 
 ``load_bundle`` validates everything and raises :class:`BundleError` naming the offending field;
 ``save_bundle`` writes to a temporary directory and renames, so a failed save leaves nothing
@@ -33,9 +34,13 @@ from .errors import PlasticoreError
 from .rules import RuleError, RuleProgram, program_from_json, v1_program, validate_program
 
 BUNDLE_FORMAT = "plasticore-bundle"
-#: the version this plasticore writes: 2 (rule programs), or that of the newest scalar parameter
-BUNDLE_VERSION = max(2, *(p.since for p in C.LAYER_PARAMS))
-#: versions this plasticore reads (1: the fixed rule; 2: rule programs; 3: ``u_reset``)
+#: Rate coding's generators (``coding.rng``, :func:`plasticore.coding.encode`): ``xorshift32``, the one
+#: the chip's sample engine runs; ``pcg64``, numpy's PCG64 of bundles before version 4 (host-driven only).
+RATE_RNGS = ("xorshift32", "pcg64")
+RATE_RNG_SINCE = 4  #: the bundle version that names ``coding.rng`` (older ones: ``pcg64``)
+#: the version this plasticore writes: that of ``coding.rng``, or of the newest scalar parameter
+BUNDLE_VERSION = max(RATE_RNG_SINCE, *(p.since for p in C.LAYER_PARAMS))
+#: versions this plasticore reads (1: the fixed rule; 2: rule programs; 3: ``u_reset``; 4: ``coding.rng``)
 BUNDLE_VERSIONS = tuple(range(1, BUNDLE_VERSION + 1))
 
 #: Scalar integer parameters of a layer, in bundle.json (:data:`plasticore.contract.LAYER_PARAMS`).
@@ -140,13 +145,14 @@ class InputCoding:
 
     ``direct``: x_t = rshift_round(pixel * ramp[t], 8) (graded, the authors' exp(-t/tau) ramp
     quantised to ramp[t] = round(256 * exp(-t / tau))).  ``rate``: x_t = 1 with probability
-    pixel/256 from a seeded PCG64 stream per sample (spikes).
+    pixel/256 from the generator ``rng`` (:data:`RATE_RNGS`) seeded by ``seed`` and the sample index (spikes).
     """
 
     kind: str = "direct"
     tau: float = 40.0
     ramp: list[int] = field(default_factory=list)
     seed: int = 0
+    rng: str = "xorshift32"
 
 
 @dataclass
@@ -209,6 +215,8 @@ def validate(bundle: Bundle) -> None:
                 f"bundle.json: 'coding.ramp' has {len(cod.ramp)} entries, expected timesteps={bundle.timesteps}")
         if not all(0 <= int(r) <= 256 for r in cod.ramp):
             raise BundleError("bundle.json: 'coding.ramp' entries must be in 0..256")
+    if cod.rng not in RATE_RNGS:
+        raise BundleError(f"bundle.json: 'coding.rng' = {cod.rng!r}, expected one of {', '.join(RATE_RNGS)}")
     want_kind = C.InputKind.GRADED if cod.kind == "direct" else C.InputKind.SPIKE
     prev_out = None
     for li, L in enumerate(bundle.layers):
@@ -287,7 +295,8 @@ def to_json(bundle: Bundle) -> dict:
         "name": bundle.name,
         "timesteps": int(bundle.timesteps),
         "coding": {"kind": bundle.coding.kind, "tau": float(bundle.coding.tau),
-                   "ramp": [int(r) for r in bundle.coding.ramp], "seed": int(bundle.coding.seed)},
+                   "ramp": [int(r) for r in bundle.coding.ramp], "seed": int(bundle.coding.seed),
+                   "rng": bundle.coding.rng},
         "layers": [_layer_json(L) for L in bundle.layers],
         "meta": bundle.meta,
     }
@@ -400,8 +409,11 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     seed = cod_d.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 64:
         raise BundleError(f"bundle.json: field 'coding.seed' = {seed!r:.60} is not an integer in 0..2**64-1")
+    rng = cod_d.get("rng", "pcg64" if version < RATE_RNG_SINCE else "xorshift32")
+    if not isinstance(rng, str):
+        raise BundleError(f"bundle.json: field 'coding.rng' = {rng!r:.60} is not a string")
     coding = InputCoding(kind=_get(cod_d, "kind", "bundle.json: coding", str), tau=float(tau), ramp=list(ramp),
-                         seed=seed)
+                         seed=seed, rng=rng)
     name = d.get("name", "network")
     if not isinstance(name, str):
         raise BundleError(f"bundle.json: field 'name' = {name!r:.60} is not a string")

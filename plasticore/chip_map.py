@@ -185,11 +185,13 @@ class EngineReg(enum.IntEnum):
     """Registers of the sample engine, at ``ENGINE_BASE +`` these offsets (chip bus, bit 31 clear).
 
     The host queues samples as uint8 features (``IN``); for every complete sample the engine clears the
-    chip (CLEAR), writes each step's inputs ``x_t = rshift_round(feature * ramp[t], 8)`` (the bundle's
-    ``direct`` coding; zeros are not written: an axon not written in a step reads 0) to every layer-0
-    core, runs the step (RUN 1, then acknowledges whatever reached the output ring), and after the last
-    step reads the output layer's membranes into a result record (:func:`pack_record`).  H is not
-    touched: it carries over (``h_persist = never``) or stays (not plastic), as the bundle says.
+    chip (CLEAR), writes each step's inputs to every layer-0 core -- ``x_t = rshift_round(feature *
+    ramp[t], 8)`` (``CODING`` = ``EngineCoding.DIRECT``) or the spikes of ``plasticore.coding.rate_spikes``
+    (``EngineCoding.RATE``: xorshift32 from the Weyl value ``RNG``, which steps by ``RATE_WEYL`` at every
+    sample start); zeros are not written: an axon not written in a step reads 0 -- runs the step (RUN 1,
+    then acknowledges whatever reached the output ring), and after the last step reads the output
+    layer's membranes into a result record (:func:`pack_record`).  H is not touched: it carries over
+    (``h_persist = never``) or stays (not plastic), as the bundle says.
     A chip without an engine does not decode these addresses as engine registers: the host checks ``ID``.
     """
 
@@ -206,6 +208,8 @@ class EngineReg(enum.IntEnum):
     RES_ACK = 10  #: write-only: n drops the n oldest records (n > RES_COUNT: an error, nothing dropped)
     DONE = 11  #: read-only: samples finished since reset
     ERRORS = 12  #: read-only: chip bus requests of the engine that were rejected (must stay 0)
+    CODING = 13  #: :class:`EngineCoding`
+    RNG = 14  #: the Weyl value w of the next sample to start (rate coding: ``plasticore.coding.rate_weyl``)
     X_CORE_BASE = 16  #: + e: core id of layer-0 core e
     U_SLICE_BASE = 24  #: + e: output slice e, :func:`u_slice_word`
     RAMP_BASE = 0x100  #: + t (t < max steps): ramp[t] (0 .. 256)
@@ -216,6 +220,13 @@ class EngineReg(enum.IntEnum):
     #: read-only window, + i: word i of the result records from the oldest unacknowledged one;
     #: OUT_EMPTY beyond the records waiting; reading changes nothing
     RES_WIN = 0x1000
+
+
+class EngineCoding(enum.IntEnum):
+    """The engine's input codings (``EngineReg.CODING``): the bundle's ``coding.kind``."""
+
+    DIRECT = 0  #: graded x_t = rshift_round(feature * ramp[t], 8)
+    RATE = 1  #: spikes from xorshift32 (``coding.rng = xorshift32``)
 
 
 #: the most steps per sample an engine build may offer (its ramp table sits at RAMP_BASE .. RES_WIN)

@@ -5,10 +5,13 @@
 every complete sample in its input queue (and room for its record in the result ring) it does what the
 host would do over the link, without a byte on the wire::
 
-    CLEAR := 1
+    CLEAR := 1;  state := w | 1;  w := w + RATE_WEYL                       (rate coding's generator)
     for t in 0 .. STEPS-1:
-        for every layer-0 core k, every input i with x = rshift_round(feature[i] * ramp[t], 8) != 0:
+        for every layer-0 core k, every input i with x != 0:
             X[k][i] := x
+        where x = rshift_round(feature[i] * ramp[t], 8)                        (CODING = DIRECT)
+           or x = [xorshift32(state) >> 24 < feature[i]], one state step per i  (CODING = RATE; every
+              core k replays the step's draws)
         n := RUN 1;  if n: OUT_ACK := n          (outputs are not kept: the record is the result)
     record := the output layer's membranes U, slice after slice (chip_map.pack_record)
 
@@ -30,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 from plasticore import chip_map as M
 from plasticore import contract as C
 from plasticore import core_map as CM
+from plasticore.coding import RATE_WEYL
 
 from .bus import BusOp, BusSignature
 from .bus_slice import BusSlice
@@ -39,10 +43,10 @@ __all__ = ["EngineChip", "SampleEngine"]
 R = M.EngineReg
 #: the signals :meth:`SampleEngine.elaborate` hands to :meth:`SampleEngine._sample_fsm`
 _FSM_SHARED = (
-    'D', 'RW', 'chip', 'commit_words', 'done', 'e_addr', 'e_data', 'e_op', 'e_valid', 'errors', 'host',
+    'D', 'RW', 'chip', 'coding', 'commit_words', 'done', 'e_addr', 'e_data', 'e_op', 'e_valid', 'errors', 'host',
     'host_pend', 'in_level', 'in_pop', 'in_r', 'in_tail', 'inputs', 'is_eng', 'n_u', 'n_x', 'ramp_r',
     'rd_block', 'rd_i', 'rd_pend', 'rec_words', 'res_commit', 'res_head', 'res_level', 'res_w', 'running',
-    'sample_words', 'steps', 'u_core', 'u_n', 'win_in', 'win_pend', 'x_core')
+    'sample_words', 'steps', 'u_core', 'u_n', 'weyl', 'win_in', 'win_pend', 'x_core')
 #: address bits of the engine's span, of the RES_NEXT and RES_WIN windows, of a table index; feature bits
 SPAN = (M.ENGINE_SPAN - 1).bit_length()
 NEXT = (M.ENGINE_MAX_RES_WORDS - 1).bit_length()
@@ -95,6 +99,8 @@ class SampleEngine(wiring.Component):
         n_x = Signal(range(D + 1))
         n_u = Signal(range(D + 1))
         rec_words = Signal(RW + 1)
+        coding = Signal(M.EngineCoding)
+        weyl = Signal(32)  # rate coding: the Weyl value of the next sample
         x_core = Array(Signal(core_bits, name=f"x_core{e}") for e in range(D))
         u_core = Array(Signal(core_bits, name=f"u_core{e}") for e in range(D))
         u_n = Array(Signal(CM_AXON_BITS, name=f"u_n{e}") for e in range(D))
@@ -188,6 +194,10 @@ class SampleEngine(wiring.Component):
                         m.d.sync += n_u.eq(host.w_data)
                     with m.Case(R.RECORD_WORDS):
                         m.d.sync += rec_words.eq(host.w_data)
+                    with m.Case(R.CODING):
+                        m.d.sync += coding.eq(host.w_data)
+                    with m.Case(R.RNG):
+                        m.d.sync += weyl.eq(host.w_data)
                     with m.Case(R.IN):
                         with m.If(in_level[IW]):
                             m.d.comb += wr_err.eq(1)
@@ -211,7 +221,8 @@ class SampleEngine(wiring.Component):
                 with m.Switch(off):
                     for reg, val in ((R.ID, M.ENGINE_ID_VALUE), (R.INFO, self.info()), (R.STEPS, steps),
                                      (R.INPUTS, inputs), (R.X_CORES, n_x), (R.U_SLICES, n_u),
-                                     (R.RECORD_WORDS, rec_words), (R.IN_FREE, (1 << IW) - in_level),
+                                     (R.RECORD_WORDS, rec_words), (R.CODING, coding), (R.RNG, weyl),
+                                     (R.IN_FREE, (1 << IW) - in_level),
                                      (R.RES_COUNT, res_count), (R.DONE, done), (R.ERRORS, errors)):
                         with m.Case(reg):
                             m.d.sync += loc_data.eq(val)
@@ -229,29 +240,38 @@ class SampleEngine(wiring.Component):
     def _sample_fsm(self, m: Module, v: SimpleNamespace) -> None:
         """The engine's sample sequence (CLEAR, per step the inputs, RUN, OUT_ACK; the record), and the
         result window's answers; ``v``: the signals it shares with :meth:`elaborate`."""
-        (D, RW, chip, commit_words, done, e_addr, e_data, e_op, e_valid, errors, host, host_pend, in_level,
+        (D, RW, chip, coding, commit_words, done, e_addr, e_data, e_op, e_valid, errors, host, host_pend, in_level,
          in_pop, in_r, in_tail, inputs, is_eng, n_u, n_x, ramp_r, rd_block, rd_i, rd_pend, rec_words,
-         res_commit, res_head, res_level, res_w, running, sample_words, steps, u_core, u_n, win_in, win_pend,
-         x_core) = (getattr(v, n) for n in _FSM_SHARED)
+         res_commit, res_head, res_level, res_w, running, sample_words, steps, u_core, u_n, weyl, win_in,
+         win_pend, x_core) = (getattr(v, n) for n in _FSM_SHARED)
         t = Signal(range(self.max_steps + 1))
         k = Signal(range(D + 1))
         i = Signal(CM_AXON_BITS)
         ramp_q = Signal(9)
-        feat_q = Signal(8)
+        word_q = Signal(32)  # the queue word holding input i
         x = Signal(C.X_BITS + 8)
         words = Signal(RW + 1)  # record words written so far
         waiting = Signal(32)  # RUN's answer: entries in the output ring, to acknowledge
         acc, nb = Signal(64), Signal(6)  # record packer: nb bits waiting in acc (< 32)
+        rng, rng_step = Signal(32), Signal(32)  # rate coding: the generator's state, and at the step's start
+        rate = coding == M.EngineCoding.RATE
+        s13, s17 = Signal(32), Signal(32)
+        m.d.comb += [s13.eq(rng ^ (rng << 13)[:32]), s17.eq(s13 ^ (s13 >> 17))]
+        nxt = s17 ^ (s17 << 5)[:32]  # xorshift32 (13, 17, 5): plasticore.coding.xorshift32
         m.d.comb += [ramp_r.addr.eq(t), in_r.addr.eq(in_tail + (i >> FW))]
-        feature = in_r.data.word_select(i[:FW], 32 // M.FEATURES_PER_WORD)
+        feature = word_q.word_select(i[:FW], 32 // M.FEATURES_PER_WORD)
         room = ((1 << RW) - res_level) >= rec_words
         startable = (steps != 0) & (n_u != 0) & (in_level >= sample_words) & (sample_words != 0) & room
         can_start = startable & ~host_pend & ~(host.valid & ~is_eng)
 
         # the window answers word i once it exists (RES_NEXT), or at once (RES_WIN), or when the engine can
-        # run nothing more (then OUT_EMPTY beyond the records waiting)
-        have = rd_i < res_level
-        with m.If(rd_pend & (~rd_block | have | (~running & ~startable))):
+        # run nothing more (then OUT_EMPTY beyond the records waiting).  It decides on registered values
+        # (timing): ``have`` and ``idle`` are one snapshot, taken a clock after rd_i is set (``rd_seen``);
+        # nothing the link can change meanwhile (it waits for this answer), and the records only grow
+        have, idle, rd_seen, decide = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += decide.eq(rd_pend & rd_seen & (~rd_block | have | idle))
+        m.d.sync += [have.eq(rd_i < res_level), idle.eq(~running & ~startable), rd_seen.eq(rd_pend & ~decide)]
+        with m.If(decide):
             m.d.sync += [rd_pend.eq(0), win_pend.eq(1), win_in.eq(have)]
         core_base = Const(M.CORE_REGION, 32)
 
@@ -265,7 +285,8 @@ class SampleEngine(wiring.Component):
         with m.FSM(name="engine"):
             with m.State("IDLE"):
                 with m.If(can_start):
-                    m.d.sync += [running.eq(1), t.eq(0), words.eq(0), acc.eq(0), nb.eq(0)]
+                    m.d.sync += [running.eq(1), t.eq(0), words.eq(0), acc.eq(0), nb.eq(0), rng.eq(weyl | 1),
+                                 weyl.eq(weyl + RATE_WEYL)]
                     m.next = "CLEAR"
             with m.State("CLEAR"):
                 m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE), e_addr.eq(M.ChipReg.CLEAR), e_data.eq(1)]
@@ -273,7 +294,7 @@ class SampleEngine(wiring.Component):
                     m.d.sync += errors.eq(errors + chip.error)
                     m.next = "RAMP"
             with m.State("RAMP"):  # ramp[t] is read this clock
-                m.d.sync += [k.eq(0), i.eq(0)]
+                m.d.sync += [k.eq(0), i.eq(0), rng_step.eq(rng)]
                 m.next = "RAMP_Q"
             with m.State("RAMP_Q"):
                 m.d.sync += ramp_q.eq(ramp_r.data)
@@ -283,13 +304,18 @@ class SampleEngine(wiring.Component):
                     m.next = "RUN"
                 with m.Elif(i == inputs):
                     m.d.sync += [k.eq(k + 1), i.eq(0)]
+                    with m.If(k + 1 != n_x):  # the next core gets the same draws
+                        m.d.sync += rng.eq(rng_step)
                 with m.Else():
                     m.next = "CODE"
-            with m.State("CODE"):  # the feature from the queue's block RAM into a register (timing: no
-                m.d.sync += feat_q.eq(feature)  # decision is taken on the block RAM's output)
+            with m.State("CODE"):  # the queue's block RAM output into a register (timing: nothing else
+                m.d.sync += [word_q.eq(in_r.data), rng.eq(nxt)]  # on the path from the block RAM)
                 m.next = "MUL"
             with m.State("MUL"):
-                m.d.sync += x.eq((feat_q * ramp_q + 128) >> 8)  # contract: rshift_round(f * ramp, 8)
+                with m.If(rate):  # contract: plasticore.coding.rate_spikes
+                    m.d.sync += x.eq(rng[24:] < feature)
+                with m.Else():  # contract: rshift_round(f * ramp, 8)
+                    m.d.sync += x.eq((feature * ramp_q + 128) >> 8)
                 m.next = "XWR"
             with m.State("XWR"):
                 with m.If(x == 0):  # an axon not written in a step reads 0

@@ -47,7 +47,7 @@ class ChipConfig:
 
 
 #: contract modules the hardware is generated from (besides rtl/*.py)
-HW_CONTRACT = ("contract.py", "core_map.py", "chip_map.py", "protocol.py")
+HW_CONTRACT = ("contract.py", "core_map.py", "chip_map.py", "protocol.py", "coding.py")
 
 
 def rtl_hash(extra: str = "") -> str:

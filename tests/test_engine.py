@@ -10,7 +10,7 @@ from plasticore import chip_map as M
 from plasticore import contract as C
 from plasticore import golden
 from plasticore.bundle import validate
-from plasticore.coding import encode_for
+from plasticore.coding import encode_for, rate_weyl
 from plasticore.host.bus import BusError
 from plasticore.host.device import Device, DeviceError
 from plasticore.runs import CompactResult, compare_compact
@@ -28,15 +28,19 @@ def dev():
         yield d
 
 
-def _streamable(rng, sizes, T):
-    """A random bundle the engine runs: direct coding (a random ramp), H carried or frozen, LIF output."""
+def _streamable(rng, sizes, T, coding="direct"):
+    """A random bundle the engine runs: direct coding (a random ramp) or rate coding (xorshift32, a random
+    64-bit seed), H carried or frozen, LIF output."""
     while True:
-        b = random_bundle(rng, sizes=sizes, timesteps=T, coding="direct")
+        b = random_bundle(rng, sizes=sizes, timesteps=T, coding=coding)
         if b.layers[-1].soma == C.SomaMode.LIF:
             break
     layers = [dataclasses.replace(L, h_persist=C.HPersist.NEVER) for L in b.layers]
-    ramp = [int(v) for v in rng.integers(0, 257, T)]
-    b = dataclasses.replace(b, layers=layers, coding=dataclasses.replace(b.coding, ramp=ramp))
+    if coding == "direct":
+        cod = dataclasses.replace(b.coding, ramp=[int(v) for v in rng.integers(0, 257, T)])
+    else:
+        cod = dataclasses.replace(b.coding, seed=int(rng.integers(0, 2**63)) * 2 + int(rng.integers(0, 2)))
+    b = dataclasses.replace(b, layers=layers, coding=cod)
     validate(b)
     return b
 
@@ -55,15 +59,31 @@ def _check(dev, b, f):
     assert msg is None, msg
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(6))
 def test_streamed_records_equal_golden(dev, seed):
+    """Random networks, direct (seeds 0-3) and rate coded (4-5)."""
     rng = np.random.default_rng(500 + seed)
     n_layers = int(rng.integers(1, 4))
     sizes = [int(rng.integers(1, 33))] + [int(rng.integers(1, 25)) for _ in range(n_layers)]
     while sum(-(-n // 16) for n in sizes[1:]) > 4:
         sizes[int(np.argmax(sizes[1:])) + 1] //= 2
-    b = _streamable(rng, sizes, int(rng.integers(1, 6)))
+    b = _streamable(rng, sizes, int(rng.integers(1, 6)), "direct" if seed < 4 else "rate")
     _check(dev, b, _features(rng, b, int(rng.integers(1, 12))))
+
+
+def test_rate_coding_on_the_chip(dev):
+    """The engine's xorshift32 spikes equal ``plasticore.coding.rate_spikes``: layer 0 over two cores
+    (each replays the step's draws), two streams in a row (each numbers its samples from 0: the host
+    writes RNG when it configures the engine; the Weyl value steps once a sample), and the generator's
+    register after the run."""
+    rng = np.random.default_rng(11)
+    b = _streamable(rng, [32, 24, 10], 3, "rate")
+    assert len(b.layers) == 2 and b.layers[0].n_out > CFG.n_max
+    f = _features(rng, b, 20)
+    _check(dev, b, f)
+    assert dev.bus.read(M.engine_addr(M.EngineReg.CODING), 2) == [M.EngineCoding.RATE,
+                                                                int(rate_weyl(b.coding.seed, 20))]
+    _check(dev, b, f[::-1])
 
 
 def test_queues_wrap_and_runs_mix(dev):
@@ -94,7 +114,7 @@ def test_engine_registers_refuse_bad_requests(dev):
         dev.bus.write(a(E.RES_ACK), [1])  # no record waiting
         dev.bus.sync()
     with pytest.raises(BusError):
-        dev.bus.read(a(E.ERRORS, 1), 1)  # an unused address
+        dev.bus.read(a(E.RNG, 1), 1)  # an unused address
     assert dev.bus.read(a(E.RES_WIN), 2) == [M.OUT_EMPTY, M.OUT_EMPTY]
     assert dev.bus.read(a(E.RES_NEXT, 5), 1) == [M.OUT_EMPTY]  # nothing queued: the wait ends at once
     info = dev.engine()
@@ -110,6 +130,9 @@ def test_a_bundle_the_engine_cannot_run_is_refused(dev):
     assert "h_persist = sample" in dev.why_not_stream()
     with pytest.raises(DeviceError, match="cannot stream"):
         dev.stream(np.zeros((1, 8), np.int64))
+    b = _streamable(rng, [8, 6], 2, "rate")
+    dev.deploy(dataclasses.replace(b, coding=dataclasses.replace(b.coding, rng="pcg64")))
+    assert "'pcg64'" in dev.why_not_stream()
 
 
 def test_a_chip_without_engine_says_so():
