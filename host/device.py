@@ -73,9 +73,10 @@ def input_runs(x: np.ndarray) -> list[tuple[int, list[int]]]:
     return runs
 
 
-def stream_refusal(b: Bundle) -> str | None:
-    """Why no sample engine can run bundle ``b`` (None: any engine with room for it can)."""
-    if b.coding.kind == "rate" and b.coding.rng != "xorshift32":
+def stream_refusal(b: Bundle, events: bool = False) -> str | None:
+    """Why no sample engine can run bundle ``b``, fed features (or coded inputs as ``events``); None: any
+    engine with room for it can."""
+    if not events and b.coding.kind == "rate" and b.coding.rng != "xorshift32":
         return (f"the engine draws rate-coded spikes from xorshift32; the bundle's generator is "
                 f"{b.coding.rng!r} (a bundle before version 4: export it again, or run it host-driven)")
     if b.reset_h_layers():
@@ -306,10 +307,11 @@ class Device:
             self._engine = EngineInfo.decode(info) if ident == M.ENGINE_ID_VALUE else None
         return self._engine
 
-    def why_not_stream(self, bundle: Bundle | None = None) -> str | None:
-        """None if the deployed ``bundle`` can run on the chip's sample engine, else why not (one line)."""
+    def why_not_stream(self, bundle: Bundle | None = None, events: bool = False) -> str | None:
+        """None if the deployed ``bundle`` can run on the chip's sample engine (fed features, or coded
+        inputs as ``events``), else why not (one line)."""
         b = bundle or self._need()[0]
-        if (why := stream_refusal(b)) is not None:
+        if (why := stream_refusal(b, events)) is not None:
             return why
         eng = self.engine()
         if eng is None:
@@ -321,37 +323,69 @@ class Device:
         return None
 
     def stream(self, features: np.ndarray, labels: np.ndarray | None = None, progress=None):
-        """Run uint8 ``features`` (S, n_in) through the sample engine: the chip codes the inputs, runs the
-        samples back to back and keeps a compact record each (the output layer's final membranes); the
-        host keeps the input queue full and reads records as they come.  Returns a
-        :class:`plasticore.runs.CompactResult` (bit-exact with ``CompactResult.of(golden.run(...))``)."""
+        """Run uint8 ``features`` (S, n_in) through the sample engine: the chip codes the inputs (the
+        bundle's ramp, or its rate coding's xorshift32), runs the samples back to back and keeps a compact
+        record each (the output layer's final membranes); the host keeps the input queue full and reads
+        records as they come.  Returns a :class:`plasticore.runs.CompactResult` (bit-exact with
+        ``CompactResult.of(golden.run(b, encode_for(b, features)))``)."""
         from plasticore.coding import check_features
+
+        b, _ = self._need()
+        f = check_features(features, b.n_in)
+        return self._stream(b, [M.pack_features(s) for s in f], False, labels, progress)
+
+    def stream_inputs(self, x: np.ndarray, labels: np.ndarray | None = None, progress=None):
+        """Run coded layer-0 inputs ``x`` (S, T, n_in) through the sample engine as events: every non-zero
+        input one word (:func:`plasticore.chip_map.pack_events`), so sparse spike trains cost what they
+        hold.  Returns a :class:`plasticore.runs.CompactResult` (bit-exact with
+        ``CompactResult.of(golden.run(b, x))``)."""
+        from plasticore.coding import layer0_range
+
+        b, _ = self._need()
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[1:] != (b.timesteps, b.n_in) or not np.issubdtype(x.dtype, np.integer):
+            raise DeviceError(f"inputs have shape {x.shape} ({x.dtype}), expected integers "
+                              f"(samples, {b.timesteps}, {b.n_in})")
+        lo, hi = layer0_range(b)
+        if x.size and (x.min() < lo or x.max() > hi):
+            raise DeviceError(f"inputs have values in [{x.min()}, {x.max()}], layer 0 takes {lo}..{hi}")
+        return self._stream(b, [M.pack_events(s) for s in x], True, labels, progress)
+
+    def _stream(self, b: Bundle, packed: list[list[int]], events: bool, labels, progress):
+        """The streamed run: ``packed`` = each sample's input queue words."""
         from plasticore.runs import CompactResult, predict
 
-        b, img = self._need()
-        why = self.why_not_stream(b)
+        img = self._need()[1]
+        why = self.why_not_stream(b, events)
         if why is not None:
             raise DeviceError(f"cannot stream this bundle: {why}")
-        f = check_features(features, b.n_in)
         eng = self.engine()
-        S, n_out = len(f), b.layers[-1].n_out
-        wps, rec = M.feature_words(b.n_in), M.record_words(n_out)
+        sizes = [len(w) for w in packed]
+        if sizes and max(sizes) > eng.in_words:
+            s = int(np.argmax(sizes))
+            raise DeviceError(f"sample {s} takes {sizes[s]} input queue words, the engine's queue holds "
+                              f"{eng.in_words}")
+        S, n_out = len(packed), b.layers[-1].n_out
+        rec = M.record_words(n_out)
         u_out = np.zeros((S, n_out), np.int32)
         t0 = time.perf_counter()
         with self._during("stream (configuring the engine)"):
-            self._configure_engine(b, img, rec)
+            self._configure_engine(b, img, rec, events)
             self.bus.sync()
         w0 = self.bus.wire_bytes()  # (after the configuration: the samples' own bytes)
-        cap = eng.in_words // wps  # samples the input queue holds
-        # records read at once: most of the queue, while the rest keeps the engine busy for a round trip
+        # records read at once: most of what the queue holds, while the rest keeps the engine busy for a
+        # round trip
+        cap = eng.in_words // max(1, -(-sum(sizes) // max(1, S)))
         batch = max(1, min(cap * 3 // 4, eng.res_words // rec))
-        sent = got = 0
+        sent = got = queued = 0  # queued: words of the samples sent and not read back (an upper bound)
         with self._during("stream"):
             while got < S:
-                if sent < S and sent - got < cap:  # the queue holds at most sent - got samples now
-                    n = min(cap - (sent - got), S - sent)
-                    words = [w for s in range(sent, sent + n) for w in M.pack_features(f[s])]
-                    self.bus.write_fix(M.engine_addr(M.EngineReg.IN), words)
+                n = 0
+                while sent + n < S and queued + sizes[sent + n] <= eng.in_words:
+                    queued += sizes[sent + n]
+                    n += 1
+                if n:
+                    self.bus.write_fix(M.engine_addr(M.EngineReg.IN), [w for p in packed[sent:sent + n] for w in p])
                     sent += n
                 # a batch of records: the window read waits on the chip for each word (the engine runs
                 # the rest of the queue meanwhile); OUT_EMPTY words are records only if they exist
@@ -365,6 +399,7 @@ class Device:
                 self.bus.write(M.engine_addr(M.EngineReg.RES_ACK), [n])
                 for r in range(n):
                     u_out[got + r] = M.unpack_record(win[r * rec:(r + 1) * rec], n_out)
+                queued -= sum(sizes[got:got + n])
                 got += n
                 if progress is not None:
                     progress(n)
@@ -380,15 +415,17 @@ class Device:
         preds = predict(b, u_out.astype(np.int64), np.zeros_like(u_out))
         return CompactResult(u_out, h_final, preds, None if labels is None else np.asarray(labels, np.int64))
 
-    def _configure_engine(self, b: Bundle, img: ChipImage, rec: int) -> None:
-        """STEPS, INPUTS, the layer-0 cores, the output slices, the record size, the coding (the ramp, or
-        the generator's Weyl value of sample 0)."""
+    def _configure_engine(self, b: Bundle, img: ChipImage, rec: int, events: bool) -> None:
+        """STEPS, INPUTS, the layer-0 cores, the output slices, the record size, the coding (events, the
+        ramp, or the generator's Weyl value of sample 0)."""
         from plasticore.coding import rate_weyl
 
         E, a = M.EngineReg, M.engine_addr
         out = [sl for sl in img.placement.slices if sl.layer == len(b.layers) - 1]
         self.bus.write(a(E.STEPS), [0])  # (nothing starts while the tables change)
-        if b.coding.kind == "rate":
+        if events:
+            self.bus.write(a(E.CODING), [M.EngineCoding.EVENTS])
+        elif b.coding.kind == "rate":
             self.bus.write(a(E.CODING), [M.EngineCoding.RATE, int(rate_weyl(b.coding.seed, 0))])  # CODING, RNG
         else:
             self.bus.write(a(E.CODING), [M.EngineCoding.DIRECT])

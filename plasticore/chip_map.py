@@ -184,11 +184,13 @@ RECORD_VALUE_BITS = C.U_BITS  #: a result record packs the output layer's membra
 class EngineReg(enum.IntEnum):
     """Registers of the sample engine, at ``ENGINE_BASE +`` these offsets (chip bus, bit 31 clear).
 
-    The host queues samples as uint8 features (``IN``); for every complete sample the engine clears the
-    chip (CLEAR), writes each step's inputs to every layer-0 core -- ``x_t = rshift_round(feature *
-    ramp[t], 8)`` (``CODING`` = ``EngineCoding.DIRECT``) or the spikes of ``plasticore.coding.rate_spikes``
-    (``EngineCoding.RATE``: xorshift32 from the Weyl value ``RNG``, which steps by ``RATE_WEYL`` at every
-    sample start); zeros are not written: an axon not written in a step reads 0 -- runs the step (RUN 1,
+    The host queues samples as uint8 features (``IN``), or as event words; for every complete sample the
+    engine clears the chip (CLEAR), writes each step's inputs to every layer-0 core -- ``x_t =
+    rshift_round(feature * ramp[t], 8)`` (``CODING`` = ``EngineCoding.DIRECT``), the spikes of
+    ``plasticore.coding.rate_spikes`` (``EngineCoding.RATE``: xorshift32 from the Weyl value ``RNG``, which
+    steps by ``RATE_WEYL`` at every sample start), or the step's events (``EngineCoding.EVENTS``, an event
+    of another step than its place in the sorted order allows is skipped and counted in ``ERRORS``); zeros
+    are not written: an axon not written in a step reads 0 -- runs the step (RUN 1,
     then acknowledges whatever reached the output ring), and after the last step reads the output
     layer's membranes into a result record (:func:`pack_record`).  H is not touched: it carries over
     (``h_persist = never``) or stays (not plastic), as the bundle says.
@@ -227,6 +229,7 @@ class EngineCoding(enum.IntEnum):
 
     DIRECT = 0  #: graded x_t = rshift_round(feature * ramp[t], 8)
     RATE = 1  #: spikes from xorshift32 (``coding.rng = xorshift32``)
+    EVENTS = 2  #: coded inputs, queued as event words (:func:`pack_events`): the chip writes them as they are
 
 
 #: the most steps per sample an engine build may offer (its ramp table sits at RAMP_BASE .. RES_WIN)
@@ -283,6 +286,28 @@ def pack_features(features) -> list[int]:
     f[:len(features)] = np.asarray(features, np.uint32)
     w = f.reshape(-1, FEATURES_PER_WORD) << (np.arange(FEATURES_PER_WORD, dtype=np.uint32) * 8)
     return [int(v) for v in w.sum(axis=1, dtype=np.uint32)]
+
+
+#: Event words (``EngineCoding.EVENTS``): a sample is its non-zero inputs, one word each -- axon, value
+#: (the X word, two's complement) and step, in these fields -- sorted by step, then ``EVENT_END``
+EVENT_AXON_BITS = (C.MAX_AXONS - 1).bit_length()
+EVENT_VALUE_SHIFT, EVENT_VALUE_BITS = EVENT_AXON_BITS, C.X_BITS
+EVENT_STEP_SHIFT = EVENT_VALUE_SHIFT + EVENT_VALUE_BITS
+EVENT_STEP_BITS = (C.MAX_TIMESTEPS - 1).bit_length()
+EVENT_END = 1 << 31  #: the end of a sample's events (bit 31: no event word has it)
+assert EVENT_STEP_SHIFT + EVENT_STEP_BITS <= 31
+
+
+def pack_events(x) -> list[int]:
+    """One sample's coded inputs x (T, A) as event words: every non-zero x[t, i], step by step, axon by
+    axon, then EVENT_END."""
+    import numpy as np
+
+    x = np.asarray(x, np.int64)
+    t, i = np.nonzero(x)  # row-major: sorted by step, then axon
+    v = x[t, i] & ((1 << EVENT_VALUE_BITS) - 1)
+    w = i | v << EVENT_VALUE_SHIFT | t << EVENT_STEP_SHIFT
+    return [int(e) for e in w] + [EVENT_END]
 
 
 def record_words(n_out: int) -> int:

@@ -44,9 +44,9 @@ R = M.EngineReg
 #: the signals :meth:`SampleEngine.elaborate` hands to :meth:`SampleEngine._sample_fsm`
 _FSM_SHARED = (
     'D', 'RW', 'chip', 'coding', 'commit_words', 'done', 'e_addr', 'e_data', 'e_op', 'e_valid', 'errors', 'host',
-    'host_pend', 'in_level', 'in_pop', 'in_r', 'in_tail', 'inputs', 'is_eng', 'n_u', 'n_x', 'ramp_r',
-    'rd_block', 'rd_i', 'rd_pend', 'rec_words', 'res_commit', 'res_head', 'res_level', 'res_w', 'running',
-    'sample_words', 'steps', 'u_core', 'u_n', 'weyl', 'win_in', 'win_pend', 'x_core')
+    'host_pend', 'in_level', 'in_pop', 'in_r', 'in_tail', 'markers', 'pop_words', 'inputs', 'is_eng', 'n_u',
+    'n_x', 'ramp_r', 'rd_block', 'rd_i', 'rd_pend', 'rec_words', 'res_commit', 'res_head', 'res_level', 'res_w',
+    'running', 'sample_words', 'steps', 'u_core', 'u_n', 'weyl', 'win_in', 'win_pend', 'x_core')
 #: address bits of the engine's span, of the RES_NEXT and RES_WIN windows, of a table index; feature bits
 SPAN = (M.ENGINE_SPAN - 1).bit_length()
 NEXT = (M.ENGINE_MAX_RES_WORDS - 1).bit_length()
@@ -116,9 +116,12 @@ class SampleEngine(wiring.Component):
         res_head, res_tail, res_level = Signal(RW), Signal(RW), Signal(RW + 1)
         res_count = Signal(RW + 1)
         done, errors = Signal(32), Signal(32)
-        sample_words = Signal(IW + 1)  # input queue words of a sample
+        sample_words = Signal(IW + 1)  # input queue words of a sample of features
         m.d.comb += sample_words.eq((inputs + M.FEATURES_PER_WORD - 1) >> FW)
         in_push, in_pop = Signal(), Signal()  # a word queued (host) / a sample's words freed (engine)
+        pop_words = Signal(IW + 1)  # the words a sample frees (the engine says)
+        markers = Signal(IW + 1)  # EVENTS: complete samples queued (their EVENT_END words)
+        events = coding == M.EngineCoding.EVENTS
         res_commit = Signal()
         commit_words = Signal(RW + 1)
         # RES_ACK n, from registers (timing: the multiply is off the bus path): n and the words it frees are
@@ -128,8 +131,9 @@ class SampleEngine(wiring.Component):
         acking = ack_go | ack_go2 | res_ack
         m.d.sync += [ack_go2.eq(ack_go), res_ack.eq(ack_go2), ack_go.eq(0), ack_words.eq(ack_n * rec_words)]
         m.d.sync += [in_head.eq(in_head + in_push),
-                     in_tail.eq(in_tail + Mux(in_pop, sample_words, 0)),
-                     in_level.eq(in_level + in_push - Mux(in_pop, sample_words, 0)),
+                     in_tail.eq(in_tail + Mux(in_pop, pop_words, 0)),
+                     in_level.eq(in_level + in_push - Mux(in_pop, pop_words, 0)),
+                     markers.eq(markers + (in_push & events & host.w_data[31]) - (in_pop & events)),
                      res_head.eq(res_head + Mux(res_commit, commit_words, 0)),
                      res_tail.eq(res_tail + Mux(res_ack, ack_words, 0)),
                      res_level.eq(res_level + Mux(res_commit, commit_words, 0) - Mux(res_ack, ack_words, 0)),
@@ -233,7 +237,7 @@ class SampleEngine(wiring.Component):
         self._sample_fsm(m, SimpleNamespace(**{n: loc[n] for n in _FSM_SHARED}))
 
         with m.If(reset_seen):  # (last: takes precedence over the queue updates above)
-            m.d.sync += [in_head.eq(0), in_tail.eq(0), in_level.eq(0), res_head.eq(0), res_tail.eq(0),
+            m.d.sync += [in_head.eq(0), in_tail.eq(0), in_level.eq(0), markers.eq(0), res_head.eq(0), res_tail.eq(0),
                          res_level.eq(0), res_count.eq(0), done.eq(0), errors.eq(0)]
         return m
 
@@ -241,8 +245,8 @@ class SampleEngine(wiring.Component):
         """The engine's sample sequence (CLEAR, per step the inputs, RUN, OUT_ACK; the record), and the
         result window's answers; ``v``: the signals it shares with :meth:`elaborate`."""
         (D, RW, chip, coding, commit_words, done, e_addr, e_data, e_op, e_valid, errors, host, host_pend, in_level,
-         in_pop, in_r, in_tail, inputs, is_eng, n_u, n_x, ramp_r, rd_block, rd_i, rd_pend, rec_words,
-         res_commit, res_head, res_level, res_w, running, sample_words, steps, u_core, u_n, weyl, win_in,
+         in_pop, in_r, in_tail, markers, pop_words, inputs, is_eng, n_u, n_x, ramp_r, rd_block, rd_i, rd_pend,
+         rec_words, res_commit, res_head, res_level, res_w, running, sample_words, steps, u_core, u_n, weyl, win_in,
          win_pend, x_core) = (getattr(v, n) for n in _FSM_SHARED)
         t = Signal(range(self.max_steps + 1))
         k = Signal(range(D + 1))
@@ -258,10 +262,19 @@ class SampleEngine(wiring.Component):
         s13, s17 = Signal(32), Signal(32)
         m.d.comb += [s13.eq(rng ^ (rng << 13)[:32]), s17.eq(s13 ^ (s13 >> 17))]
         nxt = s17 ^ (s17 << 5)[:32]  # xorshift32 (13, 17, 5): plasticore.coding.xorshift32
-        m.d.comb += [ramp_r.addr.eq(t), in_r.addr.eq(in_tail + (i >> FW))]
+        events = coding == M.EngineCoding.EVENTS
+        # EVENTS: the word of the sample read, and the first of the step
+        ev_pos, ev_start = Signal(self.in_log2 + 1), Signal(self.in_log2 + 1)
+        m.d.comb += [ramp_r.addr.eq(t), in_r.addr.eq(in_tail + Mux(events, ev_pos, i >> FW)),
+                     pop_words.eq(Mux(events, ev_pos + 1, sample_words))]
         feature = word_q.word_select(i[:FW], 32 // M.FEATURES_PER_WORD)
+        ev_end = word_q[31]
+        ev_axon = word_q[:M.EVENT_AXON_BITS]
+        ev_value = word_q[M.EVENT_VALUE_SHIFT:M.EVENT_VALUE_SHIFT + M.EVENT_VALUE_BITS].as_signed()
+        ev_step = word_q[M.EVENT_STEP_SHIFT:M.EVENT_STEP_SHIFT + M.EVENT_STEP_BITS]
         room = ((1 << RW) - res_level) >= rec_words
-        startable = (steps != 0) & (n_u != 0) & (in_level >= sample_words) & (sample_words != 0) & room
+        queued = Mux(events, markers != 0, (in_level >= sample_words) & (sample_words != 0))
+        startable = (steps != 0) & (n_u != 0) & queued & room
         can_start = startable & ~host_pend & ~(host.valid & ~is_eng)
 
         # the window answers word i once it exists (RES_NEXT), or at once (RES_WIN), or when the engine can
@@ -286,7 +299,7 @@ class SampleEngine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(can_start):
                     m.d.sync += [running.eq(1), t.eq(0), words.eq(0), acc.eq(0), nb.eq(0), rng.eq(weyl | 1),
-                                 weyl.eq(weyl + RATE_WEYL)]
+                                 weyl.eq(weyl + RATE_WEYL), ev_pos.eq(0)]
                     m.next = "CLEAR"
             with m.State("CLEAR"):
                 m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE), e_addr.eq(M.ChipReg.CLEAR), e_data.eq(1)]
@@ -294,11 +307,32 @@ class SampleEngine(wiring.Component):
                     m.d.sync += errors.eq(errors + chip.error)
                     m.next = "RAMP"
             with m.State("RAMP"):  # ramp[t] is read this clock
-                m.d.sync += [k.eq(0), i.eq(0), rng_step.eq(rng)]
+                m.d.sync += [k.eq(0), i.eq(0), rng_step.eq(rng), ev_start.eq(ev_pos)]
                 m.next = "RAMP_Q"
             with m.State("RAMP_Q"):
                 m.d.sync += ramp_q.eq(ramp_r.data)
-                m.next = "FEAT"
+                with m.If(events):
+                    m.next = "EV_READ"
+                with m.Else():
+                    m.next = "FEAT"
+            # EVENTS: the step's events, word after word (read, registered, decided), for every core
+            with m.State("EV_READ"):  # the word at ev_pos is read this clock
+                m.next = "EV_Q"
+            with m.State("EV_Q"):
+                m.d.sync += word_q.eq(in_r.data)
+                m.next = "EV_DEC"
+            with m.State("EV_DEC"):
+                with m.If(~ev_end & (ev_step == t)):
+                    m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE),
+                                 e_addr.eq(core_req(x_core[k], CM.Mem.X, ev_axon)), e_data.eq(ev_value)]
+                    with m.If(chip.ready):
+                        m.d.sync += [errors.eq(errors + chip.error), ev_pos.eq(ev_pos + 1)]
+                        m.next = "EV_READ"
+                with m.Elif(k + 1 >= n_x):  # the step's events are written (ev_pos: the next step's first)
+                    m.next = "RUN"
+                with m.Else():  # the next core: the same events again
+                    m.d.sync += [k.eq(k + 1), ev_pos.eq(ev_start)]
+                    m.next = "EV_READ"
             with m.State("FEAT"):  # the feature word of input i is read this clock
                 with m.If(k == n_x):
                     m.next = "RUN"
@@ -339,7 +373,10 @@ class SampleEngine(wiring.Component):
                 with m.If(waiting == 0):
                     with m.If(t == steps):
                         m.d.sync += [k.eq(0), i.eq(0)]
-                        m.next = "U_REQ"
+                        with m.If(events):
+                            m.next = "EV_TAIL"
+                        with m.Else():
+                            m.next = "U_REQ"
                     with m.Else():
                         m.next = "RAMP"
                 with m.Else():
@@ -347,6 +384,17 @@ class SampleEngine(wiring.Component):
                                  e_data.eq(waiting)]
                     with m.If(chip.ready):
                         m.d.sync += [errors.eq(errors + chip.error), waiting.eq(0)]
+            with m.State("EV_TAIL"):  # EVENTS: to the sample's EVENT_END (events of no step: errors)
+                m.next = "EV_TAIL_Q"
+            with m.State("EV_TAIL_Q"):
+                m.d.sync += word_q.eq(in_r.data)
+                m.next = "EV_TAIL_DEC"
+            with m.State("EV_TAIL_DEC"):
+                with m.If(ev_end):
+                    m.next = "U_REQ"
+                with m.Else():
+                    m.d.sync += [errors.eq(errors + 1), ev_pos.eq(ev_pos + 1)]
+                    m.next = "EV_TAIL"
             with m.State("U_REQ"):
                 with m.If(k == n_u):
                     m.next = "FLUSH"

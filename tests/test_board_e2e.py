@@ -129,12 +129,12 @@ def test_streamed_run_over_serial(board):
 
 def test_cli_stream_check(board, tmp_path, capsys):
     """``plasticore run --stream --check`` over the serial port: compact run file, bit-exact verdict,
-    bytes per sample reported."""
+    bytes per sample reported; a rate-coded bundle (the engine draws its spikes)."""
     from plasticore.app.cli import main
     from plasticore.bundle import save_bundle
 
     rng = np.random.default_rng(9)
-    b = random_bundle(rng, sizes=[24, 20, 12], timesteps=3, coding="direct", allow_ann=False,
+    b = random_bundle(rng, sizes=[24, 20, 12], timesteps=3, coding="rate", allow_ann=False,
                       edges=["none", "none"])
     for L in b.layers:
         L.h_persist = C.HPersist.NEVER

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from plasticore import contract as C
-from plasticore.bundle import BundleError, load_bundle, save_bundle
+from plasticore.bundle import RATE_RNG_SINCE, BundleError, load_bundle, save_bundle
+from plasticore.coding import encode_for
 from plasticore.sim.random_bundle import random_bundle
 
 
@@ -54,6 +55,7 @@ def _edit_tensor(path, key, value):
     (lambda d: d["layers"][0].update(alpha="1"), "'alpha'"),
     (lambda d: d.update(timesteps=0), "'timesteps' = 0"),
     (lambda d: d["coding"].update(ramp=[1, 2]), "'coding.ramp' has 2 entries"),
+    (lambda d: d["coding"].update(rng="mt19937"), "'coding.rng' = 'mt19937'"),
     (lambda d: d["layers"][1].update(input_kind="graded"), "layers[1].input_kind"),
 ])
 def test_json_errors_name_the_field(bundle_dir, edit, needle):
@@ -120,3 +122,42 @@ def test_random_bundles_are_valid_and_cover_options():
     somas = {s[0] for s in seen}
     assert somas == {C.SomaMode.LIF, C.SomaMode.ANN}
     assert {s[2] for s in seen} == {C.HPersist.NEVER, C.HPersist.SAMPLE}
+
+
+def _xorshift_reference(f, seed, T, n):
+    """Rate coding's xorshift32 for one sample, written out plainly (the contract, docs/bundle.md)."""
+    w = ((seed ^ seed >> 32) + (n + 1) * 0x9E3779B9) % 2**32
+    s, x = w | 1, np.zeros((T, len(f)), np.int64)
+    for t in range(T):
+        for i, v in enumerate(f):
+            s ^= s << 13 & 0xFFFFFFFF
+            s ^= s >> 17
+            s ^= s << 5 & 0xFFFFFFFF
+            x[t, i] = (s >> 24) < v
+    return x
+
+
+def test_rate_coding_generators(tmp_path):
+    """``xorshift32`` (what the chip's engine draws) equals its plain definition, per sample index, with
+    spike rates f/256; a rate-coded bundle written before version 4 (no ``coding.rng``) loads as ``pcg64``
+    and codes exactly as it did: thresholds from PCG64([seed, sample index])."""
+    rng = np.random.default_rng(9)
+    b = random_bundle(rng, sizes=[12, 4], timesteps=5, coding="rate")
+    b.coding.seed = 0xDEADBEEF_12345678
+    f = rng.integers(0, 256, (6, 12))
+    x = encode_for(b, f, sample_offset=3)
+    for s in range(6):
+        assert np.array_equal(x[s], _xorshift_reference([int(v) for v in f[s]], b.coding.seed, 5, 3 + s)), s
+    big = encode_for(b, np.full((400, 12), 64))
+    assert abs(big.mean() - 0.25) < 0.01
+    path = save_bundle(b, tmp_path / "b")
+    assert load_bundle(path).coding.rng == "xorshift32"
+    d = json.loads((path / "bundle.json").read_text())
+    d["version"] = RATE_RNG_SINCE - 1
+    del d["coding"]["rng"]
+    (path / "bundle.json").write_text(json.dumps(d))
+    old = load_bundle(path)
+    assert old.coding.rng == "pcg64"
+    want = np.stack([(np.random.Generator(np.random.PCG64([b.coding.seed, s])).integers(0, 256, (5, 12))
+                      < f[s]).astype(np.int64) for s in range(6)])
+    assert np.array_equal(encode_for(old, f), want)

@@ -86,6 +86,51 @@ def test_rate_coding_on_the_chip(dev):
     _check(dev, b, f[::-1])
 
 
+@pytest.mark.parametrize("coding", ["rate", "direct"])
+def test_event_inputs_equal_golden(dev, coding):
+    """Coded inputs as events (``Device.stream_inputs``): sparse spikes (rate-coded layer 0) or graded
+    values down to X_MIN (the sign of the 9-bit X word), layer 0 over two cores (each gets the step's
+    events again), samples of different lengths, empty ones included, more than the queue holds."""
+    rng = np.random.default_rng(21 if coding == "rate" else 22)
+    b = _streamable(rng, [32, 20, 6], 4, coding)
+    S = 150
+    if coding == "rate":
+        x = (rng.random((S, 4, 32)) < 0.15).astype(np.int64)
+    else:
+        x = rng.integers(C.X_MIN, C.X_GRADED_MAX + 1, (S, 4, 32))
+        x[rng.random(x.shape) < 0.8] = 0
+    x[::7] = 0
+    words = sum(len(M.pack_events(s)) for s in x)
+    assert words > dev.engine().in_words
+    dev.deploy(b)
+    r = dev.stream_inputs(x)
+    msg = compare_compact(r, CompactResult.of(golden.run(b, x)))
+    assert msg is None, msg
+
+
+def test_events_out_of_order_are_skipped_and_counted(dev):
+    """An event whose step has passed when the engine reaches it (the host sorts them; this one did not)
+    is skipped, counted in ERRORS, and the sample still ends at its EVENT_END: the next sample is whole."""
+    rng = np.random.default_rng(23)
+    b = _streamable(rng, [8, 5], 3, "rate")
+    b = dataclasses.replace(b, layers=[dataclasses.replace(b.layers[0], plastic=False)])
+    dev.deploy(b)
+    x = np.zeros((2, 3, 8), np.int64)
+    x[:, 1, 2] = 1
+    ref = dev.stream_inputs(x)
+    E, a = M.EngineReg, M.engine_addr
+    ev1, end = M.pack_events(x[0])  # the step-1 event, EVENT_END
+    bad = [ev1, ev1 & ~(((1 << M.EVENT_STEP_BITS) - 1) << M.EVENT_STEP_SHIFT), end]  # t = 1, then t = 0
+    dev.deploy(b)
+    dev.bus.write_fix(a(E.IN), bad + M.pack_events(x[1]))
+    rec = M.record_words(5)
+    win = dev.bus.read(a(E.RES_NEXT), 2 * rec)
+    dev.bus.write(a(E.RES_ACK), [2])
+    assert dev.bus.read(a(E.ERRORS), 1) == [1]  # the t = 0 event: step 0 had passed
+    assert np.array_equal(M.unpack_record(win[rec:], 5), ref.u_out[1])
+    dev.bus.reset()
+
+
 def test_queues_wrap_and_runs_mix(dev):
     """More samples than the input queue and the result ring hold (both wrap, the host waits for
     room), a full host-driven run between two streams (requests pass through the engine), and a
