@@ -51,9 +51,8 @@ def cmd_run(args) -> int:
     x, labels, feats = load_inputs(args, bundle, with_features=True)
     if args.stream and args.record_membranes:
         raise CliError("--stream returns compact records; --record-membranes needs a full run (leave out --stream)")
-    if args.stream and feats is None:
-        raise CliError(f"--inputs {args.inputs}: --stream needs 'features' (the chip codes them), the file has 'x'")
-    if args.stream and (why := stream_refusal(bundle)):
+    events = args.stream and feats is None  # coded inputs stream as events (every non-zero input a word)
+    if args.stream and (why := stream_refusal(bundle, events)):
         raise CliError(f"--stream: {args.bundle}: {why}")
     if args.port.startswith("sim://"):
         check_sim_port_fits(args.port, bundle)
@@ -61,13 +60,15 @@ def cmd_run(args) -> int:
         info = dev.identify()
         print(f"board on {args.port}: {info['cores']} cores ({info['mesh'][0]}x{info['mesh'][1]}) of "
               f"{info['core'][0]}x{info['core'][1]}, P={info['core'][2]}, design 0x{info['design_id']:08x}")
-        if args.stream and (why := dev.why_not_stream(bundle)):
+        if args.stream and (why := dev.why_not_stream(bundle, events)):
             raise CliError(f"--stream: {why}")
         dev.deploy(bundle)
         w0 = dev.bus.wire_bytes()
         t0 = time.perf_counter()
         with tqdm(total=len(x), unit="sample", disable=args.quiet, desc="stream" if args.stream else "run") as bar:
-            if args.stream:
+            if events:
+                res = dev.stream_inputs(x, labels=labels, progress=bar.update)
+            elif args.stream:
                 res = dev.stream(feats, labels=labels, progress=bar.update)
             else:
                 res = dev.run(x, labels=labels, record_membranes=args.record_membranes, progress=bar.update)
@@ -118,8 +119,9 @@ def add_cli(sub) -> None:
                    help="refuse a board whose design ID differs (e.g. 0x1234abcd)")
     r.add_argument("--record-membranes", action="store_true")
     r.add_argument("--stream", action="store_true",
-                   help="run on the chip's sample engine: features queued on the chip, coded there, compact "
-                        "records back (output membranes, predictions, final H; docs/protocol.md)")
+                   help="run on the chip's sample engine: features queued on the chip, coded there (an "
+                        "inputs file with 'x': its non-zero inputs queued as events), compact records back "
+                        "(output membranes, predictions, final H; docs/protocol.md)")
     r.add_argument("--check", action="store_true", help="also run the golden model and compare bit for bit")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_run)

@@ -2,7 +2,8 @@
 serial link) and on the Verilated chip driven directly (no link), for a 64-128-10 plastic network
 with T = 8, and the simulated clock rate of each; each both ways: host-driven full records
 (``Device.run``) and streamed through the chip's sample engine (``Device.stream``: uint8 features in,
-compact records out).  ``python -m plasticore.sim.bench_chip``."""
+compact records out); and the same network with spike inputs streamed two ways (the engine's rate coding,
+and the host's spikes as events).  ``python -m plasticore.sim.bench_chip``."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ import numpy as np
 #: the real board of the modelled rate: the ULX3S default (3 Mbaud link, 75 MHz chip clock; docs/boards.md)
 MODEL_BAUD = 3_000_000
 MODEL_CLOCK_HZ = 75e6
+GOAL_CLOCK_HZ = 100e6  #: the chip clock issue 22's modelled-rate goal is stated at
 
 
-def _net():
+def _net(coding: str = "direct"):
     from plasticore import contract as C
     from plasticore.coding import encode_for
     from plasticore.datasets import load_dataset
     from plasticore.sim.random_bundle import random_bundle
 
     rng = np.random.default_rng(42)
-    b = random_bundle(rng, sizes=[64, 128, 10], timesteps=8, coding="direct", allow_ann=False,
+    b = random_bundle(rng, sizes=[64, 128, 10], timesteps=8, coding=coding, allow_ann=False,
                       edges=["none", "none"])
     b.layers[0].plastic = True
     for L in b.layers:  # H keeps learning from sample to sample (the demo's on-chip bundle)
@@ -51,6 +53,25 @@ def _timed(dev, b, fn, repeats: int, cycles=None, link=None):
                     "rx": link["bytes_received"] - before.get("bytes_received", 0),
                     "frames": link["frames_sent"] - before.get("frames_sent", 0)}
     return statistics.median(ts), res, statistics.median(cyc) if cyc else None, wire
+
+
+def _spike_inputs(dev, feats) -> dict:
+    """The same network with rate-coded (spike) inputs on the simulated board: streamed as features (the
+    engine draws the spikes: xorshift32) and as events (the host's spikes, every one a queue word)."""
+    from plasticore import golden, runs
+
+    b, _, x = _net("rate")
+    x = x[:len(feats)]
+    ref = runs.CompactResult.of(golden.run(b, x))
+    out = {"spike_samples": len(feats), "spike_events_per_sample": float(np.count_nonzero(x)) / len(feats)}
+    for key, fn in (("rate", lambda: dev.stream(feats)), ("events", lambda: dev.stream_inputs(x))):
+        dev.deploy(b)
+        t0 = time.perf_counter()
+        r = fn()
+        out[f"simboard_{key}_stream_inferences_per_s"] = len(feats) / (time.perf_counter() - t0)
+        out[f"{key}_stream_wire_bytes_per_sample"] = sum(dev.stats["stream_wire_bytes"]) / len(feats)
+        out[f"simboard_{key}_stream_bit_exact"] = runs.compare_compact(r, ref) is None
+    return out
 
 
 def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 256, model_chip=None) -> dict:
@@ -93,6 +114,7 @@ def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 256, model_
             out["simboard_stream_bit_exact"] = runs.compare_compact(rs, ref_stream) is None
             # the samples' own bytes, apart from the run's final H read (once per run)
             (stx, srx), h_rx = dev.stats["stream_wire_bytes"], swire["rx"] - dev.stats["stream_wire_bytes"][1]
+            out.update(_spike_inputs(dev, feats[:64]))
         stats = board.stop()
     # what one sample costs on the wire (host -> board, board -> host; frames the host sent)
     out["wire_bytes_per_sample_to_board"] = wire["tx"] / samples
@@ -129,13 +151,15 @@ def bench(samples: int = 16, repeats: int = 3, stream_samples: int = 256, model_
     schip_s = out["model_chip_cycles_per_streamed_inference"] / MODEL_CLOCK_HZ
     out["modelled_board_stream_inferences_per_s"] = 1.0 / max(sline_s, schip_s)
     out["modelled_board_stream_bound"] = "line" if sline_s > schip_s else "chip"
+    out["modelled_board_stream_inferences_per_s_at_goal_clock"] = 1.0 / max(
+        sline_s, out["model_chip_cycles_per_streamed_inference"] / GOAL_CLOCK_HZ)
     # issue 22's goals for the streamed run
     out["goal_stream_wire_bytes_per_sample"] = 100
     out["goal_stream_link_vs_direct_inference_ratio"] = 0.5
-    out["goal_modelled_board_stream_inferences_per_s"] = 2000
+    out["goal_modelled_board_stream_inferences_per_s"] = 2000  # at GOAL_CLOCK_HZ, as the issue states it
     out["meets_goal"] = bool(out["stream_wire_bytes_per_sample"] <= 100
                              and out["stream_link_vs_direct_inference_ratio"] >= 0.5
-                             and out["modelled_board_stream_inferences_per_s"] >= 2000
+                             and out["modelled_board_stream_inferences_per_s_at_goal_clock"] >= 2000
                              and out["chipsim_stream_bit_exact"] and out["simboard_stream_bit_exact"])
     return out
 

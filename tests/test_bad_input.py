@@ -867,12 +867,9 @@ def test_v2_host_inputs_refused_on_the_rtl(work, capsys, cmd, no_work):
 
 
 def test_stream_refusals_come_before_the_board(work, capsys, no_work):
-    """``plasticore run --stream``: coded ``x`` inputs (the chip codes features), ``--record-membranes``
-    (compact records) and a bundle no sample engine runs are refused in one line, exit 2, before a board
-    is opened or spawned."""
+    """``plasticore run --stream``: ``--record-membranes`` (compact records) and a bundle no sample engine
+    runs are refused in one line, exit 2, before a board is opened or spawned."""
     base = ["run", "--bundle", work / "bundle", "--port", "sim://", "--out", work / "r.npz", "--stream"]
-    rc, _, err = run_cli([*base, "--inputs", work / "inputs.npz"], capsys)
-    assert_refused(rc, err, "--inputs", "'features'")
     np.savez(work / "f.npz", features=np.arange(40).reshape(5, 8))
     rc, _, err = run_cli([*base, "--inputs", work / "f.npz", "--record-membranes"], capsys)
     assert_refused(rc, err, "--stream", "--record-membranes")

@@ -147,3 +147,9 @@ def test_cli_stream_check(board, tmp_path, capsys):
     assert "bit-exact with the golden model (output membranes" in out and "B to the board" in out
     with np.load(tmp_path / "r.npz") as z:
         assert str(z["format"]) == runs.COMPACT_FORMAT and z["layer1_u_final"].shape == (20, 12)
+    # coded inputs (spike trains): queued as events
+    np.savez(tmp_path / "x.npz", x=(rng.random((20, 3, 24)) < 0.1).astype(np.int64))
+    rc = main(["run", "--bundle", str(tmp_path / "b"), "--port", board.port, "--inputs", str(tmp_path / "x.npz"),
+               "--out", str(tmp_path / "r2.npz"), "--stream", "--check", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "bit-exact with the golden model (output membranes" in out, out
