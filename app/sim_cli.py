@@ -27,8 +27,10 @@ def parse_mesh(s: str) -> tuple[int, int]:
 
 def add_chip_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mesh", type=parse_mesh, default=None, help="mesh size XxY (default: fits the bundle)")
-    p.add_argument("--axons", type=positive_int, default=128, help="axons per core (a_max)")
-    p.add_argument("--neurons", type=positive_int, default=128, help="neurons per core (n_max)")
+    p.add_argument("--axons", type=positive_int, default=None,
+                   help="axons per core (a_max; default: 128, or the next power of two above a wider layer's inputs)")
+    p.add_argument("--neurons", type=positive_int, default=None,
+                   help="neurons per core (n_max; default: 128, doubled while a layer spans too many cores)")
     p.add_argument("--lanes", type=positive_int, default=16, help="lanes P")
 
 
@@ -44,16 +46,15 @@ def check_fits(bundle, geometry, what: str) -> None:
 
 
 def chip_config_for(bundle, args):
-    """The chip configuration for the CLI arguments; the mesh defaults to the smallest that fits."""
-    from plasticore.sim.chipboard import fitting_chip
+    """The chip configuration for the CLI arguments; what they leave out fits the bundle (the smallest mesh,
+    cores wide enough for every layer's inputs)."""
+    from plasticore.sim.chipboard import DEFAULT_CHIP, fitting_chip
     from plasticore.sim.chipsim import ChipConfig
 
-    if args.mesh is not None:
-        mx, my = args.mesh
-    else:
-        fit = fitting_chip(bundle, args.axons, args.neurons, args.lanes)
-        mx, my = fit.mesh_x, fit.mesh_y
-    return ChipConfig(mx, my, args.axons, args.neurons, args.lanes)
+    fit = fitting_chip(bundle, args.axons or DEFAULT_CHIP.a_max, args.neurons or DEFAULT_CHIP.n_max, args.lanes)
+    a_max, n_max = args.axons or fit.a_max, args.neurons or fit.n_max
+    mx, my = args.mesh or (fit.mesh_x, fit.mesh_y)
+    return ChipConfig(mx, my, a_max, n_max, args.lanes)
 
 
 def cmd_sim_run(args) -> int:
@@ -103,7 +104,8 @@ def cmd_simboard(args) -> int:
         kw = dict(CHIP_DEFAULTS[args.board])
     else:
         mx, my = args.mesh or (DEFAULT_CHIP.mesh_x, DEFAULT_CHIP.mesh_y)
-        kw = {"mesh_x": mx, "mesh_y": my, "a_max": args.axons, "n_max": args.neurons, "lanes": args.lanes}
+        kw = {"mesh_x": mx, "mesh_y": my, "a_max": args.axons or DEFAULT_CHIP.a_max,
+              "n_max": args.neurons or DEFAULT_CHIP.n_max, "lanes": args.lanes}
     if args.link:
         check_link_path(args.link)
     board = SimBoard.start(chip_board_top, clocks_per_bit=args.cpb, link=args.link, **kw)

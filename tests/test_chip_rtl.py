@@ -198,6 +198,22 @@ def test_sim_run_cli_matches_golden(tmp_path, capsys):
     assert "bit-exact with the golden model" in out
 
 
+def test_sim_run_chip_fits_wide_layers():
+    """``plasticore sim run`` without --axons / --neurons / --mesh: cores wide enough for a 784-input
+    layer (1024 axons), neurons doubled until no layer spans more than MAX_DESTS cores; what is given wins."""
+    import argparse
+
+    from plasticore.app.sim_cli import chip_config_for
+
+    b = random_bundle(np.random.default_rng(2), sizes=[784, 12, 10], timesteps=2)
+    args = argparse.Namespace(mesh=None, axons=None, neurons=None, lanes=16)
+    cfg = chip_config_for(b, args)
+    assert (cfg.a_max, cfg.n_max, cfg.mesh_x * cfg.mesh_y) == (1024, 128, 2)
+    compile_bundle(b, cfg.geometry())
+    args.axons, args.neurons, args.mesh = 512, 16, (2, 2)
+    assert (lambda c: (c.a_max, c.n_max, c.mesh_x, c.mesh_y))(chip_config_for(b, args)) == (512, 16, 2, 2)
+
+
 @pytest.fixture(scope="module")
 def dev_ulx3s():
     """The chip the ULX3S bitstream carries (``CHIP_DEFAULTS["ulx3s"]``: 2 x 1 cores of 256 x 256,
