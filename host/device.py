@@ -22,6 +22,7 @@ If the board stops answering, :class:`~plasticore.host.bus.TargetStopped` names 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 
 import numpy as np
@@ -36,6 +37,8 @@ from plasticore.errors import PlasticoreError
 from .bus import BusError, BusPort, TargetStopped
 from .compiler import (
     ChipImage,
+    CompileError,
+    Placement,
     chip_addr,
     compile_bundle,
     core_addr,
@@ -44,6 +47,7 @@ from .compiler import (
     decode_scalars,
     lane_words,
     matrix_words,
+    place,
     scalar_words,
 )
 
@@ -79,9 +83,6 @@ def stream_refusal(b: Bundle, events: bool = False) -> str | None:
     if not events and b.coding.kind == "rate" and b.coding.rng != "xorshift32":
         return (f"the engine draws rate-coded spikes from xorshift32; the bundle's generator is "
                 f"{b.coding.rng!r} (a bundle before version 4: export it again, or run it host-driven)")
-    if b.reset_h_layers():
-        return (f"layer {b.reset_h_layers()[0]} resets H at every sample (h_persist = sample): the host "
-                "rewrites H0 between samples")
     if b.layers[-1].soma != C.SomaMode.LIF:
         return "the prediction of an ANN output layer needs its last-step outputs, not its membranes"
     return None
@@ -193,11 +194,18 @@ class Device:
         return out
 
     def write_h(self, layer: int, H: np.ndarray) -> None:
-        b, img = self._need()
-        for sl in img.placement.slices:
-            if sl.layer == layer:
-                self.bus.write(core_addr(sl.core, CM.Mem.H, 0),
-                               lane_words(np.asarray(H)[:, sl.j0:sl.j1].astype(np.int64), CM.Mem.H, self.geom.core))
+        for addr, words in self._h_runs(self._need()[1].placement, layer, H):
+            self.bus.write(addr, words)
+
+    def _h_runs(self, pl: Placement, layer: int, H: np.ndarray) -> list[tuple[int, list[int]]]:
+        """The bus writes of H into ``layer``'s cores: (first address, words) a core slice."""
+        return [(core_addr(sl.core, CM.Mem.H, 0),
+                 lane_words(np.asarray(H)[:, sl.j0:sl.j1].astype(np.int64), CM.Mem.H, self.geom.core))
+                for sl in pl.slices if sl.layer == layer]
+
+    def _h0_runs(self, b: Bundle, pl: Placement) -> list[tuple[int, list[int]]]:
+        """:meth:`_h_runs` of H0 for every layer that resets H at each sample."""
+        return [r for li in b.reset_h_layers() for r in self._h_runs(pl, li, b.layers[li].H0)]
 
     # ------------------------------------------------------------------ run
     def run(self, x: np.ndarray, labels: np.ndarray | None = None, record_membranes: bool = False,
@@ -304,7 +312,10 @@ class Device:
                 ident, info = self.bus.read(M.engine_addr(M.EngineReg.ID), 2)
             except BusError:
                 ident = info = None
-            self._engine = EngineInfo.decode(info) if ident == M.ENGINE_ID_VALUE else None
+            self._engine = None
+            if ident == M.ENGINE_ID_VALUE:
+                h0_words = self.bus.read(M.engine_addr(M.EngineReg.H0_WORDS), 1)[0]
+                self._engine = dataclasses.replace(EngineInfo.decode(info), h0_words=h0_words)
         return self._engine
 
     def why_not_stream(self, bundle: Bundle | None = None, events: bool = False) -> str | None:
@@ -320,6 +331,17 @@ class Device:
             return f"{b.timesteps} steps per sample > the engine's {eng.max_steps}"
         if M.feature_words(b.n_in) > eng.in_words or M.record_words(b.layers[-1].n_out) > eng.res_words:
             return "a sample or its record does not fit the engine's queues"
+        if b.reset_h_layers():
+            try:
+                pl = self.image.placement if b is self.bundle else place(b, self.geom)
+            except CompileError as e:
+                return str(e)
+            runs = self._h0_runs(b, pl)
+            words = sum(len(w) for _, w in runs)
+            if words > eng.h0_words or len(runs) > M.ENGINE_MAX_H0_RUNS:
+                return (f"layers {', '.join(map(str, b.reset_h_layers()))} reset H at every sample (h_persist = "
+                        f"sample): their H0 is {words} words in {len(runs)} runs, the engine's H0 store holds "
+                        f"{eng.h0_words} words in {M.ENGINE_MAX_H0_RUNS} runs")
         return None
 
     def stream(self, features: np.ndarray, labels: np.ndarray | None = None, progress=None):
@@ -423,6 +445,13 @@ class Device:
         E, a = M.EngineReg, M.engine_addr
         out = [sl for sl in img.placement.slices if sl.layer == len(b.layers) - 1]
         self.bus.write(a(E.STEPS), [0])  # (nothing starts while the tables change)
+        if eng_h0 := self._h0_runs(b, img.placement):  # the H0 store: H := H0 at every sample start
+            self.bus.write(a(E.H0_RUNS), [0])
+            self.bus.write_fix(a(E.H0_IN), [w for _, words in eng_h0 for w in words])
+            self.bus.write(a(E.H0_RUN_BASE), [v for addr, words in eng_h0 for v in (addr, len(words))])
+            self.bus.write(a(E.H0_RUNS), [len(eng_h0)])
+        elif self.engine().h0_words:
+            self.bus.write(a(E.H0_RUNS), [0])
         if events:
             self.bus.write(a(E.CODING), [M.EngineCoding.EVENTS])
         elif b.coding.kind == "rate":

@@ -192,8 +192,9 @@ class EngineReg(enum.IntEnum):
     of another step than its place in the sorted order allows is skipped and counted in ``ERRORS``); zeros
     are not written: an axon not written in a step reads 0 -- runs the step (RUN 1,
     then acknowledges whatever reached the output ring), and after the last step reads the output
-    layer's membranes into a result record (:func:`pack_record`).  H is not touched: it carries over
-    (``h_persist = never``) or stays (not plastic), as the bundle says.
+    layer's membranes into a result record (:func:`pack_record`).  H carries over (``h_persist =
+    never``) or stays (not plastic), or, with an H0 store, is rewritten from it after CLEAR (``h_persist =
+    sample``: the host loads the store once a run).
     A chip without an engine does not decode these addresses as engine registers: the host checks ``ID``.
     """
 
@@ -212,6 +213,12 @@ class EngineReg(enum.IntEnum):
     ERRORS = 12  #: read-only: chip bus requests of the engine that were rejected (must stay 0)
     CODING = 13  #: :class:`EngineCoding`
     RNG = 14  #: the Weyl value w of the next sample to start (rate coding: ``plasticore.coding.rate_weyl``)
+    H0_WORDS = 15  #: read-only: words of the engine's H0 store (0: it has none)
+    #: runs of the H0 store written to the chip at every sample start, after CLEAR (0 .. ENGINE_MAX_H0_RUNS):
+    #: H := H0 of ``h_persist = sample`` layers; writing it also rewinds the store's write pointer
+    H0_RUNS = 32
+    H0_IN = 33  #: write-only port: the next word of the H0 store (run after run)
+    H0_RUN_BASE = 40  #: + 2r: bus address of run r's first word; + 2r + 1: its words (consecutive addresses)
     X_CORE_BASE = 16  #: + e: core id of layer-0 core e
     U_SLICE_BASE = 24  #: + e: output slice e, :func:`u_slice_word`
     RAMP_BASE = 0x100  #: + t (t < max steps): ramp[t] (0 .. 256)
@@ -231,6 +238,9 @@ class EngineCoding(enum.IntEnum):
     RATE = 1  #: spikes from xorshift32 (``coding.rng = xorshift32``)
     EVENTS = 2  #: coded inputs, queued as event words (:func:`pack_events`): the chip writes them as they are
 
+
+ENGINE_MAX_H0_RUNS = 8  #: runs of the H0 store (one per core slice of a layer that resets H)
+assert EngineReg.H0_RUN_BASE + 2 * ENGINE_MAX_H0_RUNS <= EngineReg.RAMP_BASE
 
 #: the most steps per sample an engine build may offer (its ramp table sits at RAMP_BASE .. RES_WIN)
 ENGINE_MAX_STEPS = C.MAX_TIMESTEPS
@@ -253,11 +263,13 @@ def u_slice_word(core: int, neurons: int) -> int:
 
 @dataclass(frozen=True)
 class EngineInfo:
-    """What a sample engine offers (its INFO register): queue sizes in 32-bit words, ramp entries."""
+    """What a sample engine offers (its INFO register): queue sizes in 32-bit words, ramp entries; and
+    its H0 store's words."""
 
     in_words: int
     res_words: int
     max_steps: int
+    h0_words: int = 0  #: the H0 store (register H0_WORDS, not INFO)
 
     def pack(self) -> int:
         """``log2(in_words) | log2(res_words) << 8 | max_steps << 16``."""

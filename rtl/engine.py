@@ -68,18 +68,22 @@ class SampleEngine(wiring.Component):
 
     ``in_words`` / ``res_words``: input queue and result ring sizes (32-bit words, powers of two; on the
     ECP5 the 1024-word queue takes 2 block RAMs, the 256-word ring LUT RAM);
-    ``max_steps``: entries of the ramp table (steps per sample); ``cores``: the chip's cores (core id width).
+    ``max_steps``: entries of the ramp table (steps per sample); ``cores``: the chip's cores (core id width);
+    ``h0_words``: the H0 store (0: none; a power of two), rewritten into the cores' H at every sample start.
     ``active`` is high while a sample runs.
     """
 
-    def __init__(self, *, in_words: int = 1024, res_words: int = 256, max_steps: int = 64, cores: int = 2):
+    def __init__(self, *, in_words: int = 1024, res_words: int = 256, max_steps: int = 64, cores: int = 2,
+                 h0_words: int = 0):
         self.in_log2 = _log2(in_words, "in_words")
+        self.h0_log2 = _log2(h0_words, "h0_words") if h0_words else None
         self.res_log2 = _log2(res_words, "res_words")
         if not 1 <= max_steps <= M.ENGINE_MAX_STEPS:
             raise ValueError(f"max_steps must be 1..{M.ENGINE_MAX_STEPS}, got {max_steps}")
         if res_words > M.ENGINE_MAX_RES_WORDS or in_words > 1 << 16:
             raise ValueError(f"in_words must be at most 65536, res_words at most {M.ENGINE_MAX_RES_WORDS}")
         self.in_words, self.res_words, self.max_steps, self.cores = in_words, res_words, max_steps, cores
+        self.h0_words = h0_words
         super().__init__({"host": In(BusSignature(32)), "chip": Out(BusSignature(32)), "active": Out(1)})
 
     def info(self) -> int:
@@ -110,6 +114,8 @@ class SampleEngine(wiring.Component):
         ramp_w, ramp_r = ramp.write_port(), ramp.read_port(transparent_for=())
         in_w, in_r = inq.write_port(), inq.read_port(transparent_for=())
         res_w, res_r = res.write_port(), res.read_port(transparent_for=())
+
+        h0 = self._h0_store(m, host)
 
         # ---- queues ---------------------------------------------------------------------------
         in_head, in_tail, in_level = Signal(IW), Signal(IW), Signal(IW + 1)
@@ -184,6 +190,12 @@ class SampleEngine(wiring.Component):
                 m.d.comb += ramp_w.en.eq(1)
             with m.Elif((off >= R.X_CORE_BASE) & (off < R.X_CORE_BASE + D)):
                 m.d.sync += x_core[off[:DB]].eq(host.w_data)
+            with m.Elif(h0.present & (off >= R.H0_RUN_BASE) & (off < R.H0_RUN_BASE + 2 * M.ENGINE_MAX_H0_RUNS)):
+                run = (off - R.H0_RUN_BASE) >> 1
+                with m.If(off[0]):  # (H0_RUN_BASE is even)
+                    m.d.sync += h0.length[run].eq(host.w_data)
+                with m.Else():
+                    m.d.sync += h0.addr[run].eq(host.w_data)
             with m.Elif((off >= R.U_SLICE_BASE) & (off < R.U_SLICE_BASE + D)):
                 m.d.sync += [u_core[off[:DB]].eq(host.w_data), u_n[off[:DB]].eq(host.w_data[M.SLICE_NEURONS_SHIFT:])]
             with m.Else():
@@ -202,6 +214,15 @@ class SampleEngine(wiring.Component):
                         m.d.sync += coding.eq(host.w_data)
                     with m.Case(R.RNG):
                         m.d.sync += weyl.eq(host.w_data)
+                    if h0.present:
+                        with m.Case(R.H0_RUNS):
+                            m.d.sync += [h0.runs.eq(host.w_data), h0.wp.eq(0)]
+                        with m.Case(R.H0_IN):
+                            with m.If(h0.wp[-1]):  # full
+                                m.d.comb += wr_err.eq(1)
+                            with m.Else():
+                                m.d.comb += h0.w.en.eq(1)
+                                m.d.sync += h0.wp.eq(h0.wp + 1)
                     with m.Case(R.IN):
                         with m.If(in_level[IW]):
                             m.d.comb += wr_err.eq(1)
@@ -226,6 +247,7 @@ class SampleEngine(wiring.Component):
                     for reg, val in ((R.ID, M.ENGINE_ID_VALUE), (R.INFO, self.info()), (R.STEPS, steps),
                                      (R.INPUTS, inputs), (R.X_CORES, n_x), (R.U_SLICES, n_u),
                                      (R.RECORD_WORDS, rec_words), (R.CODING, coding), (R.RNG, weyl),
+                                     (R.H0_WORDS, self.h0_words), (R.H0_RUNS, h0.runs),
                                      (R.IN_FREE, (1 << IW) - in_level),
                                      (R.RES_COUNT, res_count), (R.DONE, done), (R.ERRORS, errors)):
                         with m.Case(reg):
@@ -234,16 +256,30 @@ class SampleEngine(wiring.Component):
                         m.d.sync += [loc_data.eq(0), loc_err.eq(1)]
 
         loc = locals()  # what the sample FSM shares with the register file and the queues
-        self._sample_fsm(m, SimpleNamespace(**{n: loc[n] for n in _FSM_SHARED}))
+        self._sample_fsm(m, SimpleNamespace(**{n: loc[n] for n in _FSM_SHARED}), h0)
 
         with m.If(reset_seen):  # (last: takes precedence over the queue updates above)
             m.d.sync += [in_head.eq(0), in_tail.eq(0), in_level.eq(0), markers.eq(0), res_head.eq(0), res_tail.eq(0),
                          res_level.eq(0), res_count.eq(0), done.eq(0), errors.eq(0)]
         return m
 
-    def _sample_fsm(self, m: Module, v: SimpleNamespace) -> None:
-        """The engine's sample sequence (CLEAR, per step the inputs, RUN, OUT_ACK; the record), and the
-        result window's answers; ``v``: the signals it shares with :meth:`elaborate`."""
+    def _h0_store(self, m: Module, host) -> SimpleNamespace:
+        """The H0 store (``h0_words``): its memory (written through ``H0_IN``) and run table."""
+        n = self.h0_words or 1
+        h0 = SimpleNamespace(present=bool(self.h0_words), runs=Signal(range(M.ENGINE_MAX_H0_RUNS + 1)),
+                             wp=Signal(range(n + 1)),
+                             addr=Array(Signal(32, name=f"h0_addr{r}") for r in range(M.ENGINE_MAX_H0_RUNS)),
+                             length=Array(Signal(range(n + 1), name=f"h0_len{r}") for r in range(M.ENGINE_MAX_H0_RUNS)))
+        if h0.present:
+            m.submodules.h0mem = mem = memory.Memory(shape=32, depth=n, init=[])
+            h0.w, h0.r = mem.write_port(), mem.read_port(transparent_for=())
+            m.d.comb += [h0.w.addr.eq(h0.wp), h0.w.data.eq(host.w_data)]
+        return h0
+
+    def _sample_fsm(self, m: Module, v: SimpleNamespace, h0: SimpleNamespace) -> None:
+        """The engine's sample sequence (CLEAR, H := H0 from the store, per step the inputs, RUN, OUT_ACK;
+        the record), and the result window's answers; ``v``: the signals it shares with :meth:`elaborate`;
+        ``h0``: the H0 store (:meth:`_h0_store`)."""
         (D, RW, chip, coding, commit_words, done, e_addr, e_data, e_op, e_valid, errors, host, host_pend, in_level,
          in_pop, in_r, in_tail, markers, pop_words, inputs, is_eng, n_u, n_x, ramp_r, rd_block, rd_i, rd_pend,
          rec_words, res_commit, res_head, res_level, res_w, running, sample_words, steps, u_core, u_n, weyl, win_in,
@@ -305,7 +341,9 @@ class SampleEngine(wiring.Component):
                 m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE), e_addr.eq(M.ChipReg.CLEAR), e_data.eq(1)]
                 with m.If(chip.ready):
                     m.d.sync += errors.eq(errors + chip.error)
-                    m.next = "RAMP"
+                    m.next = "H0_RUN" if h0.present else "RAMP"
+            if h0.present:  # H := H0: the store's runs, word after word (read, registered, written)
+                self._h0_states(m, h0, chip, e_valid, e_op, e_addr, e_data, errors)
             with m.State("RAMP"):  # ramp[t] is read this clock
                 m.d.sync += [k.eq(0), i.eq(0), rng_step.eq(rng), ev_start.eq(ev_pos)]
                 m.next = "RAMP_Q"
@@ -420,6 +458,31 @@ class SampleEngine(wiring.Component):
                 m.d.sync += [done.eq(done + 1), running.eq(0)]
                 m.next = "IDLE"
 
+
+
+    @staticmethod
+    def _h0_states(m: Module, h0: SimpleNamespace, chip, e_valid, e_op, e_addr, e_data, errors) -> None:
+        """The FSM states that write the H0 store's runs to the chip (after CLEAR, then RAMP)."""
+        r = Signal(range(M.ENGINE_MAX_H0_RUNS + 1))
+        j, p = Signal.like(h0.wp), Signal.like(h0.wp)  # word of the run, word of the store
+        word = Signal(32)
+        m.d.comb += h0.r.addr.eq(p)
+        with m.State("H0_RUN"):  # the store's word p is read this clock
+            with m.If(r == h0.runs):
+                m.d.sync += [r.eq(0), j.eq(0), p.eq(0)]
+                m.next = "RAMP"
+            with m.Elif(j == h0.length[r]):
+                m.d.sync += [r.eq(r + 1), j.eq(0)]
+            with m.Else():
+                m.next = "H0_Q"
+        with m.State("H0_Q"):
+            m.d.sync += word.eq(h0.r.data)
+            m.next = "H0_WR"
+        with m.State("H0_WR"):
+            m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE), e_addr.eq(h0.addr[r] + j), e_data.eq(word)]
+            with m.If(chip.ready):
+                m.d.sync += [errors.eq(errors + chip.error), j.eq(j + 1), p.eq(p + 1)]
+                m.next = "H0_RUN"
 
 
 class EngineChip(wiring.Component):

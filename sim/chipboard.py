@@ -11,21 +11,24 @@ from __future__ import annotations
 from plasticore.sim.chipsim import ChipConfig, cache_root, rtl_hash
 
 #: the chip the default simulated board carries: 2 cores of 128 x 128, P = 16 (fits 64-128-10), with a sample
-#: engine (``plasticore run --stream``)
-DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16, engine=True)
+#: engine (``plasticore run --stream``) whose H0 store (64 Ki words, 256 KiB) holds a 1024 x 128 layer's H0
+DEFAULT_CHIP = ChipConfig(2, 1, 128, 128, 16, engine=True, h0_words=1 << 16)
 
 
 def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y, a_max: int = DEFAULT_CHIP.a_max,
            n_max: int = DEFAULT_CHIP.n_max, lanes: int = DEFAULT_CHIP.lanes, out_fifo: int = DEFAULT_CHIP.out_fifo,
            core: str = "hybrid", route_dests: int | None = None, mem_pipe: bool = False,
-           engine: bool | None = None, **link_kwargs):
+           engine: bool | None = None, h0_words: int | None = None, **link_kwargs):
     """``engine`` None: a sample engine with the hybrid core (as :data:`DEFAULT_CHIP`), none with the compact
-    core (the iCEBreaker's chip, which has no room for one)."""
+    core (the iCEBreaker's chip, which has no room for one); ``h0_words`` None: the default chip's H0 store
+    with an engine."""
     from plasticore import chip_map as M
 
     if engine is None:
         engine = DEFAULT_CHIP.engine and core == "hybrid"
-    cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe), bool(engine))
+    if h0_words is None:
+        h0_words = DEFAULT_CHIP.h0_words if engine else 0
+    cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe), bool(engine), int(h0_words))
     extra = {"core": core, "route_dests": route_dests or M.MAX_DESTS, **link_kwargs}
     return cfg, extra, link_kwargs
 
@@ -34,8 +37,11 @@ def fitting_chip(bundle, a_max: int = DEFAULT_CHIP.a_max, n_max: int = DEFAULT_C
                  lanes: int = DEFAULT_CHIP.lanes) -> ChipConfig:
     """The smallest mesh of ``a_max x n_max`` cores that holds ``bundle``: one core per ``n_max`` neurons of
     every layer (``a_max`` grows to the next power of two above the widest layer's inputs, ``n_max`` doubles
-    until no layer needs more than ``MAX_DESTS`` cores)."""
+    until no layer needs more than ``MAX_DESTS`` cores); the engine's H0 store holds the H0 of every layer
+    that resets H at each sample."""
     from plasticore import chip_map as M
+    from plasticore import contract as C
+    from plasticore import core_map as CM
 
     widest = max(L.n_in for L in bundle.layers)
     if widest > a_max:
@@ -44,7 +50,10 @@ def fitting_chip(bundle, a_max: int = DEFAULT_CHIP.a_max, n_max: int = DEFAULT_C
         n_max *= 2
     need = sum(-(-L.n_out // n_max) for L in bundle.layers)
     mx, my = (need, 1) if need <= M.MAX_MESH else (M.MAX_MESH, -(-need // M.MAX_MESH))
-    return ChipConfig(mx, my, a_max, n_max, lanes, engine=DEFAULT_CHIP.engine)
+    h0 = sum(L.n_in * -(-L.n_out // lanes) * lanes for L in bundle.layers
+             if L.plastic and L.h_persist == C.HPersist.SAMPLE)
+    h0_words = max(DEFAULT_CHIP.h0_words, 1 << (max(1, h0 // CM.elems_per_word(CM.Mem.H, lanes)) - 1).bit_length())
+    return ChipConfig(mx, my, a_max, n_max, lanes, engine=DEFAULT_CHIP.engine, h0_words=h0_words)
 
 
 def url_chip(url: str) -> ChipConfig | None:
@@ -64,7 +73,8 @@ def url_chip(url: str) -> ChipConfig | None:
 def chip_url(cfg: ChipConfig) -> str:
     """The ``sim://`` URL of a chip board of geometry ``cfg``."""
     return (f"sim://?mesh_x={cfg.mesh_x}&mesh_y={cfg.mesh_y}&a_max={cfg.a_max}&n_max={cfg.n_max}&lanes={cfg.lanes}"
-            + ("" if cfg.engine == DEFAULT_CHIP.engine else f"&engine={int(cfg.engine)}"))
+            + ("" if cfg.engine == DEFAULT_CHIP.engine else f"&engine={int(cfg.engine)}")
+            + ("" if cfg.h0_words == (DEFAULT_CHIP.h0_words if cfg.engine else 0) else f"&h0_words={cfg.h0_words}"))
 
 
 def board_design_id(clocks_per_bit: int = 8, **kw) -> int:
@@ -97,5 +107,5 @@ def _top(clocks_per_bit: int, did: int, **kw):
     chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=did, out_fifo=cfg.out_fifo,
                 core=extra["core"], route_dests=extra["route_dests"], mem_pipe=cfg.mem_pipe)
     if cfg.engine:
-        chip = EngineChip(chip)
+        chip = EngineChip(chip, h0_words=cfg.h0_words)
     return board_top(chip, clocks_per_bit=clocks_per_bit, design_id=did, geometry=chip.geometry(), **link_kwargs)

@@ -40,6 +40,7 @@ class ChipConfig:
     out_fifo: int = 2048
     mem_pipe: bool = False  #: pipelined, banked core memories (``HybridCore(mem_pipe=True)``)
     engine: bool = False  #: a sample engine in front of the chip's bus (``rtl.engine.EngineChip``)
+    h0_words: int = 0  #: the engine's H0 store (words; 0: none): streamed runs of ``h_persist = sample`` layers
 
     def geometry(self) -> ChipGeometry:
         return ChipGeometry(self.mesh_x, self.mesh_y, CM.CoreGeometry(self.a_max, self.n_max, self.lanes),
@@ -92,7 +93,7 @@ def _build(cfg: ChipConfig, design_id: int, out: Path, exe: Path, harness: Path,
     chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=design_id, out_fifo=cfg.out_fifo,
                 mem_pipe=cfg.mem_pipe)
     if cfg.engine:
-        chip = EngineChip(chip)
+        chip = EngineChip(chip, h0_words=cfg.h0_words)
     v = verilog_from_component(chip, "chip", out)
     (out / "bus_ops.h").write_text(cpp_header())  # the harness's opcodes, from plasticore.bus_ops
     cmd = [str(info.executable), "--cc", str(v), "--exe", str(harness), "--top-module", "chip", "--build",

@@ -874,8 +874,8 @@ def test_stream_refusals_come_before_the_board(work, capsys, no_work):
     rc, _, err = run_cli([*base, "--inputs", work / "f.npz", "--record-membranes"], capsys)
     assert_refused(rc, err, "--stream", "--record-membranes")
     b = load_bundle(work / "bundle")
-    b.layers[-1].plastic, b.layers[-1].h_persist = True, C.HPersist.SAMPLE
+    b.layers[-1].soma = C.SomaMode.ANN
     save_bundle(b, work / "b2")
     rc, _, err = run_cli([*base[:2], work / "b2", *base[3:], "--inputs", work / "f.npz"], capsys)
-    assert_refused(rc, err, "--stream", "h_persist = sample")
+    assert_refused(rc, err, "--stream", "ANN output layer")
     assert not (work / "r.npz").exists() and no_work == []

@@ -17,7 +17,7 @@ from plasticore.runs import CompactResult, compare_compact
 from plasticore.sim.chipsim import ChipConfig, ChipSimBus
 from plasticore.sim.random_bundle import random_bundle
 
-CFG = ChipConfig(2, 2, 32, 16, 4, engine=True)
+CFG = ChipConfig(2, 2, 32, 16, 4, engine=True, h0_words=512)
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,14 @@ def dev():
         yield d
 
 
-def _streamable(rng, sizes, T, coding="direct"):
+def _streamable(rng, sizes, T, coding="direct", persist=C.HPersist.NEVER):
     """A random bundle the engine runs: direct coding (a random ramp) or rate coding (xorshift32, a random
-    64-bit seed), H carried or frozen, LIF output."""
+    64-bit seed), H carried (or reset at every sample: ``persist``) or frozen, LIF output."""
     while True:
         b = random_bundle(rng, sizes=sizes, timesteps=T, coding=coding)
         if b.layers[-1].soma == C.SomaMode.LIF:
             break
-    layers = [dataclasses.replace(L, h_persist=C.HPersist.NEVER) for L in b.layers]
+    layers = [dataclasses.replace(L, h_persist=persist) for L in b.layers]
     if coding == "direct":
         cod = dataclasses.replace(b.coding, ramp=[int(v) for v in rng.integers(0, 257, T)])
     else:
@@ -131,6 +131,22 @@ def test_events_out_of_order_are_skipped_and_counted(dev):
     dev.bus.reset()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_per_sample_h_is_reset_from_the_h0_store(dev, seed):
+    """``h_persist = sample`` layers streamed: the engine rewrites H0 from its store after every CLEAR
+    (layers over one or two cores, beside a layer whose H carries over); records and final H as golden."""
+    rng = np.random.default_rng(700 + seed)
+    sizes = [[20, 24, 6], [32, 16], [12, 8, 10]][seed]
+    b = _streamable(rng, sizes, int(rng.integers(2, 5)), "rate" if seed == 1 else "direct", C.HPersist.SAMPLE)
+    layers = [dataclasses.replace(L, plastic=True) for L in b.layers]
+    if seed == 2:
+        layers[1] = dataclasses.replace(layers[1], h_persist=C.HPersist.NEVER)
+    b = dataclasses.replace(b, layers=layers)
+    validate(b)
+    assert b.reset_h_layers()
+    _check(dev, b, _features(rng, b, 12))
+
+
 def test_queues_wrap_and_runs_mix(dev):
     """More samples than the input queue and the result ring hold (both wrap, the host waits for
     room), a full host-driven run between two streams (requests pass through the engine), and a
@@ -159,22 +175,25 @@ def test_engine_registers_refuse_bad_requests(dev):
         dev.bus.write(a(E.RES_ACK), [1])  # no record waiting
         dev.bus.sync()
     with pytest.raises(BusError):
-        dev.bus.read(a(E.RNG, 1), 1)  # an unused address
+        dev.bus.read(a(E.H0_IN, 1), 1)  # an unused address
     assert dev.bus.read(a(E.RES_WIN), 2) == [M.OUT_EMPTY, M.OUT_EMPTY]
     assert dev.bus.read(a(E.RES_NEXT, 5), 1) == [M.OUT_EMPTY]  # nothing queued: the wait ends at once
     info = dev.engine()
-    assert (info.in_words, info.res_words, info.max_steps) == (1024, 256, 64)
+    assert (info.in_words, info.res_words, info.max_steps, info.h0_words) == (1024, 256, 64, 512)
 
 
 def test_a_bundle_the_engine_cannot_run_is_refused(dev):
     rng = np.random.default_rng(3)
     b = _streamable(rng, [8, 6], 2)
-    b = dataclasses.replace(b, layers=[dataclasses.replace(b.layers[0], plastic=True,
-                                                           h_persist=C.HPersist.SAMPLE)])
+    b = dataclasses.replace(b, layers=[dataclasses.replace(b.layers[0], soma=C.SomaMode.ANN)])
     dev.deploy(b)
-    assert "h_persist = sample" in dev.why_not_stream()
+    assert "ANN output layer" in dev.why_not_stream()
     with pytest.raises(DeviceError, match="cannot stream"):
         dev.stream(np.zeros((1, 8), np.int64))
+    b = _streamable(rng, [32, 32, 16], 2, persist=C.HPersist.SAMPLE)  # H0 of 3 slices: 768 words > 512
+    b = dataclasses.replace(b, layers=[dataclasses.replace(L, plastic=True) for L in b.layers])
+    dev.deploy(b)
+    assert "the engine's H0 store holds 512 words" in dev.why_not_stream()
     b = _streamable(rng, [8, 6], 2, "rate")
     dev.deploy(dataclasses.replace(b, coding=dataclasses.replace(b.coding, rng="pcg64")))
     assert "'pcg64'" in dev.why_not_stream()
