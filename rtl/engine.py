@@ -289,6 +289,7 @@ class SampleEngine(wiring.Component):
         i = Signal(CM_AXON_BITS)
         ramp_q = Signal(9)
         word_q = Signal(32)  # the queue word holding input i
+        feat_q = Signal(8)  # input i's feature
         x = Signal(C.X_BITS + 8)
         words = Signal(RW + 1)  # record words written so far
         waiting = Signal(32)  # RUN's answer: entries in the output ring, to acknowledge
@@ -380,14 +381,18 @@ class SampleEngine(wiring.Component):
                         m.d.sync += rng.eq(rng_step)
                 with m.Else():
                     m.next = "CODE"
-            with m.State("CODE"):  # the queue's block RAM output into a register (timing: nothing else
-                m.d.sync += [word_q.eq(in_r.data), rng.eq(nxt)]  # on the path from the block RAM)
+            # (timing: the block RAM's output, the feature select and the multiply each end in a register)
+            with m.State("CODE"):  # the queue word from the block RAM
+                m.d.sync += [word_q.eq(in_r.data), rng.eq(nxt)]
+                m.next = "SEL"
+            with m.State("SEL"):
+                m.d.sync += feat_q.eq(feature)
                 m.next = "MUL"
             with m.State("MUL"):
                 with m.If(rate):  # contract: plasticore.coding.rate_spikes
-                    m.d.sync += x.eq(rng[24:] < feature)
+                    m.d.sync += x.eq(rng[24:] < feat_q)
                 with m.Else():  # contract: rshift_round(f * ramp, 8)
-                    m.d.sync += x.eq((feature * ramp_q + 128) >> 8)
+                    m.d.sync += x.eq((feat_q * ramp_q + 128) >> 8)
                 m.next = "XWR"
             with m.State("XWR"):
                 with m.If(x == 0):  # an axon not written in a step reads 0
