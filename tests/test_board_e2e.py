@@ -103,7 +103,8 @@ def test_icebreaker_chip_over_serial():
 
 def test_streamed_run_over_serial(board):
     """The sample engine behind the link and the bus slice: features queued, compact records back,
-    bit-exact with the golden model; a full run after it on the same board passes through the engine."""
+    bit-exact with the golden model; a full run after it on the same board passes through the engine;
+    a layer that resets H at every sample (the engine's H0 store)."""
     from plasticore.coding import encode_for
 
     rng = np.random.default_rng(8)
@@ -125,6 +126,14 @@ def test_streamed_run_over_serial(board):
     assert np.array_equal(full.u_final[-1], g.u_final[-1][:2])
     sent = (w1[0] - w0[0]) / len(f)
     assert sent < 24 + 16, sent  # 6 queue words a sample, framing shared by many samples
+    # H := H0 at every sample (h_persist = sample): from the engine's H0 store, not over the link
+    b.layers[0].h_persist = C.HPersist.SAMPLE
+    with connect(board.port, expected_design_id=board_design_id(8, **SMALL)) as dev:
+        dev.deploy(b)
+        r = dev.stream(f[:20])
+        assert sum(dev.stats["stream_wire_bytes"]) / 20 < 200  # (the H0 writes would be 1.5 KB a sample)
+    msg = runs.compare_compact(r, runs.CompactResult.of(golden.run(b, encode_for(b, f[:20]))))
+    assert msg is None, msg
 
 
 def test_cli_stream_check(board, tmp_path, capsys):
