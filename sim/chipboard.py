@@ -52,7 +52,7 @@ def fitting_chip(bundle, a_max: int = DEFAULT_CHIP.a_max, n_max: int = DEFAULT_C
     mx, my = (need, 1) if need <= M.MAX_MESH else (M.MAX_MESH, -(-need // M.MAX_MESH))
     h0 = sum(L.n_in * -(-L.n_out // lanes) * lanes for L in bundle.layers
              if L.plastic and L.h_persist == C.HPersist.SAMPLE)
-    h0_words = max(DEFAULT_CHIP.h0_words, 1 << (max(1, h0 // CM.elems_per_word(CM.Mem.H, lanes)) - 1).bit_length())
+    h0_words = max(DEFAULT_CHIP.h0_words, 1 << (max(1, h0 // M.elems_per_word(CM.Mem.H, lanes)) - 1).bit_length())
     return ChipConfig(mx, my, a_max, n_max, lanes, engine=DEFAULT_CHIP.engine, h0_words=h0_words)
 
 

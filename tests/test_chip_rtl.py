@@ -204,12 +204,18 @@ def test_sim_run_chip_fits_wide_layers():
     import argparse
 
     from plasticore.app.sim_cli import chip_config_for
+    from plasticore.sim.chipboard import DEFAULT_CHIP, fitting_chip
 
     b = random_bundle(np.random.default_rng(2), sizes=[784, 12, 10], timesteps=2)
     args = argparse.Namespace(mesh=None, axons=None, neurons=None, lanes=16)
     cfg = chip_config_for(b, args)
     assert (cfg.a_max, cfg.n_max, cfg.mesh_x * cfg.mesh_y) == (1024, 128, 2)
     compile_bundle(b, cfg.geometry())
+    b.layers[0].plastic, b.layers[0].h_persist = True, C.HPersist.SAMPLE  # its H0: 784 x 16 / 2 words
+    assert fitting_chip(b).h0_words == max(DEFAULT_CHIP.h0_words, 1 << (784 * 16 // 2 - 1).bit_length())
+    big = random_bundle(np.random.default_rng(3), sizes=[784, 600, 10], timesteps=2)
+    big.layers[0].plastic, big.layers[0].h_persist = True, C.HPersist.SAMPLE  # 784 x 608 / 2: beyond 64 Ki
+    assert fitting_chip(big).h0_words == 1 << 18
     args.axons, args.neurons, args.mesh = 512, 16, (2, 2)
     assert (lambda c: (c.a_max, c.n_max, c.mesh_x, c.mesh_y))(chip_config_for(b, args)) == (512, 16, 2, 2)
 
