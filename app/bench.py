@@ -91,16 +91,15 @@ def bench_golden(A: int = 256, N: int = 256, steps: int = 50, repeats: int = 5) 
 
 def bench_chip() -> dict:
     """The chip benchmark (``plasticore.sim.bench_chip``), its modelled real-board rates with the clocks of
-    the ULX3S build's chip with the sample engine (``CHIP_DEFAULTS["ulx3s"]`` and ``--param engine=1``,
-    Verilated)."""
+    the ULX3S build's chip (``CHIP_DEFAULTS["ulx3s"]``, with its sample engine; Verilated)."""
     from plasticore.firmware.designs import CHIP_DEFAULTS
     from plasticore.sim.bench_chip import bench
     from plasticore.sim.chipsim import ChipConfig
 
     kw = CHIP_DEFAULTS["ulx3s"]
     cfg = ChipConfig(kw["mesh_x"], kw["mesh_y"], kw["a_max"], kw["n_max"], kw["lanes"], kw["out_fifo"],
-                     bool(kw.get("mem_pipe")), engine=True)
-    return {**bench(model_chip=cfg), "model_chip": f"ULX3S build with --param engine=1: {cfg}"}
+                     bool(kw.get("mem_pipe")), bool(kw.get("engine")))
+    return {**bench(model_chip=cfg), "model_chip": f"the ULX3S build's chip: {cfg}"}
 
 
 #: name -> (module, function) of every benchmark; modules that are not installed are reported as such.

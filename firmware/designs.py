@@ -166,7 +166,8 @@ def _link_factory(*, design_id: int, clk_hz: int, baud: int, ram_words: int = 10
 
 
 _CHIP_KEYS = ("mesh_x", "mesh_y", "a_max", "n_max", "lanes", "out_fifo", "core", "route_dests", "mem_pipe")
-_ENGINE_KEYS = ("engine",)  #: 1: a sample engine in front of the chip (``rtl.engine.EngineChip``; default 0)
+#: engine 1: a sample engine in front of the chip (``rtl.engine.EngineChip``; default 0), h0_words: its H0 store
+_ENGINE_KEYS = ("engine", "h0_words")
 _LINK_KEYS = ("rx_fifo_depth", "max_words", "status_counters", "pipes", "serial_crc", "bus_slice")
 
 
@@ -181,7 +182,7 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
                             f"{', '.join(_CHIP_KEYS + _ENGINE_KEYS + _LINK_KEYS)}")
     chip = Chip(design_id=design_id, **{k: v for k, v in params.items() if k in _CHIP_KEYS})
     if params.get("engine"):
-        chip = EngineChip(chip)
+        chip = EngineChip(chip, h0_words=params.get("h0_words", 0))
     return board_top(chip, clocks_per_bit=clocks_per_bit(clk_hz, baud), design_id=design_id, clk_hz=clk_hz,
                      geometry=chip.geometry(), **{k: v for k, v in params.items() if k in _LINK_KEYS})
 
@@ -189,8 +190,8 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
 #: Chip size per board (docs/boards.md "Sizing" has the measured resource use behind these numbers). ULX3S-85F: 2 cores
 #: of 256x256, 4 lanes: 205 / 208 DP16KD (W 32 + H 64 + H mask 4 + LUT 1 per core, with the ECP5 LUT-RAM hint for the
 #: small memories), 46 / 156 DSPs; the output FIFO holds one step of both cores (512), the RX FIFO one maximal frame
-#: and more (2048); a BusSlice between link and chip.  ``--param engine=1`` adds the sample engine (its input queue:
-#: 2 DP16KD, 208 / 208; at 75 MHz it met timing on 1 of the first 2 seeds, so the default leaves it off).
+#: and more (2048); a BusSlice between link and chip; the sample engine (its input queue: 2 DP16KD, 208 / 208; no H0
+#: store: no block RAM left), ``--param engine=0`` leaves it out.
 #: 8 cores of 128x128 need 8 x 26 DP16KD for W/H/mask/LUT alone and do not fit. iCE40UP5K (iCEBreaker): one
 #: CompactCore of 128x128 with plasticity (W + mask and H in two SPRAMs) and the lean link (no STATUS counters, no
 #: register slices, bit-serial CRC, frames of 64 words, 2 routing entries), no sample engine: about 99% of the 5 280
@@ -198,7 +199,7 @@ def _chip_factory(*, design_id: int, clk_hz: int, baud: int, **params):
 #: A board without an entry gets the next design of AUTO_ORDER.
 CHIP_DEFAULTS = {
     "ulx3s": {"mesh_x": 2, "mesh_y": 1, "a_max": 256, "n_max": 256, "lanes": 4, "out_fifo": 512,
-              "rx_fifo_depth": 2048, "bus_slice": 1, "mem_pipe": 1},
+              "rx_fifo_depth": 2048, "bus_slice": 1, "mem_pipe": 1, "engine": 1},
     "icebreaker": {"mesh_x": 1, "mesh_y": 1, "a_max": 128, "n_max": 128, "lanes": 1, "core": "compact",
                    "out_fifo": 256, "max_words": 64, "rx_fifo_depth": 512, "status_counters": 0, "pipes": 0,
                    "serial_crc": 1, "route_dests": 2},

@@ -21,13 +21,13 @@ def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y,
            engine: bool | None = None, h0_words: int | None = None, **link_kwargs):
     """``engine`` None: a sample engine with the hybrid core (as :data:`DEFAULT_CHIP`), none with the compact
     core (the iCEBreaker's chip, which has no room for one); ``h0_words`` None: the default chip's H0 store
-    with an engine."""
+    with the default engine, none with an engine asked for (as a board's build: ``CHIP_DEFAULTS``)."""
     from plasticore import chip_map as M
 
+    if h0_words is None:  # the default chip's store with the default chip's engine; none where engine is set
+        h0_words = DEFAULT_CHIP.h0_words if engine is None and DEFAULT_CHIP.engine and core == "hybrid" else 0
     if engine is None:
         engine = DEFAULT_CHIP.engine and core == "hybrid"
-    if h0_words is None:
-        h0_words = DEFAULT_CHIP.h0_words if engine else 0
     cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe), bool(engine), int(h0_words))
     extra = {"core": core, "route_dests": route_dests or M.MAX_DESTS, **link_kwargs}
     return cfg, extra, link_kwargs
