@@ -586,7 +586,7 @@ def test_capacity_checked_before_any_build(work, capsys, tmp_path, monkeypatch, 
     np.savez(work / "big_in.npz", x=random_inputs(np.random.default_rng(2), big, 1))
     before = snapshot(work)
     rc, _, err = run_cli(["sim", "run", "--bundle", work / "big", "--inputs", work / "big_in.npz", "--mesh", "1x1",
-                          "--out", work / "r.npz"], capsys)
+                          "--axons", "128", "--out", work / "r.npz"], capsys)
     assert_refused(rc, err, "--bundle", "300 inputs", "128 axons")
     rc, _, err = run_cli(["deploy", "--board", "icebreaker", "--bundle", work / "big", "--port", "/dev/null",
                           "--skip-flash", "--out-dir", tmp_path / "bits"], capsys)
