@@ -242,6 +242,29 @@ def test_regress_ulx3s_default_chip(dev_ulx3s, seed):
     _check(dev_ulx3s, b, random_inputs(rng, b, 2, "random"))
 
 
+@pytest.mark.regress
+@pytest.mark.parametrize("coding", ["direct", "rate"])
+def test_regress_ulx3s_streamed(dev_ulx3s, coding):
+    """The ULX3S chip's sample engine in front of its pipelined cores: a random 2-layer network (H
+    carried) streamed, features coded on the chip, records and final H equal the golden model's."""
+    from plasticore.coding import encode_for
+
+    rng = np.random.default_rng(int(os.environ.get("SEED", "0") or 0) * 1000 + 7100 + (coding == "rate"))
+    while True:
+        b = random_bundle(rng, sizes=[int(rng.integers(30, 257)), int(rng.integers(20, 257)),
+                                      int(rng.integers(2, 40))], timesteps=int(rng.integers(2, 5)), coding=coding)
+        if b.layers[-1].soma == C.SomaMode.LIF:
+            break
+    for L in b.layers:
+        L.h_persist = C.HPersist.NEVER
+    f = rng.integers(0, 256, (6, b.n_in))
+    dev_ulx3s.deploy(b)
+    assert dev_ulx3s.why_not_stream() is None
+    r = dev_ulx3s.stream(f)
+    msg = runs.compare_compact(r, runs.CompactResult.of(golden.run(b, encode_for(b, f))))
+    assert msg is None, msg
+
+
 @pytest.mark.parametrize("which", ["dev", "dev_pipe"])
 def test_output_window_reads_again_until_acknowledged(request, which):
     """The output window (ChipReg.OUT_WIN + i) reads the waiting outputs without removing them: a
