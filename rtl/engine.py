@@ -467,27 +467,35 @@ class SampleEngine(wiring.Component):
 
     @staticmethod
     def _h0_states(m: Module, h0: SimpleNamespace, chip, e_valid, e_op, e_addr, e_data, errors) -> None:
-        """The FSM states that write the H0 store's runs to the chip (after CLEAR, then RAMP)."""
+        """The FSM state that writes the H0 store's runs to the chip (after CLEAR, then RAMP).
+
+        The store is read in order (its runs lie one after another) into a one-word slot while the
+        slot's word is written: a read is issued whenever neither the slot nor a read in flight holds a
+        word, so a word takes two clocks when the chip takes a write at once."""
         r = Signal(range(M.ENGINE_MAX_H0_RUNS + 1))
-        j, p = Signal.like(h0.wp), Signal.like(h0.wp)  # word of the run, word of the store
-        word = Signal(32)
-        m.d.comb += h0.r.addr.eq(p)
-        with m.State("H0_RUN"):  # the store's word p is read this clock
+        j, q = Signal.like(h0.wp), Signal.like(h0.wp)  # word of the run; the store's next word to read
+        word, full, inflight = Signal(32), Signal(), Signal()  # the slot; a read issued last clock
+        consume, issue = Signal(), Signal()
+        m.d.comb += h0.r.addr.eq(q)
+        with m.State("H0_RUN"):
             with m.If(r == h0.runs):
-                m.d.sync += [r.eq(0), j.eq(0), p.eq(0)]
+                m.d.sync += [r.eq(0), j.eq(0), q.eq(0), full.eq(0), inflight.eq(0)]
                 m.next = "RAMP"
-            with m.Elif(j == h0.length[r]):
-                m.d.sync += [r.eq(r + 1), j.eq(0)]
             with m.Else():
-                m.next = "H0_Q"
-        with m.State("H0_Q"):
-            m.d.sync += word.eq(h0.r.data)
-            m.next = "H0_WR"
-        with m.State("H0_WR"):
-            m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE), e_addr.eq(h0.addr[r] + j), e_data.eq(word)]
-            with m.If(chip.ready):
-                m.d.sync += [errors.eq(errors + chip.error), j.eq(j + 1), p.eq(p + 1)]
-                m.next = "H0_RUN"
+                with m.If(j == h0.length[r]):
+                    m.d.sync += [r.eq(r + 1), j.eq(0)]
+                with m.Elif(full):
+                    m.d.comb += [e_valid.eq(1), e_op.eq(BusOp.WRITE), e_addr.eq(h0.addr[r] + j), e_data.eq(word)]
+                    with m.If(chip.ready):
+                        m.d.comb += consume.eq(1)
+                        m.d.sync += [errors.eq(errors + chip.error), j.eq(j + 1)]
+                # (a read in flight finds the slot empty: it was issued only then)
+                m.d.comb += issue.eq(~((full & ~consume) | inflight))
+                m.d.sync += [inflight.eq(issue), q.eq(q + issue)]
+                with m.If(inflight):
+                    m.d.sync += [word.eq(h0.r.data), full.eq(1)]
+                with m.Elif(consume):
+                    m.d.sync += full.eq(0)
 
 
 class EngineChip(wiring.Component):
