@@ -6,12 +6,14 @@ every complete sample in its input queue (and room for its record in the result 
 host would do over the link, without a byte on the wire::
 
     CLEAR := 1;  state := w | 1;  w := w + RATE_WEYL                       (rate coding's generator)
+    the H0 store's runs: H := H0 of the layers that reset H at every sample   (with ``h0_words``)
     for t in 0 .. STEPS-1:
         for every layer-0 core k, every input i with x != 0:
             X[k][i] := x
         where x = rshift_round(feature[i] * ramp[t], 8)                        (CODING = DIRECT)
            or x = [xorshift32(state) >> 24 < feature[i]], one state step per i  (CODING = RATE; every
               core k replays the step's draws)
+           or the step's event words (axon, x)                                (CODING = EVENTS)
         n := RUN 1;  if n: OUT_ACK := n          (outputs are not kept: the record is the result)
     record := the output layer's membranes U, slice after slice (chip_map.pack_record)
 
