@@ -361,16 +361,10 @@ class Device:
         input one word (:func:`plasticore.chip_map.pack_events`), so sparse spike trains cost what they
         hold.  Returns a :class:`plasticore.runs.CompactResult` (bit-exact with
         ``CompactResult.of(golden.run(b, x))``)."""
-        from plasticore.coding import layer0_range
+        from plasticore.runs import check_inputs
 
         b, _ = self._need()
-        x = np.asarray(x)
-        if x.ndim != 3 or x.shape[1:] != (b.timesteps, b.n_in) or not np.issubdtype(x.dtype, np.integer):
-            raise DeviceError(f"inputs have shape {x.shape} ({x.dtype}), expected integers "
-                              f"(samples, {b.timesteps}, {b.n_in})")
-        lo, hi = layer0_range(b)
-        if x.size and (x.min() < lo or x.max() > hi):
-            raise DeviceError(f"inputs have values in [{x.min()}, {x.max()}], layer 0 takes {lo}..{hi}")
+        x = check_inputs(b, x)
         return self._stream(b, [M.pack_events(s) for s in x], True, labels, progress)
 
     def _stream(self, b: Bundle, packed: list[list[int]], events: bool, labels, progress):

@@ -214,13 +214,13 @@ class EngineReg(enum.IntEnum):
     CODING = 13  #: :class:`EngineCoding`
     RNG = 14  #: the Weyl value w of the next sample to start (rate coding: ``plasticore.coding.rate_weyl``)
     H0_WORDS = 15  #: read-only: words of the engine's H0 store (0: it has none)
+    X_CORE_BASE = 16  #: + e: core id of layer-0 core e
+    U_SLICE_BASE = 24  #: + e: output slice e, :func:`u_slice_word`
     #: runs of the H0 store written to the chip at every sample start, after CLEAR (0 .. ENGINE_MAX_H0_RUNS):
     #: H := H0 of ``h_persist = sample`` layers; writing it also rewinds the store's write pointer
     H0_RUNS = 32
     H0_IN = 33  #: write-only port: the next word of the H0 store (run after run)
     H0_RUN_BASE = 40  #: + 2r: bus address of run r's first word; + 2r + 1: its words (consecutive addresses)
-    X_CORE_BASE = 16  #: + e: core id of layer-0 core e
-    U_SLICE_BASE = 24  #: + e: output slice e, :func:`u_slice_word`
     RAMP_BASE = 0x100  #: + t (t < max steps): ramp[t] (0 .. 256)
     #: read-only window, + i: RES_WIN + i once that word exists: a read that waits on the chip (so the host
     #: need not poll); OUT_EMPTY if the engine can run nothing more first (no complete sample queued, or
