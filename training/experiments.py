@@ -302,11 +302,12 @@ def authors_table(out: Path, dataset: str = "fashion", epochs: int | None = None
     """Train LP, GP, HP with ``seeds`` seeds (``seed`` … ``seed+seeds-1``) and evaluate each on the clean
     test set and with Gaussian noise of variance ``noise_var`` (pixels in [0, 1], fixed noise draw):
     the float model (chip semantics: per-sample H from the trained H0) and the exported integer bundle
-    (torch deploy mode == golden).  ``preset``: ``authors`` (:func:`~.train.authors_config`) or
+    (the golden model).  ``preset``: ``authors`` (:func:`~.train.authors_config`) or
     ``default`` (the project's defaults).  Every finished run is written to ``out/runs/<variant>-s<seed>.json``
     and reused when the command is rerun, so an interrupted table resumes; ``out/table.md`` holds
     mean ± sd next to the authors' numbers."""
-    from .deploy import deploy_run
+    from plasticore import golden
+
     from .export import export_bundle
     from .train import authors_config
 
@@ -340,15 +341,20 @@ def authors_table(out: Path, dataset: str = "fashion", epochs: int | None = None
                  "epoch_time_s": float(np.median(hist["epoch_time_s"])),
                  "samples_per_s": float(np.median(hist["samples_per_s"])),
                  "config": {k: v for k, v in cfg.__dict__.items() if k not in ("progress",)}}
+            r["float_eval_s"] = r["integer_eval_s"] = 0.0
             for cond, xf in (("clean", xte), ("noise", x_noisy)):
+                t2 = time.perf_counter()
                 r[f"float_{cond}"] = accuracy(predict(net, xf, qat=cfg.qat, exact=False), yte)
-                r[f"deploy_{cond}"] = deploy_run(bundle, encode_int(xf, net.cfg), record=False).accuracy(yte)
+                t3 = time.perf_counter()
+                r[f"deploy_{cond}"] = accuracy(golden.run(bundle, encode_int(xf, net.cfg)).predictions, yte)
+                r["float_eval_s"] += t3 - t2
+                r["integer_eval_s"] += time.perf_counter() - t3
             r["eval_time_s"] = time.perf_counter() - t1
             write_json(path, r)
             res[var].append(r)
             log(f"{var} seed {s}: float {r['float_clean']:.4f} / noise {r['float_noise']:.4f}, integer "
                 f"{r['deploy_clean']:.4f} / {r['deploy_noise']:.4f}, {r['epoch_time_s']:.0f} s/epoch, "
-                f"eval {r['eval_time_s']:.0f} s")
+                f"eval {r['float_eval_s']:.0f} s float, {r['integer_eval_s']:.0f} s integer")
     rows = []
     for var, rs in res.items():
         row = {"variant": var, "n": len(rs), "authors_clean": AUTHORS_TABLE[var][0],

@@ -39,6 +39,7 @@ from torch import nn
 from plasticore import contract as C
 from plasticore import rules as R
 
+from . import lowrank
 from .quant import LayerScales, fq, layer_scales
 
 U_MAX = float(C.smax(C.U_BITS))
@@ -480,53 +481,73 @@ class HybridNet(nn.Module):
     def theta_out(self) -> float:
         return self.layers[-1].opts.theta
 
-    def forward(self, x: torch.Tensor, h_mode: str = "sample", qat: bool = True, carry: bool = False,
+    def forward(self, x, h_mode: str = "sample", qat: bool = True, carry: bool = False,
                 teach: torch.Tensor | None = None, record: bool = False, H: list | None = None,
-                m: dict | None = None):
-        """Run inputs ``x`` (B, T, A) in real units. Returns a dict with ``u`` (B, N_out, the final
-        membrane of the last layer), ``theta`` (its quantised threshold), ``H`` (final per layer) and,
-        with ``record``, per-layer ``spikes``/``mem`` (B, T, N).
+                m: dict | None = None, keep_h: bool = True):
+        """Run inputs ``x`` (B, T, A) in real units (or a :class:`~plasticore.training.lowrank.Separable`
+        x_t = r_t·x). Returns a dict with ``u`` (B, N_out, the final membrane of the last layer), ``theta``
+        (its quantised threshold), ``H`` (final per layer; None for a sequence-form layer in ``sample``
+        mode when not ``keep_h``) and, with ``record``, per-layer ``spikes``/``mem`` (B, T, N).
 
         ``carry`` (shared mode) stores the final H back into the layers (detached).
         ``teach`` (B, T, N_out) or (B, N_out): current added to the output layer (few-shot support).
         ``m`` {layer: (B, N) or (B, T, N)}: the third-factor input of rule programs, real (m_int / 4096).
+
+        Layers run one after another over all T steps (the network is feed-forward, so this is the
+        step-by-step order's result); a float v1 plastic layer runs in the sequence form of
+        :mod:`~plasticore.training.lowrank` when it can (same result, no per-step H).
         """
         B, T, _ = x.shape
         qs = [L.qparams(qat) for L in self.layers]
-        states = [init_state(L, B, h_mode, x.dtype, None if H is None else H[i], qat)
-                  for i, L in enumerate(self.layers)]
-        rec_s = [[] for _ in self.layers] if record else None
-        rec_u = [[] for _ in self.layers] if record else None
         nl = len(self.layers)
         # layers with nothing to train on an input without gradient run under no_grad (the authors' LP)
         frozen = [not any(p.requires_grad for p in L.parameters()) for L in self.layers]
         ramp = self.cfg.spike_ramp and not qat
-        for t in range(T):
-            inp = x[:, t]
-            for li in range(nl):
-                tc = None
-                if teach is not None and li == nl - 1:
-                    tc = teach[:, t] if teach.dim() == 3 else teach
-                if li > 0 and ramp:
-                    inp = inp * float(np.exp(-t / self.cfg.tau))
-                ml = None
-                if m is not None and li in m:
-                    ml = m[li][:, t] if m[li].dim() == 3 else m[li]
-                with torch.set_grad_enabled(torch.is_grad_enabled() and not (frozen[li] and not inp.requires_grad)):
-                    states[li], _ = hybrid_step(qs[li], states[li], inp, h_mode, tc, ml)
-                inp = states[li].s
-                if record:
-                    rec_s[li].append(states[li].s.detach())
-                    rec_u[li].append(states[li].u.detach())
-        if carry and h_mode == "shared":
-            for L, st in zip(self.layers, states, strict=True):
-                if L.opts.plastic:
-                    L.H.copy_(st.H.detach())
-        out = {"u": states[-1].u, "theta": qs[-1].theta, "H": [st.H for st in states]}
+        rvec = torch.tensor([float(np.exp(-t / self.cfg.tau)) for t in range(T)], dtype=x.dtype)
+        rec_s, rec_u, H_out = [], [], []
+        inp = x
+        for li, L in enumerate(self.layers):
+            q = qs[li]
+            if li > 0 and ramp:
+                inp = inp * rvec[None, :, None]
+            tc = teach if li == nl - 1 else None
+            ml = m.get(li) if m is not None else None
+            H0 = None if H is None else H[li]
+            grad = torch.is_grad_enabled() and not (frozen[li] and not getattr(inp, "requires_grad", False))
+            with torch.set_grad_enabled(grad):
+                res = None
+                if H0 is None and lowrank.eligible(q, h_mode, L.H, inp, ml):
+                    res = lowrank.layer_sequence(q, inp, L.H, h_mode, spike, post_function, tc, keep_h)
+                if res is None:
+                    res = self._layer_steps(L, q, inp, h_mode, qat, tc, ml, H0)
+            u_seq, s_seq, Hf = res
+            if carry and h_mode == "shared" and L.opts.plastic:
+                L.H.copy_(Hf.detach())
+            H_out.append(Hf)
+            if record:
+                rec_s.append(s_seq.detach())
+                rec_u.append(u_seq.detach())
+            inp = s_seq
+        out = {"u": u_seq[:, -1], "theta": qs[-1].theta, "H": H_out}
         if record:
-            out["spikes"] = [torch.stack(r, 1) for r in rec_s]
-            out["mem"] = [torch.stack(r, 1) for r in rec_u]
+            out["spikes"], out["mem"] = rec_s, rec_u
         return out
+
+    @staticmethod
+    def _layer_steps(L, q, x, h_mode, qat, teach, m, H0):
+        """One layer over all T steps with :func:`hybrid_step`: (u, s) (B, T, N) and the final H."""
+        if isinstance(x, lowrank.Separable):
+            x = x.dense()
+        B, T, _ = x.shape
+        st = init_state(L, B, h_mode, x.dtype, H0, qat)
+        us, ss = [], []
+        for t in range(T):
+            tc = None if teach is None else (teach[:, t] if teach.dim() == 3 else teach)
+            mt = None if m is None else (m[:, t] if m.dim() == 3 else m)
+            st, _ = hybrid_step(q, st, x[:, t], h_mode, tc, mt)
+            us.append(st.u)
+            ss.append(st.s)
+        return torch.stack(us, 1), torch.stack(ss, 1), st.H
 
 
 class _ClampMaxST(torch.autograd.Function):

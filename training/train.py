@@ -32,6 +32,7 @@ from plasticore.coding import encode
 from plasticore.errors import PlasticoreError
 
 from .deploy import PER_SAMPLE_H_ELEMENTS
+from .lowrank import Separable
 from .model import HybridNet, NetConfig, mse_loss
 
 
@@ -110,14 +111,20 @@ def to_real(x_int: np.ndarray | torch.Tensor, cfg: NetConfig, dtype=torch.float3
 
 
 def train_inputs(features: np.ndarray, cfg: NetConfig, gen: torch.Generator, dtype=torch.float32,
-                 noise_std: float = 0.0) -> torch.Tensor:
-    """Real-valued training inputs (B, T, A); rate coding draws fresh spikes from ``gen``."""
+                 noise_std: float = 0.0, separable: bool = False) -> torch.Tensor | Separable:
+    """Real-valued training inputs (B, T, A); rate coding draws fresh spikes from ``gen``.
+
+    Direct coding gives the chip's input x_t = round(f·ramp_t / 256) / 256, or with ``separable`` (the
+    float forward) the unrounded x_t = (f / 256)·(ramp_t / 256) as a :class:`Separable`, which lets a
+    shared-H plastic layer skip its per-step H (``training/lowrank.py``)."""
     f = torch.as_tensor(features.astype(np.int64))
     if noise_std > 0:
         f = torch.clamp(torch.round(f + noise_std * 255.0 * torch.randn(f.shape, generator=gen)), 0, 255).long()
     T = cfg.timesteps
     if cfg.coding == "direct":
         ramp = torch.as_tensor(ramp_for(cfg.tau, T), dtype=torch.int64)
+        if separable:
+            return Separable(f.to(dtype) / 256.0, ramp.to(dtype) / 256.0)
         x = torch.bitwise_right_shift(f[:, None, :] * ramp[None, :, None] + 128, 8)
         return x.to(dtype) / 256.0
     thr = torch.randint(0, 256, (f.shape[0], T, f.shape[1]), generator=gen)
@@ -135,12 +142,14 @@ def predict(net: HybridNet, features: np.ndarray, h_mode: str = "sample", qat: b
     model = copy.deepcopy(net).double() if exact else net
     dtype = torch.float64 if exact else torch.float32
     if h_mode == "sample":
-        batch = per_sample_h_batch(batch, [L.n_in * L.n_out for L in net.layers if L.opts.plastic],
-                                   PER_SAMPLE_H_ELEMENTS)
+        # a float v1 layer runs in the sequence form (training/lowrank.py): no per-sample H to hold
+        held = [L.n_in * L.n_out for L in net.layers
+                if L.opts.plastic and (qat or L.rule_terms is not None or L.use_mask)]
+        batch = per_sample_h_batch(batch, held, PER_SAMPLE_H_ELEMENTS)
     preds = []
     for s0 in range(0, len(features), batch):
         xi = encode_int(features[s0:s0 + batch], net.cfg, sample_offset + s0)
-        out = model(to_real(xi, net.cfg, dtype), h_mode=h_mode, qat=qat)
+        out = model(to_real(xi, net.cfg, dtype), h_mode=h_mode, qat=qat, keep_h=False)
         preds.append(out["u"].argmax(-1).numpy())
     return np.concatenate(preds) if preds else np.zeros(0, np.int64)
 
@@ -282,7 +291,7 @@ def train_model(cfg: TrainConfig, out: Path | None = None, data=None, log=print,
         losses = []
         for bi in it:
             idx = shard[bi * cfg.batch_size:(bi + 1) * cfg.batch_size]
-            xb = train_inputs(xtr[idx], net.cfg, gen, noise_std=cfg.noise_std)
+            xb = train_inputs(xtr[idx], net.cfg, gen, noise_std=cfg.noise_std, separable=not cfg.qat)
             yb = torch.as_tensor(ytr[idx])
             losses.append(train_step(model, net, opts, xb, yb, n_classes, cfg))
             if bar is not None:

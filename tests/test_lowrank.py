@@ -1,0 +1,149 @@
+"""The sequence form of a float plastic layer (training/lowrank.py) equals the step-by-step forward:
+membranes, spikes, final H and every gradient, in float64; it steps aside whenever the clamp could act."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from plasticore.bundle import ramp_for
+from plasticore.training import lowrank
+from plasticore.training.model import HybridNet, NetConfig, mse_loss
+from plasticore.training.train import authors_config, encode_int, predict, to_real, train_inputs
+
+torch.set_num_threads(1)
+
+
+def _net(seed: int, rule: dict, plastic: str = "all", ramp: bool = True, beta: float = 0.3, T: int = 6):
+    cfg = NetConfig(sizes=[30, 20, 5], timesteps=T, plastic_layers=plastic, spike_ramp=ramp, tau=5.0,
+                    rule={"lam_exact": 0.4, "decay_exact": 0.95, **rule})
+    net = HybridNet(cfg, seed=seed).double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for L in net.layers:
+            L.W.mul_(3.0)
+            L.alpha.fill_(0.8)
+            L.beta.copy_(torch.empty(L.n_in).uniform_(-beta, beta, generator=g))
+            L.eta.copy_(torch.empty(L.n_out).uniform_(-0.5, 0.5, generator=g))
+            L.H.copy_(torch.empty(L.n_in, L.n_out).uniform_(-0.5, 0.5, generator=g))
+    return net
+
+
+def _run(net, x, h_mode: str, sequence: bool, teach=None):
+    """Forward + backward of a copy; returns (outputs, gradients, STATS delta)."""
+    net = copy.deepcopy(net)
+    before = dict(lowrank.STATS)
+    orig = lowrank.eligible
+    if not sequence:
+        lowrank.eligible = lambda *a: False
+    try:
+        o = net(x, h_mode=h_mode, qat=False, record=True, teach=teach, carry=True)
+        loss = mse_loss(o["u"], o["theta"], torch.arange(x.shape[0]) % 5, 5) + sum((h ** 2).mean() for h in o["H"])
+        loss.backward()
+    finally:
+        lowrank.eligible = orig
+    grads = {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+    delta = {k: lowrank.STATS[k] - before[k] for k in before}
+    return o, grads, delta, [L.H.clone() for L in net.layers]
+
+
+CASES = [("shared", "tanh", 1, "soft"), ("shared", "tanh", -1, "hard"), ("shared", "identity", 1, "soft"),
+         ("sample", "tanh", 1, "soft"), ("sample", "tanh", -1, "hard"), ("sample", "identity", -1, "soft")]
+
+
+@pytest.mark.parametrize("h_mode,post_fn,sign,reset", CASES)
+def test_sequence_form_equals_step_form(h_mode, post_fn, sign, reset):
+    seed = CASES.index((h_mode, post_fn, sign, reset))
+    # (identity: f is not bounded by 1, so smaller β keep |H| provably inside the int16 range)
+    net = _net(seed, {"post_fn": post_fn, "hebb_sign": sign, "reset": reset, "clamp": None},
+               beta=0.3 if post_fn == "tanh" else 0.02)
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(8, 30, generator=g, dtype=torch.float64)
+    ramp = torch.tensor(ramp_for(5.0, 6), dtype=torch.float64) / 256
+    if h_mode == "shared":  # the shared form needs x_t = r_t·x
+        x = lowrank.Separable(base, ramp)
+    else:  # any per-step inputs
+        x = base[:, None, :] * ramp[None, :, None] + 0.2 * torch.rand(8, 6, 30, generator=g, dtype=torch.float64)
+    teach = torch.rand(8, 6, 5, generator=g, dtype=torch.float64)
+    a, ga, da, Ha = _run(net, x, h_mode, True, teach)
+    b, gb, db, Hb = _run(net, x, h_mode, False, teach)
+    # layer 0 always, layer 1 (spike inputs) only per sample
+    assert da["sequence"] == (2 if h_mode == "sample" else 1) and da["fallback"] == 0
+    assert db["sequence"] == 0
+    for li in range(2):
+        assert torch.equal(a["spikes"][li], b["spikes"][li]), f"layer {li} spikes differ"
+        torch.testing.assert_close(a["mem"][li], b["mem"][li], rtol=0, atol=1e-12)
+        torch.testing.assert_close(a["H"][li], b["H"][li], rtol=0, atol=1e-12)
+        torch.testing.assert_close(Ha[li], Hb[li], rtol=0, atol=1e-12)  # the carried H
+    assert ga.keys() == gb.keys() and {"layers.0.W", "layers.0.beta", "layers.0.alpha", "layers.0.eta"} <= ga.keys()
+    for k in ga:
+        torch.testing.assert_close(ga[k], gb[k], rtol=1e-9, atol=1e-11, msg=f"gradient of {k}")
+
+
+@pytest.mark.parametrize("h_mode", ["shared", "sample"])
+def test_sequence_form_steps_aside_when_the_clamp_can_act(h_mode):
+    """β large enough for |H| to reach the clamp: the layer runs the step path (exactly its result)."""
+    net = _net(11, {"clamp": 2.0}, plastic="hidden", beta=3.0)
+    base = torch.rand(6, 30, dtype=torch.float64)
+    ramp = torch.tensor(ramp_for(5.0, 6), dtype=torch.float64) / 256
+    x = lowrank.Separable(base, ramp) if h_mode == "shared" else lowrank.Separable(base, ramp).dense()
+    a, ga, da, _ = _run(net, x, h_mode, True)
+    b, gb, _, _ = _run(net, x, h_mode, False)
+    assert da["fallback"] == 1 and da["sequence"] == 0
+    assert float(a["H"][0].detach().abs().max()) == pytest.approx(2.0)  # the clamp did act
+    torch.testing.assert_close(a["mem"][1], b["mem"][1], rtol=0, atol=0)
+    for k in ga:
+        torch.testing.assert_close(ga[k], gb[k], rtol=0, atol=0)
+
+
+def test_step_path_where_the_sequence_form_does_not_apply():
+    """QAT, rule programs, task masks and a shared H with per-step inputs run step by step."""
+    net = _net(3, {}, plastic="hidden")
+    x = torch.rand(4, 6, 30, dtype=torch.float64)
+    before = dict(lowrank.STATS)
+    net(x, h_mode="shared", qat=False)  # shared H, inputs not separable
+    net(x, h_mode="sample", qat=True)  # quantisation-aware: H is rounded every step
+    net.layers[0].set_task_mask(torch.ones(30, 20))
+    net(x, h_mode="sample", qat=False)
+    assert lowrank.STATS == before
+    rnet = HybridNet(NetConfig(sizes=[30, 20, 5], timesteps=4, rule={"rule": "c*x*s", "coefs": {"c": 0.1}}))
+    rnet(torch.rand(2, 4, 30), h_mode="sample", qat=False)
+    assert lowrank.STATS == before
+
+
+def test_separable_training_inputs():
+    """Float direct coding: x_t = (f / 256)·(ramp_t / 256), within 1/512 of the chip's rounded input."""
+    cfg = authors_config(timesteps=5).net_config(12, 3)
+    feats = np.random.default_rng(0).integers(0, 256, size=(7, 12)).astype(np.uint8)
+    g = torch.Generator().manual_seed(0)
+    sep = train_inputs(feats, cfg, g, dtype=torch.float64, separable=True)
+    assert isinstance(sep, lowrank.Separable) and sep.shape == (7, 5, 12)
+    ramp = np.asarray(ramp_for(cfg.tau, 5), np.float64)
+    np.testing.assert_array_equal(sep.dense().numpy(), feats[:, None, :] * ramp[None, :, None] / 65536.0)
+    chip = to_real(encode_int(feats, cfg), cfg, torch.float64)
+    assert float((sep.dense() - chip).abs().max()) <= 1 / 512
+
+
+def test_float_predictions_unchanged_by_the_sequence_form():
+    """``predict`` of a float model (per-sample H, chip inputs) gives the step path's classes."""
+    cfg = authors_config(hidden=40, timesteps=6)
+    net = HybridNet(cfg.net_config(30, 5), seed=2)
+    with torch.no_grad():
+        for L in net.layers:
+            L.alpha.fill_(0.5)
+            L.beta.mul_(30)
+            L.H.uniform_(-0.3, 0.3)
+    feats = np.random.default_rng(1).integers(0, 256, size=(40, 30)).astype(np.uint8)
+    before = lowrank.STATS["sequence"]
+    p = predict(net, feats, qat=False, exact=False)
+    assert lowrank.STATS["sequence"] > before
+    orig = lowrank.eligible
+    lowrank.eligible = lambda *a: False
+    try:
+        q = predict(net, feats, qat=False, exact=False)
+    finally:
+        lowrank.eligible = orig
+    np.testing.assert_array_equal(p, q)
