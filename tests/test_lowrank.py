@@ -147,3 +147,35 @@ def test_float_predictions_unchanged_by_the_sequence_form():
     finally:
         lowrank.eligible = orig
     np.testing.assert_array_equal(p, q)
+
+
+def _qat_pair(net, x, teach=None):
+    outs = []
+    for round_h in (False, True):
+        n2 = copy.deepcopy(net)
+        before = lowrank.STATS["sequence"]
+        o = n2(x, h_mode="sample", qat=True, record=True, teach=teach, round_h=round_h)
+        outs.append((o, lowrank.STATS["sequence"] - before))
+    return outs
+
+
+def test_qat_sequence_form_rounds_everything_but_h():
+    """Quantisation-aware, ``round_h=False``: with α = 0 (H has no effect) every other rounding (g, the
+    leak, the u clamps, the table) makes the sequence form equal the step path exactly; with α ≠ 0 it is
+    within H's per-step rounding of it."""
+    net = _net(5, {"clamp": 4.0}, plastic="all", ramp=False, beta=0.5)
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(8, 6, 30, generator=g, dtype=torch.float64)
+    teach = torch.rand(8, 6, 5, generator=g, dtype=torch.float64)
+    (a, na), (b, nb) = _qat_pair(net, x, teach)
+    assert na == 2 and nb == 0
+    for li in range(2):
+        d = float((a["mem"][li] - b["mem"][li]).abs().max())
+        assert 0 < d < 0.05 * net.layers[li].opts.theta, (li, d)  # (30 inputs x 6 steps of 2^-13 H errors)
+    with torch.no_grad():
+        for L in net.layers:
+            L.alpha.zero_()
+            L.alpha.add_(1e-30)  # (a plastic layer's α, quantised to 0)
+    (a, _), (b, _) = _qat_pair(net, x, teach)
+    for li in range(2):
+        assert torch.equal(a["mem"][li], b["mem"][li]) and torch.equal(a["spikes"][li], b["spikes"][li])

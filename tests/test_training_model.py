@@ -143,7 +143,8 @@ def test_no_qat_training_with_plastic_layer_on_spikes(sizes, plastic_layers):
     error, and the forward never hands out the H buffer itself (the carry overwrites it)."""
     from plasticore.training.train import TrainConfig, make_optimizers, train_step
 
-    cfg = TrainConfig(hidden=sizes[1:-1], timesteps=4, qat=False, plastic_layers=plastic_layers, batch_size=4)
+    cfg = TrainConfig(hidden=sizes[1:-1], timesteps=4, qat=False, plastic_layers=plastic_layers, batch_size=4,
+                      h_mode="shared")
     net = HybridNet(cfg.net_config(sizes[0], sizes[-1]), seed=6)
     assert net.layers[1].opts.plastic  # takes the first layer's spikes
     _excite(net, 6)

@@ -109,7 +109,7 @@ def make_plots(net, hist, xte, yte, out: Path, title: str = "") -> list[str]:
 
 def train(dataset: str, epochs: int, out: Path | str | None, variant: str = "HP", seed: int = 0,
           hidden: int | list[int] = 128, timesteps: int = 8, batch_size: int = 32, lr_global: float = 2e-3,
-          lr_meta: float = 5e-4, num_updates: int = 1, h_mode: str = "shared", coding: str = "direct",
+          lr_meta: float = 5e-4, num_updates: int = 1, h_mode: str = "sample", coding: str = "direct",
           qat: bool = True, rule: dict | None = None, plastic_layers: str = "hidden", data_root=None,
           max_train: int | None = None, max_test: int | None = None, onchip_eval: bool = False,
           threads: int | None = None, progress: bool = True, deploy_check: str = "golden",
@@ -203,7 +203,7 @@ def _rule_from_args(a) -> dict:
 
 #: the defaults of the options that ``--authors`` presets (an explicit option always wins)
 TRAIN_DEFAULTS = {"hidden": [128], "timesteps": 8, "batch_size": 32, "lr_global": 2e-3, "lr_meta": 5e-4,
-                  "lr_schedule": "cosine", "plastic_layers": "hidden"}
+                  "lr_schedule": "cosine", "plastic_layers": "hidden", "h_mode": "sample"}
 
 
 def train_kwargs(a: argparse.Namespace) -> dict:
@@ -217,7 +217,7 @@ def train_kwargs(a: argparse.Namespace) -> dict:
     if a.authors:
         rule = {**AUTHORS_RULE, **rule}
     return dict(v, dataset=a.dataset, epochs=a.epochs, out=a.out, variant=a.variant, seed=a.seed,
-                hidden=hidden[0] if len(hidden) == 1 else hidden, num_updates=a.num_updates, h_mode=a.h_mode,
+                hidden=hidden[0] if len(hidden) == 1 else hidden, num_updates=a.num_updates,
                 coding=a.coding, qat=not (a.no_qat or a.authors), rule=rule, spike_ramp=bool(a.authors),
                 loss_clamp="hard" if a.hard_clamp_loss else "straight_through", data_root=a.data_root,
                 max_train=a.max_train, max_test=a.max_test, onchip_eval=a.onchip_eval, threads=a.threads,
@@ -248,8 +248,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hard-clamp-loss", action="store_true",
                    help="the authors' loss gradient (zero above the 1.1 clamp) instead of straight-through")
     p.add_argument("--num-updates", type=positive_int, default=1, help="inner global steps per meta step (k)")
-    p.add_argument("--h-mode", default="shared", choices=["shared", "sample"],
-                   help="shared: batch-mean H carried across mini-batches (authors); sample: per-sample H")
+    p.add_argument("--h-mode", default=None, choices=["shared", "sample"],
+                   help="sample (default): per-sample H from H0, as deployed; shared: batch-mean H carried "
+                        "across mini-batches (the authors', --authors)")
     p.add_argument("--coding", default="direct", choices=["direct", "rate"])
     p.add_argument("--post-fn", choices=["tanh", "identity", "sign"])
     p.add_argument("--hebb-sign", type=int, choices=[-1, 1])

@@ -19,8 +19,13 @@ x_t·H_{t−1} needs only inner products of inputs, never H itself::
 The result equals the step-by-step float forward (``model.hybrid_step``) whenever the clamp ±c
 cannot act; :func:`layer_sequence` proves that from the sequence's own values
 (|H_t| ≤ |d|·|H_{t−1}|max + max|g_t|·max|f_t|, starting at max|H0|) and returns None otherwise, so the
-caller runs the step path.  Quantisation-aware forwards round H at every step and always take the step
-path.
+caller runs the step path.
+
+A quantisation-aware forward (``q.sc``) runs the sequence form only when the caller lets H go
+unrounded inside a sample (``round_h=False``, what training does by default): every other rounding of
+the integer step is kept (g, the α-term, the leak, the clamps of u, f from the table), but H and g⊗f
+are not put on the 2^-12 grid at every step, so the forward is within those roundings of the integer
+path instead of equal to it.  Evaluation and the exactness tests keep ``round_h=True`` (the step path).
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from plasticore import contract as C
+
+from .quant import fq
 
 __all__ = ["Separable", "layer_sequence", "eligible", "STATS"]
 
@@ -58,29 +67,35 @@ class Separable:
         return Separable(self.base.to(dtype), self.ramp.to(dtype))
 
 
-def eligible(q, h_mode: str, H0: torch.Tensor, x, m) -> bool:
-    """Whether :func:`layer_sequence` can run this layer: float forward, v1 rule, no task mask, no
-    third factor, one shared initial H, and a form that is cheaper than the step path."""
+def eligible(q, h_mode: str, H0: torch.Tensor, x, m, round_h: bool = True) -> bool:
+    """Whether :func:`layer_sequence` can run this layer: a float forward (or a quantisation-aware one
+    that may leave H unrounded: not ``round_h``), v1 rule, no task mask, no third factor, one shared
+    initial H, and a form that is cheaper than the step path."""
     o = q.opts
-    if not (o.plastic and q.sc is None and q.rule is None and q.hmask is None and m is None and H0.dim() == 2):
+    if not (o.plastic and (q.sc is None or not round_h) and q.rule is None and q.hmask is None and m is None
+            and H0.dim() == 2):
         return False
-    return h_mode == "sample" or (h_mode == "shared" and isinstance(x, Separable))
+    return h_mode == "sample" or (h_mode == "shared" and isinstance(x, Separable) and q.sc is None)
 
 
-def layer_sequence(q, x, H0: torch.Tensor, h_mode: str, spike_fn, post_fn, teach=None,
+def layer_sequence(q, x, H0: torch.Tensor, h_mode: str, spike_fn, f_fn, teach=None,
                    keep_h: bool = True):
     """Run all T steps of one plastic layer. ``x``: (B, T, A) tensor or :class:`Separable`; ``teach``
     None, (B, N) or (B, T, N). Returns ``(u, s, H)`` with u, s (B, T, N) and H the final plastic matrix
     ((A, N) shared, (B, A, N) sample, None when not ``keep_h`` in sample mode), or None when the clamp
-    could act (the caller then runs the step path)."""
-    o = q.opts
+    could act (the caller then runs the step path). ``f_fn(q, u)``: the post factor f (the table under
+    quantisation)."""
+    o, sc = q.opts, q.sc
+    ulo, uhi = float(C.smin(C.U_BITS)), float(C.smax(C.U_BITS))
     d, sign, cl = float(q.decay), float(o.hebb_sign), o.h_clamp_real()
     sep = isinstance(x, Separable)
     B, T, A = x.shape
     H0 = H0.to(q.W.dtype)
+    h0 = bool(H0.any())  # (a per-sample H trained from 0 stays 0: no x·H0 product)
     if sep:
         xb, r = x.base, x.ramp
-        xW, xH = xb @ q.W, xb @ H0  # (B, N) each, scaled by r_t each step (H0 carries no gradient)
+        xW = xb @ q.W  # (B, N), scaled by r_t each step
+        xH = xb @ H0 if h0 else None  # (H0 carries no gradient)
         gx = xb * q.beta
         if h_mode == "shared":
             G = xb @ gx.t()  # G[b, b'] = <x_b, β⊙x_b'>
@@ -89,8 +104,11 @@ def layer_sequence(q, x, H0: torch.Tensor, h_mode: str, spike_fn, post_fn, teach
         gmax = gx.detach().abs().max() * r.detach().abs()  # max|g_t| per step
     else:
         X = x
-        xW, xH = X @ q.W, X @ H0  # (B, T, N) each
+        xW = X @ q.W  # (B, T, N)
+        xH = X @ H0 if h0 else None
         GX = X * q.beta
+        if sc is not None:  # g = sat16(rshift_round(β·x, x_frac)) on β's grid
+            GX = fq(GX, sc.beta_step, C.smin(C.G_BITS), C.smax(C.G_BITS))
         Cm = torch.einsum("bta,bsa->bts", X, GX)  # <x_t, β⊙x_τ> per sample
         gmax = GX.detach().abs().amax(dim=(0, 2))
         F = []
@@ -102,7 +120,7 @@ def layer_sequence(q, x, H0: torch.Tensor, h_mode: str, spike_fn, post_fn, teach
     for t in range(T):
         if sep:
             rt = r[t]
-            xw, xh = xW * rt, xH * rt
+            xw, xh = xW * rt, (None if xH is None else xH * rt)
             if Q is None:
                 acc = 0.0
             elif h_mode == "shared":
@@ -110,25 +128,34 @@ def layer_sequence(q, x, H0: torch.Tensor, h_mode: str, spike_fn, post_fn, teach
             else:
                 acc = rt * gam * Q
         else:
-            xw, xh = xW[:, t], xH[:, t]
+            xw, xh = xW[:, t], (None if xH is None else xH[:, t])
             if t == 0:
                 acc = 0.0
             else:
                 w = torch.tensor([d ** (t - 1 - k) for k in range(t)], dtype=Cm.dtype)
                 acc = torch.bmm((Cm[:, t, :t] * w).unsqueeze(1), torch.stack(F, 1)).squeeze(1)
-        ih = q.alpha * ((d ** t) * xh + sign * acc)
+        ih = q.alpha * (sign * acc if xh is None else (d ** t) * xh + sign * acc)
+        if sc is not None:
+            ih = fq(ih, sc.u_step, ulo, uhi)
         cur = xw + q.b + ih
         if teach is not None:
             cur = cur + (teach[:, t] if teach.dim() == 3 else teach)
+        if sc is not None:
+            cur = torch.clamp(cur, ulo * sc.u_step, uhi * sc.u_step)
         if u is None:
             v = torch.zeros_like(cur)
         elif o.reset == "soft":
             v = u - q.theta * s
         else:
             v = u * (1.0 - s)
-        u = v * q.lam + cur
+        vl = v * q.lam
+        if sc is not None:
+            vl = fq(vl, sc.u_step)
+        u = vl + cur
+        if sc is not None:
+            u = torch.clamp(u, ulo * sc.u_step, uhi * sc.u_step)
         s = spike_fn(u - q.theta, o.surrogate_width)
-        f = post_fn(o.post_fn, u / q.theta - q.eta)
+        f = f_fn(q, u)
         hb = abs(d) * hb + gm[t] * float(f.detach().abs().max())
         if hb > cl:
             STATS["fallback"] += 1

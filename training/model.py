@@ -237,15 +237,21 @@ class HybridLayer(nn.Module):
                        self.rule_terms, rule_c, rscales)
 
 
+def _start_h0(layer: HybridLayer, qat: bool, dtype=None) -> torch.Tensor:
+    """The layer's starting H: its carried H, under qat on the exported H0's 2^-12 grid and clamp."""
+    H = layer.H.to(dtype or layer.W.dtype)
+    if qat:
+        cl = layer.opts.h_clamp_real()
+        H = torch.clamp(torch.floor(H * (1 << C.H_FRAC) + 0.5) / (1 << C.H_FRAC), -cl, cl)
+    return H
+
+
 def init_state(layer: HybridLayer, batch: int, h_mode: str, dtype=None, H: torch.Tensor | None = None,
                qat: bool = True):
     dtype = dtype or layer.W.dtype
     N = layer.n_out
     if H is None:
-        H = layer.H.to(dtype)
-        if qat:  # the exported H0: on the 2^-12 grid, clipped at the clamp
-            cl = layer.opts.h_clamp_real()
-            H = torch.clamp(torch.floor(H * (1 << C.H_FRAC) + 0.5) / (1 << C.H_FRAC), -cl, cl)
+        H = _start_h0(layer, qat, dtype)
         if h_mode == "sample":
             H = H.expand(batch, *H.shape).clone()
         elif H is layer.H:  # never the buffer itself: carry=True overwrites it after the forward
@@ -483,7 +489,7 @@ class HybridNet(nn.Module):
 
     def forward(self, x, h_mode: str = "sample", qat: bool = True, carry: bool = False,
                 teach: torch.Tensor | None = None, record: bool = False, H: list | None = None,
-                m: dict | None = None, keep_h: bool = True):
+                m: dict | None = None, keep_h: bool = True, round_h: bool = True):
         """Run inputs ``x`` (B, T, A) in real units (or a :class:`~plasticore.training.lowrank.Separable`
         x_t = r_t·x). Returns a dict with ``u`` (B, N_out, the final membrane of the last layer), ``theta``
         (its quantised threshold), ``H`` (final per layer; None for a sequence-form layer in ``sample``
@@ -495,7 +501,8 @@ class HybridNet(nn.Module):
 
         Layers run one after another over all T steps (the network is feed-forward, so this is the
         step-by-step order's result); a float v1 plastic layer runs in the sequence form of
-        :mod:`~plasticore.training.lowrank` when it can (same result, no per-step H).
+        :mod:`~plasticore.training.lowrank` when it can (same result, no per-step H), and so does a
+        quantisation-aware one when ``round_h`` is False (H unrounded inside a sample: training).
         """
         B, T, _ = x.shape
         qs = [L.qparams(qat) for L in self.layers]
@@ -516,8 +523,8 @@ class HybridNet(nn.Module):
             grad = torch.is_grad_enabled() and not (frozen[li] and not getattr(inp, "requires_grad", False))
             with torch.set_grad_enabled(grad):
                 res = None
-                if H0 is None and lowrank.eligible(q, h_mode, L.H, inp, ml):
-                    res = lowrank.layer_sequence(q, inp, L.H, h_mode, spike, post_function, tc, keep_h)
+                if H0 is None and lowrank.eligible(q, h_mode, L.H, inp, ml, round_h):
+                    res = lowrank.layer_sequence(q, inp, _start_h0(L, qat), h_mode, spike, _lut_f, tc, keep_h)
                 if res is None:
                     res = self._layer_steps(L, q, inp, h_mode, qat, tc, ml, H0)
             u_seq, s_seq, Hf = res

@@ -4,8 +4,12 @@
 * meta-local parameters (α, β, η): Adam, ``lr_meta`` (5e-4);
 * ``num_updates = k``: per mini-batch, W takes k inner steps (each from the same carried H) and the
   meta-local parameters one step on the gradient of the last inner step (first-order bilevel);
-* ``h_mode = shared`` (the authors'): one batch-mean H carried from mini-batch to mini-batch;
-  ``h_mode = sample``: the chip's per-sample H (every sample from H0);
+* ``h_mode = sample`` (default): the chip's per-sample H, every sample from H0, as the deployed network
+  runs it; ``h_mode = shared`` (the authors', ``--authors``): one batch-mean H carried from mini-batch
+  to mini-batch (its carried H becomes the exported H0).  A network trained with a shared H and run
+  per sample meets a different H: each sample's own Hebbian term replaces the batch mean
+  (docs/training.md, "H semantics");
+* quantisation-aware training leaves H unrounded inside a sample (``round_h``, training/lowrank.py);
 * evaluation uses the deploy semantics (per-sample H from the carried H0, quantisation-aware
   forward in float64, which equals the integer path), and the exported bundle is run through the
   integer deploy mode / golden model for ``deploy_test_accuracy``;
@@ -48,7 +52,13 @@ class TrainConfig:
     lr_global: float = 2e-3  #: authors: 1e-3 (we anneal from 2e-3, cosine)
     lr_meta: float = 5e-4
     num_updates: int = 1
-    h_mode: str = "shared"  #: shared (authors: batch-mean H carried) | sample (per-sample H)
+    #: sample: the chip's per-sample H (every sample from H0), what the deployed network runs |
+    #: shared: the authors' batch-mean H carried from mini-batch to mini-batch (``--authors``)
+    h_mode: str = "sample"
+    #: quantisation-aware training rounds H onto its 2^-12 grid every step as the chip does (the step
+    #: path); False: H unrounded inside a sample, everything else rounded (the sequence form,
+    #: ``training/lowrank.py``: no per-step H, what makes a per-sample H cheap on wide layers)
+    round_h: bool = False
     coding: str = "direct"  #: direct | rate
     tau: float = 40.0
     qat: bool = True
@@ -81,7 +91,7 @@ class TrainConfig:
 #: preset trains without QAT; the exported bundle runs the contract (0/1 spikes, λ = 102/256,
 #: decay = 243/256) and ``deploy_test_accuracy`` measures that gap.
 AUTHORS_PRESET = {"hidden": 512, "timesteps": 10, "batch_size": 100, "lr_global": 1e-3, "lr_meta": 5e-4,
-                  "lr_schedule": "constant", "plastic_layers": "all"}
+                  "lr_schedule": "constant", "plastic_layers": "all", "h_mode": "shared"}
 AUTHORS_RULE = {"lam_exact": 0.4, "decay_exact": 0.95}
 
 
@@ -220,7 +230,8 @@ def train_step(model, net: HybridNet, opts, xb: torch.Tensor, yb: torch.Tensor, 
             opt_g.zero_grad(set_to_none=True)
         if opt_m:
             opt_m.zero_grad(set_to_none=True)
-        out = model(xb, h_mode=cfg.h_mode, qat=cfg.qat, carry=True)
+        out = model(xb, h_mode=cfg.h_mode, qat=cfg.qat, carry=True, round_h=cfg.round_h,
+                    keep_h=cfg.h_mode == "shared")
         loss = mse_loss(out["u"], net.theta_out, yb, n_classes, cfg.loss_clamp != "hard")
         loss.backward()
         if opt_g:
