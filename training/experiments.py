@@ -296,6 +296,10 @@ def _mean_sd(v: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
+def _config_defaults() -> dict:
+    return {k: v for k, v in TrainConfig().__dict__.items() if k != "progress"}
+
+
 def authors_table(out: Path, dataset: str = "fashion", epochs: int | None = None, seed: int = 0, seeds: int = 3,
                   quick: bool = False, data_root=None, noise_var: float = 0.06, preset: str = "authors",
                   hidden: int | None = None, threads: int | None = None, log=print) -> dict:
@@ -328,7 +332,9 @@ def authors_table(out: Path, dataset: str = "fashion", epochs: int | None = None
             cfg = authors_config(**kw) if preset == "authors" else TrainConfig(**kw)
             if path.is_file():
                 r = __import__("json").loads(path.read_text())
-                if r.get("config") == {k: v for k, v in cfg.__dict__.items() if k not in ("progress",)}:
+                # (a field added to TrainConfig after the run was stored takes its default)
+                stored = {**_config_defaults(), **r.get("config", {})}
+                if stored == {k: v for k, v in cfg.__dict__.items() if k not in ("progress",)}:
                     res[var].append(r)
                     log(f"{var} seed {s}: reusing {path}")
                     continue
