@@ -70,6 +70,14 @@ def _write_out_dir(out: Path, force: bool, same_kind, kind: str, work):
     return result
 
 
+def _is_table_dir(path: Path) -> bool:
+    """A (possibly unfinished) ``experiment table`` output: ``runs/`` of run files, table.md, results.json."""
+    names = {p.name for p in path.iterdir()}
+    runs = path / "runs"
+    return ("runs" in names and runs.is_dir() and names <= {"runs", "table.md", "results.json"}
+            and all(q.suffix in (".json", ".pt", ".tmp") for q in runs.iterdir()))
+
+
 def cmd_train(a) -> int:
     from plasticore import contract as C
     from plasticore.app.cli import CliError
@@ -102,6 +110,15 @@ def cmd_experiment(a) -> int:
     if a.kind == "table":
         kw.update(seeds=a.seeds, preset=a.preset, threads=a.threads)
         kw.setdefault("dataset", "fashion")
+        # hours of runs: each finished run is written into --out at once (runs/<variant>-s<seed>.json),
+        # so the table is built in place and a rerun resumes it; a directory that is not a table is
+        # refused, nothing in one is deleted
+        from plasticore.outputs import check_output_dir
+
+        check_output_dir(a.out, "--out", force=True, same_kind=_is_table_dir, kind="table (runs/, results.json)")
+        api.run_experiment(a.kind, a.out, **kw)
+        print(f"wrote {a.out}/results.json, {a.out}/table.md")
+        return 0
     _write_out_dir(a.out, a.force, _holds_only(None, "results.json", (".json", ".png")),
                    "experiment output (results.json)", lambda out: api.run_experiment(a.kind, out, **kw))
     print(f"wrote {a.out}/results.json")

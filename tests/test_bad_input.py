@@ -879,3 +879,24 @@ def test_stream_refusals_come_before_the_board(work, capsys, no_work):
     rc, _, err = run_cli([*base[:2], work / "b2", *base[3:], "--inputs", work / "f.npz"], capsys)
     assert_refused(rc, err, "--stream", "ANN output layer")
     assert not (work / "r.npz").exists() and no_work == []
+
+
+def test_table_out_is_built_in_place_and_never_replaces_other_dirs(tmp_path, capsys):
+    """``experiment table`` writes each finished run into --out (a rerun resumes it): a directory that is
+    not a table is refused before any training, untouched; an unfinished table is accepted."""
+    from plasticore.app.training_cli import _is_table_dir
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    before = snapshot(other)
+    rc, _, err = run_cli(["experiment", "table", "--quick", "--dataset", "digits", "--out", other], capsys)
+    assert_refused(rc, err, "--out", str(other), "table")
+    assert snapshot(other) == before
+    part = tmp_path / "part"
+    (part / "runs").mkdir(parents=True)
+    (part / "runs" / "LP-s0.json").write_text("{}")
+    (part / "runs" / "LP-s0.pt").write_bytes(b"")
+    assert _is_table_dir(part)
+    (part / "runs" / "x.txt").write_text("")
+    assert not _is_table_dir(part)

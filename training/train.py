@@ -165,6 +165,22 @@ def predict(net: HybridNet, features: np.ndarray, h_mode: str = "sample", qat: b
 
 
 @torch.no_grad()
+def predict_shared(net: HybridNet, features: np.ndarray, qat: bool = False, batch: int = 100,
+                   seed: int = 0) -> np.ndarray:
+    """The authors' evaluation: mini-batches of ``batch`` in order, one batch-mean H per mini-batch,
+    carried from batch to batch (starting from the trained H), on the training forward's inputs (float
+    direct coding unrounded). Not the chip's semantics: a model trained this way and run per sample
+    meets a different H (docs/training.md, "Shared-H training, per-sample deployment")."""
+    model = copy.deepcopy(net)
+    gen = torch.Generator().manual_seed(seed)
+    preds = []
+    for s0 in range(0, len(features), batch):
+        xb = train_inputs(features[s0:s0 + batch], net.cfg, gen, separable=not qat)
+        preds.append(model(xb, h_mode="shared", qat=qat, carry=True)["u"].argmax(-1).numpy())
+    return np.concatenate(preds) if preds else np.zeros(0, np.int64)
+
+
+@torch.no_grad()
 def predict_onchip(net: HybridNet, features: np.ndarray, qat: bool = True) -> np.ndarray:
     """Batch-1 "on-chip" semantics: samples one after another, every plastic layer's H carried from
     sample to sample and step to step (h_persist = never). The layers' H buffers are not changed."""
