@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from amaranth.hdl import Signal, signed, unsigned
 from amaranth.lib import data
+from amaranth.lib.wiring import In, Out
 
 from plasticore import contract as C
 from plasticore.core_map import MEM_BITS, PARAM_REGS, REGS, CoreGeometry
@@ -90,3 +91,24 @@ def axon_event_layout(geom: CoreGeometry) -> data.StructLayout:
 def spike_event_layout(geom: CoreGeometry) -> data.StructLayout:
     """A non-zero output of the soma: neuron index and value (spike 1, or ANN output)."""
     return data.StructLayout({"neuron": geom.neuron_bits, "value": signed(C.X_BITS)})
+
+
+def h_sweep_ports(geom: CoreGeometry) -> dict:
+    """The ports of a plasticity unit that sweeps a layer's H words (``rtl/lpu.py``,
+    ``rtl/program_lpu.py``): parameters, start/busy, the H read and write ports, x and β by axon."""
+    P = geom.lanes
+    return {
+        "params": In(param_layout()),
+        "start": In(1),
+        "n_groups": In(range(geom.groups + 1)),
+        "busy": Out(1),
+        "h_raddr": Out(geom.addr_bits),
+        "h_rdata": In(data.ArrayLayout(signed(C.H_BITS), P)),
+        "h_waddr": Out(geom.addr_bits),
+        "h_wdata": Out(data.ArrayLayout(signed(C.H_BITS), P)),
+        "h_we": Out(1),
+        "x_addr": Out(geom.axon_bits),
+        "x_data": In(signed(C.X_BITS)),
+        "beta_addr": Out(geom.axon_bits),
+        "beta_data": In(signed(C.BETA_BITS)),
+    }

@@ -10,15 +10,27 @@ from plasticore import contract as C
 from plasticore.core_map import CoreGeometry
 
 from .arith import round_half, sat_fast
-from .layouts import param_layout
+from .layouts import h_sweep_ports
 from .multiplier import MULTIPLIER_LATENCY, PipelinedMultiplier
 from .pipelined_ram import delayed, local_params
 
-__all__ = ["PlasticityUnit", "LPU_LATENCY"]
+__all__ = ["PlasticityUnit", "LPU_LATENCY", "next_word"]
 
 #: clocks from the last word's read issue to its H write (L1..L9, four relays around L2 and L4, and
 #: the clamp's compare stage L8c)
 LPU_LATENCY = 14
+
+
+def next_word(m: Module, addr, i, g, end_row, last, running) -> None:
+    """The H sweep's word counter one word further: ``addr`` + 1, axon ``i`` within group ``g`` (the row
+    ends at ``end_row``), ``running`` cleared after the ``last`` word."""
+    m.d.sync += addr.eq(addr + 1)
+    with m.If(end_row):
+        m.d.sync += [i.eq(0), g.eq(g + 1)]
+    with m.Else():
+        m.d.sync += i.eq(i + 1)
+    with m.If(last):
+        m.d.sync += running.eq(0)
 
 
 class PlasticityUnit(wiring.Component):
@@ -65,19 +77,7 @@ class PlasticityUnit(wiring.Component):
         self.latency = LPU_LATENCY + mem_delay
         P = geom.lanes
         super().__init__({
-            "params": In(param_layout()),
-            "start": In(1),
-            "n_groups": In(range(geom.groups + 1)),
-            "busy": Out(1),
-            "h_raddr": Out(geom.addr_bits),
-            "h_rdata": In(data.ArrayLayout(signed(C.H_BITS), P)),
-            "h_waddr": Out(geom.addr_bits),
-            "h_wdata": Out(data.ArrayLayout(signed(C.H_BITS), P)),
-            "h_we": Out(1),
-            "x_addr": Out(geom.axon_bits),
-            "x_data": In(signed(C.X_BITS)),
-            "beta_addr": Out(geom.axon_bits),
-            "beta_data": In(signed(C.BETA_BITS)),
+            **h_sweep_ports(geom),
             "f_addr": Out(range(max(2, geom.groups))),
             "f_data": In(data.ArrayLayout(signed(C.F_BITS), P)),
         })
@@ -104,13 +104,7 @@ class PlasticityUnit(wiring.Component):
         with m.If(self.start):
             m.d.sync += [running.eq(self.n_groups != 0), addr.eq(0), i.eq(0), g.eq(0)]
         with m.Elif(running):
-            m.d.sync += addr.eq(addr + 1)
-            with m.If(end_row):
-                m.d.sync += [i.eq(0), g.eq(g + 1)]
-            with m.Else():
-                m.d.sync += i.eq(i + 1)
-            with m.If(last):
-                m.d.sync += running.eq(0)
+            next_word(m, addr, i, g, end_row, last, running)
         m.d.comb += [self.h_raddr.eq(addr), self.x_addr.eq(i), self.beta_addr.eq(i), self.f_addr.eq(g)]
 
         def stage(name, fields):

@@ -29,7 +29,8 @@ from plasticore import rules as R
 from plasticore.core_map import CoreGeometry
 
 from .arith import round_half, sat
-from .layouts import param_layout
+from .layouts import h_sweep_ports
+from .lpu import next_word
 from .multiplier import MULTIPLIER_LATENCY, PipelinedMultiplier
 
 __all__ = ["ProgramPlasticityUnit", "PROGRAM_LPU_LATENCY", "program_layout", "post_word_layout",
@@ -98,20 +99,8 @@ class ProgramPlasticityUnit(wiring.Component):
         self.geom = geom
         P = geom.lanes
         super().__init__({
-            "params": In(param_layout()),
+            **h_sweep_ports(geom),
             "program": In(program_layout()),
-            "start": In(1),
-            "n_groups": In(range(geom.groups + 1)),
-            "busy": Out(1),
-            "h_raddr": Out(geom.addr_bits),
-            "h_rdata": In(data.ArrayLayout(signed(C.H_BITS), P)),
-            "h_waddr": Out(geom.addr_bits),
-            "h_wdata": Out(data.ArrayLayout(signed(C.H_BITS), P)),
-            "h_we": Out(1),
-            "x_addr": Out(geom.axon_bits),
-            "x_data": In(signed(C.X_BITS)),
-            "beta_addr": Out(geom.axon_bits),
-            "beta_data": In(signed(C.BETA_BITS)),
             "xtr_addr": Out(geom.axon_bits),
             "xtr_data": In(signed(R.TRACE_BITS)),
             "post_addr": Out(range(max(2, geom.groups))),
@@ -139,13 +128,8 @@ class ProgramPlasticityUnit(wiring.Component):
             with m.If(~last_k):
                 m.d.sync += k.eq(k + 1)
             with m.Else():
-                m.d.sync += [k.eq(0), addr.eq(addr + 1)]
-                with m.If(end_row):
-                    m.d.sync += [i.eq(0), g.eq(g + 1)]
-                with m.Else():
-                    m.d.sync += i.eq(i + 1)
-                with m.If(last_word):
-                    m.d.sync += running.eq(0)
+                m.d.sync += k.eq(0)
+                next_word(m, addr, i, g, end_row, last_word, running)
         m.d.comb += [self.h_raddr.eq(addr), self.x_addr.eq(i), self.beta_addr.eq(i), self.xtr_addr.eq(i),
                      self.post_addr.eq(g)]
         slot = data.StructLayout({"v": 1, "a": geom.addr_bits, "k": range(R.K_MAX), "first": 1, "last": 1})

@@ -78,13 +78,13 @@ def eligible(q, h_mode: str, H0: torch.Tensor, x, m, round_h: bool = True) -> bo
     return h_mode == "sample" or (h_mode == "shared" and isinstance(x, Separable) and q.sc is None)
 
 
-def layer_sequence(q, x, H0: torch.Tensor, h_mode: str, spike_fn, f_fn, teach=None,
+def layer_sequence(q, x, H0: torch.Tensor, h_mode: str, soma_fn, f_fn, teach=None,
                    keep_h: bool = True):
     """Run all T steps of one plastic layer. ``x``: (B, T, A) tensor or :class:`Separable`; ``teach``
     None, (B, N) or (B, T, N). Returns ``(u, s, H)`` with u, s (B, T, N) and H the final plastic matrix
     ((A, N) shared, (B, A, N) sample, None when not ``keep_h`` in sample mode), or None when the clamp
-    could act (the caller then runs the step path). ``f_fn(q, u)``: the post factor f (the table under
-    quantisation)."""
+    could act (the caller then runs the step path). ``soma_fn(q, u, s, I)`` -> (u, s): the neurons' step
+    (``model.lif_soma``); ``f_fn(q, u)``: the post factor f (the table under quantisation)."""
     o, sc = q.opts, q.sc
     ulo, uhi = float(C.smin(C.U_BITS)), float(C.smax(C.U_BITS))
     d, sign, cl = float(q.decay), float(o.hebb_sign), o.h_clamp_real()
@@ -140,21 +140,9 @@ def layer_sequence(q, x, H0: torch.Tensor, h_mode: str, spike_fn, f_fn, teach=No
         cur = xw + q.b + ih
         if teach is not None:
             cur = cur + (teach[:, t] if teach.dim() == 3 else teach)
-        if sc is not None:
-            cur = torch.clamp(cur, ulo * sc.u_step, uhi * sc.u_step)
         if u is None:
-            v = torch.zeros_like(cur)
-        elif o.reset == "soft":
-            v = u - q.theta * s
-        else:
-            v = u * (1.0 - s)
-        vl = v * q.lam
-        if sc is not None:
-            vl = fq(vl, sc.u_step)
-        u = vl + cur
-        if sc is not None:
-            u = torch.clamp(u, ulo * sc.u_step, uhi * sc.u_step)
-        s = spike_fn(u - q.theta, o.surrogate_width)
+            u = s = torch.zeros_like(cur)
+        u, s = soma_fn(q, u, s, cur)
         f = f_fn(q, u)
         hb = abs(d) * hb + gm[t] * float(f.detach().abs().max())
         if hb > cl:

@@ -278,19 +278,7 @@ def hybrid_step(q: QParams, st: LayerState, x: torch.Tensor, h_mode: str = "samp
         cur = cur + ih
     if teach is not None:
         cur = cur + teach
-    if sc is not None:
-        cur = torch.clamp(cur, U_MIN * sc.u_step, U_MAX * sc.u_step)
-    if o.reset == "soft":
-        v = st.u - q.theta * st.s
-    else:
-        v = st.u * (1.0 - st.s)
-    vl = v * q.lam
-    if sc is not None:
-        vl = fq(vl, sc.u_step)
-    u = vl + cur
-    if sc is not None:
-        u = torch.clamp(u, U_MIN * sc.u_step, U_MAX * sc.u_step)
-    s = spike(u - q.theta, o.surrogate_width)
+    u, s = lif_soma(q, st.u, st.s, cur)
     xtr, ytr = st.xtr, st.ytr
     if o.plastic and q.rule is not None:
         if xtr is not None:
@@ -299,6 +287,22 @@ def hybrid_step(q: QParams, st: LayerState, x: torch.Tensor, h_mode: str = "samp
     elif o.plastic:
         H = plastic_update(q, H, x, u, h_mode)
     return LayerState(u=u, s=s, H=H, xtr=xtr, ytr=ytr), cur
+
+
+def lif_soma(q: QParams, u: torch.Tensor, s: torch.Tensor, cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """u_t = (u − θ·s)·λ + I (soft; hard: u·(1 − s)·λ), s_t = [u_t > θ]; under qat I and u saturate to
+    U_BITS and the leak product is rounded to the membrane's grid. Returns (u_t, s_t)."""
+    o, sc = q.opts, q.sc
+    if sc is not None:
+        cur = torch.clamp(cur, U_MIN * sc.u_step, U_MAX * sc.u_step)
+    v = u - q.theta * s if o.reset == "soft" else u * (1.0 - s)
+    vl = v * q.lam
+    if sc is not None:
+        vl = fq(vl, sc.u_step)
+    u = vl + cur
+    if sc is not None:
+        u = torch.clamp(u, U_MIN * sc.u_step, U_MAX * sc.u_step)
+    return u, spike(u - q.theta, o.surrogate_width)
 
 
 def _trace(tr: torch.Tensor, decay: int, inc: torch.Tensor, sc) -> torch.Tensor:
@@ -524,7 +528,7 @@ class HybridNet(nn.Module):
             with torch.set_grad_enabled(grad):
                 res = None
                 if H0 is None and lowrank.eligible(q, h_mode, L.H, inp, ml, round_h):
-                    res = lowrank.layer_sequence(q, inp, _start_h0(L, qat), h_mode, spike, _lut_f, tc, keep_h)
+                    res = lowrank.layer_sequence(q, inp, _start_h0(L, qat), h_mode, lif_soma, _lut_f, tc, keep_h)
                 if res is None:
                     res = self._layer_steps(L, q, inp, h_mode, qat, tc, ml, H0)
             u_seq, s_seq, Hf = res
