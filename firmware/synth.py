@@ -7,6 +7,7 @@ internal nets of a bigger design, not pins) and returns LUT/FF/BRAM/DSP use and 
     python -m plasticore.firmware.synth                 # default core 256 x 256, P = 16, LFE5U-85F
     python -m plasticore.firmware.synth --a 64 --n 64 --lanes 8 --freq 100
     python -m plasticore.firmware.synth --a 256 --n 256 --lanes 4 --mem-pipe   # pipelined, banked memories
+    python -m plasticore.firmware.synth --a 256 --n 256 --lanes 4 --unit program_lpu --no-pnr  # one unit
 
 Placement uses nextpnr's electrostatic placer (``--placer static``, the ULX3S build's); ``--placer heap``
 is nextpnr's default.
@@ -49,23 +50,31 @@ def _tool(name: str) -> str:
 def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETRY.n_max,
                lanes: int = DEFAULT_GEOMETRY.lanes, device: str = "85k", package: str = "CABGA381",
                freq_mhz: float = 100.0, out_dir: str | os.PathLike | None = None, seed: int = 1,
-               pnr: bool = True, mem_pipe: bool = False, placer: str = "static") -> dict:
+               pnr: bool = True, mem_pipe: bool = False, placer: str = "static", unit: str = "core") -> dict:
     """Synthesise (and place & route) one core; returns a dict of resources and timing.
 
     Keys: ``geometry``, ``device``, ``lut4``, ``ff``, ``dp16kd`` (BRAM), ``mult18`` (DSP
     multipliers), ``alu54``, ``slices`` (after P&R), ``fmax_mhz`` (achieved, ``None`` without
     P&R), ``target_mhz``, ``synth_s``, ``pnr_s``, ``out_dir``.  ``mem_pipe``: ``HybridCore(mem_pipe=True)``;
-    ``placer``: nextpnr's placement algorithm (``static``, ``heap`` or ``sa``).
+    ``placer``: nextpnr's placement algorithm (``static``, ``heap`` or ``sa``).  ``unit``: ``core``, or one
+    plasticity unit of the core's geometry alone (``lpu``: the v1 unit, ``program_lpu``: the rule-program
+    unit; without the memories), to compare their cost.
     """
     from amaranth.back import verilog
 
-    from .core import HybridCore
+    from plasticore.core_map import CoreGeometry
 
-    tag = "_pipe" if mem_pipe else ""
+    from .core import HybridCore
+    from .lpu import PlasticityUnit
+    from .program_lpu import ProgramPlasticityUnit
+
+    tag = ("_pipe" if mem_pipe else "") + ("" if unit == "core" else f"_{unit}")
     out = Path(out_dir or REPO_ROOT / "build" / f"synth_core_{a_max}x{n_max}_p{lanes}{tag}")
     out.mkdir(parents=True, exist_ok=True)
     vfile = out / "hybrid_core.v"
-    core = HybridCore(a_max, n_max, lanes, mem_pipe=mem_pipe)
+    geom = CoreGeometry(a_max, n_max, lanes)
+    core = {"core": lambda: HybridCore(a_max, n_max, lanes, mem_pipe=mem_pipe),
+            "lpu": lambda: PlasticityUnit(geom), "program_lpu": lambda: ProgramPlasticityUnit(geom)}[unit]()
     # (elaborated for the ECP5: the multipliers use the DSP blocks' own registers, rtl/multiplier.py)
     vfile.write_text(verilog.convert(core, name="hybrid_core", emit_src=False, platform=Ecp5Target()))
     jfile = out / "hybrid_core.json"
@@ -82,7 +91,7 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
         return int(hits[-1]) if hits else 0
 
     res = {
-        "geometry": {"a_max": a_max, "n_max": n_max, "lanes": lanes, "mem_pipe": mem_pipe},
+        "unit": unit, "geometry": {"a_max": a_max, "n_max": n_max, "lanes": lanes, "mem_pipe": mem_pipe},
         "device": f"LFE5U-{device.upper().replace('K', 'F')} {package}",
         "lut4": cell("LUT4"), "ff": cell("TRELLIS_FF"), "dp16kd": cell("DP16KD"), "mult18": cell("MULT18X18D"),
         "alu54": cell("ALU54B"), "ccu2c": cell("CCU2C"), "lutram": cell("TRELLIS_DPR16X4"),
@@ -129,9 +138,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-pnr", action="store_true")
     ap.add_argument("--mem-pipe", action="store_true", help="pipelined, banked memories (HybridCore(mem_pipe=True))")
     ap.add_argument("--placer", default="static", choices=("static", "heap", "sa"), help="nextpnr placer")
+    ap.add_argument("--unit", default="core", choices=("core", "lpu", "program_lpu"),
+                    help="the whole core, or one plasticity unit alone (their cost side by side)")
     a = ap.parse_args(argv)
     res = synth_core(a.a, a.n, a.lanes, a.device, a.package, a.freq, pnr=not a.no_pnr, mem_pipe=a.mem_pipe,
-                     placer=a.placer)
+                     placer=a.placer, unit=a.unit)
     print(json.dumps(res, indent=1))
     return 0
 
