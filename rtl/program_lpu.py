@@ -83,7 +83,8 @@ class ProgramPlasticityUnit(wiring.Component):
         l1       slot issued: word address, term index k, first / last term of the word
         l2 (+0)  read data registered (H, x, β, xtr, the group's post word) and term k's fields
         +2       β·x (a multiplier: operand and product registers);  +3 rounding add;  +4 g = sat16(>> x_frac)
-        +5       pre and post factors selected by the term's codes (one pre, P posts)
+        +1       the post factors selected by the term's code (P lanes)
+        +5       the pre factor selected by the term's code
         +7       pre·post (P multipliers);  +8 rounding add;  +9 >> shift;  +10 p = sat18
         +12      c·p (P multipliers);  +13 rounding add;  +14 q = >> c_shift
         +15      acc = q (first term) or acc + q;  H·decay (its multiplier takes H at +13)
@@ -171,7 +172,6 @@ class ProgramPlasticityUnit(wiring.Component):
         # ---- +5: factors by code --------------------------------------------------------------------
         term4 = at(term, 4, "term")
         x4, b4, xt4 = at(x2, 4, "x"), at(b2, 4, "beta"), at(xt2, 4, "xtr")
-        post4 = at(post2, 4, "post")
         pre_by_code = {R.Pre.ONE: Const(1, signed(FACTOR_BITS)), R.Pre.X: x4, R.Pre.XTR: xt4, R.Pre.BETA: b4,
                        R.Pre.G: g4}
         a5 = Signal(signed(FACTOR_BITS))
@@ -179,13 +179,16 @@ class ProgramPlasticityUnit(wiring.Component):
             for code, f in enumerate(R.Pre):
                 with m.Case(code):
                     m.d.sync += a5.eq(pre_by_code[f])
-        b5 = Signal(data.ArrayLayout(signed(FACTOR_BITS), P))
-        with m.Switch(term4.post):
+        # (the post factor is selected as soon as the read data is registered: the P chosen lanes wait
+        # for g, not the whole post word)
+        b3 = Signal(data.ArrayLayout(signed(FACTOR_BITS), P))
+        with m.Switch(term.post):
             for code in range(len(R.Post)):
                 with m.Case(code):
                     for j in range(P):
-                        v = Const(1, signed(FACTOR_BITS)) if code == 0 else post4[POST_FIELDS[code - 1]][j]
-                        m.d.sync += b5[j].eq(v)
+                        v = Const(1, signed(FACTOR_BITS)) if code == 0 else post2[POST_FIELDS[code - 1]][j]
+                        m.d.sync += b3[j].eq(v)
+        b5 = at(b3, 4, "b")
         term5 = at(term4, 1, "term5")
         # ---- +5..+14: p_k, q_k per lane ---------------------------------------------------------------
         PW = 2 * FACTOR_BITS  # pre*post
