@@ -63,10 +63,9 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
     from amaranth.back import verilog
 
     from plasticore.core_map import CoreGeometry
-
-    from .core import HybridCore
-    from .lpu import PlasticityUnit
-    from .program_lpu import ProgramPlasticityUnit
+    from plasticore.rtl.core import HybridCore
+    from plasticore.rtl.lpu import PlasticityUnit
+    from plasticore.rtl.program_lpu import ProgramPlasticityUnit
 
     tag = ("_pipe" if mem_pipe else "") + ("" if unit == "core" else f"_{unit}")
     out = Path(out_dir or REPO_ROOT / "build" / f"synth_core_{a_max}x{n_max}_p{lanes}{tag}")
