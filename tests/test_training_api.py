@@ -58,6 +58,21 @@ def test_train_variants_and_rule_options(tmp_path, small_digits, kw):
     assert m["deploy_matches_golden"] and m["float_deploy_prediction_agreement"] == 1.0
 
 
+def test_wide_layers_check_exactness_on_a_subset(tmp_path, small_digits, monkeypatch):
+    """A plastic layer wider than EXACT_ALL_MAX_H: the exact float64 forward and the torch deploy mode run
+    on the first EXACT_CHECK_SAMPLES (and match the golden model there), the accuracies on every sample."""
+    monkeypatch.setattr(api, "EXACT_ALL_MAX_H", 100)
+    monkeypatch.setattr(api, "EXACT_CHECK_SAMPLES", 25)
+    m = api.train("digits", 1, tmp_path, progress=False, data=small_digits, plots=False, hidden=32)
+    assert m["exact_check_samples"] == 25 and m["test_samples"] == 90
+    assert m["test_accuracy_form"] == "H unrounded inside a sample"
+    assert m["deploy_matches_golden"] is True
+    b = load_bundle(tmp_path / "bundle")
+    g = golden.run(b, encode_int(small_digits[1][0], load_checkpoint(tmp_path / "checkpoint.pt")[0].cfg))
+    assert float(np.mean(g.predictions == small_digits[1][1])) == m["deploy_test_accuracy"]
+    assert m["float_deploy_prediction_agreement"] > 0.9
+
+
 def test_add_cli_registers_train_and_experiment(tmp_path, monkeypatch):
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="command", required=True)

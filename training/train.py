@@ -146,20 +146,22 @@ def train_inputs(features: np.ndarray, cfg: NetConfig, gen: torch.Generator, dty
 # ------------------------------------------------------------------------------------------
 @torch.no_grad()
 def predict(net: HybridNet, features: np.ndarray, h_mode: str = "sample", qat: bool = True,
-            batch: int = 256, exact: bool = True, sample_offset: int = 0) -> np.ndarray:
+            batch: int = 256, exact: bool = True, sample_offset: int = 0, round_h: bool = True) -> np.ndarray:
     """Class predictions of the float model with deploy semantics (per-sample H from H0).
-    ``exact``: run a float64 copy (the quantisation-aware float64 forward equals the integer path)."""
+    ``exact``: run a float64 copy (the quantisation-aware float64 forward equals the integer path);
+    ``round_h=False``: a quantisation-aware forward leaves H unrounded inside a sample (the sequence form:
+    fast on wide layers, within H's rounding of the integer path)."""
     model = copy.deepcopy(net).double() if exact else net
     dtype = torch.float64 if exact else torch.float32
     if h_mode == "sample":
         # a float v1 layer runs in the sequence form (training/lowrank.py): no per-sample H to hold
         held = [L.n_in * L.n_out for L in net.layers
-                if L.opts.plastic and (qat or L.rule_terms is not None or L.use_mask)]
+                if L.opts.plastic and ((qat and round_h) or L.rule_terms is not None or L.use_mask)]
         batch = per_sample_h_batch(batch, held, PER_SAMPLE_H_ELEMENTS)
     preds = []
     for s0 in range(0, len(features), batch):
         xi = encode_int(features[s0:s0 + batch], net.cfg, sample_offset + s0)
-        out = model(to_real(xi, net.cfg, dtype), h_mode=h_mode, qat=qat, keep_h=False)
+        out = model(to_real(xi, net.cfg, dtype), h_mode=h_mode, qat=qat, keep_h=False, round_h=round_h)
         preds.append(out["u"].argmax(-1).numpy())
     return np.concatenate(preds) if preds else np.zeros(0, np.int64)
 
@@ -334,8 +336,9 @@ def train_model(cfg: TrainConfig, out: Path | None = None, data=None, log=print,
         hist["samples_per_s"].append(len(shard) * world / dt if dt > 0 else 0.0)
         if ep % cfg.eval_every == 0 or ep == cfg.epochs:
             ntr = min(len(ytr), 512)
-            tr_acc = accuracy(predict(net, xtr[:ntr], qat=cfg.qat, exact=False), ytr[:ntr])
-            te_acc = accuracy(predict(net, xte, qat=cfg.qat, exact=False), yte)
+            # (per epoch: H unrounded inside a sample, fast; the final metrics run the exact paths)
+            tr_acc = accuracy(predict(net, xtr[:ntr], qat=cfg.qat, exact=False, round_h=False), ytr[:ntr])
+            te_acc = accuracy(predict(net, xte, qat=cfg.qat, exact=False, round_h=False), yte)
         else:
             tr_acc = te_acc = float("nan")
         hist["train_accuracy"].append(tr_acc)
