@@ -75,7 +75,9 @@ def eligible(q, h_mode: str, H0: torch.Tensor, x, m, round_h: bool = True) -> bo
     if not (o.plastic and (q.sc is None or not round_h) and q.rule is None and q.hmask is None and m is None
             and H0.dim() == 2):
         return False
-    return h_mode == "sample" or (h_mode == "shared" and isinstance(x, Separable) and q.sc is None)
+    if isinstance(x, Separable) and q.sc is not None:  # (the separable form does not round g)
+        return False
+    return h_mode == "sample" or (h_mode == "shared" and isinstance(x, Separable))
 
 
 def layer_sequence(q, x, H0: torch.Tensor, h_mode: str, soma_fn, f_fn, teach=None,
