@@ -40,6 +40,7 @@ _HASHED_MODULES = (
     "plasticore.coding",
     "plasticore.core_map",
     "plasticore.protocol",
+    "plasticore.rules",
     "plasticore.firmware.top",
     "plasticore.firmware.clocks",
     "plasticore.firmware.designs",
