@@ -179,3 +179,34 @@ def test_qat_sequence_form_rounds_everything_but_h():
     (a, _), (b, _) = _qat_pair(net, x, teach)
     for li in range(2):
         assert torch.equal(a["mem"][li], b["mem"][li]) and torch.equal(a["spikes"][li], b["spikes"][li])
+
+
+def test_predict_shared_is_the_authors_evaluation(monkeypatch):
+    """Mini-batches in order, one batch-mean H each, carried from batch to batch; the net's own H untouched."""
+    from plasticore.training.train import predict_shared
+
+    cfg = authors_config(hidden=12, timesteps=5)
+    net = HybridNet(cfg.net_config(30, 5), seed=4)
+    with torch.no_grad():
+        for L in net.layers:
+            L.alpha.fill_(2.0)
+            L.beta.mul_(50)
+    feats = np.random.default_rng(2).integers(0, 256, size=(9, 30)).astype(np.uint8)
+    H_before = [L.H.clone() for L in net.layers]
+    calls, forward = [], HybridNet.forward
+
+    def spy(self, x, h_mode="sample", qat=True, carry=False, **kw):
+        calls.append((h_mode, carry, x.shape[0], self.layers[0].H.clone()))
+        return forward(self, x, h_mode=h_mode, qat=qat, carry=carry, **kw)
+
+    monkeypatch.setattr(HybridNet, "forward", spy)
+    got = predict_shared(net, feats, batch=4)
+    assert all(torch.equal(L.H, h) for L, h in zip(net.layers, H_before, strict=True))
+    assert [c[:3] for c in calls] == [("shared", True, 4), ("shared", True, 4), ("shared", True, 1)]
+    assert torch.equal(calls[0][3], H_before[0]) and not torch.equal(calls[1][3], calls[0][3])  # carried
+    monkeypatch.setattr(HybridNet, "forward", forward)
+    ref, want = copy.deepcopy(net), []
+    for s0 in (0, 4, 8):
+        xb = train_inputs(feats[s0:s0 + 4], cfg.net_config(30, 5), torch.Generator(), separable=True)
+        want.append(ref(xb, h_mode="shared", qat=False, carry=True)["u"].argmax(-1).numpy())
+    np.testing.assert_array_equal(got, np.concatenate(want))
