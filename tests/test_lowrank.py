@@ -3,6 +3,7 @@ membranes, spikes, final H and every gradient, in float64; it steps aside whenev
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -36,15 +37,10 @@ def _run(net, x, h_mode: str, sequence: bool, teach=None):
     """Forward + backward of a copy; returns (outputs, gradients, STATS delta)."""
     net = copy.deepcopy(net)
     before = dict(lowrank.STATS)
-    orig = lowrank.eligible
-    if not sequence:
-        lowrank.eligible = lambda *a: False
-    try:
+    with contextlib.nullcontext() if sequence else lowrank.step_path():
         o = net(x, h_mode=h_mode, qat=False, record=True, teach=teach, carry=True)
         loss = mse_loss(o["u"], o["theta"], torch.arange(x.shape[0]) % 5, 5) + sum((h ** 2).mean() for h in o["H"])
         loss.backward()
-    finally:
-        lowrank.eligible = orig
     grads = {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
     delta = {k: lowrank.STATS[k] - before[k] for k in before}
     return o, grads, delta, [L.H.clone() for L in net.layers]
@@ -127,25 +123,27 @@ def test_separable_training_inputs():
     assert float((sep.dense() - chip).abs().max()) <= 1 / 512
 
 
-def test_float_predictions_unchanged_by_the_sequence_form():
-    """``predict`` of a float model (per-sample H, chip inputs) gives the step path's classes."""
-    cfg = authors_config(hidden=40, timesteps=6)
-    net = HybridNet(cfg.net_config(30, 5), seed=2)
+def _authors_net(hidden: int, timesteps: int, seed: int, alpha: float, beta_scale: float, h: float = 0.0):
+    """A 30-``hidden``-5 ``--authors`` network with α, β (and H, ±``h``) large enough for H to matter."""
+    cfg = authors_config(hidden=hidden, timesteps=timesteps)
+    net = HybridNet(cfg.net_config(30, 5), seed=seed)
     with torch.no_grad():
         for L in net.layers:
-            L.alpha.fill_(0.5)
-            L.beta.mul_(30)
-            L.H.uniform_(-0.3, 0.3)
+            L.alpha.fill_(alpha)
+            L.beta.mul_(beta_scale)
+            L.H.uniform_(-h, h)
+    return cfg, net
+
+
+def test_float_predictions_unchanged_by_the_sequence_form():
+    """``predict`` of a float model (per-sample H, chip inputs) gives the step path's classes."""
+    _, net = _authors_net(40, 6, seed=2, alpha=0.5, beta_scale=30, h=0.3)
     feats = np.random.default_rng(1).integers(0, 256, size=(40, 30)).astype(np.uint8)
     before = lowrank.STATS["sequence"]
     p = predict(net, feats, qat=False, exact=False)
     assert lowrank.STATS["sequence"] > before
-    orig = lowrank.eligible
-    lowrank.eligible = lambda *a: False
-    try:
+    with lowrank.step_path():
         q = predict(net, feats, qat=False, exact=False)
-    finally:
-        lowrank.eligible = orig
     np.testing.assert_array_equal(p, q)
 
 
@@ -185,12 +183,7 @@ def test_predict_shared_is_the_authors_evaluation(monkeypatch):
     """Mini-batches in order, one batch-mean H each, carried from batch to batch; the net's own H untouched."""
     from plasticore.training.train import predict_shared
 
-    cfg = authors_config(hidden=12, timesteps=5)
-    net = HybridNet(cfg.net_config(30, 5), seed=4)
-    with torch.no_grad():
-        for L in net.layers:
-            L.alpha.fill_(2.0)
-            L.beta.mul_(50)
+    cfg, net = _authors_net(12, 5, seed=4, alpha=2.0, beta_scale=50)
     feats = np.random.default_rng(2).integers(0, 256, size=(9, 30)).astype(np.uint8)
     H_before = [L.H.clone() for L in net.layers]
     calls, forward = [], HybridNet.forward

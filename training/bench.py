@@ -130,7 +130,7 @@ def bench_one(sizes=(784, 512, 10), batch: int = 100, timesteps: int = 10, steps
     * ``ours_qat``: the project's defaults (quantisation-aware, which rounds H every step).
 
     ``eval_*``: chip-semantics evaluation (per-sample H from H0, ``train.predict``) of the ``--authors``
-    model in the sequence form, and (``stepwise``) with one materialised H per sample as before;
+    model in the sequence form, and (``stepwise``) with one materialised H per sample (the step path);
     ``test_eval_over_epoch`` is the time of a 10 000-sample test set over a 60 000-sample epoch."""
     from .model import HybridNet
     from .train import authors_config, predict
@@ -169,14 +169,10 @@ def bench_one(sizes=(784, 512, 10), batch: int = 100, timesteps: int = 10, steps
         t0 = time.perf_counter()
         predict(eval_net, ef, qat=False, exact=False)
         eval_sps = eval_samples / (time.perf_counter() - t0)
-        orig = lowrank.eligible
-        lowrank.eligible = lambda *a: False
-        try:
+        with lowrank.step_path():
             t0 = time.perf_counter()
             predict(eval_net, ef[:stepwise_eval_samples], qat=False, exact=False)
             step_sps = stepwise_eval_samples / (time.perf_counter() - t0)
-        finally:
-            lowrank.eligible = orig
     finally:
         torch.set_num_threads(old)
     speedup = sps["ours"] / sps["authors_loop"]

@@ -30,6 +30,7 @@ path instead of equal to it.  Evaluation and the exactness tests keep ``round_h=
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -38,10 +39,21 @@ from plasticore import contract as C
 
 from .quant import fq
 
-__all__ = ["Separable", "layer_sequence", "eligible", "STATS"]
+__all__ = ["Separable", "layer_sequence", "eligible", "step_path", "STATS"]
 
 #: how often the sequence form ran and how often it fell back to the step path (the clamp could act)
 STATS = {"sequence": 0, "fallback": 0}
+_ENABLED = [True]
+
+
+@contextmanager
+def step_path():
+    """Within the block every layer runs step by step (the reference the benchmarks and tests compare with)."""
+    _ENABLED.append(False)
+    try:
+        yield
+    finally:
+        _ENABLED.pop()
 
 
 @dataclass
@@ -72,6 +84,8 @@ def eligible(q, h_mode: str, H0: torch.Tensor, x, m, round_h: bool = True) -> bo
     that may leave H unrounded: not ``round_h``), v1 rule, no task mask, no third factor, one shared
     initial H, and a form that is cheaper than the step path."""
     o = q.opts
+    if not _ENABLED[-1]:
+        return False
     if not (o.plastic and (q.sc is None or not round_h) and q.rule is None and q.hmask is None and m is None
             and H0.dim() == 2):
         return False
