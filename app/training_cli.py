@@ -99,6 +99,15 @@ def cmd_train(a) -> int:
     return 0
 
 
+def _variant_list(text: str) -> tuple[str, ...]:
+    """``--variants``: a comma-separated, non-empty subset of LP, GP, HP (in that order)."""
+    got = [v.strip().upper() for v in text.split(",") if v.strip()]
+    bad = [v for v in got if v not in ("LP", "GP", "HP")]
+    if bad or not got:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of LP,GP,HP, got {text!r}")
+    return tuple(v for v in ("LP", "GP", "HP") if v in got)
+
+
 def cmd_experiment(a) -> int:
     kw = {"seed": a.seed, "quick": a.quick}
     if a.epochs is not None:
@@ -108,7 +117,7 @@ def cmd_experiment(a) -> int:
     if a.data_root:
         kw["data_root"] = a.data_root
     if a.kind == "table":
-        kw.update(seeds=a.seeds, preset=a.preset, threads=a.threads)
+        kw.update(seeds=a.seeds, preset=a.preset, threads=a.threads, variants=a.variants)
         kw.setdefault("dataset", "fashion")
         # hours of runs: each finished run is written into --out at once (runs/<variant>-s<seed>.json),
         # so the table is built in place and a rerun resumes it; a directory that is not a table is
@@ -290,6 +299,8 @@ def add_cli(subparsers) -> None:
     e.add_argument("--seeds", type=positive_int, default=3, help="table: seeds per variant")
     e.add_argument("--preset", default="authors", choices=["authors", "default"], help="table: training preset")
     e.add_argument("--threads", type=positive_int, help="table: torch threads")
+    e.add_argument("--variants", type=_variant_list, default=("LP", "GP", "HP"),
+                   help="table: comma-separated subset of LP,GP,HP to train and tabulate (default all)")
     e.set_defaults(func=cmd_experiment)
     add_sweep_cli(subparsers)
     add_nir_cli(subparsers)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import contract as C
+from . import rules as R
 
 CORE_ID = 0x504C4331  #: "PLC1": value of register ``ID``
 CORE_VERSION = 1  #: value of register ``VERSION``
@@ -55,6 +56,11 @@ class Mem(enum.IntEnum):
     S = 8  #: last output, N, 9-bit signed (state: spikes 0/1 or ANN output)
     X = 9  #: inputs of the next step, A, 9-bit signed (writes go through the axon buffer)
     F = 10  #: post-function value f_j of the last plastic step, lane memory, N, int16 (debug)
+    # the program core's (rtl/program_core.py) memories for rule programs (contract v2)
+    XTR = 11  #: presynaptic trace per axon, A, int16 (state: zero at a sample start)
+    YTR = 12  #: postsynaptic trace per neuron, N, int16 (state: zero at a sample start)
+    MT = 13  #: the host's third-factor input t_j, N, int16 (kept until rewritten)
+    TEACH = 14  #: teaching current into the soma, N, int24 membrane units (kept until rewritten)
     REG = 15  #: scalar registers, address = :class:`Reg`
 
 
@@ -79,6 +85,16 @@ MEMS: dict[Mem, MemInfo] = {
     Mem.X: MemInfo(C.X_BITS, True, False, "axon"),
     Mem.F: MemInfo(C.F_BITS, True, True, "group"),
 }
+
+#: the memories only the program core has (rule programs, contract v2)
+PROGRAM_MEMS: dict[Mem, MemInfo] = {
+    Mem.XTR: MemInfo(R.TRACE_BITS, True, False, "axon"),
+    Mem.YTR: MemInfo(R.TRACE_BITS, True, False, "neuron"),
+    Mem.MT: MemInfo(R.M_BITS, True, False, "neuron"),
+    Mem.TEACH: MemInfo(C.U_BITS, True, False, "neuron"),
+}
+#: every memory of either core kind
+ALL_MEMS: dict[Mem, MemInfo] = {**MEMS, **PROGRAM_MEMS}
 
 
 #: Registers that are not a plain :data:`plasticore.contract.LAYER_PARAMS` row: name -> (id, width, signed).
@@ -131,6 +147,56 @@ READONLY_REGS = (Reg.STATUS, Reg.CYCLES, Reg.EVENTS, Reg.OUT_COUNT, Reg.STEPS, R
                  Reg.GEOM_P, Reg.ID, Reg.VERSION)
 
 
+class ProgReg(enum.IntEnum):
+    """The program core's rule-program registers (``Mem.REG`` addresses above :class:`Reg`'s); the
+    terms follow at :func:`term_reg`."""
+
+    N_TERMS = 40  #: terms of the program (0..K_MAX)
+    PRE_DECAY = 41  #: presynaptic trace decay k/256
+    POST_DECAY = 42  #: postsynaptic trace decay k/256
+    M_KIND = 43  #: plasticore.rules.MKind: 0 direct, 1 error
+
+
+#: the fields of one term's registers, in address order, and their (width, signed)
+TERM_FIELDS: dict[str, tuple[int, bool]] = {
+    "pre": ((len(R.Pre) - 1).bit_length(), False),  # index in plasticore.rules.Pre
+    "post": ((len(R.Post) - 1).bit_length(), False),  # index in plasticore.rules.Post
+    "c": (R.COEF_BITS, True),
+    "shift": (C.SHIFT_MAX.bit_length(), False),
+    "c_shift": (C.SHIFT_MAX.bit_length(), False),
+}
+PROG_REGS: dict[int, tuple[int, bool]] = {
+    ProgReg.N_TERMS: ((R.K_MAX).bit_length(), False), ProgReg.PRE_DECAY: (C.FRAC8_BITS, False),
+    ProgReg.POST_DECAY: (C.FRAC8_BITS, False), ProgReg.M_KIND: (1, False)}
+
+
+def term_reg(k: int, name: str) -> int:
+    """The register address of field ``name`` of term ``k``."""
+    return max(ProgReg) + 1 + len(TERM_FIELDS) * k + list(TERM_FIELDS).index(name)
+
+
+PROG_REGS.update({term_reg(k, f): wf for k in range(R.K_MAX) for f, wf in TERM_FIELDS.items()})
+assert min(PROG_REGS) > max(_REG_IDS.values()) and max(PROG_REGS) < 1 << REG_BITS
+
+
+def program_reg_values(prog: R.RuleProgram) -> dict[int, int]:
+    """The register values (address -> signed value) of a rule program; unused terms are zero."""
+    vals = {ProgReg.N_TERMS: len(prog.terms), ProgReg.PRE_DECAY: prog.pre_decay,
+            ProgReg.POST_DECAY: prog.post_decay, ProgReg.M_KIND: list(R.MKind).index(prog.m_kind)}
+    for k in range(R.K_MAX):
+        t = prog.terms[k] if k < len(prog.terms) else None
+        vals.update({term_reg(k, "pre"): list(R.Pre).index(t.pre) if t else 0,
+                     term_reg(k, "post"): list(R.Post).index(t.post) if t else 0,
+                     term_reg(k, "c"): t.c if t else 0, term_reg(k, "shift"): t.shift if t else 0,
+                     term_reg(k, "c_shift"): t.c_shift if t else 0})
+    return {int(a): int(v) for a, v in vals.items()}
+
+
+def program_writes(prog: R.RuleProgram) -> list[Write]:
+    """Bus writes loading a rule program into a program core's registers."""
+    return [Write(Mem.REG, a, to_bits(v, PROG_REGS[a][0]), 1) for a, v in program_reg_values(prog).items()]
+
+
 @dataclass(frozen=True)
 class CoreGeometry:
     """Build-time geometry of a core: ``a_max`` axons, ``n_max`` neurons, ``lanes`` P."""
@@ -157,22 +223,22 @@ class CoreGeometry:
         return self.groups * self.lanes
 
     def depth(self, mem: Mem) -> int:
-        kind = MEMS[mem].kind
+        kind = ALL_MEMS[mem].kind
         return {"matrix": self.a_max * self.groups, "neuron": self.n_pad, "axon": self.a_max,
                 "lut": C.LUT_SIZE, "group": self.groups}[kind]
 
     def word_bits(self, mem: Mem) -> int:
-        info = MEMS[mem]
+        info = ALL_MEMS[mem]
         return info.bits * (self.lanes if info.lanes else 1)
 
     @property
     def data_bits(self) -> int:
         """Width of the bus data field: the widest memory word or register."""
-        return max(max(self.word_bits(m) for m in MEMS), max(w for w, _ in REGS.values()))
+        return max(max(self.word_bits(m) for m in ALL_MEMS), max(w for w, _ in REGS.values()))
 
     @property
     def addr_bits(self) -> int:
-        deepest = max(max(self.depth(m) for m in MEMS), 1 << REG_BITS)
+        deepest = max(max(self.depth(m) for m in ALL_MEMS), 1 << REG_BITS)
         return max(1, int(deepest - 1).bit_length())
 
     @property

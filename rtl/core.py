@@ -11,6 +11,7 @@ from plasticore.core_map import (
     MEMS,
     CoreGeometry,
     Mem,
+    MemInfo,
 )
 
 from .axon import X_BANKS, AxonBuffer
@@ -59,6 +60,9 @@ class HybridCore(wiring.Component):
     fewer axons).
     """
 
+    #: the memories of this core kind (the access port's ids, X apart: it lives in the axon buffer)
+    mem_infos: dict[Mem, MemInfo] = MEMS
+
     def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16, *, mem_pipe: bool = False,
                  mem_bank_bits: int = BANK_BITS, mem_tile_words: int = LUTRAM_WORDS, evt_banks: int | None = None):
         self.geom = geom = CoreGeometry(a_max, n_max, lanes)
@@ -75,10 +79,9 @@ class HybridCore(wiring.Component):
     def _memories(self, m: Module) -> tuple[dict, dict]:
         """The read and write ports (``addr``, ``en``, ``data``) of each memory but X."""
         geom, rps, wps = self.geom, {}, {}
-        for mid in MEMS:
+        for mid, info in self.mem_infos.items():
             if mid == Mem.X:
                 continue
-            info = MEMS[mid]
             if not self.mem_pipe:
                 # a plain memory here, not in a PipelinedRam: the same netlist as before mem_pipe existed
                 # (Yosys 0.70's ABC9 fails an assertion on the ULX3S chip with the extra hierarchy level)
@@ -174,9 +177,9 @@ class HybridCore(wiring.Component):
             den.x_data.eq(axb.x_data), lpu.x_data.eq(axb.x_data),
             den.w_data.eq(rps[Mem.W].data), den.h_data.eq(rps[Mem.H].data), den.m_data.eq(rps[Mem.HMASK].data),
             soma.acc_w.eq(den.acc_w), soma.acc_h.eq(den.acc_h),
-            soma.b_data.eq(rps[Mem.B].data), soma.u_data.eq(rps[Mem.U].data), soma.s_data.eq(rps[Mem.S].data),
+            soma.b_data.eq(self._soma_bias(rps)), soma.u_data.eq(rps[Mem.U].data), soma.s_data.eq(rps[Mem.S].data),
             soma.eta_data.eq(rps[Mem.ETA].data), soma.lut_data.eq(rps[Mem.LUT].data),
-            lpu.h_rdata.eq(rps[Mem.H].data), lpu.beta_data.eq(rps[Mem.BETA].data), lpu.f_data.eq(rps[Mem.F].data),
+            lpu.h_rdata.eq(rps[Mem.H].data), lpu.beta_data.eq(rps[Mem.BETA].data), *self._lpu_post_inputs(rps, lpu),
             lpu.n_groups.eq(s.n_groups),
             self.spike_out.valid.eq(soma.out.valid), self.spike_out.payload.eq(soma.out.payload),
             soma.out.ready.eq(self.spike_out.ready),
@@ -196,6 +199,40 @@ class HybridCore(wiring.Component):
         m.d.comb += self.busy.eq(~s.idle)
         return m
 
+    # ---- what a core kind changes (rtl/program_core.py): the plastic phase's inputs and addresses ----
+    def _soma_bias(self, rps):
+        """The soma's bias input."""
+        return rps[Mem.B].data
+
+    def _lpu_post_inputs(self, rps, lpu) -> list:
+        """The LPU's postsynaptic input(s)."""
+        return [lpu.f_data.eq(rps[Mem.F].data)]
+
+    def _x_raddr(self, s, engines):
+        """x's read address outside the host's turns."""
+        axb, den, soma, lpu = engines
+        return Mux(s.in_lpu, lpu.x_addr, den.x_addr)
+
+    def _s_raddr(self, s, engines):
+        return engines[2].n_addr
+
+    def _f_raddr(self, s, engines):
+        return engines[3].f_addr
+
+    def _extra_ports(self, m: Module, s, er, ew, engines) -> None:
+        """The ports of memories only this core kind has."""
+
+    def _on_clear(self, m: Module) -> None:
+        """(The sequencer takes a sample-start clear.)"""
+
+    def _start_plastic(self, m: Module, s, engines) -> None:
+        """DRAIN of a plastic step: start the first plastic state."""
+        m.d.comb += engines[3].start.eq(1)
+        m.next = "LPU"
+
+    def _plastic_states(self, m: Module, s, engines) -> None:
+        """States of the plastic phase before LPU (none here)."""
+
     def _engine_ports(self, m: Module, s, er, ew, xa, xe, engines) -> None:
         """The engines' side of the port multiplexers: their read / write ports ``er`` / ``ew``, x's ``xa``, ``xe``."""
         axb, den, soma, lpu = engines
@@ -205,14 +242,16 @@ class HybridCore(wiring.Component):
         m.d.comb += [
             er[Mem.W].addr.eq(den.syn_addr), er[Mem.HMASK].addr.eq(den.syn_addr),
             er[Mem.H].addr.eq(Mux(s.in_lpu, lpu.h_raddr, den.syn_addr)),
-            xa.eq(Mux(s.in_lpu, lpu.x_addr, den.x_addr)),
-            er[Mem.B].addr.eq(soma.n_addr), er[Mem.U].addr.eq(soma.n_addr), er[Mem.S].addr.eq(soma.n_addr),
+            xa.eq(self._x_raddr(s, engines)),
+            er[Mem.B].addr.eq(soma.n_addr), er[Mem.U].addr.eq(soma.n_addr),
+            er[Mem.S].addr.eq(self._s_raddr(s, engines)),
             er[Mem.ETA].addr.eq(soma.n_addr), er[Mem.LUT].addr.eq(soma.lut_addr),
-            er[Mem.BETA].addr.eq(lpu.beta_addr), er[Mem.F].addr.eq(lpu.f_addr),
+            er[Mem.BETA].addr.eq(lpu.beta_addr), er[Mem.F].addr.eq(self._f_raddr(s, engines)),
             ew[Mem.H].addr.eq(lpu.h_waddr), ew[Mem.H].data.eq(lpu.h_wdata),
             ew[Mem.H].en.eq(Mux(lpu.h_we, (1 << self.geom.lanes) - 1, 0)),
             ew[Mem.F].addr.eq(soma.f_addr), ew[Mem.F].data.eq(soma.f_wdata), ew[Mem.F].en.eq(soma.f_en),
         ]
+        self._extra_ports(m, s, er, ew, engines)
         if not self.mem_pipe:
             m.d.comb += [
                 ew[Mem.U].addr.eq(soma.w_addr), ew[Mem.U].data.eq(soma.u_wdata), ew[Mem.U].en.eq(soma.w_en),
@@ -278,6 +317,7 @@ class HybridCore(wiring.Component):
                     if K:
                         m.d.sync += s.zeroing.eq(1)
                     m.d.comb += axb.clear.eq(1)
+                    self._on_clear(m)
                     m.next = "ZERO"
                 with m.Elif(host.start_req & host.can_leave):
                     m.d.comb += host.start_taken.eq(1)
@@ -300,8 +340,7 @@ class HybridCore(wiring.Component):
             with m.State("DRAIN"):
                 with m.If(soma.idle & ~soma.load):
                     with m.If(params.plastic):
-                        m.d.comb += lpu.start.eq(1)
-                        m.next = "LPU"
+                        self._start_plastic(m, s, engines)
                     with m.Else():
                         m.d.comb += axb.clear.eq(1)
                         m.next = "CLRWAIT"
@@ -310,6 +349,7 @@ class HybridCore(wiring.Component):
                 with m.If(~lpu.busy):
                     m.d.comb += axb.clear.eq(1)
                     m.next = "CLRWAIT"
+            self._plastic_states(m, s, engines)
             with m.State("CLRWAIT"):
                 with m.If(~axb.busy):
                     m.d.comb += self.done.eq(1)

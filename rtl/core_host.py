@@ -11,7 +11,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from plasticore import contract as C
-from plasticore.core_map import MEMS, CoreGeometry, Mem
+from plasticore.core_map import ALL_MEMS, CoreGeometry, Mem
 
 from .core_regs import read_regs, read_regs_split, readonly_regs, write_regs, write_regs_registered
 from .layouts import bus_req_layout, param_layout
@@ -66,7 +66,7 @@ class HostPort(wiring.Component):
             "params": Out(param_layout(), init={**PARAM_DEFAULTS, "n_axons": geom.a_max, "n_neurons": geom.n_max}),
             "start_req": Out(1), "clear_req": Out(1), "can_leave": Out(1),
             "req": Out(data.StructLayout({"rd": 1, "addr": geom.addr_bits, "data": geom.data_bits})),
-            "wen": Out(data.StructLayout({mid.name.lower(): geom.lanes if MEMS[mid].lanes else 1
+            "wen": Out(data.StructLayout({mid.name.lower(): geom.lanes if ALL_MEMS[mid].lanes else 1
                                           for mid in rd_widths})),
         })
 
@@ -100,7 +100,7 @@ class HostPort(wiring.Component):
         m.d.sync += [hq.rd.eq(acc_r), hq_mem.eq(req.mem), hq.addr.eq(req.addr), hq.data.eq(req.data)]
         for mid in self.mems:
             sel = acc_w & (req.mem == mid)
-            m.d.sync += getattr(self.wen, mid.name.lower()).eq(Mux(sel, req.mask, 0) if MEMS[mid].lanes else sel)
+            m.d.sync += getattr(self.wen, mid.name.lower()).eq(Mux(sel, req.mask, 0) if ALL_MEMS[mid].lanes else sel)
         # a request sits in the request register: one flop (not the OR of every write enable, which
         # would sit in front of the sequencer's start decision)
         hq_busy = Signal()

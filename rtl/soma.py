@@ -72,8 +72,9 @@ class Soma(wiring.Component):
     stage, one more clock in the drain).
     """
 
-    def __init__(self, geom: CoreGeometry, aw_bits: int, ah_bits: int, mem_delay: int = 0):
+    def __init__(self, geom: CoreGeometry, aw_bits: int, ah_bits: int, mem_delay: int = 0, b_bits: int = C.B_BITS):
         self.geom = geom
+        self.b_bits = b_bits  # the bias input (the program core's: b + the teaching current)
         self.mem_delay = mem_delay
         self.latency = SOMA_LATENCY + 2 * mem_delay + (SOMA_SHIFT_SPLIT if mem_delay else 0)
         self.aw_bits, self.ah_bits = aw_bits, ah_bits
@@ -91,7 +92,7 @@ class Soma(wiring.Component):
             "out_count": Out(range(geom.n_pad + 1)),
             # memory interface (synchronous reads, one clock)
             "n_addr": Out(nb),  # read address of b, u, s, eta
-            "b_data": In(signed(C.B_BITS)),
+            "b_data": In(signed(b_bits)),
             "u_data": In(signed(C.U_BITS)),
             "s_data": In(signed(C.X_BITS)),
             "eta_data": In(signed(C.ETA_BITS)),
@@ -246,7 +247,7 @@ class Soma(wiring.Component):
         r1_issue, r1 = r1, pipe.wait("r1w", r1)
         # S1 -> r1x: memory data registered; the multiply operand relayed (DSP isolation, see relay())
         r1x = stage("r1x", {"aw": signed(self.aw_bits), "u": signed(U),
-                            "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS)})
+                            "s": signed(C.X_BITS), "b": signed(self.b_bits), "eta": signed(C.ETA_BITS)})
         m.d.sync += carry(r1x, r1) + [
             r1x.u.eq(self.u_data), r1x.s.eq(self.s_data), r1x.b.eq(self.b_data), r1x.eta.eq(self.eta_data),
             r1x.aw.eq(r1.aw),
@@ -260,7 +261,7 @@ class Soma(wiring.Component):
         # subtrahend of the soft reset are made a stage early (``sp`` / ``th``), so that the reset's
         # subtractor starts at flops
         early = {"sp": 1, "th": signed(len(theta) + 1)} if self.mem_delay else {}
-        r2 = stage("r2", {"u": signed(U), "s": signed(C.X_BITS), "b": signed(C.B_BITS), "eta": signed(C.ETA_BITS),
+        r2 = stage("r2", {"u": signed(U), "s": signed(C.X_BITS), "b": signed(self.b_bits), "eta": signed(C.ETA_BITS),
                           "aw": signed(AWS), **early})
         m.d.sync += carry(r2, r1x) + [
             r2.u.eq(r1x.u), r2.s.eq(r1x.s), r2.b.eq(r1x.b), r2.eta.eq(r1x.eta),

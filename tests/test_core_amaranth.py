@@ -24,15 +24,15 @@ from plasticore.core_map import (
     from_bits,
     layer_writes,
     matrix_read_addrs,
-    reg_write,
     to_bits,
     unpack_matrix,
 )
 from plasticore.rtl.arith import clip_sub_fast, rshift_round, sat, sat_fast
 from plasticore.rtl.chip import CORE_KINDS
 from plasticore.rtl.core import HybridCore
-from plasticore.rtl.layouts import NO_RW_CHECK, RW_POISON_ENV, bus_req_layout, no_rw_check_read
+from plasticore.rtl.layouts import NO_RW_CHECK, RW_POISON_ENV, no_rw_check_read
 from plasticore.rtl.pipelined_ram import PipelinedRam
+from plasticore.sim.amaranth_bus import CoreBus
 from plasticore.sim.core_tb import cycle_parts
 from plasticore.sim.random_bundle import random_layer
 
@@ -129,59 +129,20 @@ def _run_core(layer, xs, kind: str = "hybrid"):
         dut = HybridCore(geom.a_max, geom.n_max, geom.lanes, **PIPE_KINDS[kind])
     else:
         dut = CORE_KINDS[kind](geom.a_max, geom.n_max, geom.lanes)
-    lay = bus_req_layout(geom)
-
-    def pack(we, mem, addr, mask, data):
-        word = 0
-        for name, val in (("we", we), ("mem", int(mem)), ("addr", addr), ("mask", mask), ("data", data)):
-            f = lay[name]
-            word |= (int(val) & ((1 << f.width) - 1)) << f.offset
-        return word
-
     results = []
 
     async def tb(ctx):
-        ctx.set(dut.bus_rsp.ready, 1)
-        ctx.set(dut.spike_out.ready, 1)
-
-        async def run(reqs):
-            out = []
-            for r in reqs:
-                ctx.set(dut.bus.valid, 1)
-                ctx.set(dut.bus.payload.as_value(), pack(*r))
-                while not ctx.get(dut.bus.ready):
-                    await ctx.tick()
-                    if ctx.get(dut.bus_rsp.valid):
-                        out.append(ctx.get(dut.bus_rsp.payload))
-                await ctx.tick()
-                if ctx.get(dut.bus_rsp.valid):
-                    out.append(ctx.get(dut.bus_rsp.payload))
-            ctx.set(dut.bus.valid, 0)
-            n_reads = sum(1 for r in reqs if not r[0])
-            for _ in range(20):  # the read pipeline's latency is not part of the contract: wait for the data
-                if len(out) >= n_reads:
-                    break
-                await ctx.tick()
-                if ctx.get(dut.bus_rsp.valid):
-                    out.append(ctx.get(dut.bus_rsp.payload))
-            assert len(out) == n_reads, f"{len(out)} read responses, {n_reads} reads"
-            return out
-
-        async def command(cmd):
-            w = reg_write(Reg.CMD, int(cmd))
-            await run([(1, w.mem, w.addr, w.mask, w.data)])
-            await ctx.tick().until(~dut.busy)
-
+        bus = CoreBus(ctx, dut)
         A, N = layer.n_in, layer.n_out
-        await run([(1, w.mem, w.addr, w.mask, w.data) for w in layer_writes(layer, geom)])
-        await command(Cmd.CLEAR)
+        await bus.write(layer_writes(layer, geom))
+        await bus.command(Cmd.CLEAR)
         for x in xs:
-            await run([(1, Mem.X, i, 1, to_bits(x[i], C.X_BITS)) for i in np.flatnonzero(x)])
-            await command(Cmd.STEP)
-            u = [from_bits(w, C.U_BITS, True) for w in await run([(0, Mem.U, j, 0, 0) for j in range(N)])]
-            s = [from_bits(w, C.X_BITS, True) for w in await run([(0, Mem.S, j, 0, 0) for j in range(N)])]
-            hw = await run([(0, Mem.H, a, 0, 0) for a in matrix_read_addrs(A, N, geom)])
-            (cyc,) = await run([(0, Mem.REG, Reg.CYCLES, 0, 0)])
+            await bus.run([(1, Mem.X, i, 1, to_bits(x[i], C.X_BITS)) for i in np.flatnonzero(x)])
+            await bus.command(Cmd.STEP)
+            u = [from_bits(w, C.U_BITS, True) for w in await bus.read(Mem.U, range(N))]
+            s = [from_bits(w, C.X_BITS, True) for w in await bus.read(Mem.S, range(N))]
+            hw = await bus.read(Mem.H, matrix_read_addrs(A, N, geom))
+            (cyc,) = await bus.read(Mem.REG, [Reg.CYCLES])
             results.append((np.array(u), np.array(s), unpack_matrix(hw, A, N, geom, Mem.H), cyc))
 
     sim = Simulator(dut)

@@ -306,14 +306,16 @@ def _config_defaults() -> dict:
 
 def authors_table(out: Path, dataset: str = "fashion", epochs: int | None = None, seed: int = 0, seeds: int = 3,
                   quick: bool = False, data_root=None, noise_var: float = 0.06, preset: str = "authors",
-                  hidden: int | None = None, threads: int | None = None, log=print) -> dict:
+                  hidden: int | None = None, threads: int | None = None,
+                  variants: tuple[str, ...] = ("LP", "GP", "HP"), log=print) -> dict:
     """Train LP, GP, HP with ``seeds`` seeds (``seed`` … ``seed+seeds-1``) and evaluate each on the clean
     test set and with Gaussian noise of variance ``noise_var`` (pixels in [0, 1], fixed noise draw):
     the float model (chip semantics: per-sample H from the trained H0) and the exported integer bundle
     (the golden model).  ``preset``: ``authors`` (:func:`~.train.authors_config`) or
     ``default`` (the project's defaults).  Every finished run is written to ``out/runs/<variant>-s<seed>.json``
     and reused when the command is rerun, so an interrupted table resumes; ``out/table.md`` holds
-    mean ± sd next to the authors' numbers."""
+    mean ± sd next to the authors' numbers.  ``variants`` limits the table to some of LP, GP, HP (runs split
+    over processes; the full table reuses their run files)."""
     from plasticore import golden
 
     from .export import export_bundle
@@ -325,7 +327,7 @@ def authors_table(out: Path, dataset: str = "fashion", epochs: int | None = None
     x_noisy = _perturb_features(xte, "noise", noise_var, rng)
     runs_dir = Path(out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    res: dict[str, list[dict]] = {v: [] for v in ("LP", "GP", "HP")}
+    res: dict[str, list[dict]] = {v: [] for v in variants}
     for var in res:
         for s in range(seed, seed + seeds):
             path = runs_dir / f"{var}-s{s}.json"
