@@ -293,7 +293,7 @@ def matrix_words(arr: np.ndarray, geom: CoreGeometry, mem: Mem) -> list[Write]:
     """Bus writes loading an (A, N) matrix into lane memory ``mem`` (A = active axon stride)."""
     arr = np.asarray(arr, np.int64)
     A, N = arr.shape
-    P, bits = geom.lanes, MEMS[mem].bits
+    P, bits = geom.lanes, ALL_MEMS[mem].bits
     out = []
     for g in range(-(-N // P)):
         j0, j1 = g * P, min(N, g * P + P)
@@ -305,7 +305,7 @@ def matrix_words(arr: np.ndarray, geom: CoreGeometry, mem: Mem) -> list[Write]:
 
 def vector_words(vec, mem: Mem) -> list[Write]:
     """Bus writes loading a per-neuron/per-axon/LUT vector into a scalar memory."""
-    bits = MEMS[mem].bits
+    bits = ALL_MEMS[mem].bits
     return [Write(mem, k, to_bits(v, bits), 1) for k, v in enumerate(np.asarray(vec, np.int64))]
 
 
@@ -351,7 +351,7 @@ def matrix_read_addrs(A: int, N: int, geom: CoreGeometry) -> list[int]:
 
 def unpack_matrix(words, A: int, N: int, geom: CoreGeometry, mem: Mem) -> np.ndarray:
     """Inverse of :func:`matrix_words` for words read at :func:`matrix_read_addrs`."""
-    info, P = MEMS[mem], geom.lanes
+    info, P = ALL_MEMS[mem], geom.lanes
     out = np.zeros((A, N), np.int64)
     it = iter(words)
     for g in range(-(-N // P)):

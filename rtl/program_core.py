@@ -165,7 +165,7 @@ def program_step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, p
     parts = step_cycle_parts(events, n_axons, n_neurons, lanes, False)
     if plastic:
         G = -(-n_neurons // lanes)
-        parts["prep"] = factor_cycles(n_axons, G, lanes) + 1
+        parts["prep"] = factor_cycles(n_axons, G, lanes)
         parts["lpu"] = program_lpu_cycles(n_terms, G, n_axons) + 1
     return sum(parts.values())
 
