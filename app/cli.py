@@ -127,7 +127,7 @@ def load_inputs(args, bundle, with_features: bool = False):
 
 
 def refuse_host_signals(args) -> None:
-    """``sim run``, ``run`` and ``deploy`` run v1 programs on the RTL: ``m<l>`` / ``teach`` keys in
+    """A chip of v1 cores has no third factor or teaching current: ``m<l>`` / ``teach`` keys in
     ``--inputs`` are refused (one line) rather than ignored."""
     if getattr(args, "inputs", None) is None or not args.inputs.is_file():
         return
@@ -137,8 +137,8 @@ def refuse_host_signals(args) -> None:
     except Exception:  # noqa: BLE001 - load_inputs reports an unreadable file
         return
     if keys:
-        raise CliError(f"--inputs {args.inputs}: {', '.join(keys)} (contract v2 host inputs) run on the golden "
-                       "model only (plasticore golden run); the RTL runs v1 rule programs")
+        raise CliError(f"--inputs {args.inputs}: {', '.join(keys)} (contract v2 host inputs) need program cores "
+                       "(plasticore sim run --core program) or the golden model (plasticore golden run)")
 
 
 def load_host_signals(args, bundle, samples: int) -> tuple[dict, np.ndarray | None]:
@@ -183,12 +183,13 @@ def summarise(res, bundle, seconds: float | None = None) -> str:
 # ------------------------------------------------------------------------------------------
 # golden
 # ------------------------------------------------------------------------------------------
-def check_against_golden(res, bundle, x, labels, source: str) -> int:
+def check_against_golden(res, bundle, x, labels, source: str, m: dict | None = None, teach=None) -> int:
     """``--check``: compare run ``res`` (from ``source``, e.g. ``board``) with the golden model on the same
-    inputs; print the first mismatch (layer, step, index, both values) or the verdict.  0 if bit-exact."""
+    inputs (and host inputs ``m`` / ``teach``); print the first mismatch (layer, step, index, both values)
+    or the verdict.  0 if bit-exact."""
     from plasticore import golden, runs
 
-    ref = runs.result_to_npz_dict(golden.run(bundle, x, labels=labels), "golden")
+    ref = runs.result_to_npz_dict(golden.run(bundle, x, labels=labels, m=m or None, teach=teach), "golden")
     msg = runs.compare_results(runs.result_to_npz_dict(res, source), ref)
     if msg:
         print(f"MISMATCH vs golden model: {msg}")

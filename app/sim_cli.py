@@ -54,38 +54,53 @@ def chip_config_for(bundle, args):
     fit = fitting_chip(bundle, args.axons or DEFAULT_CHIP.a_max, args.neurons or DEFAULT_CHIP.n_max, args.lanes)
     a_max, n_max = args.axons or fit.a_max, args.neurons or fit.n_max
     mx, my = args.mesh or (fit.mesh_x, fit.mesh_y)
-    return ChipConfig(mx, my, a_max, n_max, args.lanes)
+    return ChipConfig(mx, my, a_max, n_max, args.lanes, core=getattr(args, "core", None) or "hybrid")
 
 
 def cmd_sim_run(args) -> int:
     from plasticore import runs
-    from plasticore.app.cli import check_against_golden, check_run_out, load_inputs, refuse_host_signals, summarise
+    from plasticore.app.cli import (
+        CliError,
+        check_against_golden,
+        check_run_out,
+        load_host_signals,
+        load_inputs,
+        refuse_host_signals,
+        summarise,
+    )
     from plasticore.bundle import load_bundle
     from plasticore.host.device import Device
+    from plasticore.rules import needs_program_core
     from plasticore.sim.chipsim import ChipSimBus
 
     check_run_out(args)
     bundle = load_bundle(args.bundle)
-    refuse_host_signals(args)
     x, labels = load_inputs(args, bundle)
+    m, teach = load_host_signals(args, bundle, len(x))
+    if args.core is None:  # program cores where the bundle's rules or the host inputs need them
+        args.core = "program" if needs_program_core(bundle) or m or teach is not None else "hybrid"
+    if args.core != "program":
+        refuse_host_signals(args)
+        if needs_program_core(bundle):
+            raise CliError(f"--bundle {args.bundle}: its rule programs need --core program")
     cfg = chip_config_for(bundle, args)
     check_fits(bundle, cfg.geometry(), f"--bundle {args.bundle} on {cfg.mesh_x}x{cfg.mesh_y} cores of "
                                        f"{cfg.a_max}x{cfg.n_max} (--mesh/--axons/--neurons)")
-    print(f"building/reusing the Verilated chip: {cfg.mesh_x}x{cfg.mesh_y} cores of {cfg.a_max}x{cfg.n_max}, "
-          f"P={cfg.lanes}", flush=True)
+    print(f"building/reusing the Verilated chip: {cfg.mesh_x}x{cfg.mesh_y} {cfg.core} cores of "
+          f"{cfg.a_max}x{cfg.n_max}, P={cfg.lanes}", flush=True)
     with ChipSimBus(cfg) as bus:
         dev = Device(bus, cfg.geometry())
         dev.identify()
         dev.deploy(bundle)
         t0 = time.perf_counter()
-        res = dev.run(x, labels=labels, record_membranes=args.record_membranes)
+        res = dev.run(x, labels=labels, record_membranes=args.record_membranes, m=m or None, teach=teach)
         dt = time.perf_counter() - t0
         cyc = bus.cycles()
     runs.save_result(res, args.out, source="rtl")
     print(f"RTL run of {args.bundle} -> {args.out}  ({cyc} clock cycles simulated)")
     print(summarise(res, bundle, dt))
     if args.check:
-        return check_against_golden(res, bundle, x, labels, "rtl")
+        return check_against_golden(res, bundle, x, labels, "rtl", m=m, teach=teach)
     return 0
 
 
@@ -145,5 +160,8 @@ def add_cli(sub) -> None:
     add_out_args(r)
     r.add_argument("--record-membranes", action="store_true")
     r.add_argument("--check", action="store_true", help="also run the golden model and compare bit for bit")
+    r.add_argument("--core", choices=["hybrid", "program"], default=None,
+                   help="the chip's cores: v1 rule (hybrid) or rule programs with the host's m / teach inputs "
+                        "(program); default: program where the bundle or --inputs needs it")
     add_chip_args(r)
     r.set_defaults(func=cmd_sim_run)

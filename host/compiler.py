@@ -98,7 +98,7 @@ class CoreImage:
     """Everything to load into one core, as (address, word) runs of consecutive bus words."""
 
     core: int
-    regs: dict[CM.Reg, int]
+    regs: dict[int, int]  #: register address (a core_map.Reg or ProgReg / term_reg) -> value
     runs: list[tuple[int, list[int]]] = field(default_factory=list)  #: (start address, words)
 
 
@@ -153,15 +153,19 @@ def scalar_words(vec: np.ndarray, bits: int) -> list[int]:
     return [int(v) & ((1 << bits) - 1) for v in np.asarray(vec, np.int64)]
 
 
-def layer_regs(L: Layer, n_axons: int, n_neurons: int, emit: bool) -> dict[CM.Reg, int]:
+def layer_regs(L: Layer, n_axons: int, n_neurons: int, emit: bool, programs: bool = False) -> dict[int, int]:
     """The registers of a core that runs (a slice of) layer ``L``: :func:`plasticore.core_map.layer_registers`
-    with the slice's neuron count, the LPU's v1 form of the rule and ``EMIT``."""
+    with the slice's neuron count and ``EMIT``; on a program core (``programs``) the layer's rule
+    program (:func:`plasticore.core_map.program_reg_values`), else the v1 LPU's form of the rule (a
+    :class:`~plasticore.rules.RuleError` when it has none)."""
     from plasticore.rules import lpu_v1_registers
 
-    hebb_sign, dh_shift = lpu_v1_registers(L)
     R = CM.Reg
-    return {**CM.layer_registers(L), R.DH_SHIFT: dh_shift, R.HEBB_NEG: int(hebb_sign < 0), R.EMIT: int(emit),
-            R.N_AXONS: n_axons, R.N_NEURONS: n_neurons}
+    regs = {**CM.layer_registers(L), R.EMIT: int(emit), R.N_AXONS: n_axons, R.N_NEURONS: n_neurons}
+    if programs:
+        return {**regs, **CM.program_reg_values(L.program)}
+    hebb_sign, dh_shift = lpu_v1_registers(L)
+    return {**regs, R.DH_SHIFT: dh_shift, R.HEBB_NEG: int(hebb_sign < 0)}
 
 
 def core_image(bundle: Bundle, pl: Placement, sl: Slice, geom: ChipGeometry, h: np.ndarray | None = None) -> CoreImage:
@@ -171,7 +175,7 @@ def core_image(bundle: Bundle, pl: Placement, sl: Slice, geom: ChipGeometry, h: 
     cols = slice(sl.j0, sl.j1)
     n = sl.j1 - sl.j0
     emit = sl.layer + 1 < len(bundle.layers) or pl.record[sl.layer]
-    img = CoreImage(sl.core, layer_regs(L, L.n_in, n, emit))
+    img = CoreImage(sl.core, layer_regs(L, L.n_in, n, emit, geom.programs))
     H = L.H0 if h is None else h
     for mem, mat in ((CM.Mem.W, L.W), (CM.Mem.H, H), (CM.Mem.HMASK, L.hmask)):
         img.runs.append((core_addr(sl.core, mem, 0), lane_words(np.asarray(mat)[:, cols].astype(np.int64), mem, g)))
@@ -179,6 +183,8 @@ def core_image(bundle: Bundle, pl: Placement, sl: Slice, geom: ChipGeometry, h: 
     img.runs.append((core_addr(sl.core, CM.Mem.BETA, 0), scalar_words(L.beta, C.BETA_BITS)))
     img.runs.append((core_addr(sl.core, CM.Mem.ETA, 0), scalar_words(L.eta[cols], C.ETA_BITS)))
     img.runs.append((core_addr(sl.core, CM.Mem.LUT, 0), scalar_words(L.lut, C.F_BITS)))
+    if geom.programs:  # no third factor, no teaching current until a run gives them
+        img.runs += [(core_addr(sl.core, mem, 0), [0] * n) for mem in (CM.Mem.MT, CM.Mem.TEACH)]
     return img
 
 

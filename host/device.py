@@ -97,6 +97,8 @@ class Device:
         self.image: ChipImage | None = None
         self.stats = {"steps": 0, "samples": 0, "seconds": 0.0}
         self._engine: EngineInfo | None | bool = False  # False: not asked yet
+        self._held: dict = {}
+        self._host_inputs = None
 
     def close(self) -> None:
         self.bus.close()
@@ -121,12 +123,19 @@ class Device:
         if self.design_id is not None and did != self.design_id:
             raise DeviceError(f"design id 0x{did:08x} differs from the expected 0x{self.design_id:08x}: "
                               f"the board runs another build")
-        a = self.bus.read(core_addr(0, CM.Mem.REG, CM.Reg.GEOM_A), 3)
+        a = self.bus.read(core_addr(0, CM.Mem.REG, CM.Reg.GEOM_A), 5)  # GEOM_A, GEOM_N, GEOM_P, ID, VERSION
         geo = (a[0], a[1], a[2])
         want = (self.geom.core.a_max, self.geom.core.n_max, self.geom.core.lanes)
         if geo != want:
             raise DeviceError(f"core geometry (axons, neurons, lanes) = {geo}, the host expected {want}")
-        return {"chip_id": cid, "mesh": (mx, my), "cores": ncores, "design_id": did, "core": geo}
+        version = a[4]
+        if version not in (CM.CORE_VERSION, CM.PROGRAM_CORE_VERSION):
+            raise DeviceError(f"core version {version} is not one this host knows "
+                              f"({CM.CORE_VERSION}: v1 rule, {CM.PROGRAM_CORE_VERSION}: rule programs)")
+        # (the identify reply of the link does not say whether the cores run rule programs: their VERSION does)
+        self.geom = dataclasses.replace(self.geom, programs=version == CM.PROGRAM_CORE_VERSION)
+        return {"chip_id": cid, "mesh": (mx, my), "cores": ncores, "design_id": did, "core": geo,
+                "core_version": version}
 
     @contextlib.contextmanager
     def _during(self, step: str):
@@ -145,6 +154,7 @@ class Device:
         with self._during("deploy"):
             self._load(img, progress)
         self.bundle, self.image = bundle, img
+        self._held = {}  # (memory, layer) -> the host inputs the cores hold (program cores; zero after a deploy)
         return img
 
     def _load(self, img: ChipImage, progress) -> None:
@@ -209,13 +219,22 @@ class Device:
 
     # ------------------------------------------------------------------ run
     def run(self, x: np.ndarray, labels: np.ndarray | None = None, record_membranes: bool = False,
-            progress=None):
-        """Run layer-0 inputs ``x`` (S, T, A0) sample after sample; returns a :class:`plasticore.runs.RunResult`."""
+            progress=None, m: dict | None = None, teach=None):
+        """Run layer-0 inputs ``x`` (S, T, A0) sample after sample; returns a :class:`plasticore.runs.RunResult`.
+
+        ``m`` ({layer: array}) is the third-factor input t of the layers' rule programs and ``teach`` the
+        output layer's teaching current, in the shapes :func:`plasticore.golden.run` takes (a chip of
+        program cores only)."""
+        from plasticore.golden import run_inputs
         from plasticore.runs import RunResult, check_inputs, predict
 
         b, img = self._need()
         x = check_inputs(b, x)
         S, T = x.shape[:2]
+        if (m or teach is not None) and not self.geom.programs:
+            raise DeviceError("this chip's cores run the v1 rule: no third factor m or teaching current "
+                              "(a chip of program cores has them)")
+        self._host_inputs = run_inputs(b, S, m, teach) if self.geom.programs else None
         spikes = [np.zeros((S, T, L.n_out), np.int16) for L in b.layers]
         u_final = [np.zeros((S, L.n_out), np.int32) for L in b.layers]
         u_trace = [np.zeros((S, T, L.n_out), np.int32) for L in b.layers] if record_membranes else None
@@ -263,6 +282,7 @@ class Device:
         layers = list(range(len(b.layers)))
         T = len(xs)
         for t in range(T):
+            self._write_host_inputs(s, t)
             for start, words in input_runs(xs[t]):  # an axon not written in a step reads 0
                 for k in img.placement.layer_cores[0]:
                     self.bus.write(core_addr(k, CM.Mem.X, start), words)
@@ -289,6 +309,27 @@ class Device:
                         li, j, v = next(decoded)
                         spikes[li][s, step, j] = v
                 steps, waiting = [], 0
+
+    def _write_host_inputs(self, s: int, t: int) -> None:
+        """(Program cores) the third factor t of every layer and the output layer's teaching current at
+        step ``t`` of sample ``s``, written where they differ from the values the cores hold (zero after
+        a deploy)."""
+        if self._host_inputs is None:
+            return
+        b, img = self._need()
+        ms, tc = self._host_inputs
+        last = len(b.layers) - 1
+        for li, L in enumerate(b.layers):
+            for mem, arr, bits in ((CM.Mem.MT, ms[li], CM.ALL_MEMS[CM.Mem.MT].bits),
+                                   (CM.Mem.TEACH, tc if li == last else None, C.U_BITS)):
+                want = np.zeros(L.n_out, np.int64) if arr is None else np.asarray(arr[s, t], np.int64)
+                key = (mem, li)
+                if np.array_equal(self._held.get(key, np.zeros(L.n_out, np.int64)), want):
+                    continue
+                for sl in img.placement.slices:
+                    if sl.layer == li:
+                        self.bus.write(core_addr(sl.core, mem, 0), scalar_words(want[sl.j0:sl.j1], bits))
+                self._held[key] = want
 
     def read_outputs(self, n: int) -> list[int]:
         """The ``n`` oldest waiting output entries, then acknowledged: the window read changes nothing

@@ -47,6 +47,9 @@ class ChipGeometry:
     mesh_y: int
     core: CoreGeometry
     out_fifo: int = 2048
+    #: the cores run rule programs (``rtl/program_core.py``: core register ``VERSION`` =
+    #: ``core_map.PROGRAM_CORE_VERSION``); otherwise the v1 rule only
+    programs: bool = False
 
     @property
     def cores(self) -> int:

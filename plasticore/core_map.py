@@ -37,7 +37,8 @@ from . import contract as C
 from . import rules as R
 
 CORE_ID = 0x504C4331  #: "PLC1": value of register ``ID``
-CORE_VERSION = 1  #: value of register ``VERSION``
+CORE_VERSION = 1  #: value of register ``VERSION`` (HybridCore, CompactCore: the v1 rule)
+PROGRAM_CORE_VERSION = 2  #: ``VERSION`` of a program core (rule programs: PROGRAM_MEMS, ProgReg)
 
 MEM_BITS = 4  #: width of the ``mem`` field of a bus request
 

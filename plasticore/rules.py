@@ -184,6 +184,11 @@ def v1_program(hebb_sign: int, dh_shift: int) -> RuleProgram:
                        text=("-" if sign < 0 else "") + "beta*x*lut(u)")
 
 
+def needs_program_core(bundle) -> bool:
+    """A plastic layer of ``bundle`` runs a program the v1 LPU cannot (a chip of program cores runs it)."""
+    return any(L.plastic and v1_form(L.program) is None for L in bundle.layers)
+
+
 def v1_form(prog: RuleProgram) -> tuple[int, int] | None:
     """``(hebb_sign, dh_shift)`` if ``prog`` is exactly a v1 program (what the v1 LPU can run), else None."""
     if len(prog.terms) != 1 or prog.m_kind != MKind.DIRECT:
@@ -196,13 +201,15 @@ def v1_form(prog: RuleProgram) -> tuple[int, int] | None:
 
 def lpu_v1_registers(layer) -> tuple[int, int]:
     """``(hebb_sign, dh_shift)`` the v1 LPU registers hold for ``layer``; a :class:`RuleError` naming the
-    layer's rule when its program needs the v2 LPU (the RTL runs one-term ``±beta*x*lut(u)`` programs)."""
+    layer's rule when its program needs the v2 LPU (a chip of v1 cores runs one-term ``±beta*x*lut(u)``
+    programs; a chip of program cores runs any)."""
     if not layer.plastic:
         return layer.hebb_sign, layer.dh_shift
     v1 = v1_form(layer.program)
     if v1 is None:
         raise RuleError(f"rule {layer.program.text or layer.program.to_json()['terms']!r}: the RTL LPU runs only "
-                        "one-term ±beta*x*lut(u) programs (contract v1); run this layer on the golden model")
+                        "one-term ±beta*x*lut(u) programs (contract v1); run this layer on a chip of program cores "
+                        "(core 'program') or on the golden model")
     return v1
 
 

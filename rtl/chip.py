@@ -40,12 +40,13 @@ from .compact_core import CompactCore
 from .core import HybridCore
 from .mesh import Mesh
 from .netif import NetIf, route_entry_layout
+from .program_core import ProgramCore
 from .stream_slice import StreamSlice, stage
 
 __all__ = ["CORE_KINDS", "Chip"]
 
 #: the core implementations a chip can be built from (same ports, map and results)
-CORE_KINDS = {"hybrid": HybridCore, "compact": CompactCore}
+CORE_KINDS = {"hybrid": HybridCore, "compact": CompactCore, "program": ProgramCore}
 
 #: with ``mem_pipe``: chip registers per first-level flop of the register read multiplexer
 RD_GROUP = 4
@@ -72,8 +73,8 @@ class Chip(wiring.Component):
             raise ValueError(f"core {core!r} is not one of {sorted(CORE_KINDS)}")
         if core == "compact" and lanes != 1:
             raise ValueError(f"the compact core has one lane, got lanes={lanes}")
-        if core == "compact" and mem_pipe:
-            raise ValueError("mem_pipe is an option of the hybrid core; the compact core has no pipelined memories")
+        if core != "hybrid" and mem_pipe:
+            raise ValueError(f"mem_pipe is an option of the hybrid core; the {core} core has no pipelined memories")
         if out_fifo < 2 or out_fifo & (out_fifo - 1) or out_fifo > M.OUT_WIN_SIZE:
             raise ValueError(f"out_fifo must be a power of two in 2..{M.OUT_WIN_SIZE}, got {out_fifo}")
         self.core = core
@@ -490,14 +491,15 @@ class Chip(wiring.Component):
         known_mem = Signal()
         cshift = Signal(range(6))  # log2(P / epw)
         ebits = Signal(range(33))  # bits per element
+        mems = CORE_KINDS[self.core].mem_infos
         for mid in CM.Mem:
-            if mid not in CM.MEMS and mid != CM.Mem.REG:
+            if mid not in mems and mid != CM.Mem.REG:
                 continue
             with m.If(mem_sel == int(mid)):
                 m.d.comb += known_mem.eq(1)
-                if mid != CM.Mem.REG and CM.MEMS[mid].lanes:
+                if mid != CM.Mem.REG and mems[mid].lanes:
                     epw = elems_per_word(mid, P)
-                    m.d.comb += [cshift.eq((P // epw).bit_length() - 1), ebits.eq(CM.MEMS[mid].bits)]
+                    m.d.comb += [cshift.eq((P // epw).bit_length() - 1), ebits.eq(mems[mid].bits)]
         core_ok = Signal()
         # core_sel < K as an OR of equalities (LUTs; a comparator would be a carry chain on the bus decode)
         m.d.comb += core_ok.eq(known_mem & Cat(*[core_sel == k for k in range(K)]).any())

@@ -47,6 +47,8 @@ class CompactCore(wiring.Component):
     :data:`SPRAM_TAG`), the small memories are block RAM.
     """
 
+    mem_infos = MEMS  #: its memories (the v1 set)
+
     def __init__(self, a_max: int = 128, n_max: int = 128, lanes: int = 1):
         if lanes != 1:
             raise ValueError(f"CompactCore has one lane, got lanes={lanes}")

@@ -8,6 +8,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 
 from plasticore.core_map import (
+    CORE_VERSION,
     MEMS,
     CoreGeometry,
     Mem,
@@ -62,6 +63,7 @@ class HybridCore(wiring.Component):
 
     #: the memories of this core kind (the access port's ids, X apart: it lives in the axon buffer)
     mem_infos: dict[Mem, MemInfo] = MEMS
+    version: int = CORE_VERSION  #: register ``VERSION``
 
     def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16, *, mem_pipe: bool = False,
                  mem_bank_bits: int = BANK_BITS, mem_tile_words: int = LUTRAM_WORDS, evt_banks: int | None = None):
@@ -143,7 +145,7 @@ class HybridCore(wiring.Component):
 
         # ---- host port and status registers ------------------------------------------------
         m.submodules.host = host = HostPort(geom, {mid: len(rp.data) for mid, rp in rps.items()},
-                                            mem_pipe=self.mem_pipe, x_lag=x_lag)
+                                            mem_pipe=self.mem_pipe, x_lag=x_lag, version=self.version)
         wiring.connect(m, wiring.flipped(self.bus), host.bus)
         wiring.connect(m, host.bus_rsp, wiring.flipped(self.bus_rsp))
         params = host.params

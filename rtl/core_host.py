@@ -11,7 +11,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from plasticore import contract as C
-from plasticore.core_map import ALL_MEMS, CoreGeometry, Mem
+from plasticore.core_map import ALL_MEMS, CORE_VERSION, CoreGeometry, Mem
 
 from .core_regs import read_regs, read_regs_split, readonly_regs, write_regs, write_regs_registered
 from .layouts import bus_req_layout, param_layout
@@ -49,8 +49,9 @@ class HostPort(wiring.Component):
     latency, registered decisions); ``x_lag``: x's read latency beyond the plain one (of those).
     """
 
-    def __init__(self, geom: CoreGeometry, rd_widths: dict[Mem, int], *, mem_pipe: bool, x_lag: int = 0):
-        self.geom, self.mem_pipe, self.x_lag = geom, bool(mem_pipe), x_lag
+    def __init__(self, geom: CoreGeometry, rd_widths: dict[Mem, int], *, mem_pipe: bool, x_lag: int = 0,
+                 version: int = CORE_VERSION):
+        self.geom, self.mem_pipe, self.x_lag, self.version = geom, bool(mem_pipe), x_lag, version
         self.K = PIPE_LATENCY if mem_pipe else 0
         assert x_lag <= self.K
         self.mems = list(rd_widths)
@@ -155,7 +156,7 @@ class HostPort(wiring.Component):
         A register write accepted after the read reaches the registers a clock later still, so the read
         sees every earlier write only."""
         ro = readonly_regs(self.geom, busy=~self.idle, cycles=self.cycles, events=self.events,
-                           out_count=self.out_count, steps=self.steps)
+                           out_count=self.out_count, steps=self.steps, version=self.version)
         if self.K:
             return read_regs_split(m, d_addr, self.params, ro, self.geom.data_bits, self.K + 1)
         reg_rdata = Signal(self.geom.data_bits)

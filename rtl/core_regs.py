@@ -83,11 +83,12 @@ def write_regs_registered(m: Module, we, addr, data, params, start_req, clear_re
     return waiting
 
 
-def readonly_regs(geom: CoreGeometry, *, busy, cycles, events, out_count, steps) -> dict[Reg, Value]:
+def readonly_regs(geom: CoreGeometry, *, busy, cycles, events, out_count, steps,
+                  version: int = CORE_VERSION) -> dict[Reg, Value]:
     """Values of the read-only registers."""
     return {Reg.STATUS: busy, Reg.CYCLES: cycles, Reg.EVENTS: events, Reg.OUT_COUNT: out_count,
             Reg.STEPS: steps, Reg.GEOM_A: Const(geom.a_max, 11), Reg.GEOM_N: Const(geom.n_max, 11),
-            Reg.GEOM_P: Const(geom.lanes, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(CORE_VERSION, 8)}
+            Reg.GEOM_P: Const(geom.lanes, 6), Reg.ID: Const(CORE_ID, 32), Reg.VERSION: Const(version, 8)}
 
 
 def reg_values(params, ro: dict) -> dict[int, Value]:

@@ -20,7 +20,7 @@ from amaranth.lib import data, memory
 
 from plasticore import contract as C
 from plasticore import rules as R
-from plasticore.core_map import ALL_MEMS, PROG_REGS, TERM_FIELDS, Mem, ProgReg, term_reg
+from plasticore.core_map import ALL_MEMS, PROG_REGS, PROGRAM_CORE_VERSION, TERM_FIELDS, Mem, ProgReg, term_reg
 
 from .axon import AxonBuffer
 from .core import HybridCore
@@ -37,6 +37,7 @@ class ProgramCore(HybridCore):
     """A hybrid core whose LPU runs the layer's rule program (module docstring)."""
 
     mem_infos = ALL_MEMS
+    version = PROGRAM_CORE_VERSION
 
     def __init__(self, a_max: int = 256, n_max: int = 256, lanes: int = 16, **kw):
         if kw.get("mem_pipe"):

@@ -28,7 +28,7 @@ def _split(mesh_x: int = DEFAULT_CHIP.mesh_x, mesh_y: int = DEFAULT_CHIP.mesh_y,
         h0_words = DEFAULT_CHIP.h0_words if engine is None and DEFAULT_CHIP.engine and core == "hybrid" else 0
     if engine is None:
         engine = DEFAULT_CHIP.engine and core == "hybrid"
-    cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe), bool(engine), int(h0_words))
+    cfg = ChipConfig(mesh_x, mesh_y, a_max, n_max, lanes, out_fifo, bool(mem_pipe), bool(engine), int(h0_words), core)
     extra = {"core": core, "route_dests": route_dests or M.MAX_DESTS, **link_kwargs}
     return cfg, extra, link_kwargs
 
@@ -74,7 +74,8 @@ def chip_url(cfg: ChipConfig) -> str:
     """The ``sim://`` URL of a chip board of geometry ``cfg``."""
     return (f"sim://?mesh_x={cfg.mesh_x}&mesh_y={cfg.mesh_y}&a_max={cfg.a_max}&n_max={cfg.n_max}&lanes={cfg.lanes}"
             + ("" if cfg.engine == DEFAULT_CHIP.engine else f"&engine={int(cfg.engine)}")
-            + ("" if cfg.h0_words == (DEFAULT_CHIP.h0_words if cfg.engine else 0) else f"&h0_words={cfg.h0_words}"))
+            + ("" if cfg.h0_words == (DEFAULT_CHIP.h0_words if cfg.engine else 0) else f"&h0_words={cfg.h0_words}")
+            + ("" if cfg.core == "hybrid" else f"&core={cfg.core}"))
 
 
 def board_design_id(clocks_per_bit: int = 8, **kw) -> int:

@@ -41,10 +41,11 @@ class ChipConfig:
     mem_pipe: bool = False  #: pipelined, banked core memories (``HybridCore(mem_pipe=True)``)
     engine: bool = False  #: a sample engine in front of the chip's bus (``rtl.engine.EngineChip``)
     h0_words: int = 0  #: the engine's H0 store (words; 0: none): streamed runs of ``h_persist = sample`` layers
+    core: str = "hybrid"  #: ``rtl.chip.CORE_KINDS``: ``program`` runs rule programs (contract v2)
 
     def geometry(self) -> ChipGeometry:
         return ChipGeometry(self.mesh_x, self.mesh_y, CM.CoreGeometry(self.a_max, self.n_max, self.lanes),
-                            self.out_fifo)
+                            self.out_fifo, programs=self.core == "program")
 
 
 #: contract modules the hardware is generated from (besides rtl/*.py)
@@ -91,7 +92,7 @@ def _build(cfg: ChipConfig, design_id: int, out: Path, exe: Path, harness: Path,
 
     info = ensure_verilator()
     chip = Chip(cfg.mesh_x, cfg.mesh_y, cfg.a_max, cfg.n_max, cfg.lanes, design_id=design_id, out_fifo=cfg.out_fifo,
-                mem_pipe=cfg.mem_pipe)
+                mem_pipe=cfg.mem_pipe, core=cfg.core)
     if cfg.engine:
         chip = EngineChip(chip, h0_words=cfg.h0_words)
     v = verilog_from_component(chip, "chip", out)

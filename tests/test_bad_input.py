@@ -853,10 +853,10 @@ def test_bench_out_and_only_checked_before_running(tmp_path, capsys):
     assert notes.read_text() == '{"mine": 1}\n' and not (tmp_path / "r.json").exists()
 
 
-@pytest.mark.parametrize("cmd", [["sim", "run"], ["run", "--port", "sim://?top=chip"]])
+@pytest.mark.parametrize("cmd", [["sim", "run", "--core", "hybrid"], ["run", "--port", "sim://?top=chip"]])
 def test_v2_host_inputs_refused_on_the_rtl(work, capsys, cmd, no_work):
-    """``m<l>`` / ``teach`` in ``--inputs`` run on the golden model only: the RTL commands refuse them
-    (one line naming the keys) instead of running without them."""
+    """``m<l>`` / ``teach`` in ``--inputs`` need program cores: a chip of v1 cores refuses them (one line
+    naming the keys) instead of running without them."""
     x = np.load(work / "inputs.npz")["x"]
     np.savez(work / "v2.npz", x=x, m1=np.zeros((len(x), 4), np.int16), teach=np.zeros(len(x), np.int32))
     before = snapshot(work)

@@ -19,9 +19,11 @@ from plasticore.host.bus import BusError
 from plasticore.host.compiler import CompileError, compile_bundle
 from plasticore.host.device import Device
 from plasticore.sim.chipsim import ChipConfig, ChipSimBus
-from plasticore.sim.random_bundle import random_bundle, random_inputs
+from plasticore.sim.random_bundle import random_bundle, random_inputs, random_program
 
 CFG = ChipConfig(2, 2, 32, 16, 4)
+#: the same chip of program cores (rule programs, contract v2)
+CFG_PROGRAM = ChipConfig(2, 2, 32, 16, 4, core="program")
 #: the same chip with pipelined, banked core memories (``mem_pipe``)
 CFG_PIPE = ChipConfig(2, 2, 32, 16, 4, mem_pipe=True)
 
@@ -63,6 +65,63 @@ def _case(seed):
 @pytest.mark.parametrize("seed", range(6))
 def test_random_networks_bit_exact(dev, seed):
     _check(dev, *_case(1000 + seed))
+
+
+@pytest.fixture(scope="module")
+def dev_program():
+    yield from _device(CFG_PROGRAM)
+
+
+def _program_case(seed):
+    """A random network with a random rule program on every plastic layer, the host's third factor t of
+    every layer (per sample, per step or broadcast) and the output layer's teaching current."""
+    b, x = _case(seed)
+    rng = np.random.default_rng(seed + 7)
+    S, T = x.shape[:2]
+    m = {}
+    for li, L in enumerate(b.layers):
+        L.rule = random_program(rng, L) if L.plastic else None
+        shape = [(S, L.n_out), (S, T, L.n_out), (S,)][li % 3]
+        m[li] = rng.integers(-(1 << 15), 1 << 15, shape)
+    teach = rng.integers(-(1 << 12), 1 << 12, (S, T, b.n_out))
+    return b, x, m, teach
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_program_chip_runs_rule_programs_bit_exact(dev_program, seed):
+    """A chip of program cores runs random rule programs with the host's m and teaching current: spikes,
+    membranes (every step) and the final H equal the golden model's."""
+    assert dev_program.geom.programs  # (identify read it from the cores' VERSION)
+    b, x, m, teach = _program_case(2000 + seed)
+    dev_program.deploy(b)
+    r = dev_program.run(x, record_membranes=True, m=m, teach=teach)
+    g = golden.run(b, x, record_membranes=True, m=m, teach=teach)
+    for li in range(len(b.layers)):
+        assert np.array_equal(r.u_trace[li], g.u_trace[li]), f"layer {li} membranes"
+    msg = runs.compare_results(runs.result_to_npz_dict(r, "rtl"), runs.result_to_npz_dict(g, "golden"))
+    assert msg is None, msg
+
+
+def test_program_chip_runs_v1_networks(dev_program):
+    """v1 bundles run unchanged on a chip of program cores."""
+    _check(dev_program, *_case(1000))
+
+
+def test_v1_chip_refuses_programs_and_host_inputs(dev):
+    """A chip of v1 cores refuses the host's m / teaching current and rule programs the v1 LPU cannot run."""
+    from plasticore import rules as R
+
+    b, x = _case(1000)
+    assert not dev.geom.programs
+    dev.deploy(b)
+    with pytest.raises(Exception, match="program cores"):
+        dev.run(x, m={0: np.zeros(len(x), np.int64)})
+    with pytest.raises(Exception, match="program cores"):
+        dev.run(x, teach=np.zeros(len(x), np.int64))
+    b.layers[0].plastic = True
+    b.layers[0].rule = R.compile_rule("0.5*x*m")
+    with pytest.raises(R.RuleError, match="program cores"):
+        dev.deploy(b)
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +255,22 @@ def test_sim_run_cli_matches_golden(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "bit-exact with the golden model" in out
+
+
+def test_sim_run_cli_runs_rule_programs(tmp_path, capsys):
+    """``plasticore sim run --check`` with a bundle of rule programs and m / teach in ``--inputs``: the chip
+    of program cores is chosen by itself, bit-exact with the golden model on the same host inputs."""
+    from plasticore.bundle import save_bundle
+
+    b, x, m, teach = _program_case(2002)
+    save_bundle(b, tmp_path / "b")
+    np.savez(tmp_path / "in.npz", x=x, teach=teach, **{f"m{li}": v for li, v in m.items()})
+    rc = main(["sim", "run", "--bundle", str(tmp_path / "b"), "--inputs", str(tmp_path / "in.npz"),
+               "--out", str(tmp_path / "rtl.npz"), "--check", "--mesh", "2x2", "--axons", "32", "--neurons", "16",
+               "--lanes", "4"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "program cores" in out and "bit-exact with the golden model" in out
 
 
 def test_sim_run_chip_fits_wide_layers():
