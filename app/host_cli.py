@@ -37,6 +37,7 @@ def cmd_run(args) -> int:
         CliError,
         check_against_golden,
         check_run_out,
+        load_host_signals,
         load_inputs,
         refuse_host_signals,
         summarise,
@@ -44,24 +45,36 @@ def cmd_run(args) -> int:
     from plasticore.bundle import load_bundle
     from plasticore.host import connect
     from plasticore.host.device import stream_refusal
+    from plasticore.rules import needs_program_core
+    from plasticore.sim.chipboard import url_chip
 
     check_run_out(args)
     bundle = load_bundle(args.bundle)
-    refuse_host_signals(args)
     x, labels, feats = load_inputs(args, bundle, with_features=True)
+    m, teach = load_host_signals(args, bundle, len(x))
+    programs = needs_program_core(bundle) or bool(m) or teach is not None  # the run needs program cores
+    if args.port.startswith("sim://"):
+        check_sim_port_fits(args.port, bundle)
+    sim_chip = url_chip(args.port) if args.port.startswith("sim://") else None
+    if programs and (args.stream or (args.port.startswith("sim://") and getattr(sim_chip, "core", None) != "program")):
+        refuse_host_signals(args)
+        raise CliError(f"--bundle {args.bundle}: its rule programs need program cores"
+                       + (" (a full run: leave out --stream)" if args.stream else
+                          f" (--port 'sim://?core=program'), not {args.port}"))
     if args.stream and args.record_membranes:
         raise CliError("--stream returns compact records; --record-membranes needs a full run (leave out --stream)")
     events = args.stream and feats is None  # coded inputs stream as events (every non-zero input a word)
     if args.stream and (why := stream_refusal(bundle, events)):
         raise CliError(f"--stream: {args.bundle}: {why}")
-    if args.port.startswith("sim://"):
-        check_sim_port_fits(args.port, bundle)
     with connect(args.port, baudrate=args.baud, expected_design_id=args.design_id) as dev:
         info = dev.identify()
         print(f"board on {args.port}: {info['cores']} cores ({info['mesh'][0]}x{info['mesh'][1]}) of "
               f"{info['core'][0]}x{info['core'][1]}, P={info['core'][2]}, design 0x{info['design_id']:08x}")
         if args.stream and (why := dev.why_not_stream(bundle, events)):
             raise CliError(f"--stream: {why}")
+        if programs and not dev.geom.programs:
+            raise CliError(f"--port {args.port}: the board's cores run the v1 rule; the bundle's rule programs "
+                           "or the m / teach inputs need a build of program cores")
         dev.deploy(bundle)
         w0 = dev.bus.wire_bytes()
         t0 = time.perf_counter()
@@ -71,7 +84,8 @@ def cmd_run(args) -> int:
             elif args.stream:
                 res = dev.stream(feats, labels=labels, progress=bar.update)
             else:
-                res = dev.run(x, labels=labels, record_membranes=args.record_membranes, progress=bar.update)
+                res = dev.run(x, labels=labels, record_membranes=args.record_membranes, progress=bar.update,
+                              m=m or None, teach=teach)
         dt = time.perf_counter() - t0
         w1 = dev.bus.wire_bytes()
         wire = None if w0 is None or w1 is None else (w1[0] - w0[0], w1[1] - w0[1])
@@ -87,7 +101,7 @@ def cmd_run(args) -> int:
     if args.check:
         if args.stream:
             return check_compact_against_golden(res, bundle, x, labels, "board")
-        return check_against_golden(res, bundle, x, labels, "board")
+        return check_against_golden(res, bundle, x, labels, "board", m=m, teach=teach)
     return 0
 
 

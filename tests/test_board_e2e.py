@@ -162,3 +162,28 @@ def test_cli_stream_check(board, tmp_path, capsys):
                "--out", str(tmp_path / "r2.npz"), "--stream", "--check", "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0 and "bit-exact with the golden model (output membranes" in out, out
+
+
+def test_rule_programs_over_serial(tmp_path, capsys):
+    """A board of program cores behind the serial link: ``plasticore run --check`` with a bundle of random
+    rule programs and the host's m / teaching current in ``--inputs`` is bit-exact with the golden model
+    (the host learns from the cores' VERSION that they run programs)."""
+    from plasticore.app.cli import main
+    from plasticore.bundle import save_bundle
+    from plasticore.sim.random_bundle import random_program
+
+    rng = np.random.default_rng(12)
+    b = random_bundle(rng, sizes=[20, 12, 6], timesteps=3, coding="rate", allow_ann=False, edges=["none", "none"])
+    for L in b.layers:
+        L.plastic = True
+        L.rule = random_program(rng, L)
+    x = random_inputs(rng, b, 3)
+    save_bundle(b, tmp_path / "b")
+    np.savez(tmp_path / "in.npz", x=x, m0=rng.integers(-4096, 4096, (3, 12)), m1=rng.integers(-4096, 4096, (3, 3, 6)),
+             teach=rng.integers(-2000, 2000, (3, 6)))
+    with SimBoard.start(chip_board_top, clocks_per_bit=8, core="program", **SMALL) as board:
+        rc = main(["run", "--bundle", str(tmp_path / "b"), "--inputs", str(tmp_path / "in.npz"), "--port",
+                   board.port, "--out", str(tmp_path / "r.npz"), "--check", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "bit-exact with the golden model" in out
