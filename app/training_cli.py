@@ -116,6 +116,12 @@ def cmd_experiment(a) -> int:
         kw["dataset"] = a.dataset
     if a.data_root:
         kw["data_root"] = a.data_root
+    if a.port is not None or a.episodes is not None:
+        if a.kind != "fewshot":
+            from plasticore.app.cli import CliError
+
+            raise CliError(f"--port / --episodes: options of 'experiment fewshot', not {a.kind!r}")
+        kw.update({k: v for k, v in (("port", a.port), ("test_episodes", a.episodes)) if v is not None})
     if a.kind == "table":
         kw.update(seeds=a.seeds, preset=a.preset, threads=a.threads, variants=a.variants)
         kw.setdefault("dataset", "fashion")
@@ -299,6 +305,9 @@ def add_cli(subparsers) -> None:
     e.add_argument("--seeds", type=positive_int, default=3, help="table: seeds per variant")
     e.add_argument("--preset", default="authors", choices=["authors", "default"], help="table: training preset")
     e.add_argument("--threads", type=positive_int, help="table: torch threads")
+    e.add_argument("--port", help="fewshot: also run every episode on this board (a board of program cores; "
+                                  "sim:// spawns a simulated one) and check it bit for bit against the golden model")
+    e.add_argument("--episodes", type=positive_int, help="fewshot: test episodes per setting (default 200)")
     e.add_argument("--variants", type=_variant_list, default=("LP", "GP", "HP"),
                    help="table: comma-separated subset of LP,GP,HP to train and tabulate (default all)")
     e.set_defaults(func=cmd_experiment)

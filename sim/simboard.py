@@ -359,6 +359,12 @@ def parse_sim_url(url: str) -> dict:
                 raise ValueError(f"sim:// URL parameter cpb={v!r} is not an integer") from None
         elif k == "link":
             kw["link"] = v
+        elif k == "core":  # the chip's core kind (rtl.chip.CORE_KINDS)
+            from plasticore.rtl.chip import CORE_KINDS
+
+            if v not in CORE_KINDS:
+                raise ValueError(f"sim:// URL parameter core={v!r} is not one of {sorted(CORE_KINDS)}")
+            kw["core"] = v
         else:
             try:
                 kw[k] = int(v, 0)

@@ -164,7 +164,14 @@ def test_cli_stream_check(board, tmp_path, capsys):
     assert rc == 0 and "bit-exact with the golden model (output membranes" in out, out
 
 
-def test_rule_programs_over_serial(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def program_board():
+    """The small chip of program cores on a simulated board."""
+    with SimBoard.start(chip_board_top, clocks_per_bit=8, core="program", **SMALL) as b:
+        yield b
+
+
+def test_rule_programs_over_serial(program_board, tmp_path, capsys):
     """A board of program cores behind the serial link: ``plasticore run --check`` with a bundle of random
     rule programs and the host's m / teaching current in ``--inputs`` is bit-exact with the golden model
     (the host learns from the cores' VERSION that they run programs)."""
@@ -181,9 +188,36 @@ def test_rule_programs_over_serial(tmp_path, capsys):
     save_bundle(b, tmp_path / "b")
     np.savez(tmp_path / "in.npz", x=x, m0=rng.integers(-4096, 4096, (3, 12)), m1=rng.integers(-4096, 4096, (3, 3, 6)),
              teach=rng.integers(-2000, 2000, (3, 6)))
-    with SimBoard.start(chip_board_top, clocks_per_bit=8, core="program", **SMALL) as board:
-        rc = main(["run", "--bundle", str(tmp_path / "b"), "--inputs", str(tmp_path / "in.npz"), "--port",
-                   board.port, "--out", str(tmp_path / "r.npz"), "--check", "--quiet"])
+    rc = main(["run", "--bundle", str(tmp_path / "b"), "--inputs", str(tmp_path / "in.npz"), "--port",
+               program_board.port, "--out", str(tmp_path / "r.npz"), "--check", "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "bit-exact with the golden model" in out
+
+
+def test_few_shot_episode_on_the_board(program_board):
+    """A few-shot episode on the board (``training.fewshot.board_episode``: H reset, the support streamed
+    with one-hot m, then the queries) equals the golden model's, and the prototype rule learns: the
+    board's predictions beat chance on well separated classes."""
+    import torch
+
+    from plasticore.training.export import export_bundle
+    from plasticore.training.fewshot import board_episode, build_net, episode, golden_episode, sized_bundle
+
+    torch.manual_seed(0)
+    net = build_net(16, 12, 3, timesteps=4, seed=0, c=0.2)
+    with torch.no_grad():
+        net.layers[1].alpha.fill_(0.05)
+    b = sized_bundle(export_bundle(net, name="fs", h_persist="never"), 3)
+    rng = np.random.default_rng(3)
+    protos = rng.integers(0, 256, (3, 16))
+    by_class = {c: np.clip(protos[c] + rng.integers(-20, 21, (10, 16)), 0, 255) for c in range(3)}
+    with connect(program_board.port) as dev:
+        assert dev.geom.programs
+        dev.deploy(b)
+        for _ in range(2):
+            ep = episode(rng, by_class, [0, 1, 2], 3, 2, 3)
+            pred, _, _, res = golden_episode(b, ep, net.cfg)
+            bpred, exact = board_episode(dev, b, ep, res, net.cfg)
+            assert exact and np.array_equal(bpred, pred)
+            assert not np.array_equal(res.h_final[-1], b.layers[-1].H0)  # the support moved H

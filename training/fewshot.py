@@ -13,11 +13,14 @@ Meta-training (torch, quantisation-aware, first-order): episodes drawn from the 
 sample); a cross-entropy loss on the queries' output membranes trains W, b of the hidden layer and
 the meta-parameters α, β, η and the rule coefficient c.  Evaluation: the exported integer bundle on
 the golden model, on N-way K-shot episodes of the held-out classes, next to GP (the same network
-without plasticity) and nearest-class-mean on raw pixels over the same episodes.
+without plasticity) and nearest-class-mean on raw pixels over the same episodes.  With ``port`` a board
+of program cores runs every episode too (its H reset to H0, the support with m = one-hot labels
+streamed over serial, then the queries), checked bit for bit against the golden model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from pathlib import Path
@@ -159,6 +162,33 @@ def golden_episode(bundle: Bundle, ep, cfg: NetConfig):
     return res.predictions[len(sy):], counts[: len(sy)], counts[len(sy):], res
 
 
+def board_port(port: str) -> str:
+    """``port`` for the board run: a ``sim://`` URL that names no core kind carries program cores."""
+    if port.startswith("sim://") and "core=" not in port:
+        return port + ("&" if "?" in port else "?") + "core=program"
+    return port
+
+
+def board_episode(dev, bundle: Bundle, ep, golden_res, cfg: NetConfig):
+    """The episode of :func:`golden_episode` on board ``dev`` (``bundle`` deployed): H := H0, then support
+    and queries in one run.  Returns (query predictions, bit-exact with ``golden_res``)."""
+    from plasticore import runs
+
+    from .train import encode_int
+
+    sx, sy, qx, qy = ep
+    for li, L in enumerate(bundle.layers):
+        if L.plastic:
+            dev.write_h(li, L.H0)
+    x = encode_int(np.concatenate([sx, qx]), cfg)
+    m = np.zeros((len(x), bundle.n_out), np.int64)
+    m[: len(sy)] = _onehot(sy, bundle.n_out)
+    r = dev.run(x, m={len(bundle.layers) - 1: m})
+    exact = runs.compare_results(runs.result_to_npz_dict(r, "board"),
+                                 runs.result_to_npz_dict(golden_res, "golden")) is None
+    return r.predictions[len(sy):], exact
+
+
 def ncm(sx: np.ndarray, sy: np.ndarray, qx: np.ndarray, n_way: int) -> np.ndarray:
     """Nearest class mean (Euclidean) predictions."""
     means = np.stack([sx[sy == k].mean(0) for k in range(n_way)])
@@ -168,9 +198,11 @@ def ncm(sx: np.ndarray, sy: np.ndarray, qx: np.ndarray, n_way: int) -> np.ndarra
 
 def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed: int = 0, quick: bool = False,
              hidden: int = 128, timesteps: int = 8, test_episodes: int = 200, n_query: int = 5,
-             episodes_per_iter: int = 8, settings=SETTINGS, data_root=None, log=print, **_ignored) -> dict:
+             episodes_per_iter: int = 8, settings=SETTINGS, data_root=None, port: str | None = None,
+             log=print, **_ignored) -> dict:
     """Meta-train on the first half of the classes, evaluate N-way K-shot on the held-out half on the
-    golden model; prints plastic (golden) / GP / NCM raw pixels / NCM hidden counts side by side.
+    golden model; prints plastic (golden) / GP / NCM raw pixels / NCM hidden counts side by side, and
+    with ``port`` the board's accuracy and how many episodes were bit-exact (:func:`board_episode`).
     ``epochs`` = meta-training iterations / 10."""
     from plasticore.datasets import load_dataset
 
@@ -193,32 +225,26 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
     hist = meta_train(net, by_class, train_cls, iters, episodes_per_iter, seed=seed, log=log)
     bundle = export_bundle(net, name="fewshot-prototype", h_persist="never")
     rows = []
-    for n_way, k_shot in settings:
-        b = sized_bundle(bundle, n_way)
-        rng = np.random.default_rng(seed + 1000 * n_way + k_shot)
-        acc = {"plastic": 0, "gp": 0, "ncm_raw": 0, "ncm_hidden": 0}
-        total = 0
-        for _ in range(test_episodes):
-            ep = episode(rng, by_class, test_cls, n_way, k_shot, n_query)
-            pred, cs, cq, res = golden_episode(b, ep, net.cfg)
-            qy = ep[3]
-            acc["plastic"] += int((pred == qy).sum())
-            # GP: the same network without plasticity (H stays H0 = 0, every output membrane is 0)
-            gp_pred = np.argmax(res.u_final[-1][len(ep[1]):] * 0, axis=-1)
-            acc["gp"] += int((gp_pred == qy).sum())
-            acc["ncm_raw"] += int((ncm(ep[0], ep[1], ep[2], n_way) == qy).sum())
-            acc["ncm_hidden"] += int((ncm(cs, ep[1], cq, n_way) == qy).sum())
-            total += len(qy)
-        row = {"setting": f"{n_way}-way {k_shot}-shot", **{k: v / total for k, v in acc.items()},
-               "target": TARGETS.get((n_way, k_shot), float("nan")), "episodes": test_episodes}
-        rows.append(row)
-        log(f"  {row['setting']}: plastic (golden) {row['plastic']:.3f}  GP {row['gp']:.3f}  "
-            f"NCM raw pixels {row['ncm_raw']:.3f}  NCM hidden counts {row['ncm_hidden']:.3f}")
+    board = contextlib.nullcontext()
+    if port is not None:
+        from plasticore.host import connect
+
+        board = connect(board_port(port))
+    with board as dev:
+        if dev is not None and not dev.geom.programs:
+            raise R.RuleError(f"--port {port}: the board's cores run the v1 rule; the prototype rule needs a "
+                              "build of program cores")
+        for n_way, k_shot in settings:
+            rows.append(_setting(sized_bundle(bundle, n_way), net.cfg, by_class, test_cls, n_way, k_shot, n_query,
+                                 test_episodes, seed, dev, log))
     from .experiments import _table
 
-    log(_table(rows, ["setting", "plastic", "gp", "ncm_raw", "ncm_hidden", "target"],
+    cols = ["setting", "plastic", *(["board", "board_exact"] if port else []), "gp", "ncm_raw", "ncm_hidden", "target"]
+    log(_table(rows, cols,
                f"few-shot on held-out classes {test_cls.tolist()} ({dataset}), {test_episodes} episodes, "
-               f"{n_query} queries/class; plastic = golden model, H learned through the prototype rule"))
+               f"{n_query} queries/class; plastic = golden model, H learned through the prototype rule"
+               + (f"; board = {board_port(port)} (board_exact: episodes bit-exact with the golden model)"
+                  if port else "")))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plot_table(rows, "setting", ["plastic", "gp", "ncm_raw"], out / "fewshot.png", "few-shot (held-out classes)",
@@ -229,7 +255,47 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
     r = {"experiment": "fewshot", "dataset": dataset, "rule": bundle.layers[-1].program.to_json(),
          "meta_iterations": iters, "hidden": hidden, "timesteps": timesteps, "test_episodes": test_episodes,
          "n_query": n_query, "rows": rows, "final_train_query_accuracy": float(np.mean([h[1] for h in hist[-20:]])),
-         "time_s": time.perf_counter() - t0,
-         "evaluated_on": "exported integer bundle on the golden model (m = one-hot labels on the support)"}
+         "time_s": time.perf_counter() - t0, "port": port,
+         "evaluated_on": "exported integer bundle on the golden model (m = one-hot labels on the support)"
+                         + (" and on the board" if port else "")}
     write_json(out / "results.json", r)
     return r
+
+
+def _setting(b: Bundle, cfg: NetConfig, by_class, test_cls, n_way: int, k_shot: int, n_query: int,
+             test_episodes: int, seed: int, dev, log) -> dict:
+    """One N-way K-shot row of :func:`few_shot` (``dev``: the board, or None)."""
+    if dev is not None:
+        dev.deploy(b)
+    rng = np.random.default_rng(seed + 1000 * n_way + k_shot)
+    acc = {"plastic": 0, "gp": 0, "ncm_raw": 0, "ncm_hidden": 0, "board": 0}
+    total = exact = 0
+    t_board = 0.0
+    for _ in range(test_episodes):
+        ep = episode(rng, by_class, test_cls, n_way, k_shot, n_query)
+        pred, cs, cq, res = golden_episode(b, ep, cfg)
+        qy = ep[3]
+        acc["plastic"] += int((pred == qy).sum())
+        if dev is not None:
+            t1 = time.perf_counter()
+            bpred, ok = board_episode(dev, b, ep, res, cfg)
+            t_board += time.perf_counter() - t1
+            acc["board"] += int((bpred == qy).sum())
+            exact += ok
+        # GP: the same network without plasticity (H stays H0 = 0, every output membrane is 0)
+        gp_pred = np.argmax(res.u_final[-1][len(ep[1]):] * 0, axis=-1)
+        acc["gp"] += int((gp_pred == qy).sum())
+        acc["ncm_raw"] += int((ncm(ep[0], ep[1], ep[2], n_way) == qy).sum())
+        acc["ncm_hidden"] += int((ncm(cs, ep[1], cq, n_way) == qy).sum())
+        total += len(qy)
+    row = {"setting": f"{n_way}-way {k_shot}-shot", **{k: v / total for k, v in acc.items()},
+           "target": TARGETS.get((n_way, k_shot), float("nan")), "episodes": test_episodes}
+    if dev is None:
+        del row["board"]
+    else:
+        row.update(board_exact=exact / test_episodes, board_s=t_board)
+    log(f"  {row['setting']}: plastic (golden) {row['plastic']:.3f}  "
+        + (f"board {row['board']:.3f} (bit-exact {exact}/{test_episodes} episodes, {t_board:.0f} s)  "
+           if dev is not None else "")
+        + f"GP {row['gp']:.3f}  NCM raw pixels {row['ncm_raw']:.3f}  NCM hidden counts {row['ncm_hidden']:.3f}")
+    return row
