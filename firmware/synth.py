@@ -56,15 +56,17 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
     Keys: ``geometry``, ``device``, ``lut4``, ``ff``, ``dp16kd`` (BRAM), ``mult18`` (DSP
     multipliers), ``alu54``, ``slices`` (after P&R), ``fmax_mhz`` (achieved, ``None`` without
     P&R), ``target_mhz``, ``synth_s``, ``pnr_s``, ``out_dir``.  ``mem_pipe``: ``HybridCore(mem_pipe=True)``;
-    ``placer``: nextpnr's placement algorithm (``static``, ``heap`` or ``sa``).  ``unit``: ``core``, or one
-    plasticity unit of the core's geometry alone (``lpu``: the v1 unit, ``program_lpu``: the rule-program
-    unit; without the memories), to compare their cost.
+    ``placer``: nextpnr's placement algorithm (``static``, ``heap`` or ``sa``).  ``unit``: ``core``,
+    ``program_core`` (the core that runs rule programs, ``rtl/program_core.py``), or one plasticity unit of
+    the core's geometry alone (``lpu``: the v1 unit, ``program_lpu``: the rule-program unit; without the
+    memories), to compare their cost.
     """
     from amaranth.back import verilog
 
     from plasticore.core_map import CoreGeometry
     from plasticore.rtl.core import HybridCore
     from plasticore.rtl.lpu import PlasticityUnit
+    from plasticore.rtl.program_core import ProgramCore
     from plasticore.rtl.program_lpu import ProgramPlasticityUnit
 
     tag = ("_pipe" if mem_pipe else "") + ("" if unit == "core" else f"_{unit}")
@@ -73,6 +75,7 @@ def synth_core(a_max: int = DEFAULT_GEOMETRY.a_max, n_max: int = DEFAULT_GEOMETR
     vfile = out / "hybrid_core.v"
     geom = CoreGeometry(a_max, n_max, lanes)
     core = {"core": lambda: HybridCore(a_max, n_max, lanes, mem_pipe=mem_pipe),
+            "program_core": lambda: ProgramCore(a_max, n_max, lanes),
             "lpu": lambda: PlasticityUnit(geom), "program_lpu": lambda: ProgramPlasticityUnit(geom)}[unit]()
     # (elaborated for the ECP5: the multipliers use the DSP blocks' own registers, rtl/multiplier.py)
     vfile.write_text(verilog.convert(core, name="hybrid_core", emit_src=False, platform=Ecp5Target()))
@@ -137,8 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-pnr", action="store_true")
     ap.add_argument("--mem-pipe", action="store_true", help="pipelined, banked memories (HybridCore(mem_pipe=True))")
     ap.add_argument("--placer", default="static", choices=("static", "heap", "sa"), help="nextpnr placer")
-    ap.add_argument("--unit", default="core", choices=("core", "lpu", "program_lpu"),
-                    help="the whole core, or one plasticity unit alone (their cost side by side)")
+    ap.add_argument("--unit", default="core", choices=("core", "program_core", "lpu", "program_lpu"),
+                    help="the whole core (v1 or rule programs), or one plasticity unit alone (their cost side by side)")
     a = ap.parse_args(argv)
     res = synth_core(a.a, a.n, a.lanes, a.device, a.package, a.freq, pnr=not a.no_pnr, mem_pipe=a.mem_pipe,
                      placer=a.placer, unit=a.unit)

@@ -30,7 +30,7 @@ from .layouts import NO_RW_CHECK, no_rw_check_read
 from .program_lpu import POST_FIELDS, ProgramPlasticityUnit, program_layout, program_lpu_cycles
 from .soma import Soma
 
-__all__ = ["ProgramCore", "program_step_cycles"]
+__all__ = ["ProgramCore", "program_step_cycle_parts", "program_step_cycles"]
 
 
 class ProgramCore(HybridCore):
@@ -158,9 +158,10 @@ class ProgramCore(HybridCore):
         return rps, wps
 
 
-def program_step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool,
-                        n_terms: int) -> int:
-    """Clock cycles of one step of a :class:`ProgramCore` (register ``CYCLES``)."""
+def program_step_cycle_parts(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool,
+                             n_terms: int) -> dict[str, int]:
+    """The phases of :func:`program_step_cycles`: the v1 core's integrate, soma drain and clear, then
+    ``prep`` (the factor unit) and ``lpu`` (the program, +1 for its start) of a plastic step."""
     from .core import step_cycle_parts
 
     parts = step_cycle_parts(events, n_axons, n_neurons, lanes, False)
@@ -168,5 +169,11 @@ def program_step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, p
         G = -(-n_neurons // lanes)
         parts["prep"] = factor_cycles(n_axons, G, lanes)
         parts["lpu"] = program_lpu_cycles(n_terms, G, n_axons) + 1
-    return sum(parts.values())
+    return parts
+
+
+def program_step_cycles(events: int, n_axons: int, n_neurons: int, lanes: int, plastic: bool,
+                        n_terms: int) -> int:
+    """Clock cycles of one step of a :class:`ProgramCore` (register ``CYCLES``, ``docs/core.md``)."""
+    return sum(program_step_cycle_parts(events, n_axons, n_neurons, lanes, plastic, n_terms).values())
 

@@ -31,9 +31,10 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 from plasticore import contract as C
 from plasticore import golden
+from plasticore import rules as R
 from plasticore.bundle import HRole
 from plasticore.core_map import (
-    MEMS,
+    ALL_MEMS,
     REGS,
     Cmd,
     CoreGeometry,
@@ -42,13 +43,16 @@ from plasticore.core_map import (
     from_bits,
     layer_writes,
     matrix_read_addrs,
+    program_writes,
     reg_write,
     unpack_matrix,
+    vector_words,
 )
 from plasticore.rtl.compact_core import compact_step_cycle_parts
 from plasticore.rtl.core import step_cycle_parts
 from plasticore.rtl.layouts import bus_req_layout
-from plasticore.sim.random_bundle import EDGES, random_inputs, random_layer
+from plasticore.rtl.program_core import program_step_cycle_parts
+from plasticore.sim.random_bundle import EDGES, random_inputs, random_layer, random_program
 
 INPUT_MODES = ("random", "silent", "all")
 
@@ -61,8 +65,11 @@ def _pick_dim(rng: np.random.Generator, hi: int, lanes: int, idx: int) -> int:
     return int(choices[idx % len(choices)] if idx < 2 * len(choices) else rng.choice(choices))
 
 
-def make_case(rng: np.random.Generator, geom: CoreGeometry, idx: int, max_steps: int = 4) -> dict:
-    """Case ``idx``: a random layer fitting ``geom`` and its inputs (samples, T, A).
+def make_case(rng: np.random.Generator, geom: CoreGeometry, idx: int, max_steps: int = 4,
+              programs: bool = False) -> dict:
+    """Case ``idx``: a random layer fitting ``geom`` and its inputs (samples, T, A); with ``programs`` (a
+    program core) a random rule program on a plastic layer and the host's t and teaching current of
+    every step (``t``, ``teach``: (samples, T, N)).
 
     Edge classes, soma modes, input kinds and input modes rotate with ``idx`` so that any run of
     >= 24 cases covers every combination class; geometry picks 1, the maximum, P, P+1 and random
@@ -85,7 +92,14 @@ def make_case(rng: np.random.Generator, geom: CoreGeometry, idx: int, max_steps:
     desc = (f"case {idx}: A={A} N={N} {soma.name} {kind.name} edge={edge} input={mode} "
             f"plastic={layer.plastic} reset={layer.reset.name} act={layer.ann_act.name} "
             f"persist={layer.h_persist.name} T={T}")
-    return {"layer": layer, "x": x, "desc": desc}
+    case = {"layer": layer, "x": x, "desc": desc}
+    if programs:
+        if layer.plastic and idx % 4:  # (every fourth plastic case keeps the v1 rule)
+            layer.rule = random_program(rng, layer)
+            desc += f" rule={layer.program.to_json()['terms']} m_kind={layer.program.m_kind.value}"
+        case.update(desc=desc, t=rng.integers(C.smin(R.M_BITS), C.smax(R.M_BITS) + 1, (S, T, N)),
+                    teach=rng.integers(-(1 << 14), 1 << 14, (S, T, N)) * (idx % 3 != 1))
+    return case
 
 
 # ------------------------------------------------------------------------------------------
@@ -177,7 +191,7 @@ class CoreTB:
         self.sim_wall += self.last_step_wall
 
     async def read_vector(self, mem: Mem, n: int) -> np.ndarray:
-        info = MEMS[mem]
+        info = ALL_MEMS[mem]
         return np.array([from_bits(v, info.bits, info.signed) for v in await self.read(mem, range(n))], np.int64)
 
     async def read_matrix(self, mem: Mem, A: int, N: int) -> np.ndarray:
@@ -189,20 +203,20 @@ class CoreTB:
         L, x, desc = case["layer"], case["x"], case["desc"]
         A, N = L.n_in, L.n_out
         p = golden.layer_params(L)
-        await self.write(layer_writes(L, self.geom))
+        await self.write(layer_writes(L, self.geom) + (program_writes(L.program) if self.kind == "program" else []))
         regs = {r: await self.read_reg(r) for r in (Reg.N_AXONS, Reg.N_NEURONS, Reg.THETA, Reg.ALPHA)}
         assert regs[Reg.N_AXONS] == A and regs[Reg.N_NEURONS] == N and regs[Reg.THETA] == L.theta \
             and regs[Reg.ALPHA] == L.alpha, f"{desc}: register readback {regs}"
         H = np.asarray(L.H0, np.int64)
         mon = cocotb.start_soon(self._spike_monitor()) if self.monitor_spikes else None
         try:
-            await self._run_samples(L, x, desc, p, H, stats)
+            await self._run_samples(L, x, desc, p, H, stats, case.get("t"), case.get("teach"))
         finally:
             if mon is not None:
                 mon.cancel()
         stats["cases"] += 1
 
-    async def _run_samples(self, L, x, desc, p, H, stats):
+    async def _run_samples(self, L, x, desc, p, H, stats, t_in=None, teach_in=None):
         A, N, P = L.n_in, L.n_out, self.geom.lanes
         for s in range(x.shape[0]):
             if s > 0 and L.h_role == HRole.PER_SAMPLE:
@@ -214,12 +228,16 @@ class CoreTB:
             for t in range(x.shape[1]):
                 xt = np.asarray(x[s, t], np.int64)
                 nz = np.flatnonzero(xt)
+                host = (None, None)
+                if t_in is not None:  # (program core) the host's t and teaching current of this step
+                    host = (np.asarray(t_in[s, t], np.int64), np.asarray(teach_in[s, t], np.int64))
+                    await self.write(vector_words(host[0], Mem.MT) + vector_words(host[1], Mem.TEACH))
                 await self.write([_x_write(int(i), int(xt[i])) for i in nz])
                 ev = await self.read_reg(Reg.EVENTS)
                 assert ev == len(nz), f"{desc} sample {s} step {t}: EVENTS {ev}, expected {len(nz)}"
                 self.spikes.clear()
                 await self.command(Cmd.STEP)
-                st, rec = golden.layer_step(p, st, xt)
+                st, rec = golden.layer_step(p, st, xt, *host)
                 where = f"{desc}: sample {s} step {t}"
                 u = await self.read_vector(Mem.U, N)
                 _check(u, st.u, f"{where}: membrane u", "neuron")
@@ -227,6 +245,9 @@ class CoreTB:
                 _check(sv, st.s, f"{where}: output s", "neuron")
                 h = await self.read_matrix(Mem.H, A, N)
                 _check(h, st.H, f"{where}: plastic weight H", "synapse (axon, neuron)")
+                if t_in is not None and L.plastic and p["traces"]:
+                    _check(await self.read_vector(Mem.XTR, A), st.xtr, f"{where}: presynaptic trace", "axon")
+                    _check(await self.read_vector(Mem.YTR, N), st.ytr, f"{where}: postsynaptic trace", "neuron")
                 cyc = await self.read_reg(Reg.CYCLES)
                 parts = cycle_parts(self.kind, L, len(nz), P, mem_pipe=self.mem_pipe)
                 want = sum(parts.values())
@@ -253,8 +274,10 @@ class CoreTB:
 
 
 def cycle_parts(kind: str, L, events: int, lanes: int, *, mem_pipe: bool = False) -> dict[str, int]:
-    """The cycle-count formula of the core ``kind`` (``hybrid`` / ``compact``; ``mem_pipe``: the hybrid
-    core with pipelined memories) for one step of layer ``L``."""
+    """The cycle-count formula of the core ``kind`` (``hybrid`` / ``compact`` / ``program``; ``mem_pipe``:
+    the hybrid core with pipelined memories) for one step of layer ``L``."""
+    if kind == "program":
+        return program_step_cycle_parts(events, L.n_in, L.n_out, lanes, bool(L.plastic), len(L.program.terms))
     if kind == "compact":
         return compact_step_cycle_parts(events, L.n_in, L.n_out, bool(L.plastic), lif=L.soma == C.SomaMode.LIF,
                                         alpha_shift=int(L.alpha_shift), ann_shift=int(L.ann_shift),
@@ -298,7 +321,7 @@ async def random_cases(dut):
     t0 = time.perf_counter()
     first = int(os.environ.get("CORE_FIRST_CASE", "0"))
     for idx in range(first, first + n_cases):
-        case = make_case(rng, geom, idx, max_steps)
+        case = make_case(rng, geom, idx, max_steps, programs=tb.kind == "program")
         tb.monitor_spikes = idx == first and os.environ.get("CORE_MONITOR_SPIKES", "1") == "1"
         dut._log.info("seed %d %s", seed, case["desc"])
         try:

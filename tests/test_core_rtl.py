@@ -3,8 +3,9 @@
 One Verilator build per core geometry serves many random cases loaded at run time (layer
 geometry, parameters, rule options, edge classes, inputs): see ``plasticore.sim.core_tb``.
 
-* default run (``make test``): one representative build, a dozen cases covering every edge class,
-  and a build with pipelined, banked memories (``mem_pipe``).
+* default run (``make test``, a fixed seed): one representative build, a dozen cases covering every
+  edge class, a build with pipelined, banked memories (``mem_pipe``), the compact core and the program
+  core (random rule programs with the host's t and teaching current).
 * ``-m regress`` (``make regress``): several geometries (P = 1, 4, 16, 32, the maximum 1024 x 1024),
   a few hundred cases.  The seed is printed; ``SEED=<n>`` reproduces a run.  ``WAVES=1`` writes
   ``dump.fst`` into each test's build directory.
@@ -34,8 +35,9 @@ def run_core(request, geom: CoreGeometry, cases: int, steps: int = 4, first: int
                                    bdir)
     summary = bdir / "summary.json"
     summary.unlink(missing_ok=True)
-    if seed is None:
-        seed = int(os.environ["SEED"], 0) if os.environ.get("SEED") else random.randrange(1 << 31)
+    if seed is None:  # SEED=<n>; else a fresh seed in the regression, a fixed one in ``make test``
+        fresh = random.randrange(1 << 31) if request.node.get_closest_marker("regress") else 1
+        seed = int(os.environ["SEED"], 0) if os.environ.get("SEED") else fresh
     res = run_cocotb([vfile], "hybrid_core", TB_MODULE, bdir, seed=seed, extra_env={
         "CORE_KIND": kind, "CORE_A": str(geom.a_max), "CORE_N": str(geom.n_max), "CORE_P": str(geom.lanes),
         "CORE_SEED": str(seed), "CORE_CASES": str(cases), "CORE_STEPS": str(steps), "CORE_FIRST_CASE": str(first),
@@ -75,6 +77,14 @@ def test_compact_core_sample(request):
              kind="compact")
 
 
+def test_program_core_sample(request):
+    """The program core (rule programs): P=4, 1..37 axons x 1..23 neurons, 12 cases of random programs
+    with the host's t and a teaching current every step, bit-exact every step (traces too), cycles =
+    ``program_step_cycles``."""
+    run_core(request, CoreGeometry(37, 23, 4), cases=int(os.environ.get("CORE_SAMPLE_CASES", "12")), steps=3,
+             kind="program")
+
+
 REGRESS = {
     # id: (geometry, cases, max steps, first case index)
     "p16": (CoreGeometry(48, 40, 16), 120, 4, 0),
@@ -98,6 +108,20 @@ def test_core_regress(request, name):
     geom, cases, steps, first = REGRESS[name]
     run_core(request, geom, cases=cases, steps=steps, first=first, monitor=name != "max_1024",
              core_kw=PIPE_SAMPLE_KW if "mem_pipe" in name else None)
+
+
+#: program-core builds: id -> (geometry, cases, max steps, first case index)
+REGRESS_PROGRAM = {
+    "program_p16": (CoreGeometry(48, 40, 16), 80, 4, 0),
+    "program_p1": (CoreGeometry(13, 9, 1), 40, 5, 0),
+}
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("name", list(REGRESS_PROGRAM))
+def test_program_core_regress(request, name):
+    geom, cases, steps, first = REGRESS_PROGRAM[name]
+    run_core(request, geom, cases=cases, steps=steps, first=first, kind="program")
 
 
 @pytest.mark.regress
