@@ -145,7 +145,8 @@ class HybridCore(wiring.Component):
 
         # ---- host port and status registers ------------------------------------------------
         m.submodules.host = host = HostPort(geom, {mid: len(rp.data) for mid, rp in rps.items()},
-                                            mem_pipe=self.mem_pipe, x_lag=x_lag, version=self.version)
+                                            mem_pipe=self.mem_pipe, x_lag=x_lag, version=self.version,
+                                            extra_regs=self._extra_regs())
         wiring.connect(m, wiring.flipped(self.bus), host.bus)
         wiring.connect(m, host.bus_rsp, wiring.flipped(self.bus_rsp))
         params = host.params
@@ -223,6 +224,10 @@ class HybridCore(wiring.Component):
 
     def _extra_ports(self, m: Module, s, er, ew, engines) -> None:
         """The ports of memories only this core kind has."""
+
+    def _extra_regs(self) -> dict:
+        """Registers of this core kind's own that the host reads (address -> value)."""
+        return {}
 
     def _on_clear(self, m: Module) -> None:
         """(The sequencer takes a sample-start clear.)"""

@@ -50,8 +50,9 @@ class HostPort(wiring.Component):
     """
 
     def __init__(self, geom: CoreGeometry, rd_widths: dict[Mem, int], *, mem_pipe: bool, x_lag: int = 0,
-                 version: int = CORE_VERSION):
+                 version: int = CORE_VERSION, extra_regs: dict | None = None):
         self.geom, self.mem_pipe, self.x_lag, self.version = geom, bool(mem_pipe), x_lag, version
+        self.extra_regs = extra_regs or {}  # address -> value: more registers to read (a core kind's own)
         self.K = PIPE_LATENCY if mem_pipe else 0
         assert x_lag <= self.K
         self.mems = list(rd_widths)
@@ -157,6 +158,7 @@ class HostPort(wiring.Component):
         sees every earlier write only."""
         ro = readonly_regs(self.geom, busy=~self.idle, cycles=self.cycles, events=self.events,
                            out_count=self.out_count, steps=self.steps, version=self.version)
+        ro.update(self.extra_regs)
         if self.K:
             return read_regs_split(m, d_addr, self.params, ro, self.geom.data_bits, self.K + 1)
         reg_rdata = Signal(self.geom.data_bits)

@@ -5,7 +5,7 @@ of the v1 unit, the factor unit (``rtl/factor_unit.py``: traces, third factor, p
 and the memories a program needs (``plasticore.core_map.PROGRAM_MEMS``): the traces ``XTR`` / ``YTR``,
 the host's third-factor input ``MT`` and teaching current ``TEACH`` (added to the soma's bias).  The
 program itself is in registers (``plasticore.core_map.ProgReg``, :func:`~plasticore.core_map.term_reg`),
-written over the bus like the layer's parameters (write-only: a read returns 0).
+written and read over the bus like the layer's parameters.
 
 A plastic step: integrate and soma as in the v1 core, then ``PREP`` (the factor unit,
 :func:`~plasticore.rtl.factor_unit.factor_cycles`), then ``LPU`` (the program,
@@ -15,7 +15,7 @@ plastic step read both traces as zero.  Plain memories only (``mem_pipe`` is not
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import data, memory
 
 from plasticore import contract as C
@@ -77,8 +77,8 @@ class ProgramCore(HybridCore):
         self._m_error = Signal()
         req = self.bus.payload
         we = self.bus.valid & self.bus.ready & req.we & (req.mem == Mem.REG)
-        targets = {ProgReg.N_TERMS: prog.n_terms, ProgReg.PRE_DECAY: self._pre_decay,
-                   ProgReg.POST_DECAY: self._post_decay, ProgReg.M_KIND: self._m_error}
+        targets = self._prog_targets = {ProgReg.N_TERMS: prog.n_terms, ProgReg.PRE_DECAY: self._pre_decay,
+                                        ProgReg.POST_DECAY: self._post_decay, ProgReg.M_KIND: self._m_error}
         for k in range(R.K_MAX):
             for f in TERM_FIELDS:
                 targets[term_reg(k, f)] = prog.terms[k][f]
@@ -89,6 +89,10 @@ class ProgramCore(HybridCore):
                     with m.Case(int(addr)):
                         v = req.data[:w]
                         m.d.sync += sig.eq(v.as_signed() if sgn else v)
+
+    def _extra_regs(self) -> dict:
+        """The program registers read back as written (at their width, unsigned like the parameters)."""
+        return {int(a): Value.cast(sig).as_unsigned() for a, sig in self._prog_targets.items()}
 
     # ---- the plastic phase's inputs and ports -----------------------------------------------------
     def _soma_bias(self, rps):

@@ -16,6 +16,7 @@ from plasticore import contract as C
 from plasticore import golden
 from plasticore import rules as R
 from plasticore.core_map import (
+    PROG_REGS,
     Cmd,
     CoreGeometry,
     Mem,
@@ -23,6 +24,7 @@ from plasticore.core_map import (
     from_bits,
     layer_writes,
     matrix_read_addrs,
+    program_reg_values,
     program_writes,
     to_bits,
     unpack_matrix,
@@ -44,6 +46,10 @@ def _run(layer, samples):
     async def tb(ctx):
         bus = CoreBus(ctx, dut)
         await bus.write(layer_writes(layer, GEOM) + program_writes(layer.program))
+        want = program_reg_values(layer.program)  # the program registers read back as written
+        got = await bus.read(Mem.REG, list(want))
+        back = {a: from_bits(v, *PROG_REGS[a]) for a, v in zip(want, got, strict=True)}
+        assert back == want, f"program registers read {back}, wrote {want}"
         for steps in samples:
             await bus.command(Cmd.CLEAR)
             for x, t, teach in steps:
