@@ -39,8 +39,9 @@ class ArgParser(argparse.ArgumentParser):
 def add_input_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--inputs", type=Path, help=".npz with 'features' (S, A) uint8 or 'x' (S, T, A) per-step "
-                                                 "layer-0 inputs, optional 'labels' (S,); golden run: "
-                                                 "'m<l>' third factor of layer l, 'teach' (docs/run-format.md)")
+                                                 "layer-0 inputs, optional 'labels' (S,); golden run and "
+                                                 "program cores: 'm<l>' third factor of layer l, 'teach' "
+                                                 "(docs/run-format.md)")
     src.add_argument("--dataset", help="bundled dataset name (digits, mnist1d, ...): its test split")
     p.add_argument("--count", type=positive_int, default=None, help="number of samples (default: all)")
     p.add_argument("--data-root", type=Path, default=None, help="folder of user-supplied datasets")
