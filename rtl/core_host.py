@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import operator
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,7 +52,8 @@ class HostPort(wiring.Component):
     def __init__(self, geom: CoreGeometry, rd_widths: dict[Mem, int], *, mem_pipe: bool, x_lag: int = 0,
                  version: int = CORE_VERSION, extra_regs: dict | None = None):
         self.geom, self.mem_pipe, self.x_lag, self.version = geom, bool(mem_pipe), x_lag, version
-        self.extra_regs = extra_regs or {}  # address -> value: more registers to read (a core kind's own)
+        #: address -> signal: a core kind's own registers, written and read like the parameters
+        self.extra_regs = extra_regs or {}
         self.K = PIPE_LATENCY if mem_pipe else 0
         assert x_lag <= self.K
         self.mems = list(rd_widths)
@@ -126,7 +127,7 @@ class HostPort(wiring.Component):
             with m.If(acc_w & (req.mem == Mem.REG)):
                 m.d.sync += hq_reg_addr.eq(req.addr)
             m.d.comb += reg_wait.eq(write_regs_registered(m, hq_reg_we, hq_reg_addr, hq.data, self.params,
-                                                          self.start_req, self.clear_req))
+                                                          self.start_req, self.clear_req, self.extra_regs))
             # the sequencer leaves IDLE on a decision made a clock earlier (a request pending, nothing in
             # the request registers or the axon buffer); the axon buffer takes no input once a request
             # is pending, so the decision still holds a clock later
@@ -135,7 +136,7 @@ class HostPort(wiring.Component):
             m.d.comb += self.can_leave.eq(seq_ok)
         else:
             m.d.comb += self.bus.ready.eq(bus_open)
-            write_regs(m, hq_reg_we, hq.addr, hq.data, self.params, self.start_req, self.clear_req)
+            write_regs(m, hq_reg_we, hq.addr, hq.data, self.params, self.start_req, self.clear_req, self.extra_regs)
             m.d.comb += self.can_leave.eq(~hq_busy & ~self.axb_busy)
         with m.If(self.start):
             m.d.sync += self.start_req.eq(1)
@@ -158,7 +159,7 @@ class HostPort(wiring.Component):
         sees every earlier write only."""
         ro = readonly_regs(self.geom, busy=~self.idle, cycles=self.cycles, events=self.events,
                            out_count=self.out_count, steps=self.steps, version=self.version)
-        ro.update(self.extra_regs)
+        ro.update({a: Value.cast(sig).as_unsigned() for a, sig in self.extra_regs.items()})
         if self.K:
             return read_regs_split(m, d_addr, self.params, ro, self.geom.data_bits, self.K + 1)
         reg_rdata = Signal(self.geom.data_bits)

@@ -47,14 +47,17 @@ def axon_input(m: Module, core, axb, idle) -> None:
     ]
 
 
-def write_regs(m: Module, we, addr, data, params, start_req, clear_req) -> None:
+def write_regs(m: Module, we, addr, data, params, start_req, clear_req, extra: dict | None = None) -> None:
     """A ``REG`` write (``we``): a parameter register takes ``data`` cut to its width; ``CMD`` sets the
-    step / clear requests."""
+    step / clear requests.  ``extra`` (address -> signal): a core kind's own registers, written the same way."""
     with m.If(we):
         with m.Switch(addr):
             for r in PARAM_REGS:
                 with m.Case(int(r)):
                     m.d.sync += getattr(params, r.name.lower()).eq(data[:REGS[r][0]])
+            for a, sig in (extra or {}).items():
+                with m.Case(a):
+                    m.d.sync += sig.eq(data[:len(Value.cast(sig))])
             with m.Case(int(Reg.CMD)):
                 with m.If(data[0]):
                     m.d.sync += start_req.eq(1)
@@ -62,10 +65,12 @@ def write_regs(m: Module, we, addr, data, params, start_req, clear_req) -> None:
                     m.d.sync += clear_req.eq(1)
 
 
-def write_regs_registered(m: Module, we, addr, data, params, start_req, clear_req) -> Signal:
+def write_regs_registered(m: Module, we, addr, data, params, start_req, clear_req, extra: dict | None = None) -> Signal:
     """:func:`write_regs` a clock later, from registers: each register's write enable is decoded into
     a flop of its own (``we_<reg>``) with a copy of the data, so that the enables, which fan out
     over the whole core, carry no decode.  Returns a flop that is high while a write waits there."""
+    extra = extra or {}
+    sel_x = {a: Signal(name=f"we_reg{a}") for a in extra}
     sel = {r: Signal(name=f"we_{r.name.lower()}") for r in PARAM_REGS}
     cmd = Signal(name="we_cmd")
     data_q = Signal.like(data, name="reg_wdata")
@@ -75,6 +80,10 @@ def write_regs_registered(m: Module, we, addr, data, params, start_req, clear_re
     for r, s in sel.items():
         with m.If(s):
             m.d.sync += getattr(params, r.name.lower()).eq(data_q[:REGS[r][0]])
+    m.d.sync += [s.eq(we & (addr == a)) for a, s in sel_x.items()]
+    for a, s in sel_x.items():
+        with m.If(s):
+            m.d.sync += extra[a].eq(data_q[:len(Value.cast(extra[a]))])
     with m.If(cmd):
         with m.If(data_q[0]):
             m.d.sync += start_req.eq(1)

@@ -70,29 +70,20 @@ class ProgramCore(HybridCore):
         return axb, den, soma, lpu, 0
 
     def _program_registers(self, m: Module) -> None:
-        """The program registers, written by bus writes of ``Mem.REG`` at their addresses."""
+        """The program registers (the host port writes and reads them at their addresses, :meth:`_extra_regs`)."""
         prog = self._prog = Signal(program_layout())
         self._pre_decay, self._post_decay = Signal(C.FRAC8_BITS, init=C.FRAC8_ONE), Signal(C.FRAC8_BITS,
                                                                                            init=C.FRAC8_ONE)
         self._m_error = Signal()
-        req = self.bus.payload
-        we = self.bus.valid & self.bus.ready & req.we & (req.mem == Mem.REG)
         targets = self._prog_targets = {ProgReg.N_TERMS: prog.n_terms, ProgReg.PRE_DECAY: self._pre_decay,
                                         ProgReg.POST_DECAY: self._post_decay, ProgReg.M_KIND: self._m_error}
         for k in range(R.K_MAX):
             for f in TERM_FIELDS:
                 targets[term_reg(k, f)] = prog.terms[k][f]
-        with m.If(we):
-            with m.Switch(req.addr):
-                for addr, sig in targets.items():
-                    w, sgn = PROG_REGS[addr]
-                    with m.Case(int(addr)):
-                        v = req.data[:w]
-                        m.d.sync += sig.eq(v.as_signed() if sgn else v)
+        assert all(len(Value.cast(sig)) == PROG_REGS[a][0] for a, sig in targets.items())
 
     def _extra_regs(self) -> dict:
-        """The program registers read back as written (at their width, unsigned like the parameters)."""
-        return {int(a): Value.cast(sig).as_unsigned() for a, sig in self._prog_targets.items()}
+        return {int(a): sig for a, sig in self._prog_targets.items()}
 
     # ---- the plastic phase's inputs and ports -----------------------------------------------------
     def _soma_bias(self, rps):

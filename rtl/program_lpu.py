@@ -25,6 +25,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from plasticore import contract as C
+from plasticore import core_map as CM
 from plasticore import rules as R
 from plasticore.core_map import CoreGeometry
 
@@ -42,14 +43,14 @@ assert len(POST_FIELDS) == len(R.Post) - 1
 FACTOR_BITS = 16  #: every pre and post factor is a signed 16-bit value (x: 9 bits, sign-extended)
 assert max(C.X_BITS, C.BETA_BITS, C.G_BITS, R.TRACE_BITS) <= FACTOR_BITS
 assert max(C.F_BITS, R.M_BITS, R.TRACE_BITS) <= FACTOR_BITS
-SHIFT_BITS = C.SHIFT_MAX.bit_length()
 
 
 def program_layout() -> data.StructLayout:
-    """A layer's rule program as registers: ``n_terms`` and ``K_MAX`` terms (codes, c, shifts)."""
-    term = data.StructLayout({"pre": range(len(R.Pre)), "post": range(len(R.Post)), "c": signed(R.COEF_BITS),
-                              "shift": unsigned(SHIFT_BITS), "c_shift": unsigned(SHIFT_BITS)})
-    return data.StructLayout({"n_terms": range(R.K_MAX + 1), "terms": data.ArrayLayout(term, R.K_MAX)})
+    """A layer's rule program as registers: ``n_terms`` and ``K_MAX`` terms (codes, c, shifts), the
+    widths of :data:`plasticore.core_map.TERM_FIELDS` / ``PROG_REGS``."""
+    term = data.StructLayout({f: signed(w) if sgn else unsigned(w) for f, (w, sgn) in CM.TERM_FIELDS.items()})
+    return data.StructLayout({"n_terms": unsigned(CM.PROG_REGS[CM.ProgReg.N_TERMS][0]),
+                              "terms": data.ArrayLayout(term, R.K_MAX)})
 
 
 def post_word_layout(lanes: int) -> data.StructLayout:
@@ -58,11 +59,11 @@ def post_word_layout(lanes: int) -> data.StructLayout:
 
 
 def program_registers(prog: R.RuleProgram) -> dict:
-    """The :func:`program_layout` register values of ``prog`` (a dict for ``.eq`` of a view's ``const``)."""
-    terms = [{"pre": list(R.Pre).index(t.pre), "post": list(R.Post).index(t.post), "c": t.c, "shift": t.shift,
-              "c_shift": t.c_shift} for t in prog.terms]
-    terms += [{"pre": 0, "post": 0, "c": 0, "shift": 0, "c_shift": 0}] * (R.K_MAX - len(terms))
-    return {"n_terms": len(prog.terms), "terms": terms}
+    """The :func:`program_layout` register values of ``prog`` (a dict for ``.eq`` of a view's ``const``),
+    from :func:`plasticore.core_map.program_reg_values`."""
+    v = CM.program_reg_values(prog)
+    return {"n_terms": v[CM.ProgReg.N_TERMS],
+            "terms": [{f: v[CM.term_reg(k, f)] for f in CM.TERM_FIELDS} for k in range(R.K_MAX)]}
 
 
 #: clocks from the last word's last read issue to its H write
