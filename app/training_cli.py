@@ -116,12 +116,13 @@ def cmd_experiment(a) -> int:
         kw["dataset"] = a.dataset
     if a.data_root:
         kw["data_root"] = a.data_root
-    if a.port is not None or a.episodes is not None:
+    if a.port is not None or a.episodes is not None or a.features is not None:
         if a.kind != "fewshot":
             from plasticore.app.cli import CliError
 
-            raise CliError(f"--port / --episodes: options of 'experiment fewshot', not {a.kind!r}")
-        kw.update({k: v for k, v in (("port", a.port), ("test_episodes", a.episodes)) if v is not None})
+            raise CliError(f"--port / --episodes / --features: options of 'experiment fewshot', not {a.kind!r}")
+        kw.update({k: v for k, v in (("port", a.port), ("test_episodes", a.episodes), ("features", a.features))
+                   if v is not None})
     if a.kind == "table":
         kw.update(seeds=a.seeds, preset=a.preset, threads=a.threads, variants=a.variants)
         kw.setdefault("dataset", "fashion")
@@ -308,6 +309,9 @@ def add_cli(subparsers) -> None:
     e.add_argument("--port", help="fewshot: also run every episode on this board (a board of program cores; "
                                   "sim:// spawns a simulated one) and check it bit for bit against the golden model")
     e.add_argument("--episodes", type=positive_int, help="fewshot: test episodes per setting (default 200)")
+    e.add_argument("--features", choices=["input", "hidden"],
+                   help="fewshot: what the plastic layer reads: input (each sample scaled to a unit norm; the "
+                        "default) or hidden (a meta-trained LIF hidden layer of 128)")
     e.add_argument("--variants", type=_variant_list, default=("LP", "GP", "HP"),
                    help="table: comma-separated subset of LP,GP,HP to train and tabulate (default all)")
     e.set_defaults(func=cmd_experiment)

@@ -903,10 +903,14 @@ def test_table_out_is_built_in_place_and_never_replaces_other_dirs(tmp_path, cap
 
 
 def test_board_options_of_fewshot_only(tmp_path, capsys):
-    """``--port`` / ``--episodes`` belong to ``experiment fewshot``: another experiment refuses them in one
-    line before any training; a ``sim://`` URL naming an unknown core kind is refused by name."""
+    """``--port`` / ``--episodes`` / ``--features`` belong to ``experiment fewshot``: another experiment
+    refuses them in one line before any training; a ``sim://`` URL naming an unknown core kind is refused by name."""
     rc, _, err = run_cli(["experiment", "fault", "--out", tmp_path / "o", "--port", "sim://", "--quick"], capsys)
     assert_refused(rc, err, "--port", "fault")
+    assert not (tmp_path / "o").exists()
+    rc, _, err = run_cli(["experiment", "continual", "--out", tmp_path / "o", "--features", "input", "--quick"],
+                         capsys)
+    assert_refused(rc, err, "--features", "continual")
     assert not (tmp_path / "o").exists()
     from plasticore.sim.chipboard import url_chip
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 import torch
 
+from plasticore.bundle import load_bundle
 from plasticore.training import fewshot as F
 from plasticore.training.export import export_bundle
 
@@ -53,10 +55,41 @@ def test_torch_episode_equals_golden_predictions():
     assert total == len(ep[3]) and correct == int((pred == ep[3]).sum())
 
 
-def test_fewshot_quick_end_to_end(tmp_path):
-    r = F.few_shot(tmp_path, epochs=1, hidden=16, timesteps=3, test_episodes=4, n_query=2, episodes_per_iter=2,
-                   settings=((3, 1),), log=lambda *_: None)
+@pytest.mark.parametrize("features", ["input", "hidden"])
+def test_fewshot_quick_end_to_end(tmp_path, features):
+    r = F.few_shot(tmp_path, features=features, epochs=1, hidden=16, timesteps=3, test_episodes=4, n_query=2,
+                   episodes_per_iter=2, settings=((3, 1),), log=lambda *_: None)
     row = r["rows"][0]
     assert row["setting"] == "3-way 1-shot" and abs(row["gp"] - 1 / 3) < 1e-9  # no plasticity: chance
     assert 0 <= row["plastic"] <= 1 and 0 <= row["ncm_raw"] <= 1
     assert (tmp_path / "results.json").is_file() and (tmp_path / "bundle" / "bundle.json").is_file()
+    b = load_bundle(tmp_path / "bundle")
+    assert len(b.layers) == (1 if features == "input" else 2) and r["features"] == features
+
+
+def test_unit_norm_keeps_uint8_and_the_norm():
+    rng = np.random.default_rng(0)
+    f = rng.integers(0, 256, (50, 64)).astype(np.uint8)
+    f[3] = 0  # an all-zero sample stays zero
+    scale = F.unit_scale(f)
+    g = F.unit_norm(f, scale)
+    assert g.dtype == np.uint8 and g.max() <= 255 and not g[3].any()
+    n = np.linalg.norm(np.delete(g, 3, 0).astype(np.float64), axis=1)
+    assert np.all(np.abs(n - scale) <= np.sqrt(64) / 2 + 1e-9)  # within the rounding
+    assert np.all(np.abs(g.astype(int) - np.rint(f * scale / np.linalg.norm(f.astype(float), axis=1,
+                                                                           keepdims=True).clip(1))) <= 0)
+
+
+def test_input_features_readout_is_the_cosine_to_class_sums_on_golden():
+    """The ``input`` network (the plastic layer reads the unit-norm input): the golden model's prediction
+    is the argmax of <x_q, sum of the class's support>, which the rule's H holds."""
+    net = F.build_net(16, 0, 3, timesteps=2, seed=0, c=0.05)
+    b = F.sized_bundle(export_bundle(net, h_persist="never"), 3)
+    assert len(b.layers) == 1
+    by = {c: F.unit_norm(v, F.unit_scale(v)) for c, v in _data(5).items()}
+    ep = F.episode(np.random.default_rng(6), by, [0, 1, 2, 3], 3, 2, 4)
+    pred, *_ , res = F.golden_episode(b, ep, net.cfg)
+    H = res.h_final[-1].astype(np.int64)
+    for k in range(3):
+        assert np.corrcoef(H[:, k], ep[0][ep[1] == k].astype(float).sum(0))[0, 1] > 0.99
+    assert (pred == ep[3]).mean() > 0.5

@@ -1,17 +1,20 @@
 """Few-shot learning through H alone, with the prototype rule (contract v2), evaluated on the golden model.
 
-The network: a LIF hidden layer (global weights, not plastic) and a plastic output layer whose only
-input path is H (W = 0, b = 0, H0 = 0, no leak, a threshold it never reaches) running the preset
-``prototype`` rule ``c*x*m``.  During a support sample the host supplies the third factor
-``m = one-hot(label)`` (1.0 = 4096), so ``H[:, k]`` accumulates ``c·Σ_t x_t`` over the support of
-class k (a class prototype of the hidden spike counts); during a query ``m = 0`` and H does not move.
-The query's output membrane ``u_k = α·Σ_t x_t·H[:, k]`` is a similarity to prototype k; the class is
-the first argmax.  No host gradient at test time: the host streams support samples with their labels.
+The network: a plastic layer whose only input path is H (W = 0, b = 0, H0 = 0, no leak, a threshold it
+never reaches) running the preset ``prototype`` rule ``c*x*m``, reading either the input itself, each
+sample scaled by the host to the same Euclidean norm (``features="input"``, the default: :func:`unit_norm`),
+or the spikes of a LIF hidden layer (global weights, not plastic; ``features="hidden"``).  During a
+support sample the host supplies the third factor ``m = one-hot(label)`` (1.0 = 4096), so ``H[:, k]``
+accumulates ``c·Σ_t x_t`` over the support of class k (a class prototype); during a query ``m = 0`` and
+H does not move.  The query's output membrane ``u_k = α·Σ_t x_t·H[:, k]`` is a similarity to prototype
+k; the class is the first argmax.  On unit-norm inputs that ranks the classes by the cosine between the
+query and the class sums.  No host gradient at test time: the host streams support samples with their
+labels.
 
 Meta-training (torch, quantisation-aware, first-order): episodes drawn from the training classes
 (the first half of the labels) run exactly this procedure (H per episode, carried from sample to
-sample); a cross-entropy loss on the queries' output membranes trains W, b of the hidden layer and
-the meta-parameters α, β, η and the rule coefficient c.  Evaluation: the exported integer bundle on
+sample); a cross-entropy loss on the queries' output membranes trains the meta-parameters α, β, η
+and the rule coefficient c (and W, b of the hidden layer).  Evaluation: the exported integer bundle on
 the golden model, on N-way K-shot episodes of the held-out classes, next to GP (the same network
 without plasticity) and nearest-class-mean on raw pixels over the same episodes.  With ``port`` a board
 of program cores runs every episode too (its H reset to H0, the support with m = one-hot labels
@@ -37,26 +40,48 @@ from .model import HybridLayer, HybridNet, NetConfig, RuleOptions
 SETTINGS = ((5, 1), (5, 5), (3, 2))
 TARGETS = {(5, 1): 0.80, (5, 5): 0.95, (3, 2): 0.93}
 M_ONE = 1 << R.M_FRAC  #: the one-hot teaching factor 1.0
+#: what the plastic layer reads: the unit-norm input, or a meta-trained LIF hidden layer
+FEATURES = ("input", "hidden")
 
 
 def build_net(n_in: int, hidden: int, n_out: int, timesteps: int = 8, seed: int = 0, c: float = 0.05,
               theta_out: float = 64.0) -> HybridNet:
-    """Hidden LIF layer (GP) + plastic prototype output layer (W = b = 0 frozen, no leak)."""
-    cfg = NetConfig(sizes=[n_in, hidden, n_out], variant="GP", timesteps=timesteps, coding="direct",
-                    coding_seed=seed)
+    """Hidden LIF layer (GP) + plastic prototype output layer (W = b = 0 frozen, no leak); with
+    ``hidden = 0`` the plastic layer alone, reading the (graded) inputs."""
+    sizes = [n_in, hidden, n_out] if hidden else [n_in, n_out]
+    cfg = NetConfig(sizes=sizes, variant="GP", timesteps=timesteps, coding="direct", coding_seed=seed)
     net = HybridNet(cfg, seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     opts = RuleOptions(theta=theta_out, lam=256, decay=256, post_fn="identity", clamp=None, h_persist="never",
                        plastic=True, rule=R.PRESETS["prototype"].text, coefs={"c": c})
-    out = HybridLayer(hidden, n_out, opts, "spike", train_global=False, generator=gen)
+    out = HybridLayer(hidden or n_in, n_out, opts, "spike" if hidden else "graded", train_global=False,
+                      generator=gen)
     with torch.no_grad():
         out.W.zero_()
         out.b.zero_()
-        out.alpha.fill_(0.01)  # u = alpha*<counts, prototype> stays inside the int24 membrane
+        # u = alpha*<x, prototype> stays inside the int24 membrane (spike counts of the hidden layer
+        # reach T per neuron; a unit-norm input is far smaller)
+        out.alpha.fill_(0.01 if hidden else 0.2)
         out.beta.zero_()
         out.eta.zero_()
-    net.layers[1] = out
+    net.layers[-1] = out
     return net
+
+
+def unit_scale(feats: np.ndarray) -> float:
+    """The scale of :func:`unit_norm`: the largest that keeps every component of ``feats`` within 255."""
+    f = feats.reshape(len(feats), -1).astype(np.float64)
+    n = np.linalg.norm(f, axis=1)
+    return float(255.0 / (f[n > 0].max(1) / n[n > 0]).max())
+
+
+def unit_norm(feats: np.ndarray, scale: float) -> np.ndarray:
+    """Each sample scaled to Euclidean norm ``scale`` (rounded, uint8): the host's input encoding of the
+    ``input`` few-shot network, under which the prototype rule's dot product ranks classes as the
+    cosine to the class sums."""
+    f = feats.astype(np.float64)
+    n = np.linalg.norm(f, axis=-1, keepdims=True)
+    return np.clip(np.rint(f * scale / np.where(n > 0, n, 1.0)), 0, 255).astype(np.uint8)
 
 
 def _onehot(y: np.ndarray, n: int) -> np.ndarray:
@@ -90,18 +115,18 @@ def episode_loss(net: HybridNet, eps: list, n_way: int, dtype=torch.float32):
     cfg = net.cfg
     B = len(eps)
     out = net.layers[-1]
-    Hs = [net.layers[0].H.to(dtype), out.H.to(dtype).expand(B, *out.H.shape).clone()]
+    last = len(net.layers) - 1
+    Hs = [*(L.H.to(dtype) for L in net.layers[:-1]), out.H.to(dtype).expand(B, *out.H.shape).clone()]
     sx = torch.stack([_real(e[0], cfg, dtype) for e in eps], 1)  # (n_sup, B, T, A)
     sy = np.stack([e[1] for e in eps], 1)
     for i in range(sx.shape[0]):
         m = torch.as_tensor(_onehot(sy[i], out.n_out) / M_ONE, dtype=dtype)
-        o = net(sx[i], h_mode="sample", H=Hs, m={1: m})
-        Hs = [Hs[0], o["H"][1]]
+        o = net(sx[i], h_mode="sample", H=Hs, m={last: m})
+        Hs = [*Hs[:-1], o["H"][-1]]
     nq = len(eps[0][3])
     qx = torch.cat([_real(e[2], cfg, dtype) for e in eps])  # (B*nq, T, A)
     qy = torch.as_tensor(np.concatenate([e[3] for e in eps]))
-    Hq = Hs[1].repeat_interleave(nq, 0)
-    o = net(qx, h_mode="sample", H=[Hs[0], Hq])
+    o = net(qx, h_mode="sample", H=[*Hs[:-1], Hs[-1].repeat_interleave(nq, 0)])
     logits = o["u"][:, :n_way] / o["theta"] * 8.0
     loss = torch.nn.functional.cross_entropy(logits, qy)
     return loss, int((logits.argmax(-1) == qy).sum()), len(qy)
@@ -197,13 +222,19 @@ def ncm(sx: np.ndarray, sy: np.ndarray, qx: np.ndarray, n_way: int) -> np.ndarra
 
 
 def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed: int = 0, quick: bool = False,
-             hidden: int = 128, timesteps: int = 8, test_episodes: int = 200, n_query: int = 5,
-             episodes_per_iter: int = 8, settings=SETTINGS, data_root=None, port: str | None = None,
-             log=print, **_ignored) -> dict:
+             features: str = "input", hidden: int = 128, timesteps: int | None = None, test_episodes: int = 200,
+             n_query: int = 5, episodes_per_iter: int = 8, settings=SETTINGS, data_root=None,
+             port: str | None = None, log=print, **_ignored) -> dict:
     """Meta-train on the first half of the classes, evaluate N-way K-shot on the held-out half on the
-    golden model; prints plastic (golden) / GP / NCM raw pixels / NCM hidden counts side by side, and
-    with ``port`` the board's accuracy and how many episodes were bit-exact (:func:`board_episode`).
-    ``epochs`` = meta-training iterations / 10."""
+    golden model; prints plastic (golden) / GP / NCM raw pixels / NCM on the plastic layer's input
+    side by side, and with ``port`` the board's accuracy and how many episodes were bit-exact
+    (:func:`board_episode`).  ``features``: ``input`` (the plastic layer reads the inputs, each scaled
+    to a unit norm, :func:`unit_norm`) or ``hidden`` (a meta-trained LIF hidden layer of ``hidden``
+    neurons feeds it).  ``timesteps``: 2 for ``input`` (the prototype readout of a constant graded
+    input: 1, 2, 4 and 8 steps measured equal within 0.2 points), 8 for ``hidden``.  ``epochs`` =
+    meta-training iterations / 10."""
+    if features not in FEATURES:
+        raise ValueError(f"features {features!r}: expected one of {FEATURES}")
     from plasticore.datasets import load_dataset
 
     from .export import export_bundle
@@ -220,9 +251,15 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
     by_class = {c: feats[labels == c] for c in range(ncls)}
     n_out = max(w for w, _ in settings)
     torch.manual_seed(seed)
+    hidden = hidden if features == "hidden" else 0
+    timesteps = timesteps or (8 if hidden else 2)
+    # the input variant's scale comes from the training classes alone
+    scale = unit_scale(np.concatenate([by_class[c] for c in train_cls])) if features == "input" else None
+    net_class = by_class if scale is None else {c: unit_norm(v, scale) for c, v in by_class.items()}
     net = build_net(feats.shape[1], hidden, n_out, timesteps, seed)
-    log(f"few-shot: meta-training {iters} iterations on classes {train_cls.tolist()} ({dataset}, hidden {hidden})")
-    hist = meta_train(net, by_class, train_cls, iters, episodes_per_iter, seed=seed, log=log)
+    log(f"few-shot: meta-training {iters} iterations on classes {train_cls.tolist()} ({dataset}, "
+        + (f"hidden {hidden})" if hidden else f"the plastic layer on the unit-norm input, scale {scale:.1f})"))
+    hist = meta_train(net, net_class, train_cls, iters, episodes_per_iter, seed=seed, log=log)
     bundle = export_bundle(net, name="fewshot-prototype", h_persist="never")
     rows = []
     board = contextlib.nullcontext()
@@ -236,10 +273,11 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
                               "build of program cores")
         for n_way, k_shot in settings:
             rows.append(_setting(sized_bundle(bundle, n_way), net.cfg, by_class, test_cls, n_way, k_shot, n_query,
-                                 test_episodes, seed, dev, log))
+                                 test_episodes, seed, dev, log, scale))
     from .experiments import _table
 
-    cols = ["setting", "plastic", *(["board", "board_exact"] if port else []), "gp", "ncm_raw", "ncm_hidden", "target"]
+    cols = ["setting", "plastic", *(["board", "board_exact"] if port else []), "gp", "ncm_raw", "ncm_features",
+            "target"]
     log(_table(rows, cols,
                f"few-shot on held-out classes {test_cls.tolist()} ({dataset}), {test_episodes} episodes, "
                f"{n_query} queries/class; plastic = golden model, H learned through the prototype rule"
@@ -253,7 +291,8 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
 
     save_bundle(bundle, out / "bundle")
     r = {"experiment": "fewshot", "dataset": dataset, "rule": bundle.layers[-1].program.to_json(),
-         "meta_iterations": iters, "hidden": hidden, "timesteps": timesteps, "test_episodes": test_episodes,
+         "meta_iterations": iters, "features": features, "hidden": hidden, "input_scale": scale,
+         "timesteps": timesteps, "test_episodes": test_episodes,
          "n_query": n_query, "rows": rows, "final_train_query_accuracy": float(np.mean([h[1] for h in hist[-20:]])),
          "time_s": time.perf_counter() - t0, "port": port,
          "evaluated_on": "exported integer bundle on the golden model (m = one-hot labels on the support)"
@@ -263,17 +302,23 @@ def few_shot(out: Path, dataset: str = "digits", epochs: int | None = None, seed
 
 
 def _setting(b: Bundle, cfg: NetConfig, by_class, test_cls, n_way: int, k_shot: int, n_query: int,
-             test_episodes: int, seed: int, dev, log) -> dict:
-    """One N-way K-shot row of :func:`few_shot` (``dev``: the board, or None)."""
+             test_episodes: int, seed: int, dev, log, scale: float | None = None) -> dict:
+    """One N-way K-shot row of :func:`few_shot` (``dev``: the board, or None; ``scale``: the network
+    reads :func:`unit_norm` of the inputs)."""
     if dev is not None:
         dev.deploy(b)
     rng = np.random.default_rng(seed + 1000 * n_way + k_shot)
-    acc = {"plastic": 0, "gp": 0, "ncm_raw": 0, "ncm_hidden": 0, "board": 0}
+    acc = {"plastic": 0, "gp": 0, "ncm_raw": 0, "ncm_features": 0, "board": 0}
     total = exact = 0
     t_board = 0.0
     for _ in range(test_episodes):
         ep = episode(rng, by_class, test_cls, n_way, k_shot, n_query)
+        raw = ep
+        if scale is not None:
+            ep = (unit_norm(ep[0], scale), ep[1], unit_norm(ep[2], scale), ep[3])
         pred, cs, cq, res = golden_episode(b, ep, cfg)
+        if len(b.layers) == 1:  # NCM on what the plastic layer reads: the input, or the hidden counts
+            cs, cq = ep[0].astype(np.float64), ep[2].astype(np.float64)
         qy = ep[3]
         acc["plastic"] += int((pred == qy).sum())
         if dev is not None:
@@ -285,8 +330,8 @@ def _setting(b: Bundle, cfg: NetConfig, by_class, test_cls, n_way: int, k_shot: 
         # GP: the same network without plasticity (H stays H0 = 0, every output membrane is 0)
         gp_pred = np.argmax(res.u_final[-1][len(ep[1]):] * 0, axis=-1)
         acc["gp"] += int((gp_pred == qy).sum())
-        acc["ncm_raw"] += int((ncm(ep[0], ep[1], ep[2], n_way) == qy).sum())
-        acc["ncm_hidden"] += int((ncm(cs, ep[1], cq, n_way) == qy).sum())
+        acc["ncm_raw"] += int((ncm(raw[0], raw[1], raw[2], n_way) == qy).sum())
+        acc["ncm_features"] += int((ncm(cs, ep[1], cq, n_way) == qy).sum())
         total += len(qy)
     row = {"setting": f"{n_way}-way {k_shot}-shot", **{k: v / total for k, v in acc.items()},
            "target": TARGETS.get((n_way, k_shot), float("nan")), "episodes": test_episodes}
@@ -297,5 +342,5 @@ def _setting(b: Bundle, cfg: NetConfig, by_class, test_cls, n_way: int, k_shot: 
     log(f"  {row['setting']}: plastic (golden) {row['plastic']:.3f}  "
         + (f"board {row['board']:.3f} (bit-exact {exact}/{test_episodes} episodes, {t_board:.0f} s)  "
            if dev is not None else "")
-        + f"GP {row['gp']:.3f}  NCM raw pixels {row['ncm_raw']:.3f}  NCM hidden counts {row['ncm_hidden']:.3f}")
+        + f"GP {row['gp']:.3f}  NCM raw pixels {row['ncm_raw']:.3f}  NCM features {row['ncm_features']:.3f}")
     return row
