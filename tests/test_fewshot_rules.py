@@ -93,3 +93,17 @@ def test_input_features_readout_is_the_cosine_to_class_sums_on_golden():
     for k in range(3):
         assert np.corrcoef(H[:, k], ep[0][ep[1] == k].astype(float).sum(0))[0, 1] > 0.99
     assert (pred == ep[3]).mean() > 0.5
+
+
+def test_fewshot_bounds_small_run():
+    """The reference table of ``training.fewshot_bounds`` runs on the real digits episodes; with one shot
+    the class mean is the sample, so NCM and the nearest neighbour agree on every query."""
+    from plasticore.training.fewshot_bounds import bounds
+
+    rows = {r["classifier"]: r for r in bounds(episodes=3, iters=2, settings=((5, 1), (3, 2)), n_aug=(2,),
+                                                log=lambda *_: None)}
+    one = "5-way 1-shot"
+    assert rows["NCM, raw pixels (Euclidean)"][one] == rows["1-nearest neighbour, raw pixels"][one]
+    assert all(0 <= r[k] <= 1 for r in rows.values() for k in (one, "3-way 2-shot"))
+    assert rows["NCM, raw pixels (Euclidean)"][one] > 0.4  # far above chance (0.2) on digits
+    assert len(rows) == 10  # 6 on pixels, 2 with augmented copies, 2 on learned features
