@@ -93,8 +93,8 @@ class Board:
     synth_script: str = ""
     #: extra nextpnr options (placement / routing algorithms; they do not change what the design computes)
     pnr_opts: tuple[str, ...] = ()
-    #: more nextpnr options for designs built with a parameter set: ``{param: options}`` (like
-    #: ``pnr_opts`` they do not change what the design computes)
+    #: more nextpnr options for designs built with a parameter set: ``{param: options}`` or
+    #: ``{"param=value": options}`` (like ``pnr_opts`` they do not change what the design computes)
     pnr_opts_with: dict = field(default_factory=dict)
 
     def platform(self):
@@ -126,8 +126,9 @@ BOARDS: dict[str, Board] = {
         # router2 routes it
         pnr_opts=("--router", "router2"),
         # the chip with pipelined memories: the heap placer's placement leaves router2 diverging (the
-        # registers next to the block RAMs congest the RAM rows); the electrostatic placer's routes
-        pnr_opts_with={"mem_pipe": ("--placer", "static")},
+        # registers next to the block RAMs congest the RAM rows); the electrostatic placer's routes.
+        # A chip of program cores (plain memories) diverges the same way after the heap placer.
+        pnr_opts_with={"mem_pipe": ("--placer", "static"), "core=program": ("--placer", "static")},
     ),
     "icebreaker": Board(
         name="icebreaker",

@@ -441,8 +441,10 @@ def build(board: str, config: dict | None = None, *, root: Path | None = None, f
         shutil.rmtree(d)
     work.mkdir(parents=True)
     nextpnr_opts = [f"--report {NAME}.report.json", "--timing-allow-fail", *b.pnr_opts]
-    for param, opts in b.pnr_opts_with.items():
-        if cfg.params.get(param):
+    for key, opts in b.pnr_opts_with.items():  # "param" (when set) or "param=value"
+        param, eq, want = key.partition("=")
+        value = cfg.params.get(param)
+        if (str(value) == want) if eq else value:
             nextpnr_opts += opts
     job = BuildJob(board=b, config=cfg, design_id=ident, platform=b.platform(), top=make_top(cfg, ident),
                    work_dir=work, name=NAME, env=env, nextpnr_opts=nextpnr_opts, progress=progress)

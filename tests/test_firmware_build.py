@@ -191,14 +191,18 @@ def test_placement_seed_is_swept_not_pinned(tmp_path):
 
 
 def test_board_pnr_options_per_design_parameter(tmp_path):
-    """The ULX3S chip with pipelined memories is placed by nextpnr's electrostatic placer; without
-    them, by the default one."""
+    """The ULX3S chip with pipelined memories, and a chip of program cores, are placed by nextpnr's
+    electrostatic placer; a v1 chip without pipelined memories by the default one."""
     run = OptsRunner()
     small = {"design": "chip", "mesh_x": 1, "a_max": 8, "n_max": 8, "lanes": 1, "mem_pipe": 0}
     B.build("ulx3s", small, root=tmp_path, progress=False, runner=run)
     assert "--placer" not in run.opts[-1] and "--router" in run.opts[-1]
     B.build("ulx3s", {**small, "mem_pipe": 1}, root=tmp_path, progress=False, runner=run)
     assert run.opts[-1][run.opts[-1].index("--placer") + 1] == "static"
+    B.build("ulx3s", {**small, "core": "program"}, root=tmp_path, progress=False, runner=run)
+    assert run.opts[-1][run.opts[-1].index("--placer") + 1] == "static"
+    B.build("ulx3s", {**small, "core": "hybrid"}, root=tmp_path, progress=False, runner=run)
+    assert "--placer" not in run.opts[-1]
 
 
 def test_design_clock_default_per_board():
