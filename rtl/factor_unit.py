@@ -32,7 +32,7 @@ from .program_lpu import FACTOR_BITS, POST_FIELDS
 __all__ = ["FACTOR_LATENCY", "FactorUnit", "factor_cycles", "post_lane_layout"]
 
 #: clocks from a pipeline's last read issue to its write (both pipelines)
-FACTOR_LATENCY = 5
+FACTOR_LATENCY = 6
 
 
 def factor_cycles(n_axons: int, n_groups: int, lanes: int) -> int:
@@ -124,9 +124,10 @@ class FactorUnit(wiring.Component):
         m.d.sync += xs4.eq(((xp3 + 128) >> 8) + xin3)
         xw5 = Signal(signed(R.TRACE_BITS))
         m.d.sync += xw5.eq(sat(xs4, R.TRACE_BITS))
+        # +5: the write waits a clock (both pipelines write at +L)
         avs = chain(av1, L - 1, "av")
-        av5, ai5 = avs[-1], delayed(ai1, L - 1, "ai")
-        m.d.comb += [self.xtr_waddr.eq(ai5), self.xtr_wdata.eq(xw5), self.xtr_we.eq(av5)]
+        avL, aiL = avs[-1], delayed(ai1, L - 1, "ai")
+        m.d.comb += [self.xtr_waddr.eq(aiL), self.xtr_wdata.eq(delayed(xw5, L - 5, "xw")), self.xtr_we.eq(avL)]
 
         # ---- the neuron pipeline ----------------------------------------------------------------
         nv1, nj1 = Signal(), Signal.like(j)
@@ -154,18 +155,21 @@ class FactorUnit(wiring.Component):
         m.d.sync += [y5.eq(sat(ys4, R.TRACE_BITS)), mf5.eq(sat((mf4 + (1 << (C.F_FRAC - 1))) >> C.F_FRAC, R.M_BITS)),
                      ms5.eq(sat(ms4, R.M_BITS))]
         m5, s5, f5 = delayed(m4, 1, "m5"), delayed(s4, 1, "s5"), delayed(f4, 1, "f5")
-        # +5: m*ytr (combinational product, rounded and saturated into the write)
-        my = Signal(signed(R.M_BITS + R.TRACE_BITS))
-        m.d.comb += my.eq(m5 * y5)
+        # +5: m*ytr (registered: the product is not on the path into the post-word memory);
+        # +6: it is rounded and saturated into the write
+        my6 = Signal(signed(R.M_BITS + R.TRACE_BITS))
+        m.d.sync += my6.eq(m5 * y5)
+        f6, s6, y6, m6, mf6, ms6 = (delayed(v, 1, f"{n}6") for v, n in ((f5, "f"), (s5, "s"), (y5, "y"), (m5, "m"),
+                                                                         (mf5, "mf"), (ms5, "ms")))
         nvs = chain(nv1, L - 1, "nv")
-        nv5, nj5 = nvs[-1], delayed(nj1, L - 1, "nj")
+        nvL, njL = nvs[-1], delayed(nj1, L - 1, "nj")
         w = self.post_wdata
         m.d.comb += [
-            w.f.eq(f5), w.s.eq(s5), w.ytr.eq(y5), w.m.eq(m5), w.mf.eq(mf5), w.ms.eq(ms5),
-            w.my.eq(sat((my + (1 << (R.TRACE_FRAC - 1))) >> R.TRACE_FRAC, R.M_BITS)),
-            self.post_waddr.eq(nj5 >> logp),
-            self.post_we.eq(Mux(nv5, 1 << (nj5[:logp] if logp else 0), 0)),
-            self.ytr_waddr.eq(nj5), self.ytr_wdata.eq(y5), self.ytr_we.eq(nv5),
+            w.f.eq(f6), w.s.eq(s6), w.ytr.eq(y6), w.m.eq(m6), w.mf.eq(mf6), w.ms.eq(ms6),
+            w.my.eq(sat((my6 + (1 << (R.TRACE_FRAC - 1))) >> R.TRACE_FRAC, R.M_BITS)),
+            self.post_waddr.eq(njL >> logp),
+            self.post_we.eq(Mux(nvL, 1 << (njL[:logp] if logp else 0), 0)),
+            self.ytr_waddr.eq(njL), self.ytr_wdata.eq(y6), self.ytr_we.eq(nvL),
         ]
         m.d.comb += self.busy.eq(Cat(a_run, n_run, av1, nv1, *avs, *nvs).any())
         return m
