@@ -19,6 +19,7 @@ from pathlib import Path
 
 from plasticore.bundle import save_bundle
 from plasticore.training import api
+from plasticore.training.fewshot import FEATURES as FEWSHOT_FEATURES
 from plasticore.training.nirconv import DEFAULT_DT, NirError, evaluate, export_run, import_graph, read_graph
 from plasticore.training.sweep import (
     JOURNAL_NAME,
@@ -309,7 +310,7 @@ def add_cli(subparsers) -> None:
     e.add_argument("--port", help="fewshot: also run every episode on this board (a board of program cores; "
                                   "sim:// spawns a simulated one) and check it bit for bit against the golden model")
     e.add_argument("--episodes", type=positive_int, help="fewshot: test episodes per setting (default 200)")
-    e.add_argument("--features", choices=["input", "hidden"],
+    e.add_argument("--features", choices=FEWSHOT_FEATURES,
                    help="fewshot: what the plastic layer reads: input (each sample scaled to a unit norm; the "
                         "default) or hidden (a meta-trained LIF hidden layer of 128)")
     e.add_argument("--variants", type=_variant_list, default=("LP", "GP", "HP"),

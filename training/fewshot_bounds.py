@@ -28,17 +28,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .fewshot import SETTINGS, episode, unit_norm, unit_scale
+from .fewshot import SETTINGS, episode, ncm, unit_norm, unit_scale
 
 __all__ = ["bounds", "main"]
 
 
-def _ncm(sx, sy, qx, n, metric="euclid"):
+def _ncm_cosine(sx, sy, qx, n):
     mu = np.stack([sx[sy == k].mean(0) for k in range(n)])
-    if metric == "cosine":
-        mu = mu / np.maximum(np.linalg.norm(mu, axis=1, keepdims=True), 1e-12)
-        return (qx @ mu.T).argmax(1)
-    return ((qx[:, None] - mu[None]) ** 2).sum(-1).argmin(1)
+    mu = mu / np.maximum(np.linalg.norm(mu, axis=1, keepdims=True), 1e-12)
+    return (qx @ mu.T).argmax(1)
 
 
 def _nn(sx, sy, qx, n):
@@ -138,8 +136,8 @@ def bounds(dataset: str = "digits", episodes: int = 300, n_query: int = 5, iters
             sx, sy, qx, qy = episode(rng, by_class, test_cls, n_way, k_shot, n_query)
             s, q = sx.astype(np.float64), qx.astype(np.float64)
             us, uq = unit_norm(sx, scale).astype(np.float64), unit_norm(qx, scale).astype(np.float64)
-            add("NCM, raw pixels (Euclidean)", key, (_ncm(s, sy, q, n_way) == qy).sum())
-            add("NCM, raw pixels (cosine)", key, (_ncm(s, sy, q, n_way, "cosine") == qy).sum())
+            add("NCM, raw pixels (Euclidean)", key, (ncm(s, sy, q, n_way) == qy).sum())
+            add("NCM, raw pixels (cosine)", key, (_ncm_cosine(s, sy, q, n_way) == qy).sum())
             add("1-nearest neighbour, raw pixels", key, (_nn(s, sy, q, n_way) == qy).sum())
             add("ridge regression onto one-hot labels (λ = 1, pixels / 255)", key,
                 (_ridge(s / 255, sy, q / 255, n_way) == qy).sum())
@@ -152,9 +150,9 @@ def bounds(dataset: str = "digits", episodes: int = 300, n_query: int = 5, iters
                 ay = np.concatenate([sy, np.repeat(sy, n_a)])
                 add(f"1-nearest neighbour, support + {n_a} affine copies of each", key,
                     (_nn(aug, ay, q, n_way) == qy).sum())
-                add(f"NCM, support + {n_a} affine copies of each", key, (_ncm(aug, ay, q, n_way) == qy).sum())
+                add(f"NCM, support + {n_a} affine copies of each", key, (ncm(aug, ay, q, n_way) == qy).sum())
             for name, fn in feat_fns.items():
-                add(name, key, (_ncm(fn(sx), sy, fn(qx), n_way) == qy).sum())
+                add(name, key, (ncm(fn(sx), sy, fn(qx), n_way) == qy).sum())
         for r in rows.values():
             r[key] = r[key] / (episodes * n_way * n_query)
     return list(rows.values())
